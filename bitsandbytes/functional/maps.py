@@ -1,0 +1,81 @@
+"""The 8-bit quantization maps: 256 float32 values, sorted ascending.
+
+The dynamic map follows the construction of the 8-bit optimizer paper (a sign bit, a run
+of zero bits that sets a power of ten, an indicator bit, and linear fraction bits), and
+is computed in float32 step by step so that its bits equal those of the maps stored in
+checkpoints written by earlier releases.
+"""
+import itertools
+
+import torch
+
+
+def _pad_to_256(values):
+    return values + [0.0] * (256 - len(values))
+
+
+def create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8):
+    """Dynamic tree quantization map; `signed=False` spends the sign bit on precision."""
+    value_bits = total_bits - 1
+    # Codes where every exponent bit is zero and no indicator bit is left.
+    extra_codes = 2 ** (value_bits - max_exponent_bits) - 1
+    values = []
+
+    def add_decade(decade, count):
+        # `count` linear steps over [0.1, 1], taken at the centre of each step, scaled by 10^decade.
+        edges = torch.linspace(0.1, 1, count + 1, dtype=torch.float32)
+        centres = (edges[:-1] + edges[1:]) / 2.0
+        scale = 10 ** decade
+        values.extend((scale * centres).tolist())
+        if signed:
+            values.extend((-scale * centres).tolist())
+
+    for e in range(max_exponent_bits):
+        fraction_bits = e + value_bits - max_exponent_bits + (0 if signed else 1)
+        add_decade(-(max_exponent_bits - 1) + e, 2 ** fraction_bits)
+    if extra_codes > 0:
+        add_decade(-(max_exponent_bits - 1) + max_exponent_bits - 1, extra_codes)
+    values += [0.0, 1.0]
+    if len(values) != 2 ** total_bits:
+        raise ValueError(f"create_dynamic_map: {len(values)} values for total_bits={total_bits}")
+    return torch.tensor(sorted(_pad_to_256(values)), dtype=torch.float32)
+
+
+def create_linear_map(signed=True, total_bits=8, add_zero=True):
+    """Evenly spaced values over [-1, 1] (signed) or [0, 1]."""
+    low = -1.0 if signed else 0.0
+    count = 2 ** total_bits
+    if add_zero or total_bits < 8:
+        # An odd number of evenly spaced signed values puts one exactly on zero.
+        count = count - 1 if signed else count
+    values = torch.linspace(low, 1.0, count, dtype=torch.float32)
+    gap = 256 - values.numel()
+    if gap == 0:
+        return values
+    half = values.numel() // 2
+    return torch.tensor(values[:half].tolist() + [0.0] * gap + values[half:].tolist(), dtype=torch.float32)
+
+
+def create_fp8_map(signed=True, exponent_bits=5, precision_bits=2, total_bits=8):
+    """Every value of a small float format (with subnormals), normalised to a maximum of 1."""
+    has_sign = 1 if signed else 0
+    if exponent_bits + precision_bits != total_bits - has_sign:
+        raise ValueError("create_fp8_map: exponent_bits + precision_bits must equal total_bits minus the sign bit")
+    bias = 2 ** (exponent_bits - 1)
+    values = []
+    for exponent in range(2 ** exponent_bits):
+        for mantissa in itertools.product([0, 1], repeat=precision_bits):
+            v = 1.0 if exponent != 0 else 0.0
+            for i, bit in enumerate(mantissa):
+                v += bit * 2 ** -(i + 1)
+            v *= 2 ** -bias if exponent == 0 else 2 ** -(exponent - bias - 1)
+            values.append(v)
+            if signed:
+                values.append(-v)
+    if len(values) != 2 ** total_bits:
+        raise ValueError(f"create_fp8_map: {len(values)} values for total_bits={total_bits}")
+    values.sort()
+    if total_bits < 8:
+        values = _pad_to_256(values)
+    code = torch.tensor(values)
+    return code / code.max()

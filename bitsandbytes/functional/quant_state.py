@@ -1,0 +1,113 @@
+"""QuantState: everything needed to dequantize a block-wise quantized tensor."""
+import json
+
+import torch
+
+
+def _dtype_name(dtype):
+    return str(dtype).removeprefix("torch.")
+
+
+def _dtype_from_name(name):
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"QuantState.from_dict: unknown dtype {name!r}")
+    return dtype
+
+
+class QuantState:
+    """absmax (one per block, itself quantized when nested), the map `code`, the block size,
+    and the original shape and dtype. `state2` and `offset` describe the nested absmax."""
+
+    _PACKED_PREFIX = "quant_state.bitsandbytes__"
+
+    def __init__(self, absmax, shape=None, code=None, blocksize=None, quant_type=None, dtype=None, offset=None,
+                 state2=None):
+        self.absmax = absmax
+        self.shape = torch.Size(shape) if shape is not None else None
+        self.code = code
+        self.dtype = dtype
+        self.blocksize = blocksize
+        self.quant_type = quant_type
+        self.offset = offset
+        self.state2 = state2
+        self.nested = state2 is not None
+
+    def __eq__(self, other):
+        if not isinstance(other, QuantState):
+            return False
+
+        def same(a, b):
+            if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+                return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+                        and torch.equal(a.cpu(), b.cpu()))
+            return a == b
+
+        return (same(self.absmax, other.absmax) and self.shape == other.shape and same(self.code, other.code)
+                and self.dtype == other.dtype and self.blocksize == other.blocksize
+                and self.quant_type == other.quant_type and same(self.offset, other.offset)
+                and self.state2 == other.state2)
+
+    def as_dict(self, packed=False):
+        """A flat dict of tensors and plain values. With packed=True the non-tensor entries are
+        folded into one uint8 tensor, so that the dict holds tensors only (a state dict)."""
+        d = {
+            "quant_type": self.quant_type,
+            "absmax": self.absmax,
+            "blocksize": self.blocksize,
+            "quant_map": self.code,
+            "dtype": _dtype_name(self.dtype),
+            "shape": tuple(self.shape) if self.shape is not None else None,
+        }
+        if self.nested:
+            d.update({
+                "nested_absmax": self.state2.absmax,
+                "nested_blocksize": self.state2.blocksize,
+                "nested_quant_map": self.state2.code.clone(),
+                "nested_dtype": _dtype_name(self.state2.dtype),
+                "nested_offset": float(self.offset),
+            })
+        if not packed:
+            return d
+        tensors = {k: v for k, v in d.items() if isinstance(v, torch.Tensor)}
+        plain = {k: v for k, v in d.items() if not isinstance(v, torch.Tensor)}
+        blob = torch.frombuffer(bytearray(json.dumps(plain).encode()), dtype=torch.uint8)
+        tensors[self._PACKED_PREFIX + str(self.quant_type)] = blob
+        return tensors
+
+    @classmethod
+    def from_dict(cls, qs_dict, device):
+        """Inverse of as_dict (packed or not); tensors are moved to `device`."""
+        qs_dict = dict(qs_dict)
+        packed_keys = [k for k in qs_dict if k.startswith(cls._PACKED_PREFIX)]
+        if len(packed_keys) > 1:
+            raise ValueError(f"QuantState.from_dict: several packed entries {packed_keys}")
+        if packed_keys:
+            blob = qs_dict.pop(packed_keys[0])
+            qs_dict.update(json.loads(bytes(blob.cpu().numpy().tobytes()).decode()))
+        qs_dict = {k.split(".")[-1]: v for k, v in qs_dict.items()}  # tolerate prefixed keys
+        for key in ("absmax", "quant_map", "dtype", "blocksize"):
+            if key not in qs_dict:
+                raise ValueError(f"QuantState.from_dict: missing key {key!r}")
+        state2 = offset = None
+        if "nested_absmax" in qs_dict:
+            offset = torch.tensor(float(qs_dict["nested_offset"]), device=device)
+            state2 = cls(absmax=qs_dict["nested_absmax"].to(device), code=qs_dict["nested_quant_map"].to(device),
+                         blocksize=qs_dict["nested_blocksize"], dtype=_dtype_from_name(qs_dict["nested_dtype"]))
+        return cls(absmax=qs_dict["absmax"].to(device), shape=qs_dict.get("shape"),
+                   code=qs_dict["quant_map"].to(device), blocksize=qs_dict["blocksize"],
+                   quant_type=qs_dict.get("quant_type"), dtype=_dtype_from_name(qs_dict["dtype"]), offset=offset,
+                   state2=state2)
+
+    def to(self, device):
+        """Moves the tensors of this state (and of the nested state) to `device`, in place."""
+        self.absmax = self.absmax.to(device)
+        self.code = self.code.to(device)
+        if self.nested:
+            self.offset = self.offset.to(device)
+            self.state2.to(device)
+        return self
+
+    def __repr__(self):
+        return (f"QuantState(shape={tuple(self.shape) if self.shape is not None else None}, dtype={self.dtype}, "
+                f"blocksize={self.blocksize}, nested={self.nested})")

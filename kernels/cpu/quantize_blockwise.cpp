@@ -1,0 +1,45 @@
+// Block-wise 8-bit quantization on the CPU: one absmax per block, blocks spread over threads.
+#include <algorithm>
+#include <cmath>
+
+#include "bnb/quantize_cpu.h"
+#include "element_io.h"
+#include "nearest_code.h"
+
+namespace bnb::cpu {
+
+void quantize_blockwise(DType dtype, const void* A, const float* code, uint8_t* out, float* absmax,
+                        int64_t n, int64_t blocksize) {
+  const Midpoints mids(code);
+  const int64_t blocks = num_blocks(n, blocksize);
+  dispatch_dtype(dtype, [&](auto tag) {
+    using E = Element<decltype(tag)::value>;
+    const auto* a = static_cast<const typename E::storage*>(A);
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t lo = b * blocksize, hi = std::min(n, lo + blocksize);
+      float amax = 0.f;
+      for (int64_t i = lo; i < hi; ++i) amax = std::max(amax, std::fabs(E::load(a, i)));
+      absmax[b] = amax;
+      const float scale = amax > 0.f ? 1.0f / amax : 0.f;
+      for (int64_t i = lo; i < hi; ++i) out[i] = mids.nearest(E::load(a, i) * scale);
+    }
+  });
+}
+
+void dequantize_blockwise(DType dtype, const uint8_t* A, const float* code, const float* absmax,
+                          void* out, int64_t n, int64_t blocksize) {
+  const int64_t blocks = num_blocks(n, blocksize);
+  dispatch_dtype(dtype, [&](auto tag) {
+    using E = Element<decltype(tag)::value>;
+    auto* o = static_cast<typename E::storage*>(out);
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t lo = b * blocksize, hi = std::min(n, lo + blocksize);
+      const float amax = absmax[b];
+      for (int64_t i = lo; i < hi; ++i) E::store(o, i, code[A[i]] * amax);
+    }
+  });
+}
+
+}  // namespace bnb::cpu

@@ -1,0 +1,125 @@
+// Device helpers shared by the quantization kernels: typed vector loads and stores, and
+// the nearest-code search.
+//
+// Why a replicated table: the nearest-code search and the dequantize lookup read a
+// 256-entry table at data-dependent indices. With one copy in shared memory, the 32 lanes
+// of a warp hit random banks and serialise (about 4-way on real data). Keeping 32 copies,
+// entry i of lane l at [i * 32 + l], puts every lane in its own bank: every lookup is one
+// conflict-free shared-memory transaction, whatever the data.
+#pragma once
+#include <cstdint>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "bnb/dtype.h"
+
+namespace bnb::cuda {
+
+constexpr int kLanes = 32;
+constexpr int kThreads = 256;
+// Shared memory of one replicated table (256 floats x 32 lanes).
+constexpr int kReplicatedTableBytes = kCodeSize * kLanes * sizeof(float);
+
+template <DType T> struct DeviceType;
+template <> struct DeviceType<DType::Float32> { using type = float; };
+template <> struct DeviceType<DType::Float16> { using type = __half; };
+template <> struct DeviceType<DType::BFloat16> { using type = __nv_bfloat16; };
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T> __device__ __forceinline__ T from_float(float v);
+template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+// Loads N consecutive elements as float with 16-byte loads. p must be 16-byte aligned and
+// N * sizeof(T) a multiple of 16.
+template <typename T, int N>
+__device__ __forceinline__ void load_vec(const T* p, float (&v)[N]) {
+  static_assert((N * sizeof(T)) % 16 == 0, "vector of whole 16-byte words");
+  constexpr int kWords = N * sizeof(T) / 16;
+  constexpr int kPer = 16 / sizeof(T);
+#pragma unroll
+  for (int w = 0; w < kWords; ++w) {
+    uint4 raw = __ldcs(reinterpret_cast<const uint4*>(p) + w);  // streamed: read once
+    const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) v[w * kPer + j] = to_float(e[j]);
+  }
+}
+
+template <typename T, int N>
+__device__ __forceinline__ void store_vec(T* p, const float (&v)[N]) {
+  static_assert((N * sizeof(T)) % 16 == 0, "vector of whole 16-byte words");
+  constexpr int kWords = N * sizeof(T) / 16;
+  constexpr int kPer = 16 / sizeof(T);
+#pragma unroll
+  for (int w = 0; w < kWords; ++w) {
+    uint4 raw;
+    T* e = reinterpret_cast<T*>(&raw);
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) e[j] = from_float<T>(v[w * kPer + j]);
+    __stcs(reinterpret_cast<uint4*>(p) + w, raw);
+  }
+}
+
+// N (8 or 16) codes as one 8- or 16-byte access.
+template <int N>
+__device__ __forceinline__ void load_codes(const uint8_t* p, uint8_t (&q)[N]) {
+  static_assert(N == 8 || N == 16, "8 or 16 codes");
+  if constexpr (N == 8) {
+    uint2 raw = __ldcs(reinterpret_cast<const uint2*>(p));
+    memcpy(q, &raw, 8);
+  } else {
+    uint4 raw = __ldcs(reinterpret_cast<const uint4*>(p));
+    memcpy(q, &raw, 16);
+  }
+}
+template <int N>
+__device__ __forceinline__ void store_codes(uint8_t* p, const uint8_t (&q)[N]) {
+  static_assert(N == 8 || N == 16, "8 or 16 codes");
+  if constexpr (N == 8) {
+    uint2 raw;
+    memcpy(&raw, q, 8);
+    __stcs(reinterpret_cast<uint2*>(p), raw);
+  } else {
+    uint4 raw;
+    memcpy(&raw, q, 16);
+    __stcs(reinterpret_cast<uint4*>(p), raw);
+  }
+}
+
+// Fills table[i * 32 + lane] with the midpoint between code[i] and code[i + 1] (i < 255).
+// The search only ever reads rows 0..254. Ends with a barrier.
+__device__ __forceinline__ void fill_replicated_midpoints(const float* code, float* table) {
+  for (int i = threadIdx.x; i < (kCodeSize - 1) * kLanes; i += blockDim.x) {
+    const int row = i / kLanes;
+    table[i] = 0.5f * (__ldg(code + row) + __ldg(code + row + 1));
+  }
+  __syncthreads();
+}
+
+// Fills table[i * 32 + lane] with code[i]. Ends with a barrier.
+__device__ __forceinline__ void fill_replicated_code(const float* code, float* table) {
+  for (int i = threadIdx.x; i < kCodeSize * kLanes; i += blockDim.x) table[i] = __ldg(code + i / kLanes);
+  __syncthreads();
+}
+
+// Index of the nearest code entry: the number of midpoints below x (branch-free, 8 steps,
+// each one conflict-free shared-memory load). NaN maps to 0.
+__device__ __forceinline__ uint8_t nearest_code(const float* table, float x, int lane) {
+  int idx = 0;
+#pragma unroll
+  for (int step = 128; step >= 1; step >>= 1)
+    idx += (x > table[(idx + step - 1) * kLanes + lane]) ? step : 0;
+  return uint8_t(idx);
+}
+
+__device__ __forceinline__ bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
+
+}  // namespace bnb::cuda

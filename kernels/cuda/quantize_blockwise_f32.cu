@@ -1,0 +1,6 @@
+// Block-wise quantize/dequantize kernels for float values, every block size.
+#include "quantize_blockwise.cuh"
+
+namespace bnb::cuda {
+BNB_INSTANTIATE_BLOCKWISE(float)
+}  // namespace bnb::cuda
