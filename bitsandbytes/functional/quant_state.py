@@ -92,7 +92,8 @@ class QuantState:
         state2 = offset = None
         if "nested_absmax" in qs_dict:
             offset = torch.tensor(float(qs_dict["nested_offset"]), device=device)
-            state2 = cls(absmax=qs_dict["nested_absmax"].to(device), code=qs_dict["nested_quant_map"].to(device),
+            # The nested state quantized the absmax vector, which has as many values as its codes.
+            state2 = cls(absmax=qs_dict["nested_absmax"].to(device), shape=qs_dict["absmax"].shape, code=qs_dict["nested_quant_map"].to(device),
                          blocksize=qs_dict["nested_blocksize"], dtype=_dtype_from_name(qs_dict["nested_dtype"]))
         return cls(absmax=qs_dict["absmax"].to(device), shape=qs_dict.get("shape"),
                    code=qs_dict["quant_map"].to(device), blocksize=qs_dict["blocksize"],

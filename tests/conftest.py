@@ -1,0 +1,28 @@
+import os
+
+import pytest
+import torch
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+REFERENCE_DIR = os.environ.get(
+    "BNB_REFERENCE_DIR",
+    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "reference"))
+
+
+def pytest_generate_tests(metafunc):
+    # Every test that takes `device` runs on the CPU and, where present, on CUDA.
+    if "device" in metafunc.fixturenames:
+        metafunc.parametrize("device", DEVICES)
+
+
+@pytest.fixture
+def reference_dir():
+    if not os.path.isdir(REFERENCE_DIR):
+        pytest.skip(f"reference fixtures not found at {REFERENCE_DIR}")
+    return REFERENCE_DIR
+
+
+@pytest.fixture(autouse=True)
+def _fresh_seed(request):
+    # Fresh random data per test, reproducible from the test's name.
+    torch.manual_seed(abs(hash(request.node.nodeid)) % (2**31))
