@@ -4,9 +4,8 @@ import pytest
 import torch
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-REFERENCE_DIR = os.environ.get(
-    "BNB_REFERENCE_DIR",
-    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "reference"))
+# The reference library's fixtures; the project keeps a copy so the tests run anywhere.
+REFERENCE_DIR = os.environ.get("BNB_REFERENCE_DIR", os.path.join(os.path.dirname(__file__), "data", "reference"))
 
 
 def pytest_generate_tests(metafunc):
