@@ -24,7 +24,13 @@ step() {  # step NAME LOG COMMAND...: runs a command, logs it, records pass/fail
 }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/gpu.txt" 2>&1
-step build build.log env MAX_JOBS=$jobs pip install --no-build-isolation --no-deps -v -e . || {
+# The interpreter that holds torch builds and installs (a bare `pip` may belong to another).
+if python3 -m pip --version >/dev/null 2>&1; then
+  build=(python3 -m pip install --no-build-isolation --no-deps -v -e .)
+else
+  build=(python3 setup.py build_ext --inplace)
+fi
+step build build.log env MAX_JOBS=$jobs "${build[@]}" || {
   tail -40 "$out/build.log"; printf '%s\n' "${summary[@]}"; exit 1; }
 step ctest ctest.log bash -c "cmake -S . -B build/cmake -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release \
   && cmake --build build/cmake -j$jobs && ctest --test-dir build/cmake"
