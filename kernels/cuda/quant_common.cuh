@@ -109,13 +109,40 @@ __device__ __forceinline__ void fill_replicated_code(const float* code, float* t
 }
 
 // Index of the nearest code entry: the number of midpoints below x (branch-free, 8 steps,
-// each one conflict-free shared-memory load). NaN maps to 0.
-__device__ __forceinline__ uint8_t nearest_code(const float* table, float x, int lane) {
-  int idx = 0;
+// each one conflict-free shared-memory load). `lane_table` is table + lane. The position is
+// kept as a byte offset (index * 128) so that each step is one load with an immediate
+// offset, one compare and one predicated add. NaN maps to 0.
+__device__ __forceinline__ uint8_t nearest_code(const float* lane_table, float x) {
+  constexpr uint32_t kRowBytes = kLanes * sizeof(float);
+  const char* base = reinterpret_cast<const char*>(lane_table);
+  uint32_t off = 0;
 #pragma unroll
-  for (int step = 128; step >= 1; step >>= 1)
-    idx += (x > table[(idx + step - 1) * kLanes + lane]) ? step : 0;
-  return uint8_t(idx);
+  for (int step = 128; step >= 1; step >>= 1) {
+    const float m = *reinterpret_cast<const float*>(base + off + (step - 1) * kRowBytes);
+    if (x > m) off += step * kRowBytes;
+  }
+  return uint8_t(off / kRowBytes);
+}
+
+// V codes (V = 4, 8 or 16) as one 4-, 8- or 16-byte access.
+template <int V>
+__device__ __forceinline__ void load_code_vec(const uint8_t* p, uint8_t (&q)[V]) {
+  if constexpr (V == 4) {
+    const uint32_t raw = __ldcs(reinterpret_cast<const unsigned int*>(p));
+    memcpy(q, &raw, 4);
+  } else {
+    load_codes<V>(p, q);
+  }
+}
+template <int V>
+__device__ __forceinline__ void store_code_vec(uint8_t* p, const uint8_t (&q)[V]) {
+  if constexpr (V == 4) {
+    uint32_t raw;
+    memcpy(&raw, q, 4);
+    __stcs(reinterpret_cast<unsigned int*>(p), raw);
+  } else {
+    store_codes<V>(p, q);
+  }
 }
 
 __device__ __forceinline__ bool aligned16(const void* p) {
