@@ -6,6 +6,20 @@
 
 #include "bnb/dtype.h"
 
+// BNB_CHECK / BNB_CHECK_TYPE raise RuntimeError / TypeError in Python, like TORCH_CHECK, but
+// construct and throw the exception here, in this library. TORCH_CHECK hands the throw to a
+// function inside libc10; on some installations (torch and this extension built by different
+// C++ toolchains) an exception thrown there cannot unwind through this library's frames and
+// the process aborts instead of reporting the error.
+#define BNB_CHECK(cond, ...)                                      \
+  do {                                                            \
+    if (C10_UNLIKELY(!(cond))) C10_THROW_ERROR(Error, ::c10::str(__VA_ARGS__)); \
+  } while (0)
+#define BNB_CHECK_TYPE(cond, ...)                                     \
+  do {                                                                \
+    if (C10_UNLIKELY(!(cond))) C10_THROW_ERROR(TypeError, ::c10::str(__VA_ARGS__)); \
+  } while (0)
+
 namespace bnb::ops {
 
 inline DType kernel_dtype(c10::ScalarType t, const char* op, const char* arg) {
@@ -14,36 +28,36 @@ inline DType kernel_dtype(c10::ScalarType t, const char* op, const char* arg) {
     case c10::ScalarType::Half: return DType::Float16;
     case c10::ScalarType::BFloat16: return DType::BFloat16;
     default:
-      TORCH_CHECK_TYPE(false, op, ": ", arg, " must be float32, float16 or bfloat16, got ", t);
+      BNB_CHECK_TYPE(false, op, ": ", arg, " must be float32, float16 or bfloat16, got ", t);
   }
 }
 
 inline void check_dtype(const at::Tensor& t, c10::ScalarType want, const char* op, const char* arg) {
-  TORCH_CHECK_TYPE(t.scalar_type() == want, op, ": ", arg, " must be ", want, ", got ", t.scalar_type());
+  BNB_CHECK_TYPE(t.scalar_type() == want, op, ": ", arg, " must be ", want, ", got ", t.scalar_type());
 }
 
 inline void check_same_device(const at::Tensor& t, const at::Tensor& ref, const char* op, const char* arg,
                               const char* ref_arg) {
-  TORCH_CHECK(t.device() == ref.device(), op, ": ", arg, " is on ", t.device(), " but ", ref_arg, " is on ",
+  BNB_CHECK(t.device() == ref.device(), op, ": ", arg, " is on ", t.device(), " but ", ref_arg, " is on ",
               ref.device(), "; both must be on the same device");
 }
 
 // A quantization map: 256 float32 values on A's device.
 inline void check_code(const at::Tensor& code, const at::Tensor& A, const char* op) {
   check_dtype(code, c10::ScalarType::Float, op, "code");
-  TORCH_CHECK(code.numel() == kCodeSize, op, ": code must hold 256 values (an 8-bit map), got ", code.numel());
+  BNB_CHECK(code.numel() == kCodeSize, op, ": code must hold 256 values (an 8-bit map), got ", code.numel());
   check_same_device(code, A, op, "code", "A");
 }
 
 inline void check_blocksize(int64_t blocksize, const char* op) {
-  TORCH_CHECK(is_supported_blocksize(blocksize), op,
+  BNB_CHECK(is_supported_blocksize(blocksize), op,
               ": blocksize must be one of 64, 128, 256, 512, 1024, 2048, 4096, got ", blocksize);
 }
 
 inline void check_absmax(const at::Tensor& absmax, const at::Tensor& A, int64_t expected, const char* op) {
   check_dtype(absmax, c10::ScalarType::Float, op, "absmax");
   check_same_device(absmax, A, op, "absmax", "A");
-  TORCH_CHECK(absmax.numel() == expected, op, ": absmax must hold ", expected, " values for ", A.numel(),
+  BNB_CHECK(absmax.numel() == expected, op, ": absmax must hold ", expected, " values for ", A.numel(),
               " elements, got ", absmax.numel());
 }
 
