@@ -108,20 +108,28 @@ __device__ __forceinline__ void fill_replicated_code(const float* code, float* t
   __syncthreads();
 }
 
+// A float at a 32-bit shared-memory address. Kept volatile so the compiler never moves it
+// above the barrier that follows the table fill.
+__device__ __forceinline__ float load_shared(uint32_t addr) {
+  float v;
+  asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(addr));
+  return v;
+}
+
 // Index of the nearest code entry: the number of midpoints below x (branch-free, 8 steps,
-// each one conflict-free shared-memory load). `lane_table` is table + lane. The position is
-// kept as a byte offset (index * 128) so that each step is one load with an immediate
-// offset, one compare and one predicated add. NaN maps to 0.
+// each one conflict-free shared-memory load). `lane_table` is table + lane. The search walks
+// a 32-bit shared-memory address (row stride 128 bytes) rather than an index, so each step is
+// one load with an immediate offset, one compare, one select and one add. NaN maps to 0.
 __device__ __forceinline__ uint8_t nearest_code(const float* lane_table, float x) {
   constexpr uint32_t kRowBytes = kLanes * sizeof(float);
-  const char* base = reinterpret_cast<const char*>(lane_table);
-  uint32_t off = 0;
+  const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(lane_table));
+  uint32_t p = base;
 #pragma unroll
-  for (int step = 128; step >= 1; step >>= 1) {
-    const float m = *reinterpret_cast<const float*>(base + off + (step - 1) * kRowBytes);
-    if (x > m) off += step * kRowBytes;
+  for (uint32_t step = 128; step >= 1; step >>= 1) {
+    const float m = load_shared(p + (step - 1) * kRowBytes);
+    p += (x > m) ? step * kRowBytes : 0u;
   }
-  return uint8_t(off / kRowBytes);
+  return uint8_t((p - base) / kRowBytes);
 }
 
 // V codes (V = 4, 8 or 16) as one 4-, 8- or 16-byte access.

@@ -27,23 +27,26 @@ template <typename T, int BLOCK> struct BlockwiseShape {
   static_assert(kGroup >= 8 && kGroup <= kThreads, "group within one CTA");
 };
 
-// Max over a group of G consecutive threads; every thread of the CTA must call it.
+// Max over a group of G consecutive threads; every thread of the CTA must call it. Groups
+// wider than a warp meet in shared memory; `s_warp` alternates between two halves from one
+// call to the next (`parity`), so one barrier per reduction suffices: a warp cannot overwrite
+// a half before every warp has passed the barrier of the call that read it.
 template <int G>
-__device__ __forceinline__ float group_max(float v, float* s_warp) {
+__device__ __forceinline__ float group_max(float v, float* s_warp, int parity) {
 #pragma unroll
   for (int o = (G < 32 ? G : 32) / 2; o >= 1; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   if constexpr (G <= 32) {
     return v;
   } else {
     constexpr int kWarps = G / 32;
+    float* half = s_warp + parity * (kThreads / 32);
     const int warp = threadIdx.x / 32;
-    if (threadIdx.x % 32 == 0) s_warp[warp] = v;
+    if (threadIdx.x % 32 == 0) half[warp] = v;
     __syncthreads();
     const int first = (warp / kWarps) * kWarps;
-    float r = s_warp[first];
+    float r = half[first];
 #pragma unroll
-    for (int w = 1; w < kWarps; ++w) r = fmaxf(r, s_warp[first + w]);
-    __syncthreads();  // s_warp is reused by the next reduction
+    for (int w = 1; w < kWarps; ++w) r = fmaxf(r, half[first + w]);
     return r;
   }
 }
@@ -55,7 +58,8 @@ quantize_blockwise_kernel(const T* __restrict__ A, const float* __restrict__ cod
   using S = BlockwiseShape<T, BLOCK>;
   constexpr int V = S::kVec, C = S::kChunks;
   extern __shared__ float table[];
-  __shared__ float s_warp[kThreads / 32];
+  __shared__ float s_warp[2 * kThreads / 32];
+  int parity = 0;
   fill_replicated_midpoints(code, table);
   const float* lane_table = table + threadIdx.x % kLanes;
   const bool vector_ok = aligned16(A) && aligned16(out);
@@ -81,7 +85,8 @@ quantize_blockwise_kernel(const T* __restrict__ A, const float* __restrict__ cod
         float m = 0.f;
 #pragma unroll
         for (int j = 0; j < V; ++j) m = fmaxf(m, fabsf(v[c][j]));
-        m = group_max<S::kGroup>(m, s_warp);
+        m = group_max<S::kGroup>(m, s_warp, parity);
+        parity ^= 1;
         const int64_t base = first + int64_t(c) * S::kChunkSpan;
         if (threadIdx.x % S::kGroup == 0 && base < n) absmax[base / BLOCK] = m;
         scale[c] = m > 0.f ? 1.0f / m : 0.f;
@@ -92,7 +97,8 @@ quantize_blockwise_kernel(const T* __restrict__ A, const float* __restrict__ cod
       for (int c = 0; c < C; ++c)
 #pragma unroll
         for (int j = 0; j < V; ++j) m = fmaxf(m, fabsf(v[c][j]));
-      m = group_max<kThreads>(m, s_warp);
+      m = group_max<kThreads>(m, s_warp, parity);
+      parity ^= 1;
       if (threadIdx.x == 0) absmax[tile] = m;
 #pragma unroll
       for (int c = 0; c < C; ++c) scale[c] = m > 0.f ? 1.0f / m : 0.f;
