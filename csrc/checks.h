@@ -6,14 +6,13 @@
 
 #include "bnb/dtype.h"
 
-// BNB_CHECK / BNB_CHECK_TYPE raise RuntimeError / TypeError in Python, like TORCH_CHECK, but
-// construct and throw the exception here, in this library. TORCH_CHECK hands the throw to a
-// function inside libc10; on some installations (torch and this extension built by different
-// C++ toolchains) an exception thrown there cannot unwind through this library's frames and
-// the process aborts instead of reporting the error.
+// BNB_CHECK / BNB_CHECK_TYPE raise ValueError / TypeError in Python. They throw the typed c10
+// exceptions directly: on some installations (torch and this extension built by different
+// C++ toolchains) a failing TORCH_CHECK, whose plain c10::Error carries a C++ backtrace,
+// aborted the process instead of reaching Python, while the typed errors arrive intact.
 #define BNB_CHECK(cond, ...)                                      \
   do {                                                            \
-    if (C10_UNLIKELY(!(cond))) C10_THROW_ERROR(Error, ::c10::str(__VA_ARGS__)); \
+    if (C10_UNLIKELY(!(cond))) C10_THROW_ERROR(ValueError, ::c10::str(__VA_ARGS__)); \
   } while (0)
 #define BNB_CHECK_TYPE(cond, ...)                                     \
   do {                                                                \

@@ -24,6 +24,10 @@ template <typename T, int BLOCK> struct BlockwiseShape {
   static constexpr int kChunks = kBlockInChunk ? (kVec == 4 ? 2 : 1) : BLOCK / kChunkSpan;
   static constexpr int kTile = kChunks * kChunkSpan;
   static constexpr int kGroup = kBlockInChunk ? BLOCK / kVec : kThreads;  // threads per block
+  // Dequantize reads only a quarter of what it writes: four chunks per thread keep enough
+  // reads in flight.
+  static constexpr int kDequantChunks = kBlockInChunk ? 4 : kChunks;
+  static constexpr int kDequantTile = kDequantChunks * kChunkSpan;
   static_assert(kGroup >= 8 && kGroup <= kThreads, "group within one CTA");
 };
 
@@ -125,15 +129,15 @@ __global__ void __launch_bounds__(kThreads)
 dequantize_blockwise_kernel(const uint8_t* __restrict__ A, const float* __restrict__ code,
                             const float* __restrict__ absmax, T* __restrict__ out, int64_t n) {
   using S = BlockwiseShape<T, BLOCK>;
-  constexpr int V = S::kVec, C = S::kChunks;
+  constexpr int V = S::kVec, C = S::kDequantChunks;
   extern __shared__ float table[];
   fill_replicated_code(code, table);
   const float* lane_table = table + threadIdx.x % kLanes;
   const bool vector_ok = aligned16(A) && aligned16(out);
-  const int64_t tiles = (n + S::kTile - 1) / S::kTile;
+  const int64_t tiles = (n + S::kDequantTile - 1) / S::kDequantTile;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    const int64_t first = tile * S::kTile + int64_t(threadIdx.x) * V;
-    const bool full = vector_ok && (tile + 1) * S::kTile <= n;
+    const int64_t first = tile * S::kDequantTile + int64_t(threadIdx.x) * V;
+    const bool full = vector_ok && (tile + 1) * S::kDequantTile <= n;
     uint8_t q[C][V];
     float m[C];
 #pragma unroll
@@ -180,7 +184,7 @@ template <typename T, int BLOCK>
 cudaError_t launch_dequantize_blockwise_bs(const uint8_t* A, const float* code, const float* absmax, T* out,
                                            int64_t n, cudaStream_t stream) {
   using S = BlockwiseShape<T, BLOCK>;
-  const int64_t tiles = (n + S::kTile - 1) / S::kTile;
+  const int64_t tiles = (n + S::kDequantTile - 1) / S::kDequantTile;
   const auto kernel = dequantize_blockwise_kernel<T, BLOCK>;
   const int smem = kReplicatedTableBytes;
   const int64_t grid = std::min<int64_t>(tiles, persistent_grid((const void*)kernel, kThreads, smem));
