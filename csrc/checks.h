@@ -4,19 +4,43 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <string>
+#include <type_traits>
+
 #include "bnb/dtype.h"
 
-// BNB_CHECK / BNB_CHECK_TYPE raise ValueError / TypeError in Python. They throw the typed c10
-// exceptions directly: on some installations (torch and this extension built by different
-// C++ toolchains) a failing TORCH_CHECK, whose plain c10::Error carries a C++ backtrace,
-// aborted the process instead of reaching Python, while the typed errors arrive intact.
-#define BNB_CHECK(cond, ...)                                      \
-  do {                                                            \
-    if (C10_UNLIKELY(!(cond))) C10_THROW_ERROR(ValueError, ::c10::str(__VA_ARGS__)); \
+namespace bnb::ops::detail {
+
+// Error messages are built by plain string concatenation (std::to_string for numbers), never
+// through iostreams: on installations where this extension and torch were built by different
+// C++ toolchains, formatting a number through an ostream (as TORCH_CHECK's message builder
+// does) crashed the process instead of raising the error.
+inline void append(std::string& s, const char* v) { s += v; }
+inline void append(std::string& s, const std::string& v) { s += v; }
+template <typename T, std::enable_if_t<std::is_integral_v<T>, int> = 0>
+inline void append(std::string& s, T v) { s += std::to_string(v); }
+inline void append(std::string& s, double v) { s += std::to_string(v); }
+inline void append(std::string& s, c10::ScalarType t) { s += c10::toString(t); }
+inline void append(std::string& s, const c10::Device& d) { s += d.str(); }
+
+template <typename... Args>
+std::string message(const Args&... args) {
+  std::string s;
+  (append(s, args), ...);
+  return s;
+}
+
+}  // namespace bnb::ops::detail
+
+// Like TORCH_CHECK / TORCH_CHECK_TYPE (RuntimeError / TypeError in Python), with the message
+// built as above.
+#define BNB_CHECK(cond, ...)                                                                  \
+  do {                                                                                        \
+    if (C10_UNLIKELY(!(cond))) C10_THROW_ERROR(Error, ::bnb::ops::detail::message(__VA_ARGS__)); \
   } while (0)
-#define BNB_CHECK_TYPE(cond, ...)                                     \
-  do {                                                                \
-    if (C10_UNLIKELY(!(cond))) C10_THROW_ERROR(TypeError, ::c10::str(__VA_ARGS__)); \
+#define BNB_CHECK_TYPE(cond, ...)                                                                 \
+  do {                                                                                            \
+    if (C10_UNLIKELY(!(cond))) C10_THROW_ERROR(TypeError, ::bnb::ops::detail::message(__VA_ARGS__)); \
   } while (0)
 
 namespace bnb::ops {

@@ -16,7 +16,10 @@
 namespace bnb::cuda {
 
 constexpr int kLanes = 32;
-constexpr int kThreads = 256;
+// 512 threads share one 32 KB replicated table; at 32 registers a thread, four such CTAs fill
+// an SM (64 warps), where 256-thread CTAs stopped at 48 warps for want of shared memory.
+constexpr int kThreads = 512;
+constexpr int kMinBlocksPerSM = 4;
 // Shared memory of one replicated table (256 floats x 32 lanes).
 constexpr int kReplicatedTableBytes = kCodeSize * kLanes * sizeof(float);
 

@@ -56,7 +56,7 @@ __device__ __forceinline__ float group_max(float v, float* s_warp, int parity) {
 }
 
 template <typename T, int BLOCK>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSM)
 quantize_blockwise_kernel(const T* __restrict__ A, const float* __restrict__ code, uint8_t* __restrict__ out,
                           float* __restrict__ absmax, int64_t n) {
   using S = BlockwiseShape<T, BLOCK>;
@@ -125,7 +125,7 @@ quantize_blockwise_kernel(const T* __restrict__ A, const float* __restrict__ cod
 }
 
 template <typename T, int BLOCK>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSM)
 dequantize_blockwise_kernel(const uint8_t* __restrict__ A, const float* __restrict__ code,
                             const float* __restrict__ absmax, T* __restrict__ out, int64_t n) {
   using S = BlockwiseShape<T, BLOCK>;

@@ -30,7 +30,7 @@ __global__ void __launch_bounds__(kThreads) absmax_kernel(const T* __restrict__ 
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSM)
 quantize_scaled_kernel(const T* __restrict__ A, const float* __restrict__ code, const float* __restrict__ scale,
                        uint8_t* __restrict__ out, int64_t n) {
   extern __shared__ float table[];
@@ -59,7 +59,7 @@ quantize_scaled_kernel(const T* __restrict__ A, const float* __restrict__ code, 
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSM)
 dequantize_scaled_kernel(const uint8_t* __restrict__ A, const float* __restrict__ code,
                          const float* __restrict__ scale, T* __restrict__ out, int64_t n) {
   extern __shared__ float table[];
