@@ -45,7 +45,7 @@ def main():
         by_op.setdefault(op, {})[device] = (status, detail)
     for op, per_device in by_op.items():
         print(f"{op:<28} " + " ".join(f"{per_device.get(d, ('-', ''))[0]:<6}" for d in devices))
-    failures = [(op, d, detail) for op, d, status, detail in rows if status != "ok"]
+    failures = [(op, d, detail) for op, d, status, detail in rows if status == "FAIL"]
     for op, d, detail in failures:
         print(f"  {op} on {d}: {detail}")
     print()

@@ -21,7 +21,9 @@ def registered_ops():
 
 
 def run_self_checks(devices):
-    """Runs every check on every device. Returns rows (op, device, status, detail)."""
+    """Runs every check on every device where its ops have kernels. Returns rows
+    (op, device, status, detail); status is ok, FAIL or n/a (no kernel for that device)."""
+    from ..utils import has_kernel
     from . import checks  # noqa: F401  (registers the checks)
 
     rows = []
@@ -29,6 +31,9 @@ def run_self_checks(devices):
     for ops, fn in _CHECKS:
         covered.update(ops)
         for device in devices:
+            if not any(has_kernel(op, device) for op in ops):
+                rows.extend((op, device, "n/a", "") for op in ops)
+                continue
             try:
                 fn(device)
                 status, detail = "ok", ""
