@@ -22,6 +22,11 @@ inline void append(std::string& s, T v) { s += std::to_string(v); }
 inline void append(std::string& s, double v) { s += std::to_string(v); }
 inline void append(std::string& s, c10::ScalarType t) { s += c10::toString(t); }
 inline void append(std::string& s, const c10::Device& d) { s += d.str(); }
+inline void append(std::string& s, c10::IntArrayRef v) {
+  s += "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  s += "]";
+}
 
 template <typename... Args>
 std::string message(const Args&... args) {
