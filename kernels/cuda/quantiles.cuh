@@ -1,0 +1,124 @@
+// The two counting passes of quantile estimation (bnb/quantiles.h has the method), templated
+// on the element type; each dtype's instantiation lives in its own quantiles_<dtype>.cu.
+//
+// Both passes keep their histogram in shared memory (one CTA of 1024 threads per SM, a
+// persistent grid striding over tiles) and add it to the global one once at the end, so the
+// only global atomics are one per non-empty bin per CTA. Pass 1 reads with the default
+// cache policy and pass 2 walks the tiles in reverse order: the tail of the input that
+// pass 1 read last is still in L2 when pass 2 starts, which saves part of its DRAM read.
+#pragma once
+#include <algorithm>
+#include <cstddef>
+
+#include "bnb/quantiles.h"
+#include "bnb/quantiles_cuda.h"
+#include "bnb/quantize_cuda.h"
+#include "quant_common.cuh"
+
+namespace bnb::cuda {
+
+namespace q = bnb::quantiles;
+
+// Device scratch memory of one call. The two histograms are zeroed before pass 1; the rest
+// is written by the locate kernel.
+struct QuantileWorkspace {
+  unsigned long long hist1[q::kLevel1Bins];
+  unsigned long long hist2[q::kMaxQuantiles * q::kLevel2Bins];
+  unsigned long long rank_in_bin[q::kMaxQuantiles];  // wanted rank inside its level-1 bin
+  float frac[q::kMaxQuantiles];
+  uint32_t slot_bin[q::kMaxQuantiles];       // level-1 bin of each slot
+  uint32_t quantile_slot[q::kMaxQuantiles];  // slot of each quantile
+  uint32_t num_slots;
+};
+constexpr size_t kQuantileZeroedBytes = offsetof(QuantileWorkspace, rank_in_bin);
+
+constexpr int kPassThreads = 1024;
+constexpr int kPassWords = 2;  // 16-byte loads in flight per thread and tile
+constexpr int kLevel1Smem = q::kLevel1Bins * sizeof(uint32_t);  // 128 KiB
+constexpr int kLevel2Smem = q::kLevel1Bins * sizeof(uint16_t) + q::kMaxQuantiles * q::kLevel2Bins * sizeof(uint32_t);
+constexpr uint16_t kNoSlot = 0xffff;
+
+// Calls f(x) for every value of A, visiting tiles of kPassThreads * kPassWords 16-byte words
+// (from the last tile down when kReverse). kStream marks the loads as the data's last use.
+template <typename T, bool kReverse, bool kStream, class F>
+__device__ __forceinline__ void for_each_value(const T* __restrict__ A, int64_t n, F&& f) {
+  constexpr int kPerWord = 16 / sizeof(T);
+  constexpr int64_t kTile = int64_t(kPassThreads) * kPassWords * kPerWord;
+  const bool vector_ok = aligned16(A);
+  const int64_t tiles = (n + kTile - 1) / kTile;
+  for (int64_t step = blockIdx.x; step < tiles; step += gridDim.x) {
+    const int64_t tile = kReverse ? tiles - 1 - step : step;
+    const int64_t start = tile * kTile;
+    if (vector_ok && start + kTile <= n) {
+      const uint4* words = reinterpret_cast<const uint4*>(A + start);
+      uint4 raw[kPassWords];
+#pragma unroll
+      for (int w = 0; w < kPassWords; ++w) {
+        const uint4* p = words + w * kPassThreads + threadIdx.x;  // coalesced across the CTA
+        raw[w] = kStream ? __ldcs(p) : *p;
+      }
+#pragma unroll
+      for (int w = 0; w < kPassWords; ++w) {
+        const T* e = reinterpret_cast<const T*>(&raw[w]);
+#pragma unroll
+        for (int k = 0; k < kPerWord; ++k) f(to_float(e[k]));
+      }
+    } else {
+      const int64_t end = std::min<int64_t>(start + kTile, n);
+      for (int64_t i = start + threadIdx.x; i < end; i += kPassThreads) f(to_float(A[i]));
+    }
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kPassThreads) quantile_level1_kernel(const T* __restrict__ A, int64_t n,
+                                                                       QuantileWorkspace* ws) {
+  extern __shared__ uint32_t hist[];
+  for (int i = threadIdx.x; i < q::kLevel1Bins; i += kPassThreads) hist[i] = 0;
+  __syncthreads();
+  for_each_value<T, false, false>(A, n, [&](float x) { atomicAdd(&hist[q::order_key(x) >> q::kLevel1Shift], 1u); });
+  __syncthreads();
+  for (int i = threadIdx.x; i < q::kLevel1Bins; i += kPassThreads)
+    if (hist[i]) atomicAdd(&ws->hist1[i], static_cast<unsigned long long>(hist[i]));
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kPassThreads) quantile_level2_kernel(const T* __restrict__ A, int64_t n,
+                                                                       QuantileWorkspace* ws) {
+  extern __shared__ uint32_t smem[];
+  uint16_t* slot_of_bin = reinterpret_cast<uint16_t*>(smem);
+  uint32_t* hist = smem + q::kLevel1Bins / 2;
+  const int slots = int(ws->num_slots);
+  for (int i = threadIdx.x; i < q::kLevel1Bins / 2; i += kPassThreads) smem[i] = 0xffffffffu;  // kNoSlot pairs
+  for (int i = threadIdx.x; i < slots * q::kLevel2Bins; i += kPassThreads) hist[i] = 0;
+  __syncthreads();
+  for (int s = threadIdx.x; s < slots; s += kPassThreads) slot_of_bin[ws->slot_bin[s]] = uint16_t(s);
+  __syncthreads();
+  for_each_value<T, true, true>(A, n, [&](float x) {
+    const uint32_t key = q::order_key(x);
+    const uint32_t slot = slot_of_bin[key >> q::kLevel1Shift];
+    if (slot != kNoSlot) atomicAdd(&hist[slot * q::kLevel2Bins + ((key >> q::kFinalShift) & (q::kLevel2Bins - 1))], 1u);
+  });
+  __syncthreads();
+  for (int i = threadIdx.x; i < slots * q::kLevel2Bins; i += kPassThreads)
+    if (hist[i]) atomicAdd(&ws->hist2[i], static_cast<unsigned long long>(hist[i]));
+}
+
+// Persistent grid of one of the pass kernels, after allowing it its large shared memory.
+template <typename T>
+cudaError_t launch_quantile_pass(int level, const T* A, int64_t n, QuantileWorkspace* ws, cudaStream_t stream) {
+  const auto kernel = level == 1 ? quantile_level1_kernel<T> : quantile_level2_kernel<T>;
+  const int smem = level == 1 ? kLevel1Smem : kLevel2Smem;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess) return err;
+  constexpr int64_t kTile = int64_t(kPassThreads) * kPassWords * (16 / sizeof(T));
+  const int64_t tiles = (n + kTile - 1) / kTile;
+  const int64_t grid = std::max<int64_t>(1, std::min<int64_t>(tiles, persistent_grid((const void*)kernel, kPassThreads, smem)));
+  kernel<<<int(grid), kPassThreads, smem, stream>>>(A, n, ws);
+  return cudaGetLastError();
+}
+
+#define BNB_INSTANTIATE_QUANTILE_PASS(T) \
+  template cudaError_t launch_quantile_pass<T>(int, const T*, int64_t, QuantileWorkspace*, cudaStream_t);
+
+}  // namespace bnb::cuda
