@@ -46,14 +46,19 @@ quantile_locate_kernel(QuantileWorkspace* ws, int64_t n, double offset, int num_
   __shared__ uint32_t slots_in_warp[q::kMaxQuantiles / 32];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 
-  // Sum of each chunk of 32 bins: warp w owns chunks w*32 .. w*32+31, all loads in flight.
-  unsigned long long v[kChunk];
+  // Sum of each chunk of 32 bins: warp w owns chunks w*32 .. w*32+31, read in batches of 8
+  // coalesced loads kept in flight together (the counts sit in L2; latency is the cost).
+  constexpr int kBatch = 8;
 #pragma unroll
-  for (int k = 0; k < kChunk; ++k) v[k] = ws->hist1[(warp * kChunk + k) * kChunk + lane];
+  for (int b = 0; b < kChunk; b += kBatch) {
+    unsigned long long v[kBatch];
 #pragma unroll
-  for (int k = 0; k < kChunk; ++k) {
-    const unsigned long long s = warp_sum(v[k]);
-    if (lane == 0) chunk_incl[warp * kChunk + k] = s;
+    for (int k = 0; k < kBatch; ++k) v[k] = ws->hist1[(warp * kChunk + b + k) * kChunk + lane];
+#pragma unroll
+    for (int k = 0; k < kBatch; ++k) {
+      const unsigned long long s = warp_sum(v[k]);
+      if (lane == 0) chunk_incl[warp * kChunk + b + k] = s;
+    }
   }
   __syncthreads();
   // Inclusive scan over the 1024 chunk sums, one per thread.
@@ -68,10 +73,7 @@ quantile_locate_kernel(QuantileWorkspace* ws, int64_t n, double offset, int num_
 
   // One warp per quantile: binary search for the chunk, then a warp scan inside it.
   for (int j = warp; j < num_quantiles; j += kLocateThreads / 32) {
-    int64_t rank;
-    float frac;
-    q::quantile_target(n, offset, num_quantiles, j, &rank, &frac);
-    const unsigned long long t = static_cast<unsigned long long>(rank);
+    const unsigned long long t = static_cast<unsigned long long>(q::quantile_target(n, offset, num_quantiles, j));
     int lo = 0, hi = kChunks - 1;  // smallest chunk whose inclusive count exceeds t
     while (lo < hi) {
       const int mid = (lo + hi) / 2;
@@ -88,7 +90,6 @@ quantile_locate_kernel(QuantileWorkspace* ws, int64_t n, double offset, int num_
     if (lane == owner) {
       bin_of[j] = uint32_t(lo * kChunk + lane);
       ws->rank_in_bin[j] = found ? t - (incl - h) : 0ull;
-      ws->frac[j] = frac;
     }
   }
   __syncthreads();
@@ -109,37 +110,35 @@ quantile_locate_kernel(QuantileWorkspace* ws, int64_t n, double offset, int num_
   }
 }
 
-// One warp per quantile: finds the sub-bin (final bin) holding the rank inside the slot's
-// 128 level-2 counts and writes the estimate.
+// One warp per quantile: finds the sub-bin (final bin) holding the rank among the slot's
+// level-2 counts and writes the mean value of that bin.
 __global__ void __launch_bounds__(kFinishWarps * 32)
-quantile_finish_kernel(const QuantileWorkspace* __restrict__ ws, int num_quantiles, bool exact, float* out) {
+quantile_finish_kernel(const QuantileWorkspace* __restrict__ ws, int num_quantiles, float* out) {
+  constexpr int kPerLane = q::kLevel2Bins / 32;
+  static_assert(kPerLane == 2, "two sub-bins per lane");
   const int lane = threadIdx.x % 32;
   const int j = blockIdx.x * kFinishWarps + threadIdx.x / 32;
   if (j >= num_quantiles) return;  // whole warps leave together
   const uint32_t slot = ws->quantile_slot[j];
   const unsigned long long r = ws->rank_in_bin[j];
-  constexpr int kPerLane = q::kLevel2Bins / 32;
-  const unsigned long long* sub = ws->hist2 + size_t(slot) * q::kLevel2Bins + lane * kPerLane;
-  unsigned long long c[kPerLane], lane_total = 0;
-#pragma unroll
-  for (int k = 0; k < kPerLane; ++k) lane_total += (c[k] = sub[k]);
-  const unsigned long long incl = warp_inclusive_scan(lane_total, lane);
-  unsigned long long below = incl - lane_total;
+  const size_t first = size_t(slot) * q::kLevel2Bins + lane * kPerLane;
+  const unsigned long long c0 = ws->hist2[first], c1 = ws->hist2[first + 1];
+  const unsigned long long incl = warp_inclusive_scan(c0 + c1, lane);
+  const unsigned long long below = incl - c0 - c1;
   const bool here = below <= r && r < incl;
   const unsigned found = __ballot_sync(0xffffffffu, here);
   const uint32_t level1 = ws->slot_bin[slot];
   if (here) {
-    int k = 0;
-    while (k < kPerLane - 1 && below + c[k] <= r) below += c[k++];
+    const int k = r < below + c0 ? 0 : 1;
     const uint32_t final_bin = (level1 << q::kLevel2Bits) | uint32_t(lane * kPerLane + k);
-    out[j] = q::final_estimate(final_bin, r - below, c[k], ws->frac[j], exact);
+    out[j] = q::final_estimate(final_bin, k ? c1 : c0, ws->position_sum[first + k]);
   } else if (!found && lane == 0) {  // counts changed between the passes: the level-1 bin's start
-    out[j] = q::final_estimate(level1 << q::kLevel2Bits, 0, 0, 0.f, true);
+    out[j] = q::final_estimate(level1 << q::kLevel2Bits, 0, 0);
   }
 }
 
 template <typename T>
-cudaError_t launch_estimate_quantiles(const T* A, int64_t n, double offset, int num_quantiles, bool exact, float* out,
+cudaError_t launch_estimate_quantiles(const T* A, int64_t n, double offset, int num_quantiles, float* out,
                                       QuantileWorkspace* ws, cudaStream_t stream) {
   cudaError_t err = cudaMemsetAsync(ws, 0, kQuantileZeroedBytes, stream);
   if (err != cudaSuccess) return err;
@@ -148,7 +147,7 @@ cudaError_t launch_estimate_quantiles(const T* A, int64_t n, double offset, int 
   if ((err = cudaGetLastError()) != cudaSuccess) return err;
   if ((err = launch_quantile_pass<T>(2, A, n, ws, stream)) != cudaSuccess) return err;
   const int blocks = (num_quantiles + kFinishWarps - 1) / kFinishWarps;
-  quantile_finish_kernel<<<blocks, kFinishWarps * 32, 0, stream>>>(ws, num_quantiles, exact, out);
+  quantile_finish_kernel<<<blocks, kFinishWarps * 32, 0, stream>>>(ws, num_quantiles, out);
   return cudaGetLastError();
 }
 
@@ -162,11 +161,11 @@ cudaError_t estimate_quantiles(DType dtype, const void* A, int64_t n, double off
   auto* ws = static_cast<QuantileWorkspace*>(workspace);
   switch (dtype) {
     case DType::Float32:
-      return launch_estimate_quantiles(static_cast<const float*>(A), n, offset, num_quantiles, false, out, ws, stream);
+      return launch_estimate_quantiles(static_cast<const float*>(A), n, offset, num_quantiles, out, ws, stream);
     case DType::Float16:
-      return launch_estimate_quantiles(static_cast<const __half*>(A), n, offset, num_quantiles, true, out, ws, stream);
+      return launch_estimate_quantiles(static_cast<const __half*>(A), n, offset, num_quantiles, out, ws, stream);
     case DType::BFloat16:
-      return launch_estimate_quantiles(static_cast<const __nv_bfloat16*>(A), n, offset, num_quantiles, true, out, ws,
+      return launch_estimate_quantiles(static_cast<const __nv_bfloat16*>(A), n, offset, num_quantiles, out, ws,
                                        stream);
   }
   return cudaErrorInvalidValue;

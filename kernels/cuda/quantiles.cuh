@@ -23,9 +23,9 @@ namespace q = bnb::quantiles;
 // is written by the locate kernel.
 struct QuantileWorkspace {
   unsigned long long hist1[q::kLevel1Bins];
-  unsigned long long hist2[q::kMaxQuantiles * q::kLevel2Bins];
+  unsigned long long hist2[q::kMaxQuantiles * q::kLevel2Bins];       // counts per slot and sub-bin
+  unsigned long long position_sum[q::kMaxQuantiles * q::kLevel2Bins];  // sums of positions in the final bin
   unsigned long long rank_in_bin[q::kMaxQuantiles];  // wanted rank inside its level-1 bin
-  float frac[q::kMaxQuantiles];
   uint32_t slot_bin[q::kMaxQuantiles];       // level-1 bin of each slot
   uint32_t quantile_slot[q::kMaxQuantiles];  // slot of each quantile
   uint32_t num_slots;
@@ -35,7 +35,12 @@ constexpr size_t kQuantileZeroedBytes = offsetof(QuantileWorkspace, rank_in_bin)
 constexpr int kPassThreads = 1024;
 constexpr int kPassWords = 2;  // 16-byte loads in flight per thread and tile
 constexpr int kLevel1Smem = q::kLevel1Bins * sizeof(uint32_t);  // 128 KiB
-constexpr int kLevel2Smem = q::kLevel1Bins * sizeof(uint16_t) + q::kMaxQuantiles * q::kLevel2Bins * sizeof(uint32_t);
+constexpr int kLevel2Cells = q::kMaxQuantiles * q::kLevel2Bins;
+// Slot of each level-1 bin (64 KiB), then the counts and position sums (64 KiB each).
+constexpr int kLevel2Smem = q::kLevel1Bins * sizeof(uint16_t) + 2 * kLevel2Cells * sizeof(uint32_t);
+// Pass 2 sums 11-bit positions in 32-bit shared counters: a CTA reads at most 2^21 values,
+// so that a sum (at most 2^21 * 2047) cannot overflow.
+constexpr int64_t kLevel2MaxValuesPerCta = int64_t(1) << 21;
 constexpr uint16_t kNoSlot = 0xffff;
 
 // Calls f(x) for every value of A, visiting tiles of kPassThreads * kPassWords 16-byte words
@@ -88,20 +93,29 @@ __global__ void __launch_bounds__(kPassThreads) quantile_level2_kernel(const T* 
   extern __shared__ uint32_t smem[];
   uint16_t* slot_of_bin = reinterpret_cast<uint16_t*>(smem);
   uint32_t* hist = smem + q::kLevel1Bins / 2;
+  uint32_t* sums = hist + kLevel2Cells;
   const int slots = int(ws->num_slots);
   for (int i = threadIdx.x; i < q::kLevel1Bins / 2; i += kPassThreads) smem[i] = 0xffffffffu;  // kNoSlot pairs
-  for (int i = threadIdx.x; i < slots * q::kLevel2Bins; i += kPassThreads) hist[i] = 0;
+  for (int i = threadIdx.x; i < slots * q::kLevel2Bins; i += kPassThreads) hist[i] = sums[i] = 0;
   __syncthreads();
   for (int s = threadIdx.x; s < slots; s += kPassThreads) slot_of_bin[ws->slot_bin[s]] = uint16_t(s);
   __syncthreads();
   for_each_value<T, true, true>(A, n, [&](float x) {
     const uint32_t key = q::order_key(x);
     const uint32_t slot = slot_of_bin[key >> q::kLevel1Shift];
-    if (slot != kNoSlot) atomicAdd(&hist[slot * q::kLevel2Bins + ((key >> q::kFinalShift) & (q::kLevel2Bins - 1))], 1u);
+    if (slot != kNoSlot) {
+      const uint32_t at = slot * q::kLevel2Bins + ((key >> q::kFinalShift) & (q::kLevel2Bins - 1));
+      atomicAdd(&hist[at], 1u);
+      atomicAdd(&sums[at], key & q::kPositionMask);
+    }
   });
   __syncthreads();
-  for (int i = threadIdx.x; i < slots * q::kLevel2Bins; i += kPassThreads)
-    if (hist[i]) atomicAdd(&ws->hist2[i], static_cast<unsigned long long>(hist[i]));
+  for (int i = threadIdx.x; i < slots * q::kLevel2Bins; i += kPassThreads) {
+    if (hist[i]) {
+      atomicAdd(&ws->hist2[i], static_cast<unsigned long long>(hist[i]));
+      atomicAdd(&ws->position_sum[i], static_cast<unsigned long long>(sums[i]));
+    }
+  }
 }
 
 // Persistent grid of one of the pass kernels, after allowing it its large shared memory.
@@ -113,7 +127,9 @@ cudaError_t launch_quantile_pass(int level, const T* A, int64_t n, QuantileWorks
   if (err != cudaSuccess) return err;
   constexpr int64_t kTile = int64_t(kPassThreads) * kPassWords * (16 / sizeof(T));
   const int64_t tiles = (n + kTile - 1) / kTile;
-  const int64_t grid = std::max<int64_t>(1, std::min<int64_t>(tiles, persistent_grid((const void*)kernel, kPassThreads, smem)));
+  int64_t grid = std::min<int64_t>(tiles, persistent_grid((const void*)kernel, kPassThreads, smem));
+  if (level == 2) grid = std::max<int64_t>(grid, (tiles + kLevel2MaxValuesPerCta / kTile - 1) / (kLevel2MaxValuesPerCta / kTile));
+  grid = std::max<int64_t>(grid, 1);
   kernel<<<int(grid), kPassThreads, smem, stream>>>(A, n, ws);
   return cudaGetLastError();
 }
