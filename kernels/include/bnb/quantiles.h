@@ -82,7 +82,9 @@ BNB_HD float key_value(uint32_t key) {
 // estimate does not need to: no value lies strictly between the two.)
 BNB_HD int64_t quantile_target(int64_t n, double offset, int num_quantiles, int j) {
   const double p = num_quantiles > 1 ? offset + j * ((1.0 - 2.0 * offset) / (num_quantiles - 1)) : offset;
-  double pos = p * double(n - 1);
+  // The nudge makes a position that is an integer up to rounding (p computed another way,
+  // as torch.linspace does) land on that integer, not one below it.
+  double pos = p * double(n - 1) + 1e-6;
   if (pos < 0) pos = 0;
   int64_t r = int64_t(pos);  // floor, pos >= 0
   return r > n - 1 ? n - 1 : r;
