@@ -3,7 +3,8 @@
 //
 // Both passes keep their histogram in shared memory (one CTA of 1024 threads per SM, a
 // persistent grid striding over tiles) and add it to the global one once at the end, so the
-// only global atomics are one per non-empty bin per CTA. Pass 1 reads with the default
+// only global atomics are one per non-empty bin per CTA. (GPUs with less than 192 KiB of
+// shared memory per CTA, before sm_90, count with global atomics instead.) Pass 1 reads with the default
 // cache policy and pass 2 walks the tiles in reverse order: the tail of the input that
 // pass 1 read last is still in L2 when pass 2 starts, which saves part of its DRAM read.
 #pragma once
@@ -33,7 +34,7 @@ struct QuantileWorkspace {
 constexpr size_t kQuantileZeroedBytes = offsetof(QuantileWorkspace, rank_in_bin);
 
 constexpr int kPassThreads = 1024;
-constexpr int kPassWords = 2;  // 16-byte loads in flight per thread and tile
+constexpr int kPassWords = 4;  // 16-byte loads in flight per thread and tile
 constexpr int kLevel1Smem = q::kLevel1Bins * sizeof(uint32_t);  // 128 KiB
 constexpr int kLevel2Cells = q::kMaxQuantiles * q::kLevel2Bins;
 // Slot of each level-1 bin (64 KiB), then the counts and position sums (64 KiB each).
@@ -75,19 +76,26 @@ __device__ __forceinline__ void for_each_value(const T* __restrict__ A, int64_t 
   }
 }
 
-template <typename T>
+// kShared: count in shared memory and add to the global histogram once per CTA (GPUs that
+// give a CTA 192 KiB of shared memory: sm_90). Otherwise every value is a global atomic:
+// correct everywhere, but slower.
+template <typename T, bool kShared>
 __global__ void __launch_bounds__(kPassThreads) quantile_level1_kernel(const T* __restrict__ A, int64_t n,
                                                                        QuantileWorkspace* ws) {
-  extern __shared__ uint32_t hist[];
-  for (int i = threadIdx.x; i < q::kLevel1Bins; i += kPassThreads) hist[i] = 0;
-  __syncthreads();
-  for_each_value<T, false, false>(A, n, [&](float x) { atomicAdd(&hist[q::order_key(x) >> q::kLevel1Shift], 1u); });
-  __syncthreads();
-  for (int i = threadIdx.x; i < q::kLevel1Bins; i += kPassThreads)
-    if (hist[i]) atomicAdd(&ws->hist1[i], static_cast<unsigned long long>(hist[i]));
+  if constexpr (kShared) {
+    extern __shared__ uint32_t hist[];
+    for (int i = threadIdx.x; i < q::kLevel1Bins; i += kPassThreads) hist[i] = 0;
+    __syncthreads();
+    for_each_value<T, false, false>(A, n, [&](float x) { atomicAdd(&hist[q::order_key(x) >> q::kLevel1Shift], 1u); });
+    __syncthreads();
+    for (int i = threadIdx.x; i < q::kLevel1Bins; i += kPassThreads)
+      if (hist[i]) atomicAdd(&ws->hist1[i], static_cast<unsigned long long>(hist[i]));
+  } else {
+    for_each_value<T, false, false>(A, n, [&](float x) { atomicAdd(&ws->hist1[q::order_key(x) >> q::kLevel1Shift], 1ull); });
+  }
 }
 
-template <typename T>
+template <typename T, bool kShared>
 __global__ void __launch_bounds__(kPassThreads) quantile_level2_kernel(const T* __restrict__ A, int64_t n,
                                                                        QuantileWorkspace* ws) {
   extern __shared__ uint32_t smem[];
@@ -96,7 +104,9 @@ __global__ void __launch_bounds__(kPassThreads) quantile_level2_kernel(const T* 
   uint32_t* sums = hist + kLevel2Cells;
   const int slots = int(ws->num_slots);
   for (int i = threadIdx.x; i < q::kLevel1Bins / 2; i += kPassThreads) smem[i] = 0xffffffffu;  // kNoSlot pairs
-  for (int i = threadIdx.x; i < slots * q::kLevel2Bins; i += kPassThreads) hist[i] = sums[i] = 0;
+  if constexpr (kShared) {
+    for (int i = threadIdx.x; i < slots * q::kLevel2Bins; i += kPassThreads) hist[i] = sums[i] = 0;
+  }
   __syncthreads();
   for (int s = threadIdx.x; s < slots; s += kPassThreads) slot_of_bin[ws->slot_bin[s]] = uint16_t(s);
   __syncthreads();
@@ -105,33 +115,58 @@ __global__ void __launch_bounds__(kPassThreads) quantile_level2_kernel(const T* 
     const uint32_t slot = slot_of_bin[key >> q::kLevel1Shift];
     if (slot != kNoSlot) {
       const uint32_t at = slot * q::kLevel2Bins + ((key >> q::kFinalShift) & (q::kLevel2Bins - 1));
-      atomicAdd(&hist[at], 1u);
-      atomicAdd(&sums[at], key & q::kPositionMask);
+      if constexpr (kShared) {
+        atomicAdd(&hist[at], 1u);
+        atomicAdd(&sums[at], key & q::kPositionMask);
+      } else {
+        atomicAdd(&ws->hist2[at], 1ull);
+        atomicAdd(&ws->position_sum[at], static_cast<unsigned long long>(key & q::kPositionMask));
+      }
     }
   });
-  __syncthreads();
-  for (int i = threadIdx.x; i < slots * q::kLevel2Bins; i += kPassThreads) {
-    if (hist[i]) {
-      atomicAdd(&ws->hist2[i], static_cast<unsigned long long>(hist[i]));
-      atomicAdd(&ws->position_sum[i], static_cast<unsigned long long>(sums[i]));
+  if constexpr (kShared) {
+    __syncthreads();
+    for (int i = threadIdx.x; i < slots * q::kLevel2Bins; i += kPassThreads) {
+      if (hist[i]) {
+        atomicAdd(&ws->hist2[i], static_cast<unsigned long long>(hist[i]));
+        atomicAdd(&ws->position_sum[i], static_cast<unsigned long long>(sums[i]));
+      }
     }
   }
 }
 
-// Persistent grid of one of the pass kernels, after allowing it its large shared memory.
-template <typename T>
-cudaError_t launch_quantile_pass(int level, const T* A, int64_t n, QuantileWorkspace* ws, cudaStream_t stream) {
-  const auto kernel = level == 1 ? quantile_level1_kernel<T> : quantile_level2_kernel<T>;
-  const int smem = level == 1 ? kLevel1Smem : kLevel2Smem;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  if (err != cudaSuccess) return err;
+// Whether the current GPU gives one CTA the shared memory of the shared-memory passes.
+inline bool quantile_passes_fit_shared() {
+  int device = 0, optin = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) return false;
+  return optin >= std::max(kLevel1Smem, kLevel2Smem);
+}
+
+// Persistent grid of one of the pass kernels, after allowing it its shared memory.
+template <typename T, bool kShared>
+cudaError_t launch_quantile_pass_on(int level, const T* A, int64_t n, QuantileWorkspace* ws, cudaStream_t stream) {
+  const auto kernel = level == 1 ? quantile_level1_kernel<T, kShared> : quantile_level2_kernel<T, kShared>;
+  constexpr int kLookupSmem = q::kLevel1Bins * sizeof(uint16_t);
+  const int smem = level == 1 ? (kShared ? kLevel1Smem : 0) : (kShared ? kLevel2Smem : kLookupSmem);
+  if (smem > 48 * 1024) {
+    const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (err != cudaSuccess) return err;
+  }
   constexpr int64_t kTile = int64_t(kPassThreads) * kPassWords * (16 / sizeof(T));
+  constexpr int64_t kMaxTilesPerCta = kLevel2MaxValuesPerCta / kTile;
   const int64_t tiles = (n + kTile - 1) / kTile;
   int64_t grid = std::min<int64_t>(tiles, persistent_grid((const void*)kernel, kPassThreads, smem));
-  if (level == 2) grid = std::max<int64_t>(grid, (tiles + kLevel2MaxValuesPerCta / kTile - 1) / (kLevel2MaxValuesPerCta / kTile));
+  if (level == 2) grid = std::max<int64_t>(grid, (tiles + kMaxTilesPerCta - 1) / kMaxTilesPerCta);
   grid = std::max<int64_t>(grid, 1);
   kernel<<<int(grid), kPassThreads, smem, stream>>>(A, n, ws);
   return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_quantile_pass(int level, const T* A, int64_t n, QuantileWorkspace* ws, cudaStream_t stream) {
+  return quantile_passes_fit_shared() ? launch_quantile_pass_on<T, true>(level, A, n, ws, stream)
+                                      : launch_quantile_pass_on<T, false>(level, A, n, ws, stream);
 }
 
 #define BNB_INSTANTIATE_QUANTILE_PASS(T) \
