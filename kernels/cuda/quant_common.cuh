@@ -16,7 +16,10 @@
 namespace bnb::cuda {
 
 constexpr int kLanes = 32;
-constexpr int kThreads = 256;
+// 512 threads share one 32 KB replicated table; at 32 registers a thread, four such CTAs fill
+// an SM (64 warps), where 256-thread CTAs stopped at 48 warps for want of shared memory.
+constexpr int kThreads = 512;
+constexpr int kMinBlocksPerSM = 4;
 // Shared memory of one replicated table (256 floats x 32 lanes).
 constexpr int kReplicatedTableBytes = kCodeSize * kLanes * sizeof(float);
 
@@ -108,14 +111,49 @@ __device__ __forceinline__ void fill_replicated_code(const float* code, float* t
   __syncthreads();
 }
 
+// A float at a 32-bit shared-memory address. Kept volatile so the compiler never moves it
+// above the barrier that follows the table fill.
+__device__ __forceinline__ float load_shared(uint32_t addr) {
+  float v;
+  asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(addr));
+  return v;
+}
+
 // Index of the nearest code entry: the number of midpoints below x (branch-free, 8 steps,
-// each one conflict-free shared-memory load). NaN maps to 0.
-__device__ __forceinline__ uint8_t nearest_code(const float* table, float x, int lane) {
-  int idx = 0;
+// each one conflict-free shared-memory load). `lane_table` is table + lane. The search walks
+// a 32-bit shared-memory address (row stride 128 bytes) rather than an index, so each step is
+// one load with an immediate offset, one compare, one select and one add. NaN maps to 0.
+__device__ __forceinline__ uint8_t nearest_code(const float* lane_table, float x) {
+  constexpr uint32_t kRowBytes = kLanes * sizeof(float);
+  const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(lane_table));
+  uint32_t p = base;
 #pragma unroll
-  for (int step = 128; step >= 1; step >>= 1)
-    idx += (x > table[(idx + step - 1) * kLanes + lane]) ? step : 0;
-  return uint8_t(idx);
+  for (uint32_t step = 128; step >= 1; step >>= 1) {
+    const float m = load_shared(p + (step - 1) * kRowBytes);
+    p += (x > m) ? step * kRowBytes : 0u;
+  }
+  return uint8_t((p - base) / kRowBytes);
+}
+
+// V codes (V = 4, 8 or 16) as one 4-, 8- or 16-byte access.
+template <int V>
+__device__ __forceinline__ void load_code_vec(const uint8_t* p, uint8_t (&q)[V]) {
+  if constexpr (V == 4) {
+    const uint32_t raw = __ldcs(reinterpret_cast<const unsigned int*>(p));
+    memcpy(q, &raw, 4);
+  } else {
+    load_codes<V>(p, q);
+  }
+}
+template <int V>
+__device__ __forceinline__ void store_code_vec(uint8_t* p, const uint8_t (&q)[V]) {
+  if constexpr (V == 4) {
+    uint32_t raw;
+    memcpy(&raw, q, 4);
+    __stcs(reinterpret_cast<unsigned int*>(p), raw);
+  } else {
+    store_codes<V>(p, q);
+  }
 }
 
 __device__ __forceinline__ bool aligned16(const void* p) {

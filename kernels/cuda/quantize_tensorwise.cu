@@ -30,12 +30,12 @@ __global__ void __launch_bounds__(kThreads) absmax_kernel(const T* __restrict__ 
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSM)
 quantize_scaled_kernel(const T* __restrict__ A, const float* __restrict__ code, const float* __restrict__ scale,
                        uint8_t* __restrict__ out, int64_t n) {
   extern __shared__ float table[];
   fill_replicated_midpoints(code, table);
-  const int lane = threadIdx.x % kLanes;
+  const float* lane_table = table + threadIdx.x % kLanes;
   const float s = scale ? *scale : 1.f;
   const float inv = s > 0.f ? 1.0f / s : 0.f;
   const bool vector_ok = aligned16(A) && aligned16(out);
@@ -49,17 +49,17 @@ quantize_scaled_kernel(const T* __restrict__ A, const float* __restrict__ code, 
     if (full) {
       load_vec<T, kPerThread>(A + base, v);
 #pragma unroll
-      for (int j = 0; j < kPerThread; ++j) q[j] = nearest_code(table, v[j] * inv, lane);
+      for (int j = 0; j < kPerThread; ++j) q[j] = nearest_code(lane_table, v[j] * inv);
       store_codes<kPerThread>(out + base, q);
     } else {
       for (int j = 0; j < kPerThread && base + j < n; ++j)
-        out[base + j] = nearest_code(table, to_float(A[base + j]) * inv, lane);
+        out[base + j] = nearest_code(lane_table, to_float(A[base + j]) * inv);
     }
   }
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSM)
 dequantize_scaled_kernel(const uint8_t* __restrict__ A, const float* __restrict__ code,
                          const float* __restrict__ scale, T* __restrict__ out, int64_t n) {
   extern __shared__ float table[];

@@ -1,0 +1,51 @@
+"""Timing and reporting shared by the benchmark scripts: CUDA-event medians after warm-up,
+the device's measured copy bandwidth, JSON output and a markdown table."""
+import json
+import os
+import statistics
+
+import torch
+
+
+def time_cuda_ms(fn, warmup=5, iters=30):
+    """Median milliseconds of fn() over `iters` runs, each timed with CUDA events."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def copy_bandwidth_gbs(nbytes=2**31):
+    """Device-to-device copy bandwidth in GB/s, counting bytes read plus bytes written."""
+    src = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+    src.random_()
+    dst = torch.empty_like(src)
+    ms = time_cuda_ms(lambda: dst.copy_(src), warmup=3, iters=20)
+    return 2 * nbytes / ms / 1e6
+
+
+def markdown_table(rows, columns):
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def write_json(out_dir, name, payload):
+    if not out_dir:
+        return
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, name), "w") as f:
+        json.dump(payload, f, indent=2)
+
+
+def device_name():
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"

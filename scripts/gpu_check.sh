@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# On a CUDA machine: build (CUDA kernels for TORCH_CUDA_ARCH_LIST, default 9.0), run the C++
+# tests, the self-check, the whole pytest suite with CUDA present, and every benchmark.
+# Full logs go to the folder given as the first argument; a summary is printed last.
+#   bash scripts/gpu_check.sh OUT_DIR [pytest args...]
+# Switches: BENCH=0 skips the benchmarks, BENCHES="a b" runs only benchmarks/bench_{a,b}.py.
+set -u
+out=${1:?usage: gpu_check.sh OUT_DIR [pytest args]}
+shift
+mkdir -p "$out"
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+jobs=$(nproc)
+summary=()
+step() {  # step NAME LOG COMMAND...: runs a command, logs it, records pass/fail
+  local name=$1 log=$2
+  shift 2
+  local t0=$SECONDS
+  "$@" >"$out/$log" 2>&1
+  local rc=$?
+  summary+=("$(printf '%-12s %-5s %4ss  %s' "$name" "$([ $rc -eq 0 ] && echo ok || echo FAIL)" $((SECONDS - t0)) "$log")")
+  return $rc
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/gpu.txt" 2>&1
+# The interpreter that holds torch builds and installs (a bare `pip` may belong to another).
+if python3 -m pip --version >/dev/null 2>&1; then
+  build=(python3 -m pip install --no-build-isolation --no-deps -v -e .)
+else
+  build=(python3 setup.py build_ext --inplace)
+fi
+step build build.log env MAX_JOBS=$jobs "${build[@]}" || {
+  tail -40 "$out/build.log"; printf '%s\n' "${summary[@]}"; exit 1; }
+step ctest ctest.log bash -c "cmake -S . -B build/cmake -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release \
+  && cmake --build build/cmake -j$jobs && ctest --test-dir build/cmake"
+step selfcheck selfcheck.log python3 -m bitsandbytes
+step pytest pytest.log python3 -m pytest -q -rs -p no:cacheprovider "$@" tests
+if [ "${BENCH:-1}" = 1 ]; then
+  for b in benchmarks/bench_*.py; do
+    name=$(basename "$b" .py); name=${name#bench_}
+    [ "$name" = common ] && continue
+    if [ -n "${BENCHES:-}" ] && ! grep -qw "$name" <<<"$BENCHES"; then continue; fi
+    step "$name" "bench_$name.log" python3 "$b" --out "$out"
+  done
+fi
+
+echo "== gpu: $(cat "$out/gpu.txt")"
+echo "== self-check: $(grep VERDICT "$out/selfcheck.log")"
+echo "== pytest: $(tail -1 "$out/pytest.log")"
+grep -E "^(FAILED|ERROR)" "$out/pytest.log" | head -20
+for f in "$out"/bench_*.log; do
+  [ -f "$f" ] || continue
+  echo "== $(basename "$f")"
+  sed -n '/^device:/,$p' "$f" | tail -40
+  grep -E "Error|error" "$f" | tail -3
+done
+printf '%s\n' "${summary[@]}"
