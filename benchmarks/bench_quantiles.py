@@ -9,15 +9,16 @@ back-to-back calls (what a loop of calls costs when the host runs ahead of the G
 "1 read ms" is n * element size / copy bandwidth, the floor for any method that reads A.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]  # bench_common, and this checkout's bitsandbytes
 import bitsandbytes.functional as F  # noqa: E402
+from bench_common import copy_bandwidth_gbs, device_name, markdown_table, write_json  # noqa: E402
 
 TORCH_QUANTILE_LIMIT = 2 ** 24
 
@@ -39,17 +40,6 @@ def time_cuda_ms(fn, warmup=5, iters=30, inner=1):
     return statistics.median(times)
 
 
-def copy_bandwidth_gbs(nbytes=2 ** 31):
-    """Device-to-device copy bandwidth in GB/s, counting bytes read plus bytes written."""
-    src = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
-    src.random_()
-    dst = torch.empty_like(src)
-    ms = time_cuda_ms(lambda: dst.copy_(src), warmup=3, iters=20)
-    del src, dst
-    torch.cuda.empty_cache()
-    return 2 * nbytes / ms / 1e6
-
-
 def max_rank_error(A, estimate, p):
     """Largest fraction of values strictly between an estimate and the exact quantile."""
     s = A.flatten().double().sort().values
@@ -63,19 +53,14 @@ def max_rank_error(A, estimate, p):
     return between.clamp_min(0).max().item() / n
 
 
-def markdown_table(rows, columns):
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        lines.append("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |")
-    return "\n".join(lines)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--log2n", default="24,26")
     ap.add_argument("--dtypes", default="float32", help="comma-separated: float32,float16,bfloat16")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("bench_quantiles: needs a CUDA GPU")
     copy_gbs = copy_bandwidth_gbs()
     p = torch.linspace(1 / 512, 1 - 1 / 512, 256, dtype=torch.float64, device="cuda")
     rows = []
@@ -105,11 +90,8 @@ def main():
             })
             del A, est
             torch.cuda.empty_cache()
-    name = torch.cuda.get_device_name()
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "bench_quantiles.json"), "w") as f:
-            json.dump({"device": name, "copy_GBps": copy_gbs, "rows": rows}, f, indent=2)
+    name = device_name()
+    write_json(args.out, "bench_quantiles.json", {"device": name, "copy_GBps": copy_gbs, "rows": rows})
     print(f"device: {name}  copy bandwidth: {copy_gbs:.0f} GB/s (read + write)")
     print(markdown_table(rows, ["n", "dtype", "ms", "ms pipelined", "1 read ms", "1 read / ms",
                                 "torch.quantile ms", "vs torch.quantile", "torch.sort ms", "vs torch.sort",

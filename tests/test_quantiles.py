@@ -1,6 +1,8 @@
 """estimate_quantiles against exact quantiles (torch.quantile, or a float64 sort where its
 input limit is exceeded), measured as rank error: the fraction of values strictly between
 the estimate and the exact quantile."""
+import os
+
 import pytest
 import torch
 
@@ -225,3 +227,20 @@ def test_beyond_torch_quantile_limit(device, n, kind):
     q = F.estimate_quantiles(A)
     err = check_against_exact(A, q, bound=0 if kind == "tied" else continuous_bound(n))
     assert err.numel() == 256
+
+
+@pytest.mark.slow
+def test_huge_tensor_64bit_ranks(device):
+    # Over 2^31 values: counts and ranks are 64-bit. Known answers, no reference sort.
+    n = 2 ** 31 + 4099
+    if device == "cuda":
+        if torch.cuda.mem_get_info()[0] < n * 2 * 1.5:
+            pytest.skip("not enough GPU memory for a 2^31-element tensor")
+    elif os.environ.get("BNB_TEST_HUGE_CPU") != "1":
+        pytest.skip("several GB on the host: set BNB_TEST_HUGE_CPU=1 to run on the CPU")
+    A = torch.zeros(n, dtype=torch.bfloat16, device=device)
+    A[-(n // 4 + 8):] = 1.0  # the 3/4 quantile falls among these
+    A[-1] = 7.0  # the maximum, at an index past the int32 range
+    A[0] = -2.0
+    q = F.estimate_quantiles(A, offset=0.0, num_quantiles=5).cpu()  # p = 0, 1/4, 1/2, 3/4, 1
+    assert q.tolist() == [-2.0, 0.0, 0.0, 1.0, 7.0]
