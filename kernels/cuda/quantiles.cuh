@@ -44,8 +44,10 @@ constexpr int kLevel2Smem = q::kLevel1Bins * sizeof(uint16_t) + 2 * kLevel2Cells
 constexpr int64_t kLevel2MaxValuesPerCta = int64_t(1) << 21;
 constexpr uint16_t kNoSlot = 0xffff;
 
-// Calls f(x) for every value of A, visiting tiles of kPassThreads * kPassWords 16-byte words
-// (from the last tile down when kReverse). kStream marks the loads as the data's last use.
+// Calls f(x, converged) for every value of A, visiting tiles of kPassThreads * kPassWords
+// 16-byte words (from the last tile down when kReverse). kStream marks the loads as the
+// data's last use. `converged` is true where all 32 lanes of the warp make the call
+// together (full tiles), so f may use warp votes there.
 template <typename T, bool kReverse, bool kStream, class F>
 __device__ __forceinline__ void for_each_value(const T* __restrict__ A, int64_t n, F&& f) {
   constexpr int kPerWord = 16 / sizeof(T);
@@ -67,13 +69,30 @@ __device__ __forceinline__ void for_each_value(const T* __restrict__ A, int64_t 
       for (int w = 0; w < kPassWords; ++w) {
         const T* e = reinterpret_cast<const T*>(&raw[w]);
 #pragma unroll
-        for (int k = 0; k < kPerWord; ++k) f(to_float(e[k]));
+        for (int k = 0; k < kPerWord; ++k) f(to_float(e[k]), true);
       }
     } else {
       const int64_t end = std::min<int64_t>(start + kTile, n);
-      for (int64_t i = start + threadIdx.x; i < end; i += kPassThreads) f(to_float(A[i]));
+      for (int64_t i = start + threadIdx.x; i < end; i += kPassThreads) f(to_float(A[i]), false);
     }
   }
+}
+
+// Shared-memory atomics of a warp on one address run one after another, so data with a
+// dominant value (ties, zeros) would serialise. Lanes whose `id` equals that of lane 0, or
+// of the first lane that differs from lane 0, are counted by that leader in one atomic.
+// Returns how many values this lane adds (0: a leader adds for it). All 32 lanes must call.
+__device__ __forceinline__ uint32_t warp_group_count(uint32_t id) {
+  const int lane = threadIdx.x % 32;
+  const uint32_t id0 = __shfl_sync(0xffffffffu, id, 0);
+  const unsigned m0 = __ballot_sync(0xffffffffu, id == id0);
+  if (m0 == 0xffffffffu) return lane == 0 ? 32u : 0u;
+  const int lane1 = __ffs(~m0) - 1;
+  const uint32_t id1 = __shfl_sync(0xffffffffu, id, lane1);
+  const unsigned m1 = __ballot_sync(0xffffffffu, id == id1);
+  if (id == id0) return lane == 0 ? __popc(m0) : 0u;
+  if (id == id1) return lane == lane1 ? __popc(m1) : 0u;
+  return 1u;
 }
 
 // kShared: count in shared memory and add to the global histogram once per CTA (GPUs that
@@ -86,12 +105,20 @@ __global__ void __launch_bounds__(kPassThreads) quantile_level1_kernel(const T* 
     extern __shared__ uint32_t hist[];
     for (int i = threadIdx.x; i < q::kLevel1Bins; i += kPassThreads) hist[i] = 0;
     __syncthreads();
-    for_each_value<T, false, false>(A, n, [&](float x) { atomicAdd(&hist[q::order_key(x) >> q::kLevel1Shift], 1u); });
+    for_each_value<T, false, false>(A, n, [&](float x, bool converged) {
+      const uint32_t bin = q::order_key(x) >> q::kLevel1Shift;
+      const uint32_t count = converged ? warp_group_count(bin) : 1u;
+      if (count) atomicAdd(&hist[bin], count);
+    });
     __syncthreads();
     for (int i = threadIdx.x; i < q::kLevel1Bins; i += kPassThreads)
       if (hist[i]) atomicAdd(&ws->hist1[i], static_cast<unsigned long long>(hist[i]));
   } else {
-    for_each_value<T, false, false>(A, n, [&](float x) { atomicAdd(&ws->hist1[q::order_key(x) >> q::kLevel1Shift], 1ull); });
+    for_each_value<T, false, false>(A, n, [&](float x, bool converged) {
+      const uint32_t bin = q::order_key(x) >> q::kLevel1Shift;
+      const uint32_t count = converged ? warp_group_count(bin) : 1u;
+      if (count) atomicAdd(&ws->hist1[bin], static_cast<unsigned long long>(count));
+    });
   }
 }
 
@@ -110,17 +137,20 @@ __global__ void __launch_bounds__(kPassThreads) quantile_level2_kernel(const T* 
   __syncthreads();
   for (int s = threadIdx.x; s < slots; s += kPassThreads) slot_of_bin[ws->slot_bin[s]] = uint16_t(s);
   __syncthreads();
-  for_each_value<T, true, true>(A, n, [&](float x) {
+  for_each_value<T, true, true>(A, n, [&](float x, bool converged) {
     const uint32_t key = q::order_key(x);
+    // Grouped by the whole key: equal keys have equal slots and positions.
+    const uint32_t count = converged ? warp_group_count(key) : 1u;
     const uint32_t slot = slot_of_bin[key >> q::kLevel1Shift];
-    if (slot != kNoSlot) {
+    if (count && slot != kNoSlot) {
       const uint32_t at = slot * q::kLevel2Bins + ((key >> q::kFinalShift) & (q::kLevel2Bins - 1));
+      const uint32_t position_sum = count * (key & q::kPositionMask);
       if constexpr (kShared) {
-        atomicAdd(&hist[at], 1u);
-        atomicAdd(&sums[at], key & q::kPositionMask);
+        atomicAdd(&hist[at], count);
+        atomicAdd(&sums[at], position_sum);
       } else {
-        atomicAdd(&ws->hist2[at], 1ull);
-        atomicAdd(&ws->position_sum[at], static_cast<unsigned long long>(key & q::kPositionMask));
+        atomicAdd(&ws->hist2[at], static_cast<unsigned long long>(count));
+        atomicAdd(&ws->position_sum[at], static_cast<unsigned long long>(position_sum));
       }
     }
   });
