@@ -46,9 +46,9 @@ quantile_locate_kernel(QuantileWorkspace* ws, int64_t n, double offset, int num_
   __shared__ uint32_t slots_in_warp[q::kMaxQuantiles / 32];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 
-  // Sum of each chunk of 32 bins: warp w owns chunks w*32 .. w*32+31, read in batches of 8
+  // Sum of each chunk of 32 bins: warp w owns chunks w*32 .. w*32+31, read in batches of 16
   // coalesced loads kept in flight together (the counts sit in L2; latency is the cost).
-  constexpr int kBatch = 8;
+  constexpr int kBatch = 16;
 #pragma unroll
   for (int b = 0; b < kChunk; b += kBatch) {
     unsigned long long v[kBatch];
@@ -71,25 +71,43 @@ quantile_locate_kernel(QuantileWorkspace* ws, int64_t n, double offset, int num_
   chunk_incl[threadIdx.x] = x;
   __syncthreads();
 
-  // One warp per quantile: binary search for the chunk, then a warp scan inside it.
-  for (int j = warp; j < num_quantiles; j += kLocateThreads / 32) {
-    const unsigned long long t = static_cast<unsigned long long>(q::quantile_target(n, offset, num_quantiles, j));
-    int lo = 0, hi = kChunks - 1;  // smallest chunk whose inclusive count exceeds t
-    while (lo < hi) {
-      const int mid = (lo + hi) / 2;
-      if (chunk_incl[mid] > t) hi = mid; else lo = mid + 1;
+  // Warp w takes quantiles w, w + 32, ...: a binary search over the chunk counts for each
+  // (shared memory), then one load of each quantile's chunk, all in flight together, and a
+  // warp scan inside the chunk.
+  constexpr int kPerWarp = q::kMaxQuantiles / 32;
+  unsigned long long t[kPerWarp], h[kPerWarp];
+  int chunk[kPerWarp];
+#pragma unroll
+  for (int i = 0; i < kPerWarp; ++i) {
+    const int j = warp + 32 * i;
+    chunk[i] = 0;
+    t[i] = 0;
+    if (j < num_quantiles) {
+      t[i] = static_cast<unsigned long long>(q::quantile_target(n, offset, num_quantiles, j));
+      int lo = 0, hi = kChunks - 1;  // smallest chunk whose inclusive count exceeds t
+      while (lo < hi) {
+        const int mid = (lo + hi) / 2;
+        if (chunk_incl[mid] > t[i]) hi = mid; else lo = mid + 1;
+      }
+      chunk[i] = lo;
     }
-    const unsigned long long base = lo > 0 ? chunk_incl[lo - 1] : 0ull;
-    const unsigned long long h = ws->hist1[lo * kChunk + lane];
-    const unsigned long long incl = base + warp_inclusive_scan(h, lane);
-    const bool here = incl - h <= t && t < incl;
+  }
+#pragma unroll
+  for (int i = 0; i < kPerWarp; ++i) h[i] = warp + 32 * i < num_quantiles ? ws->hist1[chunk[i] * kChunk + lane] : 0ull;
+#pragma unroll
+  for (int i = 0; i < kPerWarp; ++i) {
+    const int j = warp + 32 * i;
+    if (j >= num_quantiles) break;  // the same for the whole warp
+    const unsigned long long base = chunk[i] > 0 ? chunk_incl[chunk[i] - 1] : 0ull;
+    const unsigned long long incl = base + warp_inclusive_scan(h[i], lane);
+    const bool here = incl - h[i] <= t[i] && t[i] < incl;
     const unsigned found = __ballot_sync(0xffffffffu, here);
     // `found` is empty only if the counts do not add up to n (A changed under us); then the
     // chunk's first bin stands in.
     const int owner = found ? __ffs(found) - 1 : 0;
     if (lane == owner) {
-      bin_of[j] = uint32_t(lo * kChunk + lane);
-      ws->rank_in_bin[j] = found ? t - (incl - h) : 0ull;
+      bin_of[j] = uint32_t(chunk[i] * kChunk + lane);
+      ws->rank_in_bin[j] = found ? t[i] - (incl - h[i]) : 0ull;
     }
   }
   __syncthreads();
