@@ -215,6 +215,15 @@ def test_opcheck(device, dtype):
     torch.library.opcheck(torch.ops.bitsandbytes.estimate_quantiles.default, (A, 0.1, 15))
 
 
+def test_compiled(device):
+    def f(x):
+        return torch.ops.bitsandbytes.estimate_quantiles(x * 2, 1 / 512, 256)
+
+    x = torch.randn(5000, device=device)
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x), f(x), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("n", [2 ** 24 + 17, 2 ** 26 + 3])
 @pytest.mark.parametrize("kind", ["normal", "heavy", "tied"])
 def test_beyond_torch_quantile_limit(device, n, kind):
