@@ -9,6 +9,7 @@
 // pass 1 read last is still in L2 when pass 2 starts, which saves part of its DRAM read.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 
 #include "bnb/quantiles.h"
@@ -166,22 +167,34 @@ __global__ void __launch_bounds__(kPassThreads) quantile_level2_kernel(const T* 
 }
 
 // Whether the current GPU gives one CTA the shared memory of the shared-memory passes.
+// Device attributes are cached per device: the query is host time on every call otherwise.
 inline bool quantile_passes_fit_shared() {
+  static std::atomic<int> cached[64] = {};  // 0 unknown, 1 no, 2 yes
   int device = 0, optin = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return false;
+  if (device < 0 || device >= 64) return false;
+  if (const int c = cached[device].load(std::memory_order_relaxed)) return c == 2;
   if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) return false;
-  return optin >= std::max(kLevel1Smem, kLevel2Smem);
+  const bool fits = optin >= std::max(kLevel1Smem, kLevel2Smem);
+  cached[device].store(fits ? 2 : 1, std::memory_order_relaxed);
+  return fits;
 }
 
-// Persistent grid of one of the pass kernels, after allowing it its shared memory.
+// Persistent grid of one of the pass kernels, after allowing it its shared memory (once per
+// device and kernel).
 template <typename T, bool kShared>
 cudaError_t launch_quantile_pass_on(int level, const T* A, int64_t n, QuantileWorkspace* ws, cudaStream_t stream) {
   const auto kernel = level == 1 ? quantile_level1_kernel<T, kShared> : quantile_level2_kernel<T, kShared>;
   constexpr int kLookupSmem = q::kLevel1Bins * sizeof(uint16_t);
   const int smem = level == 1 ? (kShared ? kLevel1Smem : 0) : (kShared ? kLevel2Smem : kLookupSmem);
-  if (smem > 48 * 1024) {
+  static std::atomic<bool> smem_allowed[2][64] = {};
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return cudaErrorInvalidDevice;
+  std::atomic<bool>* allowed = device >= 0 && device < 64 ? &smem_allowed[level - 1][device] : nullptr;
+  if (smem > 48 * 1024 && !(allowed && allowed->load(std::memory_order_relaxed))) {
     const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;
+    if (allowed) allowed->store(true, std::memory_order_relaxed);
   }
   constexpr int64_t kTile = int64_t(kPassThreads) * kPassWords * (16 / sizeof(T));
   constexpr int64_t kMaxTilesPerCta = kLevel2MaxValuesPerCta / kTile;
