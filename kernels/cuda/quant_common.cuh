@@ -156,7 +156,7 @@ __device__ __forceinline__ void store_code_vec(uint8_t* p, const uint8_t (&q)[V]
   }
 }
 
-__device__ __forceinline__ bool aligned16(const void* p) {
+__host__ __device__ __forceinline__ bool aligned16(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
 }
 
