@@ -55,3 +55,11 @@ def _quantize_no_absmax_fake(A, code):
 def _dequantize_no_absmax_fake(A, code, dtype):
     torch._check(A.dtype == torch.uint8, lambda: f"A must be uint8, got {A.dtype}")
     return torch.empty(A.shape, dtype=dtype, device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::estimate_quantiles")
+def _estimate_quantiles_fake(A, offset, num_quantiles):
+    torch._check(A.dtype in FLOAT_DTYPES, lambda: f"A must be float32, float16 or bfloat16, got {A.dtype}")
+    torch._check(A.numel() >= 256, lambda: f"A must hold at least 256 values, got {A.numel()}")
+    torch._check(1 <= num_quantiles <= 256, lambda: f"num_quantiles must be between 1 and 256, got {num_quantiles}")
+    return torch.empty(num_quantiles, dtype=torch.float32, device=A.device)

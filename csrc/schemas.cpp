@@ -12,4 +12,8 @@ TORCH_LIBRARY(bitsandbytes, m) {
   // The nearest code of each raw value, no scaling.
   m.def("quantize_no_absmax(Tensor A, Tensor code) -> Tensor");
   m.def("dequantize_no_absmax(Tensor A, Tensor code, ScalarType dtype) -> Tensor");
+
+  // Quantile estimation: float32 estimates of num_quantiles equidistant quantiles of A
+  // between the probabilities offset and 1 - offset.
+  m.def("estimate_quantiles(Tensor A, float offset, int num_quantiles) -> Tensor");
 }

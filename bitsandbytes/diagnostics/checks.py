@@ -34,3 +34,17 @@ def check_tensorwise(device):
     x = torch.rand(5000, device=device) * 2 - 1
     back = F.dequantize_no_absmax(F.quantize_no_absmax(x, lin), lin)
     assert (back - x).abs().max().item() <= 1.0 / 254 + 1e-6
+
+
+@self_check("estimate_quantiles")
+def check_estimate_quantiles(device):
+    A = torch.randn(10007, device=device)
+    q = F.estimate_quantiles(A)
+    s = A.double().sort().values
+    ranks = torch.linspace(1 / 512, 1 - 1 / 512, 256, dtype=torch.float64, device=device) * (A.numel() - 1)
+    exact = s[(ranks + 1e-6).floor().long()]
+    # The estimate shares the exact order statistic's final bin: relative width 2^-12.
+    assert torch.all((q.double() - exact).abs() <= exact.abs() * 2.5e-4), "quantile off by more than its bin"
+    h = F.estimate_quantiles(A.half())
+    hs = A.half().double().sort().values
+    assert torch.equal(h.double(), hs[(ranks + 1e-6).floor().long()]), "float16 quantiles are not exact"

@@ -1,0 +1,67 @@
+"""Fast approximate quantiles of a tensor, and the quantization map built from them.
+
+`estimate_quantiles` counts the values in a two-level histogram over order-preserving
+float keys (two reads of the input, the counting in on-chip memory; docs/quantiles.md has
+the method and its error bound) instead of sorting the whole tensor.
+"""
+import torch
+
+_DEFAULT_OFFSET = 1 / 512
+_FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+class QuantileArgumentError(ValueError, NotImplementedError):
+    """Bad arguments to estimate_quantiles. A ValueError, and a NotImplementedError for code
+    written against earlier releases, which raised that."""
+
+
+def estimate_quantiles(A, out=None, offset=_DEFAULT_OFFSET, num_quantiles=256):
+    """Estimates `num_quantiles` equidistant quantiles of A (any shape; float32, float16 or
+    bfloat16; at least 256 values) at the probabilities offset + j * (1 - 2 offset) /
+    (num_quantiles - 1), j = 0 .. num_quantiles - 1, as float32 on A's device.
+
+    `offset` trims that fraction from both tails (default 1/512). With fewer than 256
+    quantiles and the default offset, the offset becomes 1 / (2 num_quantiles), so that the
+    quantiles sit at the centres of num_quantiles equal-mass bins. `out`, when given, is a
+    float32 tensor of num_quantiles values on A's device that receives the result.
+
+    float16 / bfloat16 inputs give exact order statistics; float32 ones are within one final
+    histogram bin (1024 neighbouring floats, relative width 2^-13) of the exact one.
+    """
+    fn = "estimate_quantiles"
+    if not isinstance(A, torch.Tensor):
+        raise TypeError(f"{fn}: A must be a torch.Tensor, got {type(A).__name__}")
+    if A.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{fn}: A must be float32, float16 or bfloat16, got {A.dtype}")
+    if A.numel() < 256:
+        raise QuantileArgumentError(
+            f"{fn}: quantile estimation needs at least 256 values in A, but A has only {A.numel()}")
+    if not isinstance(num_quantiles, int) or not 1 <= num_quantiles <= 256:
+        raise QuantileArgumentError(f"{fn}: num_quantiles must be an int from 1 to 256, got {num_quantiles!r}")
+    if num_quantiles < 256 and offset == _DEFAULT_OFFSET:
+        offset = 1 / (2 * num_quantiles)
+    if not 0.0 <= float(offset) <= 0.5:
+        raise QuantileArgumentError(f"{fn}: offset must be in [0, 0.5], got {offset!r}")
+    result = torch.ops.bitsandbytes.estimate_quantiles(A, float(offset), num_quantiles)
+    if out is None:
+        return result
+    if not isinstance(out, torch.Tensor) or out.dtype != torch.float32 or out.numel() != num_quantiles \
+            or out.device != A.device:
+        raise ValueError(f"{fn}: out must be a float32 tensor of {num_quantiles} values on {A.device}")
+    return out.copy_(result.view(out.shape))
+
+
+def create_quantile_map(A, total_bits=8):
+    """An 8-bit quantization map (256 float32 values, sorted, on A's device) from the data's
+    own quantiles: the 2^total_bits - 1 quantiles at the centres of equal-mass bins, plus
+    zero, divided by their largest magnitude (so the map spans [-1, 1] or [0, 1]), padded
+    with zeros to 256 values. Each code then stands for about the same number of values
+    of A, the map that spends the 256 codes most evenly on this data."""
+    fn = "create_quantile_map"
+    if not isinstance(total_bits, int) or not 1 <= total_bits <= 8:
+        raise ValueError(f"{fn}: total_bits must be an int from 1 to 8, got {total_bits!r}")
+    q = estimate_quantiles(A, num_quantiles=2 ** total_bits - 1)
+    code = torch.cat([q, q.new_zeros(256 - q.numel())]).sort().values
+    scale = code.abs().max()
+    # An all-zero input leaves the map at zero instead of dividing by zero.
+    return code / torch.where(scale > 0, scale, torch.ones_like(scale))
