@@ -19,8 +19,9 @@ def ref_quant(A, threshold, dim=-1):
     regular = absx.masked_fill(outl, 0)
     axis = 1 if dim == -1 else 0
     stats = regular.amax(dim=axis) if X.shape[axis] else torch.zeros(X.shape[1 - axis])
-    # tensor / tensor is a correctly rounded division, like the kernels (127 / t is not).
-    scale = torch.where(stats > 0, torch.full_like(stats, 127.0) / stats, torch.zeros_like(stats))
+    # 127 * (1 / absmax) with a correctly rounded reciprocal (tensor / tensor), as the kernels
+    # and the reference library round it.
+    scale = torch.where(stats > 0, (torch.ones_like(stats) / stats) * 127.0, torch.zeros_like(stats))
     q = torch.round(X * (scale[:, None] if axis == 1 else scale[None, :])).clamp(-127, 127)
     cols = outl.any(dim=0)
     q[outl] = 0

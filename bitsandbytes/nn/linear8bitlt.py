@@ -41,7 +41,7 @@ class Int8Params(torch.nn.Parameter):
         return obj
 
     @property
-    def is_quantized(self):
+    def _is_int8(self):
         return self.data.dtype == torch.int8
 
     def _quantize(self, device):
@@ -61,7 +61,7 @@ class Int8Params(torch.nn.Parameter):
         if (device is not None and device.type != "meta" and not self.has_fp16_weights
                 and self.data.is_floating_point()):
             return self._quantize(device)
-        if self.is_quantized:
+        if self._is_int8:
             dtype = None  # the int8 weight keeps its dtype (casts are for the 16-bit tensors)
         data = self.data.to(device=device, dtype=dtype, non_blocking=non_blocking)
         SCB = self.SCB.to(device, non_blocking=non_blocking) if self.SCB is not None and device else self.SCB

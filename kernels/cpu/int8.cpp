@@ -20,7 +20,9 @@ inline int8_t round_to_int8(float v, float scale) {
   return int8_t(std::min(127.f, std::max(-127.f, q)));
 }
 
-inline float scale_of(float absmax) { return absmax > 0.f ? 127.0f / absmax : 0.f; }
+// 127 * (1 / absmax), in this order: the reference library rounds this way, and the ties it
+// decides (x * scale landing on .5) must fall the same side for checkpoints to match bit for bit.
+inline float scale_of(float absmax) { return absmax > 0.f ? 127.0f * (1.0f / absmax) : 0.f; }
 
 // Whether a value counts towards the statistics: everything when there is no threshold.
 inline bool regular(float a, float threshold) { return threshold <= 0.f || a <= threshold; }
