@@ -138,12 +138,12 @@ int grid_for(int64_t work, int64_t cap = 65535) { return int(std::max<int64_t>(1
 template <typename T>
 cudaError_t vectorwise_quant_typed(const T* A, int64_t rows, int64_t cols, float threshold, int8_t* out,
                                    float* row_stats, bool* outlier_cols, int32_t* scratch, cudaStream_t stream) {
-  if (rows == 0) return cudaSuccess;
   const bool find = threshold > 0.f;
-  if (outlier_cols) {
+  if (outlier_cols && cols > 0) {  // cleared even for an empty A: the caller reads every flag
     cudaError_t e = cudaMemsetAsync(outlier_cols, 0, size_t(cols), stream);
     if (e != cudaSuccess) return e;
   }
+  if (rows == 0) return cudaSuccess;
   if (cols == 0) {
     return cudaMemsetAsync(row_stats, 0, size_t(rows) * sizeof(float), stream);
   }
