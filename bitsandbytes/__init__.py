@@ -10,4 +10,5 @@ from ._version import __version__
 supported_torch_devices = {"cpu", "cuda"}
 features = {"multi_backend"}
 
-__all__ = ["__version__", "MatmulLtState", "autograd", "functional", "matmul", "nn", "utils", "supported_torch_devices", "features"]
+__all__ = ["__version__", "MatmulLtState", "autograd", "features", "functional", "matmul", "nn",
+           "supported_torch_devices", "utils"]

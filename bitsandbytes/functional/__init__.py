@@ -10,5 +10,6 @@ from .quant_state import QuantState
 __all__ = [
     "QuantState", "create_dynamic_map", "create_fp8_map", "create_linear_map", "dequantize", "dequantize_blockwise",
     "dequantize_no_absmax", "int8_double_quant", "int8_linear_matmul", "int8_mm_dequant",
-    "int8_vectorwise_dequant", "int8_vectorwise_quant", "int8_weight_linear", "quantize", "quantize_blockwise", "quantize_no_absmax",
+    "int8_vectorwise_dequant", "int8_vectorwise_quant", "int8_weight_linear", "quantize", "quantize_blockwise",
+    "quantize_no_absmax",
 ]
