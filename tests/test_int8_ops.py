@@ -7,7 +7,7 @@ import bitsandbytes  # noqa: F401
 import bitsandbytes.functional as F
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32]
-SHAPES = [(1, 7), (33, 4099), (3, 5, 13), (257, 64), (0, 8)]
+SHAPES = [(1, 7), (33, 4099), (3, 5, 13), (257, 64), (9, 4096), (0, 8)]
 
 
 def ref_quant(A, threshold, dim=-1):
@@ -107,8 +107,8 @@ def test_linear_matmul_extremes(device):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_mm_dequant(device, dtype, with_bias):
-    M, N = 37, 129
+@pytest.mark.parametrize("M,N", [(37, 129), (16, 256)])
+def test_mm_dequant(device, dtype, with_bias, M, N):
     C = torch.randint(-2**20, 2**20, (M, N), dtype=torch.int32, device=device)
     rs = torch.rand(M, device=device) * 3
     cs = torch.rand(N, device=device) * 3
@@ -144,7 +144,8 @@ def test_mm_dequant_outlier_product(device, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [((1, 13), 7), ((16, 1000), 257), ((2, 3, 64), 33), ((0, 32), 8)])
+@pytest.mark.parametrize("shape", [((1, 13), 7), ((16, 1000), 257), ((2, 3, 64), 33), ((20, 1040), 45),
+                                   ((3, 2048), 16), ((0, 32), 8)])
 def test_weight_linear(device, dtype, shape):
     a_shape, n = shape
     A = torch.randn(a_shape).to(dtype).to(device)

@@ -43,6 +43,10 @@ def test_quantized_on_cuda_move(move):
     layer = {"to": lambda m: m.to("cuda"), "cuda": lambda m: m.cuda(), "to_int": lambda m: m.to(0)}[move](layer)
     assert layer.weight.dtype == torch.int8 and layer.weight.device.type == "cuda"
     assert layer.weight.SCB.device.type == "cuda" and layer.weight.SCB.shape == (72,)
+    back = layer.cpu()
+    assert back.weight.dtype == torch.int8 and back.weight.SCB.device.type == "cpu"
+    again = back.to("cuda")
+    assert again.weight.SCB.device.type == "cuda" and again.weight.CB.data_ptr() == again.weight.data_ptr()
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

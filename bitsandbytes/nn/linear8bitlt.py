@@ -125,6 +125,12 @@ class Linear8bitLt(torch.nn.Linear):
         if w.SCB is not None and w.SCB.device != w.data.device:
             w.SCB = w.SCB.to(w.data.device)
 
+    def _apply(self, fn, *args, **kwargs):
+        # Module moves replace only weight.data; bring SCB along to the same device.
+        result = super()._apply(fn, *args, **kwargs)
+        self._sync_int8_weight()
+        return result
+
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         self._sync_int8_weight()
         super()._save_to_state_dict(destination, prefix, keep_vars)
