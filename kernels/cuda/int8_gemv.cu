@@ -1,4 +1,5 @@
-// out[M, N] = A[M, K] x (CB[N, K] * SCB / 127)^T + bias for few rows of A (decoding).
+// out[M, N] = A[M, K] x (CB[N, K] * SCB / 127)^T + bias for few rows of A (decoding), on CUDA
+// cores: float32 activations, and 16-bit ones when BNB_INT8_GEMV=simt.
 //
 // Why this shape of kernel: with a handful of rows, the product is bound by reading the
 // int8 weight, so each weight byte is loaded once (16 per lane, coalesced) and used for up
@@ -22,10 +23,9 @@ constexpr int kRowsPerWarp = 2;
 constexpr int kRowsPerBlock = kWarps * kRowsPerWarp;
 constexpr int kChunk = 512;  // 32 lanes x 16 weights
 
-// Shared-memory slot of chunk-local column k: lane k / 16 reads its 16 values as four float4
-// at q * 128 + lane * 4 (q = 0..3), so consecutive lanes read consecutive 16-byte words.
-__device__ __forceinline__ int slot_of(int k) { return ((k % 16) / 4) * 128 + (k / 16) * 4 + (k % 4); }
-// Its inverse: which column sits in slot p.
+// Chunk-local column k = 16 * lane + 4 * q + i sits in shared-memory slot q * 128 + lane * 4 + i:
+// lane reads its 16 values as four float4 at q * 128 + lane * 4, so consecutive lanes read
+// consecutive 16-byte words. This is the inverse: which column sits in slot p.
 __device__ __forceinline__ int column_of(int p) { return ((p % 128) / 4) * 16 + (p / 128) * 4 + (p % 4); }
 
 __device__ __forceinline__ void load_weights(const int8_t* __restrict__ CB, int64_t n, int64_t N, int64_t K,
@@ -145,6 +145,9 @@ cudaError_t launch(const void* A, const int8_t* CB, const float* SCB, const void
 
 cudaError_t int8_weight_linear(DType dtype, const void* A, const int8_t* CB, const float* SCB, const void* bias,
                                int64_t M, int64_t N, int64_t K, void* out, cudaStream_t stream) {
+  // 16-bit activations go to the tensor-core kernel (int8_gemv_mma.cu); this one serves float32.
+  if (dtype != DType::Float32 && int8_weight_linear_mma_enabled())
+    return int8_weight_linear_mma(dtype, A, CB, SCB, bias, M, N, K, out, stream);
   switch (dtype) {
     case DType::Float32: return launch<float>(A, CB, SCB, bias, M, N, K, out, stream);
     case DType::Float16: return launch<__half>(A, CB, SCB, bias, M, N, K, out, stream);
