@@ -78,6 +78,36 @@ def _weight_int8(B, state):
     return CB, SCB
 
 
+_side_streams = {}
+
+
+def _record(t):
+    """An event marking that `t` is ready on the current CUDA stream (None elsewhere)."""
+    if t.device.type != "cuda":
+        return None
+    event = torch.cuda.Event()
+    event.record(torch.cuda.current_stream(t.device))
+    return event
+
+
+def _outlier_columns(mask, ready):
+    """Indices of the flagged columns. Their number sizes the 16-bit product, so the host must
+    read it; on CUDA it waits on a side stream for the quantization only, while the int8 GEMM
+    queued after it keeps the device busy (no idle gap)."""
+    if ready is None or torch.cuda.is_current_stream_capturing():
+        return torch.nonzero(mask).view(-1)
+    main = torch.cuda.current_stream(mask.device)
+    side = _side_streams.get(mask.device)
+    if side is None:
+        side = _side_streams[mask.device] = torch.cuda.Stream(mask.device)
+    side.wait_event(ready)
+    with torch.cuda.stream(side):
+        cols = torch.nonzero(mask).view(-1)
+    main.wait_stream(side)
+    cols.record_stream(main)
+    return cols
+
+
 def _dequantized(CB, SCB, dtype):
     return (CB.to(dtype) * (SCB.to(dtype).unsqueeze(1) / 127)).to(dtype)
 
@@ -104,17 +134,20 @@ def _forward(A, B, bias, state):
     out_shape = (*A.shape[:-1], N)
     bias = bias.to(dtype) if bias is not None else None
     CB, SCB = _weight_int8(B, state)
-    if A.numel() == 0 or N == 0:
-        return A.new_zeros(out_shape) if N else A.new_empty(out_shape)
+    if A.numel() == 0 or N == 0:  # nothing to multiply: the sum over an empty K is zero
+        out = A.new_zeros(out_shape)
+        return out + bias if bias is not None else out
     A2 = A.reshape(-1, A.shape[-1])
     if A2.shape[0] <= WEIGHT_STREAM_MAX_ROWS and (B.dtype == torch.int8 or not state.has_fp16_weights):
         return torch.ops.bitsandbytes.int8_weight_linear(A2, CB, SCB.float(), bias).reshape(out_shape)
 
     A_int8, row_stats, mask = torch.ops.bitsandbytes.int8_vectorwise_quant(A2, float(state.threshold))
+    find = state.threshold > 0.0
+    quantized = _record(mask) if find else None
     C = torch.ops.bitsandbytes.int8_linear_matmul(A_int8, CB)
     sub_A = sub_B = None
-    if state.threshold > 0.0:
-        cols = torch.nonzero(mask).view(-1)  # waits for the quantization: the sizes depend on it
+    if find:
+        cols = _outlier_columns(mask, quantized)
         state.idx = cols
         if cols.numel():
             sub_A = A2.index_select(1, cols)
