@@ -214,3 +214,20 @@ def test_wrong_device():
     q = torch.zeros(4, 8, dtype=torch.int8, device="cuda")
     with pytest.raises(RuntimeError, match="same device"):
         F.int8_linear_matmul(q, torch.zeros(3, 8, dtype=torch.int8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("M", [1, 16, 33])
+def test_weight_linear_tensor_cores_match_cuda_cores(dtype, M):
+    """16-bit activations take the tensor-core kernel, float32 ones the CUDA-core kernel:
+    both must agree on the same (16-bit representable) data."""
+    K, N = 4112, 300
+    A = torch.randn(M, K, device="cuda").to(dtype)
+    CB = torch.randint(-127, 128, (N, K), dtype=torch.int8, device="cuda")
+    SCB = torch.rand(N, device="cuda") + 0.5
+    bias = torch.randn(N, device="cuda").to(dtype)
+    tc = F.int8_weight_linear(A, CB, SCB, bias).float()
+    cc = F.int8_weight_linear(A.float(), CB, SCB, bias.float())
+    tol = 2e-3 if dtype == torch.float16 else 1e-2
+    torch.testing.assert_close(tc, cc, rtol=tol, atol=tol * cc.abs().amax().item())

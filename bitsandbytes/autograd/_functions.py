@@ -136,10 +136,10 @@ def _forward(A, B, bias, state):
     CB, SCB = _weight_int8(B, state)
     if A.numel() == 0 or N == 0:  # nothing to multiply: the sum over an empty K is zero
         out = A.new_zeros(out_shape)
-        return out + bias if bias is not None else out
+        return (out + bias if bias is not None else out), CB, SCB
     A2 = A.reshape(-1, A.shape[-1])
     if A2.shape[0] <= WEIGHT_STREAM_MAX_ROWS and (B.dtype == torch.int8 or not state.has_fp16_weights):
-        return torch.ops.bitsandbytes.int8_weight_linear(A2, CB, SCB.float(), bias).reshape(out_shape)
+        return torch.ops.bitsandbytes.int8_weight_linear(A2, CB, SCB.float(), bias).reshape(out_shape), CB, SCB
 
     A_int8, row_stats, mask = torch.ops.bitsandbytes.int8_vectorwise_quant(A2, float(state.threshold))
     find = state.threshold > 0.0
@@ -161,21 +161,20 @@ def _forward(A, B, bias, state):
         out.addmm_(sub_A, sub_B.t())
     else:
         out = torch.ops.bitsandbytes.int8_mm_dequant(C, row_stats, SCB.float(), bias, sub_A, sub_B, dtype)
-    return out.reshape(out_shape)
+    return out.reshape(out_shape), CB, SCB
 
 
 class MatMul8bitLt(torch.autograd.Function):
     @staticmethod
     def forward(ctx, A, B, out=None, bias=None, state=None):
         state = state if state is not None else MatmulLtState()
-        result = _forward(A, B, bias, state)
+        result, CB, SCB = _forward(A, B, bias, state)
         ctx.state = state
         ctx.dtype_A = A.dtype
         ctx.bias_dtype = bias.dtype if bias is not None else None
+        # The int8 weight and its scales as used here, whatever happens to `state` before backward.
+        ctx.CB, ctx.SCB = CB, SCB
         ctx.save_for_backward(A if ctx.needs_input_grad[1] else None, B)
-        if out is not None:
-            out.copy_(result)
-            return out
         return result
 
     @staticmethod
@@ -187,11 +186,10 @@ class MatMul8bitLt(torch.autograd.Function):
         if ctx.needs_input_grad[3]:
             grad_bias = grad_output.reshape(-1, grad_output.shape[-1]).sum(0).to(ctx.bias_dtype)
         if ctx.needs_input_grad[0]:
-            if B.dtype != torch.int8 and (state.has_fp16_weights or state.CB is None):
-                W = B.to(ctx.dtype_A)
+            if B.dtype != torch.int8 and state.has_fp16_weights:
+                W = B.to(ctx.dtype_A)  # the exact 16-bit weight
             else:
-                CB = B if B.dtype == torch.int8 else state.CB
-                W = _dequantized(CB, state.SCB, ctx.dtype_A)
+                W = _dequantized(ctx.CB, ctx.SCB, ctx.dtype_A)
             grad_A = torch.matmul(go, W)
         if ctx.needs_input_grad[1]:
             g2 = go.reshape(-1, go.shape[-1])
@@ -206,4 +204,7 @@ def matmul(A, B, out=None, state=None, threshold=0.0, bias=None):
     state = state if state is not None else MatmulLtState()
     if threshold > 0.0:
         state.threshold = threshold
-    return MatMul8bitLt.apply(A, B, out, bias, state)
+    result = MatMul8bitLt.apply(A, B, None, bias, state)
+    if out is not None:
+        return out.copy_(result)
+    return result
