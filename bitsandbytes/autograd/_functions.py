@@ -128,23 +128,32 @@ def _check(A, B, bias):
         raise ValueError(f"bnb.matmul: bias must hold {B.shape[0]} values, got shape {tuple(bias.shape)}")
 
 
-def _forward(A, B, bias, state):
-    dtype = A.dtype
-    N = B.shape[0]
-    out_shape = (*A.shape[:-1], N)
-    bias = bias.to(dtype) if bias is not None else None
-    CB, SCB = _weight_int8(B, state)
-    if A.numel() == 0 or N == 0:  # nothing to multiply: the sum over an empty K is zero
-        out = A.new_zeros(out_shape)
-        return (out + bias if bias is not None else out), CB, SCB
-    A2 = A.reshape(-1, A.shape[-1])
-    if A2.shape[0] <= WEIGHT_STREAM_MAX_ROWS and (B.dtype == torch.int8 or not state.has_fp16_weights):
-        return torch.ops.bitsandbytes.int8_weight_linear(A2, CB, SCB.float(), bias).reshape(out_shape), CB, SCB
+_ops = torch.ops.bitsandbytes
 
-    A_int8, row_stats, mask = torch.ops.bitsandbytes.int8_vectorwise_quant(A2, float(state.threshold))
+
+def _forward(A, B, bias, state):
+    """(result, CB, SCB). Written for low host overhead: at decode sizes the kernel takes
+    microseconds, so every Python step here shows in the layer's latency."""
+    dtype = A.dtype
+    if bias is not None and bias.dtype != dtype:
+        bias = bias.to(dtype)
+    CB, SCB = _weight_int8(B, state)
+    if SCB.dtype != torch.float32:
+        SCB = SCB.float()
+    N, K = B.shape
+    A2 = A if A.dim() == 2 else A.reshape(-1, K)
+    M = A2.shape[0]
+    if M == 0 or N == 0 or K == 0:  # nothing to multiply: the sum over an empty K is zero
+        out = A.new_zeros((*A.shape[:-1], N))
+        return (out + bias if bias is not None else out), CB, SCB
+    if M <= WEIGHT_STREAM_MAX_ROWS and (B.dtype == torch.int8 or not state.has_fp16_weights):
+        out = _ops.int8_weight_linear.default(A2, CB, SCB, bias)
+        return (out if A.dim() == 2 else out.reshape(*A.shape[:-1], N)), CB, SCB
+
+    A_int8, row_stats, mask = _ops.int8_vectorwise_quant.default(A2, float(state.threshold))
     find = state.threshold > 0.0
     quantized = _record(mask) if find else None
-    C = torch.ops.bitsandbytes.int8_linear_matmul(A_int8, CB)
+    C = _ops.int8_linear_matmul.default(A_int8, CB)
     sub_A = sub_B = None
     if find:
         cols = _outlier_columns(mask, quantized)
@@ -157,11 +166,11 @@ def _forward(A, B, bias, state):
                 sub_B = _dequantized(CB.index_select(1, cols), SCB, dtype)
             state.subB = sub_B
     if sub_A is not None and sub_A.shape[1] > FUSED_OUTLIER_MAX_COLS:
-        out = torch.ops.bitsandbytes.int8_mm_dequant(C, row_stats, SCB.float(), bias, None, None, dtype)
+        out = _ops.int8_mm_dequant.default(C, row_stats, SCB, bias, None, None, dtype)
         out.addmm_(sub_A, sub_B.t())
     else:
-        out = torch.ops.bitsandbytes.int8_mm_dequant(C, row_stats, SCB.float(), bias, sub_A, sub_B, dtype)
-    return out.reshape(out_shape), CB, SCB
+        out = _ops.int8_mm_dequant.default(C, row_stats, SCB, bias, sub_A, sub_B, dtype)
+    return (out if A.dim() == 2 else out.reshape(*A.shape[:-1], N)), CB, SCB
 
 
 class MatMul8bitLt(torch.autograd.Function):
@@ -204,7 +213,11 @@ def matmul(A, B, out=None, state=None, threshold=0.0, bias=None):
     state = state if state is not None else MatmulLtState()
     if threshold > 0.0:
         state.threshold = threshold
-    result = MatMul8bitLt.apply(A, B, None, bias, state)
+    if torch.is_grad_enabled() and (A.requires_grad or B.requires_grad or
+                                    (bias is not None and bias.requires_grad)):
+        result = MatMul8bitLt.apply(A, B, None, bias, state)
+    else:  # inference: no graph to record
+        result = _forward(A, B, bias, state)[0]
     if out is not None:
         return out.copy_(result)
     return result

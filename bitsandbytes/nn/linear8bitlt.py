@@ -170,12 +170,16 @@ class Linear8bitLt(torch.nn.Linear):
         self.state.SCB = self.weight.SCB
 
     def forward(self, x):
-        self.state.is_training = self.training
-        if not self.state.has_fp16_weights and self.weight.data.is_floating_point():
-            self.weight._quantize(self.weight.device)  # never moved to a device: quantize on first use
-        self._sync_int8_weight()
-        if self.weight.data.dtype == torch.int8:
-            self.init_8bit_state()
-        if self.bias is not None and self.bias.dtype != x.dtype:
-            self.bias.data = self.bias.data.to(x.dtype)
-        return matmul(x, self.weight, bias=self.bias, state=self.state)
+        state = self.state
+        state.is_training = self.training
+        w = self.weight
+        if w.dtype != torch.int8 and not state.has_fp16_weights:
+            w._quantize(w.device)  # never moved to a device: quantize on first use
+        if w.dtype == torch.int8:
+            # Module moves and state-dict loads keep CB/SCB beside the data (_apply, load).
+            state.CB = w.CB if w.CB is not None else w.data
+            state.SCB = w.SCB
+        bias = self.bias
+        if bias is not None and bias.dtype != x.dtype:
+            bias.data = bias.data.to(x.dtype)
+        return matmul(x, w, bias=bias, state=state)
