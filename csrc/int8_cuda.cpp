@@ -18,7 +18,8 @@ struct CudaInt8Backend {
   static void vectorwise_quant(const at::Tensor& like, bnb::DType dt, const void* A, int64_t rows, int64_t cols,
                                float threshold, int8_t* out, float* stats, bool* outliers) {
     at::Tensor scratch;
-    if (threshold > 0.f) scratch = at::empty({bnb::cuda::int8_outlier_scratch_size(cols)}, like.options().dtype(at::kInt));
+    if (threshold > 0.f)
+      scratch = at::empty({bnb::cuda::int8_outlier_scratch_size(cols)}, like.options().dtype(at::kInt));
     int32_t* s = scratch.defined() ? scratch.mutable_data_ptr<int32_t>() : nullptr;
     launch_on(like, [&](cudaStream_t st) {
       return bnb::cuda::int8_vectorwise_quant(dt, A, rows, cols, threshold, out, stats, outliers, s, st);

@@ -12,14 +12,11 @@ namespace bnb::ops {
 
 namespace int8_detail {
 
-inline void check_float(const at::Tensor& t, const char* op, const char* arg) { kernel_dtype(t.scalar_type(), op, arg); }
-
 inline void check_matrix_like(const at::Tensor& t, const char* op, const char* arg) {
   TORCH_CHECK(t.dim() >= 1, op, ": ", arg, " must have at least one dimension (rows x columns), got a scalar");
 }
 
-// Rows of a [..., cols] tensor seen as a matrix.
-inline int64_t rows_of(const at::Tensor& t) { return t.size(-1) == 0 ? t.numel() : t.numel() / t.size(-1); }
+// Rows of a [..., cols] tensor seen as a matrix (also when cols is 0).
 inline int64_t leading_rows(const at::Tensor& t) {
   int64_t r = 1;
   for (int64_t d = 0; d + 1 < t.dim(); ++d) r *= t.size(d);

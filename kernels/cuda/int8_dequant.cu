@@ -56,7 +56,8 @@ mm_dequant_kernel(const int32_t* __restrict__ C, const float* __restrict__ row_s
       }
     } else {
       for (int j = 0; j < kPerThread && n + j < N; ++j)
-        out[base + j] = from_float<T>(dequant_one(C[base + j], rs, col_stats[n + j], bias, sub_A, sub_B, sub_k, m, n + j));
+        out[base + j] =
+            from_float<T>(dequant_one(C[base + j], rs, col_stats[n + j], bias, sub_A, sub_B, sub_k, m, n + j));
     }
   }
 }

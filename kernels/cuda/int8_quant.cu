@@ -168,7 +168,8 @@ cudaError_t colwise_quant_typed(const T* A, int64_t rows, int64_t cols, float th
   cudaError_t e = cudaMemsetAsync(col_stats, 0, size_t(cols) * sizeof(float), stream);
   if (e != cudaSuccess || rows == 0) return e;
   const int64_t rows_per_block = 256;
-  const dim3 grid(unsigned((cols + 255) / 256), unsigned(std::min<int64_t>((rows + rows_per_block - 1) / rows_per_block, 65535)));
+  const int64_t row_blocks = std::min<int64_t>((rows + rows_per_block - 1) / rows_per_block, 65535);
+  const dim3 grid(unsigned((cols + 255) / 256), unsigned(row_blocks));
   const int64_t rpb = (rows + grid.y - 1) / grid.y;
   col_stats_kernel<T><<<grid, 256, 0, stream>>>(A, rows, cols, threshold, col_stats, rpb);
   col_quant_kernel<T><<<grid_for((rows * cols + 255) / 256, 65535), 256, 0, stream>>>(A, rows, cols, threshold,
