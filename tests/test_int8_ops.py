@@ -3,7 +3,7 @@ the int8 GEMM, dequantization with fused bias, the int8-weight linear; opcheck; 
 import pytest
 import torch
 
-import bitsandbytes  # noqa: F401
+import bitsandbytes as bnb
 import bitsandbytes.functional as F
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32]
@@ -231,3 +231,22 @@ def test_weight_linear_tensor_cores_match_cuda_cores(dtype, M):
     cc = F.int8_weight_linear(A.float(), CB, SCB, bias.float())
     tol = 2e-3 if dtype == torch.float16 else 1e-2
     torch.testing.assert_close(tc, cc, rtol=tol, atol=tol * cc.abs().amax().item())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_no_host_synchronisation():
+    """The outlier search reports its columns on the device, and the decode path of bnb.matmul
+    never waits for the device."""
+    A = with_outliers((64, 512), torch.float16, "cuda")
+    CB = torch.randint(-127, 128, (96, 512), dtype=torch.int8, device="cuda")
+    state = bnb.MatmulLtState(has_fp16_weights=False, threshold=6.0)
+    state.CB, state.SCB = CB, torch.rand(96, device="cuda") + 0.5
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        torch.ops.bitsandbytes.int8_vectorwise_quant(A, 6.0)
+        with torch.no_grad():
+            bnb.matmul(A[:8], CB, state=state, threshold=6.0)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
