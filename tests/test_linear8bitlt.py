@@ -175,6 +175,11 @@ def test_int8params_rebuild_like_the_ecosystem(device):
     assert rel_err(deq, value.float()) < 0.01
 
 
+def test_int8params_from_int8_data():
+    p = Int8Params(torch.zeros(3, 4, dtype=torch.int8))  # default requires_grad=True
+    assert p.dtype == torch.int8 and not p.requires_grad and p.CB is None and p.SCB is None
+
+
 def test_cpu_first_forward_quantizes():
     layer = Linear8bitLt(32, 16, has_fp16_weights=False, threshold=6.0)
     assert layer.weight.dtype == torch.float32

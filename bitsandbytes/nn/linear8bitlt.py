@@ -33,7 +33,8 @@ class Int8Params(torch.nn.Parameter):
     def __new__(cls, data=None, requires_grad=True, has_fp16_weights=False, CB=None, SCB=None, **attrs):
         if data is None:
             data = torch.empty(0)
-        obj = torch.Tensor._make_subclass(cls, data, requires_grad)
+        # An int8 weight cannot carry a gradient (only 16/32-bit weights train).
+        obj = torch.Tensor._make_subclass(cls, data, requires_grad and data.is_floating_point())
         obj.__dict__.update(attrs)
         obj.has_fp16_weights = has_fp16_weights
         obj.CB = CB
