@@ -86,7 +86,11 @@ def bench_shape(name, M, K, N, dtype, bw, args):
         bytes_moved = N * K + M * K * x.element_size() + M * N * x.element_size() + N * 4
         rec["tb_per_s"] = bytes_moved / (t_ours * 1e-3) / 1e12
         rec["fraction_of_copy_bw"] = rec["tb_per_s"] / bw
-    else:  # where the time of the large-batch path goes
+    else:  # where the time of the large-batch path goes, and the path without outlier split
+        layer.state.threshold = 0.0
+        with torch.no_grad():
+            rec["ms_int8_threshold0"] = time_ms(lambda: layer(x), args.warmup, args.iters)
+        layer.state.threshold = 6.0
         with torch.no_grad():
             A_int8, row_stats, _ = torch.ops.bitsandbytes.int8_vectorwise_quant(x, 6.0)
             C = F.int8_linear_matmul(A_int8, layer.weight.data)
@@ -133,7 +137,8 @@ def main():
         if "fraction_of_copy_bw" in r:
             note = f"{r['tb_per_s']:.2f} TB/s = {100 * r['fraction_of_copy_bw']:.0f}% of copy"
         else:
-            note = f"quant {r['ms_quant']:.3f} + gemm {r['ms_gemm']:.3f} + dequant {r['ms_dequant']:.3f} ms"
+            note = (f"quant {r['ms_quant']:.3f} + gemm {r['ms_gemm']:.3f} + dequant {r['ms_dequant']:.3f} ms; "
+                    f"threshold 0: {r['ms_int8_threshold0']:.3f} ms")
         print(f"| {r['shape']} {r['M']} x {r['K']} -> {r['N']} | {r['dtype']} | {r['ms_int8']:.3f} | "
               f"{r['ms_torch']:.3f} | {r['speedup']:.2f}x | {100 * r['rel_err_int8']:.2f}% | "
               f"{100 * r['rel_err_torch']:.3f}% | {note} |")
