@@ -104,6 +104,24 @@ def bench_shape(name, M, K, N, dtype, bw, args):
     return rec
 
 
+def print_table(result):
+    bw, records = result["copy_bandwidth_tb_per_s"], result["records"]
+    print(f"\n{result['device']}, torch {result['torch']}, CUDA {result['cuda']}, "
+          f"copy bandwidth {bw:.2f} TB/s, threshold 6.0, {OUTLIER_COLS} outlier columns\n")
+    print("| shape (M x K -> N) | dtype | Linear8bitLt ms | F.linear ms | speedup | rel. err int8 | "
+          "rel. err 16-bit | notes |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in records:
+        if "fraction_of_copy_bw" in r:
+            note = f"{r['tb_per_s']:.2f} TB/s = {100 * r['fraction_of_copy_bw']:.0f}% of copy"
+        else:
+            note = (f"quant {r['ms_quant']:.3f} + gemm {r['ms_gemm']:.3f} + dequant {r['ms_dequant']:.3f} ms; "
+                    f"threshold 0: {r['ms_int8_threshold0']:.3f} ms")
+        print(f"| {r['shape']} {r['M']} x {r['K']} -> {r['N']} | {r['dtype']} | {r['ms_int8']:.3f} | "
+              f"{r['ms_torch']:.3f} | {r['speedup']:.2f}x | {100 * r['rel_err_int8']:.2f}% | "
+              f"{100 * r['rel_err_torch']:.3f}% | {note} |")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="directory for int8.json")
@@ -128,20 +146,7 @@ def main():
     with open(os.path.join(args.out, "int8.json"), "w") as f:
         json.dump(result, f, indent=2)
 
-    print(f"\n{result['device']}, torch {result['torch']}, CUDA {result['cuda']}, "
-          f"copy bandwidth {bw:.2f} TB/s, threshold 6.0, {OUTLIER_COLS} outlier columns\n")
-    print("| shape (M x K -> N) | dtype | Linear8bitLt ms | F.linear ms | speedup | rel. err int8 | "
-          "rel. err 16-bit | notes |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in records:
-        if "fraction_of_copy_bw" in r:
-            note = f"{r['tb_per_s']:.2f} TB/s = {100 * r['fraction_of_copy_bw']:.0f}% of copy"
-        else:
-            note = (f"quant {r['ms_quant']:.3f} + gemm {r['ms_gemm']:.3f} + dequant {r['ms_dequant']:.3f} ms; "
-                    f"threshold 0: {r['ms_int8_threshold0']:.3f} ms")
-        print(f"| {r['shape']} {r['M']} x {r['K']} -> {r['N']} | {r['dtype']} | {r['ms_int8']:.3f} | "
-              f"{r['ms_torch']:.3f} | {r['speedup']:.2f}x | {100 * r['rel_err_int8']:.2f}% | "
-              f"{100 * r['rel_err_torch']:.3f}% | {note} |")
+    print_table(result)
 
 
 if __name__ == "__main__":
