@@ -105,3 +105,22 @@ def _int8_weight_linear_fake(A, CB, SCB, bias):
     torch._check(CB.dtype == torch.int8 and CB.dim() == 2, lambda: "CB must be a 2-D int8 weight")
     torch._check(A.shape[-1] == CB.shape[1], lambda: "A must be [..., K] and CB [N, K]")
     return torch.empty((*A.shape[:-1], CB.shape[0]), dtype=A.dtype, device=A.device)
+
+
+# int8_weight_linear is differentiable in A and bias (the int8 weight is frozen): what lets
+# adapters train through it, also under torch.compile.
+def _int8_weight_linear_setup(ctx, inputs, output):
+    A, CB, SCB, bias = inputs
+    ctx.save_for_backward(CB, SCB)
+    ctx.has_bias = bias is not None
+
+
+def _int8_weight_linear_backward(ctx, grad):
+    CB, SCB = ctx.saved_tensors
+    W = CB.to(grad.dtype) * (SCB.to(grad.dtype) / 127).unsqueeze(1)
+    grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.has_bias else None
+    return grad @ W, None, None, grad_bias
+
+
+torch.library.register_autograd("bitsandbytes::int8_weight_linear", _int8_weight_linear_backward,
+                                setup_context=_int8_weight_linear_setup)

@@ -187,6 +187,22 @@ def test_opcheck(device):
         torch.library.opcheck(op, args)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_weight_linear_gradient(device, dtype):
+    """int8_weight_linear is differentiable in A and bias (the int8 weight is frozen)."""
+    A = torch.randn(5, 3, 24).to(dtype).to(device).requires_grad_()
+    CB = torch.randint(-127, 128, (10, 24), dtype=torch.int8, device=device)
+    SCB = torch.rand(10, device=device) + 0.1
+    bias = torch.randn(10).to(dtype).to(device).requires_grad_()
+    torch.library.opcheck(torch.ops.bitsandbytes.int8_weight_linear.default, (A, CB, SCB, bias))
+    g = torch.randn(5, 3, 10).to(dtype).to(device)
+    F.int8_weight_linear(A, CB, SCB, bias).backward(g)
+    W = CB.double().cpu() * SCB.double().cpu()[:, None] / 127
+    tol = 1e-5 if dtype == torch.float32 else 5e-3
+    torch.testing.assert_close(A.grad.double().cpu(), g.double().cpu() @ W, rtol=tol, atol=tol * 10)
+    torch.testing.assert_close(bias.grad.double().cpu(), g.double().cpu().sum((0, 1)), rtol=tol, atol=tol * 10)
+
+
 def test_bad_input(device):
     A = torch.randn(4, 8, dtype=torch.float16, device=device)
     q = torch.randint(-127, 128, (4, 8), dtype=torch.int8, device=device)
