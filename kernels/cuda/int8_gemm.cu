@@ -12,6 +12,7 @@
 #define BNB_HAVE_CUBLASLT 1
 #else
 #define BNB_HAVE_CUBLASLT 0
+#pragma message("cublasLt.h not found: int8_linear_matmul is built without cuBLASLt (tiled kernel only, slow)")
 #endif
 
 #include <map>
