@@ -79,6 +79,22 @@ def test_fp16_weights_training(device):
     assert rel_err(layer.bias.grad, ref.bias.grad) < 1e-5
 
 
+@pytest.mark.parametrize("rows", [4, 64])
+def test_adapter_training_on_frozen_int8(device, rows):
+    """LoRA-style: the int8 layer is frozen, the gradient reaches the adapter before it."""
+    fp, layer = quantized_layer(device)
+    adapter = torch.nn.Linear(96, 96, bias=False).to(device=device, dtype=torch.float16)
+    x = torch.randn(rows, 96, dtype=torch.float16, device=device)
+    layer(adapter(x)).float().pow(2).sum().backward()
+    assert adapter.weight.grad is not None and layer.weight.grad is None
+    ref_adapter = torch.nn.Linear(96, 96, bias=False)
+    ref_adapter.weight.data = adapter.weight.detach().float().cpu()
+    W = layer.weight.data.float().cpu() * layer.weight.SCB.cpu()[:, None] / 127
+    h = ref_adapter(x.float().cpu())
+    torch.nn.functional.linear(h, W, fp.bias.detach()).pow(2).sum().backward()
+    assert rel_err(adapter.weight.grad, ref_adapter.weight.grad) < 0.03
+
+
 def test_state_dict_round_trip(device):
     fp, layer = quantized_layer(device)
     sd = layer.state_dict()
