@@ -101,6 +101,10 @@ def bench_shape(name, M, K, N, dtype, bw, args):
             rec["ms_dequant"] = time_ms(
                 lambda: torch.ops.bitsandbytes.int8_mm_dequant(C, row_stats, SCB, b, None, None, dtype),
                 args.warmup, args.iters)
+        # The two memory-bound passes against the copy bandwidth: quantize reads 16-bit A and
+        # writes int8; dequantize reads int32 C and writes 16-bit.
+        rec["quant_fraction_of_copy_bw"] = M * K * (x.element_size() + 1) / (rec["ms_quant"] * 1e-3) / 1e12 / bw
+        rec["dequant_fraction_of_copy_bw"] = M * N * (4 + x.element_size()) / (rec["ms_dequant"] * 1e-3) / 1e12 / bw
     return rec
 
 
@@ -115,8 +119,9 @@ def print_table(result):
         if "fraction_of_copy_bw" in r:
             note = f"{r['tb_per_s']:.2f} TB/s = {100 * r['fraction_of_copy_bw']:.0f}% of copy"
         else:
-            note = (f"quant {r['ms_quant']:.3f} + gemm {r['ms_gemm']:.3f} + dequant {r['ms_dequant']:.3f} ms; "
-                    f"threshold 0: {r['ms_int8_threshold0']:.3f} ms")
+            note = (f"quant {r['ms_quant']:.3f} ({100 * r['quant_fraction_of_copy_bw']:.0f}% of copy) + gemm "
+                    f"{r['ms_gemm']:.3f} + dequant {r['ms_dequant']:.3f} ({100 * r['dequant_fraction_of_copy_bw']:.0f}%)"
+                    f" ms; threshold 0: {r['ms_int8_threshold0']:.3f} ms")
         print(f"| {r['shape']} {r['M']} x {r['K']} -> {r['N']} | {r['dtype']} | {r['ms_int8']:.3f} | "
               f"{r['ms_torch']:.3f} | {r['speedup']:.2f}x | {100 * r['rel_err_int8']:.2f}% | "
               f"{100 * r['rel_err_torch']:.3f}% | {note} |")
