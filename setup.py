@@ -6,6 +6,7 @@ Environment switches:
   BNB_BUILD_CUDA=0|1      force the CUDA part off or on (default: auto)
   TORCH_CUDA_ARCH_LIST    architectures to build (default: 8.0;8.6;8.9;9.0+PTX)
 """
+import glob
 import json
 import os
 
@@ -41,6 +42,24 @@ def write_build_info(with_cuda, archs):
         json.dump(info, f, indent=2)
 
 
+def find_cublaslt():
+    """(include dir, library path) of cuBLASLt: the CUDA toolkit's, else the one torch's wheels
+    install under site-packages/nvidia. (None, None) when absent: the int8 GEMM then falls back
+    to its own tiled kernel."""
+    roots = [cpp_extension.CUDA_HOME or ""]
+    roots += sorted(glob.glob(os.path.join(os.path.dirname(torch.__file__), "..", "nvidia", "*")))
+    roots += sorted(glob.glob(os.path.join(os.path.dirname(torch.__file__), "..", "nvidia", "*", "*")))
+    for root in roots:
+        header = os.path.join(root, "include", "cublasLt.h")
+        if not os.path.exists(header):
+            continue
+        for libdir in ("lib64", "lib", os.path.join("lib", "x64")):
+            libs = sorted(glob.glob(os.path.join(root, libdir, "libcublasLt.so*")), key=len)
+            if libs:
+                return os.path.join(root, "include"), os.path.realpath(libs[0])
+    return None, None
+
+
 def extension(cfg, with_cuda):
     sources = cfg["ops_common"] + cfg["kernels_cpu"] + cfg["ops_cpu"]
     include_dirs = [os.path.join(ROOT, d) for d in cfg["include_dirs"]]
@@ -51,9 +70,16 @@ def extension(cfg, with_cuda):
             extra_link_args=cfg["link_flags"])
     compile_args["cxx"].append("-DBNB_WITH_CUDA")
     compile_args["nvcc"] = list(cfg["nvcc_flags"])
+    link_args = list(cfg["link_flags"])
+    cublaslt_include, cublaslt_lib = find_cublaslt()
+    if cublaslt_lib:
+        include_dirs.append(cublaslt_include)
+        link_args += [cublaslt_lib, "-Wl,-rpath," + os.path.dirname(cublaslt_lib)]
+    else:
+        print("warning: cuBLASLt not found: the int8 GEMM is built with its fallback kernel only")
     return cpp_extension.CUDAExtension(
         "bitsandbytes._C", sources + cfg["kernels_cuda"] + cfg["ops_cuda"], include_dirs=include_dirs,
-        extra_compile_args=compile_args, extra_link_args=cfg["link_flags"] + ["-lcublasLt", "-lcublas"])
+        extra_compile_args=compile_args, extra_link_args=link_args)
 
 
 def main():

@@ -2,11 +2,13 @@
 import torch
 
 from . import _ops  # noqa: F401  (registers the custom ops and their fake kernels)
-from . import functional, utils
+from . import autograd, functional, nn, utils
+from .autograd import MatmulLtState, matmul
 from ._version import __version__
 
 # Read by libraries that decide whether a model can be loaded on a device.
 supported_torch_devices = {"cpu", "cuda"}
 features = {"multi_backend"}
 
-__all__ = ["__version__", "functional", "utils", "supported_torch_devices", "features"]
+__all__ = ["__version__", "MatmulLtState", "autograd", "features", "functional", "matmul", "nn",
+           "supported_torch_devices", "utils"]

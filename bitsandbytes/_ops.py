@@ -63,3 +63,70 @@ def _estimate_quantiles_fake(A, offset, num_quantiles):
     torch._check(A.numel() >= 256, lambda: f"A must hold at least 256 values, got {A.numel()}")
     torch._check(1 <= num_quantiles <= 256, lambda: f"num_quantiles must be between 1 and 256, got {num_quantiles}")
     return torch.empty(num_quantiles, dtype=torch.float32, device=A.device)
+# LLM.int8() ops (csrc/int8_ops.h).
+def _rows(A):
+    n = 1
+    for s in A.shape[:-1]:
+        n *= s
+    return n
+
+
+@torch.library.register_fake("bitsandbytes::int8_vectorwise_quant")
+def _int8_vectorwise_quant_fake(A, threshold):
+    torch._check(A.dtype in FLOAT_DTYPES, lambda: f"A must be float32, float16 or bfloat16, got {A.dtype}")
+    torch._check(A.dim() >= 1, lambda: "A must have at least one dimension")
+    return (torch.empty(A.shape, dtype=torch.int8, device=A.device),
+            torch.empty(_rows(A), dtype=torch.float32, device=A.device),
+            torch.empty(A.shape[-1], dtype=torch.bool, device=A.device))
+
+
+@torch.library.register_fake("bitsandbytes::int8_vectorwise_dequant")
+def _int8_vectorwise_dequant_fake(A, stats):
+    torch._check(A.dtype == torch.int8, lambda: f"A must be int8, got {A.dtype}")
+    return torch.empty(A.shape, dtype=torch.float32, device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::int8_double_quant")
+def _int8_double_quant_fake(A, threshold):
+    out_row, row_stats, outliers = _int8_vectorwise_quant_fake(A, threshold)
+    return (out_row, torch.empty(A.shape, dtype=torch.int8, device=A.device), row_stats,
+            torch.empty(A.shape[-1], dtype=torch.float32, device=A.device), outliers)
+
+
+@torch.library.register_fake("bitsandbytes::int8_linear_matmul")
+def _int8_linear_matmul_fake(A, B):
+    torch._check(A.dtype == torch.int8 and B.dtype == torch.int8, lambda: "A and B must be int8")
+    torch._check(B.dim() == 2 and A.shape[-1] == B.shape[1], lambda: "A must be [..., K] and B [N, K]")
+    return torch.empty((*A.shape[:-1], B.shape[0]), dtype=torch.int32, device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::int8_mm_dequant")
+def _int8_mm_dequant_fake(A, row_stats, col_stats, bias, sub_A, sub_B, dtype):
+    torch._check(A.dtype == torch.int32, lambda: f"A must be int32, got {A.dtype}")
+    return torch.empty(A.shape, dtype=dtype, device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::int8_weight_linear")
+def _int8_weight_linear_fake(A, CB, SCB, bias):
+    torch._check(CB.dtype == torch.int8 and CB.dim() == 2, lambda: "CB must be a 2-D int8 weight")
+    torch._check(A.shape[-1] == CB.shape[1], lambda: "A must be [..., K] and CB [N, K]")
+    return torch.empty((*A.shape[:-1], CB.shape[0]), dtype=A.dtype, device=A.device)
+
+
+# int8_weight_linear is differentiable in A and bias (the int8 weight is frozen): what lets
+# adapters train through it, also under torch.compile.
+def _int8_weight_linear_setup(ctx, inputs, output):
+    A, CB, SCB, bias = inputs
+    ctx.save_for_backward(CB, SCB)
+    ctx.has_bias = bias is not None
+
+
+def _int8_weight_linear_backward(ctx, grad):
+    CB, SCB = ctx.saved_tensors
+    W = CB.to(grad.dtype) * (SCB.to(grad.dtype) / 127).unsqueeze(1)
+    grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.has_bias else None
+    return grad @ W, None, None, grad_bias
+
+
+torch.library.register_autograd("bitsandbytes::int8_weight_linear", _int8_weight_linear_backward,
+                                setup_context=_int8_weight_linear_setup)

@@ -17,3 +17,21 @@ TORCH_LIBRARY(bitsandbytes, m) {
   // between the probabilities offset and 1 - offset.
   m.def("estimate_quantiles(Tensor A, float offset, int num_quantiles) -> Tensor");
 }
+
+// LLM.int8(): row-wise int8 quantization with outlier columns, int8 GEMM, dequantization.
+TORCH_LIBRARY_FRAGMENT(bitsandbytes, m) {
+  // (int8 A shaped like A, float32 row_stats[rows], bool outlier_cols[cols]); threshold > 0
+  // flags the columns holding any |value| > threshold and zeroes them in the int8 output.
+  m.def("int8_vectorwise_quant(Tensor A, float threshold) -> (Tensor, Tensor, Tensor)");
+  // float32 A * row_stats / 127.
+  m.def("int8_vectorwise_dequant(Tensor A, Tensor stats) -> Tensor");
+  // (out_row, out_col, row_stats, col_stats, outlier_cols): row- and column-wise at once.
+  m.def("int8_double_quant(Tensor A, float threshold) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // int32 A[..., K] x B[N, K]^T.
+  m.def("int8_linear_matmul(Tensor A, Tensor B) -> Tensor");
+  // A_int32 * row_stats * col_stats / 127^2 + bias + sub_A @ sub_B^T, in `dtype`.
+  m.def("int8_mm_dequant(Tensor A, Tensor row_stats, Tensor col_stats, Tensor? bias, Tensor? sub_A, "
+        "Tensor? sub_B, ScalarType dtype) -> Tensor");
+  // A[..., K] x (CB * SCB / 127)^T + bias in A's dtype: the weight-streaming path for few rows.
+  m.def("int8_weight_linear(Tensor A, Tensor CB, Tensor SCB, Tensor? bias) -> Tensor");
+}

@@ -1,0 +1,184 @@
+// The LLM.int8() ops, written once over a backend (CPU or CUDA) that supplies the launchers:
+// argument checks, contiguity and output allocation here, arithmetic in kernels/.
+#pragma once
+#include <ATen/ops/empty.h>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "checks.h"
+
+namespace bnb::ops {
+
+namespace int8_detail {
+
+inline void check_matrix_like(const at::Tensor& t, const char* op, const char* arg) {
+  BNB_CHECK(t.dim() >= 1, op, ": ", arg, " must have at least one dimension (rows x columns), got a scalar");
+}
+
+// Rows of a [..., cols] tensor seen as a matrix (also when cols is 0).
+inline int64_t leading_rows(const at::Tensor& t) {
+  int64_t r = 1;
+  for (int64_t d = 0; d + 1 < t.dim(); ++d) r *= t.size(d);
+  return r;
+}
+
+inline void check_vector(const at::Tensor& t, int64_t n, c10::ScalarType dtype, const at::Tensor& like, const char* op,
+                         const char* arg, const char* like_arg) {
+  check_dtype(t, dtype, op, arg);
+  check_same_device(t, like, op, arg, like_arg);
+  BNB_CHECK(t.numel() == n, op, ": ", arg, " must hold ", n, " values, got ", t.numel());
+}
+
+inline std::vector<int64_t> with_last(const at::Tensor& t, int64_t last) {
+  std::vector<int64_t> s(t.sizes().begin(), t.sizes().end());
+  s.back() = last;
+  return s;
+}
+
+}  // namespace int8_detail
+
+template <class Backend>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_vectorwise_quant(const at::Tensor& A, double threshold) {
+  using namespace int8_detail;
+  constexpr const char* op = "int8_vectorwise_quant";
+  const DType dt = kernel_dtype(A.scalar_type(), op, "A");
+  check_matrix_like(A, op, "A");
+  const int64_t cols = A.size(-1), rows = leading_rows(A);
+  const at::Tensor a = A.contiguous();
+  at::Tensor out = at::empty(A.sizes(), A.options().dtype(at::kChar));
+  at::Tensor stats = at::empty({rows}, A.options().dtype(at::kFloat));
+  at::Tensor outliers = at::empty({cols}, A.options().dtype(at::kBool));
+  Backend::vectorwise_quant(A, dt, a.const_data_ptr(), rows, cols, float(threshold), out.mutable_data_ptr<int8_t>(),
+                            stats.mutable_data_ptr<float>(), outliers.mutable_data_ptr<bool>());
+  return {out, stats, outliers};
+}
+
+template <class Backend>
+at::Tensor int8_vectorwise_dequant(const at::Tensor& A, const at::Tensor& stats) {
+  using namespace int8_detail;
+  constexpr const char* op = "int8_vectorwise_dequant";
+  check_dtype(A, at::kChar, op, "A");
+  check_matrix_like(A, op, "A");
+  const int64_t cols = A.size(-1), rows = leading_rows(A);
+  check_vector(stats, rows, at::kFloat, A, op, "stats", "A");
+  const at::Tensor a = A.contiguous(), s = stats.contiguous();
+  at::Tensor out = at::empty(A.sizes(), A.options().dtype(at::kFloat));
+  Backend::vectorwise_dequant(A, a.const_data_ptr<int8_t>(), s.const_data_ptr<float>(), rows, cols,
+                              out.mutable_data_ptr<float>());
+  return out;
+}
+
+template <class Backend>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> int8_double_quant(const at::Tensor& A,
+                                                                                        double threshold) {
+  using namespace int8_detail;
+  constexpr const char* op = "int8_double_quant";
+  const DType dt = kernel_dtype(A.scalar_type(), op, "A");
+  check_matrix_like(A, op, "A");
+  const int64_t cols = A.size(-1), rows = leading_rows(A);
+  const at::Tensor a = A.contiguous();
+  at::Tensor out_row, row_stats, outliers;
+  std::tie(out_row, row_stats, outliers) = int8_vectorwise_quant<Backend>(a, threshold);
+  at::Tensor out_col = at::empty(A.sizes(), A.options().dtype(at::kChar));
+  at::Tensor col_stats = at::empty({cols}, A.options().dtype(at::kFloat));
+  Backend::colwise_quant(A, dt, a.const_data_ptr(), rows, cols, float(threshold), outliers.const_data_ptr<bool>(),
+                         out_col.mutable_data_ptr<int8_t>(), col_stats.mutable_data_ptr<float>());
+  return {out_row, out_col, row_stats, col_stats, outliers};
+}
+
+template <class Backend>
+at::Tensor int8_linear_matmul(const at::Tensor& A, const at::Tensor& B) {
+  using namespace int8_detail;
+  constexpr const char* op = "int8_linear_matmul";
+  check_dtype(A, at::kChar, op, "A");
+  check_dtype(B, at::kChar, op, "B");
+  check_matrix_like(A, op, "A");
+  BNB_CHECK(B.dim() == 2, op, ": B must be a 2-D [N, K] weight, got ", B.dim(), " dimensions");
+  check_same_device(B, A, op, "B", "A");
+  BNB_CHECK(A.size(-1) == B.size(1), op, ": A's last dimension (K = ", A.size(-1),
+              ") must equal B's second dimension (", B.size(1), "); B is [N, K]");
+  const int64_t M = leading_rows(A), N = B.size(0), K = B.size(1);
+  const at::Tensor a = A.contiguous(), b = B.contiguous();
+  at::Tensor C = at::empty(with_last(A, N), A.options().dtype(at::kInt));
+  Backend::linear_matmul(A, a.const_data_ptr<int8_t>(), b.const_data_ptr<int8_t>(), C.mutable_data_ptr<int32_t>(), M,
+                         N, K);
+  return C;
+}
+
+template <class Backend>
+at::Tensor int8_mm_dequant(const at::Tensor& A, const at::Tensor& row_stats, const at::Tensor& col_stats,
+                           const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& sub_A,
+                           const std::optional<at::Tensor>& sub_B, c10::ScalarType dtype) {
+  using namespace int8_detail;
+  constexpr const char* op = "int8_mm_dequant";
+  check_dtype(A, at::kInt, op, "A");
+  check_matrix_like(A, op, "A");
+  const DType dt = kernel_dtype(dtype, op, "dtype");
+  const int64_t N = A.size(-1), M = leading_rows(A);
+  check_vector(row_stats, M, at::kFloat, A, op, "row_stats", "A");
+  check_vector(col_stats, N, at::kFloat, A, op, "col_stats", "A");
+  at::Tensor b, sa, sb;
+  if (bias) {
+    check_vector(*bias, N, dtype, A, op, "bias", "A");
+    b = bias->contiguous();
+  }
+  BNB_CHECK(sub_A.has_value() == sub_B.has_value(), op, ": sub_A and sub_B (the outlier product) go together");
+  int64_t sub_k = 0;
+  if (sub_A) {
+    BNB_CHECK(sub_A->dim() == 2 && sub_B->dim() == 2 && sub_A->size(0) == M && sub_B->size(0) == N &&
+                    sub_A->size(1) == sub_B->size(1),
+                op, ": sub_A must be [", M, ", k] and sub_B [", N, ", k], got ", sub_A->sizes(), " and ",
+                sub_B->sizes());
+    check_dtype(*sub_A, dtype, op, "sub_A");
+    check_dtype(*sub_B, dtype, op, "sub_B");
+    check_same_device(*sub_A, A, op, "sub_A", "A");
+    check_same_device(*sub_B, A, op, "sub_B", "A");
+    sub_k = sub_A->size(1);
+    sa = sub_A->contiguous();
+    sb = sub_B->contiguous();
+  }
+  const at::Tensor a = A.contiguous(), rs = row_stats.contiguous(), cs = col_stats.contiguous();
+  at::Tensor out = at::empty(A.sizes(), A.options().dtype(dtype));
+  Backend::mm_dequant(A, dt, a.const_data_ptr<int32_t>(), rs.const_data_ptr<float>(), cs.const_data_ptr<float>(),
+                      b.defined() ? b.const_data_ptr() : nullptr, sa.defined() ? sa.const_data_ptr() : nullptr,
+                      sb.defined() ? sb.const_data_ptr() : nullptr, sub_k, M, N, out.mutable_data_ptr());
+  return out;
+}
+
+template <class Backend>
+at::Tensor int8_weight_linear(const at::Tensor& A, const at::Tensor& CB, const at::Tensor& SCB,
+                              const std::optional<at::Tensor>& bias) {
+  using namespace int8_detail;
+  constexpr const char* op = "int8_weight_linear";
+  const DType dt = kernel_dtype(A.scalar_type(), op, "A");
+  check_matrix_like(A, op, "A");
+  check_dtype(CB, at::kChar, op, "CB");
+  BNB_CHECK(CB.dim() == 2, op, ": CB must be a 2-D [N, K] int8 weight, got ", CB.dim(), " dimensions");
+  check_same_device(CB, A, op, "CB", "A");
+  BNB_CHECK(A.size(-1) == CB.size(1), op, ": A's last dimension (K = ", A.size(-1),
+              ") must equal the weight's second dimension (", CB.size(1), "); the weight is [N, K]");
+  const int64_t M = leading_rows(A), N = CB.size(0), K = CB.size(1);
+  check_vector(SCB, N, at::kFloat, A, op, "SCB", "A");
+  at::Tensor b;
+  if (bias) {
+    check_vector(*bias, N, A.scalar_type(), A, op, "bias", "A");
+    b = bias->contiguous();
+  }
+  const at::Tensor a = A.contiguous(), w = CB.contiguous(), s = SCB.contiguous();
+  at::Tensor out = at::empty(with_last(A, N), A.options());
+  Backend::weight_linear(A, dt, a.const_data_ptr(), w.const_data_ptr<int8_t>(), s.const_data_ptr<float>(),
+                         b.defined() ? b.const_data_ptr() : nullptr, M, N, K, out.mutable_data_ptr());
+  return out;
+}
+
+// Registers every int8 op of this file for one dispatch key.
+#define BNB_REGISTER_INT8_OPS(m, Backend)                                           \
+  m.impl("int8_vectorwise_quant", &bnb::ops::int8_vectorwise_quant<Backend>);     \
+  m.impl("int8_vectorwise_dequant", &bnb::ops::int8_vectorwise_dequant<Backend>); \
+  m.impl("int8_double_quant", &bnb::ops::int8_double_quant<Backend>);             \
+  m.impl("int8_linear_matmul", &bnb::ops::int8_linear_matmul<Backend>);           \
+  m.impl("int8_mm_dequant", &bnb::ops::int8_mm_dequant<Backend>);                 \
+  m.impl("int8_weight_linear", &bnb::ops::int8_weight_linear<Backend>);
+
+}  // namespace bnb::ops

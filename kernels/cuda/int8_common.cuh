@@ -1,0 +1,37 @@
+// Shared by the LLM.int8() kernels: block reductions and the rounding that the CPU kernels
+// reproduce exactly (kernels/cpu/int8.cpp).
+#pragma once
+#include <cstdint>
+
+#include "quant_common.cuh"
+
+namespace bnb::cuda {
+
+constexpr float kInt8Inv127 = 1.0f / 127.0f;
+constexpr float kInt8Inv127Sq = 1.0f / (127.0f * 127.0f);
+
+// 127 * (1 / absmax) with IEEE rounding at each step, as the CPU and the reference library.
+__device__ __forceinline__ float int8_scale(float absmax) {
+  return absmax > 0.f ? __fmul_rn(127.0f, __frcp_rn(absmax)) : 0.f;
+}
+
+__device__ __forceinline__ int8_t int8_round(float v, float scale) {
+  const int q = __float2int_rn(__fmul_rn(v, scale));
+  return int8_t(max(-127, min(127, q)));
+}
+
+__device__ __forceinline__ bool int8_regular(float a, float threshold) { return threshold <= 0.f || a <= threshold; }
+
+// Max over the block; every thread gets the result. `scratch` holds blockDim.x / 32 floats.
+__device__ __forceinline__ float block_max(float v, float* scratch) {
+  for (int o = 16; o >= 1; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  __syncthreads();  // scratch may still be read from a previous call
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : 0.f;
+  for (int o = 16; o >= 1; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+}  // namespace bnb::cuda

@@ -1,0 +1,222 @@
+// Row-wise int8 quantization with the outlier search fused in, column-wise quantization
+// (int8_double_quant) and row-wise dequantization.
+//
+// Why two reads of a row in one kernel: the row's absmax must be known before any of it is
+// quantized. A block owns a row, reads it once from DRAM for the statistics and again (from
+// L1/L2, where it still is) to quantize, so DRAM sees each input byte once.
+#include <algorithm>
+
+#include "bnb/int8_cuda.h"
+#include "bnb/quantize_cuda.h"
+#include "int8_common.cuh"
+
+namespace bnb::cuda {
+
+namespace {
+
+constexpr int kQuantThreads = 256;
+
+template <typename T>
+struct Vec {
+  static constexpr int kElems = 16 / sizeof(T);  // one 16-byte load
+};
+
+template <int N> struct Int8Pack;
+template <> struct Int8Pack<8> { using type = uint2; };
+template <> struct Int8Pack<4> { using type = uint32_t; };
+
+template <typename T>
+__global__ void __launch_bounds__(kQuantThreads)
+row_quant_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float threshold, int8_t* __restrict__ out,
+                 float* __restrict__ row_stats, bool* __restrict__ outlier_cols, bool vector_ok) {
+  constexpr int V = Vec<T>::kElems;
+  __shared__ float scratch[kQuantThreads / 32];
+  const bool find = threshold > 0.f && outlier_cols != nullptr;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* a = A + r * cols;
+    int8_t* o = out + r * cols;
+    float m = 0.f;
+    if (vector_ok) {
+      for (int64_t c = int64_t(threadIdx.x) * V; c < cols; c += int64_t(kQuantThreads) * V) {
+        // A plain (cached) load: the second read below must still find the row in L1/L2.
+        const uint4 raw = *reinterpret_cast<const uint4*>(a + c);
+        const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          const float x = fabsf(to_float(e[j]));
+          if (int8_regular(x, threshold)) m = fmaxf(m, x);
+          else if (find) outlier_cols[c + j] = true;  // benign race: every writer stores true
+        }
+      }
+    } else {
+      for (int64_t c = threadIdx.x; c < cols; c += kQuantThreads) {
+        const float x = fabsf(to_float(a[c]));
+        if (int8_regular(x, threshold)) m = fmaxf(m, x);
+        else if (find) outlier_cols[c] = true;
+      }
+    }
+    m = block_max(m, scratch);
+    if (threadIdx.x == 0) row_stats[r] = m;
+    const float scale = int8_scale(m);
+    if (vector_ok) {
+      for (int64_t c = int64_t(threadIdx.x) * V; c < cols; c += int64_t(kQuantThreads) * V) {
+        const uint4 raw = *reinterpret_cast<const uint4*>(a + c);
+        const T* e = reinterpret_cast<const T*>(&raw);
+        int8_t q[V];
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          const float x = to_float(e[j]);
+          q[j] = int8_regular(fabsf(x), threshold) ? int8_round(x, scale) : int8_t(0);
+        }
+        typename Int8Pack<V>::type packed;
+        memcpy(&packed, q, V);
+        *reinterpret_cast<typename Int8Pack<V>::type*>(o + c) = packed;
+      }
+    } else {
+      for (int64_t c = threadIdx.x; c < cols; c += kQuantThreads) {
+        const float x = to_float(a[c]);
+        o[c] = int8_regular(fabsf(x), threshold) ? int8_round(x, scale) : int8_t(0);
+      }
+    }
+  }
+}
+
+// scratch[0] = number of flagged columns, scratch[1..] = their indices (in no particular order).
+__global__ void list_outlier_columns_kernel(const bool* __restrict__ flags, int64_t cols, int32_t* scratch) {
+  for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < cols; c += int64_t(gridDim.x) * blockDim.x)
+    if (flags[c]) scratch[1 + atomicAdd(scratch, 1)] = int32_t(c);
+}
+
+// Zeroes the listed columns in every row; the count is read here, on the device.
+__global__ void zero_outlier_columns_kernel(int8_t* __restrict__ out, int64_t rows, int64_t cols,
+                                            const int32_t* __restrict__ scratch) {
+  const int n = scratch[0];
+  if (n == 0) return;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x)
+    for (int i = threadIdx.x; i < n; i += blockDim.x) out[r * cols + scratch[1 + i]] = 0;
+}
+
+// Column absmax of the regular values: threads own columns (coalesced rows), blocks in y
+// split the rows and merge with an integer max (non-negative floats order like their bits).
+template <typename T>
+__global__ void col_stats_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float threshold,
+                                 float* __restrict__ col_stats, int64_t rows_per_block) {
+  const int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (c >= cols) return;
+  const int64_t r0 = blockIdx.y * rows_per_block, r1 = min(rows, r0 + rows_per_block);
+  float m = 0.f;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float x = fabsf(to_float(A[r * cols + c]));
+    if (int8_regular(x, threshold)) m = fmaxf(m, x);
+  }
+  atomicMax(reinterpret_cast<unsigned int*>(col_stats + c), __float_as_uint(m));
+}
+
+template <typename T>
+__global__ void col_quant_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float threshold,
+                                 const bool* __restrict__ outlier_cols, const float* __restrict__ col_stats,
+                                 int8_t* __restrict__ out) {
+  const int64_t n = rows * cols;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = i % cols;
+    const float x = to_float(A[i]);
+    const bool zero = (outlier_cols && outlier_cols[c]) || !int8_regular(fabsf(x), threshold);
+    out[i] = zero ? int8_t(0) : int8_round(x, int8_scale(col_stats[c]));
+  }
+}
+
+__global__ void row_dequant_kernel(const int8_t* __restrict__ A, const float* __restrict__ stats, int64_t rows,
+                                   int64_t cols, float* __restrict__ out) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float s = __fmul_rn(stats[r], kInt8Inv127);
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) out[r * cols + c] = __fmul_rn(float(A[r * cols + c]), s);
+  }
+}
+
+int grid_for(int64_t work, int64_t cap = 65535) { return int(std::max<int64_t>(1, std::min(work, cap))); }
+
+template <typename T>
+cudaError_t vectorwise_quant_typed(const T* A, int64_t rows, int64_t cols, float threshold, int8_t* out,
+                                   float* row_stats, bool* outlier_cols, int32_t* scratch, cudaStream_t stream) {
+  const bool find = threshold > 0.f;
+  if (outlier_cols && cols > 0) {  // cleared even for an empty A: the caller reads every flag
+    cudaError_t e = cudaMemsetAsync(outlier_cols, 0, size_t(cols), stream);
+    if (e != cudaSuccess) return e;
+  }
+  if (rows == 0) return cudaSuccess;
+  if (cols == 0) {
+    return cudaMemsetAsync(row_stats, 0, size_t(rows) * sizeof(float), stream);
+  }
+  const bool vector_ok = cols % Vec<T>::kElems == 0 && aligned16(A) &&
+                         (reinterpret_cast<uintptr_t>(out) % Vec<T>::kElems) == 0;
+  const auto kernel = row_quant_kernel<T>;
+  const int grid = int(std::min<int64_t>(rows, persistent_grid((const void*)kernel, kQuantThreads, 0)));
+  kernel<<<grid, kQuantThreads, 0, stream>>>(A, rows, cols, threshold, out, row_stats, find ? outlier_cols : nullptr,
+                                             vector_ok);
+  if (!find || outlier_cols == nullptr || scratch == nullptr) return cudaGetLastError();
+  cudaError_t e = cudaMemsetAsync(scratch, 0, sizeof(int32_t), stream);
+  if (e != cudaSuccess) return e;
+  list_outlier_columns_kernel<<<grid_for((cols + 255) / 256, 1024), 256, 0, stream>>>(outlier_cols, cols, scratch);
+  zero_outlier_columns_kernel<<<grid_for(rows, 4096), 128, 0, stream>>>(out, rows, cols, scratch);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t colwise_quant_typed(const T* A, int64_t rows, int64_t cols, float threshold, const bool* outlier_cols,
+                                int8_t* out, float* col_stats, cudaStream_t stream) {
+  if (cols == 0) return cudaSuccess;
+  cudaError_t e = cudaMemsetAsync(col_stats, 0, size_t(cols) * sizeof(float), stream);
+  if (e != cudaSuccess || rows == 0) return e;
+  const int64_t rows_per_block = 256;
+  const int64_t row_blocks = std::min<int64_t>((rows + rows_per_block - 1) / rows_per_block, 65535);
+  const dim3 grid(unsigned((cols + 255) / 256), unsigned(row_blocks));
+  const int64_t rpb = (rows + grid.y - 1) / grid.y;
+  col_stats_kernel<T><<<grid, 256, 0, stream>>>(A, rows, cols, threshold, col_stats, rpb);
+  col_quant_kernel<T><<<grid_for((rows * cols + 255) / 256, 65535), 256, 0, stream>>>(A, rows, cols, threshold,
+                                                                                       outlier_cols, col_stats, out);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t int8_vectorwise_quant(DType dtype, const void* A, int64_t rows, int64_t cols, float threshold,
+                                  int8_t* out, float* row_stats, bool* outlier_cols, int32_t* scratch,
+                                  cudaStream_t stream) {
+  switch (dtype) {
+    case DType::Float32:
+      return vectorwise_quant_typed(static_cast<const float*>(A), rows, cols, threshold, out, row_stats, outlier_cols,
+                                    scratch, stream);
+    case DType::Float16:
+      return vectorwise_quant_typed(static_cast<const __half*>(A), rows, cols, threshold, out, row_stats,
+                                    outlier_cols, scratch, stream);
+    case DType::BFloat16:
+      return vectorwise_quant_typed(static_cast<const __nv_bfloat16*>(A), rows, cols, threshold, out, row_stats,
+                                    outlier_cols, scratch, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t int8_colwise_quant(DType dtype, const void* A, int64_t rows, int64_t cols, float threshold,
+                               const bool* outlier_cols, int8_t* out, float* col_stats, cudaStream_t stream) {
+  switch (dtype) {
+    case DType::Float32:
+      return colwise_quant_typed(static_cast<const float*>(A), rows, cols, threshold, outlier_cols, out, col_stats,
+                                 stream);
+    case DType::Float16:
+      return colwise_quant_typed(static_cast<const __half*>(A), rows, cols, threshold, outlier_cols, out, col_stats,
+                                 stream);
+    case DType::BFloat16:
+      return colwise_quant_typed(static_cast<const __nv_bfloat16*>(A), rows, cols, threshold, outlier_cols, out,
+                                 col_stats, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t int8_vectorwise_dequant(const int8_t* A, const float* stats, int64_t rows, int64_t cols, float* out,
+                                    cudaStream_t stream) {
+  if (rows == 0 || cols == 0) return cudaSuccess;
+  row_dequant_kernel<<<grid_for(rows, 65535), 256, 0, stream>>>(A, stats, rows, cols, out);
+  return cudaGetLastError();
+}
+
+}  // namespace bnb::cuda

@@ -1,0 +1,47 @@
+// CUDA launchers for LLM.int8(). Device pointers, row-major contiguous matrices, 64-bit
+// indexing; work is queued on `stream`, nothing synchronises with the host. Each returns
+// the launch status. Semantics are those of bnb/int8_cpu.h.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cuda_runtime_api.h>
+#include "bnb/dtype.h"
+
+namespace bnb::cuda {
+
+// Scratch for the outlier search: int32 of (cols + 1) values.
+inline int64_t int8_outlier_scratch_size(int64_t cols) { return cols + 1; }
+
+// One pass over A finds row_stats, quantizes and flags outlier columns; the flagged columns
+// are then zeroed by a kernel that reads their list on the device (no host round trip).
+cudaError_t int8_vectorwise_quant(DType dtype, const void* A, int64_t rows, int64_t cols, float threshold,
+                                  int8_t* out, float* row_stats, bool* outlier_cols, int32_t* scratch,
+                                  cudaStream_t stream);
+cudaError_t int8_colwise_quant(DType dtype, const void* A, int64_t rows, int64_t cols, float threshold,
+                               const bool* outlier_cols, int8_t* out, float* col_stats, cudaStream_t stream);
+cudaError_t int8_vectorwise_dequant(const int8_t* A, const float* stats, int64_t rows, int64_t cols, float* out,
+                                    cudaStream_t stream);
+
+// C[M, N] = A[M, K] x B[N, K]^T in int32: cuBLASLt's int8 tensor-core GEMM where it takes the
+// shape, else a tiled kernel of ours. `workspace` (workspace_bytes) is for cuBLASLt.
+cudaError_t int8_linear_matmul(const int8_t* A, const int8_t* B, int32_t* C, int64_t M, int64_t N, int64_t K,
+                               void* workspace, size_t workspace_bytes, cudaStream_t stream);
+// The tiled kernel alone (tests compare both paths).
+cudaError_t int8_linear_matmul_fallback(const int8_t* A, const int8_t* B, int32_t* C, int64_t M, int64_t N,
+                                        int64_t K, cudaStream_t stream);
+
+cudaError_t int8_mm_dequant(DType dtype, const int32_t* C, const float* row_stats, const float* col_stats,
+                            const void* bias, const void* sub_A, const void* sub_B, int64_t sub_k, int64_t M,
+                            int64_t N, void* out, cudaStream_t stream);
+
+// A[M, K] x (CB * SCB / 127)^T + bias: streams the int8 weight once per 16 rows of A.
+// fp16/bf16 run on tensor cores unless BNB_INT8_GEMV=simt; float32 on CUDA cores.
+cudaError_t int8_weight_linear(DType dtype, const void* A, const int8_t* CB, const float* SCB, const void* bias,
+                               int64_t M, int64_t N, int64_t K, void* out, cudaStream_t stream);
+
+// The tensor-core kernel alone (fp16/bf16), and whether int8_weight_linear uses it.
+cudaError_t int8_weight_linear_mma(DType dtype, const void* A, const int8_t* CB, const float* SCB, const void* bias,
+                                   int64_t M, int64_t N, int64_t K, void* out, cudaStream_t stream);
+bool int8_weight_linear_mma_enabled();
+
+}  // namespace bnb::cuda
