@@ -48,3 +48,55 @@ def check_estimate_quantiles(device):
     h = F.estimate_quantiles(A.half())
     hs = A.half().double().sort().values
     assert torch.equal(h.double(), hs[(ranks + 1e-6).floor().long()]), "float16 quantiles are not exact"
+
+
+def _int8_rows_ref(A, threshold=0.0):
+    """Row-wise absmax int8 quantization in float64: (codes, row absmax); with a threshold,
+    values above it (the outliers) take no part in the row's absmax."""
+    a = A.double()
+    kept = a.abs() if threshold <= 0 else a.abs().masked_fill(a.abs() > threshold, 0)
+    stats = kept.amax(dim=1)
+    return torch.round(a * (127.0 / stats.clamp_min(1e-30)).unsqueeze(1)).clamp(-127, 127), stats
+
+
+@self_check("int8_vectorwise_quant", "int8_vectorwise_dequant", "int8_double_quant")
+def check_int8_quant(device):
+    dtype = torch.float16
+    A = torch.randn(33, 70, device=device).to(dtype)
+    A[:, 5] = 9.0  # an outlier column
+    q, stats, cols = F.int8_vectorwise_quant(A, threshold=6.0)
+    assert cols.tolist() == [5], f"outlier columns {cols.tolist()}"
+    assert torch.all(q[:, 5] == 0), "outlier column not zeroed"
+    want, want_stats = _int8_rows_ref(A.cpu(), threshold=6.0)
+    assert torch.allclose(stats.double().cpu(), want_stats), "row statistics differ"
+    diff = (q.cpu().double() - want).abs()
+    diff[:, 5] = 0
+    assert diff.max().item() <= 1, "int8 codes differ by more than rounding"
+    q0, stats0, _ = F.int8_vectorwise_quant(A)
+    back = F.int8_vectorwise_dequant(q0, stats0)
+    assert (back.cpu().double() - A.cpu().double()).abs().max().item() <= stats0.max().item() / 127 + 1e-3
+    out_row, out_col, row_stats, col_stats, _ = F.int8_double_quant(A)
+    assert torch.equal(out_row, q0) and torch.allclose(row_stats, stats0)
+    assert torch.allclose(col_stats.double().cpu(), A.cpu().double().abs().amax(dim=0))
+
+
+@self_check("int8_linear_matmul", "int8_mm_dequant", "int8_weight_linear")
+def check_int8_matmul(device):
+    A = torch.randint(-127, 128, (37, 68), dtype=torch.int8, device=device)
+    B = torch.randint(-127, 128, (29, 68), dtype=torch.int8, device=device)
+    C = F.int8_linear_matmul(A, B)
+    want = A.cpu().long() @ B.cpu().long().t()
+    assert C.dtype == torch.int32 and torch.equal(C.cpu().long(), want), "int8 GEMM differs from the exact product"
+    rs = torch.rand(37, device=device) + 0.5
+    cs = torch.rand(29, device=device) + 0.5
+    bias = torch.randn(29, device=device).half()
+    out = F.int8_mm_dequant(C, rs, cs, bias=bias)
+    ref = want.double() * rs.cpu().double().unsqueeze(1) * cs.cpu().double().unsqueeze(0) / (127 * 127)
+    ref += bias.cpu().double()
+    assert torch.allclose(out.cpu().double(), ref, rtol=2e-3, atol=2e-3), "mm_dequant differs"
+    X = torch.randn(5, 68, device=device).half()
+    scb = torch.rand(29, device=device) + 0.5
+    y = F.int8_weight_linear(X, B, scb, bias)
+    w = B.cpu().double() * scb.cpu().double().unsqueeze(1) / 127
+    ref = X.cpu().double() @ w.t() + bias.cpu().double()
+    assert torch.allclose(y.cpu().double(), ref, rtol=1e-2, atol=1e-2), "int8 weight linear differs"
