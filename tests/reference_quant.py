@@ -4,8 +4,8 @@ import torch
 
 def nearest_code(x, code):
     """Index of the nearest entry of `code` for each value of x (exhaustive, float64)."""
-    x = x.double().reshape(-1, 1)
-    return (x - code.double().reshape(1, -1)).abs().argmin(dim=1)
+    x = x.double().cpu().reshape(-1, 1)
+    return (x - code.double().cpu().reshape(1, -1)).abs().argmin(dim=1)
 
 
 def quantize_blockwise_ref(A, code, blocksize):
