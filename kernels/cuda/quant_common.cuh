@@ -120,20 +120,25 @@ __device__ __forceinline__ float load_shared(uint32_t addr) {
 }
 
 // Index of the nearest code entry: the number of midpoints below x (branch-free, 8 steps,
-// each one conflict-free shared-memory load). `lane_table` is table + lane. The search walks
-// a 32-bit shared-memory address (row stride 128 bytes) rather than an index, so each step is
-// one load with an immediate offset, one compare, one select and one add. NaN maps to 0.
-__device__ __forceinline__ uint8_t nearest_code(const float* lane_table, float x) {
+// each one conflict-free shared-memory load). `lane_table` is table + lane and `middle` its
+// midpoint 127 (the first step's pivot, the same for every value, kept in a register). The
+// search walks a 32-bit shared-memory address (row stride 128 bytes) rather than an index, so
+// each step is one load with an immediate offset, one compare, one select and one add. NaN
+// maps to 0.
+__device__ __forceinline__ uint8_t nearest_code(const float* lane_table, float middle, float x) {
   constexpr uint32_t kRowBytes = kLanes * sizeof(float);
   const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(lane_table));
-  uint32_t p = base;
+  uint32_t p = base + ((x > middle) ? 128u * kRowBytes : 0u);
 #pragma unroll
-  for (uint32_t step = 128; step >= 1; step >>= 1) {
+  for (uint32_t step = 64; step >= 1; step >>= 1) {
     const float m = load_shared(p + (step - 1) * kRowBytes);
     p += (x > m) ? step * kRowBytes : 0u;
   }
   return uint8_t((p - base) / kRowBytes);
 }
+
+// The first pivot of nearest_code, read once per thread after the table is filled.
+__device__ __forceinline__ float middle_pivot(const float* lane_table) { return lane_table[127 * kLanes]; }
 
 // V codes (V = 4, 8 or 16) as one 4-, 8- or 16-byte access.
 template <int V>

@@ -66,6 +66,7 @@ quantize_blockwise_kernel(const T* __restrict__ A, const float* __restrict__ cod
   int parity = 0;
   fill_replicated_midpoints(code, table);
   const float* lane_table = table + threadIdx.x % kLanes;
+  const float middle = middle_pivot(lane_table);
   const bool vector_ok = aligned16(A) && aligned16(out);
   const int64_t tiles = (n + S::kTile - 1) / S::kTile;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
@@ -112,7 +113,7 @@ quantize_blockwise_kernel(const T* __restrict__ A, const float* __restrict__ cod
       const int64_t base = first + int64_t(c) * S::kChunkSpan;
       uint8_t q[V];
 #pragma unroll
-      for (int j = 0; j < V; ++j) q[j] = nearest_code(lane_table, v[c][j] * scale[c]);
+      for (int j = 0; j < V; ++j) q[j] = nearest_code(lane_table, middle, v[c][j] * scale[c]);
       if (full) {
         store_code_vec<V>(out + base, q);
       } else {

@@ -36,6 +36,7 @@ quantize_scaled_kernel(const T* __restrict__ A, const float* __restrict__ code, 
   extern __shared__ float table[];
   fill_replicated_midpoints(code, table);
   const float* lane_table = table + threadIdx.x % kLanes;
+  const float middle = middle_pivot(lane_table);
   const float s = scale ? *scale : 1.f;
   const float inv = s > 0.f ? 1.0f / s : 0.f;
   const bool vector_ok = aligned16(A) && aligned16(out);
@@ -49,11 +50,11 @@ quantize_scaled_kernel(const T* __restrict__ A, const float* __restrict__ code, 
     if (full) {
       load_vec<T, kPerThread>(A + base, v);
 #pragma unroll
-      for (int j = 0; j < kPerThread; ++j) q[j] = nearest_code(lane_table, v[j] * inv);
+      for (int j = 0; j < kPerThread; ++j) q[j] = nearest_code(lane_table, middle, v[j] * inv);
       store_codes<kPerThread>(out + base, q);
     } else {
       for (int j = 0; j < kPerThread && base + j < n; ++j)
-        out[base + j] = nearest_code(lane_table, to_float(A[base + j]) * inv);
+        out[base + j] = nearest_code(lane_table, middle, to_float(A[base + j]) * inv);
     }
   }
 }
