@@ -55,3 +55,12 @@ def _quantize_no_absmax_fake(A, code):
 def _dequantize_no_absmax_fake(A, code, dtype):
     torch._check(A.dtype == torch.uint8, lambda: f"A must be uint8, got {A.dtype}")
     return torch.empty(A.shape, dtype=dtype, device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::optimizer_update")
+def _optimizer_update_fake(algorithm, params, grads, state1, state2, absmax1, absmax2, qmap1, qmap2, gnorm_scale,
+                           workspace, table, table_host, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay,
+                           bias_correction1, bias_correction2, dampening, nesterov, step, max_unorm, block_wise):
+    torch._check(len(grads) == len(params), lambda: "grads must hold one tensor per parameter")
+    torch._check(len(state1) == len(params), lambda: "state1 must hold one tensor per parameter")
+    return None

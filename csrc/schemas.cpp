@@ -12,4 +12,16 @@ TORCH_LIBRARY(bitsandbytes, m) {
   // The nearest code of each raw value, no scaling.
   m.def("quantize_no_absmax(Tensor A, Tensor code) -> Tensor");
   m.def("dequantize_no_absmax(Tensor A, Tensor code, ScalarType dtype) -> Tensor");
+
+  // The optimizer step of a group of tensors that share dtype and state kind (float32 or
+  // uint8 state), updated in place in one launch. algorithm: adam, momentum, rmsprop,
+  // adagrad, lion. workspace (float32), table (device) and table_host (CPU) are scratch the
+  // caller keeps between steps: the device table of tensor pointers is re-uploaded only when
+  // the tensors change. gnorm_scale: one clipping factor per tensor, read on the device.
+  m.def("optimizer_update(str algorithm, Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] state1, "
+        "Tensor(c!)[] state2, Tensor(d!)[] absmax1, Tensor(e!)[] absmax2, Tensor? qmap1, Tensor? qmap2, "
+        "Tensor? gnorm_scale, Tensor(f!) workspace, Tensor(g!) table, Tensor(h!) table_host, float lr, "
+        "float beta1, float beta2, float eps, float weight_decay, bool decoupled_weight_decay, "
+        "float bias_correction1, float bias_correction2, float dampening, bool nesterov, int step, "
+        "float max_unorm, bool block_wise) -> ()");
 }
