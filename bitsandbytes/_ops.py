@@ -64,3 +64,13 @@ def _optimizer_update_fake(algorithm, params, grads, state1, state2, absmax1, ab
     torch._check(len(grads) == len(params), lambda: "grads must hold one tensor per parameter")
     torch._check(len(state1) == len(params), lambda: "state1 must hold one tensor per parameter")
     return None
+
+
+@torch.library.register_fake("bitsandbytes::paged_zeros")
+def _paged_zeros_fake(like, size, dtype):
+    return torch.empty(size, dtype=dtype, device=like.device)
+
+
+@torch.library.register_fake("bitsandbytes::prefetch_to_device")
+def _prefetch_to_device_fake(t):
+    return None

@@ -153,3 +153,23 @@ def percentile_clipping(grad, gnorm_vec, step, percentile=5):
 def state_maps(device):
     """The signed (first moments) and unsigned (second moments) dynamic maps on `device`."""
     return default_code(device, signed=True), default_code(device, signed=False)
+
+
+def paged_zeros(shape, dtype=torch.float32, device="cuda"):
+    """A zero tensor in CUDA unified (managed) memory: it lives on the GPU while used there
+    and can be evicted to host memory under memory pressure. On other devices an ordinary
+    tensor."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return torch.zeros(shape, dtype=dtype, device=device)
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    like = torch.empty(0, device=device)
+    return torch.ops.bitsandbytes.paged_zeros(like, list(shape), dtype)
+
+
+def prefetch_to_device(t):
+    """Queues a migration of a paged tensor to its GPU on the current stream (a no-op for
+    tensors that are not in managed memory, and on the CPU)."""
+    if t.device.type == "cuda" and t.numel() > 0:
+        torch.ops.bitsandbytes.prefetch_to_device(t)
