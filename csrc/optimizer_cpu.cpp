@@ -1,4 +1,5 @@
 // CPU registration of the optimizer update: the slots go straight to the kernel (no table).
+#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include "bnb/optimizer_cpu.h"
@@ -17,8 +18,17 @@ struct CpuOptimizerBackend {
   }
 };
 
+// Host memory has no paging to manage: ordinary zeros, and nothing to prefetch.
+at::Tensor paged_zeros_cpu(const at::Tensor& like, at::IntArrayRef size, c10::ScalarType dtype) {
+  return at::zeros(size, like.options().dtype(dtype));
+}
+
+void prefetch_to_device_cpu(const at::Tensor&) {}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bitsandbytes, CPU, m) {
   m.impl("optimizer_update", &bnb::ops::optimizer_update<CpuOptimizerBackend>);
+  m.impl("paged_zeros", &paged_zeros_cpu);
+  m.impl("prefetch_to_device", &prefetch_to_device_cpu);
 }

@@ -64,33 +64,40 @@ inline bool needs_prepass(const OptimizerHyper& h, bool eight_bit) {
 BNB_HD float sign_of(float x) { return x > 0.f ? 1.f : (x < 0.f ? -1.f : 0.f); }
 
 // New states s1, s2 and the update direction u of one element: the parameter then moves
-// as p = p * decay - lr * trust * u. `g` is already scaled by the clipping factor.
-BNB_HD void step_element(const OptimizerHyper& h, float p, float g, float& s1, float& s2, float& u) {
-  u = 0.f;
+// as p = p * decay - lr * trust * u. `g` is already scaled by the clipping factor. The
+// algorithm is a template argument so that device kernels compile one branch-free body each.
+template <Algorithm A>
+BNB_HD void step_element_as(const OptimizerHyper& h, float p, float g, float& s1, float& s2, float& u) {
   if (!h.decoupled && h.weight_decay != 0.f) g += h.weight_decay * p;
-  switch (h.algorithm) {
-    case Algorithm::Adam:
-      s1 = h.beta1 * s1 + (1.f - h.beta1) * g;
-      s2 = h.beta2 * s2 + (1.f - h.beta2) * g * g;
-      u = (s1 / h.bias_correction1) / (sqrtf(s2) / h.bias_correction2_sqrt + h.eps);
-      break;
-    case Algorithm::Momentum:
-      s1 = h.first_step ? g : h.beta1 * s1 + (1.f - h.dampening) * g;
-      u = h.nesterov ? g + h.beta1 * s1 : s1;
-      break;
-    case Algorithm::RMSprop:
-      s1 = h.beta1 * s1 + (1.f - h.beta1) * g * g;
-      u = g / (sqrtf(s1) + h.eps);
-      break;
-    case Algorithm::Adagrad:
-      s1 = s1 + g * g;
-      u = g / (sqrtf(s1) + h.eps);
-      break;
-    case Algorithm::Lion:
-      u = sign_of(h.beta1 * s1 + (1.f - h.beta1) * g);
-      s1 = h.beta2 * s1 + (1.f - h.beta2) * g;
-      break;
+  if constexpr (A == Algorithm::Adam) {
+    s1 = h.beta1 * s1 + (1.f - h.beta1) * g;
+    s2 = h.beta2 * s2 + (1.f - h.beta2) * g * g;
+    u = (s1 / h.bias_correction1) / (sqrtf(s2) / h.bias_correction2_sqrt + h.eps);
+  } else if constexpr (A == Algorithm::Momentum) {
+    s1 = h.first_step ? g : h.beta1 * s1 + (1.f - h.dampening) * g;
+    u = h.nesterov ? g + h.beta1 * s1 : s1;
+  } else if constexpr (A == Algorithm::RMSprop) {
+    s1 = h.beta1 * s1 + (1.f - h.beta1) * g * g;
+    u = g / (sqrtf(s1) + h.eps);
+  } else if constexpr (A == Algorithm::Adagrad) {
+    s1 = s1 + g * g;
+    u = g / (sqrtf(s1) + h.eps);
+  } else {  // Lion
+    u = sign_of(h.beta1 * s1 + (1.f - h.beta1) * g);
+    s1 = h.beta2 * s1 + (1.f - h.beta2) * g;
   }
+}
+
+// The same with the algorithm chosen at run time (the CPU kernels).
+BNB_HD void step_element(const OptimizerHyper& h, float p, float g, float& s1, float& s2, float& u) {
+  switch (h.algorithm) {
+    case Algorithm::Adam: step_element_as<Algorithm::Adam>(h, p, g, s1, s2, u); return;
+    case Algorithm::Momentum: step_element_as<Algorithm::Momentum>(h, p, g, s1, s2, u); return;
+    case Algorithm::RMSprop: step_element_as<Algorithm::RMSprop>(h, p, g, s1, s2, u); return;
+    case Algorithm::Adagrad: step_element_as<Algorithm::Adagrad>(h, p, g, s1, s2, u); return;
+    case Algorithm::Lion: step_element_as<Algorithm::Lion>(h, p, g, s1, s2, u); return;
+  }
+  u = 0.f;
 }
 
 BNB_HD float weight_decay_factor(const OptimizerHyper& h) {
@@ -105,6 +112,28 @@ BNB_HD float trust_factor(const OptimizerHyper& h, const float* stats) {
   const float unorm = sqrtf(stats[kUnormSq]);
   const float limit = h.max_unorm * sqrtf(stats[kPnormSq]);
   return (unorm > limit && unorm > 0.f) ? limit / unorm : 1.f;
+}
+
+// The device table of a multi-tensor launch: `count` slots, then count + 1 int64 offsets
+// of each tensor's first 256-value chunk (the last is the total), so that a warp finds the
+// tensor of its chunk by walking forward.
+inline size_t optimizer_table_bytes(int64_t count) {
+  return size_t(count) * sizeof(TensorSlot) + size_t(count + 1) * sizeof(int64_t);
+}
+
+// Writes the table for `slots` into `out` (optimizer_table_bytes(count) bytes); returns the
+// total number of chunks.
+inline int64_t fill_optimizer_table(const TensorSlot* slots, int64_t count, void* out) {
+  auto* s = static_cast<TensorSlot*>(out);
+  auto* starts = reinterpret_cast<int64_t*>(s + count);
+  int64_t total = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    s[i] = slots[i];
+    starts[i] = total;
+    total += num_blocks(slots[i].n, kOptimizerBlock);
+  }
+  starts[count] = total;
+  return total;
 }
 
 }  // namespace bnb
