@@ -48,6 +48,11 @@ class _Launch:
         self.params = params
         self.states = states
         self.eight_bit = states[0]["state1"].dtype == torch.uint8
+        # the state tensors stay the same until the plan is rebuilt: list them once
+        self.state1 = [s["state1"] for s in states]
+        self.state2 = [s["state2"] for s in states] if "state2" in states[0] else None
+        self.absmax1 = [s["absmax1"] for s in states] if self.eight_bit else None
+        self.absmax2 = [s["absmax2"] for s in states] if self.eight_bit and self.state2 is not None else None
         self.buffers = FO.UpdateBuffers(params[0].device)
         self.scale = None  # percentile-clipping factors, one per tensor
 
@@ -202,11 +207,9 @@ class Optimizer8bit(torch.optim.Optimizer):
         kwargs = {}
         if launch.eight_bit:
             kwargs = dict(qmap1=states[0]["qmap1"], qmap2=states[0]["qmap2"] if two else None,
-                          absmax1=[s["absmax1"] for s in states],
-                          absmax2=[s["absmax2"] for s in states] if two else None)
+                          absmax1=launch.absmax1, absmax2=launch.absmax2)
         FO.optimizer_update_multi(
-            self.optimizer_name, launch.params, grads, [s["state1"] for s in states],
-            [s["state2"] for s in states] if two else None, step=step, gnorm_scale=scale,
+            self.optimizer_name, launch.params, grads, launch.state1, launch.state2, step=step, gnorm_scale=scale,
             block_wise=config["block_wise"], buffers=launch.buffers, **kwargs, **self._hyper(config, step))
 
     def _prefetch(self, launch):
