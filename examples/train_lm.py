@@ -4,7 +4,9 @@ side by side, and show that 8-bit optimizer state trains to the same loss.
 The corpus is the Python standard library's own source code (on every machine, no
 download), read as bytes: every 10th file is held out for validation. Each seed trains the
 same model from the same initialisation on the same batches once per optimizer; the spread
-between seeds is the noise the 8-bit/32-bit difference is measured against.
+between seeds is the noise the 8-bit/32-bit difference is measured against. As the Hugging
+Face Trainer does, the 8-bit run keeps 32-bit state for the embeddings (through
+GlobalOptimManager.register_module_override); --all-8bit quantizes them too.
 
     python examples/train_lm.py                 # CPU: a few minutes; CUDA when present
     python examples/train_lm.py --steps 1000 --seeds 0 1 2 --out examples/out
@@ -117,6 +119,11 @@ def train(name, seed, data, args):
     train_data, val = data
     torch.manual_seed(seed)
     model = GPT(d=args.d, layers=args.layers, heads=args.heads, ctx=args.ctx).to(args.device)
+    if not args.all_8bit:
+        # what the Hugging Face Trainer does for 8-bit optimizers: embeddings keep 32-bit state
+        mng = bnb.optim.GlobalOptimManager.get_instance()
+        for emb in (model.tok, model.pos):
+            mng.register_module_override(emb, "weight", {"optim_bits": 32})
     opt = OPTIMIZERS[name](model.parameters(), args.lr)
     stream = batches(train_data, args.batch, args.ctx, seed, args.device)
     curve, start = [], time.time()
@@ -208,6 +215,8 @@ def main():
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--all-8bit", action="store_true",
+                        help="8-bit state for the embeddings too (default: 32-bit for them, as the HF Trainer does)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))

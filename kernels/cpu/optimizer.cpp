@@ -35,8 +35,8 @@ void update_32bit(const OptimizerHyper& h, const TensorSlot& s) {
       usq += double(u) * u;
       psq += double(pv) * pv;
     }
-    s.stats[kUnormSq] = float(usq);
-    s.stats[kPnormSq] = float(psq);
+    *stat_double(s.stats, kUnormSq) = usq;
+    *stat_double(s.stats, kPnormSq) = psq;
   }
   const float trust = trust_factor(h, s.stats);
   const float decay = weight_decay_factor(h);
@@ -88,8 +88,8 @@ void update_8bit(const OptimizerHyper& h, const TensorSlot& s, const Maps& m) {
         m2 = std::max(m2, std::fabs(y));
       }
     }
-    s.stats[kUnormSq] = float(usq);
-    s.stats[kPnormSq] = float(psq);
+    *stat_double(s.stats, kUnormSq) = usq;
+    *stat_double(s.stats, kPnormSq) = psq;
     s.stats[kNewMax1] = m1;
     s.stats[kNewMax2] = m2;
   }

@@ -256,8 +256,8 @@ optimizer_prepass_kernel(OptTable tab, OptimizerHyper h, const float* __restrict
     m2 = warp_max(m2);
     if (lane == 0) {
       if (h.max_unorm > 0.f) {
-        atomicAdd(slot.stats + kUnormSq, usq);
-        atomicAdd(slot.stats + kPnormSq, psq);
+        atomicAdd(stat_double(slot.stats, kUnormSq), double(usq));
+        atomicAdd(stat_double(slot.stats, kPnormSq), double(psq));
       }
       if (Q && !h.block_wise) {
         atomic_max_nonneg(slot.stats + kNewMax1, m1);

@@ -50,12 +50,17 @@ struct TensorSlot {
   float* absmax1;
   float* absmax2;
   const float* gnorm_scale;  // the percentile-clipping scale of this tensor, null = 1
-  float* stats;              // kStats floats of scratch, see below
+  float* stats;              // kStats floats of scratch (8-byte aligned), see below
   int64_t n;
 };
 
-// Per-tensor scratch filled by the pre-pass (trust ratio, tensor-wise 8-bit state).
-enum StatIndex : int { kUnormSq = 0, kPnormSq = 1, kNewMax1 = 2, kNewMax2 = 3, kStats = 4 };
+// Per-tensor scratch filled by the pre-pass (trust ratio, tensor-wise 8-bit state), in
+// floats: the two squared norms are doubles (two floats each) so that their sums, added up
+// in whatever order the GPU's warps finish, round to the same float every run.
+enum StatIndex : int { kUnormSq = 0, kPnormSq = 2, kNewMax1 = 4, kNewMax2 = 5, kStats = 6 };
+
+BNB_HD double* stat_double(float* stats, int index) { return reinterpret_cast<double*>(stats + index); }
+BNB_HD double stat_double(const float* stats, int index) { return *reinterpret_cast<const double*>(stats + index); }
 
 inline bool needs_prepass(const OptimizerHyper& h, bool eight_bit) {
   return h.max_unorm > 0.f || (eight_bit && !h.block_wise);
@@ -109,8 +114,8 @@ BNB_HD float weight_decay_factor(const OptimizerHyper& h) {
 // optimizers paper's library).
 BNB_HD float trust_factor(const OptimizerHyper& h, const float* stats) {
   if (!(h.max_unorm > 0.f)) return 1.f;
-  const float unorm = sqrtf(stats[kUnormSq]);
-  const float limit = h.max_unorm * sqrtf(stats[kPnormSq]);
+  const float unorm = float(sqrt(stat_double(stats, kUnormSq)));
+  const float limit = h.max_unorm * float(sqrt(stat_double(stats, kPnormSq)));
   return (unorm > limit && unorm > 0.f) ? limit / unorm : 1.f;
 }
 
