@@ -72,5 +72,5 @@ def _paged_zeros_fake(like, size, dtype):
 
 
 @torch.library.register_fake("bitsandbytes::prefetch_to_device")
-def _prefetch_to_device_fake(t):
+def _prefetch_to_device_fake(tensors):
     return None

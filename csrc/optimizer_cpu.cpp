@@ -23,7 +23,7 @@ at::Tensor paged_zeros_cpu(const at::Tensor& like, at::IntArrayRef size, c10::Sc
   return at::zeros(size, like.options().dtype(dtype));
 }
 
-void prefetch_to_device_cpu(const at::Tensor&) {}
+void prefetch_to_device_cpu(at::TensorList) {}
 
 }  // namespace
 

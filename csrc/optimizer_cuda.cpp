@@ -62,12 +62,14 @@ at::Tensor paged_zeros_cuda(const at::Tensor& like, at::IntArrayRef size, c10::S
       ptr, size, [](void* p) { bnb::cuda::paged_free(p); }, at::TensorOptions().dtype(dtype).device(like.device()));
 }
 
-void prefetch_to_device_cuda(const at::Tensor& t) {
-  TORCH_CHECK(t.is_contiguous(), "prefetch_to_device: t must be contiguous");
-  const size_t bytes = size_t(t.numel()) * t.element_size();
-  launch_on(t, [&](cudaStream_t s) {
-    return bnb::cuda::prefetch_to_device(t.const_data_ptr(), bytes, t.get_device(), s);
-  });
+void prefetch_to_device_cuda(at::TensorList tensors) {
+  for (const at::Tensor& t : tensors) {
+    TORCH_CHECK(t.is_contiguous(), "prefetch_to_device: tensors must be contiguous");
+    const size_t bytes = size_t(t.numel()) * t.element_size();
+    launch_on(t, [&](cudaStream_t s) {
+      return bnb::cuda::prefetch_to_device(t.const_data_ptr(), bytes, t.get_device(), s);
+    });
+  }
 }
 
 }  // namespace

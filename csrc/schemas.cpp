@@ -25,7 +25,7 @@ TORCH_LIBRARY(bitsandbytes, m) {
         "float bias_correction1, float bias_correction2, float dampening, bool nesterov, int step, "
         "float max_unorm, bool block_wise) -> ()");
   // Optimizer state in CUDA unified memory: zeros of `size` and `dtype` on like's GPU, and
-  // an asynchronous migration of a managed tensor to its GPU (no-op for other memory).
+  // an asynchronous migration of managed tensors to their GPU (no-op for other memory).
   m.def("paged_zeros(Tensor like, int[] size, ScalarType dtype) -> Tensor");
-  m.def("prefetch_to_device(Tensor(a!) t) -> ()");
+  m.def("prefetch_to_device(Tensor(a!)[] tensors) -> ()");
 }

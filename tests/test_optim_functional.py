@@ -143,4 +143,5 @@ def test_paged_zeros(device):
     assert t.shape == (3, 5) and t.device.type == device and torch.count_nonzero(t) == 0
     t += 1
     F.prefetch_to_device(t)
+    F.prefetch_to_device([t, torch.ones(2, device=device)])  # ordinary memory: nothing to do
     assert t.sum().item() == 15

@@ -168,8 +168,9 @@ def paged_zeros(shape, dtype=torch.float32, device="cuda"):
     return torch.ops.bitsandbytes.paged_zeros(like, list(shape), dtype)
 
 
-def prefetch_to_device(t):
-    """Queues a migration of a paged tensor to its GPU on the current stream (a no-op for
-    tensors that are not in managed memory, and on the CPU)."""
-    if t.device.type == "cuda" and t.numel() > 0:
-        torch.ops.bitsandbytes.prefetch_to_device(t)
+def prefetch_to_device(tensors):
+    """Queues a migration of paged tensors (one or a list) to their GPU on the current stream
+    (a no-op for tensors that are not in managed memory, and on the CPU)."""
+    tensors = [t for t in _as_list(tensors) if t.device.type == "cuda" and t.numel() > 0]
+    if tensors:
+        torch.ops.bitsandbytes.prefetch_to_device(tensors)

@@ -90,8 +90,8 @@ class Optimizer8bit(torch.optim.Optimizer):
 
     # --- state -----------------------------------------------------------------------
 
-    def _zeros(self, shape, dtype, device):
-        if self.is_paged and torch.device(device).type == "cuda":
+    def _zeros(self, shape, dtype, device, paged=False):
+        if paged and self.is_paged and torch.device(device).type == "cuda":
             return F.paged_zeros(shape, dtype=dtype, device=device)
         return torch.zeros(shape, dtype=dtype, device=device)
 
@@ -107,21 +107,21 @@ class Optimizer8bit(torch.optim.Optimizer):
         init1 = float(config.get("initial_accumulator_value", 0.0) or 0.0)
         if eight_bit:
             blocks = -(-p.numel() // FO.BLOCKSIZE) if config["block_wise"] else 1
-            state["state1"] = self._zeros(p.shape, torch.uint8, dev)
+            state["state1"] = self._zeros(p.shape, torch.uint8, dev, paged=True)
             state["qmap1"] = default_code(dev, signed=not nonneg)
             state["absmax1"] = self._zeros((blocks,), torch.float32, dev)
             if init1 != 0.0:
                 self._quantize_into(state, "1", torch.full(p.shape, init1, device=dev), config["block_wise"])
             if self.num_states == 2:
-                state["state2"] = self._zeros(p.shape, torch.uint8, dev)
+                state["state2"] = self._zeros(p.shape, torch.uint8, dev, paged=True)
                 state["qmap2"] = default_code(dev, signed=False)
                 state["absmax2"] = self._zeros((blocks,), torch.float32, dev)
         else:
-            state["state1"] = self._zeros(p.shape, torch.float32, dev)
+            state["state1"] = self._zeros(p.shape, torch.float32, dev, paged=True)
             if init1 != 0.0:
                 state["state1"].fill_(init1)
             if self.num_states == 2:
-                state["state2"] = self._zeros(p.shape, torch.float32, dev)
+                state["state2"] = self._zeros(p.shape, torch.float32, dev, paged=True)
         if config["percentile_clipping"] < 100:
             state["gnorm_vec"] = torch.zeros(100, dtype=torch.float32, device=dev)
 
@@ -213,11 +213,9 @@ class Optimizer8bit(torch.optim.Optimizer):
             block_wise=config["block_wise"], buffers=launch.buffers, **kwargs, **self._hyper(config, step))
 
     def _prefetch(self, launch):
-        for s in launch.states:
-            for key in ("state1", "state2", "absmax1", "absmax2"):
-                t = s.get(key)
-                if t is not None and t.device.type == "cuda":
-                    F.prefetch_to_device(t)
+        """Paged state (state1/state2 in managed memory) back to the GPU before the update."""
+        if launch.params[0].device.type == "cuda":
+            F.prefetch_to_device(launch.state1 + (launch.state2 or []))
 
     def _hyper(self, config, step):
         """The kernel's hyper-parameters for this optimizer from the effective settings."""
