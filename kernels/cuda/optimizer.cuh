@@ -26,10 +26,12 @@ constexpr int kOptWarps = kOptThreads / 32;
 constexpr int kOptPerLane = 8;  // 32 lanes x 8 = one 256-value chunk per warp
 static_assert(kOptPerLane * 32 == kOptimizerBlock, "a warp covers one quantization block");
 
-// Shared memory of the 8-bit kernels: replicated midpoints (search) and values (lookup)
-// of each map. One-state algorithms use only the first map.
+// Shared memory of the 8-bit kernels, per map: the midpoints replicated per lane (the
+// search does 8 lookups a value, each conflict-free) and the 256 values once (one lookup a
+// value; a replicated copy would not fit the 99 KB a block gets on sm_86/sm_89). One-state
+// algorithms use only the first map. Two maps: 66 KB.
 constexpr int kMidFloats = (kCodeSize - 1) * kLanes;
-constexpr int kValFloats = kCodeSize * kLanes;
+constexpr int kValFloats = kCodeSize;
 inline int optimizer_smem_bytes(bool eight_bit, int states) {
   return eight_bit ? states * (kMidFloats + kValFloats) * int(sizeof(float)) : 0;
 }
@@ -106,14 +108,14 @@ struct LaneData {
     }
   }
 
-  // 8-bit: codes to values, code[q] * absmax, from the replicated value tables.
+  // 8-bit: codes to values, code[q] * absmax, from the value tables in shared memory.
   __device__ __forceinline__ void dequantize(const float* val1, const float* val2, float amax1, float amax2,
-                                             bool two, int lane) {
+                                             bool two) {
     if constexpr (Q) {
 #pragma unroll
       for (int j = 0; j < kOptPerLane; ++j) {
-        a[j] = val1[qa[j] * kLanes + lane] * amax1;
-        b[j] = two ? val2[qb[j] * kLanes + lane] * amax2 : 0.f;
+        a[j] = val1[qa[j]] * amax1;
+        b[j] = two ? val2[qb[j]] * amax2 : 0.f;
       }
     }
   }
@@ -126,18 +128,18 @@ optimizer_update_kernel(OptTable tab, OptimizerHyper h, const float* __restrict_
   constexpr bool kTwo = A == Algorithm::Adam;
   extern __shared__ float smem[];
   float* mid1 = smem;
-  float* val1 = smem + kMidFloats;
-  float* mid2 = val1 + kValFloats;
-  float* val2 = mid2 + kMidFloats;
+  float* mid2 = mid1 + kMidFloats;
+  float* val1 = mid2 + (kTwo ? kMidFloats : 0);
+  float* val2 = val1 + kValFloats;
   if constexpr (Q) {
-    for (int i = threadIdx.x; i < kValFloats; i += blockDim.x) {
+    for (int i = threadIdx.x; i < kMidFloats; i += blockDim.x) {
       const int row = i / kLanes;
-      val1[i] = __ldg(code1 + row);
-      if (row < kCodeSize - 1) mid1[i] = 0.5f * (__ldg(code1 + row) + __ldg(code1 + row + 1));
-      if constexpr (kTwo) {
-        val2[i] = __ldg(code2 + row);
-        if (row < kCodeSize - 1) mid2[i] = 0.5f * (__ldg(code2 + row) + __ldg(code2 + row + 1));
-      }
+      mid1[i] = 0.5f * (__ldg(code1 + row) + __ldg(code1 + row + 1));
+      if constexpr (kTwo) mid2[i] = 0.5f * (__ldg(code2 + row) + __ldg(code2 + row + 1));
+    }
+    for (int i = threadIdx.x; i < kValFloats; i += blockDim.x) {
+      val1[i] = __ldg(code1 + i);
+      if constexpr (kTwo) val2[i] = __ldg(code2 + i);
     }
     __syncthreads();
   }
@@ -154,7 +156,7 @@ optimizer_update_kernel(OptTable tab, OptimizerHyper h, const float* __restrict_
     LaneData<T, Q> d;
     d.load(s, base, full, kTwo);
     const int64_t ablk = h.block_wise ? blk : 0;
-    if constexpr (Q) d.dequantize(val1, val2, s.absmax1[ablk], kTwo ? s.absmax2[ablk] : 0.f, kTwo, lane);
+    if constexpr (Q) d.dequantize(val1, val2, s.absmax1[ablk], kTwo ? s.absmax2[ablk] : 0.f, kTwo);
     const float gs = s.gnorm_scale ? *s.gnorm_scale : 1.f;
     const float trust = trust_factor(h, s.stats);
     const float decay = weight_decay_factor(h);
@@ -238,8 +240,8 @@ optimizer_prepass_kernel(OptTable tab, OptimizerHyper h, const float* __restrict
   float* val2 = smem + kValFloats;
   if constexpr (Q) {
     for (int i = threadIdx.x; i < kValFloats; i += blockDim.x) {
-      val1[i] = __ldg(code1 + i / kLanes);
-      if constexpr (kTwo) val2[i] = __ldg(code2 + i / kLanes);
+      val1[i] = __ldg(code1 + i);
+      if constexpr (kTwo) val2[i] = __ldg(code2 + i);
     }
     __syncthreads();
   }
@@ -280,7 +282,7 @@ optimizer_prepass_kernel(OptTable tab, OptimizerHyper h, const float* __restrict
     LaneData<T, Q> d;
     d.load(s, base, full, kTwo);
     const int64_t ablk = h.block_wise ? blk : 0;
-    if constexpr (Q) d.dequantize(val1, val2, s.absmax1[ablk], kTwo ? s.absmax2[ablk] : 0.f, kTwo, lane);
+    if constexpr (Q) d.dequantize(val1, val2, s.absmax1[ablk], kTwo ? s.absmax2[ablk] : 0.f, kTwo);
     const float gs = s.gnorm_scale ? *s.gnorm_scale : 1.f;
 #pragma unroll
     for (int j = 0; j < kOptPerLane; ++j) {
