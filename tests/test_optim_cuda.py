@@ -85,3 +85,22 @@ def test_many_small_tensors_one_launch():
     assert len(o1._plan) == 1
     for a, b in zip(params, ref):
         torch.testing.assert_close(a.detach().cpu(), b.detach(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls,kw", [(bnb.optim.AdamW8bit, {}), (bnb.optim.LAMB8bit, dict(block_wise=False)),
+                                    (bnb.optim.Adam32bit, dict(percentile_clipping=5))])
+def test_step_does_not_synchronise(cls, kw):
+    params = [torch.randn(s, device="cuda", requires_grad=True) for s in [(5000,), (70, 90), (10,)]]
+    opt = cls(params, **kw)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt.step()  # the first step allocates the state
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn_like(p)  # new gradient tensors: the device table is re-uploaded
+            opt.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
