@@ -102,10 +102,13 @@ def _scale_tensor(gnorm_scale, device):
 
 
 def optimizer_update_32bit(optimizer_name, g, p, state1, beta1, eps, step, lr, state2=None, beta2=0.0,
-                           weight_decay=0.0, gnorm_scale=1.0, max_unorm=0.0, bias_correction=True, dampening=0.0,
-                           nesterov=False):
+                           weight_decay=0.0, gnorm_scale=1.0, unorm_vec=None, max_unorm=0.0, skip_zeros=False,
+                           bias_correction=True, dampening=0.0, nesterov=False):
     """One optimizer step of p (in place) with float32 states state1 (and state2 for
-    Adam-family algorithms). gnorm_scale multiplies the gradient (percentile clipping)."""
+    Adam-family algorithms). gnorm_scale multiplies the gradient (percentile clipping).
+    max_unorm > 0 applies the trust ratio (lars, lamb); the update norm is computed inside
+    the call, so `unorm_vec` (kept for the reference library's argument order) is unused."""
+    _check_skip_zeros(skip_zeros)
     optimizer_update_multi(optimizer_name, [p], [g], [state1], [state2] if state2 is not None else [], beta1, beta2,
                            eps, step, lr, weight_decay=weight_decay, gnorm_scale=_scale_tensor(gnorm_scale, p.device),
                            max_unorm=max_unorm, bias_correction=bias_correction, dampening=dampening,
@@ -113,8 +116,9 @@ def optimizer_update_32bit(optimizer_name, g, p, state1, beta1, eps, step, lr, s
 
 
 def optimizer_update_8bit_blockwise(optimizer_name, g, p, state1, state2, beta1, beta2, eps, step, lr, qmap1, qmap2,
-                                    absmax1, absmax2, weight_decay=0.0, gnorm_scale=1.0, max_unorm=0.0,
-                                    bias_correction=True, dampening=0.0, nesterov=False, block_wise=True):
+                                    absmax1, absmax2, weight_decay=0.0, gnorm_scale=1.0, skip_zeros=False,
+                                    max_unorm=0.0, bias_correction=True, dampening=0.0, nesterov=False,
+                                    block_wise=True):
     """One optimizer step of p (in place) with 8-bit states: uint8 codes into qmap1 (state1)
     and qmap2 (state2), one absmax per 256 values (block_wise) or per tensor. The states are
     dequantized, updated in float32 and requantized with their new absmax in one pass."""
