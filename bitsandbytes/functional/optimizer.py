@@ -91,6 +91,11 @@ def optimizer_update_multi(optimizer_name, params, grads, state1, state2, beta1,
         float(max_unorm), bool(block_wise))
 
 
+def _check_skip_zeros(skip_zeros):
+    if skip_zeros:
+        raise NotImplementedError("skip_zeros=True is not supported: every element is updated")
+
+
 def _scale_tensor(gnorm_scale, device):
     if gnorm_scale is None:
         return None
@@ -122,6 +127,7 @@ def optimizer_update_8bit_blockwise(optimizer_name, g, p, state1, state2, beta1,
     """One optimizer step of p (in place) with 8-bit states: uint8 codes into qmap1 (state1)
     and qmap2 (state2), one absmax per 256 values (block_wise) or per tensor. The states are
     dequantized, updated in float32 and requantized with their new absmax in one pass."""
+    _check_skip_zeros(skip_zeros)
     optimizer_update_multi(optimizer_name, [p], [g], [state1], [state2] if state2 is not None else [], beta1, beta2,
                            eps, step, lr, qmap1=qmap1, qmap2=qmap2, absmax1=[absmax1],
                            absmax2=[absmax2] if absmax2 is not None else [], weight_decay=weight_decay,
