@@ -136,6 +136,16 @@ def test_opcheck_optimizer_update(device):
             True)
     torch.library.opcheck(torch.ops.bitsandbytes.optimizer_update.default, args,
                           test_utils=("test_schema", "test_faketensor"))
+    code1, code2 = state_maps(device)
+    blocks = -(-n // 256)
+    args8 = ("adam", [torch.randn(n, device=device)], [torch.randn(n, device=device)],
+             [torch.zeros(n, dtype=torch.uint8, device=device)], [torch.zeros(n, dtype=torch.uint8, device=device)],
+             [torch.zeros(blocks, device=device)], [torch.zeros(blocks, device=device)], code1, code2,
+             torch.ones(1, device=device), torch.zeros(0, device=device), torch.empty(0, dtype=torch.uint8, device=device),
+             torch.empty(0, dtype=torch.uint8), 1e-3, 0.9, 0.999, 1e-8, 0.01, True, 0.1, 0.001, 0.0, False, 1, 0.0,
+             True)
+    torch.library.opcheck(torch.ops.bitsandbytes.optimizer_update.default, args8,
+                          test_utils=("test_schema", "test_faketensor"))
 
 
 def test_paged_zeros(device):
