@@ -2,7 +2,7 @@
 import torch
 
 from . import _ops  # noqa: F401  (registers the custom ops and their fake kernels)
-from . import autograd, functional, nn, utils
+from . import autograd, functional, nn, optim, utils
 from .autograd import MatmulLtState, matmul
 from ._version import __version__
 
@@ -10,5 +10,5 @@ from ._version import __version__
 supported_torch_devices = {"cpu", "cuda"}
 features = {"multi_backend"}
 
-__all__ = ["__version__", "MatmulLtState", "autograd", "features", "functional", "matmul", "nn",
+__all__ = ["__version__", "MatmulLtState", "autograd", "features", "functional", "matmul", "nn", "optim",
            "supported_torch_devices", "utils"]

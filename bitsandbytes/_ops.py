@@ -130,3 +130,20 @@ def _int8_weight_linear_backward(ctx, grad):
 
 torch.library.register_autograd("bitsandbytes::int8_weight_linear", _int8_weight_linear_backward,
                                 setup_context=_int8_weight_linear_setup)
+@torch.library.register_fake("bitsandbytes::optimizer_update")
+def _optimizer_update_fake(algorithm, params, grads, state1, state2, absmax1, absmax2, qmap1, qmap2, gnorm_scale,
+                           workspace, table, table_host, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay,
+                           bias_correction1, bias_correction2, dampening, nesterov, step, max_unorm, block_wise):
+    torch._check(len(grads) == len(params), lambda: "grads must hold one tensor per parameter")
+    torch._check(len(state1) == len(params), lambda: "state1 must hold one tensor per parameter")
+    return None
+
+
+@torch.library.register_fake("bitsandbytes::paged_zeros")
+def _paged_zeros_fake(like, size, dtype):
+    return torch.empty(size, dtype=dtype, device=like.device)
+
+
+@torch.library.register_fake("bitsandbytes::prefetch_to_device")
+def _prefetch_to_device_fake(tensors):
+    return None

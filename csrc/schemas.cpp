@@ -16,6 +16,22 @@ TORCH_LIBRARY(bitsandbytes, m) {
   // Quantile estimation: float32 estimates of num_quantiles equidistant quantiles of A
   // between the probabilities offset and 1 - offset.
   m.def("estimate_quantiles(Tensor A, float offset, int num_quantiles) -> Tensor");
+
+  // The optimizer step of a group of tensors that share dtype and state kind (float32 or
+  // uint8 state), updated in place in one launch. algorithm: adam, momentum, rmsprop,
+  // adagrad, lion. workspace (float32), table (device) and table_host (CPU) are scratch the
+  // caller keeps between steps: the device table of tensor pointers is re-uploaded only when
+  // the tensors change. gnorm_scale: one clipping factor per tensor, read on the device.
+  m.def("optimizer_update(str algorithm, Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] state1, "
+        "Tensor(c!)[] state2, Tensor(d!)[] absmax1, Tensor(e!)[] absmax2, Tensor? qmap1, Tensor? qmap2, "
+        "Tensor? gnorm_scale, Tensor(f!) workspace, Tensor(g!) table, Tensor(h!) table_host, float lr, "
+        "float beta1, float beta2, float eps, float weight_decay, bool decoupled_weight_decay, "
+        "float bias_correction1, float bias_correction2, float dampening, bool nesterov, int step, "
+        "float max_unorm, bool block_wise) -> ()");
+  // Optimizer state in CUDA unified memory: zeros of `size` and `dtype` on like's GPU, and
+  // an asynchronous migration of managed tensors to their GPU (no-op for other memory).
+  m.def("paged_zeros(Tensor like, int[] size, ScalarType dtype) -> Tensor");
+  m.def("prefetch_to_device(Tensor(a!)[] tensors) -> ()");
 }
 
 // LLM.int8(): row-wise int8 quantization with outlier columns, int8 GEMM, dequantization.

@@ -1,0 +1,179 @@
+"""Optimizer step benchmark: every 8-bit and 32-bit AdamW path of bitsandbytes.optim against
+torch.optim.AdamW(fused=True), in the same run.
+
+Workloads: (a) one float32 tensor of 2^28 elements; (b) GPT-2 medium shapes (24 layers,
+d=1024, vocab 50304: 292 tensors, 355M parameters) in bfloat16.
+Reports the median step time (CUDA events, after warm-up), the fraction of the measured
+device-to-device copy bandwidth the step reaches (bytes it must move / time), and the
+optimizer-state memory. Writes JSON to --out and prints a markdown table last.
+
+    python benchmarks/bench_optimizers.py --out bench_out
+    python benchmarks/bench_optimizers.py --out bench_out --device cpu --scale 0.001   # smoke run
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import bitsandbytes as bnb  # noqa: E402
+
+
+def gpt2_medium_shapes(vocab=50304, d=1024, layers=24, ctx=1024):
+    shapes = [(vocab, d), (ctx, d)]
+    for _ in range(layers):
+        shapes += [(d,), (d,), (d, 3 * d), (3 * d,), (d, d), (d,), (d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]
+    shapes += [(d,), (d,)]
+    return shapes
+
+
+def scaled_shapes(shapes, scale):
+    if scale >= 1:
+        return shapes
+    return [tuple(max(1, int(s * scale ** (1 / len(shape)))) for s in shape) for shape in shapes]
+
+
+def make_params(shapes, dtype, device):
+    params = [torch.nn.Parameter(torch.randn(s, device=device, dtype=dtype) * 0.02) for s in shapes]
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-3
+    return params
+
+
+PATHS = {
+    "torch AdamW fused (32-bit)": lambda ps: torch.optim.AdamW(ps, lr=1e-4, fused=ps[0].is_cuda or None),
+    "bnb AdamW32bit": lambda ps: bnb.optim.AdamW32bit(ps, lr=1e-4),
+    "bnb AdamW8bit": lambda ps: bnb.optim.AdamW8bit(ps, lr=1e-4),
+    "bnb AdamW8bit block_wise=False": lambda ps: bnb.optim.AdamW8bit(ps, lr=1e-4, block_wise=False),
+    "bnb PagedAdamW32bit": lambda ps: bnb.optim.PagedAdamW32bit(ps, lr=1e-4),
+    "bnb PagedAdamW8bit": lambda ps: bnb.optim.PagedAdamW8bit(ps, lr=1e-4),
+}
+
+
+def state_bytes(opt):
+    seen, total = set(), 0
+    for st in opt.state.values():
+        for v in st.values():
+            if isinstance(v, torch.Tensor) and v.data_ptr() not in seen:
+                seen.add(v.data_ptr())
+                total += v.numel() * v.element_size()
+    return total
+
+
+def moved_bytes(params, opt):
+    """Bytes one step must read and write: parameter (read + write), gradient (read), each
+    state tensor (read + write)."""
+    total = 0
+    for p in params:
+        total += 3 * p.numel() * p.element_size()
+    for st in opt.state.values():
+        for key in ("state1", "state2", "absmax1", "absmax2", "exp_avg", "exp_avg_sq"):
+            if key in st:
+                total += 2 * st[key].numel() * st[key].element_size()
+    return total
+
+
+def time_steps(opt, device, warmup, iters):
+    for _ in range(warmup):
+        opt.step()
+    times = []
+    if device == "cuda":
+        torch.cuda.synchronize()
+        for _ in range(iters):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            opt.step()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+    else:
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            opt.step()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def copy_bandwidth(device, nbytes):
+    """Device-to-device copy bandwidth (bytes read + written per second)."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    for _ in range(3):
+        dst.copy_(src)
+    times = []
+    for _ in range(10):
+        if device == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            dst.copy_(src)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            dst.copy_(src)
+            times.append(time.perf_counter() - t0)
+    return 2 * nbytes / statistics.median(times)
+
+
+def run(args):
+    device = args.device
+    workloads = {
+        "(a) 1 x 2^28 fp32": ([(max(1, int(2 ** 28 * args.scale)),)], torch.float32),
+        "(b) GPT-2 medium 292 x bf16": (scaled_shapes(gpt2_medium_shapes(), args.scale), torch.bfloat16),
+    }
+    bw = copy_bandwidth(device, max(1 << 20, int((1 << 30) * min(1.0, args.scale * 4))))
+    results = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
+               "copy_bandwidth_GBps": bw / 1e9, "rows": []}
+    for wname, (shapes, dtype) in workloads.items():
+        n = sum(int(torch.Size(s).numel()) for s in shapes)
+        for pname, make in PATHS.items():
+            params = make_params(shapes, dtype, device)
+            opt = make(params)
+            ms = time_steps(opt, device, args.warmup, args.iters)
+            moved = moved_bytes(params, opt)
+            row = dict(workload=wname, path=pname, tensors=len(shapes), params=n, step_ms=ms,
+                       bandwidth_fraction=moved / (ms / 1e3) / bw, state_bytes=state_bytes(opt),
+                       state_bytes_per_param=state_bytes(opt) / n)
+            results["rows"].append(row)
+            print(f"{wname:32s} {pname:34s} {ms:9.3f} ms  {row['bandwidth_fraction']:.2f} of copy bw  "
+                  f"{row['state_bytes_per_param']:.3f} B/param", flush=True)
+            del opt, params
+            if device == "cuda":
+                torch.cuda.empty_cache()
+    return results
+
+
+def markdown(results):
+    lines = [f"device: {results['device']}, torch {results['torch']}, "
+             f"copy bandwidth {results['copy_bandwidth_GBps']:.0f} GB/s", "",
+             "| workload | path | step (ms) | fraction of copy bw | state MB | state B/param |",
+             "|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        lines.append(f"| {r['workload']} | {r['path']} | {r['step_ms']:.3f} | {r['bandwidth_fraction']:.2f} | "
+                     f"{r['state_bytes'] / 1e6:.1f} | {r['state_bytes_per_param']:.3f} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="directory for optimizers.json")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full sizes (smoke runs)")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--iters", type=int, default=20)
+    args = parser.parse_args()
+    results = run(args)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "optimizers.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    print()
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

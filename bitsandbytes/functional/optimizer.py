@@ -1,0 +1,186 @@
+"""The low-level optimizer updates behind bitsandbytes.optim, and percentile clipping.
+
+`optimizer_update_multi` updates a list of tensors that share dtype, device and state kind
+in one launch (one kernel launch on CUDA). `optimizer_update_32bit` and
+`optimizer_update_8bit_blockwise` are the one-tensor forms. Every update happens in place
+on the current stream and never synchronises with the host.
+
+Algorithms (`optimizer_name`): "adam", "adamw" (decoupled weight decay), "lamb" (Adam with
+the trust ratio `max_unorm`), "momentum" / "sgd", "lars" (momentum with the trust ratio),
+"rmsprop", "adagrad", "lion". beta1 is the momentum for momentum/sgd/lars and alpha for
+rmsprop.
+"""
+import torch
+
+from .blockwise import default_code
+
+# name -> (kernel algorithm, decoupled weight decay)
+ALGORITHMS = {
+    "adam": ("adam", False),
+    "adamw": ("adam", True),
+    "lamb": ("adam", True),
+    "momentum": ("momentum", False),
+    "sgd": ("momentum", False),
+    "lars": ("momentum", False),
+    "rmsprop": ("rmsprop", False),
+    "adagrad": ("adagrad", False),
+    "lion": ("lion", True),
+}
+TWO_STATE = {"adam"}
+BLOCKSIZE = 256  # values per absmax of the block-wise 8-bit state
+
+
+def num_states(optimizer_name):
+    return 2 if _algorithm(optimizer_name)[0] in TWO_STATE else 1
+
+
+def _algorithm(optimizer_name):
+    if optimizer_name not in ALGORITHMS:
+        raise ValueError(f"optimizer_name must be one of {sorted(ALGORITHMS)}, got {optimizer_name!r}")
+    return ALGORITHMS[optimizer_name]
+
+
+class UpdateBuffers:
+    """Scratch that one launch group keeps between steps: per-tensor statistics (workspace)
+    and the device table of tensor pointers with its host copy. The op re-uploads the table
+    only when the tensors it describes change."""
+
+    def __init__(self, device):
+        device = torch.device(device)
+        self.workspace = torch.zeros(0, dtype=torch.float32, device=device)
+        self.table = torch.empty(0, dtype=torch.uint8, device=device)
+        self.table_host = torch.empty(0, dtype=torch.uint8)
+
+
+def _as_list(x):
+    if x is None:
+        return []
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def optimizer_update_multi(optimizer_name, params, grads, state1, state2, beta1, beta2, eps, step, lr,
+                           qmap1=None, qmap2=None, absmax1=None, absmax2=None, weight_decay=0.0, gnorm_scale=None,
+                           max_unorm=0.0, bias_correction=True, dampening=0.0, nesterov=False, block_wise=True,
+                           decoupled_weight_decay=None, buffers=None):
+    """Updates params[i] in place from grads[i] with its states (float32: 32-bit state;
+    uint8: 8-bit state with maps qmap1/qmap2 and absmax1/absmax2). `step` is the step being
+    taken (1 for the first). gnorm_scale: None or a float32 tensor with one clipping factor
+    per tensor, on the parameters' device. Pass the same `buffers` (UpdateBuffers) every
+    step so the device table is kept."""
+    algorithm, decoupled = _algorithm(optimizer_name)
+    if decoupled_weight_decay is not None:
+        decoupled = decoupled_weight_decay
+    params, grads = _as_list(params), _as_list(grads)
+    if not params:
+        return
+    state1, state2 = _as_list(state1), _as_list(state2)
+    if algorithm not in TWO_STATE:
+        state2 = []
+    if step < 1:
+        raise ValueError(f"{optimizer_name}: step must be >= 1 (the step being taken), got {step}")
+    bc1 = bc2 = 1.0
+    if algorithm == "adam" and bias_correction:
+        bc1 = 1.0 - beta1 ** step
+        bc2 = 1.0 - beta2 ** step
+    if buffers is None:
+        buffers = UpdateBuffers(params[0].device)
+    torch.ops.bitsandbytes.optimizer_update(
+        algorithm, params, grads, state1, state2, _as_list(absmax1), _as_list(absmax2), qmap1, qmap2, gnorm_scale,
+        buffers.workspace, buffers.table, buffers.table_host, float(lr), float(beta1), float(beta2), float(eps),
+        float(weight_decay), bool(decoupled), bc1, bc2, float(dampening), bool(nesterov), int(step),
+        float(max_unorm), bool(block_wise))
+
+
+def _check_skip_zeros(skip_zeros):
+    if skip_zeros:
+        raise NotImplementedError("skip_zeros=True is not supported: every element is updated")
+
+
+def _scale_tensor(gnorm_scale, device):
+    if gnorm_scale is None:
+        return None
+    if isinstance(gnorm_scale, torch.Tensor):
+        return gnorm_scale.detach().reshape(1).to(device=device, dtype=torch.float32)
+    if float(gnorm_scale) == 1.0:
+        return None
+    return torch.full((1,), float(gnorm_scale), dtype=torch.float32, device=device)
+
+
+def optimizer_update_32bit(optimizer_name, g, p, state1, beta1, eps, step, lr, state2=None, beta2=0.0,
+                           weight_decay=0.0, gnorm_scale=1.0, unorm_vec=None, max_unorm=0.0, skip_zeros=False,
+                           bias_correction=True, dampening=0.0, nesterov=False):
+    """One optimizer step of p (in place) with float32 states state1 (and state2 for
+    Adam-family algorithms). gnorm_scale multiplies the gradient (percentile clipping).
+    max_unorm > 0 applies the trust ratio (lars, lamb); the update norm is computed inside
+    the call, so `unorm_vec` (kept for the reference library's argument order) is unused."""
+    _check_skip_zeros(skip_zeros)
+    optimizer_update_multi(optimizer_name, [p], [g], [state1], [state2] if state2 is not None else [], beta1, beta2,
+                           eps, step, lr, weight_decay=weight_decay, gnorm_scale=_scale_tensor(gnorm_scale, p.device),
+                           max_unorm=max_unorm, bias_correction=bias_correction, dampening=dampening,
+                           nesterov=nesterov)
+
+
+def optimizer_update_8bit_blockwise(optimizer_name, g, p, state1, state2, beta1, beta2, eps, step, lr, qmap1, qmap2,
+                                    absmax1, absmax2, weight_decay=0.0, gnorm_scale=1.0, skip_zeros=False,
+                                    max_unorm=0.0, bias_correction=True, dampening=0.0, nesterov=False,
+                                    block_wise=True):
+    """One optimizer step of p (in place) with 8-bit states: uint8 codes into qmap1 (state1)
+    and qmap2 (state2), one absmax per 256 values (block_wise) or per tensor. The states are
+    dequantized, updated in float32 and requantized with their new absmax in one pass."""
+    _check_skip_zeros(skip_zeros)
+    optimizer_update_multi(optimizer_name, [p], [g], [state1], [state2] if state2 is not None else [], beta1, beta2,
+                           eps, step, lr, qmap1=qmap1, qmap2=qmap2, absmax1=[absmax1],
+                           absmax2=[absmax2] if absmax2 is not None else [], weight_decay=weight_decay,
+                           gnorm_scale=_scale_tensor(gnorm_scale, p.device), max_unorm=max_unorm,
+                           bias_correction=bias_correction, dampening=dampening, nesterov=nesterov,
+                           block_wise=block_wise)
+
+
+def percentile_clipping(grad, gnorm_vec, step, percentile=5):
+    """Clips a gradient at a percentile of its recent norms. gnorm_vec is a float32 history
+    of the last 100 squared gradient norms, updated in place (slot (step - 1) % 100).
+    Returns (current_gnorm, clip_value, gnorm_scale) as 0-dim float32 tensors on grad's
+    device, computed without a host synchronisation: gnorm_scale = clip_value /
+    current_gnorm where the norm is above the clip value, else 1. Before 100 steps, the
+    percentile is taken over the norms seen so far."""
+    if not 0 <= percentile <= 100:
+        raise ValueError(f"percentile_clipping: percentile must be in [0, 100], got {percentile}")
+    if step < 1:
+        raise ValueError(f"percentile_clipping: step must be >= 1, got {step}")
+    if gnorm_vec.numel() != 100 or gnorm_vec.dtype != torch.float32:
+        raise ValueError(f"percentile_clipping: gnorm_vec must be 100 float32 values, got {gnorm_vec.numel()} "
+                         f"{gnorm_vec.dtype} values")
+    sq = torch.linalg.vector_norm(grad.detach(), dtype=torch.float32).square()
+    gnorm_vec[(step - 1) % 100] = sq
+    filled = min(step, 100)
+    k = min(filled - 1, (percentile * filled) // 100)
+    clip_value = torch.sort(gnorm_vec[:filled]).values[k].sqrt()
+    current = sq.sqrt()
+    gnorm_scale = torch.where(current > clip_value, clip_value / current, torch.ones_like(current))
+    return current, clip_value, gnorm_scale
+
+
+def state_maps(device):
+    """The signed (first moments) and unsigned (second moments) dynamic maps on `device`."""
+    return default_code(device, signed=True), default_code(device, signed=False)
+
+
+def paged_zeros(shape, dtype=torch.float32, device="cuda"):
+    """A zero tensor in CUDA unified (managed) memory: it lives on the GPU while used there
+    and can be evicted to host memory under memory pressure. On other devices an ordinary
+    tensor."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return torch.zeros(shape, dtype=dtype, device=device)
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    like = torch.empty(0, device=device)
+    return torch.ops.bitsandbytes.paged_zeros(like, list(shape), dtype)
+
+
+def prefetch_to_device(tensors):
+    """Queues a migration of paged tensors (one or a list) to their GPU on the current stream
+    (a no-op for tensors that are not in managed memory, and on the CPU)."""
+    tensors = [t for t in _as_list(tensors) if t.device.type == "cuda" and t.numel() > 0]
+    if tensors:
+        torch.ops.bitsandbytes.prefetch_to_device(tensors)

@@ -1,0 +1,24 @@
+"""RMSprop (torch.optim.RMSprop's update without momentum or centering)."""
+from .optimizer import _StateOptimizer
+from .variants import variant
+
+
+class RMSprop(_StateOptimizer):
+    """RMSprop: v = alpha * v + (1 - alpha) * g^2; p -= lr * g / (sqrt(v) + eps)."""
+
+    num_states = 1
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
+                 optim_bits=32, args=None, min_8bit_size=4096, percentile_clipping=100, block_wise=True,
+                 is_paged=False):
+        if momentum != 0:
+            raise NotImplementedError("RMSprop with momentum is not supported")
+        if centered:
+            raise NotImplementedError("centered RMSprop is not supported")
+        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered)
+        super().__init__("rmsprop", params, defaults, optim_bits, args, min_8bit_size, percentile_clipping,
+                         block_wise, 0.0, is_paged)
+
+
+RMSprop8bit = variant(RMSprop, "RMSprop8bit", optim_bits=8)
+RMSprop32bit = variant(RMSprop, "RMSprop32bit", optim_bits=32)

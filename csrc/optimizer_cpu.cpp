@@ -1,0 +1,34 @@
+// CPU registration of the optimizer update: the slots go straight to the kernel (no table).
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include "bnb/optimizer_cpu.h"
+#include "optimizer_ops.h"
+
+namespace {
+
+struct CpuOptimizerBackend {
+  static void update(const at::Tensor&, bnb::DType dt, const bnb::OptimizerHyper& h, bool eight_bit,
+                     const std::vector<bnb::TensorSlot>& slots, const float* code1, const float* code2,
+                     const at::Tensor&, const at::Tensor&, const at::Tensor&) {
+    if (eight_bit)
+      bnb::cpu::optimizer_update_8bit(dt, h, slots.data(), int64_t(slots.size()), code1, code2);
+    else
+      bnb::cpu::optimizer_update_32bit(dt, h, slots.data(), int64_t(slots.size()));
+  }
+};
+
+// Host memory has no paging to manage: ordinary zeros, and nothing to prefetch.
+at::Tensor paged_zeros_cpu(const at::Tensor& like, at::IntArrayRef size, c10::ScalarType dtype) {
+  return at::zeros(size, like.options().dtype(dtype));
+}
+
+void prefetch_to_device_cpu(at::TensorList) {}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bitsandbytes, CPU, m) {
+  m.impl("optimizer_update", &bnb::ops::optimizer_update<CpuOptimizerBackend>);
+  m.impl("paged_zeros", &paged_zeros_cpu);
+  m.impl("prefetch_to_device", &prefetch_to_device_cpu);
+}

@@ -1,0 +1,81 @@
+// CUDA registration of the optimizer update and of the paged-state ops. The device table
+// of tensor pointers lives in the caller's `table` tensor; it is re-uploaded (an
+// asynchronous copy from pinned memory on the current stream) only when its contents, kept
+// in `table_host`, change.
+#include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+#include <c10/util/accumulate.h>
+#include <cstring>
+#include <torch/library.h>
+
+#include "bnb/optimizer_cuda.h"
+#include "cuda_context.h"
+#include "optimizer_ops.h"
+
+namespace {
+
+using bnb::ops::launch_on;
+
+void check_table(const at::Tensor& table, const at::Tensor& table_host, const at::Tensor& like) {
+  constexpr const char* op = "optimizer_update";
+  bnb::ops::check_dtype(table, at::kByte, op, "table");
+  bnb::ops::check_same_device(table, like, op, "table", "params");
+  bnb::ops::check_dtype(table_host, at::kByte, op, "table_host");
+  BNB_CHECK(table_host.device().is_cpu(), op, ": table_host must be a CPU tensor, got one on ", table_host.device());
+}
+
+struct CudaOptimizerBackend {
+  static void update(const at::Tensor& like, bnb::DType dt, const bnb::OptimizerHyper& h, bool eight_bit,
+                     const std::vector<bnb::TensorSlot>& slots, const float* code1, const float* code2,
+                     const at::Tensor& workspace, const at::Tensor& table, const at::Tensor& table_host) {
+    check_table(table, table_host, like);
+    const int64_t count = int64_t(slots.size());
+    const int64_t bytes = int64_t(bnb::optimizer_table_bytes(count));
+    std::vector<uint8_t> fresh(bytes);
+    const int64_t total_chunks = bnb::fill_optimizer_table(slots.data(), count, fresh.data());
+    const c10::cuda::CUDAGuard guard(like.device());
+    const bool same = table.numel() == bytes && table_host.numel() == bytes &&
+                      std::memcmp(table_host.const_data_ptr(), fresh.data(), bytes) == 0;
+    if (!same) {
+      if (table.numel() != bytes) table.resize_({bytes});
+      if (table_host.numel() != bytes) table_host.resize_({bytes});
+      std::memcpy(table_host.mutable_data_ptr(), fresh.data(), bytes);
+      at::Tensor staging = at::empty({bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+      std::memcpy(staging.mutable_data_ptr(), fresh.data(), bytes);
+      table.copy_(staging, /*non_blocking=*/true);  // current stream; the host buffer lives until it is done
+    }
+    float* ws = workspace.mutable_data_ptr<float>();
+    launch_on(like, [&](cudaStream_t s) {
+      return bnb::cuda::optimizer_update(dt, eight_bit, h, table.const_data_ptr(), int(count), total_chunks, code1,
+                                         code2, ws, s);
+    });
+  }
+};
+
+at::Tensor paged_zeros_cuda(const at::Tensor& like, at::IntArrayRef size, c10::ScalarType dtype) {
+  for (auto d : size) BNB_CHECK(d >= 0, "paged_zeros: size must not be negative, got ", size);
+  const int64_t numel = c10::multiply_integers(size);
+  const size_t bytes = size_t(numel) * c10::elementSize(dtype);
+  void* ptr = nullptr;
+  launch_on(like, [&](cudaStream_t s) { return bnb::cuda::paged_alloc_zeroed(bytes, &ptr, s); });
+  return at::from_blob(
+      ptr, size, [](void* p) { bnb::cuda::paged_free(p); }, at::TensorOptions().dtype(dtype).device(like.device()));
+}
+
+void prefetch_to_device_cuda(at::TensorList tensors) {
+  for (const at::Tensor& t : tensors) {
+    BNB_CHECK(t.is_contiguous(), "prefetch_to_device: tensors must be contiguous");
+    const size_t bytes = size_t(t.numel()) * t.element_size();
+    launch_on(t, [&](cudaStream_t s) {
+      return bnb::cuda::prefetch_to_device(t.const_data_ptr(), bytes, t.get_device(), s);
+    });
+  }
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bitsandbytes, CUDA, m) {
+  m.impl("optimizer_update", &bnb::ops::optimizer_update<CudaOptimizerBackend>);
+  m.impl("paged_zeros", &paged_zeros_cuda);
+  m.impl("prefetch_to_device", &prefetch_to_device_cuda);
+}

@@ -1,0 +1,153 @@
+// The multi-tensor optimizer update op, written once over a backend (CPU or CUDA): argument
+// checks and the per-tensor slots here, arithmetic in kernels/.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <c10/util/string_view.h>
+#include <optional>
+#include <vector>
+
+#include "bnb/optimizer.h"
+#include "checks.h"
+
+namespace bnb::ops {
+
+inline Algorithm parse_algorithm(c10::string_view name, const char* op) {
+  if (name == "adam") return Algorithm::Adam;
+  if (name == "momentum") return Algorithm::Momentum;
+  if (name == "rmsprop") return Algorithm::RMSprop;
+  if (name == "adagrad") return Algorithm::Adagrad;
+  if (name == "lion") return Algorithm::Lion;
+  BNB_CHECK(false, op, ": algorithm must be one of adam, momentum, rmsprop, adagrad, lion, got '",
+              std::string(name), "'");
+}
+
+inline void check_list_size(at::TensorList list, size_t want, const char* op, const char* arg) {
+  BNB_CHECK(list.size() == want, op, ": ", arg, " must hold one tensor per parameter (", want, "), got ",
+              list.size());
+}
+
+inline void check_state(const at::Tensor& s, const at::Tensor& p, c10::ScalarType want, const char* op,
+                        const char* arg, size_t i) {
+  BNB_CHECK_TYPE(s.scalar_type() == want, op, ": ", arg, "[", i, "] must be ", want, " like ", arg,
+                   "[0], got ", s.scalar_type());
+  check_same_device(s, p, op, arg, "params");
+  BNB_CHECK(s.numel() == p.numel(), op, ": ", arg, "[", i, "] must hold ", p.numel(), " values like params[", i,
+              "], got ", s.numel());
+  BNB_CHECK(s.is_contiguous(), op, ": ", arg, "[", i, "] must be contiguous (it is updated in place)");
+}
+
+inline void check_map(const std::optional<at::Tensor>& code, const at::Tensor& p, const char* op, const char* arg) {
+  BNB_CHECK(code.has_value(), op, ": ", arg, " (the 8-bit map) is required for uint8 state");
+  check_dtype(*code, c10::ScalarType::Float, op, arg);
+  BNB_CHECK(code->numel() == kCodeSize && code->is_contiguous(), op, ": ", arg,
+              " must be 256 contiguous float32 values, got ", code->numel());
+  check_same_device(*code, p, op, arg, "params");
+}
+
+inline void check_absmax_list(at::TensorList absmax, at::TensorList params, bool block_wise, const char* op,
+                              const char* arg) {
+  check_list_size(absmax, params.size(), op, arg);
+  for (size_t i = 0; i < params.size(); ++i) {
+    const int64_t want = block_wise ? num_blocks(params[i].numel(), kOptimizerBlock) : 1;
+    check_dtype(absmax[i], c10::ScalarType::Float, op, arg);
+    check_same_device(absmax[i], params[i], op, arg, "params");
+    BNB_CHECK(absmax[i].numel() == want && absmax[i].is_contiguous(), op, ": ", arg, "[", i, "] must hold ", want,
+                " contiguous float32 values (", block_wise ? "one per 256 values" : "one per tensor", "), got ",
+                absmax[i].numel());
+  }
+}
+
+template <class Backend>
+void optimizer_update(c10::string_view algorithm, at::TensorList params, at::TensorList grads,
+                      at::TensorList state1, at::TensorList state2, at::TensorList absmax1, at::TensorList absmax2,
+                      const std::optional<at::Tensor>& qmap1, const std::optional<at::Tensor>& qmap2,
+                      const std::optional<at::Tensor>& gnorm_scale, const at::Tensor& workspace,
+                      const at::Tensor& table, const at::Tensor& table_host, double lr, double beta1, double beta2,
+                      double eps, double weight_decay, bool decoupled_weight_decay, double bias_correction1,
+                      double bias_correction2, double dampening, bool nesterov, int64_t step, double max_unorm,
+                      bool block_wise) {
+  constexpr const char* op = "optimizer_update";
+  const Algorithm algo = parse_algorithm(algorithm, op);
+  const bool two = num_states(algo) == 2;
+  const size_t count = params.size();
+  if (count == 0) return;
+  const at::Tensor& p0 = params[0];
+  const DType dt = kernel_dtype(p0.scalar_type(), op, "params");
+  check_list_size(grads, count, op, "grads");
+  check_list_size(state1, count, op, "state1");
+  check_list_size(state2, two ? count : 0, op, "state2");
+  const bool eight_bit = state1[0].scalar_type() == at::kByte;
+  BNB_CHECK_TYPE(eight_bit || state1[0].scalar_type() == at::kFloat, op,
+                   ": state1 must be float32 (32-bit state) or uint8 (8-bit state), got ", state1[0].scalar_type());
+  const c10::ScalarType state_type = state1[0].scalar_type();
+  BNB_CHECK(step >= 1, op, ": step must be >= 1 (the step being taken), got ", step);
+  if (eight_bit) {
+    check_map(qmap1, p0, op, "qmap1");
+    if (two) check_map(qmap2, p0, op, "qmap2");
+    check_absmax_list(absmax1, params, block_wise, op, "absmax1");
+    if (two) check_absmax_list(absmax2, params, block_wise, op, "absmax2");
+  }
+  if (gnorm_scale.has_value()) {
+    check_dtype(*gnorm_scale, c10::ScalarType::Float, op, "gnorm_scale");
+    check_same_device(*gnorm_scale, p0, op, "gnorm_scale", "params");
+    BNB_CHECK(gnorm_scale->numel() == int64_t(count) && gnorm_scale->is_contiguous(), op,
+                ": gnorm_scale must hold one contiguous float32 value per parameter (", count, "), got ",
+                gnorm_scale->numel());
+  }
+  check_dtype(workspace, c10::ScalarType::Float, op, "workspace");
+  check_same_device(workspace, p0, op, "workspace", "params");
+  if (workspace.numel() < int64_t(count) * kStats) workspace.resize_({int64_t(count) * kStats});
+
+  std::vector<at::Tensor> grads_c;  // contiguous gradients, kept alive until the launch is queued
+  grads_c.reserve(count);
+  std::vector<TensorSlot> slots(count);
+  float* stats = workspace.mutable_data_ptr<float>();
+  const float* scale = gnorm_scale.has_value() ? gnorm_scale->const_data_ptr<float>() : nullptr;
+  for (size_t i = 0; i < count; ++i) {
+    const at::Tensor& p = params[i];
+    BNB_CHECK_TYPE(p.scalar_type() == p0.scalar_type(), op, ": params[", i, "] is ", p.scalar_type(),
+                     " but params[0] is ", p0.scalar_type(), "; one launch updates one dtype");
+    check_same_device(p, p0, op, "params[i]", "params[0]");
+    BNB_CHECK(p.is_contiguous(), op, ": params[", i, "] must be contiguous (it is updated in place)");
+    BNB_CHECK(!grads[i].is_sparse(), op, ": grads[", i, "] is sparse; the optimizers need dense gradients");
+    BNB_CHECK_TYPE(grads[i].scalar_type() == p.scalar_type(), op, ": grads[", i, "] must have the dtype of params[",
+                     i, "] (", p.scalar_type(), "), got ", grads[i].scalar_type());
+    check_same_device(grads[i], p, op, "grads", "params");
+    BNB_CHECK(grads[i].numel() == p.numel(), op, ": grads[", i, "] must hold ", p.numel(), " values, got ",
+                grads[i].numel());
+    check_state(state1[i], p, state_type, op, "state1", i);
+    if (two) check_state(state2[i], p, state_type, op, "state2", i);
+    grads_c.push_back(grads[i].contiguous());
+    TensorSlot& s = slots[i];
+    s.p = p.data_ptr();
+    s.g = grads_c.back().const_data_ptr();
+    s.state1 = state1[i].data_ptr();
+    s.state2 = two ? state2[i].data_ptr() : nullptr;
+    s.absmax1 = eight_bit ? absmax1[i].mutable_data_ptr<float>() : nullptr;
+    s.absmax2 = eight_bit && two ? absmax2[i].mutable_data_ptr<float>() : nullptr;
+    s.gnorm_scale = scale ? scale + i : nullptr;
+    s.stats = stats + i * kStats;
+    s.n = p.numel();
+  }
+
+  OptimizerHyper h{};
+  h.algorithm = algo;
+  h.lr = float(lr);
+  h.beta1 = float(beta1);
+  h.beta2 = float(beta2);
+  h.eps = float(eps);
+  h.weight_decay = float(weight_decay);
+  h.decoupled = decoupled_weight_decay;
+  h.bias_correction1 = float(bias_correction1);
+  h.bias_correction2_sqrt = float(std::sqrt(bias_correction2));
+  h.dampening = float(dampening);
+  h.nesterov = nesterov;
+  h.first_step = step == 1;
+  h.max_unorm = float(max_unorm);
+  h.block_wise = block_wise;
+  const float* code1 = eight_bit ? qmap1->const_data_ptr<float>() : nullptr;
+  const float* code2 = eight_bit && two ? qmap2->const_data_ptr<float>() : nullptr;
+  Backend::update(p0, dt, h, eight_bit, slots, code1, code2, workspace, table, table_host);
+}
+
+}  // namespace bnb::ops

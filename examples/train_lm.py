@@ -1,0 +1,247 @@
+"""Train a small GPT-style language model with torch AdamW and with bitsandbytes AdamW8bit,
+side by side, and show that 8-bit optimizer state trains to the same loss.
+
+The corpus is the Python standard library's own source code (on every machine, no
+download), read as bytes: every 10th file is held out for validation. Each seed trains the
+same model from the same initialisation on the same batches once per optimizer; the spread
+between seeds is the noise the 8-bit/32-bit difference is measured against. As the Hugging
+Face Trainer does, the 8-bit run keeps 32-bit state for the embeddings (through
+GlobalOptimManager.register_module_override); --all-8bit quantizes them too.
+
+    python examples/train_lm.py                 # CPU: a few minutes; CUDA when present
+    python examples/train_lm.py --steps 1000 --seeds 0 1 2 --out examples/out
+
+Prints progress, the loss curves side by side, the optimizer-state memory of each
+optimizer, and saves examples/out/loss_curves.png and results.json.
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import bitsandbytes as bnb  # noqa: E402
+
+
+def load_corpus():
+    """The standard library's .py files as two byte tensors (train, validation)."""
+    files = sorted(glob.glob(os.path.join(os.path.dirname(os.__file__), "*.py")))
+    train, val = [], []
+    for i, path in enumerate(files):
+        with open(path, "rb") as f:
+            (val if i % 10 == 0 else train).append(f.read())
+    as_tensor = lambda chunks: torch.frombuffer(bytearray(b"\n".join(chunks)), dtype=torch.uint8).long()
+    return as_tensor(train), as_tensor(val)
+
+
+class Block(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc, self.out = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, d)
+        x = x + self.proj(y)
+        return x + self.out(F.gelu(self.fc(self.ln2(x))))
+
+
+class GPT(nn.Module):
+    """A byte-level GPT: token and position embeddings, pre-norm blocks, a linear head."""
+
+    def __init__(self, d=128, layers=4, heads=4, ctx=128, vocab=256):
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(ctx, d)
+        self.blocks = nn.ModuleList(Block(d, heads) for _ in range(layers))
+        self.ln, self.head = nn.LayerNorm(d), nn.Linear(d, vocab)
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward(self, idx):
+        x = self.tok(idx) + self.pos(torch.arange(idx.shape[1], device=idx.device))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln(x))
+
+
+def batches(data, batch, ctx, seed, device):
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        starts = torch.randint(0, len(data) - ctx - 1, (batch,), generator=g)
+        x = torch.stack([data[s:s + ctx] for s in starts])
+        y = torch.stack([data[s + 1:s + ctx + 1] for s in starts])
+        yield x.to(device), y.to(device)
+
+
+@torch.no_grad()
+def evaluate(model, val, ctx, device, batches_=8, batch=16):
+    model.eval()
+    g = batches(val, batch, ctx, seed=1234, device=device)  # the same validation batches for every run
+    loss = sum(F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item() for x, y in (next(g) for _ in
+                                                                                          range(batches_)))
+    model.train()
+    return loss / batches_
+
+
+def state_bytes(opt):
+    seen, total = set(), 0
+    for st in opt.state.values():
+        for v in st.values():
+            if isinstance(v, torch.Tensor) and v.data_ptr() not in seen:
+                seen.add(v.data_ptr())
+                total += v.numel() * v.element_size()
+    return total
+
+
+OPTIMIZERS = {
+    "torch AdamW (32-bit state)": lambda params, lr: torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95),
+                                                                      weight_decay=0.1),
+    "bnb AdamW8bit (8-bit state)": lambda params, lr: bnb.optim.AdamW8bit(params, lr=lr, betas=(0.9, 0.95),
+                                                                         weight_decay=0.1),
+}
+
+
+def train(name, seed, data, args):
+    train_data, val = data
+    torch.manual_seed(seed)
+    model = GPT(d=args.d, layers=args.layers, heads=args.heads, ctx=args.ctx).to(args.device)
+    if not args.all_8bit:
+        # what the Hugging Face Trainer does for 8-bit optimizers: embeddings keep 32-bit state
+        mng = bnb.optim.GlobalOptimManager.get_instance()
+        for emb in (model.tok, model.pos):
+            mng.register_module_override(emb, "weight", {"optim_bits": 32})
+    opt = OPTIMIZERS[name](model.parameters(), args.lr)
+    stream = batches(train_data, args.batch, args.ctx, seed, args.device)
+    curve, start = [], time.time()
+    for step in range(1, args.steps + 1):
+        lr = args.lr * min(1.0, step / args.warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        for group in opt.param_groups:
+            group["lr"] = max(lr, args.lr * 0.05)
+        x, y = next(stream)
+        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % args.eval_every == 0 or step == args.steps:
+            v = evaluate(model, val, args.ctx, args.device)
+            curve.append((step, loss.item(), v))
+            print(f"  [{name:28s} seed {seed}] step {step:5d}  train {loss.item():.4f}  val {v:.4f}  "
+                  f"({time.time() - start:.0f}s)", flush=True)
+    n_params = sum(p.numel() for p in model.parameters())
+    return dict(optimizer=name, seed=seed, curve=curve, final_val=curve[-1][2], state_bytes=state_bytes(opt),
+                params=n_params, seconds=time.time() - start)
+
+
+def side_by_side(runs):
+    names = [f"{r['optimizer'].split(' (')[0]} s{r['seed']}" for r in runs]
+    lines = ["| step | " + " | ".join(f"val {n}" for n in names) + " |", "|---" * (len(runs) + 1) + "|"]
+    for i, (step, _, _) in enumerate(runs[0]["curve"]):
+        lines.append(f"| {step} | " + " | ".join(f"{r['curve'][i][2]:.4f}" for r in runs) + " |")
+    return "\n".join(lines)
+
+
+def summary(runs):
+    by_opt = {}
+    for r in runs:
+        by_opt.setdefault(r["optimizer"], []).append(r)
+    lines = ["| optimizer | final val loss per seed | mean | optimizer state |", "|---|---|---|---|"]
+    means = {}
+    for name, rs in by_opt.items():
+        finals = [r["final_val"] for r in rs]
+        means[name] = sum(finals) / len(finals)
+        lines.append(f"| {name} | {', '.join(f'{f:.4f}' for f in finals)} | {means[name]:.4f} | "
+                     f"{rs[0]['state_bytes'] / 1e6:.2f} MB ({rs[0]['state_bytes'] / rs[0]['params']:.2f} B/param) |")
+    (n32, r32), (n8, r8) = list(by_opt.items())[:2]
+    seeds = sorted({r["seed"] for r in runs})
+    spread32 = max(r["final_val"] for r in r32) - min(r["final_val"] for r in r32)
+    per_seed = [abs(a["final_val"] - b["final_val"]) for a, b in zip(r32, r8)]
+    lines.append("")
+    lines.append(f"8-bit minus 32-bit, mean final val loss: {means[n8] - means[n32]:+.4f}; per seed |diff|: "
+                 f"{', '.join(f'{d:.4f}' for d in per_seed)}")
+    if len(seeds) > 1:
+        lines.append(f"seed noise (spread of the 32-bit final loss over seeds {seeds}): {spread32:.4f}")
+        verdict = abs(means[n8] - means[n32]) <= max(spread32, 1e-9)
+        lines.append("8-bit ends within seed noise of 32-bit: " + ("yes" if verdict else "NO"))
+    return "\n".join(lines)
+
+
+def plot(runs, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)")
+        return
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in runs:
+        steps = [c[0] for c in r["curve"]]
+        style = "-" if "torch" in r["optimizer"] else "--"
+        ax.plot(steps, [c[2] for c in r["curve"]], style, label=f"{r['optimizer']}, seed {r['seed']}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation loss (nats / byte)")
+    ax.set_title("byte-level GPT on the Python standard library")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"saved {path}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--ctx", type=int, default=64)
+    parser.add_argument("--d", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--all-8bit", action="store_true",
+                        help="8-bit state for the embeddings too (default: 32-bit for them, as the HF Trainer does)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"))
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_corpus()
+    print(f"corpus: {len(data[0]) / 1e6:.1f} MB train, {len(data[1]) / 1e6:.1f} MB validation (Python stdlib "
+          f"source, bytes); device {args.device}")
+    runs = []
+    for seed in args.seeds:
+        for name in OPTIMIZERS:
+            runs.append(train(name, seed, data, args))
+    runs.sort(key=lambda r: (list(OPTIMIZERS).index(r["optimizer"]), r["seed"]))
+    print(f"\nmodel: {runs[0]['params'] / 1e6:.2f}M parameters, {args.steps} steps, batch {args.batch} x {args.ctx}\n")
+    print(side_by_side(runs))
+    print()
+    text = summary(runs)
+    print(text)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(dict(args=vars(args), runs=runs), f, indent=2)
+    plot(runs, os.path.join(args.out, "loss_curves.png"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+// The optimizer update on the CPU, one tensor at a time with its elements spread over
+// threads. The 8-bit path works in whole quantization blocks so that dequantize, update and
+// requantize happen in one pass, with the block's new absmax known before its codes are
+// written.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "bnb/optimizer_cpu.h"
+#include "element_io.h"
+#include "nearest_code.h"
+
+namespace bnb::cpu {
+namespace {
+
+float clip_scale(const TensorSlot& s) { return s.gnorm_scale ? *s.gnorm_scale : 1.f; }
+
+// The nearest code as the number of midpoints below x, written so that the compiler emits
+// no branches: the comparisons are data-dependent and mispredicted half the time, which
+// made the search the bulk of an 8-bit step.
+inline uint8_t nearest_code(const Midpoints& mids, float x) {
+  const float* m = mids.m;
+  int idx = 0;
+#pragma GCC unroll 8
+  for (int step = 128; step >= 1; step >>= 1) idx += int(x > m[idx + step - 1]) * step;
+  return uint8_t(idx);
+}
+
+// The 32-bit state of one tensor.
+template <class E>
+void update_32bit(const OptimizerHyper& h, const TensorSlot& s) {
+  auto* p = static_cast<typename E::storage*>(s.p);
+  const auto* g = static_cast<const typename E::storage*>(s.g);
+  auto* s1 = static_cast<float*>(s.state1);
+  auto* s2 = static_cast<float*>(s.state2);
+  const bool two = num_states(h.algorithm) == 2;
+  const float gs = clip_scale(s);
+  const int64_t n = s.n;
+  if (h.max_unorm > 0.f) {  // the trust ratio needs the norms of the whole update first
+    double usq = 0.0, psq = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : usq, psq)
+    for (int64_t i = 0; i < n; ++i) {
+      const float pv = E::load(p, i);
+      float a = s1[i], b = two ? s2[i] : 0.f, u;
+      step_element(h, pv, E::load(g, i) * gs, a, b, u);
+      usq += double(u) * u;
+      psq += double(pv) * pv;
+    }
+    *stat_double(s.stats, kUnormSq) = usq;
+    *stat_double(s.stats, kPnormSq) = psq;
+  }
+  const float trust = trust_factor(h, s.stats);
+  const float decay = weight_decay_factor(h);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const float pv = E::load(p, i);
+    float a = s1[i], b = two ? s2[i] : 0.f, u;
+    step_element(h, pv, E::load(g, i) * gs, a, b, u);
+    s1[i] = a;
+    if (two) s2[i] = b;
+    E::store(p, i, pv * decay - h.lr * trust * u);
+  }
+}
+
+struct Maps {
+  const float* code1;
+  const float* code2;
+  const Midpoints* mid1;
+  const Midpoints* mid2;
+};
+
+// The 8-bit state of one tensor, in blocks of kOptimizerBlock values.
+template <class E>
+void update_8bit(const OptimizerHyper& h, const TensorSlot& s, const Maps& m) {
+  auto* p = static_cast<typename E::storage*>(s.p);
+  const auto* g = static_cast<const typename E::storage*>(s.g);
+  auto* q1 = static_cast<uint8_t*>(s.state1);
+  auto* q2 = static_cast<uint8_t*>(s.state2);
+  const bool two = num_states(h.algorithm) == 2;
+  const float gs = clip_scale(s);
+  const int64_t n = s.n, blocks = num_blocks(n, kOptimizerBlock);
+  const bool bw = h.block_wise;
+  auto old_max1 = [&](int64_t b) { return bw ? s.absmax1[b] : s.absmax1[0]; };
+  auto old_max2 = [&](int64_t b) { return bw ? s.absmax2[b] : s.absmax2[0]; };
+  if (needs_prepass(h, true)) {  // norms of the update, max of the new states
+    double usq = 0.0, psq = 0.0;
+    float m1 = 0.f, m2 = 0.f;
+#pragma omp parallel for schedule(static) reduction(+ : usq, psq) reduction(max : m1, m2)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t lo = b * kOptimizerBlock, hi = std::min(n, lo + kOptimizerBlock);
+      const float a1 = old_max1(b), a2 = two ? old_max2(b) : 0.f;
+      for (int64_t i = lo; i < hi; ++i) {
+        const float pv = E::load(p, i);
+        float x = m.code1[q1[i]] * a1, y = two ? m.code2[q2[i]] * a2 : 0.f, u;
+        step_element(h, pv, E::load(g, i) * gs, x, y, u);
+        usq += double(u) * u;
+        psq += double(pv) * pv;
+        m1 = std::max(m1, std::fabs(x));
+        m2 = std::max(m2, std::fabs(y));
+      }
+    }
+    *stat_double(s.stats, kUnormSq) = usq;
+    *stat_double(s.stats, kPnormSq) = psq;
+    s.stats[kNewMax1] = m1;
+    s.stats[kNewMax2] = m2;
+  }
+  const float trust = trust_factor(h, s.stats);
+  const float decay = weight_decay_factor(h);
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t lo = b * kOptimizerBlock, hi = std::min(n, lo + kOptimizerBlock);
+    const float a1 = old_max1(b), a2 = two ? old_max2(b) : 0.f;
+    float n1[kOptimizerBlock], n2[kOptimizerBlock];
+    float m1 = 0.f, m2 = 0.f;
+    for (int64_t i = lo; i < hi; ++i) {
+      const float pv = E::load(p, i);
+      float x = m.code1[q1[i]] * a1, y = two ? m.code2[q2[i]] * a2 : 0.f, u;
+      step_element(h, pv, E::load(g, i) * gs, x, y, u);
+      n1[i - lo] = x;
+      n2[i - lo] = y;
+      m1 = std::max(m1, std::fabs(x));
+      m2 = std::max(m2, std::fabs(y));
+      E::store(p, i, pv * decay - h.lr * trust * u);
+    }
+    if (!bw) {
+      m1 = s.stats[kNewMax1];
+      m2 = s.stats[kNewMax2];
+    } else {
+      s.absmax1[b] = m1;
+      if (two) s.absmax2[b] = m2;
+    }
+    const float r1 = m1 > 0.f ? 1.f / m1 : 0.f, r2 = m2 > 0.f ? 1.f / m2 : 0.f;
+    for (int64_t i = lo; i < hi; ++i) {
+      q1[i] = nearest_code(*m.mid1, n1[i - lo] * r1);
+      if (two) q2[i] = nearest_code(*m.mid2, n2[i - lo] * r2);
+    }
+  }
+  if (!bw && n > 0) {
+    s.absmax1[0] = s.stats[kNewMax1];
+    if (two) s.absmax2[0] = s.stats[kNewMax2];
+  }
+}
+
+}  // namespace
+
+void optimizer_update_32bit(DType dtype, const OptimizerHyper& h, const TensorSlot* slots, int64_t count) {
+  dispatch_dtype(dtype, [&](auto tag) {
+    using E = Element<decltype(tag)::value>;
+    for (int64_t t = 0; t < count; ++t) update_32bit<E>(h, slots[t]);
+  });
+}
+
+void optimizer_update_8bit(DType dtype, const OptimizerHyper& h, const TensorSlot* slots, int64_t count,
+                           const float* code1, const float* code2) {
+  const Midpoints mid1(code1);
+  const bool two = num_states(h.algorithm) == 2;
+  const Midpoints mid2(two ? code2 : code1);
+  const Maps maps{code1, two ? code2 : code1, &mid1, &mid2};
+  dispatch_dtype(dtype, [&](auto tag) {
+    using E = Element<decltype(tag)::value>;
+    for (int64_t t = 0; t < count; ++t) update_8bit<E>(h, slots[t], maps);
+  });
+}
+
+}  // namespace bnb::cpu

@@ -1,0 +1,21 @@
+// CPU launchers of the optimizer update (OpenMP, 64-bit indexing). Each call updates every
+// tensor of `slots` in place: parameters, gradients and states are contiguous host memory
+// and every parameter has `dtype`.
+#pragma once
+#include <cstdint>
+
+#include "bnb/dtype.h"
+#include "bnb/optimizer.h"
+
+namespace bnb::cpu {
+
+// float32 states.
+void optimizer_update_32bit(DType dtype, const OptimizerHyper& h, const TensorSlot* slots, int64_t count);
+
+// 8-bit states: codes into code1 (state1) and code2 (state2, two-state algorithms), scaled
+// by absmax per 256 values (h.block_wise) or per tensor; dequantize, update in float32 and
+// requantize with the new absmax in one pass.
+void optimizer_update_8bit(DType dtype, const OptimizerHyper& h, const TensorSlot* slots, int64_t count,
+                           const float* code1, const float* code2);
+
+}  // namespace bnb::cpu

@@ -1,0 +1,27 @@
+// CUDA launchers of the multi-tensor optimizer update. All pointers are device pointers;
+// work is queued on `stream` and nothing synchronises with the host.
+#pragma once
+#include <cstdint>
+#include <cuda_runtime_api.h>
+
+#include "bnb/dtype.h"
+#include "bnb/optimizer.h"
+
+namespace bnb::cuda {
+
+// Updates every tensor of `table` (a device copy of what fill_optimizer_table wrote, for
+// `count` tensors and `total_chunks` chunks) in place. eight_bit: uint8 states with maps
+// code1/code2, else float32 states. workspace: count * kStats floats (the slots' stats
+// point into it), zeroed here where a pre-pass needs it.
+cudaError_t optimizer_update(DType dtype, bool eight_bit, const OptimizerHyper& h, const void* table, int count,
+                             int64_t total_chunks, const float* code1, const float* code2, float* workspace,
+                             cudaStream_t stream);
+
+// Unified (managed) memory for paged optimizer state, and its asynchronous migration to
+// `device` on `stream` (a no-op for memory that is not managed).
+// paged_alloc_zeroed also queues the zeroing of the new memory on `stream`.
+cudaError_t paged_alloc_zeroed(size_t bytes, void** out, cudaStream_t stream);
+cudaError_t paged_free(void* ptr);
+cudaError_t prefetch_to_device(const void* ptr, size_t bytes, int device, cudaStream_t stream);
+
+}  // namespace bnb::cuda

@@ -1,0 +1,157 @@
+"""The low-level optimizer updates (functional API and the optimizer_update op) against
+plain-torch references, and their argument checks."""
+import pytest
+import torch
+
+import bitsandbytes as bnb
+from bitsandbytes import functional as F
+from bitsandbytes.functional.optimizer import UpdateBuffers, optimizer_update_multi, state_maps
+
+SIZES = [1, 255, 257, 4099, 70001]
+
+
+def adam_reference(p, g, m, v, step, lr, b1, b2, eps, wd):
+    p, g = p.double(), g.double()
+    m = b1 * m.double() + (1 - b1) * g
+    v = b2 * v.double() + (1 - b2) * g * g
+    u = (m / (1 - b1 ** step)) / (v.sqrt() / (1 - b2 ** step) ** 0.5 + eps)
+    return p * (1 - lr * wd) - lr * u, m, v
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_update_32bit_adamw(n, device):
+    p = torch.randn(n, device=device)
+    m, v = torch.zeros(n, device=device), torch.zeros(n, device=device)
+    ref_p, ref_m, ref_v = p.double(), m.double(), v.double()
+    for step in range(1, 6):
+        g = torch.randn(n, device=device)
+        ref_p, ref_m, ref_v = adam_reference(ref_p, g, ref_m, ref_v, step, 1e-2, 0.9, 0.99, 1e-8, 0.1)
+        F.optimizer_update_32bit("adamw", g, p, m, 0.9, 1e-8, step, 1e-2, v, 0.99, weight_decay=0.1)
+    torch.testing.assert_close(p.double(), ref_p, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(m.double(), ref_m, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_update_8bit_blockwise_adam(n, dtype, device):
+    p = torch.randn(n, device=device).to(dtype)
+    q1 = torch.zeros(n, dtype=torch.uint8, device=device)
+    q2 = torch.zeros_like(q1)
+    blocks = -(-n // 256)
+    a1, a2 = torch.zeros(blocks, device=device), torch.zeros(blocks, device=device)
+    code1, code2 = state_maps(device)
+    ref_p, ref_m, ref_v = p.double(), torch.zeros(n, dtype=torch.float64, device=device), torch.zeros(
+        n, dtype=torch.float64, device=device)
+    for step in range(1, 4):
+        g = torch.randn(n, device=device).to(dtype)
+        # the reference starts each step from our dequantized state: one step's error is checked
+        m = (code1[q1.long()] * a1.repeat_interleave(256)[:n]).double()
+        v = (code2[q2.long()] * a2.repeat_interleave(256)[:n]).double()
+        ref_p, ref_m, ref_v = adam_reference(p, g, m, v, step, 1e-2, 0.9, 0.999, 1e-8, 0.0)
+        F.optimizer_update_8bit_blockwise("adam", g, p, q1, q2, 0.9, 0.999, 1e-8, step, 1e-2, code1, code2, a1, a2)
+        # new absmax is the block max of the new state
+        want_a1 = torch.nn.functional.pad(ref_m.abs(), (0, blocks * 256 - n)).view(blocks, 256).amax(1)
+        torch.testing.assert_close(a1.double(), want_a1, rtol=1e-5, atol=1e-9)
+        got_m = (code1[q1.long()] * a1.repeat_interleave(256)[:n]).double()
+        assert ((got_m - ref_m).abs() <= 0.02 * a1.repeat_interleave(256)[:n].double() + 1e-9).all()
+        tol = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 8e-3}[dtype]
+        torch.testing.assert_close(p.double(), ref_p, rtol=tol, atol=tol)
+
+
+def test_update_8bit_tensorwise(device):
+    n = 3000
+    p = torch.randn(n, device=device)
+    q1 = torch.zeros(n, dtype=torch.uint8, device=device)
+    a1 = torch.zeros(1, device=device)
+    code1, _ = state_maps(device)
+    for step in range(1, 4):
+        g = torch.randn(n, device=device)
+        m_old = code1[q1.long()] * a1
+        want_m = 0.9 * m_old + g
+        F.optimizer_update_8bit_blockwise("momentum", g, p, q1, None, 0.9, 0.0, 0.0, step, 1e-2, code1, None, a1,
+                                          None, block_wise=False)
+        want_m = g if step == 1 else want_m
+        torch.testing.assert_close(a1[0], want_m.abs().max())
+        assert ((code1[q1.long()] * a1 - want_m).abs() <= 0.02 * a1).all()
+
+
+def test_multi_tensor_equals_one_at_a_time(device):
+    shapes = [(300,), (17, 31), (0,), (4096,), (5,)]
+    ps = [torch.randn(s, device=device) for s in shapes]
+    gs = [torch.randn(s, device=device) for s in shapes]
+    single = [p.clone() for p in ps]
+    ms = [torch.zeros(s, device=device) for s in shapes]
+    ms_single = [m.clone() for m in ms]
+    buffers = UpdateBuffers(device)
+    for step in (1, 2):
+        optimizer_update_multi("lion", ps, gs, ms, None, 0.9, 0.99, 0.0, step, 1e-3, weight_decay=0.1, buffers=buffers)
+        for p, g, m in zip(single, gs, ms_single):
+            F.optimizer_update_32bit("lion", g, p, m, 0.9, 0.0, step, 1e-3, beta2=0.99, weight_decay=0.1)
+    for a, b in zip(ps, single):
+        assert torch.equal(a, b)
+
+
+def test_gnorm_scale_multiplies_gradient(device):
+    p1, p2 = torch.randn(1000, device=device), None
+    p2 = p1.clone()
+    m1, m2 = torch.zeros(1000, device=device), torch.zeros(1000, device=device)
+    g = torch.randn(1000, device=device)
+    F.optimizer_update_32bit("momentum", g, p1, m1, 0.9, 0.0, 1, 0.1, gnorm_scale=torch.tensor(0.25, device=device))
+    F.optimizer_update_32bit("momentum", g * 0.25, p2, m2, 0.9, 0.0, 1, 0.1)
+    torch.testing.assert_close(p1, p2)
+
+
+def test_bad_arguments_name_the_argument(device):
+    p = torch.randn(300, device=device)
+    m = torch.zeros(300, device=device)
+    with pytest.raises(ValueError, match="optimizer_name"):
+        F.optimizer_update_32bit("adamax", p.clone(), p, m, 0.9, 1e-8, 1, 1e-3)
+    with pytest.raises(TypeError, match="grads"):
+        F.optimizer_update_32bit("momentum", p.half(), p, m, 0.9, 1e-8, 1, 1e-3)
+    with pytest.raises(RuntimeError, match="state1"):
+        F.optimizer_update_32bit("momentum", p.clone(), p, torch.zeros(299, device=device), 0.9, 1e-8, 1, 1e-3)
+    with pytest.raises(RuntimeError, match="state2"):
+        F.optimizer_update_32bit("adam", p.clone(), p, m, 0.9, 1e-8, 1, 1e-3, state2=None)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        q = torch.randn(20, 30, device=device).t()
+        F.optimizer_update_32bit("momentum", q.clone(), q, torch.zeros(30, 20, device=device), 0.9, 0.0, 1, 1e-3)
+    q1 = torch.zeros(300, dtype=torch.uint8, device=device)
+    code1, code2 = state_maps(device)
+    with pytest.raises(RuntimeError, match="absmax1"):
+        F.optimizer_update_8bit_blockwise("momentum", p.clone(), p, q1, None, 0.9, 0.0, 0.0, 1, 1e-3, code1, None,
+                                          torch.zeros(1, device=device), None)
+    with pytest.raises(RuntimeError, match="qmap1"):
+        F.optimizer_update_8bit_blockwise("momentum", p.clone(), p, q1, None, 0.9, 0.0, 0.0, 1, 1e-3,
+                                          torch.zeros(10, device=device), None, torch.zeros(2, device=device), None)
+    with pytest.raises(ValueError, match="step"):
+        F.optimizer_update_32bit("momentum", p.clone(), p, m, 0.9, 0.0, 0, 1e-3)
+
+
+def test_opcheck_optimizer_update(device):
+    n = 700
+    args = ("adam", [torch.randn(n, device=device)], [torch.randn(n, device=device)],
+            [torch.zeros(n, device=device)], [torch.zeros(n, device=device)], [], [], None, None, None,
+            torch.zeros(0, device=device), torch.empty(0, dtype=torch.uint8, device=device),
+            torch.empty(0, dtype=torch.uint8), 1e-3, 0.9, 0.999, 1e-8, 0.0, False, 0.1, 0.001, 0.0, False, 1, 0.0,
+            True)
+    torch.library.opcheck(torch.ops.bitsandbytes.optimizer_update.default, args,
+                          test_utils=("test_schema", "test_faketensor"))
+    code1, code2 = state_maps(device)
+    blocks = -(-n // 256)
+    args8 = ("adam", [torch.randn(n, device=device)], [torch.randn(n, device=device)],
+             [torch.zeros(n, dtype=torch.uint8, device=device)], [torch.zeros(n, dtype=torch.uint8, device=device)],
+             [torch.zeros(blocks, device=device)], [torch.zeros(blocks, device=device)], code1, code2,
+             torch.ones(1, device=device), torch.zeros(0, device=device), torch.empty(0, dtype=torch.uint8, device=device),
+             torch.empty(0, dtype=torch.uint8), 1e-3, 0.9, 0.999, 1e-8, 0.01, True, 0.1, 0.001, 0.0, False, 1, 0.0,
+             True)
+    torch.library.opcheck(torch.ops.bitsandbytes.optimizer_update.default, args8,
+                          test_utils=("test_schema", "test_faketensor"))
+
+
+def test_paged_zeros(device):
+    t = F.paged_zeros((3, 5), dtype=torch.float32, device=device)
+    assert t.shape == (3, 5) and t.device.type == device and torch.count_nonzero(t) == 0
+    t += 1
+    F.prefetch_to_device(t)
+    F.prefetch_to_device([t, torch.ones(2, device=device)])  # ordinary memory: nothing to do
+    assert t.sum().item() == 15
