@@ -100,3 +100,37 @@ def check_int8_matmul(device):
     w = B.cpu().double() * scb.cpu().double().unsqueeze(1) / 127
     ref = X.cpu().double() @ w.t() + bias.cpu().double()
     assert torch.allclose(y.cpu().double(), ref, rtol=1e-2, atol=1e-2), "int8 weight linear differs"
+
+
+@self_check("optimizer_update")
+def check_optimizer_update(device):
+    from .. import optim
+
+    torch.manual_seed(0)
+    w0 = torch.randn(64, 80, device=device)
+    grads = [torch.randn(64, 80, device=device) for _ in range(5)]
+    ref = w0.clone().requires_grad_()
+    ref_opt = torch.optim.AdamW([ref], lr=1e-2, weight_decay=0.01)
+    for bits, tol in ((32, 1e-5), (8, 2e-3)):
+        w = w0.clone().requires_grad_()
+        opt = optim.AdamW([w], lr=1e-2, weight_decay=0.01, optim_bits=bits, min_8bit_size=1)
+        for g in grads:
+            w.grad = g.clone()
+            opt.step()
+        if bits == 32:
+            for g in grads:
+                ref.grad = g.clone()
+                ref_opt.step()
+        err = (w - ref).abs().max().item()
+        assert err <= tol, f"AdamW with {bits}-bit state is {err:.2e} from torch.optim.AdamW"
+        if bits == 8:
+            assert opt.state[w]["state1"].dtype == torch.uint8
+
+
+@self_check("paged_zeros", "prefetch_to_device")
+def check_paged(device):
+    t = F.paged_zeros((3, 1000), dtype=torch.float32, device=device)
+    assert t.shape == (3, 1000) and t.device.type == torch.device(device).type and torch.all(t == 0)
+    t.add_(1.5)
+    F.prefetch_to_device(t)
+    assert torch.all(t == 1.5)
