@@ -24,7 +24,7 @@ def compare_devices(cls, kw, optim_bits, block_wise, dtype, devices=("cpu", "cud
     grads = [[torch.randn(s).to(dtype) for s in shapes] for _ in range(3)]
     results = []
     for device in devices:
-        params = [b.to(device).requires_grad_() for b in base]
+        params = [b.detach().clone().to(device).requires_grad_() for b in base]
         opt = cls(params, optim_bits=optim_bits, block_wise=block_wise, min_8bit_size=100, **kw)
         for gs in grads:
             for p, g in zip(params, gs):

@@ -144,6 +144,11 @@ optimizer_update_kernel(OptTable tab, OptimizerHyper h, const float* __restrict_
     __syncthreads();
   }
   const int lane = threadIdx.x % kLanes;
+  float middle1 = 0.f, middle2 = 0.f;  // the first search pivots of the two maps
+  if constexpr (Q) {
+    middle1 = middle_pivot(mid1 + lane);
+    if constexpr (kTwo) middle2 = middle_pivot(mid2 + lane);
+  }
   const int64_t warps = int64_t(gridDim.x) * kOptWarps;
   int t = 0;
   TensorSlot s = tab.slots[0];
@@ -193,8 +198,8 @@ optimizer_update_kernel(OptTable tab, OptimizerHyper h, const float* __restrict_
       const float r1 = m1 > 0.f ? 1.f / m1 : 0.f, r2 = m2 > 0.f ? 1.f / m2 : 0.f;
 #pragma unroll
       for (int j = 0; j < kOptPerLane; ++j) {
-        d.qa[j] = nearest_code(mid1, d.a[j] * r1, lane);
-        if constexpr (kTwo) d.qb[j] = nearest_code(mid2, d.b[j] * r2, lane);
+        d.qa[j] = nearest_code(mid1 + lane, middle1, d.a[j] * r1);
+        if constexpr (kTwo) d.qb[j] = nearest_code(mid2 + lane, middle2, d.b[j] * r2);
       }
       auto* Q1 = static_cast<uint8_t*>(s.state1);
       auto* Q2 = static_cast<uint8_t*>(s.state2);

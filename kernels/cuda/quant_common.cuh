@@ -137,6 +137,9 @@ __device__ __forceinline__ uint8_t nearest_code(const float* lane_table, float m
   return uint8_t((p - base) / kRowBytes);
 }
 
+// Guards against the argument order (table, x, lane): an int lane would silently convert.
+uint8_t nearest_code(const float*, float, int) = delete;
+
 // The first pivot of nearest_code, read once per thread after the table is filled.
 __device__ __forceinline__ float middle_pivot(const float* lane_table) { return lane_table[127 * kLanes]; }
 
