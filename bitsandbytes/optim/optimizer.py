@@ -19,6 +19,7 @@ from .. import functional as F
 from ..functional import optimizer as FO
 from ..functional.blockwise import default_code
 from .manager import GlobalOptimManager
+from .sharding import from_saved, local, to_saved
 
 QUANT_STATE_KEY = "__bnb_optimizer_quant_state__"
 _NESTED_KEYS = ("state1", "state2", "qmap1", "qmap2", "absmax1", "absmax2")
@@ -45,7 +46,8 @@ class _Launch:
     def __init__(self, gindex, override, params, states):
         self.gindex = gindex
         self.override = override
-        self.params = params
+        self.owners = params  # the parameters themselves (DTensors under FSDP2)
+        self.params = [local(p) for p in params]  # what the kernel updates: the local shards
         self.states = states
         self.eight_bit = states[0]["state1"].dtype == torch.uint8
         # the state tensors stay the same until the plan is rebuilt: list them once
@@ -53,7 +55,7 @@ class _Launch:
         self.state2 = [s["state2"] for s in states] if "state2" in states[0] else None
         self.absmax1 = [s["absmax1"] for s in states] if self.eight_bit else None
         self.absmax2 = [s["absmax2"] for s in states] if self.eight_bit and self.state2 is not None else None
-        self.buffers = FO.UpdateBuffers(params[0].device)
+        self.buffers = FO.UpdateBuffers(self.params[0].device)
         self.scale = None  # percentile-clipping factors, one per tensor
 
 
@@ -99,29 +101,31 @@ class Optimizer8bit(torch.optim.Optimizer):
         config = self.get_config(gindex, pindex, group)
         state = self.state[p]
         state["step"] = 0
+        # Decided on the whole parameter, so that sharding never changes a state's precision.
         eight_bit = config["optim_bits"] == 8 and p.numel() >= config["min_8bit_size"]
+        shard = local(p)
         if config["optim_bits"] not in (8, 32):
             raise ValueError(f"{type(self).__name__}: optim_bits must be 8 or 32, got {config['optim_bits']}")
-        dev = p.device
+        dev = shard.device
         nonneg = self.optimizer_name in ("rmsprop", "adagrad")  # state1 holds squares
         init1 = float(config.get("initial_accumulator_value", 0.0) or 0.0)
         if eight_bit:
-            blocks = -(-p.numel() // FO.BLOCKSIZE) if config["block_wise"] else 1
-            state["state1"] = self._zeros(p.shape, torch.uint8, dev, paged=True)
+            blocks = -(-shard.numel() // FO.BLOCKSIZE) if config["block_wise"] else 1
+            state["state1"] = self._zeros(shard.shape, torch.uint8, dev, paged=True)
             state["qmap1"] = default_code(dev, signed=not nonneg)
             state["absmax1"] = self._zeros((blocks,), torch.float32, dev)
             if init1 != 0.0:
-                self._quantize_into(state, "1", torch.full(p.shape, init1, device=dev), config["block_wise"])
+                self._quantize_into(state, "1", torch.full(shard.shape, init1, device=dev), config["block_wise"])
             if self.num_states == 2:
-                state["state2"] = self._zeros(p.shape, torch.uint8, dev, paged=True)
+                state["state2"] = self._zeros(shard.shape, torch.uint8, dev, paged=True)
                 state["qmap2"] = default_code(dev, signed=False)
                 state["absmax2"] = self._zeros((blocks,), torch.float32, dev)
         else:
-            state["state1"] = self._zeros(p.shape, torch.float32, dev, paged=True)
+            state["state1"] = self._zeros(shard.shape, torch.float32, dev, paged=True)
             if init1 != 0.0:
                 state["state1"].fill_(init1)
             if self.num_states == 2:
-                state["state2"] = self._zeros(p.shape, torch.float32, dev, paged=True)
+                state["state2"] = self._zeros(shard.shape, torch.float32, dev, paged=True)
         if config["percentile_clipping"] < 100:
             state["gnorm_vec"] = torch.zeros(100, dtype=torch.float32, device=dev)
 
@@ -185,7 +189,7 @@ class Optimizer8bit(torch.optim.Optimizer):
         config = dict(vars(self.args))
         config.update(group)
         config.update(launch.override)
-        grads = [p.grad for p in launch.params]
+        grads = [local(p.grad) for p in launch.owners]
         for pindex, g in enumerate(grads):
             if g.is_sparse:
                 raise RuntimeError(f"{type(self).__name__} does not support sparse gradients; use dense gradients")
@@ -245,9 +249,10 @@ class Optimizer8bit(torch.optim.Optimizer):
         """torch's format, with each parameter's state tensors nested under
         `__bnb_optimizer_quant_state__` as the reference library saves them."""
         sd = super().state_dict()
+        params = [p for group in self.param_groups for p in group["params"]]
         packed = {}
         for k, st in sd["state"].items():
-            st = dict(st)
+            st = to_saved(params[k], dict(st), FO.BLOCKSIZE) if isinstance(k, int) and k < len(params) else dict(st)
             inner = {key: st.pop(key) for key in _NESTED_KEYS if key in st}
             if inner:
                 st[QUANT_STATE_KEY] = inner
@@ -303,10 +308,12 @@ class Optimizer8bit(torch.optim.Optimizer):
                 st[key] = val
         if isinstance(st.get("step"), torch.Tensor):
             st["step"] = int(st["step"].item())
+        shard = local(p)
+        st = from_saved(p, st, -(-shard.numel() // FO.BLOCKSIZE) if config["block_wise"] else 1)
         if "state1" in st and st["state1"].dtype == torch.uint8:
             for i in ("1", "2"):
                 if f"absmax{i}" in st:
-                    self._reblock(st, i, p.numel(), config["block_wise"])
+                    self._reblock(st, i, local(p).numel(), config["block_wise"])
         return st
 
     def _reblock(self, st, i, n, block_wise):
