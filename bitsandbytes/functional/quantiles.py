@@ -26,7 +26,7 @@ def estimate_quantiles(A, out=None, offset=_DEFAULT_OFFSET, num_quantiles=256):
     float32 tensor of num_quantiles values on A's device that receives the result.
 
     float16 / bfloat16 inputs give exact order statistics; float32 ones are within one final
-    histogram bin (1024 neighbouring floats, relative width 2^-13) of the exact one.
+    histogram bin (2048 neighbouring floats, relative width 2^-12) of the exact one.
     """
     fn = "estimate_quantiles"
     if not isinstance(A, torch.Tensor):

@@ -16,16 +16,8 @@ extern template cudaError_t launch_quantile_pass<__nv_bfloat16>(int, const __nv_
 namespace {
 
 constexpr int kLocateThreads = 1024;
-constexpr int kChunk = 32;                              // level-1 bins per warp load
-constexpr int kChunks = q::kLevel1Bins / kChunk;        // 1024, one per locate thread
-static_assert(kChunks == kLocateThreads, "one chunk per thread");
+static_assert(kLevel1Chunks == kLocateThreads, "one chunk per locate thread");
 constexpr int kFinishWarps = 8;
-
-template <typename V> __device__ __forceinline__ V warp_sum(V v) {
-#pragma unroll
-  for (int o = 16; o >= 1; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 template <typename V> __device__ __forceinline__ V warp_inclusive_scan(V v, int lane) {
 #pragma unroll
@@ -40,29 +32,14 @@ template <typename V> __device__ __forceinline__ V warp_inclusive_scan(V v, int 
 // inside that bin, and numbers the distinct bins found (the slots pass 2 refines).
 __global__ void __launch_bounds__(kLocateThreads)
 quantile_locate_kernel(QuantileWorkspace* ws, int64_t n, double offset, int num_quantiles) {
-  __shared__ unsigned long long chunk_incl[kChunks];  // values in chunks 0..c
+  __shared__ unsigned long long chunk_incl[kLevel1Chunks];  // values in chunks 0..c
   __shared__ unsigned long long warp_total[32];
   __shared__ uint32_t bin_of[q::kMaxQuantiles];
   __shared__ uint32_t slots_in_warp[q::kMaxQuantiles / 32];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 
-  // Sum of each chunk of 32 bins: warp w owns chunks w*32 .. w*32+31, read in batches of 16
-  // coalesced loads kept in flight together (the counts sit in L2; latency is the cost).
-  constexpr int kBatch = 16;
-#pragma unroll
-  for (int b = 0; b < kChunk; b += kBatch) {
-    unsigned long long v[kBatch];
-#pragma unroll
-    for (int k = 0; k < kBatch; ++k) v[k] = ws->hist1[(warp * kChunk + b + k) * kChunk + lane];
-#pragma unroll
-    for (int k = 0; k < kBatch; ++k) {
-      const unsigned long long s = warp_sum(v[k]);
-      if (lane == 0) chunk_incl[warp * kChunk + b + k] = s;
-    }
-  }
-  __syncthreads();
-  // Inclusive scan over the 1024 chunk sums, one per thread.
-  unsigned long long x = warp_inclusive_scan(chunk_incl[threadIdx.x], lane);
+  // Inclusive scan over the 1024 chunk sums (pass 1 counted them), one per thread.
+  unsigned long long x = warp_inclusive_scan(ws->chunk1[threadIdx.x], lane);
   if (lane == 31) warp_total[warp] = x;
   __syncthreads();
   if (warp == 0) warp_total[lane] = warp_inclusive_scan(warp_total[lane], lane);
@@ -71,43 +48,59 @@ quantile_locate_kernel(QuantileWorkspace* ws, int64_t n, double offset, int num_
   chunk_incl[threadIdx.x] = x;
   __syncthreads();
 
-  // Warp w takes quantiles w, w + 32, ...: a binary search over the chunk counts for each
-  // (shared memory), then one load of each quantile's chunk, all in flight together, and a
-  // warp scan inside the chunk.
+  // Warp w takes quantiles w, w + 32, ..., kBatch at a time: a binary search over the chunk
+  // counts for each (shared memory), one load of each quantile's chunk and a warp scan
+  // inside it. The steps of the kBatch quantiles are interleaved, so that their latencies
+  // overlap: this kernel runs alone on the GPU, and its time is its chain of latencies.
   constexpr int kPerWarp = q::kMaxQuantiles / 32;
-  unsigned long long t[kPerWarp], h[kPerWarp];
-  int chunk[kPerWarp];
+  constexpr int kBatch = 4;
+#pragma unroll 1
+  for (int b = 0; b < kPerWarp; b += kBatch) {
+    if (warp + 32 * b >= num_quantiles) break;  // the same for the whole warp
+    unsigned long long t[kBatch], incl[kBatch];
+    int chunk[kBatch];
 #pragma unroll
-  for (int i = 0; i < kPerWarp; ++i) {
-    const int j = warp + 32 * i;
-    chunk[i] = 0;
-    t[i] = 0;
-    if (j < num_quantiles) {
-      t[i] = static_cast<unsigned long long>(q::quantile_target(n, offset, num_quantiles, j));
-      int lo = 0, hi = kChunks - 1;  // smallest chunk whose inclusive count exceeds t
-      while (lo < hi) {
-        const int mid = (lo + hi) / 2;
-        if (chunk_incl[mid] > t[i]) hi = mid; else lo = mid + 1;
-      }
-      chunk[i] = lo;
+    for (int i = 0; i < kBatch; ++i) {
+      const int j = warp + 32 * (b + i);
+      t[i] = j < num_quantiles ? static_cast<unsigned long long>(q::quantile_target(n, offset, num_quantiles, j)) : 0ull;
+      chunk[i] = 0;
     }
-  }
+    // chunk = the number of chunks whose inclusive count is <= t: the first one that
+    // exceeds t (at most kLevel1Chunks - 1).
 #pragma unroll
-  for (int i = 0; i < kPerWarp; ++i) h[i] = warp + 32 * i < num_quantiles ? ws->hist1[chunk[i] * kChunk + lane] : 0ull;
+    for (int step = kLevel1Chunks / 2; step >= 1; step /= 2) {
 #pragma unroll
-  for (int i = 0; i < kPerWarp; ++i) {
-    const int j = warp + 32 * i;
-    if (j >= num_quantiles) break;  // the same for the whole warp
-    const unsigned long long base = chunk[i] > 0 ? chunk_incl[chunk[i] - 1] : 0ull;
-    const unsigned long long incl = base + warp_inclusive_scan(h[i], lane);
-    const bool here = incl - h[i] <= t[i] && t[i] < incl;
-    const unsigned found = __ballot_sync(0xffffffffu, here);
-    // `found` is empty only if the counts do not add up to n (A changed under us); then the
-    // chunk's first bin stands in.
-    const int owner = found ? __ffs(found) - 1 : 0;
-    if (lane == owner) {
-      bin_of[j] = uint32_t(chunk[i] * kChunk + lane);
-      ws->rank_in_bin[j] = found ? t[i] - (incl - h[i]) : 0ull;
+      for (int i = 0; i < kBatch; ++i)
+        if (chunk_incl[chunk[i] + step - 1] <= t[i]) chunk[i] += step;
+    }
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i) incl[i] = ws->hist1[chunk[i] * kLevel1Chunk + lane];
+    const unsigned long long h0 = incl[0], h1 = incl[1], h2 = incl[2], h3 = incl[3];
+    static_assert(kBatch == 4, "h0..h3");
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i) {
+        const unsigned long long up = __shfl_up_sync(0xffffffffu, incl[i], o);
+        if (lane >= o) incl[i] += up;
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i) {
+      const int j = warp + 32 * (b + i);
+      if (j >= num_quantiles) break;  // the same for the whole warp
+      const unsigned long long h = i == 0 ? h0 : i == 1 ? h1 : i == 2 ? h2 : h3;
+      const unsigned long long base = chunk[i] > 0 ? chunk_incl[chunk[i] - 1] : 0ull;
+      const unsigned long long in = base + incl[i];
+      const bool here = in - h <= t[i] && t[i] < in;
+      const unsigned found = __ballot_sync(0xffffffffu, here);
+      // `found` is empty only if the counts do not add up to n (A changed under us); then
+      // the chunk's first bin stands in.
+      const int owner = found ? __ffs(found) - 1 : 0;
+      if (lane == owner) {
+        bin_of[j] = uint32_t(chunk[i] * kLevel1Chunk + lane);
+        ws->rank_in_bin[j] = found ? t[i] - (in - h) : 0ull;
+      }
     }
   }
   __syncthreads();
