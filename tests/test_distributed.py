@@ -28,6 +28,20 @@ def make_model():
     return torch.nn.Sequential(torch.nn.Linear(96, 130), torch.nn.GELU(), torch.nn.Linear(130, 40))
 
 
+def _fsdp_model():
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    # A CPU mesh: these tests run on the CPU (gloo) even where a GPU is present.
+    mesh = init_device_mesh("cpu", (WORLD,))
+    model = make_model()
+    for layer in model:
+        if isinstance(layer, torch.nn.Linear):
+            fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    return model
+
+
 def batches():
     g = torch.Generator().manual_seed(1)
     return [(torch.randn(8, 96, generator=g), torch.randn(8, 40, generator=g)) for _ in range(STEPS)]
@@ -76,14 +90,8 @@ def test_ddp_matches_one_process(opt_name, tol):
 
 
 def _fsdp_worker(rank, port, opt_name, out_dir, min_8bit_size):
-    from torch.distributed.fsdp import fully_shard
-
     _init(rank, port)
-    model = make_model()
-    for layer in model:
-        if isinstance(layer, torch.nn.Linear):
-            fully_shard(layer)
-    fully_shard(model)
+    model = _fsdp_model()
     opt = getattr(bnb.optim, opt_name)(model.parameters(), lr=1e-2, min_8bit_size=min_8bit_size)
     train(model, opt, batches(), rank)
     full = {k: v.full_tensor().detach() for k, v in model.state_dict().items()}
@@ -107,17 +115,6 @@ def test_fsdp2_matches_one_process(opt_name, tol):
     if opt_name.endswith("8bit"):
         assert got["kinds"]["0.weight"] == torch.uint8
         assert got["kinds"]["0.bias"] == torch.float32
-
-
-def _fsdp_model():
-    from torch.distributed.fsdp import fully_shard
-
-    model = make_model()
-    for layer in model:
-        if isinstance(layer, torch.nn.Linear):
-            fully_shard(layer)
-    fully_shard(model)
-    return model
 
 
 def _checkpoint_worker(rank, port, opt_name, out_dir):
