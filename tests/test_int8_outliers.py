@@ -160,3 +160,39 @@ def test_forward_with_outliers_does_not_synchronise(int8_weight):
             torch.cuda.set_sync_debug_mode(0)
     assert torch.isfinite(out).all()
     assert set(layer.state.idx.tolist()) == {1, 9, 200}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("variant", ["staged", "direct8", "direct16", "simt"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape", [((1, 13), 7), ((16, 1000), 257), ((2, 3, 64), 33), ((20, 1040), 45),
+                                   ((3, 2056), 16), ((9, 4100), 40), ((16, 8192), 64)])
+def test_weight_linear_variants(monkeypatch, variant, dtype, shape):
+    """Each CUDA kernel of int8_weight_linear (BNB_INT8_GEMV) against plain torch, tails of K
+    (not a multiple of the chunk, of 16, of 8), of N and of the 16 rows included."""
+    monkeypatch.setenv("BNB_INT8_GEMV", variant)
+    a_shape, n = shape
+    A = torch.randn(a_shape).to(dtype).cuda()
+    CB = torch.randint(-127, 128, (n, a_shape[-1]), dtype=torch.int8, device="cuda")
+    SCB = torch.rand(n, device="cuda") + 0.1
+    bias = torch.randn(n).to(dtype).cuda()
+    out = ops.int8_weight_linear(A, CB, SCB, bias)
+    W = CB.cpu().double() * SCB.cpu().double()[:, None] / 127
+    ref = A.cpu().double() @ W.t() + bias.cpu().double()
+    tol = 2e-3 if dtype == torch.float16 else 1.6e-2
+    torch.testing.assert_close(out.cpu().double(), ref, rtol=tol, atol=tol * max(1.0, ref.abs().amax().item()))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_linear8bitlt_decode_fast_path(dtype):
+    """The decode shortcut of Linear8bitLt.forward gives the general path's result."""
+    layer = bnb.nn.Linear8bitLt(256, 96, has_fp16_weights=False, threshold=6.0).to(dtype).cuda()
+    x = torch.randn(3, 5, 256).to(dtype).cuda()
+    with torch.no_grad():
+        fast = layer(x)
+        general = layer._forward_general(x)
+    assert fast.shape == (3, 5, 96) and torch.equal(fast, general)
+    # with gradients the general path runs, same numbers
+    xg = x.clone().requires_grad_()
+    assert torch.equal(layer(xg).detach(), fast)

@@ -172,6 +172,96 @@ weight_linear_mma_kernel(const T* __restrict__ A, const int8_t* __restrict__ CB,
   }
 }
 
+// 8 values (16 bytes) of row m of A at k, zeros outside the matrix.
+template <typename T>
+__device__ __forceinline__ uint4 load_a8(const T* __restrict__ A, int64_t m, int64_t M, int64_t K, int64_t k,
+                                         bool aligned) {
+  if (m < M && aligned && k + 8 <= K) return __ldg(reinterpret_cast<const uint4*>(A + m * K + k));
+  uint16_t e[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    e[i] = 0;
+    if (m < M && k + i < K) memcpy(&e[i], A + m * K + k + i, 2);
+  }
+  uint4 r;
+  memcpy(&r, e, 16);
+  return r;
+}
+
+// The same product with A's fragments read straight from global memory (L1-resident: every
+// warp of the SM reads the same 16 rows) instead of staged through shared memory. No barrier
+// and no load-then-store staging loop in the weight stream: each warp only waits for its
+// own weights, which are requested a chunk (J x 64 bytes per row) ahead.
+template <typename T, int J>
+__global__ void __launch_bounds__(kMmaThreads)
+weight_linear_mma_direct_kernel(const T* __restrict__ A, const int8_t* __restrict__ CB, const float* __restrict__ SCB,
+                                const T* __restrict__ bias, int64_t M, int64_t N, int64_t K, T* __restrict__ out,
+                                bool weights_aligned, bool a_aligned) {
+  constexpr int kChunk = 64 * J;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int64_t n_row = int64_t(blockIdx.x) * kMmaRowsPerBlock + warp * 8 + g;
+  const int64_t m_tiles = (M + kMmaRows - 1) / kMmaRows;
+  for (int64_t mt = blockIdx.y; mt < m_tiles; mt += gridDim.y) {
+    const int64_t m0 = mt * kMmaRows;
+    const int64_t ma = m0 + g, mb = m0 + g + 8;
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    uint4 w[J];
+#pragma unroll
+    for (int j = 0; j < J; ++j) w[j] = load_weight16(CB, n_row, N, K, 64 * j + 16 * t, weights_aligned);
+    for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
+      uint4 w_next[J];
+#pragma unroll
+      for (int j = 0; j < J; ++j)
+        w_next[j] = load_weight16(CB, n_row, N, K, k0 + kChunk + 64 * j + 16 * t, weights_aligned);
+#pragma unroll
+      for (int j = 0; j < J; ++j) {
+        const int64_t k = k0 + 64 * j + 16 * t;
+        const uint4 top0 = load_a8(A, ma, M, K, k, a_aligned), top1 = load_a8(A, ma, M, K, k + 8, a_aligned);
+        const uint4 bot0 = load_a8(A, mb, M, K, k, a_aligned), bot1 = load_a8(A, mb, M, K, k + 8, a_aligned);
+        // Registers: rows g / g+8 at positions (2t, 2t+1), then (2t+8, 2t+9); step s uses the
+        // lane's k + 4s .. k + 4s + 3 of both rows and of its weight bytes.
+        const uint32_t frags[4][4] = {{top0.x, bot0.x, top0.y, bot0.y},
+                                      {top0.z, bot0.z, top0.w, bot0.w},
+                                      {top1.x, bot1.x, top1.y, bot1.y},
+                                      {top1.z, bot1.z, top1.w, bot1.w}};
+        const uint32_t words[4] = {w[j].x, w[j].y, w[j].z, w[j].w};
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+          uint32_t b0, b1;
+          MmaOp<T>::convert(words[s], b0, b1);
+          MmaOp<T>::mma(acc, frags[s], b0, b1);
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < J; ++j) w[j] = w_next[j];
+    }
+    const int64_t n_base = int64_t(blockIdx.x) * kMmaRowsPerBlock + warp * 8 + 2 * t;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int64_t m = m0 + g + (i >= 2 ? 8 : 0);
+      const int64_t n = n_base + (i & 1);
+      if (m < M && n < N) {
+        float v = __fmul_rn(acc[i], __fmul_rn(SCB[n], kInt8Inv127));
+        if (bias) v = __fadd_rn(v, to_float(bias[n]));
+        out[m * N + n] = from_float<T>(v);
+      }
+    }
+  }
+}
+
+// Which tensor-core variant serves 16-bit activations: BNB_INT8_GEMV=staged (A through shared
+// memory), direct8 / direct16 (A from L1, 512 / 1024 weight bytes per row in flight); read at
+// each call so that one process can compare them.
+enum class MmaVariant { Staged, Direct8, Direct16 };
+
+MmaVariant mma_variant() {
+  const char* v = std::getenv("BNB_INT8_GEMV");
+  if (v && std::string_view(v) == "staged") return MmaVariant::Staged;
+  if (v && std::string_view(v) == "direct8") return MmaVariant::Direct8;
+  return MmaVariant::Direct16;
+}
+
 template <typename T>
 cudaError_t launch(const T* A, const int8_t* CB, const float* SCB, const T* bias, int64_t M, int64_t N, int64_t K,
                    T* out, cudaStream_t stream) {
@@ -182,8 +272,20 @@ cudaError_t launch(const T* A, const int8_t* CB, const float* SCB, const T* bias
   const int64_t m_tiles = (M + kMmaRows - 1) / kMmaRows;
   if (blocks_n > 0x7fffffff) return cudaErrorInvalidValue;
   const dim3 grid(unsigned(blocks_n), unsigned(m_tiles < 65535 ? m_tiles : 65535));
-  weight_linear_mma_kernel<T><<<grid, kMmaThreads, 0, stream>>>(A, CB, SCB, bias, M, N, K, out, weights_aligned,
-                                                                a_aligned);
+  switch (mma_variant()) {
+    case MmaVariant::Staged:
+      weight_linear_mma_kernel<T><<<grid, kMmaThreads, 0, stream>>>(A, CB, SCB, bias, M, N, K, out, weights_aligned,
+                                                                    a_aligned);
+      break;
+    case MmaVariant::Direct8:
+      weight_linear_mma_direct_kernel<T, 8><<<grid, kMmaThreads, 0, stream>>>(
+          A, CB, SCB, bias, M, N, K, out, weights_aligned, K % 8 == 0 && (reinterpret_cast<uintptr_t>(A) & 15u) == 0);
+      break;
+    case MmaVariant::Direct16:
+      weight_linear_mma_direct_kernel<T, 16><<<grid, kMmaThreads, 0, stream>>>(
+          A, CB, SCB, bias, M, N, K, out, weights_aligned, K % 8 == 0 && (reinterpret_cast<uintptr_t>(A) & 15u) == 0);
+      break;
+  }
   return cudaGetLastError();
 }
 
@@ -191,11 +293,8 @@ cudaError_t launch(const T* A, const int8_t* CB, const float* SCB, const T* bias
 
 bool int8_weight_linear_mma_enabled() {
   // BNB_INT8_GEMV=simt selects the CUDA-core kernel instead (to compare the two).
-  static const bool enabled = [] {
-    const char* v = std::getenv("BNB_INT8_GEMV");
-    return !(v && std::string_view(v) == "simt");
-  }();
-  return enabled;
+  const char* v = std::getenv("BNB_INT8_GEMV");
+  return !(v && std::string_view(v) == "simt");
 }
 
 cudaError_t int8_weight_linear_mma(DType dtype, const void* A, const int8_t* CB, const float* SCB, const void* bias,
