@@ -142,8 +142,8 @@ def bench_shape(name, M, K, N, dtype, bw, args):
         ops = torch.ops.bitsandbytes
         CB, SCB = layer.weight.data, layer.weight.SCB
         variants = {}
-        for v in ("splitk", "staged", "simt"):
-            os.environ["BNB_INT8_GEMV"] = v  # splitk: any other value selects the default
+        for v in ("splitk1024", "splitk512", "staged", "simt"):
+            os.environ["BNB_INT8_GEMV"] = v
             y = ops.int8_weight_linear.default(x, CB, SCB, b)
             assert torch.equal(y, ours) or rel_err(y, ref) < 2 * rec["rel_err_int8"] + 1e-3, v
             ms = time_ms_back_to_back(lambda: ops.int8_weight_linear.default(x, CB, SCB, b), args.warmup,

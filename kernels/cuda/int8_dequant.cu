@@ -147,18 +147,13 @@ mm_dequant_outliers_kernel(const int32_t* __restrict__ C, const float* __restric
     const int64_t m0 = (tile / chunks) * kOutlierRows;
     const int64_t n = (tile % chunks) * kChunk + int64_t(threadIdx.x) * kPerThread;
     const int rows = int(min(int64_t(kOutlierRows), M - m0));
-    __syncthreads();  // xs of the previous tile is no longer read
-    for (int i = threadIdx.x; i < kOutlierRows * gathered; i += kDequantThreads) {
-      const int r = i / gathered, j = i % gathered;
-      xs[r][j] = r < rows ? to_float(X[(m0 + r) * K + list[1 + j]]) : 0.f;
-    }
-    __syncthreads();
-    if (n >= N) continue;  // every thread still runs the same tiles (barriers above)
-    const int width = int(min(int64_t(kPerThread), N - n));
+    const int width = int(max(int64_t(0), min(int64_t(kPerThread), N - n)));
+    // The int32 products are requested first, so that their loads overlap the list -> X
+    // chain below and its barrier.
     float v[kOutlierRows][kPerThread];
 #pragma unroll
     for (int r = 0; r < kOutlierRows; ++r) {
-      if (r >= rows) continue;
+      if (r >= rows || width == 0) continue;
       const int64_t m = m0 + r, base = m * N + n;
       const float rs = row_stats[m];
       if (vector_ok && width == kPerThread) {
@@ -174,6 +169,13 @@ mm_dequant_outliers_kernel(const int32_t* __restrict__ C, const float* __restric
                               : 0.f;
       }
     }
+    __syncthreads();  // xs of the previous tile is no longer read
+    for (int i = threadIdx.x; i < kOutlierRows * gathered; i += kDequantThreads) {
+      const int r = i / gathered, j = i % gathered;
+      xs[r][j] = r < rows ? to_float(X[(m0 + r) * K + list[1 + j]]) : 0.f;
+    }
+    __syncthreads();
+    if (width == 0) continue;  // every thread still runs the same tiles (barriers above)
     for (int i = 0; i < gathered; ++i) {
       float w[kPerThread];
       load4(sub_BT + int64_t(i) * N + n, width, vector_ok, w);

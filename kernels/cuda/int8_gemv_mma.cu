@@ -172,6 +172,8 @@ weight_linear_mma_kernel(const T* __restrict__ A, const int8_t* __restrict__ CB,
   }
 }
 
+constexpr int kDefaultSplitK = 1024;
+
 // Split-K version, what the 16-bit decode path runs. The staged kernel above gives each block
 // all of K: 256 blocks of 4 warps for N = 8192, 8 warps per SM, and per 512 columns a barrier
 // and an A staging loop whose L2 round trips the weight stream waits behind (ncu: 19% of
@@ -182,14 +184,12 @@ weight_linear_mma_kernel(const T* __restrict__ A, const int8_t* __restrict__ CB,
 // SM, so plenty of bytes are in flight. Partial sums (float32, unscaled) go to
 // partial[split][M][N]; finish_kernel adds them in split order (deterministic), scales, adds
 // the bias and rounds.
-constexpr int kSplitK = 1024;
-constexpr int kSplitJ = kSplitK / 64;              // 16-byte weight loads per lane per slice
-constexpr int kSplitStride = kSplitK + 4;          // halves per staged row (+8 bytes: bank spread)
-
-template <typename T>
+template <typename T, int kSplitK>
 __global__ void __launch_bounds__(kMmaThreads)
 weight_linear_splitk_kernel(const T* __restrict__ A, const int8_t* __restrict__ CB, int64_t M, int64_t N, int64_t K,
                             float* __restrict__ partial, bool weights_aligned, bool a_aligned) {
+  constexpr int kSplitJ = kSplitK / 64;      // 16-byte weight loads per lane per slice
+  constexpr int kSplitStride = kSplitK + 4;  // halves per staged row (+8 bytes: bank spread)
   __shared__ __align__(16) T a_s[kMmaRows * kSplitStride];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
@@ -272,13 +272,21 @@ __global__ void weight_linear_finish_kernel(const float* __restrict__ partial, i
 }
 
 // Which tensor-core kernel serves 16-bit activations: BNB_INT8_GEMV=staged selects the
-// one-slice kernel (to compare); read at each call so that one process can compare them.
+// one-slice kernel, splitk512 / splitk1024 the slice width (to compare); read at each call
+// so that one process can compare them.
 bool use_splitk() {
   const char* v = std::getenv("BNB_INT8_GEMV");
   return !(v && std::string_view(v) == "staged");
 }
 
-int64_t splitk_slices(int64_t K) { return (K + kSplitK - 1) / kSplitK; }
+int splitk_width() {
+  const char* v = std::getenv("BNB_INT8_GEMV");
+  if (v && std::string_view(v) == "splitk512") return 512;
+  if (v && std::string_view(v) == "splitk1024") return 1024;
+  return kDefaultSplitK;
+}
+
+int64_t splitk_slices(int64_t K) { return (K + splitk_width() - 1) / splitk_width(); }
 
 template <typename T>
 cudaError_t launch(const T* A, const int8_t* CB, const float* SCB, const T* bias, int64_t M, int64_t N, int64_t K,
@@ -294,8 +302,13 @@ cudaError_t launch(const T* A, const int8_t* CB, const float* SCB, const T* bias
     const int64_t splits = splitk_slices(K);
     if (splits > 65535 || m_tiles > 65535) return cudaErrorInvalidValue;
     const dim3 sgrid{unsigned(blocks_n), unsigned(splits), unsigned(m_tiles)};
-    weight_linear_splitk_kernel<T><<<sgrid, kMmaThreads, 0, stream>>>(
-        A, CB, M, N, K, workspace, weights_aligned, K % 8 == 0 && (reinterpret_cast<uintptr_t>(A) & 15u) == 0);
+    const bool a16 = K % 8 == 0 && (reinterpret_cast<uintptr_t>(A) & 15u) == 0;
+    if (splitk_width() == 512)
+      weight_linear_splitk_kernel<T, 512>
+          <<<sgrid, kMmaThreads, 0, stream>>>(A, CB, M, N, K, workspace, weights_aligned, a16);
+    else
+      weight_linear_splitk_kernel<T, 1024>
+          <<<sgrid, kMmaThreads, 0, stream>>>(A, CB, M, N, K, workspace, weights_aligned, a16);
     const int64_t total = M * N;
     const int fgrid = int(std::min<int64_t>((total + 255) / 256, 65535));
     weight_linear_finish_kernel<T><<<fgrid, 256, 0, stream>>>(workspace, splits, SCB, bias, M, N, out);
