@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import statistics
+import time
 
 import torch
 
@@ -42,6 +43,38 @@ def time_ms(fn, warmup, iters):
         end.synchronize()
         times.append(start.elapsed_time(end))
     return statistics.median(times)
+
+
+def time_ms_back_to_back(fn, warmup, iters, reps=20):
+    """Median over `iters` of the mean time of `reps` calls queued back to back between two
+    events: the device time per call when the host keeps ahead of the device (as in a model's
+    forward), where time_ms also counts the host's launch latency of an isolated call."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(reps):
+            fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / reps)
+    return statistics.median(times)
+
+
+def host_us(fn, calls=30):
+    """Host time per call (microseconds), not waiting for the device (few calls: a full
+    launch queue would make the host wait)."""
+    fn()
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    elapsed = time.perf_counter() - t
+    torch.cuda.synchronize()
+    return elapsed / calls * 1e6
 
 
 def copy_bandwidth(warmup, iters):
@@ -77,30 +110,68 @@ def bench_shape(name, M, K, N, dtype, bw, args):
         base = torch.nn.functional.linear(x, W, b)
         t_ours = time_ms(lambda: layer(x), args.warmup, args.iters)
         t_torch = time_ms(lambda: torch.nn.functional.linear(x, W, b), args.warmup, args.iters)
+        b2b_ours = time_ms_back_to_back(lambda: layer(x), args.warmup, args.iters)
+        b2b_torch = time_ms_back_to_back(lambda: torch.nn.functional.linear(x, W, b), args.warmup, args.iters)
+        h_ours = host_us(lambda: layer(x))
+        h_torch = host_us(lambda: torch.nn.functional.linear(x, W, b))
+        # The forward must not wait for the device (outlier columns included).
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            layer(x)
+            no_sync = True
+        except RuntimeError:
+            no_sync = False
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
     rec = {
         "shape": name, "M": M, "K": K, "N": N, "dtype": str(dtype).replace("torch.", ""),
         "ms_int8": t_ours, "ms_torch": t_torch, "speedup": t_torch / t_ours,
+        "ms_int8_back_to_back": b2b_ours, "ms_torch_back_to_back": b2b_torch,
+        "host_us_int8": h_ours, "host_us_torch": h_torch, "forward_without_sync": no_sync,
+        "outlier_columns_found": int(layer.state.outlier_list[0]) if layer.state.outlier_list is not None else 0,
         "rel_err_int8": rel_err(ours, ref), "rel_err_torch": rel_err(base, ref),
     }
     if M <= 32:  # weight-bound: how close the int8 weight read came to copy bandwidth
         bytes_moved = N * K + M * K * x.element_size() + M * N * x.element_size() + N * 4
         rec["tb_per_s"] = bytes_moved / (t_ours * 1e-3) / 1e12
         rec["fraction_of_copy_bw"] = rec["tb_per_s"] / bw
+        rec["tb_per_s_back_to_back"] = bytes_moved / (b2b_ours * 1e-3) / 1e12
+        rec["fraction_of_copy_bw_back_to_back"] = rec["tb_per_s_back_to_back"] / bw
+        # The weight-streaming kernel alone, per variant (BNB_INT8_GEMV, read at each call).
+        ops = torch.ops.bitsandbytes
+        CB, SCB = layer.weight.data, layer.weight.SCB
+        variants = {}
+        for v in ("splitk1024", "splitk512", "staged", "simt"):
+            os.environ["BNB_INT8_GEMV"] = v
+            y = ops.int8_weight_linear.default(x, CB, SCB, b)
+            assert torch.equal(y, ours) or rel_err(y, ref) < 2 * rec["rel_err_int8"] + 1e-3, v
+            ms = time_ms_back_to_back(lambda: ops.int8_weight_linear.default(x, CB, SCB, b), args.warmup,
+                                      args.iters)
+            variants[v] = {"ms": ms, "fraction_of_copy_bw": bytes_moved / (ms * 1e-3) / 1e12 / bw,
+                           "rel_err": rel_err(y, ref)}
+        os.environ.pop("BNB_INT8_GEMV")
+        rec["kernel_variants"] = variants
     else:  # where the time of the large-batch path goes, and the path without outlier split
         layer.state.threshold = 0.0
         with torch.no_grad():
             rec["ms_int8_threshold0"] = time_ms(lambda: layer(x), args.warmup, args.iters)
         layer.state.threshold = 6.0
         with torch.no_grad():
-            A_int8, row_stats, _ = torch.ops.bitsandbytes.int8_vectorwise_quant(x, 6.0)
-            C = F.int8_linear_matmul(A_int8, layer.weight.data)
+            ops = torch.ops.bitsandbytes
+            A_int8, row_stats, lst = ops.int8_vectorwise_quant_outliers(x, 6.0)
+            CB = layer.weight.data
+            C = F.int8_linear_matmul(A_int8, CB)
             SCB = layer.weight.SCB
-            rec["ms_quant"] = time_ms(lambda: torch.ops.bitsandbytes.int8_vectorwise_quant(x, 6.0), args.warmup,
-                                      args.iters)
-            rec["ms_gemm"] = time_ms(lambda: F.int8_linear_matmul(A_int8, layer.weight.data), args.warmup, args.iters)
-            rec["ms_dequant"] = time_ms(
-                lambda: torch.ops.bitsandbytes.int8_mm_dequant(C, row_stats, SCB, b, None, None, dtype),
-                args.warmup, args.iters)
+            rec["ms_quant"] = time_ms_back_to_back(lambda: ops.int8_vectorwise_quant_outliers(x, 6.0), args.warmup,
+                                                   args.iters)
+            rec["ms_gemm"] = time_ms_back_to_back(lambda: F.int8_linear_matmul(A_int8, CB), args.warmup,
+                                                  args.iters, reps=5)
+            rec["ms_dequant"] = time_ms_back_to_back(
+                lambda: ops.int8_mm_dequant_outliers(C, row_stats, SCB, b, x, CB, lst, dtype), args.warmup,
+                args.iters)
+            rec["ms_dequant_no_outliers"] = time_ms_back_to_back(
+                lambda: ops.int8_mm_dequant(C, row_stats, SCB, b, None, None, dtype), args.warmup, args.iters)
         # The two memory-bound passes against the copy bandwidth: quantize reads 16-bit A and
         # writes int8; dequantize reads int32 C and writes 16-bit.
         rec["quant_fraction_of_copy_bw"] = M * K * (x.element_size() + 1) / (rec["ms_quant"] * 1e-3) / 1e12 / bw
@@ -112,19 +183,25 @@ def print_table(result):
     bw, records = result["copy_bandwidth_tb_per_s"], result["records"]
     print(f"\n{result['device']}, torch {result['torch']}, CUDA {result['cuda']}, "
           f"copy bandwidth {bw:.2f} TB/s, threshold 6.0, {OUTLIER_COLS} outlier columns\n")
-    print("| shape (M x K -> N) | dtype | Linear8bitLt ms | F.linear ms | speedup | rel. err int8 | "
-          "rel. err 16-bit | notes |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| shape (M x K -> N) | dtype | Linear8bitLt ms | F.linear ms | speedup | back to back: ours / F.linear ms "
+          "| host us per call: ours / F.linear | rel. err int8 | rel. err 16-bit | notes |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in records:
         if "fraction_of_copy_bw" in r:
-            note = f"{r['tb_per_s']:.2f} TB/s = {100 * r['fraction_of_copy_bw']:.0f}% of copy"
+            note = (f"{r['tb_per_s']:.2f} TB/s = {100 * r['fraction_of_copy_bw']:.0f}% of copy (back to back "
+                    f"{100 * r['fraction_of_copy_bw_back_to_back']:.0f}%); kernel alone: " +
+                    ", ".join(f"{k} {v['ms']:.3f} ms ({100 * v['fraction_of_copy_bw']:.0f}%)"
+                              for k, v in r["kernel_variants"].items()))
         else:
             note = (f"quant {r['ms_quant']:.3f} ({100 * r['quant_fraction_of_copy_bw']:.0f}% of copy) + gemm "
-                    f"{r['ms_gemm']:.3f} + dequant {r['ms_dequant']:.3f} ({100 * r['dequant_fraction_of_copy_bw']:.0f}%)"
+                    f"{r['ms_gemm']:.3f} + dequant {r['ms_dequant']:.3f} ({100 * r['dequant_fraction_of_copy_bw']:.0f}%; "
+                    f"{r['ms_dequant_no_outliers']:.3f} without the outlier product)"
                     f" ms; threshold 0: {r['ms_int8_threshold0']:.3f} ms")
         print(f"| {r['shape']} {r['M']} x {r['K']} -> {r['N']} | {r['dtype']} | {r['ms_int8']:.3f} | "
-              f"{r['ms_torch']:.3f} | {r['speedup']:.2f}x | {100 * r['rel_err_int8']:.2f}% | "
-              f"{100 * r['rel_err_torch']:.3f}% | {note} |")
+              f"{r['ms_torch']:.3f} | {r['speedup']:.2f}x | {r['ms_int8_back_to_back']:.3f} / "
+              f"{r['ms_torch_back_to_back']:.3f} | {r['host_us_int8']:.0f} / {r['host_us_torch']:.0f} | "
+              f"{100 * r['rel_err_int8']:.2f}% | "
+              f"{100 * r['rel_err_torch']:.3f}% | {note}{'' if r['forward_without_sync'] else '; SYNCS'} |")
 
 
 def main():

@@ -106,6 +106,20 @@ def _int8_mm_dequant_fake(A, row_stats, col_stats, bias, sub_A, sub_B, dtype):
     return torch.empty(A.shape, dtype=dtype, device=A.device)
 
 
+@torch.library.register_fake("bitsandbytes::int8_vectorwise_quant_outliers")
+def _int8_vectorwise_quant_outliers_fake(A, threshold):
+    out, row_stats, _ = _int8_vectorwise_quant_fake(A, threshold)
+    return out, row_stats, torch.empty(A.shape[-1] + 1, dtype=torch.int32, device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::int8_mm_dequant_outliers")
+def _int8_mm_dequant_outliers_fake(A, row_stats, col_stats, bias, X, W, outlier_list, dtype):
+    torch._check(A.dtype == torch.int32, lambda: f"A must be int32, got {A.dtype}")
+    torch._check(W.dim() == 2 and W.shape[0] == A.shape[-1] and W.shape[1] == X.shape[-1],
+                 lambda: "W must be [N, K] for A [..., N] and X [..., K]")
+    return torch.empty(A.shape, dtype=dtype, device=A.device)
+
+
 @torch.library.register_fake("bitsandbytes::int8_weight_linear")
 def _int8_weight_linear_fake(A, CB, SCB, bias):
     torch._check(CB.dtype == torch.int8 and CB.dim() == 2, lambda: "CB must be a 2-D int8 weight")

@@ -11,6 +11,16 @@ struct CpuInt8Backend {
                                float threshold, int8_t* out, float* stats, bool* outliers) {
     bnb::cpu::int8_vectorwise_quant(dt, A, rows, cols, threshold, out, stats, outliers);
   }
+  static void vectorwise_quant_list(const at::Tensor& like, bnb::DType dt, const void* A, int64_t rows, int64_t cols,
+                                    float threshold, int8_t* out, float* stats, bool* flags, int32_t* list) {
+    vectorwise_quant(like, dt, A, rows, cols, threshold, out, stats, flags);
+    bnb::cpu::int8_outlier_list(flags, cols, list);  // no flags when threshold <= 0
+  }
+  static void mm_dequant_outliers(const at::Tensor&, bnb::DType dt, const int32_t* C, const float* rs, const float* cs,
+                                  const void* bias, const void* X, const void* W, bool w_int8, const int32_t* list,
+                                  int64_t M, int64_t N, int64_t K, void* out) {
+    bnb::cpu::int8_mm_dequant_outliers(dt, C, rs, cs, bias, X, W, w_int8, list, M, N, K, out);
+  }
   static void colwise_quant(const at::Tensor&, bnb::DType dt, const void* A, int64_t rows, int64_t cols,
                             float threshold, const bool* outliers, int8_t* out, float* stats) {
     bnb::cpu::int8_colwise_quant(dt, A, rows, cols, threshold, outliers, out, stats);

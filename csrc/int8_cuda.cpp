@@ -25,6 +25,22 @@ struct CudaInt8Backend {
       return bnb::cuda::int8_vectorwise_quant(dt, A, rows, cols, threshold, out, stats, outliers, s, st);
     });
   }
+  static void vectorwise_quant_list(const at::Tensor& like, bnb::DType dt, const void* A, int64_t rows, int64_t cols,
+                                    float threshold, int8_t* out, float* stats, bool* flags, int32_t* list) {
+    launch_on(like, [&](cudaStream_t st) {
+      return bnb::cuda::int8_vectorwise_quant(dt, A, rows, cols, threshold, out, stats, flags, list, st);
+    });
+  }
+  static void mm_dequant_outliers(const at::Tensor& like, bnb::DType dt, const int32_t* C, const float* rs,
+                                  const float* cs, const void* bias, const void* X, const void* W, bool w_int8,
+                                  const int32_t* list, int64_t M, int64_t N, int64_t K, void* out) {
+    // `like` is X: the gathered weight columns take its dtype.
+    at::Tensor sub_BT = at::empty({bnb::cuda::int8_outlier_fused_cols(K), N}, like.options());
+    void* sbt = sub_BT.mutable_data_ptr();
+    launch_on(like, [&](cudaStream_t st) {
+      return bnb::cuda::int8_mm_dequant_outliers(dt, C, rs, cs, bias, X, W, w_int8, list, sbt, M, N, K, out, st);
+    });
+  }
   static void colwise_quant(const at::Tensor& like, bnb::DType dt, const void* A, int64_t rows, int64_t cols,
                             float threshold, const bool* outliers, int8_t* out, float* stats) {
     launch_on(like, [&](cudaStream_t st) {
@@ -52,8 +68,12 @@ struct CudaInt8Backend {
   }
   static void weight_linear(const at::Tensor& like, bnb::DType dt, const void* A, const int8_t* CB, const float* SCB,
                             const void* bias, int64_t M, int64_t N, int64_t K, void* out) {
+    at::Tensor workspace;
+    const int64_t floats = bnb::cuda::int8_weight_linear_workspace_floats(dt, M, N, K);
+    if (floats > 0) workspace = at::empty({floats}, like.options().dtype(at::kFloat));
+    float* ws = workspace.defined() ? workspace.mutable_data_ptr<float>() : nullptr;
     launch_on(like, [&](cudaStream_t st) {
-      return bnb::cuda::int8_weight_linear(dt, A, CB, SCB, bias, M, N, K, out, st);
+      return bnb::cuda::int8_weight_linear(dt, A, CB, SCB, bias, M, N, K, out, ws, st);
     });
   }
 };

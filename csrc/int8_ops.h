@@ -54,6 +54,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_vectorwise_quant(const at::T
   return {out, stats, outliers};
 }
 
+// int8_vectorwise_quant with the outlier columns as a list that stays on the device: int32
+// [cols + 1] = [count, ascending column indices, zeros...] (count 0 when threshold <= 0).
+template <class Backend>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_vectorwise_quant_outliers(const at::Tensor& A,
+                                                                             double threshold) {
+  using namespace int8_detail;
+  constexpr const char* op = "int8_vectorwise_quant_outliers";
+  const DType dt = kernel_dtype(A.scalar_type(), op, "A");
+  check_matrix_like(A, op, "A");
+  const int64_t cols = A.size(-1), rows = leading_rows(A);
+  BNB_CHECK(cols < (int64_t(1) << 31), op, ": A's last dimension must be below 2^31, got ", cols);
+  const at::Tensor a = A.contiguous();
+  at::Tensor out = at::empty(A.sizes(), A.options().dtype(at::kChar));
+  at::Tensor stats = at::empty({rows}, A.options().dtype(at::kFloat));
+  at::Tensor flags = at::empty({cols}, A.options().dtype(at::kBool));
+  at::Tensor list = at::empty({cols + 1}, A.options().dtype(at::kInt));
+  Backend::vectorwise_quant_list(A, dt, a.const_data_ptr(), rows, cols, float(threshold), out.mutable_data_ptr<int8_t>(),
+                                 stats.mutable_data_ptr<float>(), flags.mutable_data_ptr<bool>(),
+                                 list.mutable_data_ptr<int32_t>());
+  return {out, stats, list};
+}
+
 template <class Backend>
 at::Tensor int8_vectorwise_dequant(const at::Tensor& A, const at::Tensor& stats) {
   using namespace int8_detail;
@@ -146,6 +168,46 @@ at::Tensor int8_mm_dequant(const at::Tensor& A, const at::Tensor& row_stats, con
   return out;
 }
 
+// int8_mm_dequant with the outlier product read from the device list (no host round trip):
+// + sum over the listed columns c of X[m, c] * W[n, c]; W is the 16-bit weight (of `dtype`) or
+// the int8 one, scaled by col_stats / 127.
+template <class Backend>
+at::Tensor int8_mm_dequant_outliers(const at::Tensor& A, const at::Tensor& row_stats, const at::Tensor& col_stats,
+                                    const std::optional<at::Tensor>& bias, const at::Tensor& X, const at::Tensor& W,
+                                    const at::Tensor& outlier_list, c10::ScalarType dtype) {
+  using namespace int8_detail;
+  constexpr const char* op = "int8_mm_dequant_outliers";
+  check_dtype(A, at::kInt, op, "A");
+  check_matrix_like(A, op, "A");
+  const DType dt = kernel_dtype(dtype, op, "dtype");
+  const int64_t N = A.size(-1), M = leading_rows(A);
+  check_vector(row_stats, M, at::kFloat, A, op, "row_stats", "A");
+  check_vector(col_stats, N, at::kFloat, A, op, "col_stats", "A");
+  at::Tensor b;
+  if (bias) {
+    check_vector(*bias, N, dtype, A, op, "bias", "A");
+    b = bias->contiguous();
+  }
+  check_dtype(X, dtype, op, "X");
+  check_same_device(X, A, op, "X", "A");
+  check_matrix_like(X, op, "X");
+  BNB_CHECK(leading_rows(X) == M, op, ": X must have the ", M, " rows of A, got shape ", X.sizes());
+  const int64_t K = X.size(-1);
+  BNB_CHECK(W.dim() == 2 && W.size(0) == N && W.size(1) == K, op, ": W must be [", N, ", ", K, "], got ", W.sizes());
+  BNB_CHECK(W.scalar_type() == dtype || W.scalar_type() == at::kChar, op, ": W must be int8 or ", dtype, ", got ",
+            W.scalar_type());
+  check_same_device(W, A, op, "W", "A");
+  check_vector(outlier_list, K + 1, at::kInt, A, op, "outlier_list", "A");
+  const at::Tensor a = A.contiguous(), rs = row_stats.contiguous(), cs = col_stats.contiguous(), x = X.contiguous(),
+                   w = W.contiguous(), list = outlier_list.contiguous();
+  at::Tensor out = at::empty(A.sizes(), A.options().dtype(dtype));
+  Backend::mm_dequant_outliers(x, dt, a.const_data_ptr<int32_t>(), rs.const_data_ptr<float>(),
+                               cs.const_data_ptr<float>(), b.defined() ? b.const_data_ptr() : nullptr,
+                               x.const_data_ptr(), w.const_data_ptr(), w.scalar_type() == at::kChar,
+                               list.const_data_ptr<int32_t>(), M, N, K, out.mutable_data_ptr());
+  return out;
+}
+
 template <class Backend>
 at::Tensor int8_weight_linear(const at::Tensor& A, const at::Tensor& CB, const at::Tensor& SCB,
                               const std::optional<at::Tensor>& bias) {
@@ -176,6 +238,8 @@ at::Tensor int8_weight_linear(const at::Tensor& A, const at::Tensor& CB, const a
 #define BNB_REGISTER_INT8_OPS(m, Backend)                                           \
   m.impl("int8_vectorwise_quant", &bnb::ops::int8_vectorwise_quant<Backend>);     \
   m.impl("int8_vectorwise_dequant", &bnb::ops::int8_vectorwise_dequant<Backend>); \
+  m.impl("int8_vectorwise_quant_outliers", &bnb::ops::int8_vectorwise_quant_outliers<Backend>); \
+  m.impl("int8_mm_dequant_outliers", &bnb::ops::int8_mm_dequant_outliers<Backend>); \
   m.impl("int8_double_quant", &bnb::ops::int8_double_quant<Backend>);             \
   m.impl("int8_linear_matmul", &bnb::ops::int8_linear_matmul<Backend>);           \
   m.impl("int8_mm_dequant", &bnb::ops::int8_mm_dequant<Backend>);                 \

@@ -48,6 +48,13 @@ TORCH_LIBRARY_FRAGMENT(bitsandbytes, m) {
   // A_int32 * row_stats * col_stats / 127^2 + bias + sub_A @ sub_B^T, in `dtype`.
   m.def("int8_mm_dequant(Tensor A, Tensor row_stats, Tensor col_stats, Tensor? bias, Tensor? sub_A, "
         "Tensor? sub_B, ScalarType dtype) -> Tensor");
+  // int8_vectorwise_quant with the outlier columns listed on the device: (int8 A, row_stats,
+  // int32 outlier_list[cols + 1] = [count, ascending column indices, zeros...]).
+  m.def("int8_vectorwise_quant_outliers(Tensor A, float threshold) -> (Tensor, Tensor, Tensor)");
+  // int8_mm_dequant + sum over the listed columns c of X[m, c] * W[n, c], the count read on the
+  // device; W is 16-bit (`dtype`) or int8 (scaled by col_stats / 127).
+  m.def("int8_mm_dequant_outliers(Tensor A, Tensor row_stats, Tensor col_stats, Tensor? bias, Tensor X, Tensor W, "
+        "Tensor outlier_list, ScalarType dtype) -> Tensor");
   // A[..., K] x (CB * SCB / 127)^T + bias in A's dtype: the weight-streaming path for few rows.
   m.def("int8_weight_linear(Tensor A, Tensor CB, Tensor SCB, Tensor? bias) -> Tensor");
 }

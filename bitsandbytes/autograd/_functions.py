@@ -18,8 +18,6 @@ from ..functional import int8 as F8
 
 # Rows of A up to which an int8 weight is applied directly to the 16-bit activations.
 WEIGHT_STREAM_MAX_ROWS = 32
-# Outlier columns up to which their product is fused into the dequantization kernel.
-FUSED_OUTLIER_MAX_COLS = 64
 
 
 @dataclass
@@ -43,11 +41,30 @@ class MatmulLtState:
     outlier_pool: Optional[object] = None
     has_accumulated_gradients: bool = False
     threshold: float = 0.0
-    idx: Optional[torch.Tensor] = None
+    _idx: Optional[torch.Tensor] = None
+    outlier_list: Optional[torch.Tensor] = None
     is_training: bool = True
     has_fp16_weights: bool = True
     use_pool: bool = False
     formatB: str = "row"
+
+    @property
+    def idx(self):
+        """The outlier columns of the last forward (int64 indices, ascending). The forward keeps
+        them on the device as `outlier_list` ([count, indices...]); reading them here waits for it."""
+        if self._idx is None and self.outlier_list is not None:
+            lst = self.outlier_list
+            self._idx = lst[1:1 + int(lst[0])].long()
+        return self._idx
+
+    @idx.setter
+    def idx(self, value):
+        self._idx = value
+        self.outlier_list = None
+
+    def set_outlier_list(self, outlier_list):
+        self.outlier_list = outlier_list
+        self._idx = None
 
     def reset_grads(self):
         """Drops every cached form of the weight (it is rebuilt at the next forward)."""
@@ -76,36 +93,6 @@ def _weight_int8(B, state):
     if not state.has_fp16_weights:
         state.CB, state.SCB = CB, SCB  # a frozen weight is quantized once
     return CB, SCB
-
-
-_side_streams = {}
-
-
-def _record(t):
-    """An event marking that `t` is ready on the current CUDA stream (None elsewhere)."""
-    if t.device.type != "cuda":
-        return None
-    event = torch.cuda.Event()
-    event.record(torch.cuda.current_stream(t.device))
-    return event
-
-
-def _outlier_columns(mask, ready):
-    """Indices of the flagged columns. Their number sizes the 16-bit product, so the host must
-    read it; on CUDA it waits on a side stream for the quantization only, while the int8 GEMM
-    queued after it keeps the device busy (no idle gap)."""
-    if ready is None or torch.cuda.is_current_stream_capturing():
-        return torch.nonzero(mask).view(-1)
-    main = torch.cuda.current_stream(mask.device)
-    side = _side_streams.get(mask.device)
-    if side is None:
-        side = _side_streams[mask.device] = torch.cuda.Stream(mask.device)
-    side.wait_event(ready)
-    with torch.cuda.stream(side):
-        cols = torch.nonzero(mask).view(-1)
-    main.wait_stream(side)
-    cols.record_stream(main)
-    return cols
 
 
 def _dequantized(CB, SCB, dtype):
@@ -150,26 +137,24 @@ def _forward(A, B, bias, state):
         out = _ops.int8_weight_linear.default(A2, CB, SCB, bias)
         return (out if A.dim() == 2 else out.reshape(*A.shape[:-1], N)), CB, SCB
 
-    A_int8, row_stats, mask = _ops.int8_vectorwise_quant.default(A2, float(state.threshold))
-    find = state.threshold > 0.0
-    quantized = _record(mask) if find else None
-    C = _ops.int8_linear_matmul.default(A_int8, CB)
-    sub_A = sub_B = None
-    if find:
-        cols = _outlier_columns(mask, quantized)
-        state.idx = cols
-        if cols.numel():
-            sub_A = A2.index_select(1, cols)
-            if B.dtype != torch.int8 and state.has_fp16_weights:
-                sub_B = B.detach().index_select(1, cols).to(dtype)  # exact 16-bit weight columns
-            else:
-                sub_B = _dequantized(CB.index_select(1, cols), SCB, dtype)
-            state.subB = sub_B
-    if sub_A is not None and sub_A.shape[1] > FUSED_OUTLIER_MAX_COLS:
-        out = _ops.int8_mm_dequant.default(C, row_stats, SCB, bias, None, None, dtype)
-        out.addmm_(sub_A, sub_B.t())
+    if state.threshold > 0.0:
+        # The outlier columns stay on the device: the quantization lists them (count + indices)
+        # and the dequantization adds their 16-bit product, reading that list itself, so the
+        # forward never waits for the device.
+        A_int8, row_stats, outlier_list = _ops.int8_vectorwise_quant_outliers.default(A2, float(state.threshold))
+        C = _ops.int8_linear_matmul.default(A_int8, CB)
+        if B.dtype != torch.int8 and state.has_fp16_weights:
+            W = B.detach()  # the exact 16-bit weight columns
+            if W.dtype != dtype:
+                W = W.to(dtype)
+        else:
+            W = CB  # dequantized column by column with SCB
+        state.set_outlier_list(outlier_list)
+        out = _ops.int8_mm_dequant_outliers.default(C, row_stats, SCB, bias, A2, W, outlier_list, dtype)
     else:
-        out = _ops.int8_mm_dequant.default(C, row_stats, SCB, bias, sub_A, sub_B, dtype)
+        A_int8, row_stats, _ = _ops.int8_vectorwise_quant.default(A2, 0.0)
+        C = _ops.int8_linear_matmul.default(A_int8, CB)
+        out = _ops.int8_mm_dequant.default(C, row_stats, SCB, bias, None, None, dtype)
     return (out if A.dim() == 2 else out.reshape(*A.shape[:-1], N)), CB, SCB
 
 

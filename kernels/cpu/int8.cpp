@@ -144,6 +144,54 @@ void int8_mm_dequant(DType dtype, const int32_t* C, const float* row_stats, cons
   });
 }
 
+void int8_outlier_list(const bool* outlier_cols, int64_t cols, int32_t* list) {
+  int32_t n = 0;
+  for (int64_t c = 0; c < cols; ++c)
+    if (outlier_cols[c]) list[1 + n++] = int32_t(c);
+  list[0] = n;
+  std::fill(list + 1 + n, list + 1 + cols, 0);
+}
+
+void int8_mm_dequant_outliers(DType dtype, const int32_t* C, const float* row_stats, const float* col_stats,
+                              const void* bias, const void* X, const void* W, bool w_int8, const int32_t* list,
+                              int64_t M, int64_t N, int64_t K, void* out) {
+  dispatch_dtype(dtype, [&](auto tag) {
+    using E = Element<decltype(tag)::value>;
+    using S = typename E::storage;
+    const auto round = [](float v) {  // v rounded to the dtype
+      S s[1];
+      E::store(s, 0, v);
+      return E::load(s, 0);
+    };
+    const int64_t count = list[0];
+    const int32_t* cols = list + 1;
+    // The outlier weight columns, [count, N], in the dtype's precision.
+    std::vector<float> w(size_t(count * N));
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      const float s = w_int8 ? round(round(col_stats[n]) / 127.0f) : 0.f;
+      for (int64_t j = 0; j < count; ++j) {
+        const int64_t i = n * K + cols[j];
+        w[size_t(j * N + n)] = w_int8 ? round(float(static_cast<const int8_t*>(W)[i]) * s)
+                                      : E::load(static_cast<const S*>(W), i);
+      }
+    }
+    const auto* b = static_cast<const S*>(bias);
+    const auto* x = static_cast<const S*>(X);
+    auto* o = static_cast<S*>(out);
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; ++m) {
+      const float rs = row_stats[m];
+      for (int64_t n = 0; n < N; ++n) {
+        float v = float(C[m * N + n]) * rs * col_stats[n] * kInv127Sq;
+        if (b) v += E::load(b, n);
+        for (int64_t j = 0; j < count; ++j) v += E::load(x, m * K + cols[j]) * w[size_t(j * N + n)];
+        E::store(o, m * N + n, v);
+      }
+    }
+  });
+}
+
 void int8_weight_linear(DType dtype, const void* A, const int8_t* CB, const float* SCB, const void* bias,
                         int64_t M, int64_t N, int64_t K, void* out) {
   dispatch_dtype(dtype, [&](auto tag) {

@@ -144,10 +144,10 @@ cudaError_t launch(const void* A, const int8_t* CB, const float* SCB, const void
 }  // namespace
 
 cudaError_t int8_weight_linear(DType dtype, const void* A, const int8_t* CB, const float* SCB, const void* bias,
-                               int64_t M, int64_t N, int64_t K, void* out, cudaStream_t stream) {
+                               int64_t M, int64_t N, int64_t K, void* out, float* workspace, cudaStream_t stream) {
   // 16-bit activations go to the tensor-core kernel (int8_gemv_mma.cu); this one serves float32.
   if (dtype != DType::Float32 && int8_weight_linear_mma_enabled())
-    return int8_weight_linear_mma(dtype, A, CB, SCB, bias, M, N, K, out, stream);
+    return int8_weight_linear_mma(dtype, A, CB, SCB, bias, M, N, K, out, workspace, stream);
   switch (dtype) {
     case DType::Float32: return launch<float>(A, CB, SCB, bias, M, N, K, out, stream);
     case DType::Float16: return launch<__half>(A, CB, SCB, bias, M, N, K, out, stream);

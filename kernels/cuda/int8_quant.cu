@@ -6,6 +6,8 @@
 // L1/L2, where it still is) to quantize, so DRAM sees each input byte once.
 #include <algorithm>
 
+#include <cub/block/block_scan.cuh>
+
 #include "bnb/int8_cuda.h"
 #include "bnb/quantize_cuda.h"
 #include "int8_common.cuh"
@@ -81,10 +83,37 @@ row_quant_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float thre
   }
 }
 
-// scratch[0] = number of flagged columns, scratch[1..] = their indices (in no particular order).
-__global__ void list_outlier_columns_kernel(const bool* __restrict__ flags, int64_t cols, int32_t* scratch) {
-  for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < cols; c += int64_t(gridDim.x) * blockDim.x)
-    if (flags[c]) scratch[1 + atomicAdd(scratch, 1)] = int32_t(c);
+// The outlier column list, in one block so that it comes out in ascending order (the outlier
+// product then sums its columns in a fixed order: results do not change from run to run):
+// list[0] = number of flagged columns, list[1 + i] = the i-th flagged column, zeros after.
+constexpr int kListThreads = 1024;
+constexpr int kListPerThread = 8;
+
+__global__ void __launch_bounds__(kListThreads)
+list_outlier_columns_kernel(const bool* __restrict__ flags, int64_t cols, int32_t* __restrict__ list) {
+  using Scan = cub::BlockScan<int, kListThreads>;
+  __shared__ typename Scan::TempStorage scan_storage;
+  int base = 0;
+  for (int64_t c0 = 0; c0 < cols; c0 += int64_t(kListThreads) * kListPerThread) {
+    const int64_t c = c0 + int64_t(threadIdx.x) * kListPerThread;
+    bool f[kListPerThread];
+    int n = 0;
+#pragma unroll
+    for (int j = 0; j < kListPerThread; ++j) {
+      f[j] = c + j < cols && flags[c + j];
+      n += f[j];
+    }
+    int offset, total;
+    Scan(scan_storage).ExclusiveSum(n, offset, total);
+    int pos = base + offset;
+#pragma unroll
+    for (int j = 0; j < kListPerThread; ++j)
+      if (f[j]) list[1 + pos++] = int32_t(c + j);
+    base += total;
+    __syncthreads();  // scan_storage is reused by the next tile
+  }
+  if (threadIdx.x == 0) list[0] = base;
+  for (int64_t i = base + threadIdx.x; i < cols; i += kListThreads) list[1 + i] = 0;  // unused: zero
 }
 
 // Zeroes the listed columns in every row; the count is read here, on the device.
@@ -143,6 +172,10 @@ cudaError_t vectorwise_quant_typed(const T* A, int64_t rows, int64_t cols, float
     cudaError_t e = cudaMemsetAsync(outlier_cols, 0, size_t(cols), stream);
     if (e != cudaSuccess) return e;
   }
+  if (scratch && (!find || rows == 0 || cols == 0)) {  // an empty list: nothing can be flagged
+    cudaError_t e = cudaMemsetAsync(scratch, 0, size_t(cols + 1) * sizeof(int32_t), stream);
+    if (e != cudaSuccess) return e;
+  }
   if (rows == 0) return cudaSuccess;
   if (cols == 0) {
     return cudaMemsetAsync(row_stats, 0, size_t(rows) * sizeof(float), stream);
@@ -154,9 +187,7 @@ cudaError_t vectorwise_quant_typed(const T* A, int64_t rows, int64_t cols, float
   kernel<<<grid, kQuantThreads, 0, stream>>>(A, rows, cols, threshold, out, row_stats, find ? outlier_cols : nullptr,
                                              vector_ok);
   if (!find || outlier_cols == nullptr || scratch == nullptr) return cudaGetLastError();
-  cudaError_t e = cudaMemsetAsync(scratch, 0, sizeof(int32_t), stream);
-  if (e != cudaSuccess) return e;
-  list_outlier_columns_kernel<<<grid_for((cols + 255) / 256, 1024), 256, 0, stream>>>(outlier_cols, cols, scratch);
+  list_outlier_columns_kernel<<<1, kListThreads, 0, stream>>>(outlier_cols, cols, scratch);
   zero_outlier_columns_kernel<<<grid_for(rows, 4096), 128, 0, stream>>>(out, rows, cols, scratch);
   return cudaGetLastError();
 }

@@ -9,11 +9,13 @@
 
 namespace bnb::cuda {
 
-// Scratch for the outlier search: int32 of (cols + 1) values.
+// The outlier column list: int32 of (cols + 1) values, [count, ascending column indices, zeros].
 inline int64_t int8_outlier_scratch_size(int64_t cols) { return cols + 1; }
 
 // One pass over A finds row_stats, quantizes and flags outlier columns; the flagged columns
-// are then zeroed by a kernel that reads their list on the device (no host round trip).
+// are then listed (`scratch`, int8_outlier_scratch_size(cols) values, in ascending order; a
+// count of 0 when threshold <= 0) and zeroed by a kernel that reads the list on the device
+// (no host round trip).
 cudaError_t int8_vectorwise_quant(DType dtype, const void* A, int64_t rows, int64_t cols, float threshold,
                                   int8_t* out, float* row_stats, bool* outlier_cols, int32_t* scratch,
                                   cudaStream_t stream);
@@ -34,14 +36,29 @@ cudaError_t int8_mm_dequant(DType dtype, const int32_t* C, const float* row_stat
                             const void* bias, const void* sub_A, const void* sub_B, int64_t sub_k, int64_t M,
                             int64_t N, void* out, cudaStream_t stream);
 
-// A[M, K] x (CB * SCB / 127)^T + bias: streams the int8 weight once per 16 rows of A.
-// fp16/bf16 run on tensor cores unless BNB_INT8_GEMV=simt; float32 on CUDA cores.
-cudaError_t int8_weight_linear(DType dtype, const void* A, const int8_t* CB, const float* SCB, const void* bias,
-                               int64_t M, int64_t N, int64_t K, void* out, cudaStream_t stream);
+// int8_mm_dequant with the outlier product read on the device: + sum over the listed columns c
+// (outlier_list as written by int8_vectorwise_quant) of X[m, c] * W[n, c], where W is 16-bit
+// (w_int8 false) or an int8 weight scaled by col_stats[n] / 127 (rounded to the dtype as
+// torch does). `sub_BT` is scratch of int8_outlier_fused_cols(K) x N values of the dtype:
+// that many columns are gathered once and fused; any further ones are read in place.
+inline int64_t int8_outlier_fused_cols(int64_t K) { return K < 64 ? K : 64; }
+cudaError_t int8_mm_dequant_outliers(DType dtype, const int32_t* C, const float* row_stats, const float* col_stats,
+                                     const void* bias, const void* X, const void* W, bool w_int8,
+                                     const int32_t* outlier_list, void* sub_BT, int64_t M, int64_t N, int64_t K,
+                                     void* out, cudaStream_t stream);
 
-// The tensor-core kernel alone (fp16/bf16), and whether int8_weight_linear uses it.
+// A[M, K] x (CB * SCB / 127)^T + bias: streams the int8 weight once per 16 rows of A.
+// fp16/bf16 run on tensor cores unless BNB_INT8_GEMV=simt (split over K, partial sums in
+// `workspace`: int8_weight_linear_workspace_floats() float32 values, unless
+// BNB_INT8_GEMV=staged); float32 on CUDA cores.
+int64_t int8_weight_linear_workspace_floats(DType dtype, int64_t M, int64_t N, int64_t K);
+cudaError_t int8_weight_linear(DType dtype, const void* A, const int8_t* CB, const float* SCB, const void* bias,
+                               int64_t M, int64_t N, int64_t K, void* out, float* workspace, cudaStream_t stream);
+
+// The tensor-core kernel alone (fp16/bf16), and whether int8_weight_linear uses it. With a
+// null workspace it runs the one-slice kernel.
 cudaError_t int8_weight_linear_mma(DType dtype, const void* A, const int8_t* CB, const float* SCB, const void* bias,
-                                   int64_t M, int64_t N, int64_t K, void* out, cudaStream_t stream);
+                                   int64_t M, int64_t N, int64_t K, void* out, float* workspace, cudaStream_t stream);
 bool int8_weight_linear_mma_enabled();
 
 }  // namespace bnb::cuda
