@@ -134,3 +134,24 @@ def check_paged(device):
     t.add_(1.5)
     F.prefetch_to_device(t)
     assert torch.all(t == 1.5)
+
+
+@self_check("int8_vectorwise_quant_outliers", "int8_mm_dequant_outliers")
+def check_int8_outliers(device):
+    ops = torch.ops.bitsandbytes
+    X = torch.randn(9, 40, device=device).half()
+    X[:, 7] = 8.0
+    X[2, 30] = -9.0  # outlier columns 7 and 30
+    q, row_stats, outlier_list = ops.int8_vectorwise_quant_outliers(X, 6.0)
+    ol = outlier_list.cpu()
+    assert ol[0].item() == 2 and ol[1:3].tolist() == [7, 30], f"outlier list {ol[:4].tolist()}"
+    assert torch.all(q[:, 7] == 0) and torch.all(q[:, 30] == 0)
+    W = torch.randn(11, 40, device=device).half()
+    CB = torch.randint(-127, 128, (11, 40), dtype=torch.int8, device=device)
+    C = ops.int8_linear_matmul(q, CB)
+    col_stats = torch.rand(11, device=device) + 0.5
+    out = ops.int8_mm_dequant_outliers(C, row_stats, col_stats, None, X, W, outlier_list, torch.float16)
+    ref = C.cpu().double() * row_stats.cpu().double().unsqueeze(1) * col_stats.cpu().double().unsqueeze(0) / 127**2
+    cols = [7, 30]
+    ref += X.cpu().double()[:, cols] @ W.cpu().double()[:, cols].t()
+    assert torch.allclose(out.cpu().double(), ref, rtol=5e-3, atol=5e-3), "outlier product differs"
