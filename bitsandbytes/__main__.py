@@ -39,12 +39,13 @@ def main():
             print("warning: a GPU is present but this build has no CUDA kernels")
     rows = run_self_checks(devices)
     print()
-    print(f"{'op':<28} " + " ".join(f"{d:<6}" for d in devices))
+    width = max(len(op) for op, *_ in rows) + 2 if rows else 28
+    print(f"{'op':<{width}} " + " ".join(f"{d:<6}" for d in devices))
     by_op = {}
     for op, device, status, detail in rows:
         by_op.setdefault(op, {})[device] = (status, detail)
     for op, per_device in by_op.items():
-        print(f"{op:<28} " + " ".join(f"{per_device.get(d, ('-', ''))[0]:<6}" for d in devices))
+        print(f"{op:<{width}} " + " ".join(f"{per_device.get(d, ('-', ''))[0]:<6}" for d in devices))
     failures = [(op, d, detail) for op, d, status, detail in rows if status == "FAIL"]
     for op, d, detail in failures:
         print(f"  {op} on {d}: {detail}")
