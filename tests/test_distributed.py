@@ -157,3 +157,84 @@ def test_fsdp2_checkpoint_resumes_exactly(opt_name):
         got = torch.load(os.path.join(d, "resume.pt"))
     for k, v in got["straight"].items():
         assert torch.equal(v, got["resumed"][k]), f"{k} differs after resuming"
+
+
+def make_aligned_model():
+    torch.manual_seed(0)
+    # 64 x 256: every row holds whole 256-value blocks, so its 8-bit state reshards; 32 x 64
+    # (2048 values) keeps 32-bit state.
+    return torch.nn.Sequential(torch.nn.Linear(256, 64), torch.nn.GELU(), torch.nn.Linear(64, 32))
+
+
+def aligned_batches():
+    g = torch.Generator().manual_seed(2)
+    return [(torch.randn(8, 256, generator=g), torch.randn(8, 32, generator=g)) for _ in range(STEPS)]
+
+
+def _sharded(make, world):
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh("cpu", (world,))
+    model = make()
+    for layer in model:
+        if isinstance(layer, torch.nn.Linear):
+            fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    return model
+
+
+def _reshard_worker(rank, world, port, opt_name, out_dir, phase):
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (get_model_state_dict, get_optimizer_state_dict,
+                                                         set_model_state_dict, set_optimizer_state_dict)
+
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    data = aligned_batches()
+    model = _sharded(make_aligned_model, world)
+    opt = getattr(bnb.optim, opt_name)(model.parameters(), lr=1e-2)
+    ckpt = os.path.join(out_dir, "ckpt")
+
+    def run(batches):
+        for x, y in batches:
+            if world > 1:
+                x, y = x.chunk(world)[rank], y.chunk(world)[rank]
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+
+    if phase == "save":
+        run(data[:2])
+        dcp.save({"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, opt)},
+                 checkpoint_id=ckpt)
+        run(data[2:])
+        name = "straight.pt"
+    else:
+        run(data[:1])  # state exists, with other values
+        sd = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, opt)}
+        dcp.load(sd, checkpoint_id=ckpt)
+        set_model_state_dict(model, sd["model"])
+        set_optimizer_state_dict(model, opt, sd["optim"])
+        run(data[2:])
+        name = "resumed.pt"
+    params = {k: v.full_tensor() for k, v in model.state_dict().items()}
+    kinds = {k: opt.state[p]["state1"].dtype for k, p in model.named_parameters()}
+    if rank == 0:
+        torch.save({"params": params, "kinds": kinds}, os.path.join(out_dir, name))
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("opt_name, tol", [("AdamW", 1e-5), ("AdamW8bit", 1e-4)])
+def test_fsdp2_checkpoint_loads_onto_another_number_of_ranks(opt_name, tol):
+    with tempfile.TemporaryDirectory() as d:
+        mp.spawn(_reshard_worker, args=(2, free_port(), opt_name, d, "save"), nprocs=2)
+        mp.spawn(_reshard_worker, args=(1, free_port(), opt_name, d, "load"), nprocs=1)
+        straight = torch.load(os.path.join(d, "straight.pt"))
+        resumed = torch.load(os.path.join(d, "resumed.pt"))
+    if opt_name.endswith("8bit"):
+        assert resumed["kinds"]["0.weight"] == torch.uint8 and resumed["kinds"]["2.weight"] == torch.float32
+    for k, v in straight["params"].items():
+        diff = (v - resumed["params"][k]).abs().max().item()
+        assert diff <= tol, f"{k}: resumed on one rank differs by {diff:.3g}"

@@ -18,10 +18,14 @@ def local(t):
 
 # How a sharded parameter's state is saved, so that torch.distributed.checkpoint writes every
 # rank's part (a plain tensor would be taken as replicated and only one rank's copy kept):
-# state shaped like the shard becomes a DTensor with the parameter's placements; the per-block
-# absmax of the shard becomes row r of a [ranks, blocks of the largest shard] DTensor sharded on
-# rows, zero-padded. Loading needs the same number of ranks: 8-bit blocks are laid over each
-# rank's shard, so another sharding would need the state dequantized and quantized again.
+# - state shaped like the shard (state1, state2) becomes a DTensor with the parameter's
+#   placements, so it reshards like the parameter;
+# - the per-block absmax of 8-bit state: where each row of the parameter holds a whole number of
+#   256-value blocks (rows of 1024, 4096, ... values: a shard then starts on a block boundary),
+#   block b of row r is entry [r, b] of a [rows, blocks per row] DTensor sharded on rows, which
+#   reshards onto any number of ranks like the parameter itself. Otherwise a shard's blocks do
+#   not line up with rows, and its absmax is saved as row `rank` of a zero-padded [ranks, blocks
+#   of the largest shard] DTensor, which loads onto the same number of ranks only.
 _ELEMENTWISE = ("state1", "state2")
 _PER_BLOCK = ("absmax1", "absmax2")
 
@@ -34,8 +38,16 @@ def _check_layout(p):
                                   f"over a 1-D mesh (FSDP2's layout); got placements {p.placements}")
 
 
+def _blocks_per_row(p, blocksize):
+    """Blocks in each row when rows hold whole blocks, else None."""
+    if p.dim() < 2:
+        return None
+    row = p.numel() // p.shape[0] if p.shape[0] else 0
+    return row // blocksize if row and row % blocksize == 0 else None
+
+
 def _absmax_width(p, blocksize):
-    """Blocks of the largest shard: the row width of the saved absmax (same on every rank)."""
+    """Blocks of the largest shard: the row width of the per-rank layout (same on every rank)."""
     rows = p.shape[0] if p.dim() else 1
     largest = -(-rows // p.device_mesh.size()) * (p.numel() // max(rows, 1))
     return max(1, -(-largest // blocksize))
@@ -54,10 +66,17 @@ def to_saved(p, state, blocksize):
         if isinstance(t, torch.Tensor) and not isinstance(t, DTensor):
             out[key] = DTensor.from_local(t, p.device_mesh, p.placements, run_check=False, shape=p.shape,
                                           stride=p.stride())
+    per_row = _blocks_per_row(p, blocksize)
+    local_rows = p.to_local().shape[0] if p.dim() else 1
     width = _absmax_width(p, blocksize)
     for key in _PER_BLOCK:
         t = state.get(key)
-        if isinstance(t, torch.Tensor) and not isinstance(t, DTensor):
+        if not isinstance(t, torch.Tensor) or isinstance(t, DTensor):
+            continue
+        if per_row is not None and t.numel() == local_rows * per_row:
+            out[key] = DTensor.from_local(t.reshape(local_rows, per_row), p.device_mesh, [Shard(0)],
+                                          run_check=False, shape=(p.shape[0], per_row), stride=(per_row, 1))
+        else:
             row = torch.zeros(1, width, dtype=t.dtype, device=t.device)
             row[0, : t.numel()] = t.reshape(-1)
             out[key] = DTensor.from_local(row, p.device_mesh, [Shard(0)], run_check=False,
@@ -71,14 +90,16 @@ def from_saved(p, state, blocks):
     if DTensor is None or not isinstance(p, DTensor):
         return state
     out = dict(state)
+    rows = p.shape[0] if p.dim() else 1
     for key in _ELEMENTWISE + _PER_BLOCK:
         t = state.get(key)
-        if isinstance(t, DTensor):
-            if t.shape[0] != p.device_mesh.size() and key in _PER_BLOCK:
-                raise NotImplementedError(
-                    f"this 8-bit optimizer state was saved over {t.shape[0]} ranks and is loaded over "
-                    f"{p.device_mesh.size()}: 8-bit state loads onto the same number of ranks only")
-            out[key] = t.to_local()
+        if not isinstance(t, DTensor):
+            continue
+        if key in _PER_BLOCK and t.dim() == 2 and t.shape[0] != rows and t.shape[0] != p.device_mesh.size():
+            raise NotImplementedError(
+                f"this 8-bit optimizer state was saved over {t.shape[0]} ranks and is loaded over "
+                f"{p.device_mesh.size()}: only parameters whose rows hold whole 256-value blocks reshard")
+        out[key] = t.to_local()
     for key in _PER_BLOCK:
         t = out.get(key)
         if isinstance(t, torch.Tensor) and t.dim() == 2:
