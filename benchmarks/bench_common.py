@@ -7,8 +7,10 @@ import statistics
 import torch
 
 
-def time_cuda_ms(fn, warmup=5, iters=30):
-    """Median milliseconds of fn() over `iters` runs, each timed with CUDA events."""
+def time_cuda_ms(fn, warmup=5, iters=30, inner=1):
+    """Median milliseconds per call of fn() over `iters` timings with CUDA events. With inner > 1
+    each timing covers `inner` calls queued back to back (the device time per call when the host
+    keeps ahead of the device); with inner = 1 it also counts an isolated call's launch latency."""
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
@@ -16,19 +18,20 @@ def time_cuda_ms(fn, warmup=5, iters=30):
     for _ in range(iters):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        fn()
+        for _ in range(inner):
+            fn()
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end))
+        times.append(start.elapsed_time(end) / inner)
     return statistics.median(times)
 
 
-def copy_bandwidth_gbs(nbytes=2**31):
+def copy_bandwidth_gbs(nbytes=2**31, warmup=3, iters=20):
     """Device-to-device copy bandwidth in GB/s, counting bytes read plus bytes written."""
     src = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
     src.random_()
     dst = torch.empty_like(src)
-    ms = time_cuda_ms(lambda: dst.copy_(src), warmup=3, iters=20)
+    ms = time_cuda_ms(lambda: dst.copy_(src), warmup=warmup, iters=iters)
     return 2 * nbytes / ms / 1e6
 
 

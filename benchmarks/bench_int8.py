@@ -12,13 +12,15 @@ path (quantize, GEMM, dequantize). Writes int8.json under --out; prints a markdo
 import argparse
 import json
 import os
-import statistics
+import sys
 import time
 
 import torch
 
-import bitsandbytes as bnb
-import bitsandbytes.functional as F
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bitsandbytes as bnb  # noqa: E402
+import bitsandbytes.functional as F  # noqa: E402
+from bench_common import copy_bandwidth_gbs, time_cuda_ms  # noqa: E402
 
 SHAPES = [  # (name, M, K, N)
     ("large batch", 8192, 8192, 8192),
@@ -30,38 +32,13 @@ OUTLIER_COLS = 4
 
 
 def time_ms(fn, warmup, iters):
-    """Median of per-call CUDA-event timings after warm-up."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    """An isolated call's time (it includes the host's launch latency)."""
+    return time_cuda_ms(fn, warmup, iters)
 
 
 def time_ms_back_to_back(fn, warmup, iters, reps=20):
-    """Median over `iters` of the mean time of `reps` calls queued back to back between two
-    events: the device time per call when the host keeps ahead of the device (as in a model's
-    forward), where time_ms also counts the host's launch latency of an isolated call."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(reps):
-            fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / reps)
-    return statistics.median(times)
+    """Device time per call with `reps` calls queued back to back, as in a model's forward."""
+    return time_cuda_ms(fn, warmup, iters, inner=reps)
 
 
 def host_us(fn, calls=30):
@@ -75,14 +52,6 @@ def host_us(fn, calls=30):
     elapsed = time.perf_counter() - t
     torch.cuda.synchronize()
     return elapsed / calls * 1e6
-
-
-def copy_bandwidth(warmup, iters):
-    """Device-to-device copy: bytes read + written per second (TB/s)."""
-    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    ms = time_ms(lambda: dst.copy_(src), warmup, iters)
-    return 2 * src.numel() / (ms * 1e-3) / 1e12
 
 
 def make_inputs(M, K, N, dtype, seed=0):
@@ -214,7 +183,7 @@ def main():
     if not torch.cuda.is_available():
         raise SystemExit("bench_int8.py needs a CUDA device")
     os.makedirs(args.out, exist_ok=True)
-    bw = copy_bandwidth(args.warmup, args.iters)
+    bw = copy_bandwidth_gbs(1 << 30, args.warmup, args.iters) / 1e3
     shapes = [s for s in SHAPES if not args.quick or s[0] in ("decode", "square 4096")]
     dtypes = [torch.float16] if args.quick else [torch.float16, torch.bfloat16]
     records = []

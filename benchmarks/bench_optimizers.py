@@ -19,8 +19,11 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(HERE, "..")]  # bench_common, and this checkout's bitsandbytes
 import bitsandbytes as bnb  # noqa: E402
+from bench_common import copy_bandwidth_gbs, time_cuda_ms  # noqa: E402
+from bitsandbytes.utils import optimizer_state_bytes  # noqa: E402
 
 
 def gpt2_medium_shapes(vocab=50304, d=1024, layers=24, ctx=1024):
@@ -54,16 +57,6 @@ PATHS = {
 }
 
 
-def state_bytes(opt):
-    seen, total = set(), 0
-    for st in opt.state.values():
-        for v in st.values():
-            if isinstance(v, torch.Tensor) and v.data_ptr() not in seen:
-                seen.add(v.data_ptr())
-                total += v.numel() * v.element_size()
-    return total
-
-
 def moved_bytes(params, opt):
     """Bytes one step must read and write: parameter (read + write), gradient (read), each
     state tensor (read + write)."""
@@ -78,45 +71,31 @@ def moved_bytes(params, opt):
 
 
 def time_steps(opt, device, warmup, iters):
+    """Median milliseconds of one step (CUDA events on the GPU, a host clock on the CPU)."""
+    if device == "cuda":
+        return time_cuda_ms(opt.step, warmup, iters)
     for _ in range(warmup):
         opt.step()
     times = []
-    if device == "cuda":
-        torch.cuda.synchronize()
-        for _ in range(iters):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            opt.step()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-    else:
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            opt.step()
-            times.append((time.perf_counter() - t0) * 1e3)
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        opt.step()
+        times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
 
 
 def copy_bandwidth(device, nbytes):
-    """Device-to-device copy bandwidth (bytes read + written per second)."""
-    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device)
+    """Copy bandwidth (bytes read + written per second)."""
+    if device == "cuda":
+        return copy_bandwidth_gbs(nbytes, warmup=3, iters=10) * 1e9
+    src = torch.empty(nbytes // 4, dtype=torch.float32)
     dst = torch.empty_like(src)
-    for _ in range(3):
-        dst.copy_(src)
+    dst.copy_(src)
     times = []
     for _ in range(10):
-        if device == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            dst.copy_(src)
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            dst.copy_(src)
-            times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        times.append(time.perf_counter() - t0)
     return 2 * nbytes / statistics.median(times)
 
 
@@ -137,8 +116,8 @@ def run(args):
             ms = time_steps(opt, device, args.warmup, args.iters)
             moved = moved_bytes(params, opt)
             row = dict(workload=wname, path=pname, tensors=len(shapes), params=n, step_ms=ms,
-                       bandwidth_fraction=moved / (ms / 1e3) / bw, state_bytes=state_bytes(opt),
-                       state_bytes_per_param=state_bytes(opt) / n)
+                       bandwidth_fraction=moved / (ms / 1e3) / bw, state_bytes=optimizer_state_bytes(opt),
+                       state_bytes_per_param=optimizer_state_bytes(opt) / n)
             results["rows"].append(row)
             print(f"{wname:32s} {pname:34s} {ms:9.3f} ms  {row['bandwidth_fraction']:.2f} of copy bw  "
                   f"{row['state_bytes_per_param']:.3f} B/param", flush=True)

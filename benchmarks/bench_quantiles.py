@@ -10,7 +10,6 @@ back-to-back calls (what a loop of calls costs when the host runs ahead of the G
 """
 import argparse
 import os
-import statistics
 import sys
 
 import torch
@@ -18,26 +17,9 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]  # bench_common, and this checkout's bitsandbytes
 import bitsandbytes.functional as F  # noqa: E402
-from bench_common import copy_bandwidth_gbs, device_name, markdown_table, write_json  # noqa: E402
+from bench_common import copy_bandwidth_gbs, device_name, markdown_table, time_cuda_ms, write_json  # noqa: E402
 
 TORCH_QUANTILE_LIMIT = 2 ** 24
-
-
-def time_cuda_ms(fn, warmup=5, iters=30, inner=1):
-    """Median over `iters` CUDA-event timings of `inner` back-to-back calls, per call."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(inner):
-            fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / inner)
-    return statistics.median(times)
 
 
 def max_rank_error(A, estimate, p):

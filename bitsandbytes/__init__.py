@@ -1,6 +1,4 @@
 """bitsandbytes: 8-bit optimizers, LLM.int8() matmul and 8-bit quantization for PyTorch."""
-import torch
-
 from . import _ops  # noqa: F401  (registers the custom ops and their fake kernels)
 from . import autograd, functional, nn, optim, utils
 from .autograd import MatmulLtState, matmul

@@ -14,7 +14,7 @@ def describe():
     info = build_info()
     print(f"bitsandbytes {bitsandbytes.__version__}  (python {platform.python_version()}, {platform.machine()})")
     print(f"torch {torch.__version__}  (CUDA runtime {torch.version.cuda or 'none'})")
-    print(f"built with: CPU kernels" + (f" + CUDA {info['cuda_version']} kernels for archs {info['cuda_archs']}"
+    print("built with: CPU kernels" + (f" + CUDA {info['cuda_version']} kernels for archs {info['cuda_archs']}"
                                         if info["cuda"] else " only (no CUDA kernels in this build)"))
     if info.get("torch_version") and info["torch_version"] != torch.__version__:
         print(f"warning: built against torch {info['torch_version']}, running with {torch.__version__}: rebuild")

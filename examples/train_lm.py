@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import bitsandbytes as bnb  # noqa: E402
+from bitsandbytes.utils import optimizer_state_bytes  # noqa: E402
 
 
 def load_corpus():
@@ -97,16 +98,6 @@ def evaluate(model, val, ctx, device, batches_=8, batch=16):
     return loss / batches_
 
 
-def state_bytes(opt):
-    seen, total = set(), 0
-    for st in opt.state.values():
-        for v in st.values():
-            if isinstance(v, torch.Tensor) and v.data_ptr() not in seen:
-                seen.add(v.data_ptr())
-                total += v.numel() * v.element_size()
-    return total
-
-
 OPTIMIZERS = {
     "torch AdamW (32-bit state)": lambda params, lr: torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95),
                                                                       weight_decay=0.1),
@@ -143,7 +134,8 @@ def train(name, seed, data, args):
             print(f"  [{name:28s} seed {seed}] step {step:5d}  train {loss.item():.4f}  val {v:.4f}  "
                   f"({time.time() - start:.0f}s)", flush=True)
     n_params = sum(p.numel() for p in model.parameters())
-    return dict(optimizer=name, seed=seed, curve=curve, final_val=curve[-1][2], state_bytes=state_bytes(opt),
+    return dict(optimizer=name, seed=seed, curve=curve, final_val=curve[-1][2],
+                state_bytes=optimizer_state_bytes(opt),
                 params=n_params, seconds=time.time() - start)
 
 

@@ -540,3 +540,16 @@ def test_one_launch_per_group_and_table_reuse(device):
     params[0].grad = None
     opt.step()
     assert opt._plan is not plan
+
+
+def test_optimizer_state_bytes():
+    from bitsandbytes.utils import optimizer_state_bytes
+
+    big = torch.nn.Parameter(torch.randn(300, 100))  # 30000 values: 8-bit state
+    small = torch.nn.Parameter(torch.randn(10))  # 32-bit state
+    opt = bnb.optim.AdamW8bit([big, small])
+    big.grad, small.grad = torch.randn_like(big), torch.randn_like(small)
+    opt.step()
+    blocks = -(-30000 // 256)
+    # codes + absmax for both moments, the two shared 256-value maps once, fp32 moments of `small`
+    assert optimizer_state_bytes(opt) == 2 * (30000 + 4 * blocks) + 2 * 256 * 4 + 2 * 10 * 4

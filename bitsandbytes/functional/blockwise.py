@@ -1,10 +1,10 @@
 """8-bit quantization with a 256-value map: block-wise, tensor-wise and unscaled."""
 import torch
 
+from ._args import check_tensor, into
 from .maps import create_dynamic_map
 from .quant_state import QuantState
 
-_FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _default_codes = {}
 
 
@@ -16,30 +16,13 @@ def default_code(device, signed=True):
     return _default_codes[key]
 
 
-def _check_tensor(x, name, fn):
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(x).__name__}")
-    return x
-
-
 def _code_for(code, A, fn):
     if code is None:
         return default_code(A.device)
-    _check_tensor(code, "code", fn)
+    check_tensor(code, "code", fn)
     if code.dtype != torch.float32 or code.numel() != 256:
         raise ValueError(f"{fn}: code must be 256 float32 values, got {code.numel()} {code.dtype} values")
     return code.to(A.device)
-
-
-def _into(out, result, name, fn):
-    """Writes `result` into the caller's `out` after checking it can hold it exactly."""
-    if out is None:
-        return result
-    _check_tensor(out, name, fn)
-    if out.shape != result.shape or out.dtype != result.dtype or out.device != result.device:
-        raise ValueError(f"{fn}: {name} must be a {result.dtype} tensor of shape {tuple(result.shape)} on "
-                         f"{result.device}, got {out.dtype} {tuple(out.shape)} on {out.device}")
-    return out.copy_(result)
 
 
 def quantize_blockwise(A, code=None, absmax=None, out=None, blocksize=4096, nested=False):
@@ -47,11 +30,11 @@ def quantize_blockwise(A, code=None, absmax=None, out=None, blocksize=4096, nest
     entry of `code` (default: the signed dynamic map). Returns (uint8 codes shaped like A,
     QuantState). With nested=True the absmax vector is quantized again (less memory)."""
     fn = "quantize_blockwise"
-    _check_tensor(A, "A", fn)
+    check_tensor(A, "A", fn)
     code = _code_for(code, A, fn)
     codes, amax = torch.ops.bitsandbytes.quantize_blockwise(A, code, blocksize)
-    amax = _into(absmax, amax, "absmax", fn)
-    codes = _into(out, codes, "out", fn)
+    amax = into(absmax, amax, "absmax", fn)
+    codes = into(out, codes, "out", fn)
     if not nested:
         return codes, QuantState(absmax=amax, shape=A.shape, code=code, blocksize=blocksize, dtype=A.dtype)
     offset = amax.mean() if amax.numel() else amax.new_zeros(())
@@ -64,7 +47,7 @@ def dequantize_blockwise(A, quant_state=None, absmax=None, code=None, out=None, 
     """Inverse of quantize_blockwise. Give the QuantState it returned, or absmax (and code,
     blocksize) directly; the result has the original dtype, or `out`'s dtype when given."""
     fn = "dequantize_blockwise"
-    _check_tensor(A, "A", fn)
+    check_tensor(A, "A", fn)
     if isinstance(quant_state, (tuple, list)):  # the older (absmax, code) pair
         absmax, code = quant_state
         quant_state = None
@@ -81,22 +64,22 @@ def dequantize_blockwise(A, quant_state=None, absmax=None, code=None, out=None, 
     dtype = out.dtype if out is not None else quant_state.dtype
     result = torch.ops.bitsandbytes.dequantize_blockwise(A, amax, _code_for(quant_state.code, A, fn),
                                                          quant_state.blocksize, dtype)
-    return _into(out, result, "out", fn)
+    return into(out, result, "out", fn)
 
 
 def quantize(A, code=None, out=None):
     """Quantizes A with one absmax for the whole tensor: returns (codes, (absmax, code))."""
     fn = "quantize"
-    _check_tensor(A, "A", fn)
+    check_tensor(A, "A", fn)
     code = _code_for(code, A, fn)
     codes, amax = torch.ops.bitsandbytes.quantize(A, code)
-    return _into(out, codes, "out", fn), (amax, code)
+    return into(out, codes, "out", fn), (amax, code)
 
 
 def dequantize(A, state=None, absmax=None, code=None, out=None):
     """Inverse of quantize: float32 (or `out`'s dtype)."""
     fn = "dequantize"
-    _check_tensor(A, "A", fn)
+    check_tensor(A, "A", fn)
     if state is not None:
         absmax, code = state
     if absmax is None:
@@ -105,21 +88,21 @@ def dequantize(A, state=None, absmax=None, code=None, out=None):
         absmax = torch.tensor(float(absmax), device=A.device)
     dtype = out.dtype if out is not None else torch.float32
     result = torch.ops.bitsandbytes.dequantize(A, absmax.float(), _code_for(code, A, fn), dtype)
-    return _into(out, result, "out", fn)
+    return into(out, result, "out", fn)
 
 
 def quantize_no_absmax(A, code, out=None):
     """The nearest entry of `code` to each value of A, no scaling."""
     fn = "quantize_no_absmax"
-    _check_tensor(A, "A", fn)
+    check_tensor(A, "A", fn)
     code = _code_for(code, A, fn)
-    return _into(out, torch.ops.bitsandbytes.quantize_no_absmax(A, code), "out", fn)
+    return into(out, torch.ops.bitsandbytes.quantize_no_absmax(A, code), "out", fn)
 
 
 def dequantize_no_absmax(A, code, out=None):
     """code[A], float32 (or `out`'s dtype)."""
     fn = "dequantize_no_absmax"
-    _check_tensor(A, "A", fn)
+    check_tensor(A, "A", fn)
     dtype = out.dtype if out is not None else torch.float32
     result = torch.ops.bitsandbytes.dequantize_no_absmax(A, _code_for(code, A, fn), dtype)
-    return _into(out, result, "out", fn)
+    return into(out, result, "out", fn)

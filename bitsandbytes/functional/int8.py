@@ -9,23 +9,8 @@ columns in 16-bit instead.
 """
 import torch
 
-_FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+from ._args import check_tensor, into
 
-
-def _check_tensor(x, name, fn):
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(x).__name__}")
-    return x
-
-
-def _into(out, result, name, fn):
-    if out is None:
-        return result
-    _check_tensor(out, name, fn)
-    if out.shape != result.shape or out.dtype != result.dtype or out.device != result.device:
-        raise ValueError(f"{fn}: {name} must be a {result.dtype} tensor of shape {tuple(result.shape)} on "
-                         f"{result.device}, got {out.dtype} {tuple(out.shape)} on {out.device}")
-    return out.copy_(result)
 
 
 def _columns(mask, threshold):
@@ -43,7 +28,7 @@ def int8_vectorwise_quant(A, threshold=0.0):
     outlier_cols is None when threshold is 0, else the int64 indices of the columns holding any
     |value| > threshold (those columns are zero in A_int8, and outliers are not in row_stats)."""
     fn = "int8_vectorwise_quant"
-    _check_tensor(A, "A", fn)
+    check_tensor(A, "A", fn)
     out, stats, mask = torch.ops.bitsandbytes.int8_vectorwise_quant(A, float(threshold))
     return out, stats, _columns(mask, threshold)
 
@@ -51,8 +36,8 @@ def int8_vectorwise_quant(A, threshold=0.0):
 def int8_vectorwise_dequant(A, stats):
     """float32 A * stats / 127, one statistic per row of A[..., K]."""
     fn = "int8_vectorwise_dequant"
-    _check_tensor(A, "A", fn)
-    _check_tensor(stats, "stats", fn)
+    check_tensor(A, "A", fn)
+    check_tensor(stats, "stats", fn)
     return torch.ops.bitsandbytes.int8_vectorwise_dequant(A, stats.reshape(-1).float())
 
 
@@ -62,36 +47,36 @@ def int8_double_quant(A, col_stats=None, row_stats=None, out_col=None, out_row=N
     Returns (out_row, out_col, row_stats, col_stats, outlier_cols); the outlier columns are zero
     in both int8 outputs. col_stats/row_stats/out_col/out_row, when given, receive the results."""
     fn = "int8_double_quant"
-    _check_tensor(A, "A", fn)
+    check_tensor(A, "A", fn)
     o_row, o_col, r_stats, c_stats, mask = torch.ops.bitsandbytes.int8_double_quant(A, float(threshold))
-    return (_into(out_row, o_row, "out_row", fn), _into(out_col, o_col, "out_col", fn),
-            _into(row_stats, r_stats, "row_stats", fn), _into(col_stats, c_stats, "col_stats", fn),
+    return (into(out_row, o_row, "out_row", fn), into(out_col, o_col, "out_col", fn),
+            into(row_stats, r_stats, "row_stats", fn), into(col_stats, c_stats, "col_stats", fn),
             _columns(mask, threshold))
 
 
 def int8_linear_matmul(A, B, out=None, dtype=torch.int32):
     """int8 A[..., K] x int8 B[N, K]^T -> int32 [..., N] (exact integer arithmetic)."""
     fn = "int8_linear_matmul"
-    _check_tensor(A, "A", fn)
-    _check_tensor(B, "B", fn)
+    check_tensor(A, "A", fn)
+    check_tensor(B, "B", fn)
     if dtype != torch.int32:
         raise ValueError(f"{fn}: dtype must be torch.int32 (the exact accumulator), got {dtype}")
-    return _into(out, torch.ops.bitsandbytes.int8_linear_matmul(A, B), "out", fn)
+    return into(out, torch.ops.bitsandbytes.int8_linear_matmul(A, B), "out", fn)
 
 
 def int8_mm_dequant(A, row_stats, col_stats, out=None, bias=None, dtype=None):
     """Dequantizes the int32 product of int8_linear_matmul: A * row_stats * col_stats / 127^2
     (+ bias), in `dtype` (default: out's dtype, else bias's, else float16)."""
     fn = "int8_mm_dequant"
-    _check_tensor(A, "A", fn)
+    check_tensor(A, "A", fn)
     if dtype is None:
         dtype = out.dtype if out is not None else (bias.dtype if bias is not None else torch.float16)
     if bias is not None:
-        _check_tensor(bias, "bias", fn)
+        check_tensor(bias, "bias", fn)
         bias = bias.to(dtype)
     result = torch.ops.bitsandbytes.int8_mm_dequant(A, row_stats.reshape(-1).float(), col_stats.reshape(-1).float(),
                                                     bias, None, None, dtype)
-    return _into(out, result, "out", fn)
+    return into(out, result, "out", fn)
 
 
 def int8_weight_linear(A, CB, SCB, bias=None):
@@ -99,7 +84,7 @@ def int8_weight_linear(A, CB, SCB, bias=None):
     16-bit activations meet the int8 weight directly (no outliers to split off). Fast when A
     has few rows, since the int8 weight is read once."""
     fn = "int8_weight_linear"
-    _check_tensor(A, "A", fn)
+    check_tensor(A, "A", fn)
     if bias is not None:
         bias = bias.to(A.dtype)
     return torch.ops.bitsandbytes.int8_weight_linear(A, CB, SCB.reshape(-1).float(), bias)

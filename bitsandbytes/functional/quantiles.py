@@ -6,8 +6,9 @@ the method and its error bound) instead of sorting the whole tensor.
 """
 import torch
 
+from .._ops import FLOAT_DTYPES
+
 _DEFAULT_OFFSET = 1 / 512
-_FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 class QuantileArgumentError(ValueError, NotImplementedError):
@@ -31,7 +32,7 @@ def estimate_quantiles(A, out=None, offset=_DEFAULT_OFFSET, num_quantiles=256):
     fn = "estimate_quantiles"
     if not isinstance(A, torch.Tensor):
         raise TypeError(f"{fn}: A must be a torch.Tensor, got {type(A).__name__}")
-    if A.dtype not in _FLOAT_DTYPES:
+    if A.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{fn}: A must be float32, float16 or bfloat16, got {A.dtype}")
     if A.numel() < 256:
         raise QuantileArgumentError(
