@@ -70,6 +70,18 @@ def moved_bytes(params, opt):
     return total
 
 
+def host_us_per_step(opt, steps=10):
+    """Host time of one step (microseconds) when the host does not wait for the device: what
+    an isolated step adds before its kernels start."""
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        opt.step()
+    elapsed = time.perf_counter() - t0
+    torch.cuda.synchronize()
+    return elapsed / steps * 1e6
+
+
 def time_steps(opt, device, warmup, iters):
     """Median milliseconds of one step (CUDA events on the GPU, a host clock on the CPU)."""
     if device == "cuda":
@@ -111,15 +123,22 @@ def run(args):
     for wname, (shapes, dtype) in workloads.items():
         n = sum(int(torch.Size(s).numel()) for s in shapes)
         for pname, make in PATHS.items():
+            if args.paths and not any(k in pname for k in args.paths.split(",")):
+                continue
             params = make_params(shapes, dtype, device)
             opt = make(params)
             ms = time_steps(opt, device, args.warmup, args.iters)
+            # steps queued back to back: the device time of a step, the host's time hidden
+            b2b = time_cuda_ms(opt.step, 2, args.iters, inner=5) if device == "cuda" else ms
+            host = host_us_per_step(opt) if device == "cuda" else float("nan")
             moved = moved_bytes(params, opt)
-            row = dict(workload=wname, path=pname, tensors=len(shapes), params=n, step_ms=ms,
+            row = dict(workload=wname, path=pname, tensors=len(shapes), params=n, step_ms=ms, step_ms_back_to_back=b2b,
+                       host_us=host,
                        bandwidth_fraction=moved / (ms / 1e3) / bw, state_bytes=optimizer_state_bytes(opt),
                        state_bytes_per_param=optimizer_state_bytes(opt) / n)
             results["rows"].append(row)
-            print(f"{wname:32s} {pname:34s} {ms:9.3f} ms  {row['bandwidth_fraction']:.2f} of copy bw  "
+            print(f"{wname:32s} {pname:34s} {ms:9.3f} ms (back to back {b2b:.3f}, host {host:.0f} us)  "
+                  f"{row['bandwidth_fraction']:.2f} of copy bw  "
                   f"{row['state_bytes_per_param']:.3f} B/param", flush=True)
             del opt, params
             if device == "cuda":
@@ -130,10 +149,12 @@ def run(args):
 def markdown(results):
     lines = [f"device: {results['device']}, torch {results['torch']}, "
              f"copy bandwidth {results['copy_bandwidth_GBps']:.0f} GB/s", "",
-             "| workload | path | step (ms) | fraction of copy bw | state MB | state B/param |",
-             "|---|---|---|---|---|---|"]
+             "| workload | path | step (ms) | back to back (ms) | host us | fraction of copy bw | state MB | "
+             "state B/param |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in results["rows"]:
-        lines.append(f"| {r['workload']} | {r['path']} | {r['step_ms']:.3f} | {r['bandwidth_fraction']:.2f} | "
+        lines.append(f"| {r['workload']} | {r['path']} | {r['step_ms']:.3f} | {r['step_ms_back_to_back']:.3f} | "
+                     f"{r['host_us']:.0f} | {r['bandwidth_fraction']:.2f} | "
                      f"{r['state_bytes'] / 1e6:.1f} | {r['state_bytes_per_param']:.3f} |")
     return "\n".join(lines)
 
@@ -143,6 +164,7 @@ def main():
     parser.add_argument("--out", required=True, help="directory for optimizers.json")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full sizes (smoke runs)")
+    parser.add_argument("--paths", default="", help="comma-separated substrings: only the paths whose name has one")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--iters", type=int, default=20)
     args = parser.parse_args()

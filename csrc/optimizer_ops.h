@@ -138,8 +138,8 @@ void optimizer_update(c10::string_view algorithm, at::TensorList params, at::Ten
   h.eps = float(eps);
   h.weight_decay = float(weight_decay);
   h.decoupled = decoupled_weight_decay;
-  h.bias_correction1 = float(bias_correction1);
-  h.bias_correction2_sqrt = float(std::sqrt(bias_correction2));
+  h.inv_bias_correction1 = float(1.0 / bias_correction1);
+  h.inv_bias_correction2_sqrt = float(1.0 / std::sqrt(bias_correction2));
   h.dampening = float(dampening);
   h.nesterov = nesterov;
   h.first_step = step == 1;

@@ -13,10 +13,12 @@
 // final tiny kernel stores the tensor-wise absmax. Nothing synchronises with the host.
 #pragma once
 #include <algorithm>
+#include <cstdlib>
 
 #include "bnb/optimizer.h"
 #include "bnb/optimizer_cuda.h"
 #include "bnb/quantize_cuda.h"
+#include "code_lookup.cuh"
 #include "quant_common.cuh"
 
 namespace bnb::cuda {
@@ -26,14 +28,12 @@ constexpr int kOptWarps = kOptThreads / 32;
 constexpr int kOptPerLane = 8;  // 32 lanes x 8 = one 256-value chunk per warp
 static_assert(kOptPerLane * 32 == kOptimizerBlock, "a warp covers one quantization block");
 
-// Shared memory of the 8-bit kernels, per map: the midpoints replicated per lane (the
-// search does 8 lookups a value, each conflict-free) and the 256 values once (one lookup a
-// value; a replicated copy would not fit the 99 KB a block gets on sm_86/sm_89). One-state
-// algorithms use only the first map. Two maps: 66 KB.
-constexpr int kMidFloats = (kCodeSize - 1) * kLanes;
+// Shared memory of the 8-bit kernels, per map: the nearest-code lookup (code_lookup.cuh) and
+// the 256 code values (one lookup a value to dequantize). One-state algorithms use only the
+// first map. Two maps: about 17 KB, so shared memory never limits the CTAs per SM.
 constexpr int kValFloats = kCodeSize;
 inline int optimizer_smem_bytes(bool eight_bit, int states) {
-  return eight_bit ? states * (kMidFloats + kValFloats) * int(sizeof(float)) : 0;
+  return eight_bit ? states * (kLookupBytes + kValFloats * int(sizeof(float))) : 0;
 }
 
 struct OptTable {
@@ -121,34 +121,88 @@ struct LaneData {
   }
 };
 
-template <typename T, bool Q, Algorithm A>
-__global__ void __launch_bounds__(kOptThreads, 1)
-optimizer_update_kernel(OptTable tab, OptimizerHyper h, const float* __restrict__ code1,
-                        const float* __restrict__ code2) {
+// Where a chunk's results go: the parameter and the two states (codes or floats).
+template <typename T, bool Q, bool Full>
+__device__ __forceinline__ void store_chunk(const TensorSlot& s, int64_t base, LaneData<T, Q>& d, bool two) {
+  T* P = static_cast<T*>(s.p);
+  if constexpr (Full) {
+    store_vec<T, kOptPerLane>(P + base, d.p);
+    if constexpr (Q) {
+      store_codes<kOptPerLane>(static_cast<uint8_t*>(s.state1) + base, d.qa);
+      if (two) store_codes<kOptPerLane>(static_cast<uint8_t*>(s.state2) + base, d.qb);
+    } else {
+      store_vec<float, kOptPerLane>(static_cast<float*>(s.state1) + base, d.a);
+      if (two) store_vec<float, kOptPerLane>(static_cast<float*>(s.state2) + base, d.b);
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < kOptPerLane; ++j) {
+      if (base + j >= s.n) continue;
+      P[base + j] = from_float<T>(d.p[j]);
+      if constexpr (Q) {
+        static_cast<uint8_t*>(s.state1)[base + j] = d.qa[j];
+        if (two) static_cast<uint8_t*>(s.state2)[base + j] = d.qb[j];
+      } else {
+        static_cast<float*>(s.state1)[base + j] = d.a[j];
+        if (two) static_cast<float*>(s.state2)[base + j] = d.b[j];
+      }
+    }
+  }
+}
+
+// One 256-value chunk (block `blk` of tensor slot `s`) by one warp. Full: the whole chunk lies
+// in the tensor and every pointer allows vector access (the same for every lane, so that the
+// warp reductions below run converged); otherwise every access is checked against the end.
+template <typename T, bool Q, Algorithm A, bool Full, bool OneStep>
+__device__ __forceinline__ void update_chunk(const TensorSlot& s, int64_t blk, int lane, const OptimizerHyper& h,
+                                             const float* val1, const float* val2, const CodeLookup& look1,
+                                             const CodeLookup& look2) {
   constexpr bool kTwo = A == Algorithm::Adam;
-  extern __shared__ float smem[];
-  float* mid1 = smem;
-  float* mid2 = mid1 + kMidFloats;
-  float* val1 = mid2 + (kTwo ? kMidFloats : 0);
-  float* val2 = val1 + kValFloats;
-  if constexpr (Q) {
-    for (int i = threadIdx.x; i < kMidFloats; i += blockDim.x) {
-      const int row = i / kLanes;
-      mid1[i] = 0.5f * (__ldg(code1 + row) + __ldg(code1 + row + 1));
-      if constexpr (kTwo) mid2[i] = 0.5f * (__ldg(code2 + row) + __ldg(code2 + row + 1));
-    }
-    for (int i = threadIdx.x; i < kValFloats; i += blockDim.x) {
-      val1[i] = __ldg(code1 + i);
-      if constexpr (kTwo) val2[i] = __ldg(code2 + i);
-    }
-    __syncthreads();
+  const int64_t base = blk * kOptimizerBlock + int64_t(lane) * kOptPerLane;
+  LaneData<T, Q> d;
+  d.load(s, base, Full, kTwo);
+  const int64_t ablk = h.block_wise ? blk : 0;
+  if constexpr (Q) d.dequantize(val1, val2, s.absmax1[ablk], kTwo ? s.absmax2[ablk] : 0.f, kTwo);
+  const float gs = s.gnorm_scale ? *s.gnorm_scale : 1.f;
+  const float step = h.lr * trust_factor(h, s.stats);
+  const float decay = weight_decay_factor(h);
+  float m1 = 0.f, m2 = 0.f;
+#pragma unroll
+  for (int j = 0; j < kOptPerLane; ++j) {
+    float u;
+    step_element_as<A>(h, d.p[j], d.g[j] * gs, d.a[j], d.b[j], u);
+    d.p[j] = d.p[j] * decay - step * u;
+    if (!Full && base + j >= s.n) d.a[j] = d.b[j] = 0.f;  // past the end: not part of the block's absmax
+    m1 = fmaxf(m1, fabsf(d.a[j]));
+    m2 = fmaxf(m2, fabsf(d.b[j]));
   }
+  if constexpr (Q) {
+    if (h.block_wise) {
+      m1 = warp_max(m1);
+      if constexpr (kTwo) m2 = warp_max(m2);
+      if (lane == 0) {
+        s.absmax1[blk] = m1;
+        if constexpr (kTwo) s.absmax2[blk] = m2;
+      }
+    } else {
+      m1 = s.stats[kNewMax1];
+      m2 = s.stats[kNewMax2];
+    }
+    const float r1 = m1 > 0.f ? 1.f / m1 : 0.f, r2 = m2 > 0.f ? 1.f / m2 : 0.f;
+#pragma unroll
+    for (int j = 0; j < kOptPerLane; ++j) {
+      d.qa[j] = lookup_code(look1, d.a[j] * r1, OneStep);
+      if constexpr (kTwo) d.qb[j] = lookup_code(look2, d.b[j] * r2, OneStep);
+    }
+  }
+  store_chunk<T, Q, Full>(s, base, d, kTwo);
+}
+
+// The persistent loop: this warp's chunks, in order.
+template <typename T, bool Q, Algorithm A, bool OneStep>
+__device__ __forceinline__ void update_chunks(const OptTable& tab, const OptimizerHyper& h, const float* val1,
+                                              const float* val2, const CodeLookup& look1, const CodeLookup& look2) {
   const int lane = threadIdx.x % kLanes;
-  float middle1 = 0.f, middle2 = 0.f;  // the first search pivots of the two maps
-  if constexpr (Q) {
-    middle1 = middle_pivot(mid1 + lane);
-    if constexpr (kTwo) middle2 = middle_pivot(mid2 + lane);
-  }
   const int64_t warps = int64_t(gridDim.x) * kOptWarps;
   int t = 0;
   TensorSlot s = tab.slots[0];
@@ -156,80 +210,35 @@ optimizer_update_kernel(OptTable tab, OptimizerHyper h, const float* __restrict_
   for (int64_t c = int64_t(blockIdx.x) * kOptWarps + threadIdx.x / kLanes; c < tab.total_chunks; c += warps) {
     if (advance_to(tab, c, t, s)) vec = slot_vectorizable(s);
     const int64_t blk = c - __ldg(tab.starts + t);
-    const int64_t base = blk * kOptimizerBlock + int64_t(lane) * kOptPerLane;
-    const bool full = vec && base + kOptPerLane <= s.n;
-    LaneData<T, Q> d;
-    d.load(s, base, full, kTwo);
-    const int64_t ablk = h.block_wise ? blk : 0;
-    if constexpr (Q) d.dequantize(val1, val2, s.absmax1[ablk], kTwo ? s.absmax2[ablk] : 0.f, kTwo);
-    const float gs = s.gnorm_scale ? *s.gnorm_scale : 1.f;
-    const float trust = trust_factor(h, s.stats);
-    const float decay = weight_decay_factor(h);
-    float m1 = 0.f, m2 = 0.f;
-#pragma unroll
-    for (int j = 0; j < kOptPerLane; ++j) {
-      float u;
-      step_element_as<A>(h, d.p[j], d.g[j] * gs, d.a[j], d.b[j], u);
-      d.p[j] = d.p[j] * decay - h.lr * trust * u;
-      if (base + j >= s.n) d.a[j] = d.b[j] = 0.f;  // past the end: not part of the block's absmax
-      m1 = fmaxf(m1, fabsf(d.a[j]));
-      m2 = fmaxf(m2, fabsf(d.b[j]));
-    }
-    T* P = static_cast<T*>(s.p);
-    if (full) {
-      store_vec<T, kOptPerLane>(P + base, d.p);
-    } else {
-#pragma unroll
-      for (int j = 0; j < kOptPerLane; ++j)
-        if (base + j < s.n) P[base + j] = from_float<T>(d.p[j]);
-    }
-    if constexpr (Q) {
-      if (h.block_wise) {
-        m1 = warp_max(m1);
-        if constexpr (kTwo) m2 = warp_max(m2);
-        if (lane == 0) {
-          s.absmax1[blk] = m1;
-          if constexpr (kTwo) s.absmax2[blk] = m2;
-        }
-      } else {
-        m1 = s.stats[kNewMax1];
-        m2 = s.stats[kNewMax2];
-      }
-      const float r1 = m1 > 0.f ? 1.f / m1 : 0.f, r2 = m2 > 0.f ? 1.f / m2 : 0.f;
-#pragma unroll
-      for (int j = 0; j < kOptPerLane; ++j) {
-        d.qa[j] = nearest_code(mid1 + lane, middle1, d.a[j] * r1);
-        if constexpr (kTwo) d.qb[j] = nearest_code(mid2 + lane, middle2, d.b[j] * r2);
-      }
-      auto* Q1 = static_cast<uint8_t*>(s.state1);
-      auto* Q2 = static_cast<uint8_t*>(s.state2);
-      if (full) {
-        store_codes<kOptPerLane>(Q1 + base, d.qa);
-        if constexpr (kTwo) store_codes<kOptPerLane>(Q2 + base, d.qb);
-      } else {
-#pragma unroll
-        for (int j = 0; j < kOptPerLane; ++j)
-          if (base + j < s.n) {
-            Q1[base + j] = d.qa[j];
-            if constexpr (kTwo) Q2[base + j] = d.qb[j];
-          }
-      }
-    } else {
-      auto* S1 = static_cast<float*>(s.state1);
-      auto* S2 = static_cast<float*>(s.state2);
-      if (full) {
-        store_vec<float, kOptPerLane>(S1 + base, d.a);
-        if constexpr (kTwo) store_vec<float, kOptPerLane>(S2 + base, d.b);
-      } else {
-#pragma unroll
-        for (int j = 0; j < kOptPerLane; ++j)
-          if (base + j < s.n) {
-            S1[base + j] = d.a[j];
-            if constexpr (kTwo) S2[base + j] = d.b[j];
-          }
-      }
-    }
+    if (vec && (blk + 1) * kOptimizerBlock <= s.n)
+      update_chunk<T, Q, A, true, OneStep>(s, blk, lane, h, val1, val2, look1, look2);
+    else
+      update_chunk<T, Q, A, false, OneStep>(s, blk, lane, h, val1, val2, look1, look2);
   }
+}
+
+template <typename T, bool Q, Algorithm A, int MinBlocks>
+__global__ void __launch_bounds__(kOptThreads, MinBlocks)
+optimizer_update_kernel(OptTable tab, OptimizerHyper h, const float* __restrict__ code1,
+                        const float* __restrict__ code2) {
+  constexpr bool kTwo = A == Algorithm::Adam;
+  extern __shared__ __align__(16) unsigned char opt_smem[];
+  const CodeLookup look1 = carve_lookup(opt_smem);
+  const CodeLookup look2 = carve_lookup(opt_smem + (kTwo ? kLookupBytes : 0));
+  float* val1 = reinterpret_cast<float*>(opt_smem + (kTwo ? 2 : 1) * kLookupBytes);
+  float* val2 = val1 + kValFloats;
+  bool one_step = true;
+  if constexpr (Q) {
+    for (int i = threadIdx.x; i < kValFloats; i += blockDim.x) {
+      val1[i] = __ldg(code1 + i);
+      if constexpr (kTwo) val2[i] = __ldg(code2 + i);
+    }
+    one_step = build_lookups(code1, kTwo ? code2 : nullptr, look1, look2);  // ends with a barrier
+  }
+  if (!Q || one_step)  // 32-bit state: no lookup, one instance
+    update_chunks<T, Q, A, true>(tab, h, val1, val2, look1, look2);
+  else if constexpr (Q)
+    update_chunks<T, Q, A, false>(tab, h, val1, val2, look1, look2);
 }
 
 // Pre-pass: per tensor, ||u||^2, ||p||^2 and the max of the new states, without writing
@@ -326,7 +335,8 @@ cudaError_t launch_optimizer_kernels(const OptTable& tab, int count, const Optim
     pre<<<int(grid), kOptThreads, smem, stream>>>(tab, h, code1, code2);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
   }
-  const auto main = optimizer_update_kernel<T, Q, A>;
+  static const int min_blocks = getenv("BNB_OPT_MIN_BLOCKS") ? atoi(getenv("BNB_OPT_MIN_BLOCKS")) : 1;
+  const auto main = min_blocks == 2 ? optimizer_update_kernel<T, Q, A, 2> : optimizer_update_kernel<T, Q, A, 1>;
   const int smem = optimizer_smem_bytes(Q, states);
   const cudaError_t attr_main =
       cudaFuncSetAttribute((const void*)main, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);

@@ -18,8 +18,8 @@ bnb::OptimizerHyper adam_hyper(int step, float lr, float b1, float b2, float eps
   h.eps = eps;
   h.weight_decay = wd;
   h.decoupled = true;
-  h.bias_correction1 = float(1.0 - std::pow(double(b1), step));
-  h.bias_correction2_sqrt = float(std::sqrt(1.0 - std::pow(double(b2), step)));
+  h.inv_bias_correction1 = float(1.0 / (1.0 - std::pow(double(b1), step)));
+  h.inv_bias_correction2_sqrt = float(1.0 / std::sqrt(1.0 - std::pow(double(b2), step)));
   h.first_step = step == 1;
   h.block_wise = true;
   return h;
@@ -70,7 +70,7 @@ TEST(Optimizer8bit, MomentumBlockAbsmaxIsNewStateMax) {
     h.algorithm = bnb::Algorithm::Momentum;
     h.lr = 0.1f;
     h.beta1 = 0.9f;
-    h.bias_correction1 = h.bias_correction2_sqrt = 1.f;
+    h.inv_bias_correction1 = h.inv_bias_correction2_sqrt = 1.f;
     h.first_step = step == 1;
     h.block_wise = true;
     bnb::TensorSlot s{p.data(), g.data(), q.data(), nullptr, absmax.data(), nullptr, nullptr, stats.data(), n};
