@@ -117,7 +117,8 @@ void optimizer_update(c10::string_view algorithm, at::TensorList params, at::Ten
                 grads[i].numel());
     check_state(state1[i], p, state_type, op, "state1", i);
     if (two) check_state(state2[i], p, state_type, op, "state2", i);
-    grads_c.push_back(grads[i].contiguous());
+    // contiguous() goes through the dispatcher even for a contiguous tensor: skip it then
+    grads_c.push_back(grads[i].is_contiguous() ? grads[i] : grads[i].contiguous());
     TensorSlot& s = slots[i];
     s.p = p.data_ptr();
     s.g = grads_c.back().const_data_ptr();

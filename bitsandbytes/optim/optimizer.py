@@ -48,6 +48,7 @@ class _Launch:
         self.override = override
         self.owners = params  # the parameters themselves (DTensors under FSDP2)
         self.params = [local(p) for p in params]  # what the kernel updates: the local shards
+        self.sharded = any(a is not b for a, b in zip(self.params, params))
         self.states = states
         self.eight_bit = states[0]["state1"].dtype == torch.uint8
         # the state tensors stay the same until the plan is rebuilt: list them once
@@ -189,10 +190,8 @@ class Optimizer8bit(torch.optim.Optimizer):
         config = dict(vars(self.args))
         config.update(group)
         config.update(launch.override)
-        grads = [local(p.grad) for p in launch.owners]
-        for pindex, g in enumerate(grads):
-            if g.is_sparse:
-                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients; use dense gradients")
+        # (a gradient that turned sparse since the plan was built is refused by the op)
+        grads = [local(p.grad) for p in launch.owners] if launch.sharded else [p.grad for p in launch.owners]
         for state in launch.states:
             state["step"] += 1
         step = launch.states[0]["step"]
