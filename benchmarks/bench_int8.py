@@ -111,7 +111,7 @@ def bench_shape(name, M, K, N, dtype, bw, args):
         ops = torch.ops.bitsandbytes
         CB, SCB = layer.weight.data, layer.weight.SCB
         variants = {}
-        for v in ("cluster", "cluster8", "splitk512", "splitk1024", "staged", "simt"):
+        for v in ("cluster", "cluster8", "cluster-wide", "splitk512", "splitk1024", "staged", "simt"):
             os.environ["BNB_INT8_GEMV"] = v
             y = ops.int8_weight_linear.default(x, CB, SCB, b)
             assert torch.equal(y, ours) or rel_err(y, ref) < 2 * rec["rel_err_int8"] + 1e-3, v
@@ -139,11 +139,6 @@ def bench_shape(name, M, K, N, dtype, bw, args):
             rec["ms_dequant"] = time_ms_back_to_back(
                 lambda: ops.int8_mm_dequant_outliers(C, row_stats, SCB, b, x, CB, lst, dtype), args.warmup,
                 args.iters)
-            os.environ["BNB_INT8_DEQUANT"] = "tiles"  # the previous outlier kernel, to compare
-            rec["ms_dequant_tiles"] = time_ms_back_to_back(
-                lambda: ops.int8_mm_dequant_outliers(C, row_stats, SCB, b, x, CB, lst, dtype), args.warmup,
-                args.iters)
-            os.environ.pop("BNB_INT8_DEQUANT")
             rec["ms_dequant_no_outliers"] = time_ms_back_to_back(
                 lambda: ops.int8_mm_dequant(C, row_stats, SCB, b, None, None, dtype), args.warmup, args.iters)
         # The two memory-bound passes against the copy bandwidth: quantize reads 16-bit A and
@@ -169,8 +164,7 @@ def print_table(result):
         else:
             note = (f"quant {r['ms_quant']:.3f} ({100 * r['quant_fraction_of_copy_bw']:.0f}% of copy) + gemm "
                     f"{r['ms_gemm']:.3f} + dequant {r['ms_dequant']:.3f} ({100 * r['dequant_fraction_of_copy_bw']:.0f}%; "
-                    f"{r['ms_dequant_no_outliers']:.3f} without the outlier product, {r['ms_dequant_tiles']:.3f} "
-                    f"with the 8-row tile kernel)"
+                    f"{r['ms_dequant_no_outliers']:.3f} without the outlier product)"
                     f" ms; threshold 0: {r['ms_int8_threshold0']:.3f} ms")
         print(f"| {r['shape']} {r['M']} x {r['K']} -> {r['N']} | {r['dtype']} | {r['ms_int8']:.3f} | "
               f"{r['ms_torch']:.3f} | {r['speedup']:.2f}x | {r['ms_int8_back_to_back']:.3f} / "

@@ -165,7 +165,8 @@ def test_forward_with_outliers_does_not_synchronise(int8_weight):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("variant", ["default", "cluster8", "splitk512", "splitk1024", "staged", "simt"])
+@pytest.mark.parametrize("variant", ["default", "cluster8", "cluster-wide", "splitk512", "splitk1024", "staged",
+                                     "simt"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("shape", [((1, 13), 7), ((16, 1000), 257), ((2, 3, 64), 33), ((20, 1040), 45),
                                    ((3, 2056), 16), ((9, 4100), 40), ((16, 8192), 64), ((32, 4608), 200),

@@ -3,8 +3,6 @@
 // (sub_A[M, k] x sub_B[N, k]^T), so the output is written once. Same arithmetic, in the same
 // order and rounding, as the CPU kernel.
 #include <algorithm>
-#include <cstdlib>
-#include <string_view>
 
 #include "bnb/int8_cuda.h"
 #include "int8_common.cuh"
@@ -224,119 +222,6 @@ mm_dequant_outliers_kernel(const int32_t* __restrict__ C, const float* __restric
   }
 }
 
-// The dequantization with the outlier product, by columns: a thread owns 4 output columns
-// and walks down a range of rows. What depends only on the columns (scales, bias, the
-// gathered weights of the first kRegCols outlier columns) is loaded once into registers;
-// per row it reads the int32 products (streamed), the row's statistic and the row's few
-// outlier inputs (the same addresses across the block: broadcasts). No shared memory and no
-// barrier, so loads of several rows stay in flight (the 8-row tiles above waited on a
-// list -> X -> barrier chain for each tile: 229 us against 147 us without the outlier
-// product for 8192 x 8192). Same arithmetic and summation order as dequant_one + the tile
-// kernel: scales, bias, then the columns in list order.
-constexpr int kRegCols = 4;
-
-template <typename T>
-__global__ void __launch_bounds__(kDequantThreads, 2)
-mm_dequant_outliers_cols_kernel(const int32_t* __restrict__ C, const float* __restrict__ row_stats,
-                                const float* __restrict__ col_stats, const T* __restrict__ bias,
-                                const T* __restrict__ X, const void* __restrict__ W, bool w_int8,
-                                const int32_t* __restrict__ list, const T* __restrict__ sub_BT, int64_t fused,
-                                int64_t M, int64_t N, int64_t K, T* __restrict__ out, bool vector_ok,
-                                int64_t rows_per_block) {
-  constexpr int64_t kChunk = int64_t(kDequantThreads) * kPerThread;
-  const int64_t n = blockIdx.x * kChunk + int64_t(threadIdx.x) * kPerThread;
-  const int width = int(max(int64_t(0), min(int64_t(kPerThread), N - n)));
-  if (width == 0) return;  // no barrier below
-  const int64_t m_begin = int64_t(blockIdx.y) * rows_per_block;
-  const int64_t m_end = min(M, m_begin + rows_per_block);
-  const int64_t count = list[0];
-  const int gathered = int(min(count, fused));
-  const int in_regs = min(gathered, kRegCols);
-  float cs[kPerThread], bs[kPerThread];
-#pragma unroll
-  for (int j = 0; j < kPerThread; ++j) {
-    cs[j] = j < width ? col_stats[n + j] : 0.f;
-    bs[j] = (bias && j < width) ? to_float(bias[n + j]) : 0.f;
-  }
-  float w_reg[kRegCols][kPerThread];
-  int32_t col[kRegCols];
-#pragma unroll
-  for (int i = 0; i < kRegCols; ++i) {
-    col[i] = 0;
-    if (i < in_regs) {
-      load4(sub_BT + int64_t(i) * N + n, width, vector_ok, w_reg[i]);
-      col[i] = list[1 + i];
-    } else {
-#pragma unroll
-      for (int j = 0; j < kPerThread; ++j) w_reg[i][j] = 0.f;
-    }
-  }
-#pragma unroll 4
-  for (int64_t m = m_begin; m < m_end; ++m) {
-    const int64_t base = m * N + n;
-    int32_t cv[kPerThread];
-    if (vector_ok && width == kPerThread) {
-      const int4 c = __ldcs(reinterpret_cast<const int4*>(C + base));  // read once
-      cv[0] = c.x, cv[1] = c.y, cv[2] = c.z, cv[3] = c.w;
-    } else {
-#pragma unroll
-      for (int j = 0; j < kPerThread; ++j) cv[j] = j < width ? C[base + j] : 0;
-    }
-    const float rs = row_stats[m];
-    float xr[kRegCols];
-#pragma unroll
-    for (int i = 0; i < kRegCols; ++i) xr[i] = i < in_regs ? to_float(X[m * K + col[i]]) : 0.f;
-    float v[kPerThread];
-#pragma unroll
-    for (int j = 0; j < kPerThread; ++j) {
-      v[j] = __fmul_rn(__fmul_rn(__fmul_rn(float(cv[j]), rs), cs[j]), kInt8Inv127Sq);
-      if (bias) v[j] = __fadd_rn(v[j], bs[j]);
-    }
-#pragma unroll
-    for (int i = 0; i < kRegCols; ++i) {
-      if (i >= in_regs) break;
-#pragma unroll
-      for (int j = 0; j < kPerThread; ++j) v[j] = __fadd_rn(v[j], __fmul_rn(xr[i], w_reg[i][j]));
-    }
-    for (int i = in_regs; i < gathered; ++i) {  // more gathered columns than registers: rare
-      float w[kPerThread];
-      load4(sub_BT + int64_t(i) * N + n, width, vector_ok, w);
-      const float x = to_float(X[m * K + list[1 + i]]);
-#pragma unroll
-      for (int j = 0; j < kPerThread; ++j) v[j] = __fadd_rn(v[j], __fmul_rn(x, w[j]));
-    }
-    for (int64_t i = gathered; i < count; ++i) {  // beyond the gathered ones: the weight in place
-      const int64_t c = list[1 + i];
-      const float x = to_float(X[m * K + c]);
-#pragma unroll
-      for (int j = 0; j < kPerThread; ++j)
-        if (j < width) v[j] = __fadd_rn(v[j], __fmul_rn(x, outlier_weight<T>(W, w_int8, col_stats, n + j, K, c)));
-    }
-    T o[kPerThread];
-#pragma unroll
-    for (int j = 0; j < kPerThread; ++j) o[j] = from_float<T>(v[j]);
-    if (vector_ok && width == kPerThread) {
-      if constexpr (sizeof(T) == 2) {
-        uint2 raw;
-        memcpy(&raw, o, 8);
-        *reinterpret_cast<uint2*>(out + base) = raw;
-      } else {
-        uint4 raw;
-        memcpy(&raw, o, 16);
-        *reinterpret_cast<uint4*>(out + base) = raw;
-      }
-    } else {
-      for (int j = 0; j < width; ++j) out[base + j] = o[j];
-    }
-  }
-}
-
-// BNB_INT8_DEQUANT=tiles selects the 8-row tile kernel (to compare; read at each call).
-bool outlier_tiles_requested() {
-  const char* v = std::getenv("BNB_INT8_DEQUANT");
-  return v && std::string_view(v) == "tiles";
-}
-
 template <typename T>
 cudaError_t launch_outliers(const int32_t* C, const float* rs, const float* cs, const void* bias, const void* X,
                             const void* W, bool w_int8, const int32_t* list, void* sub_BT, int64_t M, int64_t N,
@@ -352,16 +237,6 @@ cudaError_t launch_outliers(const int32_t* C, const float* rs, const float* cs, 
   const bool vector_ok = N % kPerThread == 0 && aligned(C, 16) && aligned(out, kPerThread * sizeof(T)) &&
                          aligned(sub_BT, kPerThread * sizeof(T));
   const int64_t chunks = (N + int64_t(kDequantThreads) * kPerThread - 1) / (int64_t(kDequantThreads) * kPerThread);
-  if (chunks <= 65535 && !outlier_tiles_requested()) {
-    // About 1024 blocks (several per SM), each over an equal range of rows.
-    const int64_t row_groups = std::max<int64_t>(1, std::min<int64_t>({M, 65535, std::max<int64_t>(1, 1024 / chunks)}));
-    const int64_t rows_per_block = (M + row_groups - 1) / row_groups;
-    const dim3 grid(unsigned(chunks), unsigned((M + rows_per_block - 1) / rows_per_block));
-    mm_dequant_outliers_cols_kernel<T><<<grid, kDequantThreads, 0, stream>>>(
-        C, rs, cs, static_cast<const T*>(bias), static_cast<const T*>(X), W, w_int8, list,
-        static_cast<const T*>(sub_BT), fused, M, N, K, static_cast<T*>(out), vector_ok, rows_per_block);
-    return cudaGetLastError();
-  }
   const int64_t groups = (M + kOutlierRows - 1) / kOutlierRows;
   const int grid = int(std::min<int64_t>(groups * chunks, int64_t(1) << 20));
   mm_dequant_outliers_kernel<T><<<grid, kDequantThreads, 0, stream>>>(

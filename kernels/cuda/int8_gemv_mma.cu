@@ -477,13 +477,14 @@ weight_linear_cluster_kernel(const T* __restrict__ A, const int8_t* __restrict__
 // at most 32 rows of A, K up to 8 slices of its shared-memory limit), else split-K with
 // 512-wide slices; "cluster8" the cluster kernel with 8 warps a block, "splitk512" /
 // "splitk1024" the split-K kernel, "staged" the one-slice kernel.
-enum class Variant { Cluster4, Cluster8, SplitK512, SplitK1024, Staged };
+enum class Variant { Cluster4, Cluster8, Cluster4Wide, SplitK512, SplitK1024, Staged };
 
 Variant requested_variant() {
   const char* v = std::getenv("BNB_INT8_GEMV");
   if (!v) return Variant::Cluster4;
   const std::string_view s(v);
   if (s == "cluster8") return Variant::Cluster8;
+  if (s == "cluster-wide") return Variant::Cluster4Wide;
   if (s == "splitk512") return Variant::SplitK512;
   if (s == "splitk1024") return Variant::SplitK1024;
   if (s == "staged") return Variant::Staged;
@@ -511,17 +512,19 @@ bool cluster_supported() {
   return cached[device] == 1;
 }
 
-// K slice of each block of a cluster: a multiple of the 512-wide chunk, at most 8 slices.
-int64_t cluster_slice(int64_t K) {
+// K slice of each block of a cluster: a multiple of the 512-wide chunk, at most 8 slices
+// ("cluster-wide": at most 4, twice the chunks per reduction, to compare).
+int64_t cluster_slice(int64_t K, bool wide = false) {
+  const int64_t max_slices = wide ? kClusterMaxSlices / 2 : kClusterMaxSlices;
   const int64_t chunks = (K + kClusterChunk - 1) / kClusterChunk;
-  return ((chunks + kClusterMaxSlices - 1) / kClusterMaxSlices) * kClusterChunk;
+  return ((chunks + max_slices - 1) / max_slices) * kClusterChunk;
 }
 
 template <typename T, int kWarps, int kTokTiles>
 cudaError_t launch_cluster_typed(const T* A, const int8_t* CB, const float* SCB, const T* bias, int64_t M, int64_t N,
-                                 int64_t K, T* out, cudaStream_t stream) {
+                                 int64_t K, T* out, bool wide, cudaStream_t stream) {
   const auto kernel = weight_linear_cluster_kernel<T, kWarps, kTokTiles>;
-  const int64_t ks = cluster_slice(K);
+  const int64_t ks = cluster_slice(K, wide);
   const int slices = int((K + ks - 1) / ks);
   const int64_t smem = cluster_smem_bytes<kWarps, kTokTiles, T>(ks);
   const int64_t tiles = (N + kWarps * 16 - 1) / (kWarps * 16);
@@ -572,18 +575,18 @@ cudaError_t launch_cluster_typed(const T* A, const int8_t* CB, const float* SCB,
 
 template <typename T, int kWarps>
 cudaError_t launch_cluster_warps(const T* A, const int8_t* CB, const float* SCB, const T* bias, int64_t M, int64_t N,
-                                 int64_t K, T* out, cudaStream_t stream) {
+                                 int64_t K, T* out, bool wide, cudaStream_t stream) {
   // The fewest 8-token groups that cover M: shared memory and mmas scale with them.
-  if (M <= 8) return launch_cluster_typed<T, kWarps, 1>(A, CB, SCB, bias, M, N, K, out, stream);
-  if (M <= 16) return launch_cluster_typed<T, kWarps, 2>(A, CB, SCB, bias, M, N, K, out, stream);
-  return launch_cluster_typed<T, kWarps, 4>(A, CB, SCB, bias, M, N, K, out, stream);
+  if (M <= 8) return launch_cluster_typed<T, kWarps, 1>(A, CB, SCB, bias, M, N, K, out, wide, stream);
+  if (M <= 16) return launch_cluster_typed<T, kWarps, 2>(A, CB, SCB, bias, M, N, K, out, wide, stream);
+  return launch_cluster_typed<T, kWarps, 4>(A, CB, SCB, bias, M, N, K, out, wide, stream);
 }
 
 // Whether this call takes the cluster kernel.
 bool cluster_applies(Variant v, int64_t M, int64_t N, int64_t K) {
-  if (v != Variant::Cluster4 && v != Variant::Cluster8) return false;
+  if (v != Variant::Cluster4 && v != Variant::Cluster8 && v != Variant::Cluster4Wide) return false;
   if (M < 1 || M > kClusterMaxTokens || N < 1 || K < 1 || N > (int64_t(1) << 40)) return false;
-  const int64_t ks = cluster_slice(K);
+  const int64_t ks = cluster_slice(K, v == Variant::Cluster4Wide);
   const int tok_tiles = M <= 8 ? 1 : M <= 16 ? 2 : 4;
   const int64_t smem = int64_t(8 * tok_tiles) * cluster_a_stride(ks) * 2 +
                        2 * int64_t(8 * tok_tiles) * (v == Variant::Cluster8 ? cluster_red_stride<8>()
@@ -603,8 +606,9 @@ cudaError_t launch(const T* A, const int8_t* CB, const float* SCB, const T* bias
   if (M == 0 || N == 0) return cudaSuccess;
   const Variant variant = requested_variant();
   if (cluster_applies(variant, M, N, K)) {
-    return variant == Variant::Cluster8 ? launch_cluster_warps<T, 8>(A, CB, SCB, bias, M, N, K, out, stream)
-                                        : launch_cluster_warps<T, 4>(A, CB, SCB, bias, M, N, K, out, stream);
+    const bool wide = variant == Variant::Cluster4Wide;
+    return variant == Variant::Cluster8 ? launch_cluster_warps<T, 8>(A, CB, SCB, bias, M, N, K, out, false, stream)
+                                        : launch_cluster_warps<T, 4>(A, CB, SCB, bias, M, N, K, out, wide, stream);
   }
   const bool weights_aligned = K % 16 == 0 && (reinterpret_cast<uintptr_t>(CB) & 15u) == 0;
   const bool a_aligned = K % 4 == 0 && (reinterpret_cast<uintptr_t>(A) & 7u) == 0;
