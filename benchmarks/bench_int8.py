@@ -111,7 +111,7 @@ def bench_shape(name, M, K, N, dtype, bw, args):
         ops = torch.ops.bitsandbytes
         CB, SCB = layer.weight.data, layer.weight.SCB
         variants = {}
-        for v in ("splitk1024", "splitk512", "staged", "simt"):
+        for v in ("cluster", "cluster8", "cluster-wide", "splitk512", "splitk1024", "staged", "simt"):
             os.environ["BNB_INT8_GEMV"] = v
             y = ops.int8_weight_linear.default(x, CB, SCB, b)
             assert torch.equal(y, ours) or rel_err(y, ref) < 2 * rec["rel_err_int8"] + 1e-3, v

@@ -68,11 +68,13 @@ struct CudaInt8Backend {
   }
   static void weight_linear(const at::Tensor& like, bnb::DType dt, const void* A, const int8_t* CB, const float* SCB,
                             const void* bias, int64_t M, int64_t N, int64_t K, void* out) {
-    at::Tensor workspace;
-    const int64_t floats = bnb::cuda::int8_weight_linear_workspace_floats(dt, M, N, K);
-    if (floats > 0) workspace = at::empty({floats}, like.options().dtype(at::kFloat));
-    float* ws = workspace.defined() ? workspace.mutable_data_ptr<float>() : nullptr;
     launch_on(like, [&](cudaStream_t st) {
+      // Asked with the tensor's device current: the kernel choice depends on the device. The
+      // default (cluster) kernel needs none.
+      at::Tensor workspace;
+      const int64_t floats = bnb::cuda::int8_weight_linear_workspace_floats(dt, M, N, K);
+      if (floats > 0) workspace = at::empty({floats}, like.options().dtype(at::kFloat));
+      float* ws = workspace.defined() ? workspace.mutable_data_ptr<float>() : nullptr;
       return bnb::cuda::int8_weight_linear(dt, A, CB, SCB, bias, M, N, K, out, ws, st);
     });
   }

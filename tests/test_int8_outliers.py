@@ -165,14 +165,16 @@ def test_forward_with_outliers_does_not_synchronise(int8_weight):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("variant", ["splitk", "splitk1024", "staged", "simt"])
+@pytest.mark.parametrize("variant", ["default", "cluster8", "cluster-wide", "splitk512", "splitk1024", "staged",
+                                     "simt"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("shape", [((1, 13), 7), ((16, 1000), 257), ((2, 3, 64), 33), ((20, 1040), 45),
-                                   ((3, 2056), 16), ((9, 4100), 40), ((16, 8192), 64)])
+                                   ((3, 2056), 16), ((9, 4100), 40), ((16, 8192), 64), ((32, 4608), 200),
+                                   ((5, 36864), 24), ((40, 520), 70)])
 def test_weight_linear_variants(monkeypatch, variant, dtype, shape):
     """Each CUDA kernel of int8_weight_linear (BNB_INT8_GEMV) against plain torch, tails of K
     (not a multiple of the split-K slice, of 16, of 8), of N and of the 16 rows included."""
-    if variant == "splitk":  # the default
+    if variant == "default":  # the cluster kernel where it applies
         monkeypatch.delenv("BNB_INT8_GEMV", raising=False)
     else:
         monkeypatch.setenv("BNB_INT8_GEMV", variant)

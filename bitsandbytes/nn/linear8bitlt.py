@@ -11,8 +11,8 @@ import copy
 
 import torch
 
+from .._C import int8_weight_linear_inference as _weight_linear_inference
 from ..autograd import MatmulLtState, matmul
-from ..autograd._functions import WEIGHT_STREAM_MAX_ROWS
 from ..functional.int8 import int8_vectorwise_quant
 
 _ROW_MAJOR = 0
@@ -100,7 +100,7 @@ class Int8Params(torch.nn.Parameter):
                                     {k: v for k, v in self.__dict__.items() if k != "CB"})
 
 
-_HALF_DTYPES = (torch.float16, torch.bfloat16)
+_is_compiling = torch.compiler.is_compiling
 
 
 class Linear8bitLt(torch.nn.Linear):
@@ -175,22 +175,20 @@ class Linear8bitLt(torch.nn.Linear):
         self.state.SCB = self.weight.SCB
 
     def forward(self, x):
-        w = self.weight
-        # Decoding with an int8 weight: straight to the weight-streaming op, which is the whole
-        # forward there. At these sizes the kernel takes tens of microseconds, so the Python
-        # steps of the general path would show in the layer's latency.
-        if (w.dtype == torch.int8 and x.dim() >= 2 and x.dtype in _HALF_DTYPES and x.is_cuda
-                and 0 < x.numel() <= WEIGHT_STREAM_MAX_ROWS * x.shape[-1] and x.shape[-1] == w.shape[1]
-                and w.SCB is not None):
-            bias = self.bias
-            if (not (torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad)))
-                    and (bias is None or bias.dtype == x.dtype) and x.device == w.device
-                    and w.SCB.dtype == torch.float32):
+        # Decoding with an int8 weight in eager inference: straight to the weight-streaming op,
+        # which is the whole forward there. At these sizes the kernel takes tens of
+        # microseconds, so every Python step of the general path would show in the layer's
+        # latency; the C++ entry checks the rest (rows, dtypes, devices, no gradient) and
+        # gives None where the general path must run.
+        if not _is_compiling():
+            w = self.weight
+            out = _weight_linear_inference(x, w, getattr(w, "SCB", None), self.bias)
+            if out is not None:
                 state = self.state
                 state.is_training = self.training
-                state.CB = w.CB if w.CB is not None else w.data
+                state.CB = w.data
                 state.SCB = w.SCB
-                return torch.ops.bitsandbytes.int8_weight_linear.default(x, state.CB, w.SCB, bias)
+                return out
         return self._forward_general(x)
 
     def _forward_general(self, x):

@@ -86,9 +86,14 @@ cublasLtHandle_t lt_handle(int device) {
   return handles[device];
 }
 
+// Everything a shape needs, built once: the descriptors and the heuristic's algorithm.
+// Creating and destroying the four descriptors at each call cost the host more than a small
+// GEMM takes on the device. They are kept for the life of the process (one set per shape).
 struct Plan {
   bool ok = false;
   cublasLtMatmulAlgo_t algo{};
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
 };
 
 // Runs C = A x B^T through cuBLASLt; false when it does not take this shape.
@@ -101,54 +106,44 @@ bool gemm_cublaslt(const int8_t* A, const int8_t* B, int32_t* C, int64_t M, int6
   cublasLtHandle_t handle = lt_handle(device);
   if (!handle) return false;
 
-  cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
-  bool ran = false;
-  const cublasOperation_t trans = CUBLAS_OP_T;
-  if (cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32I, CUDA_R_32I) == CUBLAS_STATUS_SUCCESS &&
-      cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &trans, sizeof(trans)) ==
-          CUBLAS_STATUS_SUCCESS &&
-      cublasLtMatrixLayoutCreate(&la, CUDA_R_8I, uint64_t(K), uint64_t(N), K) == CUBLAS_STATUS_SUCCESS &&
-      cublasLtMatrixLayoutCreate(&lb, CUDA_R_8I, uint64_t(K), uint64_t(M), K) == CUBLAS_STATUS_SUCCESS &&
-      cublasLtMatrixLayoutCreate(&lc, CUDA_R_32I, uint64_t(N), uint64_t(M), N) == CUBLAS_STATUS_SUCCESS) {
-    // The heuristic query costs more than a small GEMM: remember its answer per shape.
-    static std::mutex mutex;
-    static std::map<std::tuple<int, int64_t, int64_t, int64_t, size_t>, Plan> plans;
-    Plan plan;
-    const auto key = std::make_tuple(device, M, N, K, workspace_bytes);
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      auto it = plans.find(key);
-      if (it != plans.end()) {
-        plan = it->second;
-      } else {
+  static std::mutex mutex;
+  static std::map<std::tuple<int, int64_t, int64_t, int64_t, size_t>, Plan> plans;
+  Plan plan;
+  const auto key = std::make_tuple(device, M, N, K, workspace_bytes);
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = plans.find(key);
+    if (it != plans.end()) {
+      plan = it->second;
+    } else {
+      const cublasOperation_t trans = CUBLAS_OP_T;
+      if (cublasLtMatmulDescCreate(&plan.op, CUBLAS_COMPUTE_32I, CUDA_R_32I) == CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans, sizeof(trans)) ==
+              CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatrixLayoutCreate(&plan.la, CUDA_R_8I, uint64_t(K), uint64_t(N), K) == CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatrixLayoutCreate(&plan.lb, CUDA_R_8I, uint64_t(K), uint64_t(M), K) == CUBLAS_STATUS_SUCCESS &&
+          cublasLtMatrixLayoutCreate(&plan.lc, CUDA_R_32I, uint64_t(N), uint64_t(M), N) == CUBLAS_STATUS_SUCCESS) {
         cublasLtMatmulPreference_t pref = nullptr;
         cublasLtMatmulHeuristicResult_t result{};
         int found = 0;
         if (cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS &&
             cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes,
                                                  sizeof(workspace_bytes)) == CUBLAS_STATUS_SUCCESS &&
-            cublasLtMatmulAlgoGetHeuristic(handle, op, la, lb, lc, lc, pref, 1, &result, &found) ==
-                CUBLAS_STATUS_SUCCESS &&
+            cublasLtMatmulAlgoGetHeuristic(handle, plan.op, plan.la, plan.lb, plan.lc, plan.lc, pref, 1, &result,
+                                           &found) == CUBLAS_STATUS_SUCCESS &&
             found > 0) {
           plan.ok = true;
           plan.algo = result.algo;
         }
         if (pref) cublasLtMatmulPreferenceDestroy(pref);
-        plans.emplace(key, plan);
       }
-    }
-    if (plan.ok) {
-      const int32_t alpha = 1, beta = 0;
-      ran = cublasLtMatmul(handle, op, &alpha, B, la, A, lb, &beta, C, lc, C, lc, &plan.algo, workspace,
-                           workspace_bytes, stream) == CUBLAS_STATUS_SUCCESS;
+      plans.emplace(key, plan);  // a shape without an algorithm is remembered too (fallback kernel)
     }
   }
-  if (lc) cublasLtMatrixLayoutDestroy(lc);
-  if (lb) cublasLtMatrixLayoutDestroy(lb);
-  if (la) cublasLtMatrixLayoutDestroy(la);
-  if (op) cublasLtMatmulDescDestroy(op);
-  return ran;
+  if (!plan.ok) return false;
+  const int32_t alpha = 1, beta = 0;
+  return cublasLtMatmul(handle, plan.op, &alpha, B, plan.la, A, plan.lb, &beta, C, plan.lc, C, plan.lc, &plan.algo,
+                        workspace, workspace_bytes, stream) == CUBLAS_STATUS_SUCCESS;
 }
 #else
 bool gemm_cublaslt(const int8_t*, const int8_t*, int32_t*, int64_t, int64_t, int64_t, void*, size_t, cudaStream_t) {

@@ -15,7 +15,11 @@
 // int8 weights become 16-bit exactly: fp16 by placing the byte in the mantissa of 1024
 // (0x64XX) and subtracting 1152; bf16 through float32 the same way with 2^23.
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <string_view>
+#include <tuple>
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -56,8 +60,9 @@ template <> struct MmaOp<__half> {
 
 template <> struct MmaOp<__nv_bfloat16> {
   static __device__ __forceinline__ float byte_to_float(uint32_t u, int i) {
-    // 2^23 + byte has the byte as its low mantissa bits; subtracting 2^23 + 128 leaves x.
-    return __uint_as_float(0x4B000000u | ((u >> (8 * i)) & 0xFFu)) - 8388736.0f;
+    // 2^23 + byte has the byte as its low mantissa bits (one byte permute builds it);
+    // subtracting 2^23 + 128 leaves x.
+    return __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7540u + unsigned(i))) - 8388736.0f;
   }
   static __device__ __forceinline__ uint32_t pack(float x, float y) {
     const __nv_bfloat162 p = __floats2bfloat162_rn(x, y);  // |x| <= 127: exact in bf16
@@ -272,39 +277,351 @@ __global__ void weight_linear_finish_kernel(const float* __restrict__ partial, i
   }
 }
 
-// Which tensor-core kernel serves 16-bit activations: BNB_INT8_GEMV=staged selects the
-// one-slice kernel, splitk512 / splitk1024 the slice width (to compare); read at each call
-// so that one process can compare them.
-bool use_splitk() {
-  const char* v = std::getenv("BNB_INT8_GEMV");
-  return !(v && std::string_view(v) == "staged");
+// Cluster version, what the 16-bit decode path runs on sm_90 and later: one launch, no
+// workspace, the weight read at close to the copy bandwidth.
+//
+// Why: the split-K kernel above writes float32 partial sums for every slice (8 MB for
+// 16 x 8192 -> 8192, an eighth of the weight's bytes) and needs a second launch to add them;
+// each of its blocks also stages as many bytes of A from L2 as it reads of the weight. Here
+// the C blocks of a thread-block cluster (C <= 8) take the C slices of K of the same weight
+// rows and add their partial sums through distributed shared memory, in rank order
+// (deterministic): no global workspace, no second launch. Each block keeps its slice of A
+// (all rows of the input, at most 32) in shared memory for its whole life and walks over
+// weight tiles of kWarps * 16 rows: while a tile's bytes are used, the next tile's are
+// already requested into the same registers (each register is reloaded right after its
+// last use), so the weight stream never stops for the reductions.
+//
+// Roles in the mma are swapped with respect to the kernels above: the weight is the 16 x 16
+// operand (a warp owns 16 rows; lane (g, t) streams rows g and g + 8, 16 bytes at
+// k = 64 j + 16 t of each 512-wide chunk), the activations the 16 x 8 one (8 tokens per
+// mma). An mma then covers 256 weight bytes instead of 128, which halves the activation
+// reads from shared memory per weight byte, and 8 tokens or fewer need one mma per step.
+// The k order inside an mma is free: the lane's byte 4 s + i of its 16 feeds k position
+// 2 t + (i & 1) + 8 (i >> 1) of step s, with the activations read at the same k (one 8-byte
+// shared load per token group), so no byte is shuffled between lanes.
+constexpr int kClusterMaxSlices = 8;   // portable cluster size
+constexpr int kClusterChunk = 512;     // K columns per register load round (8 x 16 bytes a row)
+constexpr int kClusterMaxTokens = 32;  // rows of A kept in shared memory
+
+// 16 bytes of the weight: cached in L2 only, and the L2 fetches the whole 256-byte
+// neighbourhood (the other lanes of the row ask for it at the same time).
+__device__ __forceinline__ uint4 load_weight_stream(const int8_t* p) {
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(p));
+  return r;
 }
 
-int splitk_width() {
-  const char* v = std::getenv("BNB_INT8_GEMV");
-  if (v && std::string_view(v) == "splitk512") return 512;
-  if (v && std::string_view(v) == "splitk1024") return 1024;
-  return kDefaultSplitK;
+__device__ __forceinline__ uint4 load_weight_cluster(const int8_t* __restrict__ CB, int64_t n, int64_t N, int64_t K,
+                                                     int64_t k, bool aligned) {
+  if (n < N && aligned && k + 16 <= K) return load_weight_stream(CB + n * K + k);
+  return load_weight16(CB, n, N, K, k, false);  // edges: byte by byte, zeros outside
 }
 
-int64_t splitk_slices(int64_t K) { return (K + splitk_width() - 1) / splitk_width(); }
+// Shared-memory layout of the activations: row r of the slice at r * (ks + 4) halves. The
+// 8-byte pad puts the 8-byte reads of a half-warp (4 rows x 4 lanes) on 32 distinct banks.
+__host__ __device__ constexpr int64_t cluster_a_stride(int64_t ks) { return ks + 4; }
+// Partial sums of one tile: [tokens][rows + 4] floats (the pad spreads the stores of a
+// warp's accumulators over the banks), two buffers.
+template <int kWarps>
+__host__ __device__ constexpr int cluster_red_stride() { return kWarps * 16 + 4; }
+
+template <int kWarps, int kTokTiles, typename T>
+__host__ __device__ constexpr int64_t cluster_smem_bytes(int64_t ks) {
+  return int64_t(8 * kTokTiles) * cluster_a_stride(ks) * int64_t(sizeof(T)) +
+         2 * int64_t(8 * kTokTiles) * cluster_red_stride<kWarps>() * int64_t(sizeof(float));
+}
+
+template <typename T, int kWarps, int kTokTiles>
+// 8-warp blocks are capped at 128 registers (two blocks an SM, a few bytes spilled); 4-warp
+// blocks take what they need (about 160: three blocks an SM).
+__global__ void __launch_bounds__(kWarps * 32, kWarps == 8 ? 2 : 1)
+weight_linear_cluster_kernel(const T* __restrict__ A, const int8_t* __restrict__ CB, const float* __restrict__ SCB,
+                             const T* __restrict__ bias, int64_t M, int64_t N, int64_t K, int64_t ks, int64_t tiles,
+                             T* __restrict__ out, bool weights_aligned, bool a_aligned) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  constexpr int kThreads = kWarps * 32;
+  constexpr int kRows = kWarps * 16;      // weight rows per tile
+  constexpr int kTok = 8 * kTokTiles;     // activation rows staged (M <= kTok)
+  constexpr int kRed = cluster_red_stride<kWarps>();
+  extern __shared__ __align__(16) unsigned char cluster_smem[];
+  const int64_t a_stride = cluster_a_stride(ks);
+  T* a_s = reinterpret_cast<T*>(cluster_smem);
+  float* red = reinterpret_cast<float*>(cluster_smem + kTok * a_stride * int64_t(sizeof(T)));
+
+  cg::cluster_group cluster = cg::this_cluster();
+  const int rank = int(cluster.block_rank());
+  const int slices = int(cluster.num_blocks());
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int64_t k_begin = int64_t(rank) * ks;
+  const int chunks = int(ks / kClusterChunk);
+  const int64_t first = blockIdx.y, tile_step = gridDim.y;
+  if (first >= tiles) return;  // the whole cluster shares blockIdx.y: all of it leaves
+  const int64_t my_tiles = (tiles - first + tile_step - 1) / tile_step;
+  const int64_t steps = my_tiles * chunks;
+
+  // Step s = (tile first + (s / chunks) * tile_step, chunk s % chunks).
+  uint4 w[2][8];
+  {
+    const int64_t row = first * kRows + warp * 16 + g;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      w[0][j] = load_weight_cluster(CB, row, N, K, k_begin + 64 * j + 16 * t, weights_aligned);
+      w[1][j] = load_weight_cluster(CB, row + 8, N, K, k_begin + 64 * j + 16 * t, weights_aligned);
+    }
+  }
+
+  // A[0 .. M, k_begin .. k_begin + ks) -> a_s; rows past M and columns past K are zeros.
+  // cp.async puts every 8-byte piece in flight at once (one round trip to L2).
+  const int64_t pieces = int64_t(kTok) * (ks / 4);
+  if (a_aligned) {
+    for (int64_t p = threadIdx.x; p < pieces; p += kThreads) {
+      const int64_t r = p / (ks / 4), c = (p % (ks / 4)) * 4, k = k_begin + c;
+      const bool inside = r < M && k < K;  // K % 4 == 0: a piece is all inside or all out
+      const T* src = inside ? A + r * K + k : A;
+      const unsigned dst = unsigned(__cvta_generic_to_shared(a_s + r * a_stride + c));
+      asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;" ::"r"(dst), "l"(src), "r"(inside ? 8 : 0));
+    }
+    asm volatile("cp.async.wait_all;" ::: "memory");
+  } else {
+    for (int64_t p = threadIdx.x; p < int64_t(kTok) * ks; p += kThreads) {
+      const int64_t r = p / ks, c = p % ks, k = k_begin + c;
+      T v;
+      const uint16_t zero_bits = 0;
+      memcpy(&v, &zero_bits, 2);
+      if (r < M && k < K) v = A[r * K + k];
+      a_s[r * a_stride + c] = v;
+    }
+  }
+  __syncthreads();
+
+  float acc[kTokTiles][4];
+#pragma unroll
+  for (int q = 0; q < kTokTiles; ++q) acc[q][0] = acc[q][1] = acc[q][2] = acc[q][3] = 0.f;
+  const int64_t valid = M * kRows;  // outputs of a tile (tokens x rows), split between the ranks
+  const int64_t share = (valid + slices - 1) / slices;
+  int parity = 0;
+
+  for (int64_t s = 0; s < steps; ++s) {
+    const int chunk = int(s % chunks);
+    const int64_t tile = first + (s / chunks) * tile_step;
+    const bool has_next = s + 1 < steps;
+    const int next_chunk = chunk + 1 == chunks ? 0 : chunk + 1;
+    const int64_t next_row = (chunk + 1 == chunks ? tile + tile_step : tile) * kRows + warp * 16 + g;
+    const int64_t next_k = k_begin + int64_t(next_chunk) * kClusterChunk + 16 * t;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const uint32_t top[4] = {w[0][j].x, w[0][j].y, w[0][j].z, w[0][j].w};
+      const uint32_t bottom[4] = {w[1][j].x, w[1][j].y, w[1][j].z, w[1][j].w};
+      if (has_next) {  // this register's last use is above: refill it with the next step's bytes
+        w[0][j] = load_weight_cluster(CB, next_row, N, K, next_k + 64 * j, weights_aligned);
+        w[1][j] = load_weight_cluster(CB, next_row + 8, N, K, next_k + 64 * j, weights_aligned);
+      }
+#pragma unroll
+      for (int st = 0; st < 4; ++st) {
+        uint32_t a[4];
+        MmaOp<T>::convert(top[st], a[0], a[2]);     // row g: k (2t, 2t+1), (2t+8, 2t+9)
+        MmaOp<T>::convert(bottom[st], a[1], a[3]);  // row g + 8
+        const int64_t kk = int64_t(chunk) * kClusterChunk + 64 * j + 16 * t + 4 * st;
+#pragma unroll
+        for (int q = 0; q < kTokTiles; ++q) {
+          const uint2 b = *reinterpret_cast<const uint2*>(a_s + (8 * q + g) * a_stride + kk);
+          MmaOp<T>::mma(acc[q], a, b.x, b.y);
+        }
+      }
+    }
+    if (chunk + 1 < chunks) continue;
+
+    // The tile is done: partial sums to shared memory (c0, c1: row g, tokens 2t, 2t + 1;
+    // c2, c3: row g + 8), then every rank adds up its share of the tile over all ranks.
+    float* rb = red + parity * kTok * kRed;
+    const int r0 = warp * 16 + g;
+#pragma unroll
+    for (int q = 0; q < kTokTiles; ++q) {
+      const int tok = 8 * q + 2 * t;
+      rb[tok * kRed + r0] = acc[q][0];
+      rb[(tok + 1) * kRed + r0] = acc[q][1];
+      rb[tok * kRed + r0 + 8] = acc[q][2];
+      rb[(tok + 1) * kRed + r0 + 8] = acc[q][3];
+      acc[q][0] = acc[q][1] = acc[q][2] = acc[q][3] = 0.f;
+    }
+    // Release / acquire: the partial sums of every rank are visible after this. The other
+    // buffer was last read before the previous barrier, so writing it next time is safe.
+    cluster.sync();
+    for (int64_t e = int64_t(rank) * share + threadIdx.x; e < min(valid, (int64_t(rank) + 1) * share);
+         e += kThreads) {
+      const int tok = int(e / kRows), r = int(e % kRows);
+      const int64_t n = tile * kRows + r;
+      if (n >= N) continue;
+      float part[kClusterMaxSlices];
+#pragma unroll
+      for (int q = 0; q < kClusterMaxSlices; ++q)
+        part[q] = q < slices ? cluster.map_shared_rank(rb, q)[tok * kRed + r] : 0.f;
+      float sum = 0.f;
+#pragma unroll
+      for (int q = 0; q < kClusterMaxSlices; ++q) sum += part[q];  // rank order: deterministic
+      float v = __fmul_rn(sum, __fmul_rn(SCB[n], kInt8Inv127));
+      if (bias) v = __fadd_rn(v, to_float(bias[n]));
+      out[int64_t(tok) * N + n] = from_float<T>(v);
+    }
+    parity ^= 1;
+  }
+  cluster.sync();  // no block leaves while another may still read its shared memory
+#endif
+}
+
+// Which tensor-core kernel serves 16-bit activations (BNB_INT8_GEMV, read at each call so
+// that one process can compare them): by default the cluster kernel where it applies (sm_90,
+// at most 32 rows of A, K up to 8 slices of its shared-memory limit), else split-K with
+// 512-wide slices; "cluster8" the cluster kernel with 8 warps a block, "splitk512" /
+// "splitk1024" the split-K kernel, "staged" the one-slice kernel.
+enum class Variant { Cluster4, Cluster8, Cluster4Wide, SplitK512, SplitK1024, Staged };
+
+Variant requested_variant() {
+  const char* v = std::getenv("BNB_INT8_GEMV");
+  if (!v) return Variant::Cluster4;
+  const std::string_view s(v);
+  if (s == "cluster8") return Variant::Cluster8;
+  if (s == "cluster-wide") return Variant::Cluster4Wide;
+  if (s == "splitk512") return Variant::SplitK512;
+  if (s == "splitk1024") return Variant::SplitK1024;
+  if (s == "staged") return Variant::Staged;
+  return Variant::Cluster4;
+}
+
+constexpr int kMaxDevices = 64;
+constexpr int64_t kClusterMaxSmem = 200 * 1024;  // of the 227 KB a block may have on an H100
+
+// Whether the current device runs clusters and the cluster kernel was compiled for it (a
+// build without sm_90 code would run an empty body). Asked once per device.
+bool cluster_supported() {
+  static int cached[kMaxDevices] = {};  // 0 unknown, 1 yes, 2 no
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return false;
+  if (cached[device] == 0) {
+    int major = 0;
+    cudaFuncAttributes fa{};
+    const bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+                    major >= 9 &&
+                    cudaFuncGetAttributes(&fa, weight_linear_cluster_kernel<__half, 4, 2>) == cudaSuccess &&
+                    fa.ptxVersion >= 90;
+    cached[device] = ok ? 1 : 2;
+  }
+  return cached[device] == 1;
+}
+
+// K slice of each block of a cluster: a multiple of the 512-wide chunk, at most 8 slices
+// ("cluster-wide": at most 4, twice the chunks per reduction, to compare).
+int64_t cluster_slice(int64_t K, bool wide = false) {
+  const int64_t max_slices = wide ? kClusterMaxSlices / 2 : kClusterMaxSlices;
+  const int64_t chunks = (K + kClusterChunk - 1) / kClusterChunk;
+  return ((chunks + max_slices - 1) / max_slices) * kClusterChunk;
+}
+
+template <typename T, int kWarps, int kTokTiles>
+cudaError_t launch_cluster_typed(const T* A, const int8_t* CB, const float* SCB, const T* bias, int64_t M, int64_t N,
+                                 int64_t K, T* out, bool wide, cudaStream_t stream) {
+  const auto kernel = weight_linear_cluster_kernel<T, kWarps, kTokTiles>;
+  const int64_t ks = cluster_slice(K, wide);
+  const int slices = int((K + ks - 1) / ks);
+  const int64_t smem = cluster_smem_bytes<kWarps, kTokTiles, T>(ks);
+  const int64_t tiles = (N + kWarps * 16 - 1) / (kWarps * 16);
+  int device = 0;
+  cudaError_t e = cudaGetDevice(&device);
+  if (e != cudaSuccess) return e;
+  if (smem > 48 * 1024) {  // above the default limit: opt in (cheap; only for large K)
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (e != cudaSuccess) return e;
+  }
+  cudaLaunchConfig_t cfg{};
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = unsigned(slices);
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  cfg.blockDim = dim3(kWarps * 32);
+  cfg.dynamicSmemBytes = size_t(smem);
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  // As many clusters as fit on the device at once (asked once per device and shape of
+  // launch), each walking over an equal number of tiles.
+  static std::mutex mutex;
+  static std::map<std::tuple<int, int, int64_t>, int> resident;
+  int clusters = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    const auto key = std::make_tuple(device, slices, smem);
+    auto it = resident.find(key);
+    if (it == resident.end()) {
+      cfg.gridDim = dim3(unsigned(slices), 1, 1);
+      if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) != cudaSuccess) clusters = 0;
+      (void)cudaGetLastError();  // a failed query is not the caller's error
+      it = resident.emplace(key, clusters).first;
+    }
+    clusters = it->second;
+  }
+  if (clusters <= 0) clusters = 1;
+  const int64_t rounds = (tiles + clusters - 1) / clusters;
+  const int64_t groups = (tiles + rounds - 1) / rounds;
+  cfg.gridDim = dim3(unsigned(slices), unsigned(groups), 1);
+  const bool weights_aligned = K % 16 == 0 && (reinterpret_cast<uintptr_t>(CB) & 15u) == 0;
+  const bool a_aligned = K % 4 == 0 && (reinterpret_cast<uintptr_t>(A) & 7u) == 0;
+  e = cudaLaunchKernelEx(&cfg, kernel, A, CB, SCB, bias, M, N, K, ks, tiles, out, weights_aligned, a_aligned);
+  return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+template <typename T, int kWarps>
+cudaError_t launch_cluster_warps(const T* A, const int8_t* CB, const float* SCB, const T* bias, int64_t M, int64_t N,
+                                 int64_t K, T* out, bool wide, cudaStream_t stream) {
+  // The fewest 8-token groups that cover M: shared memory and mmas scale with them.
+  if (M <= 8) return launch_cluster_typed<T, kWarps, 1>(A, CB, SCB, bias, M, N, K, out, wide, stream);
+  if (M <= 16) return launch_cluster_typed<T, kWarps, 2>(A, CB, SCB, bias, M, N, K, out, wide, stream);
+  return launch_cluster_typed<T, kWarps, 4>(A, CB, SCB, bias, M, N, K, out, wide, stream);
+}
+
+// Whether this call takes the cluster kernel.
+bool cluster_applies(Variant v, int64_t M, int64_t N, int64_t K) {
+  if (v != Variant::Cluster4 && v != Variant::Cluster8 && v != Variant::Cluster4Wide) return false;
+  if (M < 1 || M > kClusterMaxTokens || N < 1 || K < 1 || N > (int64_t(1) << 40)) return false;
+  const int64_t ks = cluster_slice(K, v == Variant::Cluster4Wide);
+  const int tok_tiles = M <= 8 ? 1 : M <= 16 ? 2 : 4;
+  const int64_t smem = int64_t(8 * tok_tiles) * cluster_a_stride(ks) * 2 +
+                       2 * int64_t(8 * tok_tiles) * (v == Variant::Cluster8 ? cluster_red_stride<8>()
+                                                                           : cluster_red_stride<4>()) * 4;
+  if (smem > kClusterMaxSmem) return false;  // very large K: the split-K kernel
+  const int64_t groups_max = (N + 63) / 64;
+  return groups_max <= 0x7fffffff && cluster_supported();
+}
+
+int splitk_width(Variant v) { return v == Variant::SplitK1024 ? 1024 : kDefaultSplitK; }
+
+int64_t splitk_slices(Variant v, int64_t K) { return (K + splitk_width(v) - 1) / splitk_width(v); }
 
 template <typename T>
 cudaError_t launch(const T* A, const int8_t* CB, const float* SCB, const T* bias, int64_t M, int64_t N, int64_t K,
                    T* out, float* workspace, cudaStream_t stream) {
   if (M == 0 || N == 0) return cudaSuccess;
+  const Variant variant = requested_variant();
+  if (cluster_applies(variant, M, N, K)) {
+    const bool wide = variant == Variant::Cluster4Wide;
+    return variant == Variant::Cluster8 ? launch_cluster_warps<T, 8>(A, CB, SCB, bias, M, N, K, out, false, stream)
+                                        : launch_cluster_warps<T, 4>(A, CB, SCB, bias, M, N, K, out, wide, stream);
+  }
   const bool weights_aligned = K % 16 == 0 && (reinterpret_cast<uintptr_t>(CB) & 15u) == 0;
   const bool a_aligned = K % 4 == 0 && (reinterpret_cast<uintptr_t>(A) & 7u) == 0;
   const int64_t blocks_n = (N + kMmaRowsPerBlock - 1) / kMmaRowsPerBlock;
   const int64_t m_tiles = (M + kMmaRows - 1) / kMmaRows;
   if (blocks_n > 0x7fffffff) return cudaErrorInvalidValue;
   const dim3 grid(unsigned(blocks_n), unsigned(m_tiles < 65535 ? m_tiles : 65535));
-  if (use_splitk() && workspace != nullptr) {
-    const int64_t splits = splitk_slices(K);
+  if (variant != Variant::Staged && workspace != nullptr && K > 0) {
+    const int64_t splits = splitk_slices(variant, K);
     if (splits > 65535 || m_tiles > 65535) return cudaErrorInvalidValue;
     const dim3 sgrid{unsigned(blocks_n), unsigned(splits), unsigned(m_tiles)};
     const bool a16 = K % 8 == 0 && (reinterpret_cast<uintptr_t>(A) & 15u) == 0;
-    if (splitk_width() == 512)
+    if (splitk_width(variant) == 512)
       weight_linear_splitk_kernel<T, 512>
           <<<sgrid, kMmaThreads, 0, stream>>>(A, CB, M, N, K, workspace, weights_aligned, a16);
     else
@@ -329,8 +646,10 @@ bool int8_weight_linear_mma_enabled() {
 }
 
 int64_t int8_weight_linear_workspace_floats(DType dtype, int64_t M, int64_t N, int64_t K) {
-  if (dtype == DType::Float32 || !int8_weight_linear_mma_enabled() || !use_splitk()) return 0;
-  return splitk_slices(K) * M * N;
+  if (dtype == DType::Float32 || !int8_weight_linear_mma_enabled() || M == 0 || N == 0 || K == 0) return 0;
+  const Variant v = requested_variant();
+  if (v == Variant::Staged || cluster_applies(v, M, N, K)) return 0;
+  return splitk_slices(v, K) * M * N;
 }
 
 cudaError_t int8_weight_linear_mma(DType dtype, const void* A, const int8_t* CB, const float* SCB, const void* bias,

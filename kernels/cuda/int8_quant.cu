@@ -83,6 +83,59 @@ row_quant_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float thre
   }
 }
 
+// row_quant_kernel for rows that fit in registers (cols <= 256 threads x 16 bytes x kPer):
+// each thread loads its kPer 16-byte pieces of the row at once, and quantizes from the
+// registers after the block's absmax, so the row is read once and every load of a thread
+// is in flight together. One block a row (the grid is not persistent): the scheduler keeps
+// several rows in flight per SM at different phases.
+template <typename T, int kPer>
+__global__ void __launch_bounds__(kQuantThreads)
+row_quant_regs_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float threshold,
+                      int8_t* __restrict__ out, float* __restrict__ row_stats, bool* __restrict__ outlier_cols) {
+  constexpr int V = Vec<T>::kElems;
+  __shared__ float scratch[kQuantThreads / 32];
+  const bool find = threshold > 0.f && outlier_cols != nullptr;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* a = A + r * cols;
+    uint4 raw[kPer];
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int64_t c = (int64_t(i) * kQuantThreads + threadIdx.x) * V;
+      raw[i] = c < cols ? __ldcs(reinterpret_cast<const uint4*>(a + c)) : make_uint4(0, 0, 0, 0);
+    }
+    float m = 0.f;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int64_t c = (int64_t(i) * kQuantThreads + threadIdx.x) * V;
+      const T* e = reinterpret_cast<const T*>(&raw[i]);
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const float x = fabsf(to_float(e[j]));
+        if (int8_regular(x, threshold)) m = fmaxf(m, x);
+        else if (find && c < cols) outlier_cols[c + j] = true;  // benign race: every writer stores true
+      }
+    }
+    m = block_max(m, scratch);
+    if (threadIdx.x == 0) row_stats[r] = m;
+    const float scale = int8_scale(m);
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int64_t c = (int64_t(i) * kQuantThreads + threadIdx.x) * V;
+      if (c >= cols) continue;
+      const T* e = reinterpret_cast<const T*>(&raw[i]);
+      int8_t q[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const float x = to_float(e[j]);
+        q[j] = int8_regular(fabsf(x), threshold) ? int8_round(x, scale) : int8_t(0);
+      }
+      typename Int8Pack<V>::type packed;
+      memcpy(&packed, q, V);
+      *reinterpret_cast<typename Int8Pack<V>::type*>(out + r * cols + c) = packed;
+    }
+  }
+}
+
 // The outlier column list, in one block so that it comes out in ascending order (the outlier
 // product then sums its columns in a fixed order: results do not change from run to run):
 // list[0] = number of flagged columns, list[1 + i] = the i-th flagged column, zeros after.
@@ -182,10 +235,24 @@ cudaError_t vectorwise_quant_typed(const T* A, int64_t rows, int64_t cols, float
   }
   const bool vector_ok = cols % Vec<T>::kElems == 0 && aligned16(A) &&
                          (reinterpret_cast<uintptr_t>(out) % Vec<T>::kElems) == 0;
-  const auto kernel = row_quant_kernel<T>;
-  const int grid = int(std::min<int64_t>(rows, persistent_grid((const void*)kernel, kQuantThreads, 0)));
-  kernel<<<grid, kQuantThreads, 0, stream>>>(A, rows, cols, threshold, out, row_stats, find ? outlier_cols : nullptr,
-                                             vector_ok);
+  bool* flags = find ? outlier_cols : nullptr;
+  const int64_t pieces = (cols + Vec<T>::kElems - 1) / Vec<T>::kElems;  // 16-byte pieces of a row
+  const int per = int((pieces + kQuantThreads - 1) / kQuantThreads);
+  if (vector_ok && per <= 8) {
+    const int grid = int(std::min<int64_t>(rows, 0x7fffffff));
+    if (per <= 1)
+      row_quant_regs_kernel<T, 1><<<grid, kQuantThreads, 0, stream>>>(A, rows, cols, threshold, out, row_stats, flags);
+    else if (per <= 2)
+      row_quant_regs_kernel<T, 2><<<grid, kQuantThreads, 0, stream>>>(A, rows, cols, threshold, out, row_stats, flags);
+    else if (per <= 4)
+      row_quant_regs_kernel<T, 4><<<grid, kQuantThreads, 0, stream>>>(A, rows, cols, threshold, out, row_stats, flags);
+    else
+      row_quant_regs_kernel<T, 8><<<grid, kQuantThreads, 0, stream>>>(A, rows, cols, threshold, out, row_stats, flags);
+  } else {
+    const auto kernel = row_quant_kernel<T>;
+    const int grid = int(std::min<int64_t>(rows, persistent_grid((const void*)kernel, kQuantThreads, 0)));
+    kernel<<<grid, kQuantThreads, 0, stream>>>(A, rows, cols, threshold, out, row_stats, flags, vector_ok);
+  }
   if (!find || outlier_cols == nullptr || scratch == nullptr) return cudaGetLastError();
   list_outlier_columns_kernel<<<1, kListThreads, 0, stream>>>(outlier_cols, cols, scratch);
   zero_outlier_columns_kernel<<<grid_for(rows, 4096), 128, 0, stream>>>(out, rows, cols, scratch);
