@@ -121,12 +121,22 @@ struct LaneData {
   }
 };
 
-// Where a chunk's results go: the parameter and the two states (codes or floats).
-template <typename T, bool Q, bool Full>
-__device__ __forceinline__ void store_chunk(const TensorSlot& s, int64_t base, LaneData<T, Q>& d, bool two) {
+// Where a chunk's results go: the parameter, and the states (codes or floats).
+template <typename T, bool Full>
+__device__ __forceinline__ void store_params(const TensorSlot& s, int64_t base, const float (&p)[kOptPerLane]) {
   T* P = static_cast<T*>(s.p);
   if constexpr (Full) {
-    store_vec<T, kOptPerLane>(P + base, d.p);
+    store_vec<T, kOptPerLane>(P + base, p);
+  } else {
+#pragma unroll
+    for (int j = 0; j < kOptPerLane; ++j)
+      if (base + j < s.n) P[base + j] = from_float<T>(p[j]);
+  }
+}
+
+template <typename T, bool Q, bool Full>
+__device__ __forceinline__ void store_states(const TensorSlot& s, int64_t base, LaneData<T, Q>& d, bool two) {
+  if constexpr (Full) {
     if constexpr (Q) {
       store_codes<kOptPerLane>(static_cast<uint8_t*>(s.state1) + base, d.qa);
       if (two) store_codes<kOptPerLane>(static_cast<uint8_t*>(s.state2) + base, d.qb);
@@ -138,7 +148,6 @@ __device__ __forceinline__ void store_chunk(const TensorSlot& s, int64_t base, L
 #pragma unroll
     for (int j = 0; j < kOptPerLane; ++j) {
       if (base + j >= s.n) continue;
-      P[base + j] = from_float<T>(d.p[j]);
       if constexpr (Q) {
         static_cast<uint8_t*>(s.state1)[base + j] = d.qa[j];
         if (two) static_cast<uint8_t*>(s.state2)[base + j] = d.qb[j];
@@ -176,6 +185,7 @@ __device__ __forceinline__ void update_chunk(const TensorSlot& s, int64_t blk, i
     m1 = fmaxf(m1, fabsf(d.a[j]));
     m2 = fmaxf(m2, fabsf(d.b[j]));
   }
+  store_params<T, Full>(s, base, d.p);  // now: the parameter's registers are free for what follows
   if constexpr (Q) {
     if (h.block_wise) {
       m1 = warp_max(m1);
@@ -195,7 +205,7 @@ __device__ __forceinline__ void update_chunk(const TensorSlot& s, int64_t blk, i
       if constexpr (kTwo) d.qb[j] = lookup_code(look2, d.b[j] * r2, OneStep);
     }
   }
-  store_chunk<T, Q, Full>(s, base, d, kTwo);
+  store_states<T, Q, Full>(s, base, d, kTwo);
 }
 
 // The persistent loop: this warp's chunks, in order.
@@ -203,11 +213,12 @@ template <typename T, bool Q, Algorithm A, bool OneStep>
 __device__ __forceinline__ void update_chunks(const OptTable& tab, const OptimizerHyper& h, const float* val1,
                                               const float* val2, const CodeLookup& look1, const CodeLookup& look2) {
   const int lane = threadIdx.x % kLanes;
-  const int64_t warps = int64_t(gridDim.x) * kOptWarps;
+  const int cta_warps = blockDim.x / kLanes;
+  const int64_t warps = int64_t(gridDim.x) * cta_warps;
   int t = 0;
   TensorSlot s = tab.slots[0];
   bool vec = slot_vectorizable(s);
-  for (int64_t c = int64_t(blockIdx.x) * kOptWarps + threadIdx.x / kLanes; c < tab.total_chunks; c += warps) {
+  for (int64_t c = int64_t(blockIdx.x) * cta_warps + threadIdx.x / kLanes; c < tab.total_chunks; c += warps) {
     if (advance_to(tab, c, t, s)) vec = slot_vectorizable(s);
     const int64_t blk = c - __ldg(tab.starts + t);
     if (vec && (blk + 1) * kOptimizerBlock <= s.n)
@@ -217,8 +228,8 @@ __device__ __forceinline__ void update_chunks(const OptTable& tab, const Optimiz
   }
 }
 
-template <typename T, bool Q, Algorithm A, int MinBlocks>
-__global__ void __launch_bounds__(kOptThreads, MinBlocks)
+template <typename T, bool Q, Algorithm A, int Threads, int MinBlocks>
+__global__ void __launch_bounds__(Threads, MinBlocks)
 optimizer_update_kernel(OptTable tab, OptimizerHyper h, const float* __restrict__ code1,
                         const float* __restrict__ code2) {
   constexpr bool kTwo = A == Algorithm::Adam;
@@ -335,14 +346,18 @@ cudaError_t launch_optimizer_kernels(const OptTable& tab, int count, const Optim
     pre<<<int(grid), kOptThreads, smem, stream>>>(tab, h, code1, code2);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
   }
-  static const int min_blocks = getenv("BNB_OPT_MIN_BLOCKS") ? atoi(getenv("BNB_OPT_MIN_BLOCKS")) : 1;
-  const auto main = min_blocks == 2 ? optimizer_update_kernel<T, Q, A, 2> : optimizer_update_kernel<T, Q, A, 1>;
+  static const int cfg = getenv("BNB_OPT_CFG") ? atoi(getenv("BNB_OPT_CFG")) : 0;
+  const auto main = cfg == 1   ? optimizer_update_kernel<T, Q, A, 256, 3>
+                    : cfg == 2 ? optimizer_update_kernel<T, Q, A, 256, 4>
+                               : optimizer_update_kernel<T, Q, A, 512, 1>;
+  const int threads = cfg == 0 ? 512 : 256;
   const int smem = optimizer_smem_bytes(Q, states);
   const cudaError_t attr_main =
       cudaFuncSetAttribute((const void*)main, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (attr_main != cudaSuccess) return attr_main;
-  const int64_t grid = std::min<int64_t>(ctas_needed, persistent_grid((const void*)main, kOptThreads, smem));
-  main<<<int(grid), kOptThreads, smem, stream>>>(tab, h, code1, code2);
+  const int64_t grid = std::min<int64_t>((tab.total_chunks + threads / 32 - 1) / (threads / 32),
+                                         persistent_grid((const void*)main, threads, smem));
+  main<<<int(grid), threads, smem, stream>>>(tab, h, code1, code2);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return e;
   if (Q && !h.block_wise) {
