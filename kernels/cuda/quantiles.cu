@@ -22,7 +22,7 @@ namespace {
 constexpr int kLocateThreads = 1024;
 constexpr int kLocateWarps = kLocateThreads / 32;
 static_assert(kLevel1Chunks == kLocateThreads, "one chunk per locate thread");
-constexpr int kFinishWarps = 8;
+constexpr int kFinishWarps = 16;
 
 template <typename V> __device__ __forceinline__ V warp_inclusive_scan(V v, int lane) {
 #pragma unroll
@@ -33,18 +33,21 @@ template <typename V> __device__ __forceinline__ V warp_inclusive_scan(V v, int 
   return v;
 }
 
-// p[0] + p[stride] + ... over `rows` rows, with the loads of 8 rows in flight together.
+// Rows are read kRowBatch at a time, all loads of a batch in flight together: the locate and
+// finish kernels are chains of memory latencies, and a load consumed before the next one is
+// issued costs a latency per row.
+constexpr int kRowBatch = 16;
+
+// p[0] + p[stride] + ... over `rows` rows.
 __device__ __forceinline__ unsigned long long sum_rows(const uint32_t* p, int64_t stride, int64_t rows) {
   unsigned long long total = 0;
-  int64_t g = 0;
-  for (; g + 8 <= rows; g += 8) {
-    uint32_t v[8];
+  for (int64_t g = 0; g < rows; g += kRowBatch) {
+    uint32_t v[kRowBatch];
 #pragma unroll
-    for (int k = 0; k < 8; ++k) v[k] = p[(g + k) * stride];
+    for (int k = 0; k < kRowBatch; ++k) v[k] = p[std::min(g + k, rows - 1) * stride];  // unconditional loads
 #pragma unroll
-    for (int k = 0; k < 8; ++k) total += v[k];
+    for (int k = 0; k < kRowBatch; ++k) total += g + k < rows ? v[k] : 0u;
   }
-  for (; g < rows; ++g) total += p[g * stride];
   return total;
 }
 
@@ -94,28 +97,46 @@ quantile_locate_kernel(QuantileWorkspace ws, int64_t groups, int64_t n, double o
   }
 }
 
-// One warp per quantile: adds up the slot's level-2 counts over pass 2's rows, finds the
-// sub-bin (final bin) holding the rank and writes the mean value of that bin (kMember: the
-// value stored for it).
+// One CTA per quantile: warp w adds up the slot's level-2 counts of rows w, w + kFinishWarps,
+// ... (all rows' loads in flight at once: one memory latency where there are at most
+// kFinishWarps rows), then warp 0 adds the warps' sums, finds the sub-bin (final bin) holding
+// the rank and writes the mean value of that bin (kMember: the value stored for it).
 template <bool kMember>
 __global__ void __launch_bounds__(kFinishWarps * 32)
 quantile_finish_kernel(QuantileWorkspace ws, int64_t groups, int num_quantiles, float* out) {
   constexpr int kPerLane = q::kLevel2Bins / 32;
   static_assert(kPerLane == 2, "two sub-bins per lane");
+  __shared__ ulonglong2 warp_counts[kFinishWarps][32], warp_sums[kFinishWarps][32];
   pdl_wait_for_previous();  // pass 2's rows
-  const int lane = threadIdx.x % 32;
-  const int j = blockIdx.x * kFinishWarps + threadIdx.x / 32;
-  if (j >= num_quantiles) return;  // whole warps leave together
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int j = blockIdx.x;
   const QuantileHeader* header = ws.header;
   const uint32_t slot = header->quantile_slot[j];
   const unsigned long long r = header->rank_in_bin[j];
   const uint32_t level1 = header->bin_of[j];
   const size_t first = size_t(slot) * q::kLevel2Bins + lane * kPerLane;
   unsigned long long c0 = 0, c1 = 0, s0 = 0, s1 = 0;
-#pragma unroll 4
-  for (int64_t g = 0; g < groups; ++g) {
+  for (int64_t g = warp; g < groups; g += kFinishWarps) {
     const ulonglong2 c = *reinterpret_cast<const ulonglong2*>(ws.count2 + g * kLevel2Cells + first);
     const ulonglong2 s = *reinterpret_cast<const ulonglong2*>(ws.sum2 + g * kLevel2Cells + first);
+    c0 += c.x;
+    c1 += c.y;
+    if constexpr (kMember) {
+      if (c.x) s0 = s.x;
+      if (c.y) s1 = s.y;
+    } else {
+      s0 += s.x;
+      s1 += s.y;
+    }
+  }
+  warp_counts[warp][lane] = make_ulonglong2(c0, c1);
+  warp_sums[warp][lane] = make_ulonglong2(s0, s1);
+  __syncthreads();
+  if (warp != 0) return;
+  c0 = c1 = s0 = s1 = 0;
+#pragma unroll
+  for (int w = 0; w < kFinishWarps; ++w) {
+    const ulonglong2 c = warp_counts[w][lane], s = warp_sums[w][lane];
     c0 += c.x;
     c1 += c.y;
     if constexpr (kMember) {
@@ -148,7 +169,7 @@ struct QuantilePlan {
 
 // Variant switches read once (measurement only).
 bool quantiles_member() {
-  static const bool on = [] { const char* e = std::getenv("BNB_QUANTILES_MEMBER"); return e && e[0] == '1'; }();
+  static const bool on = [] { const char* e = std::getenv("BNB_QUANTILES_MEMBER"); return e && e[0] == '2'; }();
   return on;
 }
 bool quantiles_pdl_allowed() {
@@ -210,7 +231,7 @@ cudaError_t launch_estimate_quantiles(const T* A, int64_t n, double offset, int 
     return err;
   if ((err = launch_quantile_pass<T>(2, member, plan.pass2, pdl, A, n, ws, num_quantiles, stream)) != cudaSuccess)
     return err;
-  const int finish_blocks = (num_quantiles + kFinishWarps - 1) / kFinishWarps;
+  const int finish_blocks = num_quantiles;
   return member ? launch_quantile_kernel(quantile_finish_kernel<true>, finish_blocks, kFinishWarps * 32, 0, 1, pdl,
                                          stream, ws, plan.pass2.groups, num_quantiles, out)
                 : launch_quantile_kernel(quantile_finish_kernel<false>, finish_blocks, kFinishWarps * 32, 0, 1, pdl,

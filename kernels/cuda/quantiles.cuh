@@ -216,9 +216,9 @@ __global__ void __launch_bounds__(kPassThreads) quantile_level1_kernel(const T* 
   }
 }
 
-// kMember: instead of summing positions, every counted value stores its position in its
-// cell (a plain store; the last one wins): the estimate is then some value of the final bin,
-// not their mean.
+// kMember: instead of summing positions, the first value counted in a cell stores its
+// position there: the estimate is then some value of the final bin, not their mean, for one
+// shared-memory access per value less.
 template <typename T, bool kShared, bool kMember>
 __global__ void __launch_bounds__(kPassThreads) quantile_level2_kernel(const T* __restrict__ A, int64_t n,
                                                                        QuantileWorkspace ws, int num_quantiles) {
@@ -253,13 +253,19 @@ __global__ void __launch_bounds__(kPassThreads) quantile_level2_kernel(const T* 
     if (slot != kNoSlot) {
       const uint32_t at = slot * q::kLevel2Bins + ((key >> q::kFinalShift) & (q::kLevel2Bins - 1));
       if constexpr (kShared) {
-        atomicAdd(&hist[at], 1u);
-        if constexpr (kMember) sums[at] = key & q::kPositionMask;
-        else atomicAdd(&sums[at], key & q::kPositionMask);
+        if constexpr (kMember) {
+          if (atomicAdd(&hist[at], 1u) == 0u) sums[at] = key & q::kPositionMask;
+        } else {
+          atomicAdd(&hist[at], 1u);
+          atomicAdd(&sums[at], key & q::kPositionMask);
+        }
       } else {
-        atomicAdd(&ws.count2[at], 1ull);
-        if constexpr (kMember) ws.sum2[at] = key & q::kPositionMask;
-        else atomicAdd(&ws.sum2[at], static_cast<unsigned long long>(key & q::kPositionMask));
+        if constexpr (kMember) {
+          if (atomicAdd(&ws.count2[at], 1ull) == 0ull) ws.sum2[at] = key & q::kPositionMask;
+        } else {
+          atomicAdd(&ws.count2[at], 1ull);
+          atomicAdd(&ws.sum2[at], static_cast<unsigned long long>(key & q::kPositionMask));
+        }
       }
     }
   });
