@@ -2,15 +2,13 @@
 // counting passes (quantiles.cuh), and the launcher that queues all of them. Everything
 // stays on the device: the located bins are read by the next kernel from the workspace,
 // never by the host.
-#include <cstdlib>
-
 #include "quantiles.cuh"
 
 namespace bnb::cuda {
 
-#define BNB_EXTERN_QUANTILE_PASS(T)                                                                        \
-  extern template cudaError_t quantile_pass_grid<T>(int, bool, int64_t, QuantilePassGrid*);                    \
-  extern template cudaError_t launch_quantile_pass<T>(int, bool, const QuantilePassGrid&, bool, const T*, int64_t, \
+#define BNB_EXTERN_QUANTILE_PASS(T)                                                                 \
+  extern template cudaError_t quantile_pass_grid<T>(int, int64_t, QuantilePassGrid*);                    \
+  extern template cudaError_t launch_quantile_pass<T>(int, const QuantilePassGrid&, bool, const T*, int64_t, \
                                                       const QuantileWorkspace&, int, cudaStream_t);
 BNB_EXTERN_QUANTILE_PASS(float)
 BNB_EXTERN_QUANTILE_PASS(__half)
@@ -100,8 +98,7 @@ quantile_locate_kernel(QuantileWorkspace ws, int64_t groups, int64_t n, double o
 // One CTA per quantile: warp w adds up the slot's level-2 counts of rows w, w + kFinishWarps,
 // ... (all rows' loads in flight at once: one memory latency where there are at most
 // kFinishWarps rows), then warp 0 adds the warps' sums, finds the sub-bin (final bin) holding
-// the rank and writes the mean value of that bin (kMember: the value stored for it).
-template <bool kMember>
+// the rank and writes the mean value of that bin.
 __global__ void __launch_bounds__(kFinishWarps * 32)
 quantile_finish_kernel(QuantileWorkspace ws, int64_t groups, int num_quantiles, float* out) {
   constexpr int kPerLane = q::kLevel2Bins / 32;
@@ -121,13 +118,8 @@ quantile_finish_kernel(QuantileWorkspace ws, int64_t groups, int num_quantiles, 
     const ulonglong2 s = *reinterpret_cast<const ulonglong2*>(ws.sum2 + g * kLevel2Cells + first);
     c0 += c.x;
     c1 += c.y;
-    if constexpr (kMember) {
-      if (c.x) s0 = s.x;
-      if (c.y) s1 = s.y;
-    } else {
-      s0 += s.x;
-      s1 += s.y;
-    }
+    s0 += s.x;
+    s1 += s.y;
   }
   warp_counts[warp][lane] = make_ulonglong2(c0, c1);
   warp_sums[warp][lane] = make_ulonglong2(s0, s1);
@@ -139,13 +131,8 @@ quantile_finish_kernel(QuantileWorkspace ws, int64_t groups, int num_quantiles, 
     const ulonglong2 c = warp_counts[w][lane], s = warp_sums[w][lane];
     c0 += c.x;
     c1 += c.y;
-    if constexpr (kMember) {
-      if (c.x) s0 = s.x;
-      if (c.y) s1 = s.y;
-    } else {
-      s0 += s.x;
-      s1 += s.y;
-    }
+    s0 += s.x;
+    s1 += s.y;
   }
   const unsigned long long incl = warp_inclusive_scan(c0 + c1, lane);
   const unsigned long long below = incl - c0 - c1;
@@ -154,8 +141,7 @@ quantile_finish_kernel(QuantileWorkspace ws, int64_t groups, int num_quantiles, 
   if (here) {
     const int k = r < below + c0 ? 0 : 1;
     const uint32_t final_bin = (level1 << q::kLevel2Bits) | uint32_t(lane * kPerLane + k);
-    out[j] = kMember ? q::final_estimate(final_bin, 1, k ? s1 : s0)
-                     : q::final_estimate(final_bin, k ? c1 : c0, k ? s1 : s0);
+    out[j] = q::final_estimate(final_bin, k ? c1 : c0, k ? s1 : s0);
   } else if (!found && lane == 0) {  // counts changed between the passes: the level-1 bin's start
     out[j] = q::final_estimate(level1 << q::kLevel2Bits, 0, 0);
   }
@@ -167,21 +153,11 @@ struct QuantilePlan {
   size_t chunk1 = 0, hist1 = 0, count2 = 0, sum2 = 0, bytes = 0;
 };
 
-// Variant switches read once (measurement only).
-bool quantiles_member() {
-  static const bool on = [] { const char* e = std::getenv("BNB_QUANTILES_MEMBER"); return e && e[0] == '2'; }();
-  return on;
-}
-bool quantiles_pdl_allowed() {
-  static const bool on = [] { const char* e = std::getenv("BNB_QUANTILES_PDL"); return !(e && e[0] == '0'); }();
-  return on;
-}
-
 template <typename T>
 cudaError_t quantile_plan(int64_t n, QuantilePlan* plan) {
-  cudaError_t err = quantile_pass_grid<T>(1, quantiles_member(), n, &plan->pass1);
+  cudaError_t err = quantile_pass_grid<T>(1, n, &plan->pass1);
   if (err != cudaSuccess) return err;
-  if ((err = quantile_pass_grid<T>(2, quantiles_member(), n, &plan->pass2)) != cudaSuccess) return err;
+  if ((err = quantile_pass_grid<T>(2, n, &plan->pass2)) != cudaSuccess) return err;
   const auto align = [](size_t b) { return (b + 255) / 256 * 256; };
   size_t at = align(sizeof(QuantileHeader));
   plan->chunk1 = at;
@@ -221,21 +197,16 @@ cudaError_t launch_estimate_quantiles(const T* A, int64_t n, double offset, int 
     return err;
   // Dependent launches where the GPU has them (sm_90, as clusters). Pass 1 is not one: it
   // must not start before the work queued ahead of this call has written A.
-  const bool pdl = (quantile_device_caps() & 2) != 0 && quantiles_pdl_allowed();
-  const bool member = quantiles_member();
-  if ((err = launch_quantile_pass<T>(1, member, plan.pass1, false, A, n, ws, num_quantiles, stream)) != cudaSuccess)
-    return err;
+  const bool pdl = (quantile_device_caps() & 2) != 0;
+  if ((err = launch_quantile_pass<T>(1, plan.pass1, false, A, n, ws, num_quantiles, stream)) != cudaSuccess) return err;
   const int locate_blocks = (num_quantiles + kLocateWarps - 1) / kLocateWarps;
   if ((err = launch_quantile_kernel(quantile_locate_kernel, locate_blocks, kLocateThreads, 0, 1, pdl, stream, ws,
                                     plan.pass1.groups, n, offset, num_quantiles)) != cudaSuccess)
     return err;
-  if ((err = launch_quantile_pass<T>(2, member, plan.pass2, pdl, A, n, ws, num_quantiles, stream)) != cudaSuccess)
-    return err;
-  const int finish_blocks = num_quantiles;
-  return member ? launch_quantile_kernel(quantile_finish_kernel<true>, finish_blocks, kFinishWarps * 32, 0, 1, pdl,
-                                         stream, ws, plan.pass2.groups, num_quantiles, out)
-                : launch_quantile_kernel(quantile_finish_kernel<false>, finish_blocks, kFinishWarps * 32, 0, 1, pdl,
-                                         stream, ws, plan.pass2.groups, num_quantiles, out);
+  if ((err = launch_quantile_pass<T>(2, plan.pass2, pdl, A, n, ws, num_quantiles, stream)) != cudaSuccess) return err;
+  // One CTA per quantile.
+  return launch_quantile_kernel(quantile_finish_kernel, num_quantiles, kFinishWarps * 32, 0, 1, pdl, stream, ws,
+                                plan.pass2.groups, num_quantiles, out);
 }
 
 }  // namespace

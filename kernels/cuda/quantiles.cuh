@@ -216,10 +216,11 @@ __global__ void __launch_bounds__(kPassThreads) quantile_level1_kernel(const T* 
   }
 }
 
-// kMember: instead of summing positions, the first value counted in a cell stores its
-// position there: the estimate is then some value of the final bin, not their mean, for one
-// shared-memory access per value less.
-template <typename T, bool kShared, bool kMember>
+// A value that counts costs two shared-memory atomics (count and position sum). (Storing the
+// position of one value per cell instead of summing them measured within 2% of this, either
+// way, and makes the estimate an arbitrary value of the final bin: up to twice the rank error,
+// and not the same from run to run.)
+template <typename T, bool kShared>
 __global__ void __launch_bounds__(kPassThreads) quantile_level2_kernel(const T* __restrict__ A, int64_t n,
                                                                        QuantileWorkspace ws, int num_quantiles) {
   extern __shared__ uint32_t smem[];
@@ -253,19 +254,11 @@ __global__ void __launch_bounds__(kPassThreads) quantile_level2_kernel(const T* 
     if (slot != kNoSlot) {
       const uint32_t at = slot * q::kLevel2Bins + ((key >> q::kFinalShift) & (q::kLevel2Bins - 1));
       if constexpr (kShared) {
-        if constexpr (kMember) {
-          if (atomicAdd(&hist[at], 1u) == 0u) sums[at] = key & q::kPositionMask;
-        } else {
-          atomicAdd(&hist[at], 1u);
-          atomicAdd(&sums[at], key & q::kPositionMask);
-        }
+        atomicAdd(&hist[at], 1u);
+        atomicAdd(&sums[at], key & q::kPositionMask);
       } else {
-        if constexpr (kMember) {
-          if (atomicAdd(&ws.count2[at], 1ull) == 0ull) ws.sum2[at] = key & q::kPositionMask;
-        } else {
-          atomicAdd(&ws.count2[at], 1ull);
-          atomicAdd(&ws.sum2[at], static_cast<unsigned long long>(key & q::kPositionMask));
-        }
+        atomicAdd(&ws.count2[at], 1ull);
+        atomicAdd(&ws.sum2[at], static_cast<unsigned long long>(key & q::kPositionMask));
       }
     }
   });
@@ -278,13 +271,8 @@ __global__ void __launch_bounds__(kPassThreads) quantile_level2_kernel(const T* 
     for (int i = int(rank) * kPassThreads + threadIdx.x; i < cells; i += int(size) * kPassThreads) {
       unsigned long long count = 0, position_sum = 0;
       for (unsigned r = 0; r < size; ++r) {
-        const uint32_t c = Cluster::at(hist, r)[i];
-        count += c;
-        if constexpr (kMember) {
-          if (c) position_sum = Cluster::at(sums, r)[i];
-        } else {
-          position_sum += Cluster::at(sums, r)[i];
-        }
+        count += Cluster::at(hist, r)[i];
+        position_sum += Cluster::at(sums, r)[i];
       }
       count_row[i] = count;
       sum_row[i] = position_sum;
@@ -379,14 +367,14 @@ cudaError_t allow_quantile_smem(Kernel kernel, int smem, int device, std::atomic
 
 // The grid of a pass: a persistent grid, in clusters of kClusterSize CTAs where the GPU has
 // clusters and the input fills at least two, grown where a CTA would read more values than
-// its counters hold. `member` picks pass 2's variant.
+// its counters hold.
 template <typename T>
-cudaError_t quantile_pass_grid(int level, bool member, int64_t n, QuantilePassGrid* out) {
+cudaError_t quantile_pass_grid(int level, int64_t n, QuantilePassGrid* out) {
   const int caps = quantile_device_caps();
   const bool shared = (caps & 1) != 0, clusters_ok = (caps & 2) != 0;
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return cudaErrorInvalidDevice;
-  static std::atomic<bool> allowed[5][64] = {};
+  static std::atomic<bool> allowed[3][64] = {};
   const void* kernel = nullptr;
   int smem = 0;
   cudaError_t err = cudaSuccess;
@@ -401,19 +389,12 @@ cudaError_t quantile_pass_grid(int level, bool member, int64_t n, QuantilePassGr
     }
   } else if (shared) {
     smem = kLevel2Smem;
-    if (member) {
-      kernel = (const void*)quantile_level2_kernel<T, true, true>;
-      err = allow_quantile_smem(quantile_level2_kernel<T, true, true>, smem, device, allowed[1]);
-    } else {
-      kernel = (const void*)quantile_level2_kernel<T, true, false>;
-      err = allow_quantile_smem(quantile_level2_kernel<T, true, false>, smem, device, allowed[2]);
-    }
+    kernel = (const void*)quantile_level2_kernel<T, true>;
+    err = allow_quantile_smem(quantile_level2_kernel<T, true>, smem, device, allowed[1]);
   } else {
     smem = q::kLevel1Bins * sizeof(uint16_t);
-    kernel = member ? (const void*)quantile_level2_kernel<T, false, true>
-                    : (const void*)quantile_level2_kernel<T, false, false>;
-    err = member ? allow_quantile_smem(quantile_level2_kernel<T, false, true>, smem, device, allowed[3])
-                 : allow_quantile_smem(quantile_level2_kernel<T, false, false>, smem, device, allowed[4]);
+    kernel = (const void*)quantile_level2_kernel<T, false>;
+    err = allow_quantile_smem(quantile_level2_kernel<T, false>, smem, device, allowed[2]);
   }
   if (err != cudaSuccess) return err;
   constexpr int64_t kTile = int64_t(kPassThreads) * kPassWords * (16 / sizeof(T));
@@ -435,7 +416,7 @@ cudaError_t quantile_pass_grid(int level, bool member, int64_t n, QuantilePassGr
 }
 
 template <typename T>
-cudaError_t launch_quantile_pass(int level, bool member, const QuantilePassGrid& g, bool pdl, const T* A, int64_t n,
+cudaError_t launch_quantile_pass(int level, const QuantilePassGrid& g, bool pdl, const T* A, int64_t n,
                                  const QuantileWorkspace& ws, int num_quantiles, cudaStream_t stream) {
   if (level == 1) {
     if (g.shared)
@@ -444,22 +425,17 @@ cudaError_t launch_quantile_pass(int level, bool member, const QuantilePassGrid&
     return launch_quantile_kernel(quantile_level1_kernel<T, false>, g.grid, kPassThreads,
                                   int(kLevel1Chunks * sizeof(uint32_t)), 1, pdl, stream, A, n, ws, g.groups);
   }
-  if (g.shared) {
-    return member ? launch_quantile_kernel(quantile_level2_kernel<T, true, true>, g.grid, kPassThreads, kLevel2Smem,
-                                           g.cluster, pdl, stream, A, n, ws, num_quantiles)
-                  : launch_quantile_kernel(quantile_level2_kernel<T, true, false>, g.grid, kPassThreads, kLevel2Smem,
-                                           g.cluster, pdl, stream, A, n, ws, num_quantiles);
-  }
+  if (g.shared)
+    return launch_quantile_kernel(quantile_level2_kernel<T, true>, g.grid, kPassThreads, kLevel2Smem, g.cluster, pdl,
+                                  stream, A, n, ws, num_quantiles);
   constexpr int kLookupSmem = q::kLevel1Bins * sizeof(uint16_t);
-  return member ? launch_quantile_kernel(quantile_level2_kernel<T, false, true>, g.grid, kPassThreads, kLookupSmem, 1,
-                                         pdl, stream, A, n, ws, num_quantiles)
-                : launch_quantile_kernel(quantile_level2_kernel<T, false, false>, g.grid, kPassThreads, kLookupSmem,
-                                         1, pdl, stream, A, n, ws, num_quantiles);
+  return launch_quantile_kernel(quantile_level2_kernel<T, false>, g.grid, kPassThreads, kLookupSmem, 1, pdl, stream,
+                                A, n, ws, num_quantiles);
 }
 
-#define BNB_INSTANTIATE_QUANTILE_PASS(T)                                                                \
-  template cudaError_t quantile_pass_grid<T>(int, bool, int64_t, QuantilePassGrid*);                    \
-  template cudaError_t launch_quantile_pass<T>(int, bool, const QuantilePassGrid&, bool, const T*, int64_t, \
+#define BNB_INSTANTIATE_QUANTILE_PASS(T)                                                         \
+  template cudaError_t quantile_pass_grid<T>(int, int64_t, QuantilePassGrid*);                   \
+  template cudaError_t launch_quantile_pass<T>(int, const QuantilePassGrid&, bool, const T*, int64_t, \
                                                const QuantileWorkspace&, int, cudaStream_t);
 
 }  // namespace bnb::cuda
