@@ -13,11 +13,13 @@ using bnb::ops::launch_on;
 struct CudaQuantileBackend {
   static void estimate_quantiles(const at::Tensor& like, bnb::DType dt, const void* A, int64_t n, double offset,
                                  int num_quantiles, float* out) {
-    const at::Tensor workspace = at::empty({int64_t(bnb::cuda::estimate_quantiles_workspace_bytes())},
-                                           like.options().dtype(at::kByte));
-    void* ws = workspace.data_ptr();
     launch_on(like, [&](cudaStream_t s) {
-      return bnb::cuda::estimate_quantiles(dt, A, n, offset, num_quantiles, out, ws, s);
+      // Sized on the tensor's device (launch_on makes it current): the rows of the passes'
+      // histograms depend on how many CTAs the device runs at once. Freed at the end of the
+      // call: the caching allocator hands it out again only to work queued after ours.
+      const size_t bytes = bnb::cuda::estimate_quantiles_workspace_bytes(dt, n);
+      const at::Tensor workspace = at::empty({int64_t(bytes)}, like.options().dtype(at::kByte));
+      return bnb::cuda::estimate_quantiles(dt, A, n, offset, num_quantiles, out, workspace.data_ptr(), bytes, s);
     });
   }
 };

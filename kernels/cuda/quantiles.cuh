@@ -2,14 +2,20 @@
 // on the element type; each dtype's instantiation lives in its own quantiles_<dtype>.cu.
 //
 // Both passes keep their histogram in shared memory (one CTA of 1024 threads per SM, a
-// persistent grid striding over tiles) and add it to the global one once at the end. On
-// sm_90 the CTAs run in thread-block clusters: at the end each CTA of a cluster sums its
-// share of the bins over all the cluster's histograms (distributed shared memory) and adds
-// that to the global histogram, so the global atomics are one per non-empty bin per
-// cluster, not per CTA. (GPUs with less than 192 KiB of shared memory per CTA, before
-// sm_90, count with global atomics instead.) Pass 1 reads with the default cache policy
-// and pass 2 walks the tiles in reverse order: the tail of the input that pass 1 read last
-// is still in L2 when pass 2 starts, which saves part of its DRAM read.
+// persistent grid striding over tiles). On sm_90 the CTAs run in thread-block clusters: at
+// the end each CTA of a cluster sums its share of the bins over all the cluster's
+// histograms (distributed shared memory) and stores the sums in the cluster's own row of
+// the workspace, with plain stores: no global atomics, and nothing to zero before a call
+// (a memset is a launch of its own). The next kernel adds up the rows it needs. (GPUs with
+// less than 192 KiB of shared memory per CTA, before sm_90, count with global atomics into
+// one zeroed row instead.) Pass 1 reads with the default cache policy and pass 2 walks the
+// tiles in reverse order: the tail of the input that pass 1 read last is still in L2 when
+// pass 2 starts, which saves part of its DRAM read.
+//
+// The kernels of a call are chained with programmatic dependent launch (sm_90): each one
+// lets the next start as soon as it runs, and the next waits for it (griddepcontrol.wait)
+// only after its own set-up, so the launch and set-up of a kernel overlap the end of the
+// one before.
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -28,32 +34,50 @@ namespace bnb::cuda {
 
 namespace q = bnb::quantiles;
 
-constexpr int kLevel1Chunk = 32;                            // level-1 bins per chunk count
+constexpr int kLevel1Chunk = 32;                              // level-1 bins per chunk count
 constexpr int kLevel1Chunks = q::kLevel1Bins / kLevel1Chunk;  // 1024
+constexpr int kLevel2Cells = q::kMaxQuantiles * q::kLevel2Bins;  // 64 sub-bins per slot
 
-// Device scratch memory of one call. hist1 and chunk1 are zeroed before pass 1, hist2 and
-// position_sum by pass 1; the rest is written by the locate kernel.
-struct QuantileWorkspace {
-  unsigned long long hist1[q::kLevel1Bins];
-  unsigned long long chunk1[kLevel1Chunks];  // sums of 32 consecutive level-1 bins
-  unsigned long long hist2[q::kMaxQuantiles * q::kLevel2Bins];       // counts per slot and sub-bin
-  unsigned long long position_sum[q::kMaxQuantiles * q::kLevel2Bins];  // sums of positions in the final bin
+// What the locate kernel finds (written by it and by pass 2, read by pass 2 and finish).
+struct QuantileHeader {
   unsigned long long rank_in_bin[q::kMaxQuantiles];  // wanted rank inside its level-1 bin
-  uint32_t slot_bin[q::kMaxQuantiles];       // level-1 bin of each slot
-  uint32_t quantile_slot[q::kMaxQuantiles];  // slot of each quantile
-  uint32_t num_slots;
+  uint32_t bin_of[q::kMaxQuantiles];                 // level-1 bin of each quantile
+  uint32_t quantile_slot[q::kMaxQuantiles];          // slot of each quantile (pass 2 numbers them)
 };
-constexpr size_t kQuantileZeroedBytes = offsetof(QuantileWorkspace, hist2);
+
+// The workspace of one call: the header, then one row per group (a cluster, or a CTA where
+// there are no clusters) of each pass's sums. A slot is numbered by the first quantile whose
+// level-1 bin it is, so its 64 cells start at cell slot * 64.
+struct QuantileWorkspace {
+  QuantileHeader* header;
+  uint32_t* chunk1;            // [groups1][kLevel1Chunks]: sums of 32 consecutive level-1 bins
+  uint32_t* hist1;             // [groups1][q::kLevel1Bins]: level-1 counts
+  unsigned long long* count2;  // [groups2][kLevel2Cells]: counts per slot and sub-bin
+  unsigned long long* sum2;    // [groups2][kLevel2Cells]: sums of positions in the final bin
+};
+
+// How a pass is launched: `grid` CTAs in clusters of `cluster`, summed into `groups` rows.
+struct QuantilePassGrid {
+  int64_t grid = 1;
+  int cluster = 1;
+  int64_t groups = 1;
+  bool shared = false;  // shared-memory histograms (else global atomics into a zeroed row 0)
+};
 
 constexpr int kPassThreads = 1024;
 constexpr int kPassWords = 4;  // 16-byte loads in flight per thread and tile
 constexpr int kLevel1Smem = q::kLevel1Bins * sizeof(uint32_t);  // 128 KiB
-constexpr int kLevel2Cells = q::kMaxQuantiles * q::kLevel2Bins;
 // Slot of each level-1 bin (64 KiB), then the counts and position sums (64 KiB each).
 constexpr int kLevel2Smem = q::kLevel1Bins * sizeof(uint16_t) + 2 * kLevel2Cells * sizeof(uint32_t);
 // Pass 2 sums 11-bit positions in 32-bit shared counters: a CTA reads at most 2^21 values,
 // so that a sum (at most 2^21 * 2047) cannot overflow.
 constexpr int64_t kLevel2MaxValuesPerCta = int64_t(1) << 21;
+// Pass 1 stores a cluster's counts as 32-bit numbers: a CTA reads at most 2^28 values, so
+// that the sum over a cluster of 8 cannot overflow.
+constexpr int64_t kLevel1MaxValuesPerCta = int64_t(1) << 28;
+// Without shared-memory histograms pass 1 counts into rows of 32-bit global counters, one row
+// per 2^30 values.
+constexpr int64_t kGlobalRowValues = int64_t(1) << 30;
 constexpr uint16_t kNoSlot = 0xffff;
 // CTAs per thread-block cluster on sm_90: the passes' histograms are summed over a cluster
 // in distributed shared memory before they go to global memory (8 is the portable maximum).
@@ -76,6 +100,21 @@ struct Cluster {
   template <typename P> __device__ __forceinline__ static P* at(P* p, unsigned) { return p; }
 #endif
 };
+
+// Programmatic dependent launch (sm_90; no-ops before, and when a kernel was launched
+// without the attribute). launch_dependents lets the next kernel of the stream be scheduled
+// now; wait_for_previous blocks until the kernel before has finished and its writes are
+// visible. A kernel reads nothing its predecessor writes before wait_for_previous.
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait_for_previous() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
 
 // Calls f(x) for every value of A, visiting tiles of kPassThreads * kPassWords 16-byte
 // words (from the last tile down when kReverse). kStream marks the loads as the data's last
@@ -123,27 +162,21 @@ __device__ __forceinline__ void for_each_value(const T* __restrict__ A, int64_t 
   }
 }
 
-// Zeroes this CTA's share of the level-2 counts (pass 1 does it for pass 2).
-__device__ __forceinline__ void zero_level2_share(QuantileWorkspace* ws) {
-  const int per = (kLevel2Cells + int(gridDim.x) - 1) / int(gridDim.x);
-  const int begin = int(blockIdx.x) * per, end = min(int(kLevel2Cells), begin + per);
-  for (int i = begin + int(threadIdx.x); i < end; i += kPassThreads) ws->hist2[i] = ws->position_sum[i] = 0ull;
-}
-
 // Every value is one shared-memory atomic; there is no grouping of equal values. (A warp's
 // atomics on one address run one after another, so data dominated by a few values count
 // slower: docs/quantiles.md has the measured cost. Grouping equal values with warp votes cost
 // more on spread-out data than it saved on ties.)
 //
-// kShared: count in shared memory and add to the global histogram once per cluster (GPUs
-// that give a CTA 192 KiB of shared memory: sm_90). Otherwise every value is a global
-// atomic: correct everywhere, but slower. Either way the sums of chunks of 32 bins are
-// counted too, so that the locate kernel reads 1024 chunk sums instead of 32768 bins.
+// kShared: count in shared memory and store the cluster's sums in its row (GPUs that give a
+// CTA 192 KiB of shared memory: sm_90). Otherwise every value is a global atomic into row
+// blockIdx % groups (zeroed by the launcher): correct everywhere, but slower. Either way the
+// sums of chunks of 32 bins are counted too, so that the locate kernel reads 1024 chunk
+// sums per row instead of 32768 bins.
 template <typename T, bool kShared>
 __global__ void __launch_bounds__(kPassThreads) quantile_level1_kernel(const T* __restrict__ A, int64_t n,
-                                                                       QuantileWorkspace* ws) {
+                                                                       QuantileWorkspace ws, int64_t groups) {
   extern __shared__ uint32_t hist[];
-  zero_level2_share(ws);
+  pdl_launch_dependents();  // the locate kernel may take its place now; it waits for this one
   if constexpr (kShared) {
     for (int i = threadIdx.x; i < q::kLevel1Bins; i += kPassThreads) hist[i] = 0;
     __syncthreads();
@@ -154,46 +187,66 @@ __global__ void __launch_bounds__(kPassThreads) quantile_level1_kernel(const T* 
     // warp's 32 bins are one chunk.
     Cluster::sync();
     const unsigned size = Cluster::size(), rank = Cluster::rank();
+    const int64_t group = blockIdx.x / size;
+    uint32_t* hist_row = ws.hist1 + group * q::kLevel1Bins;
+    uint32_t* chunk_row = ws.chunk1 + group * kLevel1Chunks;
     for (int i = int(rank) * kPassThreads + threadIdx.x; i < q::kLevel1Bins; i += int(size) * kPassThreads) {
-      unsigned long long total = 0;
+      uint32_t total = 0;
       for (unsigned r = 0; r < size; ++r) total += Cluster::at(hist, r)[i];
-      if (total) atomicAdd(&ws->hist1[i], total);
-      unsigned long long chunk = total;
+      hist_row[i] = total;
+      uint32_t chunk = total;
 #pragma unroll
       for (int o = 16; o >= 1; o >>= 1) chunk += __shfl_xor_sync(0xffffffffu, chunk, o);
-      if (threadIdx.x % 32 == 0 && chunk) atomicAdd(&ws->chunk1[i / kLevel1Chunk], chunk);
+      if (threadIdx.x % 32 == 0) chunk_row[i / kLevel1Chunk] = chunk;
     }
     Cluster::sync();  // no CTA leaves while another still reads its shared memory
   } else {
     for (int i = threadIdx.x; i < kLevel1Chunks; i += kPassThreads) hist[i] = 0;
     __syncthreads();
+    const int64_t group = blockIdx.x % groups;
+    uint32_t* hist_row = ws.hist1 + group * q::kLevel1Bins;
     for_each_value<T, false, false>(A, n, [&](float x) {
       const uint32_t bin = q::order_key(x) >> q::kLevel1Shift;
-      atomicAdd(&ws->hist1[bin], 1ull);
+      atomicAdd(&hist_row[bin], 1u);
       atomicAdd(&hist[bin / kLevel1Chunk], 1u);
     });
     __syncthreads();
     for (int i = threadIdx.x; i < kLevel1Chunks; i += kPassThreads)
-      if (hist[i]) atomicAdd(&ws->chunk1[i], static_cast<unsigned long long>(hist[i]));
+      if (hist[i]) atomicAdd(&ws.chunk1[group * kLevel1Chunks + i], hist[i]);
   }
 }
 
+// A value that counts costs two shared-memory atomics (count and position sum). (Storing the
+// position of one value per cell instead of summing them measured within 2% of this, either
+// way, and makes the estimate an arbitrary value of the final bin: up to twice the rank error,
+// and not the same from run to run.)
 template <typename T, bool kShared>
 __global__ void __launch_bounds__(kPassThreads) quantile_level2_kernel(const T* __restrict__ A, int64_t n,
-                                                                       QuantileWorkspace* ws) {
+                                                                       QuantileWorkspace ws, int num_quantiles) {
   extern __shared__ uint32_t smem[];
   uint16_t* slot_of_bin = reinterpret_cast<uint16_t*>(smem);
   uint32_t* hist = smem + q::kLevel1Bins / 2;
   uint32_t* sums = hist + kLevel2Cells;
-  const int slots = int(ws->num_slots);
-  const int cells = slots * q::kLevel2Bins;
+  const int cells = num_quantiles * q::kLevel2Bins;
+  pdl_launch_dependents();  // the finish kernel may take its place now; it waits for this one
+  // Set-up that needs nothing from the locate kernel, done while it may still run.
   for (int i = threadIdx.x; i < q::kLevel1Bins / 2; i += kPassThreads) smem[i] = 0xffffffffu;  // kNoSlot pairs
   if constexpr (kShared) {
     for (int i = threadIdx.x; i < cells; i += kPassThreads) hist[i] = sums[i] = 0;
   }
+  pdl_wait_for_previous();
   __syncthreads();
-  for (int s = threadIdx.x; s < slots; s += kPassThreads) slot_of_bin[ws->slot_bin[s]] = uint16_t(s);
+  // Slot j opens where quantile j's bin differs from quantile j-1's (the bins rise with j).
+  const QuantileHeader* header = ws.header;
+  for (int j = threadIdx.x; j < num_quantiles; j += kPassThreads) {
+    const uint32_t bin = header->bin_of[j];
+    if (j == 0 || bin != header->bin_of[j - 1]) slot_of_bin[bin] = uint16_t(j);
+  }
   __syncthreads();
+  if (blockIdx.x == 0) {
+    for (int j = threadIdx.x; j < num_quantiles; j += kPassThreads)
+      ws.header->quantile_slot[j] = slot_of_bin[header->bin_of[j]];
+  }
   // Counts a value if its level-1 bin is a slot's, and adds its position in its final bin.
   for_each_value<T, true, true>(A, n, [&](float x) {
     const uint32_t key = q::order_key(x);
@@ -204,24 +257,25 @@ __global__ void __launch_bounds__(kPassThreads) quantile_level2_kernel(const T* 
         atomicAdd(&hist[at], 1u);
         atomicAdd(&sums[at], key & q::kPositionMask);
       } else {
-        atomicAdd(&ws->hist2[at], 1ull);
-        atomicAdd(&ws->position_sum[at], static_cast<unsigned long long>(key & q::kPositionMask));
+        atomicAdd(&ws.count2[at], 1ull);
+        atomicAdd(&ws.sum2[at], static_cast<unsigned long long>(key & q::kPositionMask));
       }
     }
   });
   if constexpr (kShared) {
     Cluster::sync();
     const unsigned size = Cluster::size(), rank = Cluster::rank();
+    const int64_t group = blockIdx.x / size;
+    unsigned long long* count_row = ws.count2 + group * kLevel2Cells;
+    unsigned long long* sum_row = ws.sum2 + group * kLevel2Cells;
     for (int i = int(rank) * kPassThreads + threadIdx.x; i < cells; i += int(size) * kPassThreads) {
       unsigned long long count = 0, position_sum = 0;
       for (unsigned r = 0; r < size; ++r) {
         count += Cluster::at(hist, r)[i];
         position_sum += Cluster::at(sums, r)[i];
       }
-      if (count) {
-        atomicAdd(&ws->hist2[i], count);
-        atomicAdd(&ws->position_sum[i], position_sum);
-      }
+      count_row[i] = count;
+      sum_row[i] = position_sum;
     }
     Cluster::sync();  // no CTA leaves while another still reads its shared memory
   }
@@ -241,6 +295,34 @@ inline int quantile_device_caps() {  // bit 0: shared-memory passes fit, bit 1: 
   const int caps = (optin >= std::max(kLevel1Smem, kLevel2Smem) ? 1 : 0) | (major >= 9 ? 2 : 0);
   cached[device].store(caps + 4, std::memory_order_relaxed);
   return caps;
+}
+
+// A launch in clusters of `cluster` CTAs (none when 1) and, with `pdl`, allowed to start
+// before the previous kernel of the stream has finished.
+template <typename... Params, typename... Args>
+cudaError_t launch_quantile_kernel(void (*kernel)(Params...), int64_t grid, int threads, int smem, int cluster,
+                                   bool pdl, cudaStream_t stream, Args... args) {
+  cudaLaunchAttribute attrs[2] = {};
+  unsigned num = 0;
+  if (cluster > 1) {
+    attrs[num].id = cudaLaunchAttributeClusterDimension;
+    attrs[num].val.clusterDim.x = unsigned(cluster);
+    attrs[num].val.clusterDim.y = attrs[num].val.clusterDim.z = 1;
+    ++num;
+  }
+  if (pdl) {
+    attrs[num].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attrs[num].val.programmaticStreamSerializationAllowed = 1;
+    ++num;
+  }
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(unsigned(grid));
+  config.blockDim = dim3(unsigned(threads));
+  config.dynamicSmemBytes = size_t(smem);
+  config.stream = stream;
+  config.attrs = attrs;
+  config.numAttrs = num;
+  return cudaLaunchKernelEx(&config, kernel, Params(args)...);
 }
 
 // How many clusters of kClusterSize CTAs of `kernel` the GPU holds at once (0: none, or the
@@ -272,63 +354,88 @@ inline int quantile_max_clusters(const void* kernel, int smem, int device) {
   return clusters;
 }
 
-// Persistent grid of one of the pass kernels, after allowing it its shared memory (once per
-// device and kernel), in clusters of kClusterSize CTAs where the GPU has clusters.
-template <typename T, bool kShared>
-cudaError_t launch_quantile_pass_on(int level, bool clusters_ok, const T* A, int64_t n, QuantileWorkspace* ws,
-                                    cudaStream_t stream) {
-  const auto kernel = level == 1 ? quantile_level1_kernel<T, kShared> : quantile_level2_kernel<T, kShared>;
-  constexpr int kLookupSmem = q::kLevel1Bins * sizeof(uint16_t);
-  constexpr int kChunkSmem = kLevel1Chunks * sizeof(uint32_t);
-  const int smem = level == 1 ? (kShared ? kLevel1Smem : kChunkSmem) : (kShared ? kLevel2Smem : kLookupSmem);
-  static std::atomic<bool> smem_allowed[2][64] = {};
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) return cudaErrorInvalidDevice;
-  if (device < 0 || device >= 64) return cudaErrorInvalidDevice;
-  std::atomic<bool>* allowed = &smem_allowed[level - 1][device];
-  if (smem > 48 * 1024 && !allowed->load(std::memory_order_relaxed)) {
+// Allows a kernel more than 48 KiB of dynamic shared memory (once per device and kernel).
+template <typename Kernel>
+cudaError_t allow_quantile_smem(Kernel kernel, int smem, int device, std::atomic<bool>* allowed) {
+  if (smem > 48 * 1024 && !allowed[device].load(std::memory_order_relaxed)) {
     const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;
-    allowed->store(true, std::memory_order_relaxed);
+    allowed[device].store(true, std::memory_order_relaxed);
   }
+  return cudaSuccess;
+}
+
+// The grid of a pass: a persistent grid, in clusters of kClusterSize CTAs where the GPU has
+// clusters and the input fills at least two, grown where a CTA would read more values than
+// its counters hold.
+template <typename T>
+cudaError_t quantile_pass_grid(int level, int64_t n, QuantilePassGrid* out) {
+  const int caps = quantile_device_caps();
+  const bool shared = (caps & 1) != 0, clusters_ok = (caps & 2) != 0;
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return cudaErrorInvalidDevice;
+  static std::atomic<bool> allowed[3][64] = {};
+  const void* kernel = nullptr;
+  int smem = 0;
+  cudaError_t err = cudaSuccess;
+  if (level == 1) {
+    if (shared) {
+      smem = kLevel1Smem;
+      kernel = (const void*)quantile_level1_kernel<T, true>;
+      err = allow_quantile_smem(quantile_level1_kernel<T, true>, smem, device, allowed[0]);
+    } else {
+      smem = kLevel1Chunks * sizeof(uint32_t);
+      kernel = (const void*)quantile_level1_kernel<T, false>;
+    }
+  } else if (shared) {
+    smem = kLevel2Smem;
+    kernel = (const void*)quantile_level2_kernel<T, true>;
+    err = allow_quantile_smem(quantile_level2_kernel<T, true>, smem, device, allowed[1]);
+  } else {
+    smem = q::kLevel1Bins * sizeof(uint16_t);
+    kernel = (const void*)quantile_level2_kernel<T, false>;
+    err = allow_quantile_smem(quantile_level2_kernel<T, false>, smem, device, allowed[2]);
+  }
+  if (err != cudaSuccess) return err;
   constexpr int64_t kTile = int64_t(kPassThreads) * kPassWords * (16 / sizeof(T));
-  constexpr int64_t kMaxTilesPerCta = kLevel2MaxValuesPerCta / kTile;
   const int64_t tiles = (n + kTile - 1) / kTile;
-  // Clusters where the input fills at least two of them.
-  const int clusters = kShared && clusters_ok && tiles >= 2 * kClusterSize
-                           ? quantile_max_clusters((const void*)kernel, smem, device) : 0;
+  const int64_t max_tiles_per_cta = (level == 1 ? kLevel1MaxValuesPerCta : kLevel2MaxValuesPerCta) / kTile;
+  const int clusters = shared && clusters_ok && tiles >= 2 * kClusterSize ? quantile_max_clusters(kernel, smem, device) : 0;
   const int cluster = clusters > 0 ? kClusterSize : 1;
   int64_t grid = clusters > 0 ? int64_t(clusters) * kClusterSize
-                              : std::min<int64_t>(tiles, persistent_grid((const void*)kernel, kPassThreads, smem));
-  if (level == 2) grid = std::max<int64_t>(grid, (tiles + kMaxTilesPerCta - 1) / kMaxTilesPerCta);
+                              : std::min<int64_t>(tiles, persistent_grid(kernel, kPassThreads, smem));
+  if (shared) grid = std::max<int64_t>(grid, (tiles + max_tiles_per_cta - 1) / max_tiles_per_cta);
   grid = std::max<int64_t>(grid, 1);
   grid = (grid + cluster - 1) / cluster * cluster;
-  if (cluster == 1) {
-    kernel<<<int(grid), kPassThreads, smem, stream>>>(A, n, ws);
-    return cudaGetLastError();
-  }
-  cudaLaunchConfig_t config = {};
-  cudaLaunchAttribute attr = {};
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = unsigned(cluster);
-  attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
-  config.gridDim = dim3(unsigned(grid));
-  config.blockDim = dim3(kPassThreads);
-  config.dynamicSmemBytes = size_t(smem);
-  config.stream = stream;
-  config.attrs = &attr;
-  config.numAttrs = 1;
-  return cudaLaunchKernelEx(&config, kernel, A, n, ws);
+  out->grid = grid;
+  out->cluster = cluster;
+  out->shared = shared;
+  // Rows: one per cluster with shared histograms; else pass 1 one per 2^30 values, pass 2 one.
+  out->groups = shared ? grid / cluster : level == 1 ? (n + kGlobalRowValues - 1) / kGlobalRowValues : 1;
+  return cudaSuccess;
 }
 
 template <typename T>
-cudaError_t launch_quantile_pass(int level, const T* A, int64_t n, QuantileWorkspace* ws, cudaStream_t stream) {
-  const int caps = quantile_device_caps();
-  return caps & 1 ? launch_quantile_pass_on<T, true>(level, (caps & 2) != 0, A, n, ws, stream)
-                  : launch_quantile_pass_on<T, false>(level, false, A, n, ws, stream);
+cudaError_t launch_quantile_pass(int level, const QuantilePassGrid& g, bool pdl, const T* A, int64_t n,
+                                 const QuantileWorkspace& ws, int num_quantiles, cudaStream_t stream) {
+  if (level == 1) {
+    if (g.shared)
+      return launch_quantile_kernel(quantile_level1_kernel<T, true>, g.grid, kPassThreads, kLevel1Smem, g.cluster,
+                                    pdl, stream, A, n, ws, g.groups);
+    return launch_quantile_kernel(quantile_level1_kernel<T, false>, g.grid, kPassThreads,
+                                  int(kLevel1Chunks * sizeof(uint32_t)), 1, pdl, stream, A, n, ws, g.groups);
+  }
+  if (g.shared)
+    return launch_quantile_kernel(quantile_level2_kernel<T, true>, g.grid, kPassThreads, kLevel2Smem, g.cluster, pdl,
+                                  stream, A, n, ws, num_quantiles);
+  constexpr int kLookupSmem = q::kLevel1Bins * sizeof(uint16_t);
+  return launch_quantile_kernel(quantile_level2_kernel<T, false>, g.grid, kPassThreads, kLookupSmem, 1, pdl, stream,
+                                A, n, ws, num_quantiles);
 }
 
-#define BNB_INSTANTIATE_QUANTILE_PASS(T) \
-  template cudaError_t launch_quantile_pass<T>(int, const T*, int64_t, QuantileWorkspace*, cudaStream_t);
+#define BNB_INSTANTIATE_QUANTILE_PASS(T)                                                         \
+  template cudaError_t quantile_pass_grid<T>(int, int64_t, QuantilePassGrid*);                   \
+  template cudaError_t launch_quantile_pass<T>(int, const QuantilePassGrid&, bool, const T*, int64_t, \
+                                               const QuantileWorkspace&, int, cudaStream_t);
 
 }  // namespace bnb::cuda
