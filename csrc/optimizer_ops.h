@@ -81,6 +81,8 @@ void optimizer_update(c10::string_view algorithm, at::TensorList params, at::Ten
                    ": state1 must be float32 (32-bit state) or uint8 (8-bit state), got ", state1[0].scalar_type());
   const c10::ScalarType state_type = state1[0].scalar_type();
   BNB_CHECK(step >= 1, op, ": step must be >= 1 (the step being taken), got ", step);
+  // the second moment stays >= 0 only then (its 8-bit lookup relies on it)
+  BNB_CHECK(!two || (beta2 >= 0.0 && beta2 <= 1.0), op, ": beta2 must be in [0, 1], got ", beta2);
   if (eight_bit) {
     check_map(qmap1, p0, op, "qmap1");
     if (two) check_map(qmap2, p0, op, "qmap2");

@@ -553,3 +553,22 @@ def test_optimizer_state_bytes():
     blocks = -(-30000 // 256)
     # codes + absmax for both moments, the two shared 256-value maps once, fp32 moments of `small`
     assert optimizer_state_bytes(opt) == 2 * (30000 + 4 * blocks) + 2 * 256 * 4 + 2 * 10 * 4
+
+
+@pytest.mark.parametrize("betas", [(1.0, 0.999), (0.9, 1.5), (-0.1, 0.999)])
+def test_invalid_betas_are_refused(betas):
+    p = torch.nn.Parameter(torch.randn(10))
+    with pytest.raises(ValueError, match="beta parameter"):
+        bnb.optim.AdamW8bit([p], betas=betas)
+
+
+def test_op_refuses_second_moment_decay_above_one(device):
+    # Adam's 8-bit second moment is looked up as a non-negative value: beta2 > 1 is refused.
+    import bitsandbytes.functional as F
+    n = 512
+    p, g = torch.randn(n, device=device), torch.randn(n, device=device)
+    s1, s2 = torch.zeros(n, dtype=torch.uint8, device=device), torch.zeros(n, dtype=torch.uint8, device=device)
+    a1, a2 = torch.zeros(2, device=device), torch.zeros(2, device=device)
+    q1, q2 = F.create_dynamic_map(signed=True).to(device), F.create_dynamic_map(signed=False).to(device)
+    with pytest.raises(RuntimeError, match="beta2"):
+        F.optimizer_update_8bit_blockwise("adam", g, p, s1, s2, 0.9, 1.5, 1e-8, 1, 1e-3, q1, q2, a1, a2)

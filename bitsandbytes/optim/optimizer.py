@@ -373,6 +373,11 @@ class Optimizer2State(_StateOptimizer):
     def __init__(self, optimizer_name, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  optim_bits=32, args=None, min_8bit_size=4096, percentile_clipping=100, block_wise=True,
                  max_unorm=0.0, skip_zeros=False, is_paged=False, extra=None):
+        for i, beta in enumerate(betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"Invalid beta parameter at index {i}: {beta} (must be in [0, 1))")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, **(extra or {}))
         super().__init__(optimizer_name, params, defaults, optim_bits, args, min_8bit_size, percentile_clipping,
                          block_wise, max_unorm, is_paged)

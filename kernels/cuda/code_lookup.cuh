@@ -9,8 +9,7 @@
 // is one compare; any other sorted map (a quantile or linear map from a checkpoint) stays exact,
 // only its walk is longer.
 //
-// The result equals nearest_code's: the number of midpoints strictly below x (ties go down),
-// NaN maps to 0.
+// The result equals nearest_code's: the number of midpoints strictly below x (ties go down).
 #pragma once
 #include <cstdint>
 
@@ -104,7 +103,8 @@ __device__ __forceinline__ bool build_lookups(const float* __restrict__ code1, c
 }
 
 // The nearest code of x. With one_step (see build_lookups), branch-free: the bucket's code
-// moved by at most one towards x. Otherwise it walks as far as needed.
+// moved by at most one towards x. Otherwise it walks as far as needed. NaN gets a valid code
+// (which one is unspecified: the update that made it has already failed).
 __device__ __forceinline__ uint8_t lookup_code(const CodeLookup& t, float x, bool one_step) {
   const int b = bucket_of(x);
   const bool neg = __float_as_uint(x) >> 31;  // -0.0 counts as negative: its table says 0's code
@@ -118,7 +118,18 @@ __device__ __forceinline__ uint8_t lookup_code(const CodeLookup& t, float x, boo
   } else {
     while (t.mid[q - 1] >= x) --q;  // stops at 0: mid[-1] is NaN
   }
-  return x == x ? uint8_t(q) : uint8_t(0);
+  return uint8_t(q);
+}
+
+// The same for x >= 0 (or -0.0), as second moments are: no sign to look at.
+__device__ __forceinline__ uint8_t lookup_code_nonneg(const CodeLookup& t, float x, bool one_step) {
+  int q = t.pos[bucket_of(x)];
+  if (one_step) {
+    q += int(t.mid[q] < x);
+  } else {
+    while (t.mid[q] < x) ++q;
+  }
+  return uint8_t(q);
 }
 
 }  // namespace bnb::cuda

@@ -7,13 +7,13 @@
 // warp shuffle reduction and requantization needs no other warp: dequantize, update in
 // float32, requantize and write the parameter in one pass over memory. The grid is
 // persistent; a warp walks the device table forward to find the tensor of its next chunk.
+// Requantization finds each value's nearest code by table lookup (code_lookup.cuh).
 //
 // Tensor-wise 8-bit state and the trust ratio (LARS/LAMB) need a whole-tensor reduction
 // before the update: a pre-pass computes it into each tensor's stats (zeroed first) and a
 // final tiny kernel stores the tensor-wise absmax. Nothing synchronises with the host.
 #pragma once
 #include <algorithm>
-#include <cstdlib>
 
 #include "bnb/optimizer.h"
 #include "bnb/optimizer_cuda.h"
@@ -202,7 +202,7 @@ __device__ __forceinline__ void update_chunk(const TensorSlot& s, int64_t blk, i
 #pragma unroll
     for (int j = 0; j < kOptPerLane; ++j) {
       d.qa[j] = lookup_code(look1, d.a[j] * r1, OneStep);
-      if constexpr (kTwo) d.qb[j] = lookup_code(look2, d.b[j] * r2, OneStep);
+      if constexpr (kTwo) d.qb[j] = lookup_code_nonneg(look2, d.b[j] * r2, OneStep);  // Adam's v >= 0
     }
   }
   store_states<T, Q, Full>(s, base, d, kTwo);
@@ -213,12 +213,11 @@ template <typename T, bool Q, Algorithm A, bool OneStep>
 __device__ __forceinline__ void update_chunks(const OptTable& tab, const OptimizerHyper& h, const float* val1,
                                               const float* val2, const CodeLookup& look1, const CodeLookup& look2) {
   const int lane = threadIdx.x % kLanes;
-  const int cta_warps = blockDim.x / kLanes;
-  const int64_t warps = int64_t(gridDim.x) * cta_warps;
+  const int64_t warps = int64_t(gridDim.x) * kOptWarps;
   int t = 0;
   TensorSlot s = tab.slots[0];
   bool vec = slot_vectorizable(s);
-  for (int64_t c = int64_t(blockIdx.x) * cta_warps + threadIdx.x / kLanes; c < tab.total_chunks; c += warps) {
+  for (int64_t c = int64_t(blockIdx.x) * kOptWarps + threadIdx.x / kLanes; c < tab.total_chunks; c += warps) {
     if (advance_to(tab, c, t, s)) vec = slot_vectorizable(s);
     const int64_t blk = c - __ldg(tab.starts + t);
     if (vec && (blk + 1) * kOptimizerBlock <= s.n)
@@ -228,8 +227,11 @@ __device__ __forceinline__ void update_chunks(const OptTable& tab, const Optimiz
   }
 }
 
-template <typename T, bool Q, Algorithm A, int Threads, int MinBlocks>
-__global__ void __launch_bounds__(Threads, MinBlocks)
+// 512 threads of about 120 registers fill an SM's register file: one CTA an SM. Smaller
+// register budgets (two CTAs) spill and measured slower, as did prefetching the next chunk
+// (the update is bound by instruction issue, not by memory latency).
+template <typename T, bool Q, Algorithm A>
+__global__ void __launch_bounds__(kOptThreads, 1)
 optimizer_update_kernel(OptTable tab, OptimizerHyper h, const float* __restrict__ code1,
                         const float* __restrict__ code2) {
   constexpr bool kTwo = A == Algorithm::Adam;
@@ -346,18 +348,13 @@ cudaError_t launch_optimizer_kernels(const OptTable& tab, int count, const Optim
     pre<<<int(grid), kOptThreads, smem, stream>>>(tab, h, code1, code2);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
   }
-  static const int cfg = getenv("BNB_OPT_CFG") ? atoi(getenv("BNB_OPT_CFG")) : 0;
-  const auto main = cfg == 1   ? optimizer_update_kernel<T, Q, A, 256, 3>
-                    : cfg == 2 ? optimizer_update_kernel<T, Q, A, 256, 4>
-                               : optimizer_update_kernel<T, Q, A, 512, 1>;
-  const int threads = cfg == 0 ? 512 : 256;
+  const auto main = optimizer_update_kernel<T, Q, A>;
   const int smem = optimizer_smem_bytes(Q, states);
   const cudaError_t attr_main =
       cudaFuncSetAttribute((const void*)main, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (attr_main != cudaSuccess) return attr_main;
-  const int64_t grid = std::min<int64_t>((tab.total_chunks + threads / 32 - 1) / (threads / 32),
-                                         persistent_grid((const void*)main, threads, smem));
-  main<<<int(grid), threads, smem, stream>>>(tab, h, code1, code2);
+  const int64_t grid = std::min<int64_t>(ctas_needed, persistent_grid((const void*)main, kOptThreads, smem));
+  main<<<int(grid), kOptThreads, smem, stream>>>(tab, h, code1, code2);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return e;
   if (Q && !h.block_wise) {
