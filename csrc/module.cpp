@@ -1,104 +1,22 @@
 // The bitsandbytes._C extension module. Importing it loads the shared library, whose static
-// initialisers register the torch custom ops. It holds one Python function besides:
-// int8_weight_linear_inference, the eager inference entry of the decode product.
-//
-// Why a direct entry: at decode sizes the weight-streaming kernel takes tens of microseconds,
-// as long as the host's work to reach it through torch.ops (the op's autograd kernel is
-// Python, and runs even under no_grad). This entry checks that no gradient, no tensor
-// subclass and no torch-function or dispatch mode is involved, then calls the same op
-// below the autograd keys, so the result is the op's, bit for bit. Where any of that does
-// not hold it returns None and the caller takes the op.
-#include <Python.h>
-
-#include <ATen/PythonTorchFunctionTLS.h>
-#include <ATen/core/dispatch/Dispatcher.h>
-#include <ATen/core/Tensor.h>
-#include <c10/core/GradMode.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
-#include <c10/core/impl/TorchDispatchModeTLS.h>
-#include <pybind11/pybind11.h>
-#include <torch/csrc/Exceptions.h>
-#include <torch/csrc/autograd/python_variable.h>
-
-#include <optional>
+// initialisers register the torch custom ops. It also holds the direct Python entries of
+// python_entries.h: eager fast paths to ops whose host time through torch.ops would rival
+// their device time.
+#include "python_entries.h"
 
 namespace {
 
-// The most rows of A for which the inference entry applies (the decode path of
-// bitsandbytes.autograd._functions.WEIGHT_STREAM_MAX_ROWS).
-constexpr int64_t kMaxRows = 32;
-
-// A tensor whose type has no __torch_function__ of its own: torch.Tensor, or a subclass that
-// disables it (Parameter, Int8Params).
-bool plain(PyObject* obj) {
-  if (!THPVariable_Check(obj)) return false;
-  PyTypeObject* type = Py_TYPE(obj);
-  if (type == reinterpret_cast<PyTypeObject*>(THPVariableClass)) return true;
-  static PyObject* name = PyUnicode_InternFromString("__torch_function__");
-  static PyObject* disabled = [] {
-    PyObject* mod = PyImport_ImportModule("torch._C");
-    PyObject* fn = mod ? PyObject_GetAttrString(mod, "_disabled_torch_function_impl") : nullptr;
-    Py_XDECREF(mod);
-    PyErr_Clear();
-    return fn;  // kept for the life of the process
-  }();
-  if (!name || !disabled) return false;
-  PyObject* impl = _PyType_Lookup(type, name);  // borrowed
-  if (!impl) return false;
-  // The attribute is a classmethod-like descriptor on some types: compare what it wraps too.
-  if (impl == disabled) return true;
-  PyObject* func = PyObject_GetAttrString(impl, "__func__");
-  const bool same = func == disabled;
-  Py_XDECREF(func);
-  PyErr_Clear();
-  return same;
-}
-
-PyObject* int8_weight_linear_inference(PyObject* /*self*/, PyObject* args) {
-  HANDLE_TH_ERRORS
-  PyObject *x_obj = nullptr, *w_obj = nullptr, *scb_obj = nullptr, *bias_obj = nullptr;
-  if (!PyArg_UnpackTuple(args, "int8_weight_linear_inference", 4, 4, &x_obj, &w_obj, &scb_obj, &bias_obj))
-    return nullptr;
-  const bool has_bias = bias_obj != Py_None;
-  if (!plain(x_obj) || !plain(w_obj) || !plain(scb_obj) || (has_bias && !plain(bias_obj))) Py_RETURN_NONE;
-  if (c10::impl::TorchDispatchModeTLS::any_modes_set() || at::impl::torch_function_mode_enabled()) Py_RETURN_NONE;
-  const at::Tensor& x = THPVariable_Unpack(x_obj);
-  const at::Tensor& w = THPVariable_Unpack(w_obj);
-  const at::Tensor& scb = THPVariable_Unpack(scb_obj);
-  const auto dtype = x.scalar_type();
-  if (!(x.is_cuda() || x.is_cpu()) || !(dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kFloat))
-    Py_RETURN_NONE;
-  if (x.dim() < 1 || w.dim() != 2 || w.scalar_type() != at::kChar || scb.scalar_type() != at::kFloat)
-    Py_RETURN_NONE;
-  const int64_t K = x.size(-1), N = w.size(0);
-  if (K == 0 || w.size(1) != K || x.numel() == 0 || x.numel() / K > kMaxRows || scb.numel() != N) Py_RETURN_NONE;
-  if (w.device() != x.device() || scb.device() != x.device()) Py_RETURN_NONE;
-  std::optional<at::Tensor> bias;
-  if (has_bias) {
-    const at::Tensor& b = THPVariable_Unpack(bias_obj);
-    if (b.scalar_type() != dtype || b.numel() != N || b.device() != x.device()) Py_RETURN_NONE;
-    bias = b;
-  }
-  if (c10::GradMode::is_enabled() && (x.requires_grad() || (bias && bias->requires_grad()))) Py_RETURN_NONE;
-
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("bitsandbytes::int8_weight_linear", "")
-          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&)>();
-  at::Tensor out;
-  {
-    pybind11::gil_scoped_release no_gil;
-    const c10::impl::ExcludeDispatchKeyGuard below_autograd(c10::autograd_dispatch_keyset_with_ADInplaceOrView);
-    out = op.call(x, w, scb, bias);
-  }
-  return THPVariable_Wrap(std::move(out));
-  END_HANDLE_TH_ERRORS
-}
-
 PyMethodDef methods[] = {
-    {"int8_weight_linear_inference", int8_weight_linear_inference, METH_VARARGS,
+    {"int8_weight_linear_inference", bnb::python::int8_weight_linear_inference, METH_VARARGS,
      "int8_weight_linear_inference(A, CB, SCB, bias) -> Tensor or None: torch.ops.bitsandbytes.int8_weight_linear "
      "for eager inference (at most 32 rows, no gradient needed), None where it does not apply."},
+    {"optimizer_prepare", bnb::python::optimizer_prepare, METH_VARARGS,
+     "optimizer_prepare(params, state1, state2, absmax1, absmax2) -> handle holding the tensors of one "
+     "optimizer launch, for optimizer_update_prepared."},
+    {"optimizer_update_prepared", bnb::python::optimizer_update_prepared, METH_VARARGS,
+     "optimizer_update_prepared(handle, grads, algorithm, qmap1, qmap2, gnorm_scale, workspace, table, table_host, "
+     "lr, beta1, beta2, eps, weight_decay, decoupled, bias_correction1, bias_correction2, dampening, nesterov, step, "
+     "max_unorm, block_wise) -> True, or None where torch.ops.bitsandbytes.optimizer_update must be called instead."},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace

@@ -5,7 +5,7 @@ import torch
 
 import bitsandbytes as bnb
 from bitsandbytes import functional as F
-from bitsandbytes.functional.optimizer import UpdateBuffers, optimizer_update_multi, state_maps
+from bitsandbytes.functional.optimizer import PreparedUpdate, UpdateBuffers, optimizer_update_multi, state_maps
 
 SIZES = [1, 255, 257, 4099, 70001]
 
@@ -155,3 +155,83 @@ def test_paged_zeros(device):
     F.prefetch_to_device(t)
     F.prefetch_to_device([t, torch.ones(2, device=device)])  # ordinary memory: nothing to do
     assert t.sum().item() == 15
+
+
+def _multi_inputs(device, eight_bit, shapes=((1000,), (300, 17), (5,))):
+    params = [torch.randn(s, device=device) for s in shapes]
+    dtype = torch.uint8 if eight_bit else torch.float32
+    s1 = [torch.zeros(s, dtype=dtype, device=device) for s in shapes]
+    s2 = [torch.zeros(s, dtype=dtype, device=device) for s in shapes]
+    blocks = [-(-p.numel() // 256) for p in params]
+    a1 = [torch.zeros(b, device=device) for b in blocks] if eight_bit else None
+    a2 = [torch.zeros(b, device=device) for b in blocks] if eight_bit else None
+    return params, s1, s2, a1, a2
+
+
+@pytest.mark.parametrize("eight_bit", [False, True])
+def test_prepared_update_equals_the_op(eight_bit, device):
+    # The prepared entry (lists handed over once) and torch.ops with the full lists: same bits.
+    q1, q2 = state_maps(device) if eight_bit else (None, None)
+    runs = []
+    for use_prepared in (False, True):
+        torch.manual_seed(0)
+        params, s1, s2, a1, a2 = _multi_inputs(device, eight_bit)
+        prepared = PreparedUpdate(params, s1, s2, a1, a2) if use_prepared else None
+        buffers = UpdateBuffers(device)
+        for step in range(1, 4):
+            grads = [torch.randn_like(p) for p in params]
+            with torch.no_grad():  # as in optimizer.step(); with grad mode on the entry defers to torch.ops
+                optimizer_update_multi("adamw", params, grads, s1, s2, 0.9, 0.99, 1e-8, step, 1e-2, qmap1=q1,
+                                       qmap2=q2, absmax1=a1, absmax2=a2, weight_decay=0.1, buffers=buffers,
+                                       prepared=prepared)
+        runs.append((params, s1, s2))
+    for a, b in zip(runs[0], runs[1]):
+        for x, y in zip(a, b):
+            assert torch.equal(x, y)
+
+
+def test_prepared_entry_runs_without_grad_mode_only(device):
+    # The entry updates under no_grad (as optimizer.step() runs) and defers (None) otherwise.
+    from bitsandbytes import _C
+    params, s1, s2, _, _ = _multi_inputs(device, False)
+    prepared, buffers = PreparedUpdate(params, s1, s2), UpdateBuffers(device)
+    grads = [torch.ones_like(p) for p in params]
+    args = (prepared.handle, grads, "adam", None, None, None, buffers.workspace, buffers.table, buffers.table_host,
+            1e-2, 0.9, 0.99, 1e-8, 0.0, True, 0.1, 0.01, 0.0, False, 1, 0.0, True)
+    before = [p.clone() for p in params]
+    assert _C.optimizer_update_prepared(*args) is None
+    assert all(torch.equal(p, b) for p, b in zip(params, before))
+    with torch.no_grad():
+        assert _C.optimizer_update_prepared(*args) is True
+    assert all(not torch.equal(p, b) for p, b in zip(params, before))
+
+
+def test_prepared_update_defers_to_torch_function_modes(device):
+    # Under a torch-function mode the update goes through torch.ops, where the mode sees it.
+    seen = []
+
+    class Record(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            seen.append(getattr(func, "__name__", str(func)))
+            return func(*args, **(kwargs or {}))
+
+    params, s1, s2, _, _ = _multi_inputs(device, False)
+    before = [p.clone() for p in params]
+    prepared = PreparedUpdate(params, s1, s2)
+    grads = [torch.ones_like(p) for p in params]
+    with torch.no_grad(), Record():
+        optimizer_update_multi("adam", params, grads, s1, s2, 0.9, 0.99, 1e-8, 1, 1e-2, prepared=prepared)
+    assert any("optimizer_update" in name for name in seen)
+    assert all(not torch.equal(p, b) for p, b in zip(params, before))
+
+
+def test_prepare_refuses_bad_input():
+    from bitsandbytes import _C
+    with pytest.raises(TypeError, match="params"):
+        _C.optimizer_prepare(torch.zeros(3), [], [], [], [])
+    with pytest.raises(TypeError, match=r"state1\[1\]"):
+        _C.optimizer_prepare([torch.zeros(3)], [torch.zeros(3), 5], [], [], [])
+    with pytest.raises(TypeError, match="handle"):
+        _C.optimizer_update_prepared(object(), [], "adam", None, None, None, torch.zeros(0), torch.zeros(0),
+                                     torch.zeros(0), 1e-3, 0.9, 0.99, 1e-8, 0.0, False, 1.0, 1.0, 0.0, False, 1,
+                                     0.0, True)

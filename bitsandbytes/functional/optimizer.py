@@ -12,6 +12,7 @@ rmsprop.
 """
 import torch
 
+from .. import _C
 from .blockwise import default_code
 
 # name -> (kernel algorithm, decoupled weight decay)
@@ -52,6 +53,17 @@ class UpdateBuffers:
         self.table_host = torch.empty(0, dtype=torch.uint8)
 
 
+class PreparedUpdate:
+    """The tensors of one launch that stay the same between steps (parameters, states,
+    absmax), handed to the extension once: a step then passes only the gradients, which saves
+    the host the conversion of every list (about 0.1 us a tensor) at every step. Build a new
+    one whenever any of these tensors is replaced."""
+
+    def __init__(self, params, state1, state2=None, absmax1=None, absmax2=None):
+        self.lists = tuple(_as_list(x) for x in (params, state1, state2, absmax1, absmax2))
+        self.handle = _C.optimizer_prepare(*self.lists)
+
+
 def _as_list(x):
     if x is None:
         return []
@@ -61,12 +73,13 @@ def _as_list(x):
 def optimizer_update_multi(optimizer_name, params, grads, state1, state2, beta1, beta2, eps, step, lr,
                            qmap1=None, qmap2=None, absmax1=None, absmax2=None, weight_decay=0.0, gnorm_scale=None,
                            max_unorm=0.0, bias_correction=True, dampening=0.0, nesterov=False, block_wise=True,
-                           decoupled_weight_decay=None, buffers=None):
+                           decoupled_weight_decay=None, buffers=None, prepared=None):
     """Updates params[i] in place from grads[i] with its states (float32: 32-bit state;
     uint8: 8-bit state with maps qmap1/qmap2 and absmax1/absmax2). `step` is the step being
     taken (1 for the first). gnorm_scale: None or a float32 tensor with one clipping factor
     per tensor, on the parameters' device. Pass the same `buffers` (UpdateBuffers) every
-    step so the device table is kept."""
+    step so the device table is kept. With `prepared` (a PreparedUpdate of these params and
+    states) the step hands over only the gradients."""
     algorithm, decoupled = _algorithm(optimizer_name)
     if decoupled_weight_decay is not None:
         decoupled = decoupled_weight_decay
@@ -84,11 +97,18 @@ def optimizer_update_multi(optimizer_name, params, grads, state1, state2, beta1,
         bc2 = 1.0 - beta2 ** step
     if buffers is None:
         buffers = UpdateBuffers(params[0].device)
+    scalars = (float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), bool(decoupled), bc1, bc2,
+               float(dampening), bool(nesterov), int(step), float(max_unorm), bool(block_wise))
+    if prepared is not None and not torch.compiler.is_compiling():
+        done = _C.optimizer_update_prepared(prepared.handle, grads, algorithm, qmap1, qmap2, gnorm_scale,
+                                            buffers.workspace, buffers.table, buffers.table_host, *scalars)
+        if done:
+            return
+    if prepared is not None:
+        params, state1, state2, absmax1, absmax2 = prepared.lists
     torch.ops.bitsandbytes.optimizer_update(
         algorithm, params, grads, state1, state2, _as_list(absmax1), _as_list(absmax2), qmap1, qmap2, gnorm_scale,
-        buffers.workspace, buffers.table, buffers.table_host, float(lr), float(beta1), float(beta2), float(eps),
-        float(weight_decay), bool(decoupled), bc1, bc2, float(dampening), bool(nesterov), int(step),
-        float(max_unorm), bool(block_wise))
+        buffers.workspace, buffers.table, buffers.table_host, *scalars)
 
 
 def _check_skip_zeros(skip_zeros):

@@ -57,6 +57,8 @@ class _Launch:
         self.absmax1 = [s["absmax1"] for s in states] if self.eight_bit else None
         self.absmax2 = [s["absmax2"] for s in states] if self.eight_bit and self.state2 is not None else None
         self.buffers = FO.UpdateBuffers(self.params[0].device)
+        # these tensors stay the same until the plan is rebuilt: hand them to the extension once
+        self.prepared = FO.PreparedUpdate(self.params, self.state1, self.state2, self.absmax1, self.absmax2)
         self.scale = None  # percentile-clipping factors, one per tensor
 
 
@@ -213,7 +215,8 @@ class Optimizer8bit(torch.optim.Optimizer):
                           absmax1=launch.absmax1, absmax2=launch.absmax2)
         FO.optimizer_update_multi(
             self.optimizer_name, launch.params, grads, launch.state1, launch.state2, step=step, gnorm_scale=scale,
-            block_wise=config["block_wise"], buffers=launch.buffers, **kwargs, **self._hyper(config, step))
+            block_wise=config["block_wise"], buffers=launch.buffers, prepared=launch.prepared, **kwargs,
+            **self._hyper(config, step))
 
     def _prefetch(self, launch):
         """Paged state (state1/state2 in managed memory) back to the GPU before the update."""

@@ -1,0 +1,128 @@
+// Direct Python entries of the multi-tensor optimizer update: optimizer_prepare and
+// optimizer_update_prepared.
+//
+// Why: a launch of a model's 8-bit state passes six lists of a few hundred tensors to
+// torch.ops.bitsandbytes.optimizer_update at every step, and turning those Python lists into
+// the dispatcher's arguments cost more host time (about 0.1 us a tensor) than all the op's own
+// work. Only the gradients change from step to step (the optimizer rebuilds its launch plan
+// when anything else does), so the other lists are handed over once, to a handle, and each
+// step passes the gradients and the scalars. The update is the same op, called through the
+// dispatcher, so the result is the op's bit for bit; where a torch-function or dispatch mode is
+// active, or grad mode is on, the entry returns None and the caller takes torch.ops.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/Tensor.h>
+#include <c10/core/GradMode.h>
+#include <torch/csrc/Exceptions.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "python_entries.h"
+#include "python_tensor.h"
+
+namespace {
+
+constexpr const char* kCapsule = "bitsandbytes.PreparedUpdate";
+
+// The tensors of one launch that stay the same from step to step.
+struct PreparedUpdate {
+  std::vector<at::Tensor> params, state1, state2, absmax1, absmax2;
+};
+
+// A Python list or tuple of plain tensors into `out`; false (with a TypeError set) otherwise.
+bool tensor_list(PyObject* obj, const char* arg, std::vector<at::Tensor>& out) {
+  if (!PyList_Check(obj) && !PyTuple_Check(obj)) {
+    PyErr_Format(PyExc_TypeError, "optimizer_prepare: %s must be a list of tensors", arg);
+    return false;
+  }
+  const Py_ssize_t n = PySequence_Fast_GET_SIZE(obj);
+  PyObject** items = PySequence_Fast_ITEMS(obj);
+  out.clear();
+  out.reserve(size_t(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    if (!bnb::python::plain(items[i])) {
+      PyErr_Format(PyExc_TypeError, "optimizer_prepare: %s[%zd] must be a plain tensor", arg, i);
+      return false;
+    }
+    out.push_back(THPVariable_Unpack(items[i]));
+  }
+  return true;
+}
+
+std::optional<at::Tensor> optional_tensor(PyObject* obj) {
+  if (obj == Py_None) return std::nullopt;
+  return THPVariable_Unpack(obj);
+}
+
+}  // namespace
+
+PyObject* bnb::python::optimizer_prepare(PyObject* /*self*/, PyObject* args) {
+  HANDLE_TH_ERRORS
+  PyObject *params, *state1, *state2, *absmax1, *absmax2;
+  if (!PyArg_UnpackTuple(args, "optimizer_prepare", 5, 5, &params, &state1, &state2, &absmax1, &absmax2))
+    return nullptr;
+  auto prepared = std::make_unique<PreparedUpdate>();
+  if (!tensor_list(params, "params", prepared->params) || !tensor_list(state1, "state1", prepared->state1) ||
+      !tensor_list(state2, "state2", prepared->state2) || !tensor_list(absmax1, "absmax1", prepared->absmax1) ||
+      !tensor_list(absmax2, "absmax2", prepared->absmax2))
+    return nullptr;
+  PyObject* capsule = PyCapsule_New(prepared.get(), kCapsule, [](PyObject* cap) {
+    delete static_cast<PreparedUpdate*>(PyCapsule_GetPointer(cap, kCapsule));
+  });
+  if (capsule) prepared.release();
+  return capsule;
+  END_HANDLE_TH_ERRORS
+}
+
+PyObject* bnb::python::optimizer_update_prepared(PyObject* /*self*/, PyObject* args) {
+  HANDLE_TH_ERRORS
+  PyObject *handle, *grads_obj, *qmap1, *qmap2, *gnorm_scale, *workspace, *table, *table_host;
+  const char* algorithm;
+  double lr, beta1, beta2, eps, weight_decay, bc1, bc2, dampening, max_unorm;
+  int decoupled, nesterov, block_wise;
+  long long step;
+  if (!PyArg_ParseTuple(args, "OOsOOOOOOdddddpdddpLdp", &handle, &grads_obj, &algorithm, &qmap1, &qmap2,
+                        &gnorm_scale, &workspace, &table, &table_host, &lr, &beta1, &beta2, &eps, &weight_decay,
+                        &decoupled, &bc1, &bc2, &dampening, &nesterov, &step, &max_unorm, &block_wise))
+    return nullptr;
+  if (!PyCapsule_IsValid(handle, kCapsule)) {
+    PyErr_SetString(PyExc_TypeError, "optimizer_update_prepared: handle must come from optimizer_prepare");
+    return nullptr;
+  }
+  auto* prepared = static_cast<PreparedUpdate*>(PyCapsule_GetPointer(handle, kCapsule));
+  if (bnb::python::modes_active() || c10::GradMode::is_enabled()) Py_RETURN_NONE;
+  if (!PyList_Check(grads_obj) && !PyTuple_Check(grads_obj)) Py_RETURN_NONE;
+  for (PyObject* obj : {qmap1, qmap2, gnorm_scale})
+    if (obj != Py_None && !bnb::python::plain(obj)) Py_RETURN_NONE;
+  for (PyObject* obj : {workspace, table, table_host})
+    if (!bnb::python::plain(obj)) Py_RETURN_NONE;
+  std::vector<at::Tensor> grads;
+  const Py_ssize_t n = PySequence_Fast_GET_SIZE(grads_obj);
+  PyObject** items = PySequence_Fast_ITEMS(grads_obj);
+  grads.reserve(size_t(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    if (!bnb::python::plain(items[i])) Py_RETURN_NONE;
+    grads.push_back(THPVariable_Unpack(items[i]));
+  }
+
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("bitsandbytes::optimizer_update", "")
+          .typed<void(c10::string_view, at::TensorList, at::TensorList, at::TensorList, at::TensorList,
+                      at::TensorList, at::TensorList, const std::optional<at::Tensor>&,
+                      const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, const at::Tensor&,
+                      const at::Tensor&, const at::Tensor&, double, double, double, double, double, bool, double,
+                      double, double, bool, int64_t, double, bool)>();
+  const std::string algo(algorithm);
+  const std::optional<at::Tensor> q1 = optional_tensor(qmap1), q2 = optional_tensor(qmap2),
+                                  scale = optional_tensor(gnorm_scale);
+  const at::Tensor& ws = THPVariable_Unpack(workspace);
+  const at::Tensor& tab = THPVariable_Unpack(table);
+  const at::Tensor& tab_host = THPVariable_Unpack(table_host);
+  op.call(algo, prepared->params, grads, prepared->state1, prepared->state2, prepared->absmax1, prepared->absmax2,
+          q1, q2, scale, ws, tab, tab_host, lr, beta1, beta2, eps, weight_decay, decoupled != 0, bc1, bc2, dampening,
+          nesterov != 0, int64_t(step), max_unorm, block_wise != 0);
+  Py_RETURN_TRUE;
+  END_HANDLE_TH_ERRORS
+}
