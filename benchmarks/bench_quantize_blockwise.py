@@ -9,7 +9,8 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]  # bench_common, and this checkout's bitsandbytes
 import bitsandbytes.functional as F  # noqa: E402
 from bench_common import copy_bandwidth_gbs, device_name, markdown_table, time_cuda_ms, write_json  # noqa: E402
 
