@@ -6,14 +6,12 @@
 // contiguous (fully coalesced, for the codes too). A quantization block is either a group of
 // blocksize / V consecutive threads inside one chunk (reduced with shuffles, through shared
 // memory when the group spans warps), or, for blocks larger than a chunk, the whole tile.
-// The grid is persistent (as many CTAs as fit on the GPU, striding over tiles) so the lookup
-// tables (quantize: nearest code by table, code_lookup.cuh; dequantize: the code replicated
-// per lane) are built once per CTA, not once per tile.
+// The grid is persistent (as many CTAs as fit on the GPU, striding over tiles) so the
+// replicated lookup table is built once per CTA, not once per tile.
 #pragma once
 #include <algorithm>
 
 #include "bnb/quantize_cuda.h"
-#include "code_lookup.cuh"
 #include "quant_common.cuh"
 
 namespace bnb::cuda {
@@ -57,15 +55,18 @@ __device__ __forceinline__ float group_max(float v, float* s_warp, int parity) {
   }
 }
 
-// The tiles of one CTA. OneStep: the map's lookup needs at most one compare (see
-// code_lookup.cuh), true of the dynamic and linear maps.
-template <typename T, int BLOCK, bool OneStep>
-__device__ __forceinline__ void quantize_tiles(const T* __restrict__ A, const CodeLookup& look,
-                                               uint8_t* __restrict__ out, float* __restrict__ absmax, int64_t n,
-                                               float* s_warp) {
+template <typename T, int BLOCK>
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSM)
+quantize_blockwise_kernel(const T* __restrict__ A, const float* __restrict__ code, uint8_t* __restrict__ out,
+                          float* __restrict__ absmax, int64_t n) {
   using S = BlockwiseShape<T, BLOCK>;
   constexpr int V = S::kVec, C = S::kChunks;
+  extern __shared__ float table[];
+  __shared__ float s_warp[2 * kThreads / 32];
   int parity = 0;
+  fill_replicated_midpoints(code, table);
+  const float* lane_table = table + threadIdx.x % kLanes;
+  const float middle = middle_pivot(lane_table);
   const bool vector_ok = aligned16(A) && aligned16(out);
   const int64_t tiles = (n + S::kTile - 1) / S::kTile;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
@@ -112,10 +113,7 @@ __device__ __forceinline__ void quantize_tiles(const T* __restrict__ A, const Co
       const int64_t base = first + int64_t(c) * S::kChunkSpan;
       uint8_t q[V];
 #pragma unroll
-      for (int j = 0; j < V; ++j) {
-        const float x = v[c][j] * scale[c];
-        q[j] = x == x ? lookup_code(look, x, OneStep) : uint8_t(0);  // NaN: code 0, as on the CPU
-      }
+      for (int j = 0; j < V; ++j) q[j] = nearest_code(lane_table, middle, v[c][j] * scale[c]);
       if (full) {
         store_code_vec<V>(out + base, q);
       } else {
@@ -125,19 +123,6 @@ __device__ __forceinline__ void quantize_tiles(const T* __restrict__ A, const Co
       }
     }
   }
-}
-
-template <typename T, int BLOCK>
-__global__ void __launch_bounds__(kThreads, kMinBlocksPerSM)
-quantize_blockwise_kernel(const T* __restrict__ A, const float* __restrict__ code, uint8_t* __restrict__ out,
-                          float* __restrict__ absmax, int64_t n) {
-  extern __shared__ __align__(16) unsigned char quant_smem[];
-  __shared__ float s_warp[2 * kThreads / 32];
-  const CodeLookup look = carve_lookup(quant_smem);
-  if (build_lookups(code, nullptr, look, look))  // ends with a barrier
-    quantize_tiles<T, BLOCK, true>(A, look, out, absmax, n, s_warp);
-  else
-    quantize_tiles<T, BLOCK, false>(A, look, out, absmax, n, s_warp);
 }
 
 template <typename T, int BLOCK>
@@ -190,7 +175,7 @@ cudaError_t launch_quantize_blockwise_bs(const T* A, const float* code, uint8_t*
   using S = BlockwiseShape<T, BLOCK>;
   const int64_t tiles = (n + S::kTile - 1) / S::kTile;
   const auto kernel = quantize_blockwise_kernel<T, BLOCK>;
-  const int smem = kLookupBytes;
+  const int smem = (kCodeSize - 1) * kLanes * sizeof(float);
   const int64_t grid = std::min<int64_t>(tiles, persistent_grid((const void*)kernel, kThreads, smem));
   kernel<<<int(grid), kThreads, smem, stream>>>(A, code, out, absmax, n);
   return cudaGetLastError();
