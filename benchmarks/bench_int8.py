@@ -179,14 +179,19 @@ def main():
     p.add_argument("--out", required=True, help="directory for int8.json")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--iters", type=int, default=50)
-    p.add_argument("--quick", action="store_true", help="only the decode and 4096 shapes, fp16")
+    p.add_argument("--quick", action="store_true", help="only the decode and 4096 shapes, fp16 (see --dtypes)")
+    p.add_argument("--dtypes", default=None, help="comma-separated, e.g. float16,bfloat16 (default: both, fp16 "
+                   "with --quick)")
     args = p.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench_int8.py needs a CUDA device")
     os.makedirs(args.out, exist_ok=True)
     bw = copy_bandwidth_gbs(1 << 30, args.warmup, args.iters) / 1e3
     shapes = [s for s in SHAPES if not args.quick or s[0] in ("decode", "square 4096")]
-    dtypes = [torch.float16] if args.quick else [torch.float16, torch.bfloat16]
+    if args.dtypes:
+        dtypes = [getattr(torch, d.strip()) for d in args.dtypes.split(",")]
+    else:
+        dtypes = [torch.float16] if args.quick else [torch.float16, torch.bfloat16]
     records = []
     for name, M, K, N in shapes:
         for dtype in dtypes:

@@ -170,10 +170,12 @@ def test_forward_with_outliers_does_not_synchronise(int8_weight):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("shape", [((1, 13), 7), ((16, 1000), 257), ((2, 3, 64), 33), ((20, 1040), 45),
                                    ((3, 2056), 16), ((9, 4100), 40), ((16, 8192), 64), ((32, 4608), 200),
-                                   ((5, 36864), 24), ((40, 520), 70)])
+                                   ((5, 36864), 24), ((40, 520), 70), ((7, 2064), 300), ((24, 4096), 129),
+                                   ((32, 1024), 8200)])
 def test_weight_linear_variants(monkeypatch, variant, dtype, shape):
     """Each CUDA kernel of int8_weight_linear (BNB_INT8_GEMV) against plain torch, tails of K
-    (not a multiple of the split-K slice, of 16, of 8), of N and of the 16 rows included."""
+    (not a multiple of the split-K slice, of 256, of 16, of 8), of N and of the 8-token groups
+    included; ((32, 1024), 8200) gives each block many weight tiles."""
     if variant == "default":  # the cluster kernel where it applies
         monkeypatch.delenv("BNB_INT8_GEMV", raising=False)
     else:
@@ -188,6 +190,26 @@ def test_weight_linear_variants(monkeypatch, variant, dtype, shape):
     ref = A.cpu().double() @ W.t() + bias.cpu().double()
     tol = 2e-3 if dtype == torch.float16 else 1.6e-2
     torch.testing.assert_close(out.cpu().double(), ref, rtol=tol, atol=tol * max(1.0, ref.abs().amax().item()))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("variant", ["default", "splitk512"])
+@pytest.mark.parametrize("offset", [1, 4])
+def test_weight_linear_unaligned_input(monkeypatch, variant, offset):
+    """Activations that start 2 or 8 bytes past an aligned address (views into a larger
+    buffer): 2 bytes take the element-wise staging; same result as plain torch."""
+    if variant == "default":
+        monkeypatch.delenv("BNB_INT8_GEMV", raising=False)
+    else:
+        monkeypatch.setenv("BNB_INT8_GEMV", variant)
+    M, K, N = 12, 1536, 160
+    buf = torch.randn(M * K + offset).half().cuda()
+    A = buf[offset:].view(M, K)
+    CB = torch.randint(-127, 128, (N, K), dtype=torch.int8, device="cuda")
+    SCB = torch.rand(N, device="cuda") + 0.1
+    out = ops.int8_weight_linear(A, CB, SCB, None)
+    ref = A.cpu().double() @ (CB.cpu().double() * SCB.cpu().double()[:, None] / 127).t()
+    torch.testing.assert_close(out.cpu().double(), ref, rtol=2e-3, atol=2e-3 * ref.abs().amax().item())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
