@@ -3,6 +3,7 @@ the device's measured copy bandwidth, JSON output and a markdown table."""
 import json
 import os
 import statistics
+import time
 
 import torch
 
@@ -24,6 +25,20 @@ def time_cuda_ms(fn, warmup=5, iters=30, inner=1):
         end.synchronize()
         times.append(start.elapsed_time(end) / inner)
     return statistics.median(times)
+
+
+def host_us(fn, calls=10):
+    """Host time per call of fn() in microseconds, not waiting for the device (few calls: a
+    full launch queue would make the host wait): what an isolated call adds before its
+    kernels start."""
+    fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    elapsed = time.perf_counter() - t0
+    torch.cuda.synchronize()
+    return elapsed / calls * 1e6
 
 
 def copy_bandwidth_gbs(nbytes=2**31, warmup=3, iters=20):

@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import torch
 
@@ -21,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]  # bench_common, and this checkout's bitsandbytes
 import bitsandbytes as bnb  # noqa: E402
 import bitsandbytes.functional as F  # noqa: E402
-from bench_common import copy_bandwidth_gbs, time_cuda_ms  # noqa: E402
+from bench_common import copy_bandwidth_gbs, host_us, time_cuda_ms  # noqa: E402
 
 SHAPES = [  # (name, M, K, N)
     ("large batch", 8192, 8192, 8192),
@@ -40,19 +39,6 @@ def time_ms(fn, warmup, iters):
 def time_ms_back_to_back(fn, warmup, iters, reps=20):
     """Device time per call with `reps` calls queued back to back, as in a model's forward."""
     return time_cuda_ms(fn, warmup, iters, inner=reps)
-
-
-def host_us(fn, calls=30):
-    """Host time per call (microseconds), not waiting for the device (few calls: a full
-    launch queue would make the host wait)."""
-    fn()
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    elapsed = time.perf_counter() - t
-    torch.cuda.synchronize()
-    return elapsed / calls * 1e6
 
 
 def make_inputs(M, K, N, dtype, seed=0):
@@ -82,8 +68,8 @@ def bench_shape(name, M, K, N, dtype, bw, args):
         t_torch = time_ms(lambda: torch.nn.functional.linear(x, W, b), args.warmup, args.iters)
         b2b_ours = time_ms_back_to_back(lambda: layer(x), args.warmup, args.iters)
         b2b_torch = time_ms_back_to_back(lambda: torch.nn.functional.linear(x, W, b), args.warmup, args.iters)
-        h_ours = host_us(lambda: layer(x))
-        h_torch = host_us(lambda: torch.nn.functional.linear(x, W, b))
+        h_ours = host_us(lambda: layer(x), calls=30)
+        h_torch = host_us(lambda: torch.nn.functional.linear(x, W, b), calls=30)
         # The forward must not wait for the device (outlier columns included).
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")

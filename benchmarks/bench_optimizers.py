@@ -22,7 +22,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(HERE, "..")]  # bench_common, and this checkout's bitsandbytes
 import bitsandbytes as bnb  # noqa: E402
-from bench_common import copy_bandwidth_gbs, time_cuda_ms  # noqa: E402
+from bench_common import copy_bandwidth_gbs, host_us, time_cuda_ms  # noqa: E402
 from bitsandbytes.utils import optimizer_state_bytes  # noqa: E402
 
 
@@ -68,18 +68,6 @@ def moved_bytes(params, opt):
             if key in st:
                 total += 2 * st[key].numel() * st[key].element_size()
     return total
-
-
-def host_us_per_step(opt, steps=10):
-    """Host time of one step (microseconds) when the host does not wait for the device: what
-    an isolated step adds before its kernels start."""
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        opt.step()
-    elapsed = time.perf_counter() - t0
-    torch.cuda.synchronize()
-    return elapsed / steps * 1e6
 
 
 def time_steps(opt, device, warmup, iters):
@@ -130,7 +118,7 @@ def run(args):
             ms = time_steps(opt, device, args.warmup, args.iters)
             # steps queued back to back: the device time of a step, the host's time hidden
             b2b = time_cuda_ms(opt.step, 2, args.iters, inner=5) if device == "cuda" else ms
-            host = host_us_per_step(opt) if device == "cuda" else float("nan")
+            host = host_us(opt.step) if device == "cuda" else float("nan")
             moved = moved_bytes(params, opt)
             row = dict(workload=wname, path=pname, tensors=len(shapes), params=n, step_ms=ms, step_ms_back_to_back=b2b,
                        host_us=host,

@@ -30,6 +30,26 @@ inline void check_vector(const at::Tensor& t, int64_t n, c10::ScalarType dtype, 
   BNB_CHECK(t.numel() == n, op, ": ", arg, " must hold ", n, " values, got ", t.numel());
 }
 
+// The optional bias of N values in `dtype`, checked and made contiguous (undefined if absent).
+inline at::Tensor checked_bias(const std::optional<at::Tensor>& bias, int64_t n, c10::ScalarType dtype,
+                               const at::Tensor& like, const char* op) {
+  if (!bias) return at::Tensor();
+  check_vector(*bias, n, dtype, like, op, "bias", "A");
+  return bias->contiguous();
+}
+
+// The int32 product A [..., N] of the dequantize ops and its row and column statistics;
+// returns {M, N}.
+inline std::pair<int64_t, int64_t> check_int32_product(const at::Tensor& A, const at::Tensor& row_stats,
+                                                       const at::Tensor& col_stats, const char* op) {
+  check_dtype(A, at::kInt, op, "A");
+  check_matrix_like(A, op, "A");
+  const int64_t N = A.size(-1), M = leading_rows(A);
+  check_vector(row_stats, M, at::kFloat, A, op, "row_stats", "A");
+  check_vector(col_stats, N, at::kFloat, A, op, "col_stats", "A");
+  return {M, N};
+}
+
 inline std::vector<int64_t> with_last(const at::Tensor& t, int64_t last) {
   std::vector<int64_t> s(t.sizes().begin(), t.sizes().end());
   s.back() = last;
@@ -134,17 +154,10 @@ at::Tensor int8_mm_dequant(const at::Tensor& A, const at::Tensor& row_stats, con
                            const std::optional<at::Tensor>& sub_B, c10::ScalarType dtype) {
   using namespace int8_detail;
   constexpr const char* op = "int8_mm_dequant";
-  check_dtype(A, at::kInt, op, "A");
-  check_matrix_like(A, op, "A");
+  const auto [M, N] = check_int32_product(A, row_stats, col_stats, op);
   const DType dt = kernel_dtype(dtype, op, "dtype");
-  const int64_t N = A.size(-1), M = leading_rows(A);
-  check_vector(row_stats, M, at::kFloat, A, op, "row_stats", "A");
-  check_vector(col_stats, N, at::kFloat, A, op, "col_stats", "A");
-  at::Tensor b, sa, sb;
-  if (bias) {
-    check_vector(*bias, N, dtype, A, op, "bias", "A");
-    b = bias->contiguous();
-  }
+  const at::Tensor b = checked_bias(bias, N, dtype, A, op);
+  at::Tensor sa, sb;
   BNB_CHECK(sub_A.has_value() == sub_B.has_value(), op, ": sub_A and sub_B (the outlier product) go together");
   int64_t sub_k = 0;
   if (sub_A) {
@@ -177,17 +190,9 @@ at::Tensor int8_mm_dequant_outliers(const at::Tensor& A, const at::Tensor& row_s
                                     const at::Tensor& outlier_list, c10::ScalarType dtype) {
   using namespace int8_detail;
   constexpr const char* op = "int8_mm_dequant_outliers";
-  check_dtype(A, at::kInt, op, "A");
-  check_matrix_like(A, op, "A");
+  const auto [M, N] = check_int32_product(A, row_stats, col_stats, op);
   const DType dt = kernel_dtype(dtype, op, "dtype");
-  const int64_t N = A.size(-1), M = leading_rows(A);
-  check_vector(row_stats, M, at::kFloat, A, op, "row_stats", "A");
-  check_vector(col_stats, N, at::kFloat, A, op, "col_stats", "A");
-  at::Tensor b;
-  if (bias) {
-    check_vector(*bias, N, dtype, A, op, "bias", "A");
-    b = bias->contiguous();
-  }
+  const at::Tensor b = checked_bias(bias, N, dtype, A, op);
   check_dtype(X, dtype, op, "X");
   check_same_device(X, A, op, "X", "A");
   check_matrix_like(X, op, "X");
@@ -222,11 +227,7 @@ at::Tensor int8_weight_linear(const at::Tensor& A, const at::Tensor& CB, const a
               ") must equal the weight's second dimension (", CB.size(1), "); the weight is [N, K]");
   const int64_t M = leading_rows(A), N = CB.size(0), K = CB.size(1);
   check_vector(SCB, N, at::kFloat, A, op, "SCB", "A");
-  at::Tensor b;
-  if (bias) {
-    check_vector(*bias, N, A.scalar_type(), A, op, "bias", "A");
-    b = bias->contiguous();
-  }
+  const at::Tensor b = checked_bias(bias, N, A.scalar_type(), A, op);
   const at::Tensor a = A.contiguous(), w = CB.contiguous(), s = SCB.contiguous();
   at::Tensor out = at::empty(with_last(A, N), A.options());
   Backend::weight_linear(A, dt, a.const_data_ptr(), w.const_data_ptr<int8_t>(), s.const_data_ptr<float>(),

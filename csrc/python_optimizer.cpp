@@ -30,24 +30,27 @@ struct PreparedUpdate {
   std::vector<at::Tensor> params, state1, state2, absmax1, absmax2;
 };
 
-// A Python list or tuple of plain tensors into `out`; false (with a TypeError set) otherwise.
-bool tensor_list(PyObject* obj, const char* arg, std::vector<at::Tensor>& out) {
-  if (!PyList_Check(obj) && !PyTuple_Check(obj)) {
-    PyErr_Format(PyExc_TypeError, "optimizer_prepare: %s must be a list of tensors", arg);
-    return false;
-  }
+// The tensors of a Python list or tuple `obj` into `out`. Returns -1, or the index of the first
+// item that is not a plain tensor (-2 if obj is no list or tuple).
+Py_ssize_t unpack_plain(PyObject* obj, std::vector<at::Tensor>& out) {
+  if (!PyList_Check(obj) && !PyTuple_Check(obj)) return -2;
   const Py_ssize_t n = PySequence_Fast_GET_SIZE(obj);
   PyObject** items = PySequence_Fast_ITEMS(obj);
   out.clear();
   out.reserve(size_t(n));
   for (Py_ssize_t i = 0; i < n; ++i) {
-    if (!bnb::python::plain(items[i])) {
-      PyErr_Format(PyExc_TypeError, "optimizer_prepare: %s[%zd] must be a plain tensor", arg, i);
-      return false;
-    }
+    if (!bnb::python::plain(items[i])) return i;
     out.push_back(THPVariable_Unpack(items[i]));
   }
-  return true;
+  return -1;
+}
+
+// unpack_plain for optimizer_prepare: false with a TypeError naming the argument.
+bool tensor_list(PyObject* obj, const char* arg, std::vector<at::Tensor>& out) {
+  const Py_ssize_t bad = unpack_plain(obj, out);
+  if (bad == -2) PyErr_Format(PyExc_TypeError, "optimizer_prepare: %s must be a list of tensors", arg);
+  else if (bad >= 0) PyErr_Format(PyExc_TypeError, "optimizer_prepare: %s[%zd] must be a plain tensor", arg, bad);
+  return bad == -1;
 }
 
 std::optional<at::Tensor> optional_tensor(PyObject* obj) {
@@ -92,19 +95,12 @@ PyObject* bnb::python::optimizer_update_prepared(PyObject* /*self*/, PyObject* a
   }
   auto* prepared = static_cast<PreparedUpdate*>(PyCapsule_GetPointer(handle, kCapsule));
   if (bnb::python::modes_active() || c10::GradMode::is_enabled()) Py_RETURN_NONE;
-  if (!PyList_Check(grads_obj) && !PyTuple_Check(grads_obj)) Py_RETURN_NONE;
   for (PyObject* obj : {qmap1, qmap2, gnorm_scale})
     if (obj != Py_None && !bnb::python::plain(obj)) Py_RETURN_NONE;
   for (PyObject* obj : {workspace, table, table_host})
     if (!bnb::python::plain(obj)) Py_RETURN_NONE;
   std::vector<at::Tensor> grads;
-  const Py_ssize_t n = PySequence_Fast_GET_SIZE(grads_obj);
-  PyObject** items = PySequence_Fast_ITEMS(grads_obj);
-  grads.reserve(size_t(n));
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    if (!bnb::python::plain(items[i])) Py_RETURN_NONE;
-    grads.push_back(THPVariable_Unpack(items[i]));
-  }
+  if (unpack_plain(grads_obj, grads) != -1) Py_RETURN_NONE;  // torch.ops takes (or refuses) them
 
   static const auto op =
       c10::Dispatcher::singleton()

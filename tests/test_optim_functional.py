@@ -235,3 +235,30 @@ def test_prepare_refuses_bad_input():
         _C.optimizer_update_prepared(object(), [], "adam", None, None, None, torch.zeros(0), torch.zeros(0),
                                      torch.zeros(0), 1e-3, 0.9, 0.99, 1e-8, 0.0, False, 1.0, 1.0, 0.0, False, 1,
                                      0.0, True)
+
+
+class _Traced(torch.Tensor):
+    """A tensor subclass with its own __torch_function__ (as wrapper tensors have)."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def test_prepared_update_takes_tensor_subclasses_through_torch_ops(device):
+    # Parameters the extension cannot take directly still update, through torch.ops, and
+    # exactly as plain tensors do.
+    results = []
+    for wrap in (False, True):
+        torch.manual_seed(0)
+        params, s1, s2, _, _ = _multi_inputs(device, False)
+        if wrap:
+            params = [p.as_subclass(_Traced) for p in params]
+        prepared = PreparedUpdate(params, s1, s2)
+        assert (prepared.handle is None) == wrap
+        grads = [torch.randn(p.shape, device=device) for p in params]
+        with torch.no_grad():
+            optimizer_update_multi("adam", params, grads, s1, s2, 0.9, 0.99, 1e-8, 1, 1e-2, prepared=prepared)
+        results.append([p.as_subclass(torch.Tensor).clone() for p in params])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)

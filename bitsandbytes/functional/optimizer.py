@@ -61,7 +61,10 @@ class PreparedUpdate:
 
     def __init__(self, params, state1, state2=None, absmax1=None, absmax2=None):
         self.lists = tuple(_as_list(x) for x in (params, state1, state2, absmax1, absmax2))
-        self.handle = _C.optimizer_prepare(*self.lists)
+        try:
+            self.handle = _C.optimizer_prepare(*self.lists)
+        except TypeError:  # a tensor subclass with its own __torch_function__: torch.ops at every step
+            self.handle = None
 
 
 def _as_list(x):
@@ -99,7 +102,7 @@ def optimizer_update_multi(optimizer_name, params, grads, state1, state2, beta1,
         buffers = UpdateBuffers(params[0].device)
     scalars = (float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), bool(decoupled), bc1, bc2,
                float(dampening), bool(nesterov), int(step), float(max_unorm), bool(block_wise))
-    if prepared is not None and not torch.compiler.is_compiling():
+    if prepared is not None and prepared.handle is not None and not torch.compiler.is_compiling():
         done = _C.optimizer_update_prepared(prepared.handle, grads, algorithm, qmap1, qmap2, gnorm_scale,
                                             buffers.workspace, buffers.table, buffers.table_host, *scalars)
         if done:

@@ -27,6 +27,24 @@ inline float scale_of(float absmax) { return absmax > 0.f ? 127.0f * (1.0f / abs
 // Whether a value counts towards the statistics: everything when there is no threshold.
 inline bool regular(float a, float threshold) { return threshold <= 0.f || a <= threshold; }
 
+// The dequantize loop every dequantize op shares, in the GPU's order of operations: element
+// (m, n) of the int32 product scaled by its row and column statistics, plus the bias, then
+// whatever `add(m, n, v)` adds to v in place (the outlier product), rounded to the dtype.
+template <class E, class Add>
+void dequant_rows(const int32_t* C, const float* row_stats, const float* col_stats, const typename E::storage* bias,
+                  int64_t M, int64_t N, typename E::storage* out, Add add) {
+#pragma omp parallel for schedule(static)
+  for (int64_t m = 0; m < M; ++m) {
+    const float rs = row_stats[m];
+    for (int64_t n = 0; n < N; ++n) {
+      float v = float(C[m * N + n]) * rs * col_stats[n] * kInv127Sq;
+      if (bias) v += E::load(bias, n);
+      add(m, n, v);
+      E::store(out, m * N + n, v);
+    }
+  }
+}
+
 }  // namespace
 
 void int8_vectorwise_quant(DType dtype, const void* A, int64_t rows, int64_t cols, float threshold,
@@ -129,18 +147,10 @@ void int8_mm_dequant(DType dtype, const int32_t* C, const float* row_stats, cons
     const auto* b = static_cast<const S*>(bias);
     const auto* sa = static_cast<const S*>(sub_A);
     const auto* sb = static_cast<const S*>(sub_B);
-    auto* o = static_cast<S*>(out);
-#pragma omp parallel for schedule(static)
-    for (int64_t m = 0; m < M; ++m) {
-      const float rs = row_stats[m];
-      for (int64_t n = 0; n < N; ++n) {
-        float v = float(C[m * N + n]) * rs * col_stats[n] * kInv127Sq;
-        if (b) v += E::load(b, n);
-        if (sa)
-          for (int64_t j = 0; j < sub_k; ++j) v += E::load(sa, m * sub_k + j) * E::load(sb, n * sub_k + j);
-        E::store(o, m * N + n, v);
-      }
-    }
+    dequant_rows<E>(C, row_stats, col_stats, b, M, N, static_cast<S*>(out), [&](int64_t m, int64_t n, float& v) {
+      if (sa)
+        for (int64_t j = 0; j < sub_k; ++j) v += E::load(sa, m * sub_k + j) * E::load(sb, n * sub_k + j);
+    });
   });
 }
 
@@ -178,17 +188,9 @@ void int8_mm_dequant_outliers(DType dtype, const int32_t* C, const float* row_st
     }
     const auto* b = static_cast<const S*>(bias);
     const auto* x = static_cast<const S*>(X);
-    auto* o = static_cast<S*>(out);
-#pragma omp parallel for schedule(static)
-    for (int64_t m = 0; m < M; ++m) {
-      const float rs = row_stats[m];
-      for (int64_t n = 0; n < N; ++n) {
-        float v = float(C[m * N + n]) * rs * col_stats[n] * kInv127Sq;
-        if (b) v += E::load(b, n);
-        for (int64_t j = 0; j < count; ++j) v += E::load(x, m * K + cols[j]) * w[size_t(j * N + n)];
-        E::store(o, m * N + n, v);
-      }
-    }
+    dequant_rows<E>(C, row_stats, col_stats, b, M, N, static_cast<S*>(out), [&](int64_t m, int64_t n, float& v) {
+      for (int64_t j = 0; j < count; ++j) v += E::load(x, m * K + cols[j]) * w[size_t(j * N + n)];
+    });
   });
 }
 

@@ -45,15 +45,7 @@ mm_dequant_kernel(const int32_t* __restrict__ C, const float* __restrict__ row_s
 #pragma unroll
       for (int j = 0; j < kPerThread; ++j)
         o[j] = from_float<T>(dequant_one(cv[j], rs, col_stats[n + j], bias, sub_A, sub_B, sub_k, m, n + j));
-      if constexpr (sizeof(T) == 2) {
-        uint2 raw;
-        memcpy(&raw, o, 8);
-        *reinterpret_cast<uint2*>(out + base) = raw;
-      } else {
-        uint4 raw;
-        memcpy(&raw, o, 16);
-        *reinterpret_cast<uint4*>(out + base) = raw;
-      }
+      store4(out + base, o);
     } else {
       for (int j = 0; j < kPerThread && n + j < N; ++j)
         out[base + j] =
@@ -206,15 +198,7 @@ mm_dequant_outliers_kernel(const int32_t* __restrict__ C, const float* __restric
 #pragma unroll
       for (int j = 0; j < kPerThread; ++j) o[j] = from_float<T>(v[r][j]);
       if (vector_ok && width == kPerThread) {
-        if constexpr (sizeof(T) == 2) {
-          uint2 raw;
-          memcpy(&raw, o, 8);
-          *reinterpret_cast<uint2*>(out + base) = raw;
-        } else {
-          uint4 raw;
-          memcpy(&raw, o, 16);
-          *reinterpret_cast<uint4*>(out + base) = raw;
-        }
+        store4(out + base, o);
       } else {
         for (int j = 0; j < width; ++j) out[base + j] = o[j];
       }

@@ -23,10 +23,6 @@ struct Vec {
   static constexpr int kElems = 16 / sizeof(T);  // one 16-byte load
 };
 
-template <int N> struct Int8Pack;
-template <> struct Int8Pack<8> { using type = uint2; };
-template <> struct Int8Pack<4> { using type = uint32_t; };
-
 template <typename T>
 __global__ void __launch_bounds__(kQuantThreads)
 row_quant_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float threshold, int8_t* __restrict__ out,
@@ -61,19 +57,8 @@ row_quant_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float thre
     if (threadIdx.x == 0) row_stats[r] = m;
     const float scale = int8_scale(m);
     if (vector_ok) {
-      for (int64_t c = int64_t(threadIdx.x) * V; c < cols; c += int64_t(kQuantThreads) * V) {
-        const uint4 raw = *reinterpret_cast<const uint4*>(a + c);
-        const T* e = reinterpret_cast<const T*>(&raw);
-        int8_t q[V];
-#pragma unroll
-        for (int j = 0; j < V; ++j) {
-          const float x = to_float(e[j]);
-          q[j] = int8_regular(fabsf(x), threshold) ? int8_round(x, scale) : int8_t(0);
-        }
-        typename Int8Pack<V>::type packed;
-        memcpy(&packed, q, V);
-        *reinterpret_cast<typename Int8Pack<V>::type*>(o + c) = packed;
-      }
+      for (int64_t c = int64_t(threadIdx.x) * V; c < cols; c += int64_t(kQuantThreads) * V)
+        quantize_piece<T, V>(*reinterpret_cast<const uint4*>(a + c), scale, threshold, o + c);
     } else {
       for (int64_t c = threadIdx.x; c < cols; c += kQuantThreads) {
         const float x = to_float(a[c]);
@@ -121,17 +106,7 @@ row_quant_regs_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float
 #pragma unroll
     for (int i = 0; i < kPer; ++i) {
       const int64_t c = (int64_t(i) * kQuantThreads + threadIdx.x) * V;
-      if (c >= cols) continue;
-      const T* e = reinterpret_cast<const T*>(&raw[i]);
-      int8_t q[V];
-#pragma unroll
-      for (int j = 0; j < V; ++j) {
-        const float x = to_float(e[j]);
-        q[j] = int8_regular(fabsf(x), threshold) ? int8_round(x, scale) : int8_t(0);
-      }
-      typename Int8Pack<V>::type packed;
-      memcpy(&packed, q, V);
-      *reinterpret_cast<typename Int8Pack<V>::type*>(out + r * cols + c) = packed;
+      if (c < cols) quantize_piece<T, V>(raw[i], scale, threshold, out + r * cols + c);
     }
   }
 }

@@ -3,6 +3,14 @@
 #pragma once
 #include <cstdint>
 
+// A function shared by the CPU and CUDA kernels: compiled for host and device under nvcc,
+// a plain inline function elsewhere.
+#if defined(__CUDACC__)
+#define BNB_HD __host__ __device__ __forceinline__
+#else
+#define BNB_HD inline
+#endif
+
 namespace bnb {
 
 enum class DType : int { Float32 = 0, Float16 = 1, BFloat16 = 2 };

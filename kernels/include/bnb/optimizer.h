@@ -7,12 +7,6 @@
 
 #include "bnb/dtype.h"
 
-#if defined(__CUDACC__)
-#define BNB_HD __host__ __device__ __forceinline__
-#else
-#define BNB_HD inline
-#endif
-
 namespace bnb {
 
 // LARS is Momentum and LAMB is Adam, each with max_unorm > 0 (the trust ratio).

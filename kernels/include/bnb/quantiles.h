@@ -25,11 +25,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__CUDACC__)
-#define BNB_HD __host__ __device__ __forceinline__
-#else
-#define BNB_HD inline
-#endif
+#include "bnb/dtype.h"
 
 namespace bnb::quantiles {
 
