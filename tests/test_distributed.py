@@ -69,6 +69,13 @@ def _init(rank, port):
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
 
 
+def _finish():
+    # Every rank waits for the others before the group goes: a rank tearing gloo down while
+    # its peer still talks to it can abort the peer's process at exit.
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def _ddp_worker(rank, port, opt_name, out_dir):
     _init(rank, port)
     model = torch.nn.parallel.DistributedDataParallel(make_model())
@@ -76,7 +83,7 @@ def _ddp_worker(rank, port, opt_name, out_dir):
     train(model, opt, batches(), rank)
     if rank == 0:
         torch.save({k: v.detach() for k, v in model.module.state_dict().items()}, os.path.join(out_dir, "ddp.pt"))
-    dist.destroy_process_group()
+    _finish()
 
 
 @pytest.mark.parametrize("opt_name, tol", [("AdamW", 5e-5), ("AdamW8bit", 2e-3)])
@@ -98,7 +105,7 @@ def _fsdp_worker(rank, port, opt_name, out_dir, min_8bit_size):
     kinds = {name: opt.state[p]["state1"].dtype for name, p in model.named_parameters()}
     if rank == 0:
         torch.save({"params": full, "kinds": kinds}, os.path.join(out_dir, "fsdp.pt"))
-    dist.destroy_process_group()
+    _finish()
 
 
 @pytest.mark.parametrize("opt_name, tol", [("AdamW", 5e-5), ("AdamW8bit", 2e-3)])
@@ -147,7 +154,7 @@ def _checkpoint_worker(rank, port, opt_name, out_dir):
     resumed = {k: v.full_tensor() for k, v in resumed_model.state_dict().items()}
     if rank == 0:
         torch.save({"straight": straight, "resumed": resumed}, os.path.join(out_dir, "resume.pt"))
-    dist.destroy_process_group()
+    _finish()
 
 
 @pytest.mark.parametrize("opt_name", ["AdamW", "AdamW8bit"])
@@ -223,7 +230,7 @@ def _reshard_worker(rank, world, port, opt_name, out_dir, phase):
     kinds = {k: opt.state[p]["state1"].dtype for k, p in model.named_parameters()}
     if rank == 0:
         torch.save({"params": params, "kinds": kinds}, os.path.join(out_dir, name))
-    dist.destroy_process_group()
+    _finish()
 
 
 @pytest.mark.parametrize("opt_name, tol", [("AdamW", 1e-5), ("AdamW8bit", 1e-4)])
