@@ -12,8 +12,6 @@
 // the lane's own bytes 4s..4s+3: every weight byte is used where it was loaded, with no
 // shuffle. A uses the same mapping, read from a shared-memory copy of the chunk (16 rows,
 // padded by 8 bytes per row so that the 8-byte reads of a half-warp hit 32 distinct banks).
-// int8 weights become 16-bit exactly: fp16 by placing the byte in the mantissa of 1024
-// (0x64XX) and subtracting 1152; bf16 through float32 the same way with 2^23.
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -25,6 +23,7 @@
 
 #include "bnb/int8_cuda.h"
 #include "int8_common.cuh"
+#include "int8_mma.cuh"
 
 namespace bnb::cuda {
 
@@ -37,64 +36,6 @@ constexpr int kMmaChunk = 512;
 constexpr int kMmaRows = 16;                 // rows of A per mma
 constexpr int kAStride = kMmaChunk + 4;      // halves per staged row (+8 bytes: bank spread)
 
-template <typename T> struct MmaOp;
-
-template <> struct MmaOp<__half> {
-  // Four int8 (one 32-bit word) -> two packed fp16 pairs, exactly.
-  static __device__ __forceinline__ void convert(uint32_t w, uint32_t& lo, uint32_t& hi) {
-    const uint32_t u = w ^ 0x80808080u;                      // x + 128, as unsigned bytes
-    uint32_t a = __byte_perm(u, 0x64646464u, 0x4140);        // halves 1024 + u0, 1024 + u1
-    uint32_t b = __byte_perm(u, 0x64646464u, 0x4342);        // halves 1024 + u2, 1024 + u3
-    const uint32_t magic = 0x64806480u;                      // 1152 = 1024 + 128, twice
-    asm("sub.f16x2 %0, %1, %2;" : "=r"(lo) : "r"(a), "r"(magic));
-    asm("sub.f16x2 %0, %1, %2;" : "=r"(hi) : "r"(b), "r"(magic));
-  }
-  static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-};
-
-template <> struct MmaOp<__nv_bfloat16> {
-  static __device__ __forceinline__ float byte_to_float(uint32_t u, int i) {
-    // 2^23 + byte has the byte as its low mantissa bits (one byte permute builds it);
-    // subtracting 2^23 + 128 leaves x.
-    return __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7540u + unsigned(i))) - 8388736.0f;
-  }
-  static __device__ __forceinline__ uint32_t pack(float x, float y) {
-    const __nv_bfloat162 p = __floats2bfloat162_rn(x, y);  // |x| <= 127: exact in bf16
-    uint32_t r;
-    memcpy(&r, &p, 4);
-    return r;
-  }
-  static __device__ __forceinline__ void convert(uint32_t w, uint32_t& lo, uint32_t& hi) {
-    const uint32_t u = w ^ 0x80808080u;
-    lo = pack(byte_to_float(u, 0), byte_to_float(u, 1));
-    hi = pack(byte_to_float(u, 2), byte_to_float(u, 3));
-  }
-  static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-};
-
-// 16 weight bytes of row n at k (zeros outside the matrix).
-__device__ __forceinline__ uint4 load_weight16(const int8_t* __restrict__ CB, int64_t n, int64_t N, int64_t K,
-                                               int64_t k, bool aligned) {
-  if (n < N && aligned && k + 16 <= K) return __ldcs(reinterpret_cast<const uint4*>(CB + n * K + k));
-  uint8_t b[16];
-#pragma unroll
-  for (int i = 0; i < 16; ++i) b[i] = (n < N && k + i < K) ? uint8_t(CB[n * K + k + i]) : uint8_t(0);
-  uint4 r;
-  memcpy(&r, b, 16);
-  return r;
-}
 
 template <typename T>
 __global__ void __launch_bounds__(kMmaThreads)
@@ -303,21 +244,6 @@ constexpr int kClusterMaxSlices = 8;   // portable cluster size
 constexpr int kClusterChunk = 512;     // K columns per register load round (8 x 16 bytes a row)
 constexpr int kClusterMaxTokens = 32;  // rows of A kept in shared memory
 
-// 16 bytes of the weight: cached in L2 only, and the L2 fetches the whole 256-byte
-// neighbourhood (the other lanes of the row ask for it at the same time).
-__device__ __forceinline__ uint4 load_weight_stream(const int8_t* p) {
-  uint4 r;
-  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-               : "l"(p));
-  return r;
-}
-
-__device__ __forceinline__ uint4 load_weight_cluster(const int8_t* __restrict__ CB, int64_t n, int64_t N, int64_t K,
-                                                     int64_t k, bool aligned) {
-  if (n < N && aligned && k + 16 <= K) return load_weight_stream(CB + n * K + k);
-  return load_weight16(CB, n, N, K, k, false);  // edges: byte by byte, zeros outside
-}
 
 // Shared-memory layout of the activations: row r of the slice at r * (ks + 4) halves. The
 // 8-byte pad puts the 8-byte reads of a half-warp (4 rows x 4 lanes) on 32 distinct banks.
@@ -373,28 +299,7 @@ weight_linear_cluster_kernel(const T* __restrict__ A, const int8_t* __restrict__
     }
   }
 
-  // A[0 .. M, k_begin .. k_begin + ks) -> a_s; rows past M and columns past K are zeros.
-  // cp.async puts every 8-byte piece in flight at once (one round trip to L2).
-  const int64_t pieces = int64_t(kTok) * (ks / 4);
-  if (a_aligned) {
-    for (int64_t p = threadIdx.x; p < pieces; p += kThreads) {
-      const int64_t r = p / (ks / 4), c = (p % (ks / 4)) * 4, k = k_begin + c;
-      const bool inside = r < M && k < K;  // K % 4 == 0: a piece is all inside or all out
-      const T* src = inside ? A + r * K + k : A;
-      const unsigned dst = unsigned(__cvta_generic_to_shared(a_s + r * a_stride + c));
-      asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;" ::"r"(dst), "l"(src), "r"(inside ? 8 : 0));
-    }
-    asm volatile("cp.async.wait_all;" ::: "memory");
-  } else {
-    for (int64_t p = threadIdx.x; p < int64_t(kTok) * ks; p += kThreads) {
-      const int64_t r = p / ks, c = p % ks, k = k_begin + c;
-      T v;
-      const uint16_t zero_bits = 0;
-      memcpy(&v, &zero_bits, 2);
-      if (r < M && k < K) v = A[r * K + k];
-      a_s[r * a_stride + c] = v;
-    }
-  }
+  stage_activations(a_s, A, M, K, k_begin, int(ks), a_stride, kTok, a_aligned);
   __syncthreads();
 
   float acc[kTokTiles][4];
@@ -404,9 +309,13 @@ weight_linear_cluster_kernel(const T* __restrict__ A, const int8_t* __restrict__
   const int64_t share = (valid + slices - 1) / slices;
   int parity = 0;
 
+  // Step s works on chunk s % chunks of tile first + (s / chunks) * tile_step, both kept
+  // as counters (a 64-bit division per step costs as much as a step's conversions).
+  int chunk = -1;
+  int64_t tile = first - tile_step;
   for (int64_t s = 0; s < steps; ++s) {
-    const int chunk = int(s % chunks);
-    const int64_t tile = first + (s / chunks) * tile_step;
+    if (++chunk == chunks) chunk = 0;
+    if (chunk == 0) tile += tile_step;
     const bool has_next = s + 1 < steps;
     const int next_chunk = chunk + 1 == chunks ? 0 : chunk + 1;
     const int64_t next_row = (chunk + 1 == chunks ? tile + tile_step : tile) * kRows + warp * 16 + g;

@@ -1,0 +1,120 @@
+// The pieces of the tensor-core kernels that apply an int8 weight to 16-bit activations
+// (int8_gemv_mma.cu): the exact int8 -> fp16/bf16 conversion with the mma.m16n8k16 of each
+// type, the weight loads (zeros outside the matrix) and the staging of the activations.
+//
+// int8 weights become 16-bit exactly: fp16 by placing the byte in the mantissa of 1024
+// (0x64XX) and subtracting 1152; bf16 through float32 the same way with 2^23.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+namespace bnb::cuda {
+
+template <typename T> struct MmaOp;
+
+template <> struct MmaOp<__half> {
+  // Four int8 (one 32-bit word) -> two packed fp16 pairs, exactly.
+  static __device__ __forceinline__ void convert(uint32_t w, uint32_t& lo, uint32_t& hi) {
+    const uint32_t u = w ^ 0x80808080u;                      // x + 128, as unsigned bytes
+    uint32_t a = __byte_perm(u, 0x64646464u, 0x4140);        // halves 1024 + u0, 1024 + u1
+    uint32_t b = __byte_perm(u, 0x64646464u, 0x4342);        // halves 1024 + u2, 1024 + u3
+    const uint32_t magic = 0x64806480u;                      // 1152 = 1024 + 128, twice
+    asm("sub.f16x2 %0, %1, %2;" : "=r"(lo) : "r"(a), "r"(magic));
+    asm("sub.f16x2 %0, %1, %2;" : "=r"(hi) : "r"(b), "r"(magic));
+  }
+  static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+template <> struct MmaOp<__nv_bfloat16> {
+  static __device__ __forceinline__ float byte_to_float(uint32_t u, int i) {
+    // 2^23 + byte has the byte as its low mantissa bits (one byte permute builds it);
+    // subtracting 2^23 + 128 leaves x.
+    return __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7540u + unsigned(i))) - 8388736.0f;
+  }
+  static __device__ __forceinline__ uint32_t pack(float x, float y) {
+    const __nv_bfloat162 p = __floats2bfloat162_rn(x, y);  // |x| <= 127: exact in bf16
+    uint32_t r;
+    memcpy(&r, &p, 4);
+    return r;
+  }
+  static __device__ __forceinline__ void convert(uint32_t w, uint32_t& lo, uint32_t& hi) {
+    const uint32_t u = w ^ 0x80808080u;
+    lo = pack(byte_to_float(u, 0), byte_to_float(u, 1));
+    hi = pack(byte_to_float(u, 2), byte_to_float(u, 3));
+  }
+  static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+};
+
+// 16 weight bytes of row n at k (zeros outside the matrix).
+__device__ __forceinline__ uint4 load_weight16(const int8_t* __restrict__ CB, int64_t n, int64_t N, int64_t K,
+                                               int64_t k, bool aligned) {
+  if (n < N && aligned && k + 16 <= K) return __ldcs(reinterpret_cast<const uint4*>(CB + n * K + k));
+  uint8_t b[16];
+#pragma unroll
+  for (int i = 0; i < 16; ++i) b[i] = (n < N && k + i < K) ? uint8_t(CB[n * K + k + i]) : uint8_t(0);
+  uint4 r;
+  memcpy(&r, b, 16);
+  return r;
+}
+
+// 16 bytes of the weight: cached in L2 only, and the L2 fetches the whole 256-byte
+// neighbourhood (the other lanes of the row ask for it at the same time).
+__device__ __forceinline__ uint4 load_weight_stream(const int8_t* p) {
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(p));
+  return r;
+}
+
+__device__ __forceinline__ uint4 load_weight_cluster(const int8_t* __restrict__ CB, int64_t n, int64_t N, int64_t K,
+                                                     int64_t k, bool aligned) {
+  if (n < N && aligned && k + 16 <= K) return load_weight_stream(CB + n * K + k);
+  return load_weight16(CB, n, N, K, k, false);  // edges: byte by byte, zeros outside
+}
+
+// Stages A[0 .. M, k_begin .. k_begin + ks) in shared memory (row r at a_s + r * stride) for
+// `tok` rows; rows past M and columns past K are zeros. With `aligned` (K % 4 == 0 and A on
+// 8 bytes) cp.async puts every 8-byte piece in flight at once: one round trip to L2. No
+// division per piece (rows outer, columns inner): 64-bit divisions cost more than the copy.
+template <typename T>
+__device__ __forceinline__ void stage_activations(T* a_s, const T* __restrict__ A, int64_t M, int64_t K,
+                                                  int64_t k_begin, int ks, int64_t stride, int tok, bool aligned) {
+  const int threads = int(blockDim.x);
+  if (aligned) {
+    for (int r = 0; r < tok; ++r) {
+      const T* row = A + int64_t(r) * K + k_begin;
+      const unsigned dst_row = unsigned(__cvta_generic_to_shared(a_s + r * stride));
+      for (int c = int(threadIdx.x) * 4; c < ks; c += threads * 4) {
+        const bool inside = r < M && k_begin + c < K;  // K % 4 == 0: a piece is all inside or all out
+        const T* src = inside ? row + c : A;
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;" ::"r"(dst_row + unsigned(c * sizeof(T))),
+                     "l"(src), "r"(inside ? 8 : 0));
+      }
+    }
+    asm volatile("cp.async.wait_all;" ::: "memory");
+  } else {
+    uint16_t zero_bits = 0;
+    T zero;
+    memcpy(&zero, &zero_bits, 2);
+    for (int r = 0; r < tok; ++r)
+      for (int c = int(threadIdx.x); c < ks; c += threads)
+        a_s[r * stride + c] = r < M && k_begin + c < K ? A[int64_t(r) * K + k_begin + c] : zero;
+  }
+}
+
+}  // namespace bnb::cuda
