@@ -193,6 +193,28 @@ def test_weight_linear_variants(monkeypatch, variant, dtype, shape):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("variant", ["default", "cluster8", "splitk512", "staged"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_weight_linear_converts_every_int8_exactly(monkeypatch, variant, dtype):
+    """Row n of the weight holds the value n - 127 (all of -127..127); one-hot activations
+    read the weight back through each tensor-core kernel: exactly the integers, so the
+    int8 -> 16-bit conversion in registers is exact for every byte."""
+    if variant == "default":
+        monkeypatch.delenv("BNB_INT8_GEMV", raising=False)
+    else:
+        monkeypatch.setenv("BNB_INT8_GEMV", variant)
+    M, K = 16, 1024
+    values = torch.arange(-127, 128, dtype=torch.int8)
+    CB = values[:, None].repeat(1, K).cuda()
+    SCB = torch.full((255,), 127.0, device="cuda")
+    A = torch.zeros(M, K, dtype=dtype, device="cuda")
+    A[torch.arange(M), torch.arange(M) * 37] = 1  # token m reads column 37 m
+    out = ops.int8_weight_linear(A, CB, SCB, None)
+    expected = values.to(dtype)[None, :].expand(M, 255)
+    assert torch.equal(out.cpu(), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("variant", ["default", "splitk512"])
 @pytest.mark.parametrize("offset", [1, 4])
 def test_weight_linear_unaligned_input(monkeypatch, variant, offset):

@@ -3,7 +3,7 @@
 // type, the weight loads (zeros outside the matrix) and the staging of the activations.
 //
 // int8 weights become 16-bit exactly: fp16 by placing the byte in the mantissa of 1024
-// (0x64XX) and subtracting 1152; bf16 through float32 the same way with 2^23.
+// (0x64XX) and subtracting 1152; bf16 from two numbers of the binade of 128 (below).
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -34,21 +34,18 @@ template <> struct MmaOp<__half> {
 };
 
 template <> struct MmaOp<__nv_bfloat16> {
-  static __device__ __forceinline__ float byte_to_float(uint32_t u, int i) {
-    // 2^23 + byte has the byte as its low mantissa bits (one byte permute builds it);
-    // subtracting 2^23 + 128 leaves x.
-    return __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7540u + unsigned(i))) - 8388736.0f;
-  }
-  static __device__ __forceinline__ uint32_t pack(float x, float y) {
-    const __nv_bfloat162 p = __floats2bfloat162_rn(x, y);  // |x| <= 127: exact in bf16
-    uint32_t r;
-    memcpy(&r, &p, 4);
-    return r;
-  }
+  // Four int8 -> two packed bf16 pairs, exactly, without float32: a byte w = x (mod 256)
+  // with low bits l = w & 0x7f and sign bit s (0 or 1) gives x = (128 + l) - (128 + 128 s).
+  // Both terms are bf16 numbers built by a byte permute (0x43LL is 128 + l, 0x4300 or 0x4380
+  // is 128 or 256), and their difference (|x| <= 128) is exact. (fma with -1 rather than
+  // sub.bf16x2, which needs sm_90: the split-K kernel also runs on sm_80.)
   static __device__ __forceinline__ void convert(uint32_t w, uint32_t& lo, uint32_t& hi) {
-    const uint32_t u = w ^ 0x80808080u;
-    lo = pack(byte_to_float(u, 0), byte_to_float(u, 1));
-    hi = pack(byte_to_float(u, 2), byte_to_float(u, 3));
+    const uint32_t low = w & 0x7f7f7f7fu, sign = w & 0x80808080u;
+    const uint32_t a = __byte_perm(low, 0x43434343u, 0x4140), b = __byte_perm(low, 0x43434343u, 0x4342);
+    const uint32_t sa = __byte_perm(sign, 0x43434343u, 0x4140), sb = __byte_perm(sign, 0x43434343u, 0x4342);
+    const uint32_t minus_one = 0xbf80bf80u;
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(lo) : "r"(sa), "r"(minus_one), "r"(a));
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(hi) : "r"(sb), "r"(minus_one), "r"(b));
   }
   static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     asm volatile(
