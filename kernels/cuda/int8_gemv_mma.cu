@@ -47,16 +47,9 @@ weight_linear_mma_kernel(const T* __restrict__ A, const int8_t* __restrict__ CB,
   const int g = lane / 4, t = lane % 4;
   const int64_t n_row = int64_t(blockIdx.x) * kMmaRowsPerBlock + warp * 8 + g;  // the row this lane streams
   const int64_t m_tiles = (M + kMmaRows - 1) / kMmaRows;
-  const uint16_t zero_bits = 0;
-  T zero;
-  memcpy(&zero, &zero_bits, 2);
-
   for (int64_t mt = blockIdx.y; mt < m_tiles; mt += gridDim.y) {
     const int64_t m0 = mt * kMmaRows;
     const int rows = int(M - m0 < kMmaRows ? M - m0 : int64_t(kMmaRows));
-    __syncthreads();  // a_s of the previous tile is no longer read
-    // Rows past M stay zero for the whole tile: cleared once.
-    for (int i = threadIdx.x; i < (kMmaRows - rows) * kAStride; i += kMmaThreads) a_s[rows * kAStride + i] = zero;
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
     uint4 w[8];
 #pragma unroll
@@ -69,37 +62,10 @@ weight_linear_mma_kernel(const T* __restrict__ A, const int8_t* __restrict__ CB,
       for (int j = 0; j < 8; ++j)
         w_next[j] = load_weight16(CB, n_row, N, K, k0 + kMmaChunk + 64 * j + 16 * t, weights_aligned);
       __syncthreads();  // every warp is done with the previous chunk of A
-      for (int p = threadIdx.x; p < rows * (kMmaChunk / 4); p += kMmaThreads) {
-        const int r = p / (kMmaChunk / 4), c = (p % (kMmaChunk / 4)) * 4;  // 4 halves = 8 bytes
-        const int64_t gk = k0 + c;
-        const T* src = A + (m0 + r) * K + gk;
-        uint2 v;
-        if (a_aligned && gk + 4 <= K) {
-          v = *reinterpret_cast<const uint2*>(src);
-        } else {
-          T e[4];
-#pragma unroll
-          for (int i = 0; i < 4; ++i) e[i] = gk + i < K ? src[i] : zero;
-          memcpy(&v, e, 8);
-        }
-        *reinterpret_cast<uint2*>(a_s + r * kAStride + c) = v;
-      }
+      stage_activations(a_s, A + m0 * K, rows, K, k0, kMmaChunk, kAStride, kMmaRows, a_aligned);
       __syncthreads();
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const uint32_t words[4] = {w[j].x, w[j].y, w[j].z, w[j].w};
-#pragma unroll
-        for (int s = 0; s < 4; ++s) {
-          const int kk = 64 * j + 16 * t + 4 * s;
-          const uint2 top = *reinterpret_cast<const uint2*>(a_s + g * kAStride + kk);
-          const uint2 bottom = *reinterpret_cast<const uint2*>(a_s + (g + 8) * kAStride + kk);
-          // Registers: rows g / g+8 at positions (2t, 2t+1), then at (2t+8, 2t+9).
-          const uint32_t a[4] = {top.x, bottom.x, top.y, bottom.y};
-          uint32_t b0, b1;
-          MmaOp<T>::convert(words[s], b0, b1);
-          MmaOp<T>::mma(acc, a, b0, b1);
-        }
-      }
+      for (int j = 0; j < 8; ++j) mma_weight_bytes(acc, w[j], a_s, kAStride, g, 64 * j + 16 * t);
 #pragma unroll
       for (int j = 0; j < 8; ++j) w[j] = w_next[j];
     }
@@ -180,19 +146,7 @@ weight_linear_splitk_kernel(const T* __restrict__ A, const int8_t* __restrict__ 
 
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-  for (int j = 0; j < kSplitJ; ++j) {
-    const uint32_t words[4] = {w[j].x, w[j].y, w[j].z, w[j].w};
-#pragma unroll
-    for (int s = 0; s < 4; ++s) {
-      const int kk = 64 * j + 16 * t + 4 * s;
-      const uint2 top = *reinterpret_cast<const uint2*>(a_s + g * kSplitStride + kk);
-      const uint2 bottom = *reinterpret_cast<const uint2*>(a_s + (g + 8) * kSplitStride + kk);
-      const uint32_t frag[4] = {top.x, bottom.x, top.y, bottom.y};
-      uint32_t b0, b1;
-      MmaOp<T>::convert(words[s], b0, b1);
-      MmaOp<T>::mma(acc, frag, b0, b1);
-    }
-  }
+  for (int j = 0; j < kSplitJ; ++j) mma_weight_bytes(acc, w[j], a_s, kSplitStride, g, 64 * j + 16 * t);
   const int64_t n_base = int64_t(blockIdx.x) * kMmaRowsPerBlock + warp * 8 + 2 * t;
   float* part = partial + int64_t(blockIdx.y) * M * N;
 #pragma unroll

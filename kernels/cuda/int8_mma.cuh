@@ -84,6 +84,27 @@ __device__ __forceinline__ uint4 load_weight_cluster(const int8_t* __restrict__ 
   return load_weight16(CB, n, N, K, k, false);  // edges: byte by byte, zeros outside
 }
 
+// One lane's 16 weight bytes (weight row g of the mma's 8 columns, k = k .. k + 16) against
+// activation rows g and g + 8 staged at a_s (row stride `stride`), as four mma.m16n8k16 with
+// the activations as the 16 x 16 operand. The reduction order inside an mma is free, so step
+// s feeds k positions {2t, 2t+1, 2t+8, 2t+9} with the lane's bytes 4s..4s+3: no shuffle.
+template <typename T>
+__device__ __forceinline__ void mma_weight_bytes(float (&acc)[4], const uint4& w, const T* a_s, int64_t stride, int g,
+                                                 int k) {
+  const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+  for (int s = 0; s < 4; ++s) {
+    const int kk = k + 4 * s;
+    const uint2 top = *reinterpret_cast<const uint2*>(a_s + g * stride + kk);
+    const uint2 bottom = *reinterpret_cast<const uint2*>(a_s + (g + 8) * stride + kk);
+    // Registers: rows g / g+8 at positions (2t, 2t+1), then at (2t+8, 2t+9).
+    const uint32_t a[4] = {top.x, bottom.x, top.y, bottom.y};
+    uint32_t b0, b1;
+    MmaOp<T>::convert(words[s], b0, b1);
+    MmaOp<T>::mma(acc, a, b0, b1);
+  }
+}
+
 // Stages A[0 .. M, k_begin .. k_begin + ks) in shared memory (row r at a_s + r * stride) for
 // `tok` rows; rows past M and columns past K are zeros. With `aligned` (K % 4 == 0 and A on
 // 8 bytes) cp.async puts every 8-byte piece in flight at once: one round trip to L2. No
