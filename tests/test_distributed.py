@@ -3,6 +3,7 @@
 import copy
 import os
 import socket
+import sys
 import tempfile
 
 import pytest
@@ -71,9 +72,14 @@ def _init(rank, port):
 
 def _finish():
     # Every rank waits for the others before the group goes: a rank tearing gloo down while
-    # its peer still talks to it can abort the peer's process at exit.
+    # its peer still talks to it can abort the peer's process at exit. Even then gloo's
+    # threads now and then abort the interpreter's normal exit ("terminate called without an
+    # active exception") after all the work is done and written: the worker leaves at once.
     dist.barrier()
     dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _ddp_worker(rank, port, opt_name, out_dir):
