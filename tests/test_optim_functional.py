@@ -58,6 +58,76 @@ def test_update_8bit_blockwise_adam(n, dtype, device):
         torch.testing.assert_close(p.double(), ref_p, rtol=tol, atol=tol)
 
 
+def _requant_maps():
+    """Sorted maps with their names: the dynamic ones (one compare per lookup), and maps whose
+    buckets hold several midpoints, midpoints below 2^-25 or above 1 (the walk)."""
+    crowded = torch.cat([torch.linspace(-1, 0.5, 56), torch.linspace(0.5, 0.51, 200)]).sort().values
+    return {
+        "dynamic signed": F.create_dynamic_map(signed=True),
+        "dynamic unsigned": F.create_dynamic_map(signed=False),
+        "linear signed": F.create_linear_map(signed=True),
+        "fp8 e5m2": F.create_fp8_map(signed=True, exponent_bits=5, precision_bits=2),
+        "crowded": crowded,
+        "beyond one": F.create_linear_map(signed=True) * 2,
+    }
+
+
+def _expected_codes(x, code):
+    """The number of float32 midpoints strictly below each float32 x: the nearest code, ties down."""
+    mid = (code[:-1] + code[1:]) * 0.5
+    return torch.searchsorted(mid.cpu(), x.cpu().contiguous(), side="left").to(torch.uint8)
+
+
+def _blockwise_scaled(values):
+    """values times the reciprocal of their 256-block absolute maximum, in float32 as the kernels do."""
+    n = values.numel()
+    padded = torch.nn.functional.pad(values, (0, -n % 256))
+    amax = padded.abs().view(-1, 256).amax(1)
+    recip = torch.where(amax > 0, 1.0 / amax, torch.zeros_like(amax))
+    return values * recip.repeat_interleave(256)[:n], amax
+
+
+def _requant_gradient(n, device):
+    """A gradient with zeros, tiny values and blocks of very different scales."""
+    g = torch.randn(n, device=device)
+    g[::7] = 0.0
+    g[1::11] *= 1e-30
+    g[: n // 2] *= torch.logspace(-12, 3, n // 2, device=device)
+    return g
+
+
+@pytest.mark.parametrize("name", list(_requant_maps()))
+def test_requantization_is_the_nearest_code_for_any_map(name, device):
+    """After one step every 8-bit state code is exactly the nearest code of the new state value
+    scaled by its block maximum, for the dynamic maps and for maps the one-compare lookup cannot
+    take (signed lookups through momentum's state, unsigned ones through Adam's second moment)."""
+    torch.manual_seed(3)
+    code = _requant_maps()[name].to(device)
+    n = 70001
+    g = _requant_gradient(n, device)
+    # momentum: on the first step the state is the gradient
+    p = torch.zeros(n, device=device)
+    q1 = torch.zeros(n, dtype=torch.uint8, device=device)
+    a1 = torch.zeros(-(-n // 256), device=device)
+    F.optimizer_update_8bit_blockwise("momentum", g, p, q1, None, 0.9, 0.0, 0.0, 1, 1e-3, code, None, a1, None)
+    x, amax = _blockwise_scaled(g)
+    torch.testing.assert_close(a1, amax, rtol=0, atol=0)
+    assert torch.equal(q1.cpu(), _expected_codes(x, code))
+    # Adam: the first step's second moment is (1 - beta2) g^2, looked up with a table for v >= 0
+    beta1, beta2 = 0.9, 0.999
+    signed = F.create_dynamic_map(signed=True).to(device)
+    q1.zero_(), a1.zero_()
+    q2, a2 = torch.zeros_like(q1), torch.zeros_like(a1)
+    F.optimizer_update_8bit_blockwise("adam", g, p, q1, q2, beta1, beta2, 1e-8, 1, 1e-3, signed, code, a1, a2)
+    one = torch.tensor(1.0, device=device)
+    v = (one - torch.tensor(beta2, device=device)) * g * g
+    x2, amax2 = _blockwise_scaled(v)
+    torch.testing.assert_close(a2, amax2, rtol=0, atol=0)
+    assert torch.equal(q2.cpu(), _expected_codes(x2, code))
+    x1, _ = _blockwise_scaled((one - torch.tensor(beta1, device=device)) * g)
+    assert torch.equal(q1.cpu(), _expected_codes(x1, signed))
+
+
 def test_update_8bit_tensorwise(device):
     n = 3000
     p = torch.randn(n, device=device)

@@ -2,12 +2,19 @@
 //
 // Why: the 8-bit optimizer requantizes two states per value, and an 8-step search per state
 // made its update bound by instructions, not memory. Here a value's float bits pick a bucket
-// (sign, exponent and the top kBucketMantBits mantissa bits, so a bucket spans at most 2^-7 of
-// its magnitude), a byte table gives the nearest code at the bucket's edge nearest zero, and
-// a short walk over the midpoints finishes. The maps this library makes (dynamic signed and
-// unsigned, 2^-7 relative spacing or coarser) put at most one midpoint in a bucket, so the walk
-// is one compare; any other sorted map (a quantile or linear map from a checkpoint) stays exact,
-// only its walk is longer.
+// (sign, exponent and the top kBucketMantBits mantissa bits: the top 16 bits of the float, so
+// a bucket spans at most 2^-7 of its magnitude). Each bucket's entry holds, in one 8-byte
+// word, the code c of its lowest value and the first midpoint m at or above that value; the
+// code of x is then c + (m < x). That holds where no bucket holds two midpoints, as with the
+// maps this library makes (dynamic signed and unsigned, 2^-7 relative spacing or coarser);
+// any other sorted map (a quantile or linear map from a checkpoint) stays exact by walking
+// the midpoints up from c.
+//
+// Magnitudes are clamped to [2^-25, 1] before the bucket is taken: state values are scaled
+// by their block maximum, so |x| <= 1 up to rounding, and the smallest dynamic-map midpoint
+// is about 2^-22.6. The lowest and highest buckets stand for everything beyond them, which
+// the one-compare form allows only where no midpoint lies in that extension (checked when
+// the tables are built).
 //
 // The result equals nearest_code's: the number of midpoints strictly below x (ties go down).
 #pragma once
@@ -18,38 +25,35 @@
 namespace bnb::cuda {
 
 constexpr int kBucketMantBits = 7;
-// Magnitudes from 2^-25 up to 2 get their own buckets; below 2^-25 is one bucket (the
-// smallest dynamic-map midpoint is about 2^-22.6), above 2 joins the top one.
-constexpr int kBucketExps = 26;
-constexpr uint32_t kBucketMinKey = uint32_t(127 - kBucketExps + 1) << kBucketMantBits;
-constexpr int kBuckets = 1 + (kBucketExps << kBucketMantBits);
-// Shared memory of one map's lookup: midpoints (padded to 256 floats) and two byte tables.
-constexpr int kLookupMidFloats = kCodeSize + 4;  // mid[-1] at the front, padded to 16 bytes
-constexpr int kNegTable = (kBuckets + 15) / 16 * 16;  // offset of the -edge table
-constexpr int kLookupBytes = kLookupMidFloats * int(sizeof(float)) + 2 * kNegTable;
+constexpr uint32_t kBucketLow = 0x3300;   // bucket key (top 16 float bits) of 2^-25
+constexpr uint32_t kBucketHigh = 0x3f80;  // bucket key of 1.0
+constexpr float kClampLow = 2.98023223876953125e-8f;  // 2^-25
+// Signed tables index a bucket by key ^ 0x1000 for negative x: keys of [2^-25, 1] all have
+// bit 12 set, so negative buckets land just below the positive ones, in one array.
+constexpr uint32_t kNegativeFlip = 0x1000;
+constexpr uint32_t kSignedFirst = kBucketLow ^ kNegativeFlip;
+constexpr int kSignedEntries = int(kBucketHigh - kSignedFirst + 1);
+constexpr int kUnsignedEntries = int(kBucketHigh - kBucketLow + 1);
+// Midpoints: mid[i] between code i and i + 1 for i < 255, mid[255] = +inf (no walk steps
+// past the last code).
+constexpr int kMidFloats = kCodeSize;
+
+// Shared memory of one map's lookup: the entries (8 bytes each), then the midpoints.
+constexpr int lookup_bytes(bool signed_values) {
+  return (signed_values ? kSignedEntries : kUnsignedEntries) * 8 + kMidFloats * int(sizeof(float));
+}
 
 struct CodeLookup {
-  float* mid;    // mid[i] = (code[i] + code[i + 1]) / 2 for i < 255; mid[255] = +inf, mid[-1] = NaN: no
-                 // value steps past either end
-  uint8_t* pos;  // per bucket: the code of +edge; then per bucket: the code of -edge
+  float2* entry;  // per bucket: (first midpoint at or above its lowest value, that value's code as bits)
+  float* mid;
 };
 
-// Carves one map's lookup out of `smem` (kLookupBytes bytes, 16-byte aligned).
-__device__ __forceinline__ CodeLookup carve_lookup(unsigned char* smem) {
+// Carves one map's lookup out of `smem` (lookup_bytes(signed_values) bytes, 8-byte aligned).
+__device__ __forceinline__ CodeLookup carve_lookup(unsigned char* smem, bool signed_values) {
   CodeLookup t;
-  t.mid = reinterpret_cast<float*>(smem) + 4;
-  t.pos = smem + kLookupMidFloats * sizeof(float);
+  t.entry = reinterpret_cast<float2*>(smem);
+  t.mid = reinterpret_cast<float*>(smem + (signed_values ? kSignedEntries : kUnsignedEntries) * 8);
   return t;
-}
-
-__device__ __forceinline__ int bucket_of(float x) {
-  const uint32_t key = (__float_as_uint(x) & 0x7fffffffu) >> (23 - kBucketMantBits);
-  const int b = int(key) - int(kBucketMinKey) + 1;
-  return min(max(b, 0), kBuckets - 1);
-}
-
-__device__ __forceinline__ float bucket_edge(int b) {
-  return b == 0 ? 0.f : __uint_as_float((uint32_t(b - 1) + kBucketMinKey) << (23 - kBucketMantBits));
 }
 
 // Midpoints strictly below x, by binary search (used only to build the tables).
@@ -63,73 +67,73 @@ __device__ __forceinline__ int count_below(const float* mid, float x) {
   return lo;
 }
 
-__device__ __forceinline__ void build_lookup(const float* __restrict__ code, CodeLookup t) {
-  for (int i = threadIdx.x - 1; i < kCodeSize; i += blockDim.x) {
-    t.mid[i] = i < 0 ? __int_as_float(0x7fc00000)
-                     : i < kCodeSize - 1 ? 0.5f * (__ldg(code + i) + __ldg(code + i + 1)) : __int_as_float(0x7f800000);
-  }
+// The values that land in bucket `key` (sign 0 or 1), as the closed range [lo, hi], with the
+// clamped extensions at both ends.
+__device__ __forceinline__ void bucket_range(uint32_t key, bool negative, float& lo, float& hi) {
+  const float inf = __int_as_float(0x7f800000);
+  float small = __uint_as_float(key << 16), large = __uint_as_float((key << 16) | 0xffffu);
+  if (key == kBucketLow) small = 0.f;
+  if (key == kBucketHigh) large = inf;
+  lo = negative ? -large : small;
+  hi = negative ? -small : large;
 }
 
-__device__ __forceinline__ void build_tables(CodeLookup t, int b) {
-  const float e = bucket_edge(b);
-  t.pos[b] = uint8_t(count_below(t.mid, e));
-  t.pos[kNegTable + b] = uint8_t(count_below(t.mid, -e));
+// Fills the entry of one bucket; returns 1 where the bucket holds two or more midpoints (then
+// only the walk is exact), else 0.
+__device__ __forceinline__ int build_entry(CodeLookup t, int index, uint32_t key, bool negative) {
+  float lo, hi;
+  bucket_range(key, negative, lo, hi);
+  const int c = count_below(t.mid, lo);
+  t.entry[index] = make_float2(t.mid[c], __int_as_float(c));
+  return c + 1 < kCodeSize && t.mid[c + 1] < hi;
 }
 
-// A bucket holding two or more midpoints (a map finer than 2^-7 somewhere): 1, else 0.
-__device__ __forceinline__ int crowded(CodeLookup t, int b) {
-  const int up = t.pos[b], down = t.pos[kNegTable + b];
-  const float hi = b + 1 < kBuckets ? bucket_edge(b + 1) : __int_as_float(0x7f800000);
-  return (up < kCodeSize - 1 && t.mid[up + 1] < hi) || (down > 1 && t.mid[down - 2] > -hi);
-}
-
-// Builds the lookups of up to two maps (code2 may be null) with the whole CTA and returns,
-// the same in every thread, whether every bucket of both holds at most one midpoint (then
-// lookup_code's one-step form is exact). Ends with a barrier.
-__device__ __forceinline__ bool build_lookups(const float* __restrict__ code1, const float* __restrict__ code2,
-                                              CodeLookup t1, CodeLookup t2) {
-  build_lookup(code1, t1);
-  if (code2) build_lookup(code2, t2);
+// Builds the lookup of `code` with the whole CTA (signed_values: buckets of both signs) and
+// returns, the same in every thread, whether the one-compare form is exact for it. Ends with
+// a barrier.
+__device__ __forceinline__ bool build_lookup(const float* __restrict__ code, CodeLookup t, bool signed_values) {
+  for (int i = threadIdx.x; i < kCodeSize; i += blockDim.x)
+    t.mid[i] = i < kCodeSize - 1 ? 0.5f * (__ldg(code + i) + __ldg(code + i + 1)) : __int_as_float(0x7f800000);
   __syncthreads();
-  for (int b = threadIdx.x; b < kBuckets; b += blockDim.x) {
-    build_tables(t1, b);
-    if (code2) build_tables(t2, b);
+  int crowded = 0;
+  if (signed_values) {
+    for (int i = threadIdx.x; i < kSignedEntries; i += blockDim.x) {
+      const uint32_t index = kSignedFirst + uint32_t(i);
+      const bool negative = index < kBucketLow;
+      if (negative && index > (kBucketHigh ^ kNegativeFlip)) continue;  // the gap between the halves
+      crowded |= build_entry(t, i, negative ? index ^ kNegativeFlip : index, negative);
+    }
+  } else {
+    for (int i = threadIdx.x; i < kUnsignedEntries; i += blockDim.x)
+      crowded |= build_entry(t, i, kBucketLow + uint32_t(i), false);
   }
-  __syncthreads();
-  int bad = 0;
-  for (int b = threadIdx.x; b < kBuckets; b += blockDim.x)
-    bad |= crowded(t1, b) | (code2 ? crowded(t2, b) : 0);
-  return __syncthreads_or(bad) == 0;
+  return __syncthreads_or(crowded) == 0;
 }
 
-// The nearest code of x. With one_step (see build_lookups), branch-free: the bucket's code
-// moved by at most one towards x. Otherwise it walks as far as needed. NaN gets a valid code
-// (which one is unspecified: the update that made it has already failed).
+// The code of x from entry e: one compare (one_step), else a walk up the midpoints. NaN gets
+// a valid code (which one is unspecified: the update that made it has already failed).
+__device__ __forceinline__ uint8_t finish_lookup(const CodeLookup& t, float2 e, float x, bool one_step) {
+  int q = __float_as_int(e.y);
+  if (one_step) {
+    q += int(e.x < x);
+  } else {
+    while (t.mid[q] < x) ++q;
+  }
+  return uint8_t(q);
+}
+
+// The nearest code of any x (a signed table).
 __device__ __forceinline__ uint8_t lookup_code(const CodeLookup& t, float x, bool one_step) {
-  const int b = bucket_of(x);
-  const bool neg = __float_as_uint(x) >> 31;  // -0.0 counts as negative: its table says 0's code
-  int q = t.pos[(neg ? kNegTable : 0) + b];
-  if (one_step) {
-    // up: the midpoint above the code lies below x; down: the one below it is not below x
-    const float m = t.mid[neg ? q - 1 : q];
-    q += neg ? -int(m >= x) : int(m < x);
-  } else if (!neg) {
-    while (t.mid[q] < x) ++q;
-  } else {
-    while (t.mid[q - 1] >= x) --q;  // stops at 0: mid[-1] is NaN
-  }
-  return uint8_t(q);
+  const float m = fminf(fmaxf(fabsf(x), kClampLow), 1.f);
+  const uint32_t sign = uint32_t(__float_as_int(x) >> 31);  // all ones for negative x (and -0.0)
+  const uint32_t index = (__float_as_uint(m) >> 16) ^ (sign & kNegativeFlip);
+  return finish_lookup(t, t.entry[index - kSignedFirst], x, one_step);
 }
 
-// The same for x >= 0 (or -0.0), as second moments are: no sign to look at.
+// The nearest code of x >= 0 (or -0.0), as second moments are: an unsigned table.
 __device__ __forceinline__ uint8_t lookup_code_nonneg(const CodeLookup& t, float x, bool one_step) {
-  int q = t.pos[bucket_of(x)];
-  if (one_step) {
-    q += int(t.mid[q] < x);
-  } else {
-    while (t.mid[q] < x) ++q;
-  }
-  return uint8_t(q);
+  const float m = fmaxf(__saturatef(x), kClampLow);
+  return finish_lookup(t, t.entry[(__float_as_uint(m) >> 16) - kBucketLow], x, one_step);
 }
 
 }  // namespace bnb::cuda

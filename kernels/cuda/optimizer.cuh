@@ -14,6 +14,7 @@
 // final tiny kernel stores the tensor-wise absmax. Nothing synchronises with the host.
 #pragma once
 #include <algorithm>
+#include <type_traits>
 
 #include "bnb/optimizer.h"
 #include "bnb/optimizer_cuda.h"
@@ -28,12 +29,14 @@ constexpr int kOptWarps = kOptThreads / 32;
 constexpr int kOptPerLane = 8;  // 32 lanes x 8 = one 256-value chunk per warp
 static_assert(kOptPerLane * 32 == kOptimizerBlock, "a warp covers one quantization block");
 
-// Shared memory of the 8-bit kernels, per map: the nearest-code lookup (code_lookup.cuh) and
-// the 256 code values (one lookup a value to dequantize). One-state algorithms use only the
-// first map. Two maps: about 17 KB, so shared memory never limits the CTAs per SM.
+// Shared memory of the 8-bit kernels: the nearest-code lookup of each map (code_lookup.cuh;
+// the first map's signed, the second's, Adam's second moment, unsigned) and the 256 code
+// values of each (one lookup a value to dequantize). Two maps: about 88 KB, within the 99 KB
+// a CTA may have on sm_86/sm_89; the kernel's registers allow one CTA an SM anyway.
 constexpr int kValFloats = kCodeSize;
 inline int optimizer_smem_bytes(bool eight_bit, int states) {
-  return eight_bit ? states * (kLookupBytes + kValFloats * int(sizeof(float))) : 0;
+  if (!eight_bit) return 0;
+  return lookup_bytes(true) + (states == 2 ? lookup_bytes(false) : 0) + states * kValFloats * int(sizeof(float));
 }
 
 struct OptTable {
@@ -72,50 +75,97 @@ __device__ __forceinline__ bool slot_vectorizable(const TensorSlot& s) {
   return aligned16(s.p) && aligned16(s.g) && aligned16(s.state1) && (s.state2 == nullptr || aligned16(s.state2));
 }
 
-// Loads 8 values of each operand of one lane (zeros past the end of the tensor).
+// One lane's 8 values of a chunk as they lie in memory: parameter and gradient (16 or 32
+// bytes each), the states (8 codes or 8 floats each) and, for 8-bit state, the block's
+// absmax. Kept apart from the float values so that a warp's next chunk can be loaded while it
+// computes the current one.
+template <typename T, bool Q>
+struct RawLane {
+  static constexpr int kWords = kOptPerLane * int(sizeof(T)) / 16;  // 16-byte words of p (and g)
+  using StateWord = std::conditional_t<Q, uint2, uint4>;              // 8 codes, or 4 floats
+  static constexpr int kStateWords = Q ? 1 : 2;
+  uint4 p[kWords], g[kWords];
+  StateWord a[kStateWords], b[kStateWords];
+  float amax1, amax2;
+
+  // Full: vector loads; otherwise element by element, zeros past the end of the tensor.
+  __device__ __forceinline__ void load(const TensorSlot& s, int64_t blk, int lane, bool full, bool two,
+                                       bool block_wise) {
+    const int64_t base = blk * kOptimizerBlock + int64_t(lane) * kOptPerLane;
+    const T* P = static_cast<const T*>(s.p) + base;
+    const T* G = static_cast<const T*>(s.g) + base;
+    const StateWord* S1 = reinterpret_cast<const StateWord*>(static_cast<const char*>(s.state1) + base * (Q ? 1 : 4));
+    const StateWord* S2 = reinterpret_cast<const StateWord*>(static_cast<const char*>(s.state2) + base * (Q ? 1 : 4));
+    if (full) {
+#pragma unroll
+      for (int w = 0; w < kWords; ++w) {
+        p[w] = __ldcs(reinterpret_cast<const uint4*>(P) + w);
+        g[w] = __ldcs(reinterpret_cast<const uint4*>(G) + w);
+      }
+#pragma unroll
+      for (int w = 0; w < kStateWords; ++w) {
+        a[w] = __ldcs(S1 + w);
+        if (two) b[w] = __ldcs(S2 + w);
+      }
+    } else {
+      using Elem = std::conditional_t<Q, uint8_t, float>;
+      const Elem* E1 = reinterpret_cast<const Elem*>(S1);
+      const Elem* E2 = reinterpret_cast<const Elem*>(S2);
+#pragma unroll
+      for (int j = 0; j < kOptPerLane; ++j) {
+        const bool in = base + j < s.n;
+        reinterpret_cast<T*>(p)[j] = in ? P[j] : T(0.f);
+        reinterpret_cast<T*>(g)[j] = in ? G[j] : T(0.f);
+        reinterpret_cast<Elem*>(a)[j] = in ? E1[j] : Elem(0);
+        reinterpret_cast<Elem*>(b)[j] = in && two ? E2[j] : Elem(0);
+      }
+    }
+    if constexpr (Q) {
+      const int64_t ablk = block_wise ? blk : 0;
+      amax1 = s.absmax1[ablk];
+      amax2 = two ? s.absmax2[ablk] : 0.f;
+    }
+  }
+};
+
+// Asks L2 for the 128-byte lines of chunk `blk` (full, vectorizable), one line per lane:
+// the chunk after the warp's next one, so that its register loads find it in L2.
+template <typename T>
+__device__ __forceinline__ void prefetch_chunk_l2(const TensorSlot& s, int64_t blk, int lane, bool two) {
+  constexpr int kLines = kOptimizerBlock * int(sizeof(T)) / 128;  // of p, and of g
+  constexpr int kCodeLines = kOptimizerBlock / 128;                // of each state
+  const int64_t base = blk * kOptimizerBlock;
+  const char* a = nullptr;
+  if (lane < kLines) a = reinterpret_cast<const char*>(static_cast<const T*>(s.p) + base) + lane * 128;
+  else if (lane < 2 * kLines) a = reinterpret_cast<const char*>(static_cast<const T*>(s.g) + base) + (lane - kLines) * 128;
+  else if (lane < 2 * kLines + kCodeLines) a = static_cast<const char*>(s.state1) + base + (lane - 2 * kLines) * 128;
+  else if (two && lane < 2 * kLines + 2 * kCodeLines)
+    a = static_cast<const char*>(s.state2) + base + (lane - 2 * kLines - kCodeLines) * 128;
+  if (a) asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+}
+
+// One lane's 8 values in float32, and the new codes of 8-bit state.
 template <typename T, bool Q>
 struct LaneData {
   float p[kOptPerLane], g[kOptPerLane], a[kOptPerLane], b[kOptPerLane];
   uint8_t qa[kOptPerLane], qb[kOptPerLane];
 
-  __device__ __forceinline__ void load(const TensorSlot& s, int64_t base, bool full, bool two) {
-    const T* P = static_cast<const T*>(s.p);
-    const T* G = static_cast<const T*>(s.g);
-    if (full) {
-      load_vec<T, kOptPerLane>(P + base, p);
-      load_vec<T, kOptPerLane>(G + base, g);
+  // The gradient times the clipping factor gs; 8-bit state: codes to values, code[q] *
+  // absmax, from the value tables in shared memory.
+  __device__ __forceinline__ void unpack(const RawLane<T, Q>& r, float gs, const float* val1, const float* val2,
+                                         bool two) {
+    const T* P = reinterpret_cast<const T*>(r.p);
+    const T* G = reinterpret_cast<const T*>(r.g);
+#pragma unroll
+    for (int j = 0; j < kOptPerLane; ++j) {
+      p[j] = to_float(P[j]);
+      g[j] = to_float(G[j]) * gs;
       if constexpr (Q) {
-        load_codes<kOptPerLane>(static_cast<const uint8_t*>(s.state1) + base, qa);
-        if (two) load_codes<kOptPerLane>(static_cast<const uint8_t*>(s.state2) + base, qb);
+        a[j] = val1[reinterpret_cast<const uint8_t*>(r.a)[j]] * r.amax1;
+        b[j] = two ? val2[reinterpret_cast<const uint8_t*>(r.b)[j]] * r.amax2 : 0.f;
       } else {
-        load_vec<float, kOptPerLane>(static_cast<const float*>(s.state1) + base, a);
-        if (two) load_vec<float, kOptPerLane>(static_cast<const float*>(s.state2) + base, b);
-      }
-    } else {
-#pragma unroll
-      for (int j = 0; j < kOptPerLane; ++j) {
-        const bool in = base + j < s.n;
-        p[j] = in ? to_float(P[base + j]) : 0.f;
-        g[j] = in ? to_float(G[base + j]) : 0.f;
-        if constexpr (Q) {
-          qa[j] = in ? static_cast<const uint8_t*>(s.state1)[base + j] : 0;
-          qb[j] = in && two ? static_cast<const uint8_t*>(s.state2)[base + j] : 0;
-        } else {
-          a[j] = in ? static_cast<const float*>(s.state1)[base + j] : 0.f;
-          b[j] = in && two ? static_cast<const float*>(s.state2)[base + j] : 0.f;
-        }
-      }
-    }
-  }
-
-  // 8-bit: codes to values, code[q] * absmax, from the value tables in shared memory.
-  __device__ __forceinline__ void dequantize(const float* val1, const float* val2, float amax1, float amax2,
-                                             bool two) {
-    if constexpr (Q) {
-#pragma unroll
-      for (int j = 0; j < kOptPerLane; ++j) {
-        a[j] = val1[qa[j]] * amax1;
-        b[j] = two ? val2[qb[j]] * amax2 : 0.f;
+        a[j] = reinterpret_cast<const float*>(r.a)[j];
+        b[j] = two ? reinterpret_cast<const float*>(r.b)[j] : 0.f;
       }
     }
   }
@@ -159,27 +209,50 @@ __device__ __forceinline__ void store_states(const TensorSlot& s, int64_t base, 
   }
 }
 
-// One 256-value chunk (block `blk` of tensor slot `s`) by one warp. Full: the whole chunk lies
-// in the tensor and every pointer allows vector access (the same for every lane, so that the
-// warp reductions below run converged); otherwise every access is checked against the end.
+// The lookups and value tables of the 8-bit kernels, in shared memory.
+struct StateMaps {
+  const float* val1;
+  const float* val2;
+  CodeLookup look1, look2;
+};
+
+// What a tensor's chunks share, read once per tensor: global loads inside a chunk's update
+// would wait on the loads of the warp's next chunk, which share their scoreboard.
+struct SlotScalars {
+  float step;        // lr times the trust ratio
+  float gs;          // the clipping factor
+  float max1, max2;  // tensor-wise 8-bit state: the new absmax found by the pre-pass
+};
+
+template <bool Q>
+__device__ __forceinline__ SlotScalars slot_scalars(const OptimizerHyper& h, const TensorSlot& s) {
+  SlotScalars k;
+  k.step = h.lr * trust_factor(h, s.stats);
+  k.gs = s.gnorm_scale ? *s.gnorm_scale : 1.f;
+  k.max1 = Q && !h.block_wise ? s.stats[kNewMax1] : 0.f;
+  k.max2 = Q && !h.block_wise ? s.stats[kNewMax2] : 0.f;
+  return k;
+}
+
+// One 256-value chunk (block `blk` of tensor slot `s`, loaded into `raw`) by one warp. Full:
+// the whole chunk lies in the tensor and every pointer allows vector access (the same for
+// every lane, so that the warp reductions below run converged); otherwise every access is
+// checked against the end.
 template <typename T, bool Q, Algorithm A, bool Full, bool OneStep>
-__device__ __forceinline__ void update_chunk(const TensorSlot& s, int64_t blk, int lane, const OptimizerHyper& h,
-                                             const float* val1, const float* val2, const CodeLookup& look1,
-                                             const CodeLookup& look2) {
+__device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScalars& k, int64_t blk, int lane,
+                                             const RawLane<T, Q>& raw, const OptimizerHyper& h,
+                                             const StateMaps& maps) {
   constexpr bool kTwo = A == Algorithm::Adam;
   const int64_t base = blk * kOptimizerBlock + int64_t(lane) * kOptPerLane;
   LaneData<T, Q> d;
-  d.load(s, base, Full, kTwo);
-  const int64_t ablk = h.block_wise ? blk : 0;
-  if constexpr (Q) d.dequantize(val1, val2, s.absmax1[ablk], kTwo ? s.absmax2[ablk] : 0.f, kTwo);
-  const float gs = s.gnorm_scale ? *s.gnorm_scale : 1.f;
-  const float step = h.lr * trust_factor(h, s.stats);
+  d.unpack(raw, k.gs, maps.val1, maps.val2, kTwo);
+  const float step = k.step;
   const float decay = weight_decay_factor(h);
   float m1 = 0.f, m2 = 0.f;
 #pragma unroll
   for (int j = 0; j < kOptPerLane; ++j) {
     float u;
-    step_element_as<A>(h, d.p[j], d.g[j] * gs, d.a[j], d.b[j], u);
+    step_element_as<A>(h, d.p[j], d.g[j], d.a[j], d.b[j], u);
     d.p[j] = d.p[j] * decay - step * u;
     if (!Full && base + j >= s.n) d.a[j] = d.b[j] = 0.f;  // past the end: not part of the block's absmax
     m1 = fmaxf(m1, fabsf(d.a[j]));
@@ -195,63 +268,115 @@ __device__ __forceinline__ void update_chunk(const TensorSlot& s, int64_t blk, i
         if constexpr (kTwo) s.absmax2[blk] = m2;
       }
     } else {
-      m1 = s.stats[kNewMax1];
-      m2 = s.stats[kNewMax2];
+      m1 = k.max1;
+      m2 = k.max2;
     }
     const float r1 = m1 > 0.f ? 1.f / m1 : 0.f, r2 = m2 > 0.f ? 1.f / m2 : 0.f;
 #pragma unroll
     for (int j = 0; j < kOptPerLane; ++j) {
-      d.qa[j] = lookup_code(look1, d.a[j] * r1, OneStep);
-      if constexpr (kTwo) d.qb[j] = lookup_code_nonneg(look2, d.b[j] * r2, OneStep);  // Adam's v >= 0
+      d.qa[j] = lookup_code(maps.look1, d.a[j] * r1, OneStep);
+      if constexpr (kTwo) d.qb[j] = lookup_code_nonneg(maps.look2, d.b[j] * r2, OneStep);  // Adam's v >= 0
     }
   }
   store_states<T, Q, Full>(s, base, d, kTwo);
 }
 
-// The persistent loop: this warp's chunks, in order.
+// The tensor holding chunk c (binary search of the table's chunk offsets; empty tensors
+// are passed over).
+__device__ __forceinline__ int tensor_of_chunk(const OptTable& tab, int count, int64_t c) {
+  int lo = 0, hi = count - 1;  // the last tensor starting at or before c
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (__ldg(tab.starts + mid) <= c) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+// The persistent loop: warp w of W takes chunks w, w + W, w + 2W, ... (all warps sweep the
+// tensors together, which keeps DRAM pages open: a contiguous run of chunks per warp measured
+// 4% slower on one large tensor). With 8-bit state a warp issues the loads of its next chunk
+// (into registers) and asks L2 for the one after, before it computes the current one: one CTA
+// of 16 warps an SM, each waiting for a chunk loaded only when needed, left the SM idle a
+// third of the time, and one chunk ahead was not enough bytes in flight to cover DRAM's
+// latency under load. Prefetching stops at the end of a tensor (reading the next tensor's
+// slot early measured slower).
 template <typename T, bool Q, Algorithm A, bool OneStep>
-__device__ __forceinline__ void update_chunks(const OptTable& tab, const OptimizerHyper& h, const float* val1,
-                                              const float* val2, const CodeLookup& look1, const CodeLookup& look2) {
+__device__ __forceinline__ void update_chunks(const OptTable& tab, int count, const OptimizerHyper& h,
+                                              const StateMaps& maps) {
+  constexpr bool kTwo = A == Algorithm::Adam;
+  constexpr bool kPrefetch = Q;  // 32-bit state moves 4x the bytes per value: already memory bound
   const int lane = threadIdx.x % kLanes;
-  const int64_t warps = int64_t(gridDim.x) * kOptWarps;
-  int t = 0;
-  TensorSlot s = tab.slots[0];
+  const int64_t stride = int64_t(gridDim.x) * kOptWarps;
+  int64_t c = int64_t(blockIdx.x) * kOptWarps + threadIdx.x / kLanes;
+  if (c >= tab.total_chunks) return;
+  int t = tensor_of_chunk(tab, count, c);
+  TensorSlot s = tab.slots[t];
   bool vec = slot_vectorizable(s);
-  for (int64_t c = int64_t(blockIdx.x) * kOptWarps + threadIdx.x / kLanes; c < tab.total_chunks; c += warps) {
-    if (advance_to(tab, c, t, s)) vec = slot_vectorizable(s);
-    const int64_t blk = c - __ldg(tab.starts + t);
-    if (vec && (blk + 1) * kOptimizerBlock <= s.n)
-      update_chunk<T, Q, A, true, OneStep>(s, blk, lane, h, val1, val2, look1, look2);
+  SlotScalars k = slot_scalars<Q>(h, s);
+  int64_t first = __ldg(tab.starts + t), end = __ldg(tab.starts + t + 1);  // the chunks of tensor t
+  // Whole chunk x of tensor t can be read with vector accesses.
+  auto full_chunk = [&](int64_t x) { return vec && x < end && (x - first + 1) * kOptimizerBlock <= s.n; };
+  RawLane<T, Q> next;
+  bool prefetched = false;
+  for (; c < tab.total_chunks; c += stride) {
+    RawLane<T, Q> cur;
+    bool full = true;
+    if (prefetched) {
+      cur = next;
+    } else {
+      if (c >= end) {
+        do end = __ldg(tab.starts + (++t) + 1);
+        while (c >= end);
+        first = __ldg(tab.starts + t);
+        s = tab.slots[t];
+        vec = slot_vectorizable(s);
+        k = slot_scalars<Q>(h, s);
+      }
+      full = full_chunk(c);
+      cur.load(s, c - first, lane, full, kTwo, h.block_wise);
+    }
+    const int64_t cn = c + stride;
+    prefetched = kPrefetch && full && full_chunk(cn);
+    if (prefetched) {
+      next.load(s, cn - first, lane, true, kTwo, h.block_wise);
+      if (full_chunk(cn + stride)) prefetch_chunk_l2<T>(s, cn + stride - first, lane, kTwo);
+    }
+    if (full)
+      update_chunk<T, Q, A, true, OneStep>(s, k, c - first, lane, cur, h, maps);
     else
-      update_chunk<T, Q, A, false, OneStep>(s, blk, lane, h, val1, val2, look1, look2);
+      update_chunk<T, Q, A, false, OneStep>(s, k, c - first, lane, cur, h, maps);
   }
 }
 
 // 512 threads of about 120 registers fill an SM's register file: one CTA an SM. Smaller
-// register budgets (two CTAs) spill and measured slower, as did prefetching the next chunk
-// (the update is bound by instruction issue, not by memory latency).
+// register budgets (two CTAs) spill and measured slower.
 template <typename T, bool Q, Algorithm A>
 __global__ void __launch_bounds__(kOptThreads, 1)
-optimizer_update_kernel(OptTable tab, OptimizerHyper h, const float* __restrict__ code1,
+optimizer_update_kernel(OptTable tab, int count, OptimizerHyper h, const float* __restrict__ code1,
                         const float* __restrict__ code2) {
   constexpr bool kTwo = A == Algorithm::Adam;
   extern __shared__ __align__(16) unsigned char opt_smem[];
-  const CodeLookup look1 = carve_lookup(opt_smem);
-  const CodeLookup look2 = carve_lookup(opt_smem + (kTwo ? kLookupBytes : 0));
-  float* val1 = reinterpret_cast<float*>(opt_smem + (kTwo ? 2 : 1) * kLookupBytes);
+  StateMaps maps;
+  maps.look1 = carve_lookup(opt_smem, true);
+  maps.look2 = carve_lookup(opt_smem + lookup_bytes(true), false);
+  float* val1 = reinterpret_cast<float*>(opt_smem + lookup_bytes(true) + (kTwo ? lookup_bytes(false) : 0));
   float* val2 = val1 + kValFloats;
+  maps.val1 = val1;
+  maps.val2 = val2;
   bool one_step = true;
   if constexpr (Q) {
     for (int i = threadIdx.x; i < kValFloats; i += blockDim.x) {
       val1[i] = __ldg(code1 + i);
       if constexpr (kTwo) val2[i] = __ldg(code2 + i);
     }
-    one_step = build_lookups(code1, kTwo ? code2 : nullptr, look1, look2);  // ends with a barrier
+    one_step = build_lookup(code1, maps.look1, true);  // ends with a barrier
+    if constexpr (kTwo) one_step = build_lookup(code2, maps.look2, false) && one_step;
   }
   if (!Q || one_step)  // 32-bit state: no lookup, one instance
-    update_chunks<T, Q, A, true>(tab, h, val1, val2, look1, look2);
+    update_chunks<T, Q, A, true>(tab, count, h, maps);
   else if constexpr (Q)
-    update_chunks<T, Q, A, false>(tab, h, val1, val2, look1, look2);
+    update_chunks<T, Q, A, false>(tab, count, h, maps);
 }
 
 // Pre-pass: per tensor, ||u||^2, ||p||^2 and the max of the new states, without writing
@@ -305,16 +430,14 @@ optimizer_prepass_kernel(OptTable tab, OptimizerHyper h, const float* __restrict
     any = true;
     const int64_t blk = c - __ldg(tab.starts + t);
     const int64_t base = blk * kOptimizerBlock + int64_t(lane) * kOptPerLane;
-    const bool full = vec && base + kOptPerLane <= s.n;
+    RawLane<T, Q> raw;
+    raw.load(s, blk, lane, vec && base + kOptPerLane <= s.n, kTwo, h.block_wise);
     LaneData<T, Q> d;
-    d.load(s, base, full, kTwo);
-    const int64_t ablk = h.block_wise ? blk : 0;
-    if constexpr (Q) d.dequantize(val1, val2, s.absmax1[ablk], kTwo ? s.absmax2[ablk] : 0.f, kTwo);
-    const float gs = s.gnorm_scale ? *s.gnorm_scale : 1.f;
+    d.unpack(raw, s.gnorm_scale ? *s.gnorm_scale : 1.f, val1, val2, kTwo);
 #pragma unroll
     for (int j = 0; j < kOptPerLane; ++j) {
       float u;
-      step_element_as<A>(h, d.p[j], d.g[j] * gs, d.a[j], d.b[j], u);
+      step_element_as<A>(h, d.p[j], d.g[j], d.a[j], d.b[j], u);
       if (base + j < s.n) {
         usq += u * u;
         psq += d.p[j] * d.p[j];
@@ -354,7 +477,7 @@ cudaError_t launch_optimizer_kernels(const OptTable& tab, int count, const Optim
       cudaFuncSetAttribute((const void*)main, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (attr_main != cudaSuccess) return attr_main;
   const int64_t grid = std::min<int64_t>(ctas_needed, persistent_grid((const void*)main, kOptThreads, smem));
-  main<<<int(grid), kOptThreads, smem, stream>>>(tab, h, code1, code2);
+  main<<<int(grid), kOptThreads, smem, stream>>>(tab, count, h, code1, code2);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return e;
   if (Q && !h.block_wise) {
