@@ -114,8 +114,8 @@ struct RawLane {
 #pragma unroll
       for (int j = 0; j < kOptPerLane; ++j) {
         const bool in = base + j < s.n;
-        reinterpret_cast<T*>(p)[j] = in ? P[j] : T(0.f);
-        reinterpret_cast<T*>(g)[j] = in ? G[j] : T(0.f);
+        reinterpret_cast<T*>(p)[j] = in ? P[j] : from_float<T>(0.f);
+        reinterpret_cast<T*>(g)[j] = in ? G[j] : from_float<T>(0.f);
         reinterpret_cast<Elem*>(a)[j] = in ? E1[j] : Elem(0);
         reinterpret_cast<Elem*>(b)[j] = in && two ? E2[j] : Elem(0);
       }
