@@ -16,7 +16,13 @@ PyMethodDef methods[] = {
     {"optimizer_update_prepared", bnb::python::optimizer_update_prepared, METH_VARARGS,
      "optimizer_update_prepared(handle, grads, algorithm, qmap1, qmap2, gnorm_scale, workspace, table, table_host, "
      "lr, beta1, beta2, eps, weight_decay, decoupled, bias_correction1, bias_correction2, dampening, nesterov, step, "
-     "max_unorm, block_wise) -> True, or None where torch.ops.bitsandbytes.optimizer_update must be called instead."},
+     "max_unorm, block_wise) -> True, or None where torch.ops.bitsandbytes.optimizer_update must be called instead. "
+     "grads None: each parameter's .grad (False if one has none)."},
+    {"optimizer_grads_prepare", bnb::python::optimizer_grads_prepare, METH_VARARGS,
+     "optimizer_grads_prepare(params) -> handle recording which parameters have a gradient now, or None where "
+     "a parameter is no plain tensor."},
+    {"optimizer_grads_match", bnb::python::optimizer_grads_match, METH_O,
+     "optimizer_grads_match(handle) -> whether the same parameters have a gradient as when the handle was made."},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace

@@ -9,9 +9,16 @@
 // step passes the gradients and the scalars. The update is the same op, called through the
 // dispatcher, so the result is the op's bit for bit; where a torch-function or dispatch mode is
 // active, or grad mode is on, the entry returns None and the caller takes torch.ops.
+//
+// The gradients may be left to the entry (grads None): it reads each parameter's .grad, and
+// optimizer_grads_match tells, for all of an optimizer's parameters at once, whether the set
+// with a gradient is still the one its launch plan was built for. The call skips the autograd
+// dispatch keys (the update runs without grad mode; their boxed fallback cost about 0.7 us a
+// tensor) and bumps the version counters of the tensors it writes, as that fallback would.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/Tensor.h>
 #include <c10/core/GradMode.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/Exceptions.h>
 
 #include <optional>
@@ -24,6 +31,7 @@
 namespace {
 
 constexpr const char* kCapsule = "bitsandbytes.PreparedUpdate";
+constexpr const char* kGradsCapsule = "bitsandbytes.PreparedGrads";
 
 // The tensors of one launch that stay the same from step to step.
 struct PreparedUpdate {
@@ -51,6 +59,19 @@ bool tensor_list(PyObject* obj, const char* arg, std::vector<at::Tensor>& out) {
   if (bad == -2) PyErr_Format(PyExc_TypeError, "optimizer_prepare: %s must be a list of tensors", arg);
   else if (bad >= 0) PyErr_Format(PyExc_TypeError, "optimizer_prepare: %s[%zd] must be a plain tensor", arg, bad);
   return bad == -1;
+}
+
+// An optimizer's parameters and which of them had a gradient when its launch plan was built.
+struct PreparedGrads {
+  std::vector<at::Tensor> params;
+  std::vector<bool> had_grad;
+};
+
+// The tensors a launch writes get a new version, as the autograd fallback gives mutated
+// arguments.
+void bump_versions(const std::vector<at::Tensor>& tensors) {
+  for (const at::Tensor& t : tensors)
+    if (t.defined() && !t.unsafeGetTensorImpl()->is_inference()) t.unsafeGetTensorImpl()->bump_version();
 }
 
 std::optional<at::Tensor> optional_tensor(PyObject* obj) {
@@ -100,7 +121,15 @@ PyObject* bnb::python::optimizer_update_prepared(PyObject* /*self*/, PyObject* a
   for (PyObject* obj : {workspace, table, table_host})
     if (!bnb::python::plain(obj)) Py_RETURN_NONE;
   std::vector<at::Tensor> grads;
-  if (unpack_plain(grads_obj, grads) != -1) Py_RETURN_NONE;  // torch.ops takes (or refuses) them
+  if (grads_obj == Py_None) {  // each parameter's .grad
+    grads.reserve(prepared->params.size());
+    for (const at::Tensor& p : prepared->params) {
+      grads.push_back(p.grad());
+      if (!grads.back().defined()) Py_RETURN_FALSE;  // the plan is out of date
+    }
+  } else if (unpack_plain(grads_obj, grads) != -1) {
+    Py_RETURN_NONE;  // torch.ops takes (or refuses) them
+  }
 
   static const auto op =
       c10::Dispatcher::singleton()
@@ -116,9 +145,43 @@ PyObject* bnb::python::optimizer_update_prepared(PyObject* /*self*/, PyObject* a
   const at::Tensor& ws = THPVariable_Unpack(workspace);
   const at::Tensor& tab = THPVariable_Unpack(table);
   const at::Tensor& tab_host = THPVariable_Unpack(table_host);
-  op.call(algo, prepared->params, grads, prepared->state1, prepared->state2, prepared->absmax1, prepared->absmax2,
-          q1, q2, scale, ws, tab, tab_host, lr, beta1, beta2, eps, weight_decay, decoupled != 0, bc1, bc2, dampening,
-          nesterov != 0, int64_t(step), max_unorm, block_wise != 0);
+  {
+    const c10::impl::ExcludeDispatchKeyGuard no_autograd(c10::autograd_dispatch_keyset_with_ADInplaceOrView);
+    op.call(algo, prepared->params, grads, prepared->state1, prepared->state2, prepared->absmax1, prepared->absmax2,
+            q1, q2, scale, ws, tab, tab_host, lr, beta1, beta2, eps, weight_decay, decoupled != 0, bc1, bc2, dampening,
+            nesterov != 0, int64_t(step), max_unorm, block_wise != 0);
+  }
+  for (const auto* list : {&prepared->params, &prepared->state1, &prepared->state2, &prepared->absmax1,
+                           &prepared->absmax2})
+    bump_versions(*list);
+  Py_RETURN_TRUE;
+  END_HANDLE_TH_ERRORS
+}
+
+PyObject* bnb::python::optimizer_grads_prepare(PyObject* /*self*/, PyObject* args) {
+  HANDLE_TH_ERRORS
+  PyObject* params;
+  if (!PyArg_UnpackTuple(args, "optimizer_grads_prepare", 1, 1, &params)) return nullptr;
+  auto prepared = std::make_unique<PreparedGrads>();
+  if (unpack_plain(params, prepared->params) != -1) Py_RETURN_NONE;  // the caller looks at .grad itself
+  for (const at::Tensor& p : prepared->params) prepared->had_grad.push_back(p.grad().defined());
+  PyObject* capsule = PyCapsule_New(prepared.get(), kGradsCapsule, [](PyObject* cap) {
+    delete static_cast<PreparedGrads*>(PyCapsule_GetPointer(cap, kGradsCapsule));
+  });
+  if (capsule) prepared.release();
+  return capsule;
+  END_HANDLE_TH_ERRORS
+}
+
+PyObject* bnb::python::optimizer_grads_match(PyObject* /*self*/, PyObject* handle) {
+  HANDLE_TH_ERRORS
+  if (!PyCapsule_IsValid(handle, kGradsCapsule)) {
+    PyErr_SetString(PyExc_TypeError, "optimizer_grads_match: handle must come from optimizer_grads_prepare");
+    return nullptr;
+  }
+  const auto* prepared = static_cast<const PreparedGrads*>(PyCapsule_GetPointer(handle, kGradsCapsule));
+  for (size_t i = 0; i < prepared->params.size(); ++i)
+    if (prepared->params[i].grad().defined() != prepared->had_grad[i]) Py_RETURN_FALSE;
   Py_RETURN_TRUE;
   END_HANDLE_TH_ERRORS
 }

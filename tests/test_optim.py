@@ -541,6 +541,35 @@ def test_one_launch_per_group_and_table_reuse(device):
     opt.step()
     assert opt._plan is not plan
 
+    # a parameter that gains a gradient joins at once, as do the parameters of a new group
+    params[0].grad = torch.randn_like(params[0])
+    before = params[0].detach().clone()
+    opt.step()
+    assert not torch.equal(params[0].detach(), before)
+    extra = torch.randn(700, device=device, requires_grad=True)
+    opt.add_param_group({"params": [extra]})
+    extra.grad = torch.randn_like(extra)
+    before = extra.detach().clone()
+    opt.step()
+    assert not torch.equal(extra.detach(), before) and opt.state[extra]["step"] == 1
+
+
+@pytest.mark.parametrize("eight_bit", [False, True])
+def test_step_bumps_versions_and_counts_steps_per_parameter(eight_bit, device):
+    """The tensors a step writes get new versions (as in-place torch ops give them), and each
+    parameter's state counts its steps, also for parameters that join later."""
+    a = torch.randn(5000, device=device, requires_grad=True)
+    b = torch.randn(5000, device=device, requires_grad=True)
+    opt = bnb.optim.Adam([a, b], optim_bits=8 if eight_bit else 32)
+    a.grad = torch.randn_like(a)
+    opt.step()
+    versions = [a._version, opt.state[a]["state1"]._version, opt.state[a]["state2"]._version]
+    opt.step()
+    assert all(new > old for new, old in zip(
+        [a._version, opt.state[a]["state1"]._version, opt.state[a]["state2"]._version], versions))
+    b.grad = torch.randn_like(b)
+    opt.step()
+    assert opt.state[a]["step"] == 3 and opt.state[b]["step"] == 1
 
 def test_optimizer_state_bytes():
     from bitsandbytes.utils import optimizer_state_bytes

@@ -67,6 +67,20 @@ class PreparedUpdate:
             self.handle = None
 
 
+def prepare_grads(params):
+    """A handle recording which of `params` have a gradient now, for grads_match; None where the
+    extension cannot read them (tensor subclasses)."""
+    try:
+        return _C.optimizer_grads_prepare(list(params))
+    except TypeError:
+        return None
+
+
+def grads_match(handle):
+    """Whether the same parameters have a gradient as when prepare_grads made `handle`."""
+    return _C.optimizer_grads_match(handle)
+
+
 def _as_list(x):
     if x is None:
         return []
@@ -82,11 +96,15 @@ def optimizer_update_multi(optimizer_name, params, grads, state1, state2, beta1,
     taken (1 for the first). gnorm_scale: None or a float32 tensor with one clipping factor
     per tensor, on the parameters' device. Pass the same `buffers` (UpdateBuffers) every
     step so the device table is kept. With `prepared` (a PreparedUpdate of these params and
-    states) the step hands over only the gradients."""
+    states) the step hands over only the gradients, and with grads None not even those: each
+    parameter's .grad is taken."""
     algorithm, decoupled = _algorithm(optimizer_name)
     if decoupled_weight_decay is not None:
         decoupled = decoupled_weight_decay
-    params, grads = _as_list(params), _as_list(grads)
+    read_grads = grads is None
+    if read_grads and prepared is None:
+        raise ValueError("optimizer_update_multi: grads may be None only with a PreparedUpdate")
+    params = _as_list(params)
     if not params:
         return
     state1, state2 = _as_list(state1), _as_list(state2)
@@ -103,12 +121,18 @@ def optimizer_update_multi(optimizer_name, params, grads, state1, state2, beta1,
     scalars = (float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), bool(decoupled), bc1, bc2,
                float(dampening), bool(nesterov), int(step), float(max_unorm), bool(block_wise))
     if prepared is not None and prepared.handle is not None and not torch.compiler.is_compiling():
-        done = _C.optimizer_update_prepared(prepared.handle, grads, algorithm, qmap1, qmap2, gnorm_scale,
-                                            buffers.workspace, buffers.table, buffers.table_host, *scalars)
+        done = _C.optimizer_update_prepared(prepared.handle, None if read_grads else _as_list(grads), algorithm,
+                                            qmap1, qmap2, gnorm_scale, buffers.workspace, buffers.table,
+                                            buffers.table_host, *scalars)
         if done:
             return
+        if done is False:
+            raise RuntimeError(f"{optimizer_name}: a parameter of this update has no gradient")
     if prepared is not None:
         params, state1, state2, absmax1, absmax2 = prepared.lists
+    grads = [p.grad for p in params] if read_grads else _as_list(grads)
+    if any(g is None for g in grads):
+        raise RuntimeError(f"{optimizer_name}: a parameter of this update has no gradient")
     torch.ops.bitsandbytes.optimizer_update(
         algorithm, params, grads, state1, state2, _as_list(absmax1), _as_list(absmax2), qmap1, qmap2, gnorm_scale,
         buffers.workspace, buffers.table, buffers.table_host, *scalars)

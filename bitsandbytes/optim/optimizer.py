@@ -68,6 +68,7 @@ class Optimizer8bit(torch.optim.Optimizer):
     reference library's format."""
 
     def __init__(self, params, defaults, optim_bits=32, is_paged=False):
+        self._plan = None
         super().__init__(params, defaults)
         self.initialized = False
         self.optim_bits = optim_bits
@@ -77,6 +78,11 @@ class Optimizer8bit(torch.optim.Optimizer):
                                          "unorm_vec", "max1", "max2", "new_max1", "new_max2"}
         self._plan = None
         self._plan_signature = None
+        self._grads_handle = None
+
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        self._plan = None  # the new parameters join at the next step
 
     # --- configuration ---------------------------------------------------------------
 
@@ -149,6 +155,15 @@ class Optimizer8bit(torch.optim.Optimizer):
     def _signature(self):
         return tuple(p.grad is not None for group in self.param_groups for p in group["params"])
 
+    def _plan_is_current(self):
+        """Whether the parameters with a gradient are those the launch plan was built for (one
+        call into the extension; a Python pass over every parameter's .grad where it cannot)."""
+        if self._plan is None:
+            return False
+        if self._grads_handle is not None:
+            return FO.grads_match(self._grads_handle)
+        return self._signature() == self._plan_signature
+
     def _build_plan(self):
         launches = {}
         for gindex, group in enumerate(self.param_groups):
@@ -170,6 +185,8 @@ class Optimizer8bit(torch.optim.Optimizer):
                 launches[key][1].append(p)
                 launches[key][2].append(state)
         self._plan = [_Launch(key[0], ov, ps, sts) for key, (ov, ps, sts) in launches.items()]
+        self._plan_signature = self._signature()
+        self._grads_handle = FO.prepare_grads([p for group in self.param_groups for p in group["params"]])
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -179,10 +196,8 @@ class Optimizer8bit(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         self.initialized = True
-        signature = self._signature()
-        if self._plan is None or signature != self._plan_signature:
+        if not self._plan_is_current():
             self._build_plan()
-            self._plan_signature = signature
         for launch in self._plan:
             self._run(launch)
         return loss
@@ -193,13 +208,13 @@ class Optimizer8bit(torch.optim.Optimizer):
         config.update(group)
         config.update(launch.override)
         # (a gradient that turned sparse since the plan was built is refused by the op)
-        grads = [local(p.grad) for p in launch.owners] if launch.sharded else [p.grad for p in launch.owners]
-        for state in launch.states:
-            state["step"] += 1
-        step = launch.states[0]["step"]
+        # The extension reads the gradients of plain parameters itself (grads None).
+        grads = [local(p.grad) for p in launch.owners] if launch.sharded else None
+        step = launch.states[0]["step"] + 1
         scale = None
         pc = config["percentile_clipping"]
         if pc < 100:
+            grads = grads or [p.grad for p in launch.owners]
             factors = [F.percentile_clipping(g, s["gnorm_vec"], step, pc)[2] for g, s in zip(grads, launch.states)]
             if launch.scale is None:
                 launch.scale = torch.ones(len(grads), dtype=torch.float32, device=grads[0].device)
@@ -217,6 +232,9 @@ class Optimizer8bit(torch.optim.Optimizer):
             self.optimizer_name, launch.params, grads, launch.state1, launch.state2, step=step, gnorm_scale=scale,
             block_wise=config["block_wise"], buffers=launch.buffers, prepared=launch.prepared, **kwargs,
             **self._hyper(config, step))
+        # counted once the update is queued (and not where it was refused)
+        for state in launch.states:
+            state["step"] = step
 
     def _prefetch(self, launch):
         """Paged state (state1/state2 in managed memory) back to the GPU before the update."""
