@@ -601,3 +601,38 @@ def test_op_refuses_second_moment_decay_above_one(device):
     q1, q2 = F.create_dynamic_map(signed=True).to(device), F.create_dynamic_map(signed=False).to(device)
     with pytest.raises(RuntimeError, match="beta2"):
         F.optimizer_update_8bit_blockwise("adam", g, p, s1, s2, 0.9, 1.5, 1e-8, 1, 1e-3, q1, q2, a1, a2)
+
+
+def test_step_runs_torch_step_hooks_and_profiler_range():
+    """step() runs the hooks torch.optim.Optimizer offers (global and per optimizer, pre and
+    post, a pre-hook may replace the arguments), works with LR schedulers, and names its
+    profiler range as torch does."""
+    import warnings
+
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+    p = torch.nn.Parameter(torch.randn(5000))
+    opt = bnb.optim.AdamW8bit([p])
+    calls = []
+    opt.register_step_pre_hook(lambda o, a, k: calls.append(("pre", o is opt, a[0] is opt)))
+    opt.register_step_post_hook(lambda o, a, k: calls.append(("post", o is opt)))
+    handles = [register_optimizer_step_pre_hook(lambda o, a, k: calls.append(("global pre",))),
+               register_optimizer_step_post_hook(lambda o, a, k: calls.append(("global post",)))]
+    try:
+        sched = torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
+        p.grad = torch.randn_like(p)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. "lr_scheduler.step() before optimizer.step()"
+            opt.step()
+            sched.step()
+    finally:
+        for h in handles:
+            h.remove()
+    assert calls == [("global pre",), ("pre", True, True), ("post", True), ("global post",)]
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5e-3) and opt.state[p]["step"] == 1
+    # a pre-hook may hand step() other arguments: here a closure
+    opt.register_step_pre_hook(lambda o, a, k: (a, {"closure": lambda: torch.tensor(7.0)}))
+    assert opt.step().item() == 7.0
+    with torch.profiler.profile() as prof:
+        opt.step()
+    assert any(e.name == "Optimizer.step#AdamW8bit.step" for e in prof.events())

@@ -67,6 +67,14 @@ __device__ __forceinline__ int count_below(const float* mid, float x) {
   return lo;
 }
 
+// The same, walking from c, the count of a nearby value (the table is built in runs of
+// neighbouring buckets, whose counts differ by a step or two).
+__device__ __forceinline__ int count_below_from(const float* mid, float x, int c) {
+  while (c < kCodeSize - 1 && mid[c] < x) ++c;
+  while (c > 0 && !(mid[c - 1] < x)) --c;
+  return c;
+}
+
 // The values that land in bucket `key` (sign 0 or 1), as the closed range [lo, hi], with the
 // clamped extensions at both ends.
 __device__ __forceinline__ void bucket_range(uint32_t key, bool negative, float& lo, float& hi) {
@@ -78,34 +86,36 @@ __device__ __forceinline__ void bucket_range(uint32_t key, bool negative, float&
   hi = negative ? -small : large;
 }
 
-// Fills the entry of one bucket; returns 1 where the bucket holds two or more midpoints (then
-// only the walk is exact), else 0.
-__device__ __forceinline__ int build_entry(CodeLookup t, int index, uint32_t key, bool negative) {
+// Fills the entry of one bucket (c: the count of a nearby bucket's lowest value, or -1);
+// returns 1 where the bucket holds two or more midpoints (then only the walk is exact), else 0.
+__device__ __forceinline__ int build_entry(CodeLookup t, int index, uint32_t key, bool negative, int& c) {
   float lo, hi;
   bucket_range(key, negative, lo, hi);
-  const int c = count_below(t.mid, lo);
+  c = c < 0 ? count_below(t.mid, lo) : count_below_from(t.mid, lo, c);
   t.entry[index] = make_float2(t.mid[c], __int_as_float(c));
   return c + 1 < kCodeSize && t.mid[c + 1] < hi;
 }
 
 // Builds the lookup of `code` with the whole CTA (signed_values: buckets of both signs) and
-// returns, the same in every thread, whether the one-compare form is exact for it. Ends with
-// a barrier.
+// returns, the same in every thread, whether the one-compare form is exact for it. Each
+// thread fills a run of neighbouring buckets. Ends with a barrier.
 __device__ __forceinline__ bool build_lookup(const float* __restrict__ code, CodeLookup t, bool signed_values) {
   for (int i = threadIdx.x; i < kCodeSize; i += blockDim.x)
     t.mid[i] = i < kCodeSize - 1 ? 0.5f * (__ldg(code + i) + __ldg(code + i + 1)) : __int_as_float(0x7f800000);
   __syncthreads();
-  int crowded = 0;
-  if (signed_values) {
-    for (int i = threadIdx.x; i < kSignedEntries; i += blockDim.x) {
+  const int entries = signed_values ? kSignedEntries : kUnsignedEntries;
+  const int run = (entries + int(blockDim.x) - 1) / int(blockDim.x);
+  const int stop = min(entries, (int(threadIdx.x) + 1) * run);
+  int crowded = 0, c = -1;
+  for (int i = int(threadIdx.x) * run; i < stop; ++i) {
+    if (signed_values) {
       const uint32_t index = kSignedFirst + uint32_t(i);
       const bool negative = index < kBucketLow;
       if (negative && index > (kBucketHigh ^ kNegativeFlip)) continue;  // the gap between the halves
-      crowded |= build_entry(t, i, negative ? index ^ kNegativeFlip : index, negative);
+      crowded |= build_entry(t, i, negative ? index ^ kNegativeFlip : index, negative, c);
+    } else {
+      crowded |= build_entry(t, i, kBucketLow + uint32_t(i), false, c);
     }
-  } else {
-    for (int i = threadIdx.x; i < kUnsignedEntries; i += blockDim.x)
-      crowded |= build_entry(t, i, kBucketLow + uint32_t(i), false);
   }
   return __syncthreads_or(crowded) == 0;
 }
