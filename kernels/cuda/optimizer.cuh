@@ -77,37 +77,83 @@ __device__ __forceinline__ bool slot_vectorizable(const TensorSlot& s) {
   return aligned16(s.p) && aligned16(s.g) && aligned16(s.state1) && (s.state2 == nullptr || aligned16(s.state2));
 }
 
-// One lane's 8 values of a chunk as they lie in memory: parameter and gradient (16 or 32
-// bytes each), the states (8 codes or 8 floats each) and, for 8-bit state, the block's
-// absmax. Kept apart from the float values so that a warp's next chunk can be loaded while it
-// computes the current one.
+// n 32-bit words from or to memory in one access (n = 1, 2 or 4) or two (n = 8): loads cached
+// in L2 only (measured 1% faster than loads marked for early eviction), stores streamed.
+template <int N>
+__device__ __forceinline__ void load_words(const void* src, uint32_t* w) {
+  if constexpr (N == 1) {
+    w[0] = __ldcg(static_cast<const unsigned int*>(src));
+  } else if constexpr (N == 2) {
+    const uint2 v = __ldcg(static_cast<const uint2*>(src));
+    w[0] = v.x, w[1] = v.y;
+  } else {
+#pragma unroll
+    for (int i = 0; i < N / 4; ++i) {
+      const uint4 v = __ldcg(static_cast<const uint4*>(src) + i);
+      w[4 * i] = v.x, w[4 * i + 1] = v.y, w[4 * i + 2] = v.z, w[4 * i + 3] = v.w;
+    }
+  }
+}
+template <int N>
+__device__ __forceinline__ void store_words(void* dst, const uint32_t* w) {
+  if constexpr (N == 1) {
+    __stcs(static_cast<unsigned int*>(dst), w[0]);
+  } else if constexpr (N == 2) {
+    __stcs(static_cast<uint2*>(dst), make_uint2(w[0], w[1]));
+  } else {
+#pragma unroll
+    for (int i = 0; i < N / 4; ++i)
+      __stcs(static_cast<uint4*>(dst) + i, make_uint4(w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]));
+  }
+}
+
+// Which 8 of a chunk's 256 values a lane holds: kRuns runs of kRun consecutive values, run r
+// at r * kRunStride + lane * kRun. Runs are sized so that each access of a warp covers whole
+// 32-byte sectors: 8 values (16 bytes of a 16-bit parameter, 8 codes) with 16-bit parameters
+// and 8-bit state, else 4 (16 bytes of float32). Eight float32 values side by side in a lane
+// took two 16-byte accesses that each used half of every sector they touched, doubling the
+// L2 traffic of the loads.
+template <typename T, bool Q>
+struct LaneLayout {
+  static constexpr int kRun = sizeof(T) == 2 && Q ? 8 : 4;
+  static constexpr int kRuns = kOptPerLane / kRun;
+  static constexpr int kRunStride = kOptimizerBlock / kRuns;
+  static constexpr int kStateBytes = Q ? 1 : 4;                           // per value
+  static constexpr int kValueWords = kRun * int(sizeof(T)) / 4;          // of p (and g) per run
+  static constexpr int kStateWords = kRun * kStateBytes / 4;              // of each state per run
+  // Where the lane's value j lies in its chunk.
+  __device__ static __forceinline__ int offset(int lane, int j) {
+    return (j / kRun) * kRunStride + lane * kRun + j % kRun;
+  }
+  __device__ static __forceinline__ int run_start(int lane, int r) { return r * kRunStride + lane * kRun; }
+};
+
+// One lane's 8 values of a chunk as they lie in memory: parameter and gradient, the states
+// (codes or floats) and, for 8-bit state, the block's absmax. Kept apart from the float
+// values so that a warp's next chunk can be loaded while it computes the current one.
 template <typename T, bool Q>
 struct RawLane {
-  static constexpr int kWords = kOptPerLane * int(sizeof(T)) / 16;  // 16-byte words of p (and g)
-  using StateWord = std::conditional_t<Q, uint2, uint4>;              // 8 codes, or 4 floats
-  static constexpr int kStateWords = Q ? 1 : 2;
-  uint4 p[kWords], g[kWords];
-  StateWord a[kStateWords], b[kStateWords];
+  using L = LaneLayout<T, Q>;
+  uint32_t p[L::kRuns * L::kValueWords], g[L::kRuns * L::kValueWords];
+  uint32_t a[L::kRuns * L::kStateWords], b[L::kRuns * L::kStateWords];
   float amax1, amax2;
 
   // Full: vector loads; otherwise element by element, zeros past the end of the tensor.
   __device__ __forceinline__ void load(const TensorSlot& s, int64_t blk, int lane, bool full, bool two,
                                        bool block_wise) {
-    const int64_t base = blk * kOptimizerBlock + int64_t(lane) * kOptPerLane;
-    const T* P = static_cast<const T*>(s.p) + base;
-    const T* G = static_cast<const T*>(s.g) + base;
-    const StateWord* S1 = reinterpret_cast<const StateWord*>(static_cast<const char*>(s.state1) + base * (Q ? 1 : 4));
-    const StateWord* S2 = reinterpret_cast<const StateWord*>(static_cast<const char*>(s.state2) + base * (Q ? 1 : 4));
-    if (full) {  // cached in L2 only (measured 1% faster than loads marked for early eviction)
+    const int64_t chunk = blk * kOptimizerBlock;
+    const T* P = static_cast<const T*>(s.p) + chunk;
+    const T* G = static_cast<const T*>(s.g) + chunk;
+    const char* S1 = static_cast<const char*>(s.state1) + chunk * L::kStateBytes;
+    const char* S2 = static_cast<const char*>(s.state2) + chunk * L::kStateBytes;
+    if (full) {
 #pragma unroll
-      for (int w = 0; w < kWords; ++w) {
-        p[w] = __ldcg(reinterpret_cast<const uint4*>(P) + w);
-        g[w] = __ldcg(reinterpret_cast<const uint4*>(G) + w);
-      }
-#pragma unroll
-      for (int w = 0; w < kStateWords; ++w) {
-        a[w] = __ldcg(S1 + w);
-        if (two) b[w] = __ldcg(S2 + w);
+      for (int r = 0; r < L::kRuns; ++r) {
+        const int o = L::run_start(lane, r);
+        load_words<L::kValueWords>(P + o, p + r * L::kValueWords);
+        load_words<L::kValueWords>(G + o, g + r * L::kValueWords);
+        load_words<L::kStateWords>(S1 + o * L::kStateBytes, a + r * L::kStateWords);
+        if (two) load_words<L::kStateWords>(S2 + o * L::kStateBytes, b + r * L::kStateWords);
       }
     } else {
       using Elem = std::conditional_t<Q, uint8_t, float>;
@@ -115,11 +161,12 @@ struct RawLane {
       const Elem* E2 = reinterpret_cast<const Elem*>(S2);
 #pragma unroll
       for (int j = 0; j < kOptPerLane; ++j) {
-        const bool in = base + j < s.n;
-        reinterpret_cast<T*>(p)[j] = in ? P[j] : from_float<T>(0.f);
-        reinterpret_cast<T*>(g)[j] = in ? G[j] : from_float<T>(0.f);
-        reinterpret_cast<Elem*>(a)[j] = in ? E1[j] : Elem(0);
-        reinterpret_cast<Elem*>(b)[j] = in && two ? E2[j] : Elem(0);
+        const int o = L::offset(lane, j);
+        const bool in = chunk + o < s.n;
+        reinterpret_cast<T*>(p)[j] = in ? P[o] : from_float<T>(0.f);
+        reinterpret_cast<T*>(g)[j] = in ? G[o] : from_float<T>(0.f);
+        reinterpret_cast<Elem*>(a)[j] = in ? E1[o] : Elem(0);
+        reinterpret_cast<Elem*>(b)[j] = in && two ? E2[o] : Elem(0);
       }
     }
     if constexpr (Q) {
@@ -173,42 +220,60 @@ struct LaneData {
   }
 };
 
-// Where a chunk's results go: the parameter, and the states (codes or floats).
-template <typename T, bool Full>
-__device__ __forceinline__ void store_params(const TensorSlot& s, int64_t base, const float (&p)[kOptPerLane]) {
-  T* P = static_cast<T*>(s.p);
+// Where a chunk's results go: the parameter, and the states (codes or floats), in the
+// lane's layout. Full: vector stores; otherwise element by element up to the end.
+template <typename T, bool Q, bool Full>
+__device__ __forceinline__ void store_params(const TensorSlot& s, int64_t chunk, int lane,
+                                             const float (&p)[kOptPerLane]) {
+  using L = LaneLayout<T, Q>;
+  T* P = static_cast<T*>(s.p) + chunk;
   if constexpr (Full) {
-    store_vec<T, kOptPerLane>(P + base, p);
+#pragma unroll
+    for (int r = 0; r < L::kRuns; ++r) {
+      uint32_t w[L::kValueWords];
+#pragma unroll
+      for (int i = 0; i < L::kRun; ++i) reinterpret_cast<T*>(w)[i] = from_float<T>(p[r * L::kRun + i]);
+      store_words<L::kValueWords>(P + L::run_start(lane, r), w);
+    }
   } else {
 #pragma unroll
     for (int j = 0; j < kOptPerLane; ++j)
-      if (base + j < s.n) P[base + j] = from_float<T>(p[j]);
+      if (chunk + L::offset(lane, j) < s.n) P[L::offset(lane, j)] = from_float<T>(p[j]);
   }
 }
 
 template <typename T, bool Q, bool Full>
-__device__ __forceinline__ void store_states(const TensorSlot& s, int64_t base, LaneData<T, Q>& d, bool two) {
+__device__ __forceinline__ void store_state(void* state, int64_t chunk, int lane, int64_t n, const float (&v)[kOptPerLane],
+                                            const uint8_t (&q)[kOptPerLane]) {
+  using L = LaneLayout<T, Q>;
+  char* S = static_cast<char*>(state) + chunk * L::kStateBytes;
   if constexpr (Full) {
-    if constexpr (Q) {
-      store_codes<kOptPerLane>(static_cast<uint8_t*>(s.state1) + base, d.qa);
-      if (two) store_codes<kOptPerLane>(static_cast<uint8_t*>(s.state2) + base, d.qb);
-    } else {
-      store_vec<float, kOptPerLane>(static_cast<float*>(s.state1) + base, d.a);
-      if (two) store_vec<float, kOptPerLane>(static_cast<float*>(s.state2) + base, d.b);
+#pragma unroll
+    for (int r = 0; r < L::kRuns; ++r) {
+      uint32_t w[L::kStateWords];
+#pragma unroll
+      for (int i = 0; i < L::kRun; ++i) {
+        if constexpr (Q) reinterpret_cast<uint8_t*>(w)[i] = q[r * L::kRun + i];
+        else w[i] = __float_as_uint(v[r * L::kRun + i]);
+      }
+      store_words<L::kStateWords>(S + L::run_start(lane, r) * L::kStateBytes, w);
     }
   } else {
 #pragma unroll
     for (int j = 0; j < kOptPerLane; ++j) {
-      if (base + j >= s.n) continue;
-      if constexpr (Q) {
-        static_cast<uint8_t*>(s.state1)[base + j] = d.qa[j];
-        if (two) static_cast<uint8_t*>(s.state2)[base + j] = d.qb[j];
-      } else {
-        static_cast<float*>(s.state1)[base + j] = d.a[j];
-        if (two) static_cast<float*>(s.state2)[base + j] = d.b[j];
-      }
+      const int o = L::offset(lane, j);
+      if (chunk + o >= n) continue;
+      if constexpr (Q) reinterpret_cast<uint8_t*>(S)[o] = q[j];
+      else reinterpret_cast<float*>(S)[o] = v[j];
     }
   }
+}
+
+template <typename T, bool Q, bool Full>
+__device__ __forceinline__ void store_states(const TensorSlot& s, int64_t chunk, int lane, LaneData<T, Q>& d,
+                                             bool two) {
+  store_state<T, Q, Full>(s.state1, chunk, lane, s.n, d.a, d.qa);
+  if (two) store_state<T, Q, Full>(s.state2, chunk, lane, s.n, d.b, d.qb);
 }
 
 // The lookups and value tables of the 8-bit kernels, in shared memory.
@@ -245,7 +310,8 @@ __device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScal
                                              const RawLane<T, Q>& raw, const OptimizerHyper& h,
                                              const StateMaps& maps) {
   constexpr bool kTwo = A == Algorithm::Adam;
-  const int64_t base = blk * kOptimizerBlock + int64_t(lane) * kOptPerLane;
+  using L = LaneLayout<T, Q>;
+  const int64_t chunk = blk * kOptimizerBlock;
   LaneData<T, Q> d;
   d.unpack(raw, k.gs, maps.val1, maps.val2, kTwo);
   const float step = k.step;
@@ -256,11 +322,11 @@ __device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScal
     float u;
     step_element_as<A>(h, d.p[j], d.g[j], d.a[j], d.b[j], u);
     d.p[j] = d.p[j] * decay - step * u;
-    if (!Full && base + j >= s.n) d.a[j] = d.b[j] = 0.f;  // past the end: not part of the block's absmax
+    if (!Full && chunk + L::offset(lane, j) >= s.n) d.a[j] = d.b[j] = 0.f;  // past the end: not in the absmax
     m1 = fmaxf(m1, fabsf(d.a[j]));
     m2 = fmaxf(m2, fabsf(d.b[j]));
   }
-  store_params<T, Full>(s, base, d.p);  // now: the parameter's registers are free for what follows
+  store_params<T, Q, Full>(s, chunk, lane, d.p);  // now: the parameter's registers are free for what follows
   if constexpr (Q) {
     if (h.block_wise) {
       m1 = warp_max(m1);
@@ -280,7 +346,7 @@ __device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScal
       if constexpr (kTwo) d.qb[j] = lookup_code_nonneg(maps.look2, d.b[j] * r2, OneStep);  // Adam's v >= 0
     }
   }
-  store_states<T, Q, Full>(s, base, d, kTwo);
+  store_states<T, Q, Full>(s, chunk, lane, d, kTwo);
 }
 
 // The tensor holding chunk c (binary search of the table's chunk offsets; empty tensors
@@ -448,16 +514,16 @@ optimizer_prepass_kernel(OptTable tab, OptimizerHyper h, const float* __restrict
     }
     any = true;
     const int64_t blk = c - __ldg(tab.starts + t);
-    const int64_t base = blk * kOptimizerBlock + int64_t(lane) * kOptPerLane;
+    const int64_t chunk = blk * kOptimizerBlock;
     RawLane<T, Q> raw;
-    raw.load(s, blk, lane, vec && base + kOptPerLane <= s.n, kTwo, h.block_wise);
+    raw.load(s, blk, lane, vec && chunk + kOptimizerBlock <= s.n, kTwo, h.block_wise);
     LaneData<T, Q> d;
     d.unpack(raw, s.gnorm_scale ? *s.gnorm_scale : 1.f, val1, val2, kTwo);
 #pragma unroll
     for (int j = 0; j < kOptPerLane; ++j) {
       float u;
       step_element_as<A>(h, d.p[j], d.g[j], d.a[j], d.b[j], u);
-      if (base + j < s.n) {
+      if (chunk + LaneLayout<T, Q>::offset(lane, j) < s.n) {
         usq += u * u;
         psq += d.p[j] * d.p[j];
         m1 = fmaxf(m1, fabsf(d.a[j]));
