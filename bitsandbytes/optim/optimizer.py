@@ -197,6 +197,8 @@ class Optimizer8bit(torch.optim.Optimizer):
     def step(*args, **kwargs):
         """Performs one optimization step (all parameters with a gradient): step(closure=None)."""
         self = args[0]
+        if _global_optimizer_pre_hooks is None:  # torch's wrapper runs the hooks
+            return self._step(*args[1:], **kwargs)
         if torch._C._autograd._profiler_enabled():
             with torch.autograd.profiler.record_function(f"Optimizer.step#{type(self).__name__}.step"):
                 return self._step_with_hooks(args, kwargs)
