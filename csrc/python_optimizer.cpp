@@ -21,6 +21,7 @@
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/Exceptions.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,8 +31,29 @@
 
 namespace {
 
-constexpr const char* kCapsule = "bitsandbytes.PreparedUpdate";
-constexpr const char* kGradsCapsule = "bitsandbytes.PreparedGrads";
+constexpr char kCapsule[] = "bitsandbytes.PreparedUpdate";
+constexpr char kGradsCapsule[] = "bitsandbytes.PreparedGrads";
+
+// A capsule named Name that owns `object` (deleted with the capsule); null with a Python error.
+template <typename T, const char* Name>
+PyObject* owning_capsule(std::unique_ptr<T> object) {
+  PyObject* capsule = PyCapsule_New(object.get(), Name, [](PyObject* cap) {
+    delete static_cast<T*>(PyCapsule_GetPointer(cap, Name));
+  });
+  if (capsule) object.release();
+  return capsule;
+}
+
+// The object of a capsule made by owning_capsule<T, Name>; null with a TypeError naming
+// `maker` where `handle` is none.
+template <typename T, const char* Name>
+T* capsule_object(PyObject* handle, const char* entry, const char* maker) {
+  if (!PyCapsule_IsValid(handle, Name)) {
+    PyErr_Format(PyExc_TypeError, "%s: handle must come from %s", entry, maker);
+    return nullptr;
+  }
+  return static_cast<T*>(PyCapsule_GetPointer(handle, Name));
+}
 
 // The tensors of one launch that stay the same from step to step.
 struct PreparedUpdate {
@@ -91,11 +113,7 @@ PyObject* bnb::python::optimizer_prepare(PyObject* /*self*/, PyObject* args) {
       !tensor_list(state2, "state2", prepared->state2) || !tensor_list(absmax1, "absmax1", prepared->absmax1) ||
       !tensor_list(absmax2, "absmax2", prepared->absmax2))
     return nullptr;
-  PyObject* capsule = PyCapsule_New(prepared.get(), kCapsule, [](PyObject* cap) {
-    delete static_cast<PreparedUpdate*>(PyCapsule_GetPointer(cap, kCapsule));
-  });
-  if (capsule) prepared.release();
-  return capsule;
+  return owning_capsule<PreparedUpdate, kCapsule>(std::move(prepared));
   END_HANDLE_TH_ERRORS
 }
 
@@ -110,11 +128,9 @@ PyObject* bnb::python::optimizer_update_prepared(PyObject* /*self*/, PyObject* a
                         &gnorm_scale, &workspace, &table, &table_host, &lr, &beta1, &beta2, &eps, &weight_decay,
                         &decoupled, &bc1, &bc2, &dampening, &nesterov, &step, &max_unorm, &block_wise))
     return nullptr;
-  if (!PyCapsule_IsValid(handle, kCapsule)) {
-    PyErr_SetString(PyExc_TypeError, "optimizer_update_prepared: handle must come from optimizer_prepare");
-    return nullptr;
-  }
-  auto* prepared = static_cast<PreparedUpdate*>(PyCapsule_GetPointer(handle, kCapsule));
+  auto* prepared =
+      capsule_object<PreparedUpdate, kCapsule>(handle, "optimizer_update_prepared", "optimizer_prepare");
+  if (!prepared) return nullptr;
   if (bnb::python::modes_active() || c10::GradMode::is_enabled()) Py_RETURN_NONE;
   for (PyObject* obj : {qmap1, qmap2, gnorm_scale})
     if (obj != Py_None && !bnb::python::plain(obj)) Py_RETURN_NONE;
@@ -165,21 +181,15 @@ PyObject* bnb::python::optimizer_grads_prepare(PyObject* /*self*/, PyObject* arg
   auto prepared = std::make_unique<PreparedGrads>();
   if (unpack_plain(params, prepared->params) != -1) Py_RETURN_NONE;  // the caller looks at .grad itself
   for (const at::Tensor& p : prepared->params) prepared->had_grad.push_back(p.grad().defined());
-  PyObject* capsule = PyCapsule_New(prepared.get(), kGradsCapsule, [](PyObject* cap) {
-    delete static_cast<PreparedGrads*>(PyCapsule_GetPointer(cap, kGradsCapsule));
-  });
-  if (capsule) prepared.release();
-  return capsule;
+  return owning_capsule<PreparedGrads, kGradsCapsule>(std::move(prepared));
   END_HANDLE_TH_ERRORS
 }
 
 PyObject* bnb::python::optimizer_grads_match(PyObject* /*self*/, PyObject* handle) {
   HANDLE_TH_ERRORS
-  if (!PyCapsule_IsValid(handle, kGradsCapsule)) {
-    PyErr_SetString(PyExc_TypeError, "optimizer_grads_match: handle must come from optimizer_grads_prepare");
-    return nullptr;
-  }
-  const auto* prepared = static_cast<const PreparedGrads*>(PyCapsule_GetPointer(handle, kGradsCapsule));
+  const auto* prepared =
+      capsule_object<PreparedGrads, kGradsCapsule>(handle, "optimizer_grads_match", "optimizer_grads_prepare");
+  if (!prepared) return nullptr;
   for (size_t i = 0; i < prepared->params.size(); ++i)
     if (prepared->params[i].grad().defined() != prepared->had_grad[i]) Py_RETURN_FALSE;
   Py_RETURN_TRUE;

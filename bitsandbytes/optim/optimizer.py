@@ -191,8 +191,9 @@ class Optimizer8bit(torch.optim.Optimizer):
                 launches[key][1].append(p)
                 launches[key][2].append(state)
         self._plan = [_Launch(key[0], ov, ps, sts) for key, (ov, ps, sts) in launches.items()]
-        self._plan_signature = self._signature()
         self._grads_handle = FO.prepare_grads([p for group in self.param_groups for p in group["params"]])
+        # the Python pass over every .grad, only where the extension cannot look itself
+        self._plan_signature = self._signature() if self._grads_handle is None else None
 
     def step(*args, **kwargs):
         """Performs one optimization step (all parameters with a gradient): step(closure=None)."""
