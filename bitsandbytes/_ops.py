@@ -127,27 +127,13 @@ def _int8_weight_linear_fake(A, CB, SCB, bias):
     return torch.empty((*A.shape[:-1], CB.shape[0]), dtype=A.dtype, device=A.device)
 
 
-# int8_weight_linear is differentiable in A and bias (the int8 weight is frozen): what lets
-# adapters train through it, also under torch.compile.
-def _int8_weight_linear_setup(ctx, inputs, output):
-    A, CB, SCB, bias = inputs
-    ctx.save_for_backward(CB, SCB)
-    ctx.has_bias = bias is not None
+# int8_weight_linear's Autograd kernel (gradients of A and bias) is in csrc/autograd_kernels.cpp.
 
 
-def _int8_weight_linear_backward(ctx, grad):
-    CB, SCB = ctx.saved_tensors
-    W = CB.to(grad.dtype) * (SCB.to(grad.dtype) / 127).unsqueeze(1)
-    grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.has_bias else None
-    return grad @ W, None, None, grad_bias
-
-
-torch.library.register_autograd("bitsandbytes::int8_weight_linear", _int8_weight_linear_backward,
-                                setup_context=_int8_weight_linear_setup)
 @torch.library.register_fake("bitsandbytes::optimizer_update")
-def _optimizer_update_fake(algorithm, params, grads, state1, state2, absmax1, absmax2, qmap1, qmap2, gnorm_scale,
-                           workspace, table, table_host, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay,
-                           bias_correction1, bias_correction2, dampening, nesterov, step, max_unorm, block_wise):
+def _optimizer_update_fake(algorithm, params, grads, state1, state2, absmax1, absmax2, qmap1, qmap2, gnorm_scale, lr,
+                           beta1, beta2, eps, weight_decay, decoupled_weight_decay, bias_correction1, bias_correction2,
+                           dampening, nesterov, step, max_unorm, block_wise):
     torch._check(len(grads) == len(params), lambda: "grads must hold one tensor per parameter")
     torch._check(len(state1) == len(params), lambda: "state1 must hold one tensor per parameter")
     return None

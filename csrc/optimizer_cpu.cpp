@@ -1,6 +1,9 @@
-// CPU registration of the optimizer update: the slots go straight to the kernel (no table).
+// CPU registration of the optimizer update: the slots go straight to the kernel (no table),
+// their statistics in scratch of this call.
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
+
+#include <vector>
 
 #include "bnb/optimizer_cpu.h"
 #include "optimizer_ops.h"
@@ -9,8 +12,10 @@ namespace {
 
 struct CpuOptimizerBackend {
   static void update(const at::Tensor&, bnb::DType dt, const bnb::OptimizerHyper& h, bool eight_bit,
-                     const std::vector<bnb::TensorSlot>& slots, const float* code1, const float* code2,
-                     const at::Tensor&, const at::Tensor&, const at::Tensor&) {
+                     std::vector<bnb::TensorSlot>& slots, const float* code1, const float* code2) {
+    // doubles, so that the squared norms kept in the statistics are 8-byte aligned
+    std::vector<double> stats((slots.size() * bnb::kStats + 1) / 2);
+    for (size_t i = 0; i < slots.size(); ++i) slots[i].stats = reinterpret_cast<float*>(stats.data()) + i * bnb::kStats;
     if (eight_bit)
       bnb::cpu::optimizer_update_8bit(dt, h, slots.data(), int64_t(slots.size()), code1, code2);
     else

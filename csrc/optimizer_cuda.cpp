@@ -1,7 +1,7 @@
-// CUDA registration of the optimizer update and of the paged-state ops. The device table
-// of tensor pointers lives in the caller's `table` tensor; it is re-uploaded (an
-// asynchronous copy from pinned memory on the current stream) only when its contents, kept
-// in `table_host`, change.
+// CUDA registration of the optimizer update and of the paged-state ops. The device table of
+// tensor slots belongs to the launch the op layer keeps for these tensors (optimizer_launch.h);
+// it is uploaded again (an asynchronous copy from pinned memory on the current stream) only
+// when its contents change.
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <c10/util/accumulate.h>
@@ -10,44 +10,36 @@
 
 #include "bnb/optimizer_cuda.h"
 #include "cuda_context.h"
+#include "optimizer_launch.h"
 #include "optimizer_ops.h"
 
 namespace {
 
 using bnb::ops::launch_on;
 
-void check_table(const at::Tensor& table, const at::Tensor& table_host, const at::Tensor& like) {
-  constexpr const char* op = "optimizer_update";
-  bnb::ops::check_dtype(table, at::kByte, op, "table");
-  bnb::ops::check_same_device(table, like, op, "table", "params");
-  bnb::ops::check_dtype(table_host, at::kByte, op, "table_host");
-  BNB_CHECK(table_host.device().is_cpu(), op, ": table_host must be a CPU tensor, got one on ", table_host.device());
-}
-
 struct CudaOptimizerBackend {
   static void update(const at::Tensor& like, bnb::DType dt, const bnb::OptimizerHyper& h, bool eight_bit,
-                     const std::vector<bnb::TensorSlot>& slots, const float* code1, const float* code2,
-                     const at::Tensor& workspace, const at::Tensor& table, const at::Tensor& table_host) {
-    check_table(table, table_host, like);
+                     std::vector<bnb::TensorSlot>& slots, const float* code1, const float* code2) {
+    const auto launch = bnb::ops::optimizer_launch_for(like.device(), slots);
+    float* stats = launch->workspace.mutable_data_ptr<float>();
+    for (size_t i = 0; i < slots.size(); ++i) slots[i].stats = stats + i * bnb::kStats;
     const int64_t count = int64_t(slots.size());
     const int64_t bytes = int64_t(bnb::optimizer_table_bytes(count));
     std::vector<uint8_t> fresh(bytes);
     const int64_t total_chunks = bnb::fill_optimizer_table(slots.data(), count, fresh.data());
     const c10::cuda::CUDAGuard guard(like.device());
-    const bool same = table.numel() == bytes && table_host.numel() == bytes &&
-                      std::memcmp(table_host.const_data_ptr(), fresh.data(), bytes) == 0;
-    if (!same) {
-      if (table.numel() != bytes) table.resize_({bytes});
-      if (table_host.numel() != bytes) table_host.resize_({bytes});
-      std::memcpy(table_host.mutable_data_ptr(), fresh.data(), bytes);
+    if (!launch->table.defined() || launch->mirror != fresh) {
+      // A new device buffer rather than an overwrite: a step queued on another stream may still
+      // read the old one (the caching allocator hands it out again only after that stream's work).
       at::Tensor staging = at::empty({bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
       std::memcpy(staging.mutable_data_ptr(), fresh.data(), bytes);
-      table.copy_(staging, /*non_blocking=*/true);  // current stream; the host buffer lives until it is done
+      launch->table = at::empty({bytes}, at::TensorOptions().dtype(at::kByte).device(like.device()));
+      launch->table.copy_(staging, /*non_blocking=*/true);  // current stream; staging lives until it is done
+      launch->mirror = std::move(fresh);
     }
-    float* ws = workspace.mutable_data_ptr<float>();
     launch_on(like, [&](cudaStream_t s) {
-      return bnb::cuda::optimizer_update(dt, eight_bit, h, table.const_data_ptr(), int(count), total_chunks, code1,
-                                         code2, ws, s);
+      return bnb::cuda::optimizer_update(dt, eight_bit, h, launch->table.const_data_ptr(), int(count), total_chunks,
+                                         code1, code2, stats, s);
     });
   }
 };

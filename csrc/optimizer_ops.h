@@ -1,5 +1,6 @@
 // The multi-tensor optimizer update op, written once over a backend (CPU or CUDA): argument
-// checks and the per-tensor slots here, arithmetic in kernels/.
+// checks and the per-tensor slots here, arithmetic in kernels/. The backend gives each slot
+// its statistics scratch (Backend::update(like, dtype, hyper, eight_bit, slots, code1, code2)).
 #pragma once
 #include <ATen/core/Tensor.h>
 #include <c10/util/string_view.h>
@@ -61,8 +62,7 @@ template <class Backend>
 void optimizer_update(c10::string_view algorithm, at::TensorList params, at::TensorList grads,
                       at::TensorList state1, at::TensorList state2, at::TensorList absmax1, at::TensorList absmax2,
                       const std::optional<at::Tensor>& qmap1, const std::optional<at::Tensor>& qmap2,
-                      const std::optional<at::Tensor>& gnorm_scale, const at::Tensor& workspace,
-                      const at::Tensor& table, const at::Tensor& table_host, double lr, double beta1, double beta2,
+                      const std::optional<at::Tensor>& gnorm_scale, double lr, double beta1, double beta2,
                       double eps, double weight_decay, bool decoupled_weight_decay, double bias_correction1,
                       double bias_correction2, double dampening, bool nesterov, int64_t step, double max_unorm,
                       bool block_wise) {
@@ -96,14 +96,9 @@ void optimizer_update(c10::string_view algorithm, at::TensorList params, at::Ten
                 ": gnorm_scale must hold one contiguous float32 value per parameter (", count, "), got ",
                 gnorm_scale->numel());
   }
-  check_dtype(workspace, c10::ScalarType::Float, op, "workspace");
-  check_same_device(workspace, p0, op, "workspace", "params");
-  if (workspace.numel() < int64_t(count) * kStats) workspace.resize_({int64_t(count) * kStats});
-
   std::vector<at::Tensor> grads_c;  // contiguous gradients, kept alive until the launch is queued
   grads_c.reserve(count);
   std::vector<TensorSlot> slots(count);
-  float* stats = workspace.mutable_data_ptr<float>();
   const float* scale = gnorm_scale.has_value() ? gnorm_scale->const_data_ptr<float>() : nullptr;
   for (size_t i = 0; i < count; ++i) {
     const at::Tensor& p = params[i];
@@ -129,7 +124,7 @@ void optimizer_update(c10::string_view algorithm, at::TensorList params, at::Ten
     s.absmax1 = eight_bit ? absmax1[i].mutable_data_ptr<float>() : nullptr;
     s.absmax2 = eight_bit && two ? absmax2[i].mutable_data_ptr<float>() : nullptr;
     s.gnorm_scale = scale ? scale + i : nullptr;
-    s.stats = stats + i * kStats;
+    s.stats = nullptr;  // the backend's scratch
     s.n = p.numel();
   }
 
@@ -150,7 +145,7 @@ void optimizer_update(c10::string_view algorithm, at::TensorList params, at::Ten
   h.block_wise = block_wise;
   const float* code1 = eight_bit ? qmap1->const_data_ptr<float>() : nullptr;
   const float* code2 = eight_bit && two ? qmap2->const_data_ptr<float>() : nullptr;
-  Backend::update(p0, dt, h, eight_bit, slots, code1, code2, workspace, table, table_host);
+  Backend::update(p0, dt, h, eight_bit, slots, code1, code2);
 }
 
 }  // namespace bnb::ops

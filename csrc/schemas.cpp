@@ -1,5 +1,6 @@
 // Every schema of the bitsandbytes operator library, in one place. Backend files hold only
-// kernels and their TORCH_LIBRARY_IMPL; Python registers the fake (meta) kernels.
+// kernels and their TORCH_LIBRARY_IMPL; autograd_kernels.cpp the Autograd kernels; Python
+// registers the fake (meta) kernels.
 #include <torch/library.h>
 
 TORCH_LIBRARY(bitsandbytes, m) {
@@ -17,17 +18,16 @@ TORCH_LIBRARY(bitsandbytes, m) {
   // between the probabilities offset and 1 - offset.
   m.def("estimate_quantiles(Tensor A, float offset, int num_quantiles) -> Tensor");
 
-  // The optimizer step of a group of tensors that share dtype and state kind (float32 or
-  // uint8 state), updated in place in one launch. algorithm: adam, momentum, rmsprop,
-  // adagrad, lion. workspace (float32), table (device) and table_host (CPU) are scratch the
-  // caller keeps between steps: the device table of tensor pointers is re-uploaded only when
-  // the tensors change. gnorm_scale: one clipping factor per tensor, read on the device.
+  // One optimizer step of a group of tensors that share dtype and state kind (float32 or uint8
+  // state), updated in place in one launch. algorithm: adam, momentum, rmsprop, adagrad, lion.
+  // gnorm_scale: one clipping factor per tensor, read on the device. The op keeps its own
+  // scratch (the device table of tensor pointers, per-tensor statistics) between steps of the
+  // same tensors; the caller passes only the step.
   m.def("optimizer_update(str algorithm, Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] state1, "
         "Tensor(c!)[] state2, Tensor(d!)[] absmax1, Tensor(e!)[] absmax2, Tensor? qmap1, Tensor? qmap2, "
-        "Tensor? gnorm_scale, Tensor(f!) workspace, Tensor(g!) table, Tensor(h!) table_host, float lr, "
-        "float beta1, float beta2, float eps, float weight_decay, bool decoupled_weight_decay, "
-        "float bias_correction1, float bias_correction2, float dampening, bool nesterov, int step, "
-        "float max_unorm, bool block_wise) -> ()");
+        "Tensor? gnorm_scale, float lr, float beta1, float beta2, float eps, float weight_decay, "
+        "bool decoupled_weight_decay, float bias_correction1, float bias_correction2, float dampening, "
+        "bool nesterov, int step, float max_unorm, bool block_wise) -> ()");
   // Optimizer state in CUDA unified memory: zeros of `size` and `dtype` on like's GPU, and
   // an asynchronous migration of managed tensors to their GPU (no-op for other memory).
   m.def("paged_zeros(Tensor like, int[] size, ScalarType dtype) -> Tensor");

@@ -520,6 +520,15 @@ def test_unsupported_options_raise():
         opt.step()
 
 
+def _host_to_device_copies(fn):
+    """The host-to-device copies the GPU ran during fn()."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return [e for e in prof.events() if "HtoD" in e.name]
+
+
 def test_one_launch_per_group_and_table_reuse(device):
     params = [torch.randn(s, device=device, requires_grad=True) for s in [(300,), (64, 70), (10,), (5000,)]]
     half = torch.randn(9000, device=device, dtype=torch.bfloat16, requires_grad=True)
@@ -530,13 +539,11 @@ def test_one_launch_per_group_and_table_reuse(device):
     plan = opt._plan
     # fp32 with 32-bit state, fp32 with 8-bit state, bf16 with 8-bit state
     assert sorted((len(launch.params), launch.eight_bit) for launch in plan) == [(1, True), (2, False), (2, True)]
-    tables = [launch.buffers.table_host.clone() for launch in plan]
-    opt.step()
+    if device == "cuda":  # the op keeps each launch's device table: nothing is uploaded again
+        assert _host_to_device_copies(opt.step) == []
+    else:
+        opt.step()
     assert opt._plan is plan  # not rebuilt while the same parameters have gradients
-    for launch, before in zip(plan, tables):
-        assert torch.equal(launch.buffers.table_host, before)  # nothing changed: no re-upload
-        if device == "cuda":
-            assert launch.buffers.table.numel() == before.numel() > 0
     params[0].grad = None
     opt.step()
     assert opt._plan is not plan

@@ -5,7 +5,7 @@ import torch
 
 import bitsandbytes as bnb
 from bitsandbytes import functional as F
-from bitsandbytes.functional.optimizer import PreparedUpdate, UpdateBuffers, optimizer_update_multi, state_maps
+from bitsandbytes.functional.optimizer import optimizer_update_multi, prepare_update, state_maps
 
 SIZES = [1, 255, 257, 4099, 70001]
 
@@ -152,9 +152,8 @@ def test_multi_tensor_equals_one_at_a_time(device):
     single = [p.clone() for p in ps]
     ms = [torch.zeros(s, device=device) for s in shapes]
     ms_single = [m.clone() for m in ms]
-    buffers = UpdateBuffers(device)
     for step in (1, 2):
-        optimizer_update_multi("lion", ps, gs, ms, None, 0.9, 0.99, 0.0, step, 1e-3, weight_decay=0.1, buffers=buffers)
+        optimizer_update_multi("lion", ps, gs, ms, None, 0.9, 0.99, 0.0, step, 1e-3, weight_decay=0.1)
         for p, g, m in zip(single, gs, ms_single):
             F.optimizer_update_32bit("lion", g, p, m, 0.9, 0.0, step, 1e-3, beta2=0.99, weight_decay=0.1)
     for a, b in zip(ps, single):
@@ -200,22 +199,17 @@ def test_bad_arguments_name_the_argument(device):
 def test_opcheck_optimizer_update(device):
     n = 700
     args = ("adam", [torch.randn(n, device=device)], [torch.randn(n, device=device)],
-            [torch.zeros(n, device=device)], [torch.zeros(n, device=device)], [], [], None, None, None,
-            torch.zeros(0, device=device), torch.empty(0, dtype=torch.uint8, device=device),
-            torch.empty(0, dtype=torch.uint8), 1e-3, 0.9, 0.999, 1e-8, 0.0, False, 0.1, 0.001, 0.0, False, 1, 0.0,
+            [torch.zeros(n, device=device)], [torch.zeros(n, device=device)], [], [], None, None, None, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, 0.1, 0.001, 0.0, False, 1, 0.0,
             True)
-    torch.library.opcheck(torch.ops.bitsandbytes.optimizer_update.default, args,
-                          test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(torch.ops.bitsandbytes.optimizer_update.default, args)
     code1, code2 = state_maps(device)
     blocks = -(-n // 256)
     args8 = ("adam", [torch.randn(n, device=device)], [torch.randn(n, device=device)],
              [torch.zeros(n, dtype=torch.uint8, device=device)], [torch.zeros(n, dtype=torch.uint8, device=device)],
              [torch.zeros(blocks, device=device)], [torch.zeros(blocks, device=device)], code1, code2,
-             torch.ones(1, device=device), torch.zeros(0, device=device), torch.empty(0, dtype=torch.uint8, device=device),
-             torch.empty(0, dtype=torch.uint8), 1e-3, 0.9, 0.999, 1e-8, 0.01, True, 0.1, 0.001, 0.0, False, 1, 0.0,
+             torch.ones(1, device=device), 1e-3, 0.9, 0.999, 1e-8, 0.01, True, 0.1, 0.001, 0.0, False, 1, 0.0,
              True)
-    torch.library.opcheck(torch.ops.bitsandbytes.optimizer_update.default, args8,
-                          test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(torch.ops.bitsandbytes.optimizer_update.default, args8)
 
 
 def test_paged_zeros(device):
@@ -246,13 +240,14 @@ def test_prepared_update_equals_the_op(eight_bit, device):
     for use_prepared in (False, True):
         torch.manual_seed(0)
         params, s1, s2, a1, a2 = _multi_inputs(device, eight_bit)
-        prepared = PreparedUpdate(params, s1, s2, a1, a2) if use_prepared else None
-        buffers = UpdateBuffers(device)
+        prepared = prepare_update(params, s1, s2, a1, a2) if use_prepared else None
         for step in range(1, 4):
             grads = [torch.randn_like(p) for p in params]
-            with torch.no_grad():  # as in optimizer.step(); with grad mode on the entry defers to torch.ops
-                optimizer_update_multi("adamw", params, grads, s1, s2, 0.9, 0.99, 1e-8, step, 1e-2, qmap1=q1,
-                                       qmap2=q2, absmax1=a1, absmax2=a2, weight_decay=0.1, buffers=buffers,
+            for p, g in zip(params, grads):
+                p.grad = g
+            with torch.no_grad():  # as in optimizer.step()
+                optimizer_update_multi("adamw", params, None if use_prepared else grads, s1, s2, 0.9, 0.99, 1e-8,
+                                       step, 1e-2, qmap1=q1, qmap2=q2, absmax1=a1, absmax2=a2, weight_decay=0.1,
                                        prepared=prepared)
         runs.append((params, s1, s2))
     for a, b in zip(runs[0], runs[1]):
@@ -260,19 +255,46 @@ def test_prepared_update_equals_the_op(eight_bit, device):
             assert torch.equal(x, y)
 
 
-def test_prepared_entry_runs_without_grad_mode_only(device):
-    # The entry updates under no_grad (as optimizer.step() runs) and defers (None) otherwise.
-    from bitsandbytes import _C
+@pytest.mark.parametrize("use_prepared", [False, True])
+def test_update_bumps_versions_and_refuses_leaves_under_grad_mode(use_prepared, device):
+    # The op's Autograd kernel: every tensor the step writes gets a new version (so autograd
+    # notices a parameter changed under a saved graph); with grad mode on, a leaf that requires
+    # grad is refused, as torch refuses any in-place op on one.
     params, s1, s2, _, _ = _multi_inputs(device, False)
-    prepared, buffers = PreparedUpdate(params, s1, s2), UpdateBuffers(device)
-    grads = [torch.ones_like(p) for p in params]
-    args = (prepared.handle, grads, "adam", None, None, None, buffers.workspace, buffers.table, buffers.table_host,
-            1e-2, 0.9, 0.99, 1e-8, 0.0, True, 0.1, 0.01, 0.0, False, 1, 0.0, True)
-    before = [p.clone() for p in params]
-    assert _C.optimizer_update_prepared(*args) is None
-    assert all(torch.equal(p, b) for p, b in zip(params, before))
+    params = [p.requires_grad_() for p in params]
+    for p in params:
+        p.grad = torch.ones_like(p)
+    prepared = prepare_update(params, s1, s2) if use_prepared else None
+    grads = None if use_prepared else [p.grad for p in params]
+    before = [p.detach().clone() for p in params]
+    with pytest.raises(RuntimeError, match="no_grad"):
+        optimizer_update_multi("adam", params, grads, s1, s2, 0.9, 0.99, 1e-8, 1, 1e-2, prepared=prepared)
+    assert all(torch.equal(p.detach(), b) for p, b in zip(params, before))
+    versions = [t._version for t in params + s1 + s2]
     with torch.no_grad():
-        assert _C.optimizer_update_prepared(*args) is True
+        optimizer_update_multi("adam", params, grads, s1, s2, 0.9, 0.99, 1e-8, 1, 1e-2, prepared=prepared)
+    assert all(t._version > v for t, v in zip(params + s1 + s2, versions))
+    assert all(not torch.equal(p.detach(), b) for p, b in zip(params, before))
+
+
+def test_prepared_update_is_seen_by_dispatch_modes(device):
+    # The prepared entry calls the op through the dispatcher: a TorchDispatchMode sees it.
+    from torch.utils._python_dispatch import TorchDispatchMode
+    seen = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    params, s1, s2, _, _ = _multi_inputs(device, False)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    before = [p.clone() for p in params]
+    with torch.no_grad(), Record():
+        optimizer_update_multi("adam", params, None, s1, s2, 0.9, 0.99, 1e-8, 1, 1e-2,
+                               prepared=prepare_update(params, s1, s2))
+    assert any("optimizer_update" in name for name in seen)
     assert all(not torch.equal(p, b) for p, b in zip(params, before))
 
 
@@ -287,10 +309,11 @@ def test_prepared_update_defers_to_torch_function_modes(device):
 
     params, s1, s2, _, _ = _multi_inputs(device, False)
     before = [p.clone() for p in params]
-    prepared = PreparedUpdate(params, s1, s2)
-    grads = [torch.ones_like(p) for p in params]
+    prepared = prepare_update(params, s1, s2)
+    for p in params:
+        p.grad = torch.ones_like(p)
     with torch.no_grad(), Record():
-        optimizer_update_multi("adam", params, grads, s1, s2, 0.9, 0.99, 1e-8, 1, 1e-2, prepared=prepared)
+        optimizer_update_multi("adam", params, None, s1, s2, 0.9, 0.99, 1e-8, 1, 1e-2, prepared=prepared)
     assert any("optimizer_update" in name for name in seen)
     assert all(not torch.equal(p, b) for p, b in zip(params, before))
 
@@ -298,13 +321,14 @@ def test_prepared_update_defers_to_torch_function_modes(device):
 def test_prepare_refuses_bad_input():
     from bitsandbytes import _C
     with pytest.raises(TypeError, match="params"):
-        _C.optimizer_prepare(torch.zeros(3), [], [], [], [])
+        _C.optimizer_tensors(torch.zeros(3), [], [], [], [])
     with pytest.raises(TypeError, match=r"state1\[1\]"):
-        _C.optimizer_prepare([torch.zeros(3)], [torch.zeros(3), 5], [], [], [])
+        _C.optimizer_tensors([torch.zeros(3)], [torch.zeros(3), 5], [], [], [])
     with pytest.raises(TypeError, match="handle"):
-        _C.optimizer_update_prepared(object(), [], "adam", None, None, None, torch.zeros(0), torch.zeros(0),
-                                     torch.zeros(0), 1e-3, 0.9, 0.99, 1e-8, 0.0, False, 1.0, 1.0, 0.0, False, 1,
-                                     0.0, True)
+        _C.optimizer_step(object(), "adam", None, None, None, 1e-3, 0.9, 0.99, 1e-8, 0.0, False, 1.0, 1.0, 0.0,
+                          False, 1, 0.0, True)
+    with pytest.raises(TypeError, match="handle"):
+        _C.optimizer_grads_match(object())
 
 
 class _Traced(torch.Tensor):
@@ -324,7 +348,7 @@ def test_prepared_update_takes_tensor_subclasses_through_torch_ops(device):
         params, s1, s2, _, _ = _multi_inputs(device, False)
         if wrap:
             params = [p.as_subclass(_Traced) for p in params]
-        prepared = PreparedUpdate(params, s1, s2)
+        prepared = prepare_update(params, s1, s2)
         assert (prepared.handle is None) == wrap
         grads = [torch.randn(p.shape, device=device) for p in params]
         with torch.no_grad():

@@ -14,7 +14,6 @@ from typing import Optional
 
 import torch
 
-from .._C import int8_weight_linear_inference as _weight_linear_inference
 from ..functional import int8 as F8
 
 # Rows of A up to which an int8 weight is applied directly to the 16-bit activations.
@@ -135,11 +134,7 @@ def _forward(A, B, bias, state):
         out = A.new_zeros((*A.shape[:-1], N))
         return (out + bias if bias is not None else out), CB, SCB
     if M <= WEIGHT_STREAM_MAX_ROWS and (B.dtype == torch.int8 or not state.has_fp16_weights):
-        # Eager inference skips the op's (Python) autograd kernel through the C++ entry; inside
-        # MatMul8bitLt.forward gradients are off, so it applies there too.
-        out = None if torch.compiler.is_compiling() else _weight_linear_inference(A2, CB, SCB, bias)
-        if out is None:
-            out = _ops.int8_weight_linear.default(A2, CB, SCB, bias)
+        out = _ops.int8_weight_linear.default(A2, CB, SCB, bias)
         return (out if A.dim() == 2 else out.reshape(*A.shape[:-1], N)), CB, SCB
 
     if state.threshold > 0.0:

@@ -12,73 +12,13 @@ rmsprop.
 """
 import torch
 
-from .. import _C
+from .._extension import OptimizerTensors
+from .algorithms import ALGORITHMS, BLOCKSIZE, algorithm  # noqa: F401  (re-exported)
 from .blockwise import default_code
-
-# name -> (kernel algorithm, decoupled weight decay)
-ALGORITHMS = {
-    "adam": ("adam", False),
-    "adamw": ("adam", True),
-    "lamb": ("adam", True),
-    "momentum": ("momentum", False),
-    "sgd": ("momentum", False),
-    "lars": ("momentum", False),
-    "rmsprop": ("rmsprop", False),
-    "adagrad": ("adagrad", False),
-    "lion": ("lion", True),
-}
-TWO_STATE = {"adam"}
-BLOCKSIZE = 256  # values per absmax of the block-wise 8-bit state
 
 
 def num_states(optimizer_name):
-    return 2 if _algorithm(optimizer_name)[0] in TWO_STATE else 1
-
-
-def _algorithm(optimizer_name):
-    if optimizer_name not in ALGORITHMS:
-        raise ValueError(f"optimizer_name must be one of {sorted(ALGORITHMS)}, got {optimizer_name!r}")
-    return ALGORITHMS[optimizer_name]
-
-
-class UpdateBuffers:
-    """Scratch that one launch group keeps between steps: per-tensor statistics (workspace)
-    and the device table of tensor pointers with its host copy. The op re-uploads the table
-    only when the tensors it describes change."""
-
-    def __init__(self, device):
-        device = torch.device(device)
-        self.workspace = torch.zeros(0, dtype=torch.float32, device=device)
-        self.table = torch.empty(0, dtype=torch.uint8, device=device)
-        self.table_host = torch.empty(0, dtype=torch.uint8)
-
-
-class PreparedUpdate:
-    """The tensors of one launch that stay the same between steps (parameters, states,
-    absmax), handed to the extension once: a step then passes only the gradients, which saves
-    the host the conversion of every list (about 0.1 us a tensor) at every step. Build a new
-    one whenever any of these tensors is replaced."""
-
-    def __init__(self, params, state1, state2=None, absmax1=None, absmax2=None):
-        self.lists = tuple(_as_list(x) for x in (params, state1, state2, absmax1, absmax2))
-        try:
-            self.handle = _C.optimizer_prepare(*self.lists)
-        except TypeError:  # a tensor subclass with its own __torch_function__: torch.ops at every step
-            self.handle = None
-
-
-def prepare_grads(params):
-    """A handle recording which of `params` have a gradient now, for grads_match; None where the
-    extension cannot read them (tensor subclasses)."""
-    try:
-        return _C.optimizer_grads_prepare(list(params))
-    except TypeError:
-        return None
-
-
-def grads_match(handle):
-    """Whether the same parameters have a gradient as when prepare_grads made `handle`."""
-    return _C.optimizer_grads_match(handle)
+    return algorithm(optimizer_name).num_states
 
 
 def _as_list(x):
@@ -87,55 +27,57 @@ def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
+def prepare_update(params, state1, state2=None, absmax1=None, absmax2=None):
+    """The tensors of one launch that stay the same between steps (parameters, states, absmax),
+    for optimizer_update_multi(prepared=...): a step then hands over only the scalars and reads
+    each parameter's .grad, which saves the host the conversion of every list (about 0.1 us a
+    tensor) at every step. Make a new one whenever any of these tensors is replaced."""
+    return OptimizerTensors(*(_as_list(x) for x in (params, state1, state2, absmax1, absmax2)))
+
+
 def optimizer_update_multi(optimizer_name, params, grads, state1, state2, beta1, beta2, eps, step, lr,
                            qmap1=None, qmap2=None, absmax1=None, absmax2=None, weight_decay=0.0, gnorm_scale=None,
                            max_unorm=0.0, bias_correction=True, dampening=0.0, nesterov=False, block_wise=True,
-                           decoupled_weight_decay=None, buffers=None, prepared=None):
+                           decoupled_weight_decay=None, prepared=None):
     """Updates params[i] in place from grads[i] with its states (float32: 32-bit state;
     uint8: 8-bit state with maps qmap1/qmap2 and absmax1/absmax2). `step` is the step being
     taken (1 for the first). gnorm_scale: None or a float32 tensor with one clipping factor
-    per tensor, on the parameters' device. Pass the same `buffers` (UpdateBuffers) every
-    step so the device table is kept. With `prepared` (a PreparedUpdate of these params and
-    states) the step hands over only the gradients, and with grads None not even those: each
-    parameter's .grad is taken."""
-    algorithm, decoupled = _algorithm(optimizer_name)
-    if decoupled_weight_decay is not None:
-        decoupled = decoupled_weight_decay
+    per tensor, on the parameters' device. With `prepared` (prepare_update of these params and
+    states) the tensor lists are not passed again, and with grads None each parameter's .grad
+    is taken."""
+    algo = algorithm(optimizer_name)
+    decoupled = algo.decoupled if decoupled_weight_decay is None else decoupled_weight_decay
     read_grads = grads is None
     if read_grads and prepared is None:
-        raise ValueError("optimizer_update_multi: grads may be None only with a PreparedUpdate")
+        raise ValueError("optimizer_update_multi: grads may be None only with prepared tensors (prepare_update)")
+    if prepared is not None:
+        params, state1, state2, absmax1, absmax2 = prepared.lists
     params = _as_list(params)
     if not params:
         return
     state1, state2 = _as_list(state1), _as_list(state2)
-    if algorithm not in TWO_STATE:
+    if algo.num_states == 1:
         state2 = []
     if step < 1:
         raise ValueError(f"{optimizer_name}: step must be >= 1 (the step being taken), got {step}")
     bc1 = bc2 = 1.0
-    if algorithm == "adam" and bias_correction:
+    if algo.kernel == "adam" and bias_correction:
         bc1 = 1.0 - beta1 ** step
         bc2 = 1.0 - beta2 ** step
-    if buffers is None:
-        buffers = UpdateBuffers(params[0].device)
     scalars = (float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), bool(decoupled), bc1, bc2,
                float(dampening), bool(nesterov), int(step), float(max_unorm), bool(block_wise))
-    if prepared is not None and prepared.handle is not None and not torch.compiler.is_compiling():
-        done = _C.optimizer_update_prepared(prepared.handle, None if read_grads else _as_list(grads), algorithm,
-                                            qmap1, qmap2, gnorm_scale, buffers.workspace, buffers.table,
-                                            buffers.table_host, *scalars)
+    if read_grads:
+        done = prepared.step(algo.kernel, qmap1, qmap2, gnorm_scale, scalars)
         if done:
             return
         if done is False:
             raise RuntimeError(f"{optimizer_name}: a parameter of this update has no gradient")
-    if prepared is not None:
-        params, state1, state2, absmax1, absmax2 = prepared.lists
-    grads = [p.grad for p in params] if read_grads else _as_list(grads)
+        grads = [p.grad for p in params]
+    grads = _as_list(grads)
     if any(g is None for g in grads):
         raise RuntimeError(f"{optimizer_name}: a parameter of this update has no gradient")
-    torch.ops.bitsandbytes.optimizer_update(
-        algorithm, params, grads, state1, state2, _as_list(absmax1), _as_list(absmax2), qmap1, qmap2, gnorm_scale,
-        buffers.workspace, buffers.table, buffers.table_host, *scalars)
+    torch.ops.bitsandbytes.optimizer_update(algo.kernel, params, grads, state1, state2, _as_list(absmax1),
+                                            _as_list(absmax2), qmap1, qmap2, gnorm_scale, *scalars)
 
 
 def _check_skip_zeros(skip_zeros):

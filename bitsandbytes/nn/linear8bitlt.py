@@ -11,8 +11,8 @@ import copy
 
 import torch
 
-from .._C import int8_weight_linear_inference as _weight_linear_inference
 from ..autograd import MatmulLtState, matmul
+from ..autograd._functions import WEIGHT_STREAM_MAX_ROWS
 from ..functional.int8 import int8_vectorwise_quant
 
 _ROW_MAJOR = 0
@@ -175,20 +175,19 @@ class Linear8bitLt(torch.nn.Linear):
         self.state.SCB = self.weight.SCB
 
     def forward(self, x):
-        # Decoding with an int8 weight in eager inference: straight to the weight-streaming op,
-        # which is the whole forward there. At these sizes the kernel takes tens of
-        # microseconds, so every Python step of the general path would show in the layer's
-        # latency; the C++ entry checks the rest (rows, dtypes, devices, no gradient) and
-        # gives None where the general path must run.
-        if not _is_compiling():
-            w = self.weight
-            out = _weight_linear_inference(x, w, getattr(w, "SCB", None), self.bias)
-            if out is not None:
-                state = self.state
-                state.is_training = self.training
-                state.CB = w.data
-                state.SCB = w.SCB
-                return out
+        # Decoding with an int8 weight: the weight-streaming op is the whole forward (its
+        # Autograd kernel gives the gradients of x and bias). At these sizes the kernel takes
+        # tens of microseconds, so the general path's Python steps would show in the latency.
+        w = self.weight
+        bias = self.bias
+        if (not _is_compiling() and w.dtype == torch.int8 and getattr(w, "SCB", None) is not None
+                and x.dim() >= 1 and x.shape[-1] > 0
+                and 0 < x.numel() // x.shape[-1] <= WEIGHT_STREAM_MAX_ROWS and (bias is None or bias.dtype == x.dtype)):
+            state = self.state
+            state.is_training = self.training
+            state.CB = w.data
+            state.SCB = w.SCB
+            return torch.ops.bitsandbytes.int8_weight_linear.default(x, w, w.SCB, bias)
         return self._forward_general(x)
 
     def _forward_general(self, x):

@@ -7,8 +7,6 @@ from .variants import variant
 class LAMB(_StateOptimizer):
     """LAMB. adam_w_mode=True decays weights decoupled (p *= 1 - lr * wd), else as L2."""
 
-    num_states = 2
-
     def __init__(self, params, lr=1e-3, bias_correction=True, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  amsgrad=False, adam_w_mode=True, optim_bits=32, args=None, min_8bit_size=4096,
                  percentile_clipping=100, block_wise=True, max_unorm=1.0, is_paged=False):

@@ -6,8 +6,6 @@ from .variants import variant
 class RMSprop(_StateOptimizer):
     """RMSprop: v = alpha * v + (1 - alpha) * g^2; p -= lr * g / (sqrt(v) + eps)."""
 
-    num_states = 1
-
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
                  optim_bits=32, args=None, min_8bit_size=4096, percentile_clipping=100, block_wise=True,
                  is_paged=False):

@@ -6,8 +6,6 @@ from .variants import variant
 class SGD(_StateOptimizer):
     """SGD with momentum, dampening, nesterov and L2 weight decay, as torch.optim.SGD."""
 
-    num_states = 1
-
     def __init__(self, params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False, optim_bits=32, args=None,
                  min_8bit_size=4096, percentile_clipping=100, block_wise=True, is_paged=False):
         if nesterov and (momentum <= 0 or dampening != 0):
@@ -20,8 +18,6 @@ class SGD(_StateOptimizer):
 class LARS(_StateOptimizer):
     """LARS (You et al.): momentum SGD whose update is scaled down to max_unorm * ||p|| where
     its norm is larger (the trust ratio, capped at 1)."""
-
-    num_states = 1
 
     def __init__(self, params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False, optim_bits=32, args=None,
                  min_8bit_size=4096, percentile_clipping=100, max_unorm=0.02, block_wise=True, is_paged=False):

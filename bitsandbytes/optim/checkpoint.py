@@ -1,0 +1,107 @@
+"""Optimizer state dicts in the reference library's format: torch's layout with each
+parameter's state tensors nested under `__bnb_optimizer_quant_state__`; loading takes ours and
+the reference's (nested or flat keys, absmax made with blocksize 256 or an older 2048)."""
+from collections import defaultdict
+
+import torch
+
+from .. import functional as F
+from ..functional.algorithms import BLOCKSIZE
+from .sharding import from_saved, local, to_saved
+from .state import num_blocks, quantize_into
+
+QUANT_STATE_KEY = "__bnb_optimizer_quant_state__"
+NESTED_KEYS = ("state1", "state2", "qmap1", "qmap2", "absmax1", "absmax2")
+# Blocksizes an older checkpoint's absmax may have been made with, most likely first.
+CHECKPOINT_BLOCKSIZES = (2048, 256, 4096, 1024, 512, 128, 64)
+
+
+def state_dict(optimizer, sd):
+    """Nests the state tensors of torch's state dict `sd` of `optimizer`."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    packed = {}
+    for k, st in sd["state"].items():
+        st = to_saved(params[k], dict(st), BLOCKSIZE) if isinstance(k, int) and k < len(params) else dict(st)
+        inner = {key: st.pop(key) for key in NESTED_KEYS if key in st}
+        if inner:
+            st[QUANT_STATE_KEY] = inner
+        packed[k] = st
+    sd["state"] = packed
+    return sd
+
+
+def load_state_dict(optimizer, sd):
+    """Loads `sd` into `optimizer`. Tensors move to the parameter's device but keep their dtype:
+    8-bit codes, maps and absmax are never cast."""
+    groups = optimizer.param_groups
+    saved_groups = sd["param_groups"]
+    if len(groups) != len(saved_groups):
+        raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, the optimizer has "
+                         f"{len(groups)}")
+    for g, sg in zip(groups, saved_groups):
+        if len(g["params"]) != len(sg["params"]):
+            raise ValueError("loaded state dict contains a parameter group that doesn't match the size of the "
+                             "optimizer's group")
+    id_map = {}
+    where = {}
+    for gindex, (g, sg) in enumerate(zip(groups, saved_groups)):
+        for pindex, (old_id, p) in enumerate(zip(sg["params"], g["params"])):
+            id_map[old_id] = p
+            where[old_id] = (gindex, pindex)
+    state = defaultdict(dict)
+    for k, v in sd["state"].items():
+        if k in id_map:
+            p = id_map[k]
+            gindex, pindex = where[k]
+            state[p] = _load_param_state(p, v, optimizer.get_config(gindex, pindex, groups[gindex]))
+        else:
+            state[k] = v
+    new_groups = []
+    for g, sg in zip(groups, saved_groups):
+        ng = dict(g)
+        ng.update({k: v for k, v in sg.items() if k != "params"})
+        ng["params"] = g["params"]
+        new_groups.append(ng)
+    optimizer.__setstate__({"state": state, "param_groups": new_groups})
+
+
+def _load_param_state(p, saved, config):
+    st = {}
+    for key, val in saved.items():
+        if key == QUANT_STATE_KEY:
+            for kk, vv in val.items():
+                st[kk] = vv.to(p.device, copy=True) if isinstance(vv, torch.Tensor) else vv
+        elif isinstance(val, torch.Tensor) and key != "step":
+            st[key] = val.to(p.device, copy=True)
+        else:
+            st[key] = val
+    if isinstance(st.get("step"), torch.Tensor):
+        st["step"] = int(st["step"].item())
+    shard = local(p)
+    st = from_saved(p, st, num_blocks(shard.numel(), config["block_wise"]))
+    if "state1" in st and st["state1"].dtype == torch.uint8:
+        for i in ("1", "2"):
+            if f"absmax{i}" in st:
+                _reblock(st, i, shard.numel(), config["block_wise"])
+    return st
+
+
+def _reblock(st, i, n, block_wise):
+    """Brings a loaded 8-bit state to our layout (absmax per 256 values, or one per tensor),
+    inferring the blocksize it was saved with from the length of its absmax."""
+    absmax = st[f"absmax{i}"].reshape(-1).float()
+    want = num_blocks(n, block_wise)
+    st[f"absmax{i}"] = absmax
+    if absmax.numel() == want or n == 0:
+        return
+    code, q = st[f"qmap{i}"], st[f"state{i}"]
+    if absmax.numel() == 1:
+        values = code[q.long()] * absmax
+    else:
+        bs = next((b for b in CHECKPOINT_BLOCKSIZES if -(-n // b) == absmax.numel()), None)
+        if bs is None:
+            raise ValueError(f"load_state_dict: state{i} has {absmax.numel()} absmax values for {n} elements; "
+                             "no supported blocksize gives that many blocks")
+        values = F.dequantize_blockwise(q, absmax=absmax, code=code, blocksize=bs)
+    st[f"absmax{i}"] = torch.zeros(want, dtype=torch.float32, device=q.device)
+    quantize_into(st, i, values.reshape(q.shape), block_wise)

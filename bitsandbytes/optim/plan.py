@@ -1,0 +1,68 @@
+"""The launch plan of a step: the parameters with a gradient, grouped into launches of one
+multi-tensor update each (same group, overrides, dtype, device, state kind and step count).
+It is rebuilt only when the set of parameters with a gradient changes, or the state or groups
+are replaced."""
+import torch
+
+from .._extension import GradsRecord
+from ..functional.optimizer import prepare_update
+from . import config as C
+from .sharding import local
+
+
+class Launch:
+    """One multi-tensor update of a step: the parameters and their states, fixed until the plan
+    is rebuilt."""
+
+    def __init__(self, gindex, override, params, states):
+        self.gindex = gindex
+        self.override = override
+        self.owners = params  # the parameters themselves (DTensors under FSDP2)
+        self.params = [local(p) for p in params]  # what the kernel updates: the local shards
+        self.sharded = any(a is not b for a, b in zip(self.params, params))
+        self.states = states
+        self.eight_bit = states[0]["state1"].dtype == torch.uint8
+        self.state1 = [s["state1"] for s in states]
+        self.state2 = [s["state2"] for s in states] if "state2" in states[0] else []
+        self.absmax1 = [s["absmax1"] for s in states] if self.eight_bit else []
+        self.absmax2 = [s["absmax2"] for s in states] if self.eight_bit and self.state2 else []
+        # these tensors stay the same until the plan is rebuilt: hand them to the extension once
+        self.prepared = prepare_update(self.params, self.state1, self.state2, self.absmax1, self.absmax2)
+        self.scale = None  # percentile-clipping factors, one per tensor
+
+
+class Plan:
+    """The launches of a step, and the record of which parameters had a gradient when it was
+    built."""
+
+    def __init__(self, optimizer):
+        launches = {}
+        for gindex, group in enumerate(optimizer.param_groups):
+            for pindex, p in enumerate(group["params"]):
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError(f"{type(optimizer).__name__} does not support sparse gradients "
+                                       f"(parameter {pindex} of group {gindex}); use dense gradients")
+                state = optimizer.state[p]
+                if len(state) == 0:
+                    optimizer.init_state(group, p, gindex, pindex)
+                override, override_key = C.launch_overrides(optimizer, p, gindex, pindex)
+                eight_bit = state["state1"].dtype == torch.uint8
+                key = (gindex, override_key, p.dtype, p.device, eight_bit, state["step"])
+                if key not in launches:
+                    launches[key] = (override, [], [])
+                launches[key][1].append(p)
+                launches[key][2].append(state)
+        self.launches = [Launch(key[0], ov, ps, sts) for key, (ov, ps, sts) in launches.items()]
+        self.grads = GradsRecord([p for group in optimizer.param_groups for p in group["params"]])
+
+    def __iter__(self):
+        return iter(self.launches)
+
+    def __len__(self):
+        return len(self.launches)
+
+    def is_current(self):
+        """Whether the parameters with a gradient are those the plan was built for."""
+        return self.grads.matches()

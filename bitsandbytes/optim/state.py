@@ -1,0 +1,64 @@
+"""Allocation of each parameter's optimizer state (`optimizer.state[p]`), with the reference
+library's keys: `step`, `state1`, `state2` and, for 8-bit state, `qmap1`, `qmap2`, `absmax1`,
+`absmax2` (plus `gnorm_vec` with percentile clipping)."""
+import torch
+
+from .. import functional as F
+from ..functional.algorithms import BLOCKSIZE, algorithm
+from ..functional.blockwise import default_code
+from .sharding import local
+
+STATE_BITS = (8, 32)
+
+
+def zeros(optimizer, shape, dtype, device, paged=False):
+    """Zeros for state; in unified memory for the paged optimizers' element-wise state on CUDA."""
+    if paged and optimizer.is_paged and torch.device(device).type == "cuda":
+        return F.paged_zeros(shape, dtype=dtype, device=device)
+    return torch.zeros(shape, dtype=dtype, device=device)
+
+
+def num_blocks(n, block_wise):
+    """absmax values of an 8-bit state of n values: one per block, or one for the tensor."""
+    return -(-n // BLOCKSIZE) if block_wise else 1
+
+
+def init_state(optimizer, p, config):
+    """Fills optimizer.state[p] with zero state of the precision `config` asks for."""
+    if config["optim_bits"] not in STATE_BITS:
+        raise ValueError(f"{type(optimizer).__name__}: optim_bits must be 8 or 32, got {config['optim_bits']}")
+    algo = algorithm(optimizer.optimizer_name)
+    state = optimizer.state[p]
+    state["step"] = 0
+    # Decided on the whole parameter, so that sharding never changes a state's precision.
+    eight_bit = config["optim_bits"] == 8 and p.numel() >= config["min_8bit_size"]
+    shard = local(p)
+    dev = shard.device
+    init1 = float(config.get("initial_accumulator_value", 0.0) or 0.0)
+    for i in range(1, algo.num_states + 1):
+        if eight_bit:
+            state[f"state{i}"] = zeros(optimizer, shard.shape, torch.uint8, dev, paged=True)
+            state[f"qmap{i}"] = default_code(dev, signed=algo.signed[i - 1])
+            state[f"absmax{i}"] = zeros(optimizer, (num_blocks(shard.numel(), config["block_wise"]),),
+                                        torch.float32, dev)
+        else:
+            state[f"state{i}"] = zeros(optimizer, shard.shape, torch.float32, dev, paged=True)
+    if init1 != 0.0:
+        if eight_bit:
+            quantize_into(state, "1", torch.full(shard.shape, init1, device=dev), config["block_wise"])
+        else:
+            state["state1"].fill_(init1)
+    if config["percentile_clipping"] < 100:
+        state["gnorm_vec"] = torch.zeros(100, dtype=torch.float32, device=dev)
+
+
+def quantize_into(state, i, values, block_wise):
+    """Replaces state`i` (codes and absmax) by the quantization of float `values`."""
+    code = state[f"qmap{i}"]
+    if block_wise:
+        q, qs = F.quantize_blockwise(values, code=code, blocksize=BLOCKSIZE)
+        absmax = qs.absmax
+    else:
+        q, (absmax, _) = F.quantize(values, code=code)
+    state[f"state{i}"].copy_(q)
+    state[f"absmax{i}"].copy_(absmax.reshape(-1))
