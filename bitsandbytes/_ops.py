@@ -7,19 +7,54 @@ import torch
 
 from . import _C  # noqa: F401  (loading the library registers the ops)
 
-BLOCKSIZES = (64, 128, 256, 512, 1024, 2048, 4096)
-FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+from ._formats import FLOAT_DTYPES, FORMAT_8BIT, QUANTILES_MAX, QUANTILES_MIN_VALUES, dtype_list
+
+# Kept for callers that read these names here; the facts live in _formats.py.
+BLOCKSIZES = FORMAT_8BIT.blocksizes
+
+# The fake kernels check what they can see (dtypes, sizes, block sizes) and raise what the real
+# kernels raise for the same input (csrc/checks.h): TypeError for a dtype, ValueError for a
+# value. torch._check_type / torch._check_value also accept symbolic conditions.
 
 
 def _num_blocks(n, blocksize):
     return -(n // -blocksize)
 
 
+def _check_dtype(t, want, op, arg):
+    torch._check_type(t.dtype == want, lambda: f"{op}: {arg} must be {want}, got {t.dtype}")
+
+
+def _check_float(dtype, op, arg):
+    torch._check_type(dtype in FLOAT_DTYPES, lambda: f"{op}: {arg} must be {dtype_list(FLOAT_DTYPES)}, got {dtype}")
+
+
+def _check_code(code, fmt, op):
+    _check_dtype(code, torch.float32, op, "code")
+    torch._check_value(code.numel() == fmt.map_size,
+                       lambda: f"{op}: code must hold {fmt.map_size} values (one per {fmt.name} code), got "
+                               f"{code.numel()}")
+
+
+def _check_blocksize(blocksize, fmt, op):
+    torch._check_value(fmt.is_supported_blocksize(blocksize),
+                       lambda: f"{op}: blocksize must be one of {', '.join(map(str, fmt.blocksizes))} for "
+                               f"{fmt.name} codes, got {blocksize}")
+
+
+def _check_absmax(absmax, A, expected, op):
+    _check_dtype(absmax, torch.float32, op, "absmax")
+    torch._check_value(absmax.numel() == expected,
+                       lambda: f"{op}: absmax must hold {expected} values for {A.numel()} elements, got "
+                               f"{absmax.numel()}")
+
+
 @torch.library.register_fake("bitsandbytes::quantize_blockwise")
 def _quantize_blockwise_fake(A, code, blocksize):
-    torch._check(blocksize in BLOCKSIZES, lambda: f"blocksize must be one of {BLOCKSIZES}, got {blocksize}")
-    torch._check(A.dtype in FLOAT_DTYPES, lambda: f"A must be float32, float16 or bfloat16, got {A.dtype}")
-    torch._check(code.numel() == 256, lambda: "code must hold 256 values")
+    op = "quantize_blockwise"
+    _check_float(A.dtype, op, "A")
+    _check_code(code, FORMAT_8BIT, op)
+    _check_blocksize(blocksize, FORMAT_8BIT, op)
     out = torch.empty(A.shape, dtype=torch.uint8, device=A.device)
     absmax = torch.empty(_num_blocks(A.numel(), blocksize), dtype=torch.float32, device=A.device)
     return out, absmax
@@ -27,43 +62,67 @@ def _quantize_blockwise_fake(A, code, blocksize):
 
 @torch.library.register_fake("bitsandbytes::dequantize_blockwise")
 def _dequantize_blockwise_fake(A, absmax, code, blocksize, dtype):
-    torch._check(blocksize in BLOCKSIZES, lambda: f"blocksize must be one of {BLOCKSIZES}, got {blocksize}")
-    torch._check(A.dtype == torch.uint8, lambda: f"A must be uint8, got {A.dtype}")
+    op = "dequantize_blockwise"
+    _check_dtype(A, torch.uint8, op, "A")
+    _check_float(dtype, op, "dtype")
+    _check_code(code, FORMAT_8BIT, op)
+    _check_blocksize(blocksize, FORMAT_8BIT, op)
+    _check_absmax(absmax, A, _num_blocks(A.numel(), blocksize), op)
     return torch.empty(A.shape, dtype=dtype, device=A.device)
 
 
 @torch.library.register_fake("bitsandbytes::quantize")
 def _quantize_fake(A, code):
-    torch._check(A.dtype in FLOAT_DTYPES, lambda: f"A must be float32, float16 or bfloat16, got {A.dtype}")
+    op = "quantize"
+    _check_float(A.dtype, op, "A")
+    _check_code(code, FORMAT_8BIT, op)
     return torch.empty(A.shape, dtype=torch.uint8, device=A.device), torch.empty((), dtype=torch.float32,
                                                                                    device=A.device)
 
 
 @torch.library.register_fake("bitsandbytes::dequantize")
 def _dequantize_fake(A, absmax, code, dtype):
-    torch._check(A.dtype == torch.uint8, lambda: f"A must be uint8, got {A.dtype}")
+    op = "dequantize"
+    _check_dtype(A, torch.uint8, op, "A")
+    _check_float(dtype, op, "dtype")
+    _check_code(code, FORMAT_8BIT, op)
+    _check_absmax(absmax, A, 1, op)
     return torch.empty(A.shape, dtype=dtype, device=A.device)
 
 
 @torch.library.register_fake("bitsandbytes::quantize_no_absmax")
 def _quantize_no_absmax_fake(A, code):
-    torch._check(A.dtype in FLOAT_DTYPES, lambda: f"A must be float32, float16 or bfloat16, got {A.dtype}")
+    op = "quantize_no_absmax"
+    _check_float(A.dtype, op, "A")
+    _check_code(code, FORMAT_8BIT, op)
     return torch.empty(A.shape, dtype=torch.uint8, device=A.device)
 
 
 @torch.library.register_fake("bitsandbytes::dequantize_no_absmax")
 def _dequantize_no_absmax_fake(A, code, dtype):
-    torch._check(A.dtype == torch.uint8, lambda: f"A must be uint8, got {A.dtype}")
+    op = "dequantize_no_absmax"
+    _check_dtype(A, torch.uint8, op, "A")
+    _check_float(dtype, op, "dtype")
+    _check_code(code, FORMAT_8BIT, op)
     return torch.empty(A.shape, dtype=dtype, device=A.device)
 
 
 @torch.library.register_fake("bitsandbytes::estimate_quantiles")
 def _estimate_quantiles_fake(A, offset, num_quantiles):
-    torch._check(A.dtype in FLOAT_DTYPES, lambda: f"A must be float32, float16 or bfloat16, got {A.dtype}")
-    torch._check(A.numel() >= 256, lambda: f"A must hold at least 256 values, got {A.numel()}")
-    torch._check(1 <= num_quantiles <= 256, lambda: f"num_quantiles must be between 1 and 256, got {num_quantiles}")
+    op = "estimate_quantiles"
+    _check_float(A.dtype, op, "A")
+    torch._check_value(A.numel() >= QUANTILES_MIN_VALUES,
+                       lambda: f"{op}: A must hold at least {QUANTILES_MIN_VALUES} values to estimate quantiles "
+                               f"from, got {A.numel()}")
+    torch._check_value(1 <= num_quantiles <= QUANTILES_MAX,
+                       lambda: f"{op}: num_quantiles must be between 1 and {QUANTILES_MAX}, got {num_quantiles}")
+    torch._check_value(0.0 <= offset <= 0.5, lambda: f"{op}: offset must be in [0, 0.5], got {offset}")
     return torch.empty(num_quantiles, dtype=torch.float32, device=A.device)
+
+
 # LLM.int8() ops (csrc/int8_ops.h).
+
+
 def _rows(A):
     n = 1
     for s in A.shape[:-1]:
@@ -71,10 +130,20 @@ def _rows(A):
     return n
 
 
+def _check_matrix_like(A, op, arg):
+    torch._check_value(A.dim() >= 1,
+                       lambda: f"{op}: {arg} must have at least one dimension (rows x columns), got a scalar")
+
+
+def _check_vector(t, n, dtype, op, arg):
+    _check_dtype(t, dtype, op, arg)
+    torch._check_value(t.numel() == n, lambda: f"{op}: {arg} must hold {n} values, got {t.numel()}")
+
+
 @torch.library.register_fake("bitsandbytes::int8_vectorwise_quant")
-def _int8_vectorwise_quant_fake(A, threshold):
-    torch._check(A.dtype in FLOAT_DTYPES, lambda: f"A must be float32, float16 or bfloat16, got {A.dtype}")
-    torch._check(A.dim() >= 1, lambda: "A must have at least one dimension")
+def _int8_vectorwise_quant_fake(A, threshold, op="int8_vectorwise_quant"):
+    _check_float(A.dtype, op, "A")
+    _check_matrix_like(A, op, "A")
     return (torch.empty(A.shape, dtype=torch.int8, device=A.device),
             torch.empty(_rows(A), dtype=torch.float32, device=A.device),
             torch.empty(A.shape[-1], dtype=torch.bool, device=A.device))
@@ -82,41 +151,64 @@ def _int8_vectorwise_quant_fake(A, threshold):
 
 @torch.library.register_fake("bitsandbytes::int8_vectorwise_dequant")
 def _int8_vectorwise_dequant_fake(A, stats):
-    torch._check(A.dtype == torch.int8, lambda: f"A must be int8, got {A.dtype}")
+    op = "int8_vectorwise_dequant"
+    _check_dtype(A, torch.int8, op, "A")
+    _check_matrix_like(A, op, "A")
+    _check_vector(stats, _rows(A), torch.float32, op, "stats")
     return torch.empty(A.shape, dtype=torch.float32, device=A.device)
 
 
 @torch.library.register_fake("bitsandbytes::int8_double_quant")
 def _int8_double_quant_fake(A, threshold):
-    out_row, row_stats, outliers = _int8_vectorwise_quant_fake(A, threshold)
+    out_row, row_stats, outliers = _int8_vectorwise_quant_fake(A, threshold, op="int8_double_quant")
     return (out_row, torch.empty(A.shape, dtype=torch.int8, device=A.device), row_stats,
             torch.empty(A.shape[-1], dtype=torch.float32, device=A.device), outliers)
 
 
 @torch.library.register_fake("bitsandbytes::int8_linear_matmul")
 def _int8_linear_matmul_fake(A, B):
-    torch._check(A.dtype == torch.int8 and B.dtype == torch.int8, lambda: "A and B must be int8")
-    torch._check(B.dim() == 2 and A.shape[-1] == B.shape[1], lambda: "A must be [..., K] and B [N, K]")
+    op = "int8_linear_matmul"
+    _check_dtype(A, torch.int8, op, "A")
+    _check_dtype(B, torch.int8, op, "B")
+    _check_matrix_like(A, op, "A")
+    torch._check_value(B.dim() == 2, lambda: f"{op}: B must be a 2-D [N, K] weight, got {B.dim()} dimensions")
+    torch._check_value(A.shape[-1] == B.shape[1],
+                       lambda: f"{op}: A's last dimension (K = {A.shape[-1]}) must equal B's second dimension "
+                               f"({B.shape[1]}); B is [N, K]")
     return torch.empty((*A.shape[:-1], B.shape[0]), dtype=torch.int32, device=A.device)
+
+
+def _check_int32_product(A, row_stats, col_stats, op):
+    _check_dtype(A, torch.int32, op, "A")
+    _check_matrix_like(A, op, "A")
+    _check_vector(row_stats, _rows(A), torch.float32, op, "row_stats")
+    _check_vector(col_stats, A.shape[-1], torch.float32, op, "col_stats")
 
 
 @torch.library.register_fake("bitsandbytes::int8_mm_dequant")
 def _int8_mm_dequant_fake(A, row_stats, col_stats, bias, sub_A, sub_B, dtype):
-    torch._check(A.dtype == torch.int32, lambda: f"A must be int32, got {A.dtype}")
+    op = "int8_mm_dequant"
+    _check_int32_product(A, row_stats, col_stats, op)
+    _check_float(dtype, op, "dtype")
+    if bias is not None:
+        _check_vector(bias, A.shape[-1], dtype, op, "bias")
     return torch.empty(A.shape, dtype=dtype, device=A.device)
 
 
 @torch.library.register_fake("bitsandbytes::int8_vectorwise_quant_outliers")
 def _int8_vectorwise_quant_outliers_fake(A, threshold):
-    out, row_stats, _ = _int8_vectorwise_quant_fake(A, threshold)
+    out, row_stats, _ = _int8_vectorwise_quant_fake(A, threshold, op="int8_vectorwise_quant_outliers")
     return out, row_stats, torch.empty(A.shape[-1] + 1, dtype=torch.int32, device=A.device)
 
 
 @torch.library.register_fake("bitsandbytes::int8_mm_dequant_outliers")
 def _int8_mm_dequant_outliers_fake(A, row_stats, col_stats, bias, X, W, outlier_list, dtype):
-    torch._check(A.dtype == torch.int32, lambda: f"A must be int32, got {A.dtype}")
-    torch._check(W.dim() == 2 and W.shape[0] == A.shape[-1] and W.shape[1] == X.shape[-1],
-                 lambda: "W must be [N, K] for A [..., N] and X [..., K]")
+    op = "int8_mm_dequant_outliers"
+    _check_int32_product(A, row_stats, col_stats, op)
+    _check_float(dtype, op, "dtype")
+    torch._check_value(W.dim() == 2 and W.shape[0] == A.shape[-1] and W.shape[1] == X.shape[-1],
+                       lambda: f"{op}: W must be [N, K] for A [..., N] and X [..., K], got {tuple(W.shape)}")
+    torch._check_type(W.dtype in (dtype, torch.int8), lambda: f"{op}: W must be int8 or {dtype}, got {W.dtype}")
     return torch.empty(A.shape, dtype=dtype, device=A.device)
 
 

@@ -37,18 +37,48 @@ std::string message(const Args&... args) {
 
 }  // namespace bnb::ops::detail
 
-// Like TORCH_CHECK / TORCH_CHECK_TYPE (RuntimeError / TypeError in Python), with the message
-// built as above.
-#define BNB_CHECK(cond, ...)                                                                  \
-  do {                                                                                        \
-    if (C10_UNLIKELY(!(cond))) C10_THROW_ERROR(Error, ::bnb::ops::detail::message(__VA_ARGS__)); \
+// The exception a bad argument raises is chosen here, once for every op:
+//   BNB_CHECK_VALUE  a bad value: shape, size, block size, map size, device, contiguity,
+//                    range (ValueError in Python);
+//   BNB_CHECK_TYPE   a bad dtype (TypeError in Python).
+// Both name the op and the argument. BNB_CHECK (RuntimeError) is for what is not the caller's
+// argument, such as a broken internal invariant; argument checks do not use it.
+#define BNB_CHECK_VALUE(cond, ...)                                                                   \
+  do {                                                                                               \
+    if (C10_UNLIKELY(!(cond))) C10_THROW_ERROR(ValueError, ::bnb::ops::detail::message(__VA_ARGS__)); \
   } while (0)
 #define BNB_CHECK_TYPE(cond, ...)                                                                 \
   do {                                                                                            \
     if (C10_UNLIKELY(!(cond))) C10_THROW_ERROR(TypeError, ::bnb::ops::detail::message(__VA_ARGS__)); \
   } while (0)
+#define BNB_CHECK(cond, ...)                                                                  \
+  do {                                                                                        \
+    if (C10_UNLIKELY(!(cond))) C10_THROW_ERROR(Error, ::bnb::ops::detail::message(__VA_ARGS__)); \
+  } while (0)
 
 namespace bnb::ops {
+
+namespace detail {
+
+// "float32, float16 or bfloat16", from the one list of kernel dtypes.
+inline std::string float_dtype_list() {
+  std::string s;
+  constexpr size_t n = sizeof(kFloatDTypes) / sizeof(kFloatDTypes[0]);
+  for (size_t i = 0; i < n; ++i) {
+    if (i) s += i + 1 == n ? " or " : ", ";
+    s += dtype_name(kFloatDTypes[i]);
+  }
+  return s;
+}
+
+// "64, 128, ..., 4096": the block sizes of a format.
+inline std::string blocksize_list(const QuantFormat& format) {
+  std::string s;
+  for (int64_t b = format.min_blocksize; b <= format.max_blocksize; b *= 2) s += (s.empty() ? "" : ", ") + std::to_string(b);
+  return s;
+}
+
+}  // namespace detail
 
 inline DType kernel_dtype(c10::ScalarType t, const char* op, const char* arg) {
   switch (t) {
@@ -56,7 +86,7 @@ inline DType kernel_dtype(c10::ScalarType t, const char* op, const char* arg) {
     case c10::ScalarType::Half: return DType::Float16;
     case c10::ScalarType::BFloat16: return DType::BFloat16;
     default:
-      BNB_CHECK_TYPE(false, op, ": ", arg, " must be float32, float16 or bfloat16, got ", t);
+      BNB_CHECK_TYPE(false, op, ": ", arg, " must be ", detail::float_dtype_list(), ", got ", t);
   }
 }
 
@@ -66,27 +96,34 @@ inline void check_dtype(const at::Tensor& t, c10::ScalarType want, const char* o
 
 inline void check_same_device(const at::Tensor& t, const at::Tensor& ref, const char* op, const char* arg,
                               const char* ref_arg) {
-  BNB_CHECK(t.device() == ref.device(), op, ": ", arg, " is on ", t.device(), " but ", ref_arg, " is on ",
-              ref.device(), "; both must be on the same device");
+  BNB_CHECK_VALUE(t.device() == ref.device(), op, ": ", arg, " is on ", t.device(), " but ", ref_arg, " is on ",
+                  ref.device(), "; both must be on the same device");
 }
 
-// A quantization map: 256 float32 values on A's device.
-inline void check_code(const at::Tensor& code, const at::Tensor& A, const char* op) {
-  check_dtype(code, c10::ScalarType::Float, op, "code");
-  BNB_CHECK(code.numel() == kCodeSize, op, ": code must hold 256 values (an 8-bit map), got ", code.numel());
-  check_same_device(code, A, op, "code", "A");
+// For tensors an op updates in place (a copy would drop the update).
+inline void check_contiguous(const at::Tensor& t, const char* op, const char* arg) {
+  BNB_CHECK_VALUE(t.is_contiguous(), op, ": ", arg, " must be contiguous (it is updated in place)");
 }
 
-inline void check_blocksize(int64_t blocksize, const char* op) {
-  BNB_CHECK(is_supported_blocksize(blocksize), op,
-              ": blocksize must be one of 64, 128, 256, 512, 1024, 2048, 4096, got ", blocksize);
+// A quantization map of `format`: map_size float32 values on the device of `like`.
+inline void check_code(const at::Tensor& code, const QuantFormat& format, const at::Tensor& like, const char* op,
+                       const char* arg = "code", const char* like_arg = "A") {
+  check_dtype(code, c10::ScalarType::Float, op, arg);
+  BNB_CHECK_VALUE(code.numel() == format.map_size, op, ": ", arg, " must hold ", format.map_size,
+                  " values (one per ", format.name, " code), got ", code.numel());
+  check_same_device(code, like, op, arg, like_arg);
+}
+
+inline void check_blocksize(int64_t blocksize, const QuantFormat& format, const char* op) {
+  BNB_CHECK_VALUE(is_supported_blocksize(format, blocksize), op, ": blocksize must be one of ",
+                  detail::blocksize_list(format), " for ", format.name, " codes, got ", blocksize);
 }
 
 inline void check_absmax(const at::Tensor& absmax, const at::Tensor& A, int64_t expected, const char* op) {
   check_dtype(absmax, c10::ScalarType::Float, op, "absmax");
   check_same_device(absmax, A, op, "absmax", "A");
-  BNB_CHECK(absmax.numel() == expected, op, ": absmax must hold ", expected, " values for ", A.numel(),
-              " elements, got ", absmax.numel());
+  BNB_CHECK_VALUE(absmax.numel() == expected, op, ": absmax must hold ", expected, " values for ", A.numel(),
+                  " elements, got ", absmax.numel());
 }
 
 }  // namespace bnb::ops

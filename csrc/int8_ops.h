@@ -13,7 +13,7 @@ namespace bnb::ops {
 namespace int8_detail {
 
 inline void check_matrix_like(const at::Tensor& t, const char* op, const char* arg) {
-  BNB_CHECK(t.dim() >= 1, op, ": ", arg, " must have at least one dimension (rows x columns), got a scalar");
+  BNB_CHECK_VALUE(t.dim() >= 1, op, ": ", arg, " must have at least one dimension (rows x columns), got a scalar");
 }
 
 // Rows of a [..., cols] tensor seen as a matrix (also when cols is 0).
@@ -27,7 +27,7 @@ inline void check_vector(const at::Tensor& t, int64_t n, c10::ScalarType dtype, 
                          const char* arg, const char* like_arg) {
   check_dtype(t, dtype, op, arg);
   check_same_device(t, like, op, arg, like_arg);
-  BNB_CHECK(t.numel() == n, op, ": ", arg, " must hold ", n, " values, got ", t.numel());
+  BNB_CHECK_VALUE(t.numel() == n, op, ": ", arg, " must hold ", n, " values, got ", t.numel());
 }
 
 // The optional bias of N values in `dtype`, checked and made contiguous (undefined if absent).
@@ -84,7 +84,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_vectorwise_quant_outliers(co
   const DType dt = kernel_dtype(A.scalar_type(), op, "A");
   check_matrix_like(A, op, "A");
   const int64_t cols = A.size(-1), rows = leading_rows(A);
-  BNB_CHECK(cols < (int64_t(1) << 31), op, ": A's last dimension must be below 2^31, got ", cols);
+  BNB_CHECK_VALUE(cols < (int64_t(1) << 31), op, ": A's last dimension must be below 2^31, got ", cols);
   const at::Tensor a = A.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(at::kChar));
   at::Tensor stats = at::empty({rows}, A.options().dtype(at::kFloat));
@@ -136,10 +136,10 @@ at::Tensor int8_linear_matmul(const at::Tensor& A, const at::Tensor& B) {
   check_dtype(A, at::kChar, op, "A");
   check_dtype(B, at::kChar, op, "B");
   check_matrix_like(A, op, "A");
-  BNB_CHECK(B.dim() == 2, op, ": B must be a 2-D [N, K] weight, got ", B.dim(), " dimensions");
+  BNB_CHECK_VALUE(B.dim() == 2, op, ": B must be a 2-D [N, K] weight, got ", B.dim(), " dimensions");
   check_same_device(B, A, op, "B", "A");
-  BNB_CHECK(A.size(-1) == B.size(1), op, ": A's last dimension (K = ", A.size(-1),
-              ") must equal B's second dimension (", B.size(1), "); B is [N, K]");
+  BNB_CHECK_VALUE(A.size(-1) == B.size(1), op, ": A's last dimension (K = ", A.size(-1),
+                  ") must equal B's second dimension (", B.size(1), "); B is [N, K]");
   const int64_t M = leading_rows(A), N = B.size(0), K = B.size(1);
   const at::Tensor a = A.contiguous(), b = B.contiguous();
   at::Tensor C = at::empty(with_last(A, N), A.options().dtype(at::kInt));
@@ -158,13 +158,13 @@ at::Tensor int8_mm_dequant(const at::Tensor& A, const at::Tensor& row_stats, con
   const DType dt = kernel_dtype(dtype, op, "dtype");
   const at::Tensor b = checked_bias(bias, N, dtype, A, op);
   at::Tensor sa, sb;
-  BNB_CHECK(sub_A.has_value() == sub_B.has_value(), op, ": sub_A and sub_B (the outlier product) go together");
+  BNB_CHECK_VALUE(sub_A.has_value() == sub_B.has_value(), op, ": sub_A and sub_B (the outlier product) go together");
   int64_t sub_k = 0;
   if (sub_A) {
-    BNB_CHECK(sub_A->dim() == 2 && sub_B->dim() == 2 && sub_A->size(0) == M && sub_B->size(0) == N &&
-                    sub_A->size(1) == sub_B->size(1),
-                op, ": sub_A must be [", M, ", k] and sub_B [", N, ", k], got ", sub_A->sizes(), " and ",
-                sub_B->sizes());
+    BNB_CHECK_VALUE(sub_A->dim() == 2 && sub_B->dim() == 2 && sub_A->size(0) == M && sub_B->size(0) == N &&
+                        sub_A->size(1) == sub_B->size(1),
+                    op, ": sub_A must be [", M, ", k] and sub_B [", N, ", k], got ", sub_A->sizes(), " and ",
+                    sub_B->sizes());
     check_dtype(*sub_A, dtype, op, "sub_A");
     check_dtype(*sub_B, dtype, op, "sub_B");
     check_same_device(*sub_A, A, op, "sub_A", "A");
@@ -196,11 +196,11 @@ at::Tensor int8_mm_dequant_outliers(const at::Tensor& A, const at::Tensor& row_s
   check_dtype(X, dtype, op, "X");
   check_same_device(X, A, op, "X", "A");
   check_matrix_like(X, op, "X");
-  BNB_CHECK(leading_rows(X) == M, op, ": X must have the ", M, " rows of A, got shape ", X.sizes());
+  BNB_CHECK_VALUE(leading_rows(X) == M, op, ": X must have the ", M, " rows of A, got shape ", X.sizes());
   const int64_t K = X.size(-1);
-  BNB_CHECK(W.dim() == 2 && W.size(0) == N && W.size(1) == K, op, ": W must be [", N, ", ", K, "], got ", W.sizes());
-  BNB_CHECK(W.scalar_type() == dtype || W.scalar_type() == at::kChar, op, ": W must be int8 or ", dtype, ", got ",
-            W.scalar_type());
+  BNB_CHECK_VALUE(W.dim() == 2 && W.size(0) == N && W.size(1) == K, op, ": W must be [", N, ", ", K, "], got ", W.sizes());
+  BNB_CHECK_TYPE(W.scalar_type() == dtype || W.scalar_type() == at::kChar, op, ": W must be int8 or ", dtype, ", got ",
+                 W.scalar_type());
   check_same_device(W, A, op, "W", "A");
   check_vector(outlier_list, K + 1, at::kInt, A, op, "outlier_list", "A");
   const at::Tensor a = A.contiguous(), rs = row_stats.contiguous(), cs = col_stats.contiguous(), x = X.contiguous(),
@@ -221,10 +221,10 @@ at::Tensor int8_weight_linear(const at::Tensor& A, const at::Tensor& CB, const a
   const DType dt = kernel_dtype(A.scalar_type(), op, "A");
   check_matrix_like(A, op, "A");
   check_dtype(CB, at::kChar, op, "CB");
-  BNB_CHECK(CB.dim() == 2, op, ": CB must be a 2-D [N, K] int8 weight, got ", CB.dim(), " dimensions");
+  BNB_CHECK_VALUE(CB.dim() == 2, op, ": CB must be a 2-D [N, K] int8 weight, got ", CB.dim(), " dimensions");
   check_same_device(CB, A, op, "CB", "A");
-  BNB_CHECK(A.size(-1) == CB.size(1), op, ": A's last dimension (K = ", A.size(-1),
-              ") must equal the weight's second dimension (", CB.size(1), "); the weight is [N, K]");
+  BNB_CHECK_VALUE(A.size(-1) == CB.size(1), op, ": A's last dimension (K = ", A.size(-1),
+                  ") must equal the weight's second dimension (", CB.size(1), "); the weight is [N, K]");
   const int64_t M = leading_rows(A), N = CB.size(0), K = CB.size(1);
   check_vector(SCB, N, at::kFloat, A, op, "SCB", "A");
   const at::Tensor b = checked_bias(bias, N, A.scalar_type(), A, op);

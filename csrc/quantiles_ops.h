@@ -8,24 +8,18 @@
 #include "bnb/quantiles.h"
 #include "checks.h"
 
-// A bad argument value is a ValueError in Python; the message is built like BNB_CHECK's.
-#define BNB_QUANTILE_CHECK_VALUE(cond, ...)                                                           \
-  do {                                                                                                \
-    if (C10_UNLIKELY(!(cond))) C10_THROW_ERROR(ValueError, ::bnb::ops::detail::message(__VA_ARGS__)); \
-  } while (0)
-
 namespace bnb::ops {
 
 template <class Backend>
 at::Tensor estimate_quantiles(const at::Tensor& A, double offset, int64_t num_quantiles) {
   constexpr const char* op = "estimate_quantiles";
   const DType dt = kernel_dtype(A.scalar_type(), op, "A");
-  BNB_QUANTILE_CHECK_VALUE(A.numel() >= quantiles::kMinValues, op, ": A must hold at least ", quantiles::kMinValues,
-                           " values to estimate quantiles from, got ", A.numel());
-  BNB_QUANTILE_CHECK_VALUE(num_quantiles >= 1 && num_quantiles <= quantiles::kMaxQuantiles, op,
-                           ": num_quantiles must be between 1 and ", quantiles::kMaxQuantiles, ", got ", num_quantiles);
-  BNB_QUANTILE_CHECK_VALUE(std::isfinite(offset) && offset >= 0.0 && offset <= 0.5, op,
-                           ": offset must be in [0, 0.5] (the fraction trimmed from each tail), got ", offset);
+  BNB_CHECK_VALUE(A.numel() >= quantiles::kMinValues, op, ": A must hold at least ", quantiles::kMinValues,
+                  " values to estimate quantiles from, got ", A.numel());
+  BNB_CHECK_VALUE(num_quantiles >= 1 && num_quantiles <= quantiles::kMaxQuantiles, op,
+                  ": num_quantiles must be between 1 and ", quantiles::kMaxQuantiles, ", got ", num_quantiles);
+  BNB_CHECK_VALUE(std::isfinite(offset) && offset >= 0.0 && offset <= 0.5, op,
+                  ": offset must be in [0, 0.5] (the fraction trimmed from each tail), got ", offset);
   const at::Tensor a = A.contiguous();
   at::Tensor out = at::empty({num_quantiles}, A.options().dtype(at::kFloat));
   Backend::estimate_quantiles(A, dt, a.const_data_ptr(), A.numel(), offset, int(num_quantiles),

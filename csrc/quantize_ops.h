@@ -1,5 +1,6 @@
-// The quantization ops, written once over a backend (CPU or CUDA) that supplies the
-// launchers: checks, contiguity and output allocation here, arithmetic in kernels/.
+// The 8-bit quantization ops, written once over a backend (CPU or CUDA) that supplies the
+// launchers: checks, contiguity and output allocation here, arithmetic in kernels/. Maps and
+// block sizes are checked against kFormat8bit (bnb/dtype.h).
 #pragma once
 #include <ATen/ops/empty.h>
 #include <tuple>
@@ -13,8 +14,8 @@ std::tuple<at::Tensor, at::Tensor> quantize_blockwise(const at::Tensor& A, const
                                                       int64_t blocksize) {
   constexpr const char* op = "quantize_blockwise";
   const DType dt = kernel_dtype(A.scalar_type(), op, "A");
-  check_code(code, A, op);
-  check_blocksize(blocksize, op);
+  check_code(code, kFormat8bit, A, op);
+  check_blocksize(blocksize, kFormat8bit, op);
   const at::Tensor a = A.contiguous(), c = code.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(at::kByte));
   at::Tensor absmax = at::empty({num_blocks(A.numel(), blocksize)}, A.options().dtype(at::kFloat));
@@ -29,8 +30,8 @@ at::Tensor dequantize_blockwise(const at::Tensor& A, const at::Tensor& absmax, c
   constexpr const char* op = "dequantize_blockwise";
   check_dtype(A, at::kByte, op, "A");
   const DType dt = kernel_dtype(dtype, op, "dtype");
-  check_code(code, A, op);
-  check_blocksize(blocksize, op);
+  check_code(code, kFormat8bit, A, op);
+  check_blocksize(blocksize, kFormat8bit, op);
   check_absmax(absmax, A, num_blocks(A.numel(), blocksize), op);
   const at::Tensor a = A.contiguous(), c = code.contiguous(), m = absmax.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(dtype));
@@ -43,7 +44,7 @@ template <class Backend>
 std::tuple<at::Tensor, at::Tensor> quantize(const at::Tensor& A, const at::Tensor& code) {
   constexpr const char* op = "quantize";
   const DType dt = kernel_dtype(A.scalar_type(), op, "A");
-  check_code(code, A, op);
+  check_code(code, kFormat8bit, A, op);
   const at::Tensor a = A.contiguous(), c = code.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(at::kByte));
   at::Tensor absmax = at::empty({}, A.options().dtype(at::kFloat));
@@ -58,7 +59,7 @@ at::Tensor dequantize(const at::Tensor& A, const at::Tensor& absmax, const at::T
   constexpr const char* op = "dequantize";
   check_dtype(A, at::kByte, op, "A");
   const DType dt = kernel_dtype(dtype, op, "dtype");
-  check_code(code, A, op);
+  check_code(code, kFormat8bit, A, op);
   check_absmax(absmax, A, 1, op);
   const at::Tensor a = A.contiguous(), c = code.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(dtype));
@@ -71,7 +72,7 @@ template <class Backend>
 at::Tensor quantize_no_absmax(const at::Tensor& A, const at::Tensor& code) {
   constexpr const char* op = "quantize_no_absmax";
   const DType dt = kernel_dtype(A.scalar_type(), op, "A");
-  check_code(code, A, op);
+  check_code(code, kFormat8bit, A, op);
   const at::Tensor a = A.contiguous(), c = code.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(at::kByte));
   Backend::quantize_scaled(A, dt, a.const_data_ptr(), c.const_data_ptr<float>(), nullptr,
@@ -84,7 +85,7 @@ at::Tensor dequantize_no_absmax(const at::Tensor& A, const at::Tensor& code, c10
   constexpr const char* op = "dequantize_no_absmax";
   check_dtype(A, at::kByte, op, "A");
   const DType dt = kernel_dtype(dtype, op, "dtype");
-  check_code(code, A, op);
+  check_code(code, kFormat8bit, A, op);
   const at::Tensor a = A.contiguous(), c = code.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(dtype));
   Backend::dequantize_scaled(A, dt, a.const_data_ptr<uint8_t>(), c.const_data_ptr<float>(), nullptr,

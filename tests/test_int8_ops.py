@@ -208,27 +208,27 @@ def test_bad_input(device):
     q = torch.randint(-127, 128, (4, 8), dtype=torch.int8, device=device)
     with pytest.raises(TypeError, match="int8_vectorwise_quant: A must be float32, float16 or bfloat16"):
         F.int8_vectorwise_quant(q)
-    with pytest.raises(RuntimeError, match="must equal B's second dimension"):
+    with pytest.raises(ValueError, match="must equal B's second dimension"):
         F.int8_linear_matmul(q, torch.zeros(3, 7, dtype=torch.int8, device=device))
     with pytest.raises(TypeError, match="B must be Char"):
         F.int8_linear_matmul(q, torch.zeros(3, 8, device=device))
     with pytest.raises(ValueError, match="dtype must be torch.int32"):
         F.int8_linear_matmul(q, q, dtype=torch.float16)
-    with pytest.raises(RuntimeError, match="stats must hold 4 values"):
+    with pytest.raises(ValueError, match="stats must hold 4 values"):
         F.int8_vectorwise_dequant(q, torch.ones(3, device=device))
     C = torch.zeros(4, 5, dtype=torch.int32, device=device)
-    with pytest.raises(RuntimeError, match="col_stats must hold 5 values"):
+    with pytest.raises(ValueError, match="col_stats must hold 5 values"):
         F.int8_mm_dequant(C, torch.ones(4, device=device), torch.ones(6, device=device))
-    with pytest.raises(RuntimeError, match="SCB must hold 3 values"):
+    with pytest.raises(ValueError, match="SCB must hold 3 values"):
         F.int8_weight_linear(A, torch.zeros(3, 8, dtype=torch.int8, device=device), torch.ones(4, device=device))
-    with pytest.raises(RuntimeError, match="scalar"):
+    with pytest.raises(ValueError, match="scalar"):
         F.int8_vectorwise_quant(torch.tensor(1.0, device=device))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_wrong_device():
     q = torch.zeros(4, 8, dtype=torch.int8, device="cuda")
-    with pytest.raises(RuntimeError, match="same device"):
+    with pytest.raises(ValueError, match="same device"):
         F.int8_linear_matmul(q, torch.zeros(3, 8, dtype=torch.int8))
 
 

@@ -114,10 +114,10 @@ def test_mm_dequant_outliers_errors(device):
     rs, cs = torch.ones(4, device=device), torch.ones(6, device=device)
     X = torch.zeros(4, 8, dtype=torch.float16, device=device)
     lst = torch.zeros(9, dtype=torch.int32, device=device)
-    with pytest.raises(RuntimeError, match="W must be"):
+    with pytest.raises(ValueError, match="W must be"):
         ops.int8_mm_dequant_outliers(C, rs, cs, None, X, torch.zeros(6, 7, dtype=torch.int8, device=device), lst,
                                      torch.float16)
-    with pytest.raises(RuntimeError, match="outlier_list must hold 9 values"):
+    with pytest.raises(ValueError, match="outlier_list must hold 9 values"):
         ops.int8_mm_dequant_outliers(C, rs, cs, None, X, torch.zeros(6, 8, dtype=torch.int8, device=device),
                                      lst[:5], torch.float16)
 

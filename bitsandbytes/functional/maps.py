@@ -9,9 +9,11 @@ import itertools
 
 import torch
 
+from .._formats import FORMAT_8BIT
 
-def _pad_to_256(values):
-    return values + [0.0] * (256 - len(values))
+
+def _pad_to_map_size(values):
+    return values + [0.0] * (FORMAT_8BIT.map_size - len(values))
 
 
 def create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8):
@@ -38,7 +40,7 @@ def create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8):
     values += [0.0, 1.0]
     if len(values) != 2 ** total_bits:
         raise ValueError(f"create_dynamic_map: {len(values)} values for total_bits={total_bits}")
-    return torch.tensor(sorted(_pad_to_256(values)), dtype=torch.float32)
+    return torch.tensor(sorted(_pad_to_map_size(values)), dtype=torch.float32)
 
 
 def create_linear_map(signed=True, total_bits=8, add_zero=True):
@@ -49,7 +51,7 @@ def create_linear_map(signed=True, total_bits=8, add_zero=True):
         # An odd number of evenly spaced signed values puts one exactly on zero.
         count = count - 1 if signed else count
     values = torch.linspace(low, 1.0, count, dtype=torch.float32)
-    gap = 256 - values.numel()
+    gap = FORMAT_8BIT.map_size - values.numel()
     if gap == 0:
         return values
     half = values.numel() // 2
@@ -76,6 +78,6 @@ def create_fp8_map(signed=True, exponent_bits=5, precision_bits=2, total_bits=8)
         raise ValueError(f"create_fp8_map: {len(values)} values for total_bits={total_bits}")
     values.sort()
     if total_bits < 8:
-        values = _pad_to_256(values)
+        values = _pad_to_map_size(values)
     code = torch.tensor(values)
     return code / code.max()

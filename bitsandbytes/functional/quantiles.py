@@ -6,7 +6,8 @@ the method and its error bound) instead of sorting the whole tensor.
 """
 import torch
 
-from .._ops import FLOAT_DTYPES
+from .._formats import FORMAT_8BIT, QUANTILES_MAX
+from ._args import check_tensor
 
 _DEFAULT_OFFSET = 1 / 512
 
@@ -30,20 +31,17 @@ def estimate_quantiles(A, out=None, offset=_DEFAULT_OFFSET, num_quantiles=256):
     histogram bin (2048 neighbouring floats, relative width 2^-12) of the exact one.
     """
     fn = "estimate_quantiles"
-    if not isinstance(A, torch.Tensor):
-        raise TypeError(f"{fn}: A must be a torch.Tensor, got {type(A).__name__}")
-    if A.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{fn}: A must be float32, float16 or bfloat16, got {A.dtype}")
-    if A.numel() < 256:
+    check_tensor(A, "A", fn)
+    if not isinstance(num_quantiles, int):
         raise QuantileArgumentError(
-            f"{fn}: quantile estimation needs at least 256 values in A, but A has only {A.numel()}")
-    if not isinstance(num_quantiles, int) or not 1 <= num_quantiles <= 256:
-        raise QuantileArgumentError(f"{fn}: num_quantiles must be an int from 1 to 256, got {num_quantiles!r}")
-    if num_quantiles < 256 and offset == _DEFAULT_OFFSET:
+            f"{fn}: num_quantiles must be an int from 1 to {QUANTILES_MAX}, got {num_quantiles!r}")
+    if 1 <= num_quantiles < QUANTILES_MAX and offset == _DEFAULT_OFFSET:
         offset = 1 / (2 * num_quantiles)
-    if not 0.0 <= float(offset) <= 0.5:
-        raise QuantileArgumentError(f"{fn}: offset must be in [0, 0.5], got {offset!r}")
-    result = torch.ops.bitsandbytes.estimate_quantiles(A, float(offset), num_quantiles)
+    try:
+        # The op checks A's dtype (TypeError) and the values (ValueError, naming the argument).
+        result = torch.ops.bitsandbytes.estimate_quantiles(A, float(offset), num_quantiles)
+    except ValueError as e:
+        raise QuantileArgumentError(str(e)) from None
     if out is None:
         return result
     if not isinstance(out, torch.Tensor) or out.dtype != torch.float32 or out.numel() != num_quantiles \
@@ -59,10 +57,10 @@ def create_quantile_map(A, total_bits=8):
     with zeros to 256 values. Each code then stands for about the same number of values
     of A, the map that spends the 256 codes most evenly on this data."""
     fn = "create_quantile_map"
-    if not isinstance(total_bits, int) or not 1 <= total_bits <= 8:
-        raise ValueError(f"{fn}: total_bits must be an int from 1 to 8, got {total_bits!r}")
+    if not isinstance(total_bits, int) or not 1 <= total_bits <= FORMAT_8BIT.bits:
+        raise ValueError(f"{fn}: total_bits must be an int from 1 to {FORMAT_8BIT.bits}, got {total_bits!r}")
     q = estimate_quantiles(A, num_quantiles=2 ** total_bits - 1)
-    code = torch.cat([q, q.new_zeros(256 - q.numel())]).sort().values
+    code = torch.cat([q, q.new_zeros(FORMAT_8BIT.map_size - q.numel())]).sort().values
     scale = code.abs().max()
     # An all-zero input leaves the map at zero instead of dividing by zero.
     return code / torch.where(scale > 0, scale, torch.ones_like(scale))

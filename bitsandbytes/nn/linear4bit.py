@@ -2,10 +2,12 @@
 or Params4bit keeps working. 4-bit quantization itself is not available yet."""
 import torch
 
+from .parameters import QuantizedParameter
+
 _MESSAGE = "4-bit quantization (Linear4bit / Params4bit) is not available in this version of bitsandbytes yet"
 
 
-class Params4bit(torch.nn.Parameter):
+class Params4bit(QuantizedParameter):
     def __new__(cls, *args, **kwargs):
         raise NotImplementedError(_MESSAGE)
 

@@ -7,44 +7,46 @@ has_fp16_weights=True (the default) the weight stays 16-bit and trainable, and i
 again at each forward. The state dict of a quantized layer holds `weight` (int8), `SCB`,
 `weight_format` (0: row-major) and `bias`, as the reference library's does.
 """
-import copy
-
 import torch
 
 from ..autograd import MatmulLtState, matmul
 from ..autograd._functions import WEIGHT_STREAM_MAX_ROWS
 from ..functional.int8 import int8_vectorwise_quant
+from .parameters import QuantizedParameter, QuantizedParameterModule
 
 _ROW_MAJOR = 0
 
 
 def _rebuild_int8_params(data, requires_grad, attrs):
-    param = Int8Params(data, requires_grad=requires_grad)
-    param.__dict__.update(attrs)
-    if param.data.dtype == torch.int8:
-        param.CB = param.data  # CB is the weight's own storage, as after quantization
-    return param
+    # Named by pickles written by earlier releases.
+    return Int8Params._rebuild(data, requires_grad, attrs)
 
 
-class Int8Params(torch.nn.Parameter):
+class Int8Params(QuantizedParameter):
     """A Parameter that quantizes itself to int8 (CB + SCB) when moved to a device, unless
     it holds trainable 16-bit weights (has_fp16_weights=True). Extra keyword arguments are
-    kept as attributes, so `Int8Params(w, requires_grad=False, **old.__dict__)` rebuilds one."""
+    kept as attributes, so `Int8Params(w, requires_grad=False, **old.__dict__)` rebuilds one.
+
+    Quantized, `data` is the int8 weight CB (CB is the same tensor) and SCB holds the float32
+    absmax of each row; the layer's state dict then holds `SCB` and `weight_format` beside
+    `weight`. Moves, copies and pickles are QuantizedParameter's."""
+
+    _attribute_defaults = {"has_fp16_weights": False, "CB": None, "SCB": None}
+    _data_aliases = ("CB",)
+    _device_attributes = ("SCB",)
 
     def __new__(cls, data=None, requires_grad=True, has_fp16_weights=False, CB=None, SCB=None, **attrs):
-        if data is None:
-            data = torch.empty(0)
-        # An int8 weight cannot carry a gradient (only 16/32-bit weights train).
-        obj = torch.Tensor._make_subclass(cls, data, requires_grad and data.is_floating_point())
-        obj.__dict__.update(attrs)
-        obj.has_fp16_weights = has_fp16_weights
-        obj.CB = CB
-        obj.SCB = SCB
-        return obj
+        return super().__new__(cls, data, requires_grad, **attrs, has_fp16_weights=has_fp16_weights, CB=CB, SCB=SCB)
+
+    def _is_quantized(self):
+        return self.data.dtype == torch.int8
 
     @property
     def _is_int8(self):
-        return self.data.dtype == torch.int8
+        return self._is_quantized()
+
+    def _wants_quantization(self):
+        return not self.has_fp16_weights and self.data.is_floating_point()
 
     def _quantize(self, device):
         """Quantizes the 16/32-bit data on `device` in place: data becomes CB, SCB is set."""
@@ -58,52 +60,39 @@ class Int8Params(torch.nn.Parameter):
         self.requires_grad = False
         return self
 
-    def to(self, *args, **kwargs):
-        device, dtype, non_blocking, _ = torch._C._nn._parse_to(*args, **kwargs)
-        if (device is not None and device.type != "meta" and not self.has_fp16_weights
-                and self.data.is_floating_point()):
-            return self._quantize(device)
-        if self._is_int8:
-            dtype = None  # the int8 weight keeps its dtype (casts are for the 16-bit tensors)
-        data = self.data.to(device=device, dtype=dtype, non_blocking=non_blocking)
-        SCB = self.SCB.to(device, non_blocking=non_blocking) if self.SCB is not None and device else self.SCB
-        attrs = {k: v for k, v in self.__dict__.items() if k not in ("CB", "SCB", "has_fp16_weights")}
-        return Int8Params(data, requires_grad=self.requires_grad, has_fp16_weights=self.has_fp16_weights,
-                          CB=data if data.dtype == torch.int8 else None, SCB=SCB, **attrs)
+    # The reference library's state-dict layout: `SCB` and `weight_format` beside `weight`.
 
-    def cuda(self, device=None, non_blocking=False):
-        if device is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        elif isinstance(device, int):
-            device = torch.device("cuda", device)
-        return self.to(device, non_blocking=non_blocking)
+    def _state_dict_entries(self, name):
+        if self.has_fp16_weights or self.SCB is None:
+            return {}
+        return {"SCB": self.SCB, "weight_format": torch.tensor(_ROW_MAJOR, dtype=torch.uint8)}
 
-    def cpu(self):
-        return self.to("cpu")
+    def _owns_state_dict_key(self, key, name):
+        return key in ("SCB", "weight_format")
 
-    def __reduce_ex__(self, proto):
-        attrs = {k: v for k, v in self.__dict__.items() if k != "CB"}
-        return (_rebuild_int8_params, (self.data, self.requires_grad, attrs))
+    def _prepare_load(self, state_dict, prefix, name):
+        if prefix + "SCB" not in state_dict:
+            return self
+        if self.SCB is None or not self._is_quantized():
+            raise RuntimeError(
+                f"Linear8bitLt: the state dict holds a quantized weight ({prefix}SCB) but this layer is not "
+                "quantized; build it with has_fp16_weights=False and move it to its device "
+                "(.cuda(), .to(device)) before load_state_dict()")
+        fmt = state_dict.get(prefix + "weight_format")
+        if fmt is not None and int(fmt) != _ROW_MAJOR:
+            raise RuntimeError(f"Linear8bitLt: {prefix}weight_format = {int(fmt)} is not supported; only row-major "
+                               "int8 weights (0) can be loaded")
+        return self
 
-    def __deepcopy__(self, memo):
-        if id(self) in memo:
-            return memo[id(self)]
-        attrs = {k: copy.deepcopy(v, memo) for k, v in self.__dict__.items() if k != "CB"}
-        result = _rebuild_int8_params(self.data.clone(memory_format=torch.preserve_format), self.requires_grad, attrs)
-        if result.CB is None and self.CB is not None:
-            result.CB = copy.deepcopy(self.CB, memo)
-        memo[id(self)] = result
-        return result
-
-    def __copy__(self):
-        return _rebuild_int8_params(self.data, self.requires_grad,
-                                    {k: v for k, v in self.__dict__.items() if k != "CB"})
+    def _finish_load(self, state_dict, prefix, name):
+        if prefix + "SCB" in state_dict:
+            self.SCB.copy_(state_dict[prefix + "SCB"])
 
 
 _is_compiling = torch.compiler.is_compiling
 
 
-class Linear8bitLt(torch.nn.Linear):
+class Linear8bitLt(QuantizedParameterModule, torch.nn.Linear):
     """torch.nn.Linear with an int8 forward (bnb.matmul, LLM.int8()).
 
     threshold > 0 enables the mixed-precision decomposition (6.0 is the usual value);
@@ -121,54 +110,18 @@ class Linear8bitLt(torch.nn.Linear):
         self.weight = Int8Params(self.weight.data, has_fp16_weights=has_fp16_weights,
                                  requires_grad=has_fp16_weights)
 
-    def _sync_int8_weight(self):
-        """Keeps CB/SCB beside the weight after module-level moves (which only swap .data)."""
-        w = self.weight
-        if not isinstance(w, Int8Params) or w.data.dtype != torch.int8:
-            return
-        w.CB = w.data
-        if w.SCB is not None and w.SCB.device != w.data.device:
-            w.SCB = w.SCB.to(w.data.device)
-
-    def _apply(self, fn, *args, **kwargs):
-        # Module moves replace only weight.data; bring SCB along to the same device.
-        result = super()._apply(fn, *args, **kwargs)
-        self._sync_int8_weight()
-        return result
-
     def _save_to_state_dict(self, destination, prefix, keep_vars):
-        self._sync_int8_weight()
+        w = self.weight
+        if isinstance(w, Int8Params) and w.SCB is None and w._is_quantized() and self.state.SCB is not None:
+            w.SCB = self.state.SCB  # quantized through the matmul state only
         super()._save_to_state_dict(destination, prefix, keep_vars)
-        SCB = getattr(self.weight, "SCB", None)
-        if SCB is None:
-            SCB = self.state.SCB
-        if not self.state.has_fp16_weights and SCB is not None:
-            destination[prefix + "SCB"] = SCB if keep_vars else SCB.detach()
-            destination[prefix + "weight_format"] = torch.tensor(_ROW_MAJOR, dtype=torch.uint8)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
-        scb_key, format_key = prefix + "SCB", prefix + "weight_format"
-        if scb_key in state_dict:
-            if getattr(self.weight, "SCB", None) is None or self.weight.data.dtype != torch.int8:
-                raise RuntimeError(
-                    f"Linear8bitLt: the state dict holds a quantized weight ({scb_key}) but this layer is not "
-                    "quantized; build it with has_fp16_weights=False and move it to its device "
-                    "(.cuda(), .to(device)) before load_state_dict()")
-            fmt = state_dict.get(format_key)
-            if fmt is not None and int(fmt) != _ROW_MAJOR:
-                raise RuntimeError(f"Linear8bitLt: {format_key} = {int(fmt)} is not supported; only row-major "
-                                   "int8 weights (0) can be loaded")
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
-        for key in (scb_key, format_key):
-            if key in unexpected_keys:
-                unexpected_keys.remove(key)
-        if scb_key in state_dict:
-            self._sync_int8_weight()
-            self.weight.SCB.copy_(state_dict[scb_key])
-            if self.state.SCB is not None:
-                self.state.SCB = self.weight.SCB
+        if prefix + "SCB" in state_dict and self.state.SCB is not None:
+            self.state.SCB = self.weight.SCB
 
     def init_8bit_state(self):
         self.state.CB = self.weight.CB
@@ -195,7 +148,7 @@ class Linear8bitLt(torch.nn.Linear):
         state.is_training = self.training
         w = self.weight
         if w.dtype != torch.int8 and not state.has_fp16_weights:
-            w._quantize(w.device)  # never moved to a device: quantize on first use
+            w.quantize_()  # never moved to a device: quantize on first use
         if w.dtype == torch.int8:
             # Module moves and state-dict loads keep CB/SCB beside the data (_apply, load).
             state.CB = w.CB if w.CB is not None else w.data

@@ -79,3 +79,21 @@ TEST(Blockwise, ZeroBlockDequantizesToZero) {
 }
 
 }  // namespace
+
+// Map sizes and block sizes are settings of a code format, not global rules.
+TEST(QuantFormat, MapSizeAndBlockSizesPerFormat) {
+  static_assert(bnb::kFormat8bit.map_size == 1 << bnb::kFormat8bit.bits, "an 8-bit map has 2^8 entries");
+  static_assert(bnb::kFormat4bit.map_size == 1 << bnb::kFormat4bit.bits, "a 4-bit map has 2^4 entries");
+  static_assert(bnb::kCodeSize == bnb::kFormat8bit.map_size, "the 8-bit kernels read the 8-bit map");
+  for (int64_t b : {64, 128, 256, 512, 1024, 2048, 4096}) {
+    EXPECT_TRUE(bnb::is_supported_blocksize(bnb::kFormat8bit, b)) << b;
+    EXPECT_TRUE(bnb::is_supported_blocksize(bnb::kFormat4bit, b)) << b;
+  }
+  EXPECT_FALSE(bnb::is_supported_blocksize(bnb::kFormat8bit, 32));
+  EXPECT_TRUE(bnb::is_supported_blocksize(bnb::kFormat4bit, 32));
+  for (int64_t b : {0, -64, 16, 96, 100, 8192}) {
+    EXPECT_FALSE(bnb::is_supported_blocksize(bnb::kFormat8bit, b)) << b;
+    EXPECT_FALSE(bnb::is_supported_blocksize(bnb::kFormat4bit, b)) << b;
+  }
+  EXPECT_EQ(bnb::is_supported_blocksize(96), bnb::is_supported_blocksize(bnb::kFormat8bit, 96));
+}

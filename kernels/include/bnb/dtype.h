@@ -26,14 +26,38 @@ inline const char* dtype_name(DType t) {
 
 inline int dtype_size(DType t) { return t == DType::Float32 ? 4 : 2; }
 
-// Block-wise quantization works on powers of two from 64 to 4096.
-inline bool is_supported_blocksize(int64_t blocksize) {
-  return blocksize >= 64 && blocksize <= 4096 && (blocksize & (blocksize - 1)) == 0;
+// The element types a quantization kernel reads and writes, in the order error messages
+// list them.
+constexpr DType kFloatDTypes[] = {DType::Float32, DType::Float16, DType::BFloat16};
+
+// A code format: the bits of one code, the entries of its map (2^bits, float32, sorted
+// ascending) and the block sizes block-wise quantization accepts (the powers of two from
+// min_blocksize to max_blocksize). Every check of a map or a block size reads these, so a
+// new format is one more constant, not new rules.
+struct QuantFormat {
+  const char* name;
+  int bits;
+  int map_size;
+  int64_t min_blocksize;
+  int64_t max_blocksize;
+};
+
+// 8-bit codes: the dynamic, linear, fp8 and quantile maps; blocks of 64..4096 (the CUDA
+// kernels give each block at least one warp-wide step of 64 values).
+constexpr QuantFormat kFormat8bit{"8-bit", 8, 256, 64, 4096};
+// 4-bit codes (NF4, FP4), two a byte: 16-entry maps; blocks of 32..4096.
+constexpr QuantFormat kFormat4bit{"4-bit", 4, 16, 32, 4096};
+
+constexpr bool is_supported_blocksize(const QuantFormat& format, int64_t blocksize) {
+  return blocksize >= format.min_blocksize && blocksize <= format.max_blocksize && (blocksize & (blocksize - 1)) == 0;
 }
+
+// The 8-bit block sizes (what the 8-bit kernels are built for).
+constexpr bool is_supported_blocksize(int64_t blocksize) { return is_supported_blocksize(kFormat8bit, blocksize); }
 
 inline int64_t num_blocks(int64_t n, int64_t blocksize) { return (n + blocksize - 1) / blocksize; }
 
-// A quantization map always has 256 float32 entries, sorted ascending.
-constexpr int kCodeSize = 256;
+// The entries of the map the 8-bit kernels read (float32, sorted ascending).
+constexpr int kCodeSize = kFormat8bit.map_size;
 
 }  // namespace bnb

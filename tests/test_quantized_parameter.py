@@ -1,0 +1,171 @@
+"""QuantizedParameter and QuantizedParameterModule, on a toy format (int8 codes with one float32
+scale per tensor) that supplies only its quantize step and its attributes, as a format's
+weight class does: moves quantize, and the quantized data and its attributes survive module
+moves, copies, pickles and state dicts."""
+import copy
+import io
+import pickle
+
+import pytest
+import torch
+
+import bitsandbytes as bnb
+from bitsandbytes.nn import Int8Params
+from bitsandbytes.nn.parameters import QuantizedParameter, QuantizedParameterModule
+
+
+class ToyParams(QuantizedParameter):
+    """codes = round(w * 127 / scale); `codes` aliases the data, `scale` follows it around."""
+
+    _attribute_defaults = {"scale": None, "codes": None, "frozen": False}
+    _data_aliases = ("codes",)
+    _device_attributes = ("scale",)
+    _transient_attributes = ("module",)
+
+    def _is_quantized(self):
+        return self.data.dtype == torch.int8
+
+    def _wants_quantization(self):
+        return not self.frozen and self.data.is_floating_point()
+
+    def _quantize(self, device):
+        w = self.data.to(device, torch.float32)
+        scale = w.abs().max().clamp_min(1e-12)
+        self.data = torch.round(w * (127 / scale)).to(torch.int8)
+        self.codes, self.scale = self.data, scale
+        self.requires_grad = False
+        return self
+
+    def _state_dict_entries(self, name):
+        return {f"{name}.scale": self.scale} if self.scale is not None else {}
+
+    def _owns_state_dict_key(self, key, name):
+        return key == f"{name}.scale"
+
+    def _prepare_load(self, state_dict, prefix, name):
+        if not self._is_quantized():
+            raise RuntimeError("ToyLinear: quantize the layer before loading a quantized state dict")
+        return self
+
+    def _finish_load(self, state_dict, prefix, name):
+        self.scale.copy_(state_dict[f"{prefix}{name}.scale"])
+
+
+class ToyLinear(QuantizedParameterModule, torch.nn.Linear):
+    def __init__(self, n_in, n_out):
+        super().__init__(n_in, n_out)
+        self.weight = ToyParams(self.weight.data, requires_grad=False)
+        self.weight.module = self
+
+    def forward(self, x):
+        w = self.weight
+        return torch.nn.functional.linear(x, w.data.float() * (w.scale / 127), self.bias)
+
+
+def quantized_toy(device):
+    layer = ToyLinear(12, 5)
+    return layer, layer.to(device)
+
+
+def test_move_quantizes_and_keeps_attributes(device):
+    p = ToyParams(torch.randn(4, 6), requires_grad=True, tag="kept")
+    assert p.requires_grad and not p._is_quantized() and p.tag == "kept" and p.scale is None
+    q = p.to(device)
+    assert q is p and q._is_quantized() and not q.requires_grad
+    assert q.codes.data_ptr() == q.data_ptr() and q.scale.device == q.data.device
+    again = q.to(device, torch.float16)  # a cast does not touch quantized data
+    assert again.dtype == torch.int8 and again.tag == "kept" and again.codes.data_ptr() == again.data_ptr()
+    assert isinstance(again, ToyParams)
+
+
+def test_meta_move_does_not_quantize():
+    p = ToyParams(torch.randn(4, 6)).to("meta")
+    assert p.device.type == "meta" and p.dtype == torch.float32 and isinstance(p, ToyParams)
+
+
+def test_requires_grad_only_for_floating_point_data():
+    assert ToyParams(torch.randn(2, 2)).requires_grad
+    assert not ToyParams(torch.randn(2, 2), requires_grad=False).requires_grad
+    assert not ToyParams(torch.zeros(2, 2, dtype=torch.int8)).requires_grad
+    assert ToyParams().numel() == 0
+
+
+def test_rebuild_from_attributes_like_the_ecosystem():
+    p = ToyParams(torch.randn(4, 6)).to("cpu")
+    p.marker = 3
+    fresh = ToyParams(torch.randn(4, 6), requires_grad=False, **p.__dict__)
+    assert fresh.marker == 3 and torch.equal(fresh.scale, p.scale)
+
+
+def test_module_moves_keep_attributes(device):
+    layer, moved = quantized_toy(device)
+    w = moved.weight
+    assert isinstance(w, ToyParams) and w._is_quantized() and w.scale.device == w.device
+    back = moved.to("cpu")
+    assert back.weight.device.type == "cpu" and back.weight.scale.device.type == "cpu"
+    assert back.weight.codes.data_ptr() == back.weight.data_ptr() and back.weight.module is back
+    x = torch.randn(3, 12)
+    want = back(x)
+    again = back.to(device).cpu()
+    torch.testing.assert_close(again(x), want)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_module_cuda_moves():
+    _, layer = quantized_toy("cpu")
+    layer = layer.cuda()
+    assert layer.weight.is_cuda and layer.weight.scale.is_cuda and layer.weight.codes.data_ptr() == layer.weight.data_ptr()
+    layer = layer.cpu()
+    assert not layer.weight.scale.is_cuda
+
+
+def test_pickle_deepcopy_copy(device):
+    _, layer = quantized_toy(device)
+    w = layer.weight
+    w.tag = "kept"
+    for clone in (pickle.loads(pickle.dumps(w)), copy.deepcopy(w)):
+        assert isinstance(clone, ToyParams) and clone._is_quantized() and clone.tag == "kept"
+        assert torch.equal(clone.data, w.data) and clone.data_ptr() != w.data_ptr()
+        assert clone.codes.data_ptr() == clone.data_ptr() and torch.equal(clone.scale, w.scale)
+        assert not hasattr(clone, "module")  # transient: the owning module sets it again
+    shallow = copy.copy(w)
+    assert isinstance(shallow, ToyParams) and shallow.data_ptr() == w.data_ptr() and shallow.scale is w.scale
+
+
+def test_module_deepcopy_pickle_and_save(device):
+    _, layer = quantized_toy(device)
+    x = torch.randn(3, 12, device=device)
+    want = layer(x)
+    buf = io.BytesIO()
+    torch.save(layer, buf)
+    buf.seek(0)
+    for clone in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer)), torch.load(buf, weights_only=False)):
+        assert isinstance(clone.weight, ToyParams) and clone.weight._is_quantized()
+        torch.testing.assert_close(clone(x), want)
+
+
+def test_state_dict_entries_round_trip(device):
+    _, layer = quantized_toy(device)
+    sd = layer.state_dict()
+    assert set(sd) == {"weight", "bias", "weight.scale"} and sd["weight"].dtype == torch.int8
+    _, other = quantized_toy(device)
+    other.load_state_dict(sd)  # strict: weight.scale is not an unexpected key
+    assert torch.equal(other.weight.data, layer.weight.data) and torch.equal(other.weight.scale, layer.weight.scale)
+    nested = torch.nn.Sequential(quantized_toy(device)[1])
+    nested.load_state_dict({f"0.{k}": v for k, v in sd.items()})
+    assert torch.equal(nested[0].weight.scale, layer.weight.scale)
+    with pytest.raises(RuntimeError, match="quantize the layer"):
+        ToyLinear(12, 5).load_state_dict(sd)
+
+
+def test_unquantized_module_saves_no_entries():
+    layer = ToyLinear(12, 5)
+    layer.weight.frozen = True
+    assert set(layer.to("cpu").state_dict()) == {"weight", "bias"}
+
+
+def test_the_formats_are_quantized_parameters():
+    assert issubclass(Int8Params, QuantizedParameter) and issubclass(bnb.nn.Params4bit, QuantizedParameter)
+    assert isinstance(bnb.nn.Linear8bitLt(4, 4), QuantizedParameterModule)
+    with pytest.raises(NotImplementedError, match="4-bit"):
+        bnb.nn.Params4bit(torch.zeros(2))
