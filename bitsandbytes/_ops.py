@@ -214,8 +214,14 @@ def _int8_mm_dequant_outliers_fake(A, row_stats, col_stats, bias, X, W, outlier_
 
 @torch.library.register_fake("bitsandbytes::int8_weight_linear")
 def _int8_weight_linear_fake(A, CB, SCB, bias):
-    torch._check(CB.dtype == torch.int8 and CB.dim() == 2, lambda: "CB must be a 2-D int8 weight")
-    torch._check(A.shape[-1] == CB.shape[1], lambda: "A must be [..., K] and CB [N, K]")
+    op = "int8_weight_linear"
+    _check_float(A.dtype, op, "A")
+    _check_dtype(CB, torch.int8, op, "CB")
+    torch._check_value(CB.dim() == 2, lambda: f"{op}: CB must be a 2-D [N, K] int8 weight, got {CB.dim()} dimensions")
+    torch._check_value(A.shape[-1] == CB.shape[1], lambda: f"{op}: A must be [..., K] and CB [N, K]")
+    _check_dtype(SCB, torch.float32, op, "SCB")
+    torch._check_value(SCB.numel() == CB.shape[0], lambda: f"{op}: SCB must hold {CB.shape[0]} values, got "
+                                                           f"{SCB.numel()}")
     return torch.empty((*A.shape[:-1], CB.shape[0]), dtype=A.dtype, device=A.device)
 
 
@@ -226,8 +232,9 @@ def _int8_weight_linear_fake(A, CB, SCB, bias):
 def _optimizer_update_fake(algorithm, params, grads, state1, state2, absmax1, absmax2, qmap1, qmap2, gnorm_scale, lr,
                            beta1, beta2, eps, weight_decay, decoupled_weight_decay, bias_correction1, bias_correction2,
                            dampening, nesterov, step, max_unorm, block_wise):
-    torch._check(len(grads) == len(params), lambda: "grads must hold one tensor per parameter")
-    torch._check(len(state1) == len(params), lambda: "state1 must hold one tensor per parameter")
+    torch._check_value(len(grads) == len(params), lambda: "optimizer_update: grads must hold one tensor per parameter")
+    torch._check_value(len(state1) == len(params),
+                       lambda: "optimizer_update: state1 must hold one tensor per parameter")
     return None
 
 

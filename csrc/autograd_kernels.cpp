@@ -73,7 +73,7 @@ void bump_versions(at::TensorList list) {
     if (!t.is_inference()) torch::autograd::increment_version(t);
 }
 
-void optimizer_update_autograd(c10::string_view algorithm, at::TensorList params, at::TensorList grads,
+void optimizer_update_autograd(c10::DispatchKeySet keys, c10::string_view algorithm, at::TensorList params, at::TensorList grads,
                                at::TensorList state1, at::TensorList state2, at::TensorList absmax1,
                                at::TensorList absmax2, const std::optional<at::Tensor>& qmap1,
                                const std::optional<at::Tensor>& qmap2, const std::optional<at::Tensor>& gnorm_scale,
@@ -89,10 +89,12 @@ void optimizer_update_autograd(c10::string_view algorithm, at::TensorList params
                       double, double, bool, double, double, double, bool, int64_t, double, bool)>();
   check_writable(params, "params");
   {
+    // redispatch: the key set of ~6 lists of tensors is not computed a second time
     const at::AutoDispatchBelowADInplaceOrView below;
-    op.call(algorithm, params, grads, state1, state2, absmax1, absmax2, qmap1, qmap2, gnorm_scale, lr, beta1, beta2,
-            eps, weight_decay, decoupled_weight_decay, bias_correction1, bias_correction2, dampening, nesterov, step,
-            max_unorm, block_wise);
+    op.redispatch(keys & c10::after_ADInplaceOrView_keyset, algorithm, params, grads, state1, state2, absmax1,
+                  absmax2, qmap1, qmap2, gnorm_scale, lr, beta1, beta2,
+                  eps, weight_decay, decoupled_weight_decay, bias_correction1, bias_correction2, dampening, nesterov,
+                  step, max_unorm, block_wise);
   }
   for (at::TensorList list : {params, state1, state2, absmax1, absmax2}) bump_versions(list);
 }

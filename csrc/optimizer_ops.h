@@ -18,12 +18,12 @@ inline Algorithm parse_algorithm(c10::string_view name, const char* op) {
   if (name == "rmsprop") return Algorithm::RMSprop;
   if (name == "adagrad") return Algorithm::Adagrad;
   if (name == "lion") return Algorithm::Lion;
-  BNB_CHECK(false, op, ": algorithm must be one of adam, momentum, rmsprop, adagrad, lion, got '",
+  BNB_CHECK_VALUE(false, op, ": algorithm must be one of adam, momentum, rmsprop, adagrad, lion, got '",
               std::string(name), "'");
 }
 
 inline void check_list_size(at::TensorList list, size_t want, const char* op, const char* arg) {
-  BNB_CHECK(list.size() == want, op, ": ", arg, " must hold one tensor per parameter (", want, "), got ",
+  BNB_CHECK_VALUE(list.size() == want, op, ": ", arg, " must hold one tensor per parameter (", want, "), got ",
               list.size());
 }
 
@@ -32,17 +32,15 @@ inline void check_state(const at::Tensor& s, const at::Tensor& p, c10::ScalarTyp
   BNB_CHECK_TYPE(s.scalar_type() == want, op, ": ", arg, "[", i, "] must be ", want, " like ", arg,
                    "[0], got ", s.scalar_type());
   check_same_device(s, p, op, arg, "params");
-  BNB_CHECK(s.numel() == p.numel(), op, ": ", arg, "[", i, "] must hold ", p.numel(), " values like params[", i,
+  BNB_CHECK_VALUE(s.numel() == p.numel(), op, ": ", arg, "[", i, "] must hold ", p.numel(), " values like params[", i,
               "], got ", s.numel());
-  BNB_CHECK(s.is_contiguous(), op, ": ", arg, "[", i, "] must be contiguous (it is updated in place)");
+  BNB_CHECK_VALUE(s.is_contiguous(), op, ": ", arg, "[", i, "] must be contiguous (it is updated in place)");
 }
 
 inline void check_map(const std::optional<at::Tensor>& code, const at::Tensor& p, const char* op, const char* arg) {
-  BNB_CHECK(code.has_value(), op, ": ", arg, " (the 8-bit map) is required for uint8 state");
-  check_dtype(*code, c10::ScalarType::Float, op, arg);
-  BNB_CHECK(code->numel() == kCodeSize && code->is_contiguous(), op, ": ", arg,
-              " must be 256 contiguous float32 values, got ", code->numel());
-  check_same_device(*code, p, op, arg, "params");
+  BNB_CHECK_VALUE(code.has_value(), op, ": ", arg, " (the 8-bit map) is required for uint8 state");
+  check_code(*code, kFormat8bit, p, op, arg, "params");
+  BNB_CHECK_VALUE(code->is_contiguous(), op, ": ", arg, " must be contiguous");
 }
 
 inline void check_absmax_list(at::TensorList absmax, at::TensorList params, bool block_wise, const char* op,
@@ -52,7 +50,7 @@ inline void check_absmax_list(at::TensorList absmax, at::TensorList params, bool
     const int64_t want = block_wise ? num_blocks(params[i].numel(), kOptimizerBlock) : 1;
     check_dtype(absmax[i], c10::ScalarType::Float, op, arg);
     check_same_device(absmax[i], params[i], op, arg, "params");
-    BNB_CHECK(absmax[i].numel() == want && absmax[i].is_contiguous(), op, ": ", arg, "[", i, "] must hold ", want,
+    BNB_CHECK_VALUE(absmax[i].numel() == want && absmax[i].is_contiguous(), op, ": ", arg, "[", i, "] must hold ", want,
                 " contiguous float32 values (", block_wise ? "one per 256 values" : "one per tensor", "), got ",
                 absmax[i].numel());
   }
@@ -80,9 +78,9 @@ void optimizer_update(c10::string_view algorithm, at::TensorList params, at::Ten
   BNB_CHECK_TYPE(eight_bit || state1[0].scalar_type() == at::kFloat, op,
                    ": state1 must be float32 (32-bit state) or uint8 (8-bit state), got ", state1[0].scalar_type());
   const c10::ScalarType state_type = state1[0].scalar_type();
-  BNB_CHECK(step >= 1, op, ": step must be >= 1 (the step being taken), got ", step);
+  BNB_CHECK_VALUE(step >= 1, op, ": step must be >= 1 (the step being taken), got ", step);
   // the second moment stays >= 0 only then (its 8-bit lookup relies on it)
-  BNB_CHECK(!two || (beta2 >= 0.0 && beta2 <= 1.0), op, ": beta2 must be in [0, 1], got ", beta2);
+  BNB_CHECK_VALUE(!two || (beta2 >= 0.0 && beta2 <= 1.0), op, ": beta2 must be in [0, 1], got ", beta2);
   if (eight_bit) {
     check_map(qmap1, p0, op, "qmap1");
     if (two) check_map(qmap2, p0, op, "qmap2");
@@ -92,7 +90,7 @@ void optimizer_update(c10::string_view algorithm, at::TensorList params, at::Ten
   if (gnorm_scale.has_value()) {
     check_dtype(*gnorm_scale, c10::ScalarType::Float, op, "gnorm_scale");
     check_same_device(*gnorm_scale, p0, op, "gnorm_scale", "params");
-    BNB_CHECK(gnorm_scale->numel() == int64_t(count) && gnorm_scale->is_contiguous(), op,
+    BNB_CHECK_VALUE(gnorm_scale->numel() == int64_t(count) && gnorm_scale->is_contiguous(), op,
                 ": gnorm_scale must hold one contiguous float32 value per parameter (", count, "), got ",
                 gnorm_scale->numel());
   }
@@ -105,12 +103,12 @@ void optimizer_update(c10::string_view algorithm, at::TensorList params, at::Ten
     BNB_CHECK_TYPE(p.scalar_type() == p0.scalar_type(), op, ": params[", i, "] is ", p.scalar_type(),
                      " but params[0] is ", p0.scalar_type(), "; one launch updates one dtype");
     check_same_device(p, p0, op, "params[i]", "params[0]");
-    BNB_CHECK(p.is_contiguous(), op, ": params[", i, "] must be contiguous (it is updated in place)");
-    BNB_CHECK(!grads[i].is_sparse(), op, ": grads[", i, "] is sparse; the optimizers need dense gradients");
+    BNB_CHECK_VALUE(p.is_contiguous(), op, ": params[", i, "] must be contiguous (it is updated in place)");
+    BNB_CHECK_VALUE(!grads[i].is_sparse(), op, ": grads[", i, "] is sparse; the optimizers need dense gradients");
     BNB_CHECK_TYPE(grads[i].scalar_type() == p.scalar_type(), op, ": grads[", i, "] must have the dtype of params[",
                      i, "] (", p.scalar_type(), "), got ", grads[i].scalar_type());
     check_same_device(grads[i], p, op, "grads", "params");
-    BNB_CHECK(grads[i].numel() == p.numel(), op, ": grads[", i, "] must hold ", p.numel(), " values, got ",
+    BNB_CHECK_VALUE(grads[i].numel() == p.numel(), op, ": grads[", i, "] must hold ", p.numel(), " values, got ",
                 grads[i].numel());
     check_state(state1[i], p, state_type, op, "state1", i);
     if (two) check_state(state2[i], p, state_type, op, "state2", i);

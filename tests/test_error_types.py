@@ -169,7 +169,7 @@ CASES = {
 }
 
 # Fake kernels that do not check these inputs yet, or raise another type for them.
-FAKE_EXCEPTIONS = {"int8_weight_linear/CB dtype", "int8_weight_linear/SCB size"}
+FAKE_EXCEPTIONS = set()
 
 
 def _raised(call, device):

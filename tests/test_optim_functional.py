@@ -177,19 +177,19 @@ def test_bad_arguments_name_the_argument(device):
         F.optimizer_update_32bit("adamax", p.clone(), p, m, 0.9, 1e-8, 1, 1e-3)
     with pytest.raises(TypeError, match="grads"):
         F.optimizer_update_32bit("momentum", p.half(), p, m, 0.9, 1e-8, 1, 1e-3)
-    with pytest.raises(RuntimeError, match="state1"):
+    with pytest.raises(ValueError, match="state1"):
         F.optimizer_update_32bit("momentum", p.clone(), p, torch.zeros(299, device=device), 0.9, 1e-8, 1, 1e-3)
-    with pytest.raises(RuntimeError, match="state2"):
+    with pytest.raises(ValueError, match="state2"):
         F.optimizer_update_32bit("adam", p.clone(), p, m, 0.9, 1e-8, 1, 1e-3, state2=None)
-    with pytest.raises(RuntimeError, match="contiguous"):
+    with pytest.raises(ValueError, match="contiguous"):
         q = torch.randn(20, 30, device=device).t()
         F.optimizer_update_32bit("momentum", q.clone(), q, torch.zeros(30, 20, device=device), 0.9, 0.0, 1, 1e-3)
     q1 = torch.zeros(300, dtype=torch.uint8, device=device)
     code1, code2 = state_maps(device)
-    with pytest.raises(RuntimeError, match="absmax1"):
+    with pytest.raises(ValueError, match="absmax1"):
         F.optimizer_update_8bit_blockwise("momentum", p.clone(), p, q1, None, 0.9, 0.0, 0.0, 1, 1e-3, code1, None,
                                           torch.zeros(1, device=device), None)
-    with pytest.raises(RuntimeError, match="qmap1"):
+    with pytest.raises(ValueError, match="qmap1"):
         F.optimizer_update_8bit_blockwise("momentum", p.clone(), p, q1, None, 0.9, 0.0, 0.0, 1, 1e-3,
                                           torch.zeros(10, device=device), None, torch.zeros(2, device=device), None)
     with pytest.raises(ValueError, match="step"):
