@@ -164,22 +164,23 @@ def test_forward_with_outliers_does_not_synchronise(int8_weight):
     assert set(layer.state.idx.tolist()) == {1, 9, 200}
 
 
+# Shapes of int8_weight_linear that select each kernel for 16-bit activations: on sm_90 the
+# cluster kernel up to 32 rows of A while a slice of K fits its shared memory, else (and on
+# every other device) the split-K kernel. Tails of K (not a multiple of the split-K slice, of
+# 256, of 16, of 8), of N and of the 8-token groups included; ((32, 1024), 8200) gives each
+# cluster many weight tiles.
+WEIGHT_LINEAR_CLUSTER_SHAPES = [((1, 13), 7), ((16, 1000), 257), ((2, 3, 64), 33), ((20, 1040), 45), ((3, 2056), 16),
+                                ((9, 4100), 40), ((16, 8192), 64), ((32, 4608), 200), ((5, 36864), 24),
+                                ((7, 2064), 300), ((24, 4096), 129), ((32, 1024), 8200)]
+WEIGHT_LINEAR_SPLITK_SHAPES = [((40, 520), 70), ((33, 4100), 45), ((2, 20, 1000), 257),
+                               ((32, 24576), 40)]  # the last: K past the cluster kernel's shared memory
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("variant", ["default", "cluster8", "cluster-wide", "splitk512", "splitk1024", "staged",
-                                     "simt"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("shape", [((1, 13), 7), ((16, 1000), 257), ((2, 3, 64), 33), ((20, 1040), 45),
-                                   ((3, 2056), 16), ((9, 4100), 40), ((16, 8192), 64), ((32, 4608), 200),
-                                   ((5, 36864), 24), ((40, 520), 70), ((7, 2064), 300), ((24, 4096), 129),
-                                   ((32, 1024), 8200)])
-def test_weight_linear_variants(monkeypatch, variant, dtype, shape):
-    """Each CUDA kernel of int8_weight_linear (BNB_INT8_GEMV) against plain torch, tails of K
-    (not a multiple of the split-K slice, of 256, of 16, of 8), of N and of the 8-token groups
-    included; ((32, 1024), 8200) gives each block many weight tiles."""
-    if variant == "default":  # the cluster kernel where it applies
-        monkeypatch.delenv("BNB_INT8_GEMV", raising=False)
-    else:
-        monkeypatch.setenv("BNB_INT8_GEMV", variant)
+@pytest.mark.parametrize("shape", WEIGHT_LINEAR_CLUSTER_SHAPES + WEIGHT_LINEAR_SPLITK_SHAPES)
+def test_weight_linear_16bit_kernels(dtype, shape):
+    """The tensor-core kernels of int8_weight_linear against plain torch."""
     a_shape, n = shape
     A = torch.randn(a_shape).to(dtype).cuda()
     CB = torch.randint(-127, 128, (n, a_shape[-1]), dtype=torch.int8, device="cuda")
@@ -193,17 +194,12 @@ def test_weight_linear_variants(monkeypatch, variant, dtype, shape):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("variant", ["default", "cluster8", "splitk512", "staged"])
+@pytest.mark.parametrize("M, K", [(16, 1024), (40, 2048)])  # the cluster kernel on sm_90; the split-K one
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_weight_linear_converts_every_int8_exactly(monkeypatch, variant, dtype):
+def test_weight_linear_converts_every_int8_exactly(M, K, dtype):
     """Row n of the weight holds the value n - 127 (all of -127..127); one-hot activations
     read the weight back through each tensor-core kernel: exactly the integers, so the
     int8 -> 16-bit conversion in registers is exact for every byte."""
-    if variant == "default":
-        monkeypatch.delenv("BNB_INT8_GEMV", raising=False)
-    else:
-        monkeypatch.setenv("BNB_INT8_GEMV", variant)
-    M, K = 16, 1024
     values = torch.arange(-127, 128, dtype=torch.int8)
     CB = values[:, None].repeat(1, K).cuda()
     SCB = torch.full((255,), 127.0, device="cuda")
@@ -215,16 +211,12 @@ def test_weight_linear_converts_every_int8_exactly(monkeypatch, variant, dtype):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("variant", ["default", "splitk512"])
+@pytest.mark.parametrize("M", [12, 40])  # the cluster kernel on sm_90; the split-K one
 @pytest.mark.parametrize("offset", [1, 4])
-def test_weight_linear_unaligned_input(monkeypatch, variant, offset):
+def test_weight_linear_unaligned_input(M, offset):
     """Activations that start 2 or 8 bytes past an aligned address (views into a larger
     buffer): 2 bytes take the element-wise staging; same result as plain torch."""
-    if variant == "default":
-        monkeypatch.delenv("BNB_INT8_GEMV", raising=False)
-    else:
-        monkeypatch.setenv("BNB_INT8_GEMV", variant)
-    M, K, N = 12, 1536, 160
+    K, N = 1536, 160
     buf = torch.randn(M * K + offset).half().cuda()
     A = buf[offset:].view(M, K)
     CB = torch.randint(-127, 128, (N, K), dtype=torch.int8, device="cuda")

@@ -15,17 +15,6 @@ namespace {
 
 float clip_scale(const TensorSlot& s) { return s.gnorm_scale ? *s.gnorm_scale : 1.f; }
 
-// The nearest code as the number of midpoints below x, written so that the compiler emits
-// no branches: the comparisons are data-dependent and mispredicted half the time, which
-// made the search the bulk of an 8-bit step.
-inline uint8_t nearest_code(const Midpoints& mids, float x) {
-  const float* m = mids.m;
-  int idx = 0;
-#pragma GCC unroll 8
-  for (int step = 128; step >= 1; step >>= 1) idx += int(x > m[idx + step - 1]) * step;
-  return uint8_t(idx);
-}
-
 // The 32-bit state of one tensor.
 template <class E>
 void update_32bit(const OptimizerHyper& h, const TensorSlot& s) {
@@ -65,8 +54,8 @@ void update_32bit(const OptimizerHyper& h, const TensorSlot& s) {
 struct Maps {
   const float* code1;
   const float* code2;
-  const Midpoints* mid1;
-  const Midpoints* mid2;
+  const Midpoints<>* mid1;
+  const Midpoints<>* mid2;
 };
 
 // The 8-bit state of one tensor, in blocks of kOptimizerBlock values.
@@ -131,8 +120,8 @@ void update_8bit(const OptimizerHyper& h, const TensorSlot& s, const Maps& m) {
     }
     const float r1 = m1 > 0.f ? 1.f / m1 : 0.f, r2 = m2 > 0.f ? 1.f / m2 : 0.f;
     for (int64_t i = lo; i < hi; ++i) {
-      q1[i] = nearest_code(*m.mid1, n1[i - lo] * r1);
-      if (two) q2[i] = nearest_code(*m.mid2, n2[i - lo] * r2);
+      q1[i] = m.mid1->nearest(n1[i - lo] * r1);
+      if (two) q2[i] = m.mid2->nearest(n2[i - lo] * r2);
     }
   }
   if (!bw && n > 0) {
@@ -152,9 +141,9 @@ void optimizer_update_32bit(DType dtype, const OptimizerHyper& h, const TensorSl
 
 void optimizer_update_8bit(DType dtype, const OptimizerHyper& h, const TensorSlot* slots, int64_t count,
                            const float* code1, const float* code2) {
-  const Midpoints mid1(code1);
+  const Midpoints<> mid1(code1);
   const bool two = num_states(h.algorithm) == 2;
-  const Midpoints mid2(two ? code2 : code1);
+  const Midpoints<> mid2(two ? code2 : code1);
   const Maps maps{code1, two ? code2 : code1, &mid1, &mid2};
   dispatch_dtype(dtype, [&](auto tag) {
     using E = Element<decltype(tag)::value>;

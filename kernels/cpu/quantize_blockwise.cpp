@@ -10,7 +10,7 @@ namespace bnb::cpu {
 
 void quantize_blockwise(DType dtype, const void* A, const float* code, uint8_t* out, float* absmax,
                         int64_t n, int64_t blocksize) {
-  const Midpoints mids(code);
+  const Midpoints<> mids(code);
   const int64_t blocks = num_blocks(n, blocksize);
   dispatch_dtype(dtype, [&](auto tag) {
     using E = Element<decltype(tag)::value>;

@@ -23,7 +23,7 @@ float absmax(DType dtype, const void* A, int64_t n) {
 
 void quantize_scaled(DType dtype, const void* A, const float* code, const float* scale, uint8_t* out,
                      int64_t n) {
-  const Midpoints mids(code);
+  const Midpoints<> mids(code);
   const float s = scale ? *scale : 1.f;
   const float inv = s > 0.f ? 1.0f / s : 0.f;
   dispatch_dtype(dtype, [&](auto tag) {

@@ -1,9 +1,10 @@
-// Shared by the LLM.int8() kernels: block reductions and the rounding that the CPU kernels
+// Shared by the LLM.int8() kernels: the rounding that the CPU kernels
 // reproduce exactly (kernels/cpu/int8.cpp).
 #pragma once
 #include <cstdint>
 #include <type_traits>
 
+#include "common/reduce.cuh"
 #include "quant_common.cuh"
 
 namespace bnb::cuda {
@@ -48,18 +49,6 @@ __device__ __forceinline__ void store4(T* dst, const T (&o)[4]) {
   Pack raw;
   memcpy(&raw, o, sizeof(Pack));
   *reinterpret_cast<Pack*>(dst) = raw;
-}
-
-// Max over the block; every thread gets the result. `scratch` holds blockDim.x / 32 floats.
-__device__ __forceinline__ float block_max(float v, float* scratch) {
-  for (int o = 16; o >= 1; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-  __syncthreads();  // scratch may still be read from a previous call
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < warps ? scratch[lane] : 0.f;
-  for (int o = 16; o >= 1; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
 }
 
 }  // namespace bnb::cuda

@@ -20,6 +20,7 @@
 #include <tuple>
 
 #include "bnb/int8_cuda.h"
+#include "common/device_caps.cuh"
 
 namespace bnb::cuda {
 
@@ -76,8 +77,6 @@ int8_gemm_tiled_kernel(const int8_t* __restrict__ A, const int8_t* __restrict__ 
 
 // ---- cuBLASLt ------------------------------------------------------------------------
 #if BNB_HAVE_CUBLASLT
-constexpr int kMaxDevices = 64;
-
 cublasLtHandle_t lt_handle(int device) {
   static std::mutex mutex;
   static cublasLtHandle_t handles[kMaxDevices] = {};
@@ -101,8 +100,8 @@ bool gemm_cublaslt(const int8_t* A, const int8_t* B, int32_t* C, int64_t M, int6
                    size_t workspace_bytes, cudaStream_t stream) {
   auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; };
   if (K % 4 != 0 || N % 4 != 0 || !aligned(A) || !aligned(B) || !aligned(C)) return false;
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return false;
+  const int device = device_caps().device;  // -1: no usable device
+  if (device < 0) return false;
   cublasLtHandle_t handle = lt_handle(device);
   if (!handle) return false;
 

@@ -9,7 +9,8 @@
 #include <cub/block/block_scan.cuh>
 
 #include "bnb/int8_cuda.h"
-#include "bnb/quantize_cuda.h"
+#include "common/atomics.cuh"
+#include "common/launch.cuh"
 #include "int8_common.cuh"
 
 namespace bnb::cuda {
@@ -154,7 +155,7 @@ __global__ void zero_outlier_columns_kernel(int8_t* __restrict__ out, int64_t ro
 }
 
 // Column absmax of the regular values: threads own columns (coalesced rows), blocks in y
-// split the rows and merge with an integer max (non-negative floats order like their bits).
+// split the rows and merge with an atomic max.
 template <typename T>
 __global__ void col_stats_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float threshold,
                                  float* __restrict__ col_stats, int64_t rows_per_block) {
@@ -166,7 +167,7 @@ __global__ void col_stats_kernel(const T* __restrict__ A, int64_t rows, int64_t 
     const float x = fabsf(to_float(A[r * cols + c]));
     if (int8_regular(x, threshold)) m = fmaxf(m, x);
   }
-  atomicMax(reinterpret_cast<unsigned int*>(col_stats + c), __float_as_uint(m));
+  atomic_max_nonneg(col_stats + c, m);
 }
 
 template <typename T>

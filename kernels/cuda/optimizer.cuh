@@ -20,8 +20,10 @@
 
 #include "bnb/optimizer.h"
 #include "bnb/optimizer_cuda.h"
-#include "bnb/quantize_cuda.h"
 #include "code_lookup.cuh"
+#include "common/atomics.cuh"
+#include "common/launch.cuh"
+#include "common/reduce.cuh"
 #include "quant_common.cuh"
 
 namespace bnb::cuda {
@@ -46,21 +48,6 @@ struct OptTable {
   const int64_t* starts;
   int64_t total_chunks;
 };
-
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o >= 1; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o >= 1; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-// Max of non-negative floats through their int bits (ordered the same way).
-__device__ __forceinline__ void atomic_max_nonneg(float* addr, float v) {
-  atomicMax(reinterpret_cast<int*>(addr), __float_as_int(v));
-}
 
 // The slot of chunk c: advances t (this warp's current tensor) and reloads s when it moves.
 __device__ __forceinline__ bool advance_to(const OptTable& tab, int64_t c, int& t, TensorSlot& s) {

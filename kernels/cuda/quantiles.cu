@@ -195,9 +195,9 @@ cudaError_t launch_estimate_quantiles(const T* A, int64_t n, double offset, int 
   // Without shared-memory histograms the passes add into rows of global counters.
   if (!plan.pass1.shared && (err = cudaMemsetAsync(base + plan.chunk1, 0, plan.bytes - plan.chunk1, stream)) != cudaSuccess)
     return err;
-  // Dependent launches where the GPU has them (sm_90, as clusters). Pass 1 is not one: it
-  // must not start before the work queued ahead of this call has written A.
-  const bool pdl = (quantile_device_caps() & 2) != 0;
+  // Dependent launches where the GPU has them (sm_90). Pass 1 is not one: it must not start
+  // before the work queued ahead of this call has written A.
+  const bool pdl = device_caps().major >= 9;
   if ((err = launch_quantile_pass<T>(1, plan.pass1, false, A, n, ws, num_quantiles, stream)) != cudaSuccess) return err;
   const int locate_blocks = (num_quantiles + kLocateWarps - 1) / kLocateWarps;
   if ((err = launch_quantile_kernel(quantile_locate_kernel, locate_blocks, kLocateThreads, 0, 1, pdl, stream, ws,

@@ -18,16 +18,15 @@
 // one before.
 #pragma once
 #include <algorithm>
-#include <atomic>
 #include <cstddef>
-#include <mutex>
-#include <unordered_map>
 
 #include <cooperative_groups.h>
 
 #include "bnb/quantiles.h"
 #include "bnb/quantiles_cuda.h"
-#include "bnb/quantize_cuda.h"
+#include "common/device_caps.cuh"
+#include "common/launch.cuh"
+#include "common/reduce.cuh"
 #include "quant_common.cuh"
 
 namespace bnb::cuda {
@@ -194,9 +193,7 @@ __global__ void __launch_bounds__(kPassThreads) quantile_level1_kernel(const T* 
       uint32_t total = 0;
       for (unsigned r = 0; r < size; ++r) total += Cluster::at(hist, r)[i];
       hist_row[i] = total;
-      uint32_t chunk = total;
-#pragma unroll
-      for (int o = 16; o >= 1; o >>= 1) chunk += __shfl_xor_sync(0xffffffffu, chunk, o);
+      const uint32_t chunk = warp_sum(total);
       if (threadIdx.x % 32 == 0) chunk_row[i / kLevel1Chunk] = chunk;
     }
     Cluster::sync();  // no CTA leaves while another still reads its shared memory
@@ -281,22 +278,6 @@ __global__ void __launch_bounds__(kPassThreads) quantile_level2_kernel(const T* 
   }
 }
 
-// Whether the current GPU gives one CTA the shared memory of the shared-memory passes, and
-// runs thread-block clusters (sm_90 on). Cached per device: the query is host time on
-// every call otherwise.
-inline int quantile_device_caps() {  // bit 0: shared-memory passes fit, bit 1: clusters
-  static std::atomic<int> cached[64] = {};  // 0 unknown, else caps + 4
-  int device = 0, optin = 0, major = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) return 0;
-  if (device < 0 || device >= 64) return 0;
-  if (const int c = cached[device].load(std::memory_order_relaxed)) return c - 4;
-  if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) return 0;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return 0;
-  const int caps = (optin >= std::max(kLevel1Smem, kLevel2Smem) ? 1 : 0) | (major >= 9 ? 2 : 0);
-  cached[device].store(caps + 4, std::memory_order_relaxed);
-  return caps;
-}
-
 // A launch in clusters of `cluster` CTAs (none when 1) and, with `pdl`, allowed to start
 // before the previous kernel of the stream has finished.
 template <typename... Params, typename... Args>
@@ -325,56 +306,15 @@ cudaError_t launch_quantile_kernel(void (*kernel)(Params...), int64_t grid, int 
   return cudaLaunchKernelEx(&config, kernel, Params(args)...);
 }
 
-// How many clusters of kClusterSize CTAs of `kernel` the GPU holds at once (0: none, or the
-// query failed), cached per device and kernel: the query is host time on every call
-// otherwise.
-inline int quantile_max_clusters(const void* kernel, int smem, int device) {
-  static std::mutex mutex;
-  static std::unordered_map<const void*, int> cache[64];
-  std::lock_guard<std::mutex> lock(mutex);
-  auto& per_device = cache[device];
-  auto it = per_device.find(kernel);
-  if (it != per_device.end()) return it->second;
-  int clusters = 0;
-  cudaLaunchConfig_t config = {};
-  cudaLaunchAttribute attr = {};
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = unsigned(kClusterSize);
-  attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
-  config.gridDim = dim3(unsigned(kClusterSize));
-  config.blockDim = dim3(kPassThreads);
-  config.dynamicSmemBytes = size_t(smem);
-  config.attrs = &attr;
-  config.numAttrs = 1;
-  if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
-    (void)cudaGetLastError();  // clear it: the launch goes without clusters
-    clusters = 0;
-  }
-  per_device.emplace(kernel, clusters);
-  return clusters;
-}
-
-// Allows a kernel more than 48 KiB of dynamic shared memory (once per device and kernel).
-template <typename Kernel>
-cudaError_t allow_quantile_smem(Kernel kernel, int smem, int device, std::atomic<bool>* allowed) {
-  if (smem > 48 * 1024 && !allowed[device].load(std::memory_order_relaxed)) {
-    const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-    if (err != cudaSuccess) return err;
-    allowed[device].store(true, std::memory_order_relaxed);
-  }
-  return cudaSuccess;
-}
-
 // The grid of a pass: a persistent grid, in clusters of kClusterSize CTAs where the GPU has
 // clusters and the input fills at least two, grown where a CTA would read more values than
 // its counters hold.
 template <typename T>
 cudaError_t quantile_pass_grid(int level, int64_t n, QuantilePassGrid* out) {
-  const int caps = quantile_device_caps();
-  const bool shared = (caps & 1) != 0, clusters_ok = (caps & 2) != 0;
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return cudaErrorInvalidDevice;
-  static std::atomic<bool> allowed[3][64] = {};
+  const DeviceCaps& caps = device_caps();
+  if (caps.device < 0) return cudaErrorInvalidDevice;
+  // Whether one CTA may have the shared memory of the shared-memory passes.
+  const bool shared = caps.smem_optin >= std::max(kLevel1Smem, kLevel2Smem);
   const void* kernel = nullptr;
   int smem = 0;
   cudaError_t err = cudaSuccess;
@@ -382,7 +322,7 @@ cudaError_t quantile_pass_grid(int level, int64_t n, QuantilePassGrid* out) {
     if (shared) {
       smem = kLevel1Smem;
       kernel = (const void*)quantile_level1_kernel<T, true>;
-      err = allow_quantile_smem(quantile_level1_kernel<T, true>, smem, device, allowed[0]);
+      err = allow_dynamic_smem(kernel, smem);
     } else {
       smem = kLevel1Chunks * sizeof(uint32_t);
       kernel = (const void*)quantile_level1_kernel<T, false>;
@@ -390,17 +330,19 @@ cudaError_t quantile_pass_grid(int level, int64_t n, QuantilePassGrid* out) {
   } else if (shared) {
     smem = kLevel2Smem;
     kernel = (const void*)quantile_level2_kernel<T, true>;
-    err = allow_quantile_smem(quantile_level2_kernel<T, true>, smem, device, allowed[1]);
+    err = allow_dynamic_smem(kernel, smem);
   } else {
     smem = q::kLevel1Bins * sizeof(uint16_t);
     kernel = (const void*)quantile_level2_kernel<T, false>;
-    err = allow_quantile_smem(quantile_level2_kernel<T, false>, smem, device, allowed[2]);
+    err = allow_dynamic_smem(kernel, smem);
   }
   if (err != cudaSuccess) return err;
   constexpr int64_t kTile = int64_t(kPassThreads) * kPassWords * (16 / sizeof(T));
   const int64_t tiles = (n + kTile - 1) / kTile;
   const int64_t max_tiles_per_cta = (level == 1 ? kLevel1MaxValuesPerCta : kLevel2MaxValuesPerCta) / kTile;
-  const int clusters = shared && clusters_ok && tiles >= 2 * kClusterSize ? quantile_max_clusters(kernel, smem, device) : 0;
+  const int clusters = shared && caps.clusters() && tiles >= 2 * kClusterSize
+                           ? max_active_clusters(kernel, kPassThreads, kClusterSize, smem)
+                           : 0;
   const int cluster = clusters > 0 ? kClusterSize : 1;
   int64_t grid = clusters > 0 ? int64_t(clusters) * kClusterSize
                               : std::min<int64_t>(tiles, persistent_grid(kernel, kPassThreads, smem));

@@ -12,6 +12,8 @@
 #include <algorithm>
 
 #include "bnb/quantize_cuda.h"
+#include "common/launch.cuh"
+#include "common/reduce.cuh"
 #include "quant_common.cuh"
 
 namespace bnb::cuda {
@@ -37,8 +39,7 @@ template <typename T, int BLOCK> struct BlockwiseShape {
 // a half before every warp has passed the barrier of the call that read it.
 template <int G>
 __device__ __forceinline__ float group_max(float v, float* s_warp, int parity) {
-#pragma unroll
-  for (int o = (G < 32 ? G : 32) / 2; o >= 1; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  v = warp_max<(G < 32 ? G : 32)>(v);
   if constexpr (G <= 32) {
     return v;
   } else {

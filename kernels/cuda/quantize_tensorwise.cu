@@ -4,6 +4,9 @@
 #include <algorithm>
 
 #include "bnb/quantize_cuda.h"
+#include "common/atomics.cuh"
+#include "common/launch.cuh"
+#include "common/reduce.cuh"
 #include "quant_common.cuh"
 
 namespace bnb::cuda {
@@ -18,14 +21,13 @@ __global__ void __launch_bounds__(kThreads) absmax_kernel(const T* __restrict__ 
   float m = 0.f;
   for (int64_t i = blockIdx.x * int64_t(kThreads) + threadIdx.x; i < n; i += int64_t(gridDim.x) * kThreads)
     m = fmaxf(m, fabsf(to_float(A[i])));
-  for (int o = 16; o >= 1; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  m = warp_max(m);
   __shared__ float s_warp[kThreads / 32];
   if (threadIdx.x % 32 == 0) s_warp[threadIdx.x / 32] = m;
   __syncthreads();
   if (threadIdx.x == 0) {
     for (int w = 1; w < kThreads / 32; ++w) m = fmaxf(m, s_warp[w]);
-    // Non-negative floats order like their bit patterns, so an integer max is a float max.
-    atomicMax(reinterpret_cast<unsigned int*>(absmax), __float_as_uint(m));
+    atomic_max_nonneg(absmax, m);
   }
 }
 

@@ -48,18 +48,13 @@ cudaError_t int8_mm_dequant_outliers(DType dtype, const int32_t* C, const float*
                                      void* out, cudaStream_t stream);
 
 // A[M, K] x (CB * SCB / 127)^T + bias: streams the int8 weight once per 16 rows of A.
-// fp16/bf16 run on tensor cores unless BNB_INT8_GEMV=simt: on sm_90 with at most 32 rows of
-// A, the cluster kernel (split over K, reduced in distributed shared memory, no workspace);
-// otherwise split over K with partial sums in `workspace` (int8_weight_linear_workspace_floats()
-// float32 values, 0 where none is needed). float32 runs on CUDA cores.
+// fp16/bf16 run on tensor cores: on sm_90 with at most 32 rows of A, the cluster kernel
+// (split over K, reduced in distributed shared memory, no workspace); otherwise split over K
+// with partial sums in `workspace` (int8_weight_linear_workspace_floats() float32 values, 0
+// where none is needed; ask with the output's device current, the choice depends on it).
+// float32 runs on CUDA cores.
 int64_t int8_weight_linear_workspace_floats(DType dtype, int64_t M, int64_t N, int64_t K);
 cudaError_t int8_weight_linear(DType dtype, const void* A, const int8_t* CB, const float* SCB, const void* bias,
                                int64_t M, int64_t N, int64_t K, void* out, float* workspace, cudaStream_t stream);
-
-// The tensor-core kernel alone (fp16/bf16), and whether int8_weight_linear uses it. With a
-// null workspace it runs the one-slice kernel.
-cudaError_t int8_weight_linear_mma(DType dtype, const void* A, const int8_t* CB, const float* SCB, const void* bias,
-                                   int64_t M, int64_t N, int64_t K, void* out, float* workspace, cudaStream_t stream);
-bool int8_weight_linear_mma_enabled();
 
 }  // namespace bnb::cuda

@@ -22,7 +22,4 @@ cudaError_t quantize_scaled(DType dtype, const void* A, const float* code, const
 cudaError_t dequantize_scaled(DType dtype, const uint8_t* A, const float* code, const float* scale,
                               void* out, int64_t n, cudaStream_t stream);
 
-// Resident blocks per multiprocessor times multiprocessors, for persistent grids.
-int persistent_grid(const void* kernel, int threads, int dynamic_smem);
-
 }  // namespace bnb::cuda

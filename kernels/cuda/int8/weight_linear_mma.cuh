@@ -1,6 +1,7 @@
 // The pieces of the tensor-core kernels that apply an int8 weight to 16-bit activations
-// (int8_gemv_mma.cu): the exact int8 -> fp16/bf16 conversion with the mma.m16n8k16 of each
-// type, the weight loads (zeros outside the matrix) and the staging of the activations.
+// (weight_linear_cluster.cuh, weight_linear_splitk.cu): the exact int8 -> fp16/bf16
+// conversion with the mma.m16n8k16 of each type, the weight loads (zeros outside the
+// matrix) and the staging of the activations.
 //
 // int8 weights become 16-bit exactly: fp16 by placing the byte in the mantissa of 1024
 // (0x64XX) and subtracting 1152; bf16 from two numbers of the binade of 128 (below).

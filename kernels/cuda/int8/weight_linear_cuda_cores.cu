@@ -1,5 +1,5 @@
 // out[M, N] = A[M, K] x (CB[N, K] * SCB / 127)^T + bias for few rows of A (decoding), on CUDA
-// cores: float32 activations, and 16-bit ones when BNB_INT8_GEMV=simt.
+// cores: what float32 activations run (16-bit ones take the tensor-core kernels).
 //
 // Why this shape of kernel: with a handful of rows, the product is bound by reading the
 // int8 weight, so each weight byte is loaded once (16 per lane, coalesced) and used for up
@@ -10,8 +10,9 @@
 // so the loads stay in flight across the barrier.
 #include <algorithm>
 
-#include "bnb/int8_cuda.h"
-#include "int8_common.cuh"
+#include "../common/reduce.cuh"
+#include "../int8_common.cuh"
+#include "weight_linear.cuh"
 
 namespace bnb::cuda {
 
@@ -96,9 +97,7 @@ weight_linear_kernel(const T* __restrict__ A, const int8_t* __restrict__ CB, con
       const int64_t n = n0 + r;
 #pragma unroll
       for (int m = 0; m < MT; ++m) {
-        float v = acc[r][m];
-        for (int o = 16; o >= 1; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        acc[r][m] = v;
+        acc[r][m] = warp_sum(acc[r][m]);
       }
       if (n >= N) continue;
       const float scale = __fmul_rn(SCB[n], kInt8Inv127);
@@ -126,34 +125,16 @@ cudaError_t launch_mt(const T* A, const int8_t* CB, const float* SCB, const T* b
   return cudaGetLastError();
 }
 
-template <typename T>
-cudaError_t launch(const void* A, const int8_t* CB, const float* SCB, const void* bias, int64_t M, int64_t N,
-                   int64_t K, void* out, cudaStream_t stream) {
-  if (M == 0 || N == 0) return cudaSuccess;
-  const T* a = static_cast<const T*>(A);
-  const T* b = static_cast<const T*>(bias);
-  T* o = static_cast<T*>(out);
-  // The fewest rows of A per pass that cover M: registers and shared memory scale with it.
-  if (M <= 1) return launch_mt<T, 1>(a, CB, SCB, b, M, N, K, o, stream);
-  if (M <= 2) return launch_mt<T, 2>(a, CB, SCB, b, M, N, K, o, stream);
-  if (M <= 4) return launch_mt<T, 4>(a, CB, SCB, b, M, N, K, o, stream);
-  if (M <= 8) return launch_mt<T, 8>(a, CB, SCB, b, M, N, K, o, stream);
-  return launch_mt<T, 16>(a, CB, SCB, b, M, N, K, o, stream);
-}
-
 }  // namespace
 
-cudaError_t int8_weight_linear(DType dtype, const void* A, const int8_t* CB, const float* SCB, const void* bias,
-                               int64_t M, int64_t N, int64_t K, void* out, float* workspace, cudaStream_t stream) {
-  // 16-bit activations go to the tensor-core kernel (int8_gemv_mma.cu); this one serves float32.
-  if (dtype != DType::Float32 && int8_weight_linear_mma_enabled())
-    return int8_weight_linear_mma(dtype, A, CB, SCB, bias, M, N, K, out, workspace, stream);
-  switch (dtype) {
-    case DType::Float32: return launch<float>(A, CB, SCB, bias, M, N, K, out, stream);
-    case DType::Float16: return launch<__half>(A, CB, SCB, bias, M, N, K, out, stream);
-    case DType::BFloat16: return launch<__nv_bfloat16>(A, CB, SCB, bias, M, N, K, out, stream);
-  }
-  return cudaErrorInvalidValue;
+cudaError_t launch_weight_linear_cuda_cores(const float* A, const int8_t* CB, const float* SCB, const float* bias,
+                                            int64_t M, int64_t N, int64_t K, float* out, cudaStream_t stream) {
+  // The fewest rows of A per pass that cover M: registers and shared memory scale with it.
+  if (M <= 1) return launch_mt<float, 1>(A, CB, SCB, bias, M, N, K, out, stream);
+  if (M <= 2) return launch_mt<float, 2>(A, CB, SCB, bias, M, N, K, out, stream);
+  if (M <= 4) return launch_mt<float, 4>(A, CB, SCB, bias, M, N, K, out, stream);
+  if (M <= 8) return launch_mt<float, 8>(A, CB, SCB, bias, M, N, K, out, stream);
+  return launch_mt<float, 16>(A, CB, SCB, bias, M, N, K, out, stream);
 }
 
 }  // namespace bnb::cuda

@@ -1,0 +1,21 @@
+// Launch sizing that every kernel family needs, cached per device and kernel because the
+// occupancy queries cost more host time than a launch: persistent grids, how many thread-
+// block clusters fit at once, and the opt-in to more than 48 KiB of dynamic shared memory.
+#pragma once
+#include <cuda_runtime_api.h>
+
+namespace bnb::cuda {
+
+// Resident blocks per multiprocessor times multiprocessors, for persistent grids (1024 when
+// there is no usable device).
+int persistent_grid(const void* kernel, int threads, int dynamic_smem);
+
+// How many clusters of `cluster` blocks of `kernel` the current device holds at once; 0
+// when none fit or the query failed (the caller then launches without clusters or with one).
+int max_active_clusters(const void* kernel, int threads, int cluster, int dynamic_smem);
+
+// Lets `kernel` use `bytes` of dynamic shared memory on the current device; a no-op at or
+// below the default 48 KiB and once a kernel has been allowed as much.
+cudaError_t allow_dynamic_smem(const void* kernel, int bytes);
+
+}  // namespace bnb::cuda

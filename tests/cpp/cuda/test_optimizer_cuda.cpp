@@ -1,0 +1,182 @@
+// The CUDA multi-tensor optimizer update (bnb/optimizer_cuda.h) against the CPU update on
+// the same tensors, for every algorithm, 32-bit and 8-bit states, one tensor and several
+// (an empty one included). The GPU takes the hardware's square root and quotient (within
+// 2 ulp, bnb/optimizer.h) and may fuse multiply-adds: parameters agree to a rounding of
+// their dtype, 32-bit states to float32 rounding, 8-bit codes to one step of the map.
+#include <algorithm>
+#include <cstdlib>
+#include <deque>
+#include <string>
+#include <tuple>
+
+#include "bnb/optimizer.h"
+#include "bnb/optimizer_cpu.h"
+#include "bnb/optimizer_cuda.h"
+#include "cuda_test_util.h"
+
+namespace bnb {
+inline void PrintTo(Algorithm a, std::ostream* os) {
+  static const char* const names[] = {"Adam", "Momentum", "RMSprop", "Adagrad", "Lion"};
+  *os << names[int(a)];
+}
+}  // namespace bnb
+
+namespace {
+
+using bnb::Algorithm;
+using bnb::DType;
+using namespace bnb_test;
+
+bnb::OptimizerHyper hyper(Algorithm a, bool block_wise, float max_unorm) {
+  bnb::OptimizerHyper h{};
+  h.algorithm = a;
+  h.lr = 1e-3f;
+  h.beta1 = 0.9f;
+  h.beta2 = a == Algorithm::Lion ? 0.99f : 0.999f;
+  h.eps = 1e-8f;
+  h.weight_decay = 0.01f;
+  h.decoupled = a == Algorithm::Adam || a == Algorithm::Lion;
+  h.inv_bias_correction1 = float(1.0 / (1.0 - 0.9 * 0.9 * 0.9));  // step 3
+  h.inv_bias_correction2_sqrt = float(1.0 / std::sqrt(1.0 - 0.999 * 0.999 * 0.999));
+  h.dampening = 0.f;
+  h.nesterov = false;
+  h.first_step = false;
+  h.max_unorm = max_unorm;
+  h.block_wise = block_wise;
+  return h;
+}
+
+// One tensor's host data: parameter and gradient in the dtype, states as the kernel keeps them.
+struct HostTensor {
+  Values p, g;
+  std::vector<float> s1, s2;    // 32-bit states
+  std::vector<uint8_t> q1, q2;  // 8-bit states
+  std::vector<float> a1, a2;    // their absmax
+};
+
+HostTensor make_tensor(DType dtype, int64_t n, bool eight_bit, bool block_wise, uint32_t seed) {
+  HostTensor t{random_values(dtype, n, seed), random_values(dtype, n, seed + 1, 0.1f)};
+  std::mt19937 rng(seed + 2);
+  std::normal_distribution<float> normal(0.f, 0.01f);
+  std::uniform_int_distribution<int> code(0, 255);
+  if (eight_bit) {
+    const int64_t scales = block_wise ? bnb::num_blocks(n, bnb::kOptimizerBlock) : 1;
+    for (int64_t i = 0; i < n; ++i) {
+      t.q1.push_back(uint8_t(code(rng)));
+      t.q2.push_back(uint8_t(code(rng)));
+    }
+    for (int64_t i = 0; i < scales; ++i) {
+      t.a1.push_back(0.01f + 0.001f * float(i % 7));
+      t.a2.push_back(1e-4f + 1e-5f * float(i % 5));
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      t.s1.push_back(normal(rng));
+      t.s2.push_back(std::fabs(normal(rng)) * 0.01f);
+    }
+  }
+  return t;
+}
+
+// The same tensor on the device.
+struct DeviceTensor {
+  DeviceBuffer<uint8_t> p, g;
+  DeviceBuffer<float> s1, s2;
+  DeviceBuffer<uint8_t> q1, q2;
+  DeviceBuffer<float> a1, a2;
+  explicit DeviceTensor(const HostTensor& t)
+      : p(t.p.bytes), g(t.g.bytes), s1(t.s1), s2(t.s2), q1(t.q1), q2(t.q2), a1(t.a1), a2(t.a2) {}
+};
+
+class OptimizerCuda : public CudaTestWithParam<std::tuple<Algorithm, DType, int, bool>> {};
+
+// mode 0: 32-bit states; 1: 8-bit block-wise; 2: 8-bit tensor-wise. `several`: five tensors
+// of sizes that are not multiples of the 256-value block, one of them empty.
+void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unorm) {
+  const bool eight_bit = mode > 0, block_wise = mode != 2;
+  const bool two = bnb::num_states(alg) == 2;
+  const std::vector<int64_t> sizes = several ? std::vector<int64_t>{1000, 1, 0, 257, 70001} : std::vector<int64_t>{4099};
+  const auto h = hyper(alg, block_wise, max_unorm);
+  const std::vector<float> code1 = dense_map(), code2 = linear_map(false);
+  const float* map2 = two ? code2.data() : code1.data();
+
+  std::vector<HostTensor> cpu;
+  for (size_t i = 0; i < sizes.size(); ++i)
+    cpu.push_back(make_tensor(dtype, sizes[i], eight_bit, block_wise, uint32_t(100 * i + mode)));
+  std::deque<DeviceTensor> dev;  // buffers are not movable: a deque never moves them
+  for (const auto& t : cpu) dev.emplace_back(t);  // before the CPU update changes them
+  const int count = int(sizes.size());
+
+  std::vector<float> stats_cpu(static_cast<size_t>(count) * bnb::kStats, 0.f);
+  std::vector<bnb::TensorSlot> cpu_slots, dev_slots;
+  DeviceBuffer<float> workspace(static_cast<size_t>(count) * bnb::kStats);
+  for (int i = 0; i < count; ++i) {
+    HostTensor& t = cpu[static_cast<size_t>(i)];
+    DeviceTensor& d = dev[static_cast<size_t>(i)];
+    cpu_slots.push_back({t.p.data(), t.g.data(), eight_bit ? (void*)t.q1.data() : (void*)t.s1.data(),
+                         two ? (eight_bit ? (void*)t.q2.data() : (void*)t.s2.data()) : nullptr,
+                         eight_bit ? t.a1.data() : nullptr, eight_bit && two ? t.a2.data() : nullptr, nullptr,
+                         stats_cpu.data() + i * bnb::kStats, sizes[static_cast<size_t>(i)]});
+    dev_slots.push_back({d.p.get(), d.g.get(), eight_bit ? (void*)d.q1.get() : (void*)d.s1.get(),
+                         two ? (eight_bit ? (void*)d.q2.get() : (void*)d.s2.get()) : nullptr,
+                         eight_bit ? d.a1.get() : nullptr, eight_bit && two ? d.a2.get() : nullptr, nullptr,
+                         workspace.get() + i * bnb::kStats, sizes[static_cast<size_t>(i)]});
+  }
+  if (eight_bit)
+    bnb::cpu::optimizer_update_8bit(dtype, h, cpu_slots.data(), count, code1.data(), map2);
+  else
+    bnb::cpu::optimizer_update_32bit(dtype, h, cpu_slots.data(), count);
+
+  std::vector<uint8_t> table(bnb::optimizer_table_bytes(count));
+  const int64_t chunks = bnb::fill_optimizer_table(dev_slots.data(), count, table.data());
+  DeviceBuffer<uint8_t> table_d(table);
+  DeviceBuffer<float> code1_d(code1), code2_d(code2);
+  ASSERT_EQ(bnb::cuda::optimizer_update(dtype, eight_bit, h, table_d.get(), count, chunks, code1_d.get(),
+                                        two ? code2_d.get() : code1_d.get(), workspace.get(), nullptr),
+            cudaSuccess);
+
+  for (int i = 0; i < count; ++i) {
+    SCOPED_TRACE("tensor " + std::to_string(i) + " of " + std::to_string(sizes[static_cast<size_t>(i)]) + " values");
+    const HostTensor& t = cpu[static_cast<size_t>(i)];
+    const DeviceTensor& d = dev[static_cast<size_t>(i)];
+    expect_close(Values{dtype, d.p.host()}, t.p, dtype_tolerance(dtype), "p");
+    if (!eight_bit) {
+      expect_close(from_floats(DType::Float32, d.s1.host()), from_floats(DType::Float32, t.s1), 1e-5f, "state1");
+      if (two) expect_close(from_floats(DType::Float32, d.s2.host()), from_floats(DType::Float32, t.s2), 1e-5f, "state2");
+      continue;
+    }
+    for (const int s : {1, 2}) {
+      if (s == 2 && !two) break;
+      const std::vector<uint8_t> q = (s == 1 ? d.q1 : d.q2).host();
+      const std::vector<uint8_t>& want = s == 1 ? t.q1 : t.q2;
+      int far = 0;
+      for (size_t j = 0; j < q.size(); ++j) far += std::abs(int(q[j]) - int(want[j])) > 1;
+      EXPECT_EQ(far, 0) << "state" << s << " codes more than one step from the CPU's";
+      expect_close(from_floats(DType::Float32, (s == 1 ? d.a1 : d.a2).host()),
+                   from_floats(DType::Float32, s == 1 ? t.a1 : t.a2), 1e-5f, "absmax");
+    }
+  }
+}
+
+TEST_P(OptimizerCuda, MatchesCpu) {
+  const auto [alg, dtype, mode, several] = GetParam();
+  run_case(alg, dtype, mode, several, 0.f);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AlgorithmsDTypesStates, OptimizerCuda,
+    ::testing::Combine(::testing::Values(Algorithm::Adam, Algorithm::Momentum, Algorithm::RMSprop, Algorithm::Adagrad,
+                                         Algorithm::Lion),
+                       ::testing::Values(DType::Float32, DType::Float16, DType::BFloat16),
+                       ::testing::Values(0, 1, 2),  // 32-bit, 8-bit block-wise, 8-bit tensor-wise
+                       ::testing::Bool()));         // one tensor, several
+
+// LAMB and LARS: the trust ratio's pre-pass.
+TEST_F(CudaTest, OptimizerTrustRatioMatchesCpu) {
+  for (const int mode : {0, 1}) {
+    run_case(Algorithm::Adam, DType::Float32, mode, true, 1e-3f);
+    run_case(Algorithm::Momentum, DType::BFloat16, mode, true, 1e-3f);
+  }
+}
+
+}  // namespace
