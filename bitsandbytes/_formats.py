@@ -1,8 +1,8 @@
 """The facts that argument checks on the Python side read: the dtypes the kernels take, the
 code formats (bits, map size, block sizes) and the limits of quantile estimation. The C++
 side holds the same facts in kernels/include/bnb/dtype.h and bnb/quantiles.h; the op layer
-checks tensors against those, and the fake kernels (_ops.py) and the wrappers against these,
-with messages built from them.
+checks tensors against those, and the fake kernels and wrappers (bitsandbytes/functional/)
+against these, with messages built from them.
 
 Imports torch only, so that both _ops.py and bitsandbytes.functional can read it without an
 import cycle.

@@ -15,7 +15,7 @@
 
 #include <optional>
 
-#include "checks.h"
+#include "ops/checks.h"
 
 namespace {
 

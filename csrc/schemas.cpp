@@ -1,6 +1,7 @@
-// Every schema of the bitsandbytes operator library, in one place. Backend files hold only
-// kernels and their TORCH_LIBRARY_IMPL; autograd_kernels.cpp the Autograd kernels; Python
-// registers the fake (meta) kernels.
+// Every schema of the bitsandbytes operator library, in one place. cpu/ and
+// cuda/*_registration.cpp hold only the devices' TORCH_LIBRARY_IMPL; autograd_kernels.cpp the
+// Autograd kernels; Python registers the fake (meta) kernels beside the wrappers that call the
+// ops (bitsandbytes/functional/).
 #include <torch/library.h>
 
 TORCH_LIBRARY(bitsandbytes, m) {

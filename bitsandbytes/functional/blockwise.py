@@ -4,6 +4,8 @@ The ops check the tensors (dtype: TypeError; size, block size, map size, device:
 these wrappers check only what the ops cannot see: Python types and which keywords go together."""
 import torch
 
+from .._formats import FORMAT_8BIT
+from .._ops import check_dtype, check_float
 from ._args import check_tensor, into
 from .maps import create_dynamic_map
 from .quant_state import QuantState
@@ -20,7 +22,7 @@ def default_code(device, signed=True):
 
 
 def _code_for(code, A, fn):
-    # The map's dtype and size are the op's to check (csrc/checks.h); a map on another device is
+    # The map's dtype and size are the op's to check (csrc/ops/checks.h); a map on another device is
     # moved for the caller, as earlier releases did.
     if code is None:
         return default_code(A.device)
@@ -109,3 +111,89 @@ def dequantize_no_absmax(A, code, out=None):
     dtype = out.dtype if out is not None else torch.float32
     result = torch.ops.bitsandbytes.dequantize_no_absmax(A, _code_for(code, A, fn), dtype)
     return into(out, result, "out", fn)
+
+
+# Fake kernels of the ops above (torch.compile, opcheck): shapes and dtypes of the outputs, and
+# the checks the real kernels make that need no values.
+
+
+def _num_blocks(n, blocksize):
+    return -(n // -blocksize)
+
+
+def _check_code(code, fmt, op):
+    check_dtype(code, torch.float32, op, "code")
+    torch._check_value(code.numel() == fmt.map_size,
+                       lambda: f"{op}: code must hold {fmt.map_size} values (one per {fmt.name} code), got "
+                               f"{code.numel()}")
+
+
+def _check_blocksize(blocksize, fmt, op):
+    torch._check_value(fmt.is_supported_blocksize(blocksize),
+                       lambda: f"{op}: blocksize must be one of {', '.join(map(str, fmt.blocksizes))} for "
+                               f"{fmt.name} codes, got {blocksize}")
+
+
+def _check_absmax(absmax, A, expected, op):
+    check_dtype(absmax, torch.float32, op, "absmax")
+    torch._check_value(absmax.numel() == expected,
+                       lambda: f"{op}: absmax must hold {expected} values for {A.numel()} elements, got "
+                               f"{absmax.numel()}")
+
+
+@torch.library.register_fake("bitsandbytes::quantize_blockwise")
+def _quantize_blockwise_fake(A, code, blocksize):
+    op = "quantize_blockwise"
+    check_float(A.dtype, op, "A")
+    _check_code(code, FORMAT_8BIT, op)
+    _check_blocksize(blocksize, FORMAT_8BIT, op)
+    out = torch.empty(A.shape, dtype=torch.uint8, device=A.device)
+    absmax = torch.empty(_num_blocks(A.numel(), blocksize), dtype=torch.float32, device=A.device)
+    return out, absmax
+
+
+@torch.library.register_fake("bitsandbytes::dequantize_blockwise")
+def _dequantize_blockwise_fake(A, absmax, code, blocksize, dtype):
+    op = "dequantize_blockwise"
+    check_dtype(A, torch.uint8, op, "A")
+    check_float(dtype, op, "dtype")
+    _check_code(code, FORMAT_8BIT, op)
+    _check_blocksize(blocksize, FORMAT_8BIT, op)
+    _check_absmax(absmax, A, _num_blocks(A.numel(), blocksize), op)
+    return torch.empty(A.shape, dtype=dtype, device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::quantize")
+def _quantize_fake(A, code):
+    op = "quantize"
+    check_float(A.dtype, op, "A")
+    _check_code(code, FORMAT_8BIT, op)
+    return torch.empty(A.shape, dtype=torch.uint8, device=A.device), torch.empty((), dtype=torch.float32,
+                                                                                   device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::dequantize")
+def _dequantize_fake(A, absmax, code, dtype):
+    op = "dequantize"
+    check_dtype(A, torch.uint8, op, "A")
+    check_float(dtype, op, "dtype")
+    _check_code(code, FORMAT_8BIT, op)
+    _check_absmax(absmax, A, 1, op)
+    return torch.empty(A.shape, dtype=dtype, device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::quantize_no_absmax")
+def _quantize_no_absmax_fake(A, code):
+    op = "quantize_no_absmax"
+    check_float(A.dtype, op, "A")
+    _check_code(code, FORMAT_8BIT, op)
+    return torch.empty(A.shape, dtype=torch.uint8, device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::dequantize_no_absmax")
+def _dequantize_no_absmax_fake(A, code, dtype):
+    op = "dequantize_no_absmax"
+    check_dtype(A, torch.uint8, op, "A")
+    check_float(dtype, op, "dtype")
+    _check_code(code, FORMAT_8BIT, op)
+    return torch.empty(A.shape, dtype=dtype, device=A.device)

@@ -9,8 +9,8 @@ columns in 16-bit instead.
 """
 import torch
 
+from .._ops import check_dtype, check_float
 from ._args import check_tensor, into
-
 
 
 def _columns(mask, threshold):
@@ -88,3 +88,110 @@ def int8_weight_linear(A, CB, SCB, bias=None):
     if bias is not None:
         bias = bias.to(A.dtype)
     return torch.ops.bitsandbytes.int8_weight_linear(A, CB, SCB.reshape(-1).float(), bias)
+
+
+# Fake kernels of the int8 ops (torch.compile, opcheck), those that bnb.matmul calls directly
+# (autograd/_functions.py: int8_vectorwise_quant_outliers, int8_mm_dequant_outliers) included.
+# int8_weight_linear's Autograd kernel (gradients of A and bias) is in csrc/autograd_kernels.cpp.
+
+
+def _rows(A):
+    n = 1
+    for s in A.shape[:-1]:
+        n *= s
+    return n
+
+
+def _check_matrix_like(A, op, arg):
+    torch._check_value(A.dim() >= 1,
+                       lambda: f"{op}: {arg} must have at least one dimension (rows x columns), got a scalar")
+
+
+def _check_vector(t, n, dtype, op, arg):
+    check_dtype(t, dtype, op, arg)
+    torch._check_value(t.numel() == n, lambda: f"{op}: {arg} must hold {n} values, got {t.numel()}")
+
+
+@torch.library.register_fake("bitsandbytes::int8_vectorwise_quant")
+def _int8_vectorwise_quant_fake(A, threshold, op="int8_vectorwise_quant"):
+    check_float(A.dtype, op, "A")
+    _check_matrix_like(A, op, "A")
+    return (torch.empty(A.shape, dtype=torch.int8, device=A.device),
+            torch.empty(_rows(A), dtype=torch.float32, device=A.device),
+            torch.empty(A.shape[-1], dtype=torch.bool, device=A.device))
+
+
+@torch.library.register_fake("bitsandbytes::int8_vectorwise_dequant")
+def _int8_vectorwise_dequant_fake(A, stats):
+    op = "int8_vectorwise_dequant"
+    check_dtype(A, torch.int8, op, "A")
+    _check_matrix_like(A, op, "A")
+    _check_vector(stats, _rows(A), torch.float32, op, "stats")
+    return torch.empty(A.shape, dtype=torch.float32, device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::int8_double_quant")
+def _int8_double_quant_fake(A, threshold):
+    out_row, row_stats, outliers = _int8_vectorwise_quant_fake(A, threshold, op="int8_double_quant")
+    return (out_row, torch.empty(A.shape, dtype=torch.int8, device=A.device), row_stats,
+            torch.empty(A.shape[-1], dtype=torch.float32, device=A.device), outliers)
+
+
+@torch.library.register_fake("bitsandbytes::int8_linear_matmul")
+def _int8_linear_matmul_fake(A, B):
+    op = "int8_linear_matmul"
+    check_dtype(A, torch.int8, op, "A")
+    check_dtype(B, torch.int8, op, "B")
+    _check_matrix_like(A, op, "A")
+    torch._check_value(B.dim() == 2, lambda: f"{op}: B must be a 2-D [N, K] weight, got {B.dim()} dimensions")
+    torch._check_value(A.shape[-1] == B.shape[1],
+                       lambda: f"{op}: A's last dimension (K = {A.shape[-1]}) must equal B's second dimension "
+                               f"({B.shape[1]}); B is [N, K]")
+    return torch.empty((*A.shape[:-1], B.shape[0]), dtype=torch.int32, device=A.device)
+
+
+def _check_int32_product(A, row_stats, col_stats, op):
+    check_dtype(A, torch.int32, op, "A")
+    _check_matrix_like(A, op, "A")
+    _check_vector(row_stats, _rows(A), torch.float32, op, "row_stats")
+    _check_vector(col_stats, A.shape[-1], torch.float32, op, "col_stats")
+
+
+@torch.library.register_fake("bitsandbytes::int8_mm_dequant")
+def _int8_mm_dequant_fake(A, row_stats, col_stats, bias, sub_A, sub_B, dtype):
+    op = "int8_mm_dequant"
+    _check_int32_product(A, row_stats, col_stats, op)
+    check_float(dtype, op, "dtype")
+    if bias is not None:
+        _check_vector(bias, A.shape[-1], dtype, op, "bias")
+    return torch.empty(A.shape, dtype=dtype, device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::int8_vectorwise_quant_outliers")
+def _int8_vectorwise_quant_outliers_fake(A, threshold):
+    out, row_stats, _ = _int8_vectorwise_quant_fake(A, threshold, op="int8_vectorwise_quant_outliers")
+    return out, row_stats, torch.empty(A.shape[-1] + 1, dtype=torch.int32, device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::int8_mm_dequant_outliers")
+def _int8_mm_dequant_outliers_fake(A, row_stats, col_stats, bias, X, W, outlier_list, dtype):
+    op = "int8_mm_dequant_outliers"
+    _check_int32_product(A, row_stats, col_stats, op)
+    check_float(dtype, op, "dtype")
+    torch._check_value(W.dim() == 2 and W.shape[0] == A.shape[-1] and W.shape[1] == X.shape[-1],
+                       lambda: f"{op}: W must be [N, K] for A [..., N] and X [..., K], got {tuple(W.shape)}")
+    torch._check_type(W.dtype in (dtype, torch.int8), lambda: f"{op}: W must be int8 or {dtype}, got {W.dtype}")
+    return torch.empty(A.shape, dtype=dtype, device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::int8_weight_linear")
+def _int8_weight_linear_fake(A, CB, SCB, bias):
+    op = "int8_weight_linear"
+    check_float(A.dtype, op, "A")
+    check_dtype(CB, torch.int8, op, "CB")
+    torch._check_value(CB.dim() == 2, lambda: f"{op}: CB must be a 2-D [N, K] int8 weight, got {CB.dim()} dimensions")
+    torch._check_value(A.shape[-1] == CB.shape[1], lambda: f"{op}: A must be [..., K] and CB [N, K]")
+    check_dtype(SCB, torch.float32, op, "SCB")
+    torch._check_value(SCB.numel() == CB.shape[0], lambda: f"{op}: SCB must hold {CB.shape[0]} values, got "
+                                                           f"{SCB.numel()}")
+    return torch.empty((*A.shape[:-1], CB.shape[0]), dtype=A.dtype, device=A.device)

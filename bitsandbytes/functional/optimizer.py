@@ -12,6 +12,7 @@ rmsprop.
 """
 import torch
 
+from .. import _ops  # noqa: F401  (the library, loaded before the fakes below are registered)
 from .._extension import OptimizerTensors
 from .algorithms import ALGORITHMS, BLOCKSIZE, algorithm  # noqa: F401  (re-exported)
 from .blockwise import default_code
@@ -173,3 +174,26 @@ def prefetch_to_device(tensors):
     tensors = [t for t in _as_list(tensors) if t.device.type == "cuda" and t.numel() > 0]
     if tensors:
         torch.ops.bitsandbytes.prefetch_to_device(tensors)
+
+
+# Fake kernels of the ops above (torch.compile, opcheck).
+
+
+@torch.library.register_fake("bitsandbytes::optimizer_update")
+def _optimizer_update_fake(algorithm, params, grads, state1, state2, absmax1, absmax2, qmap1, qmap2, gnorm_scale, lr,
+                           beta1, beta2, eps, weight_decay, decoupled_weight_decay, bias_correction1, bias_correction2,
+                           dampening, nesterov, step, max_unorm, block_wise):
+    torch._check_value(len(grads) == len(params), lambda: "optimizer_update: grads must hold one tensor per parameter")
+    torch._check_value(len(state1) == len(params),
+                       lambda: "optimizer_update: state1 must hold one tensor per parameter")
+    return None
+
+
+@torch.library.register_fake("bitsandbytes::paged_zeros")
+def _paged_zeros_fake(like, size, dtype):
+    return torch.empty(size, dtype=dtype, device=like.device)
+
+
+@torch.library.register_fake("bitsandbytes::prefetch_to_device")
+def _prefetch_to_device_fake(tensors):
+    return None

@@ -6,7 +6,8 @@ the method and its error bound) instead of sorting the whole tensor.
 """
 import torch
 
-from .._formats import FORMAT_8BIT, QUANTILES_MAX
+from .._formats import FORMAT_8BIT, QUANTILES_MAX, QUANTILES_MIN_VALUES
+from .._ops import check_float
 from ._args import check_tensor
 
 _DEFAULT_OFFSET = 1 / 512
@@ -64,3 +65,19 @@ def create_quantile_map(A, total_bits=8):
     scale = code.abs().max()
     # An all-zero input leaves the map at zero instead of dividing by zero.
     return code / torch.where(scale > 0, scale, torch.ones_like(scale))
+
+
+# Fake kernel of the op (torch.compile, opcheck).
+
+
+@torch.library.register_fake("bitsandbytes::estimate_quantiles")
+def _estimate_quantiles_fake(A, offset, num_quantiles):
+    op = "estimate_quantiles"
+    check_float(A.dtype, op, "A")
+    torch._check_value(A.numel() >= QUANTILES_MIN_VALUES,
+                       lambda: f"{op}: A must hold at least {QUANTILES_MIN_VALUES} values to estimate quantiles "
+                               f"from, got {A.numel()}")
+    torch._check_value(1 <= num_quantiles <= QUANTILES_MAX,
+                       lambda: f"{op}: num_quantiles must be between 1 and {QUANTILES_MAX}, got {num_quantiles}")
+    torch._check_value(0.0 <= offset <= 0.5, lambda: f"{op}: offset must be in [0, 0.5], got {offset}")
+    return torch.empty(num_quantiles, dtype=torch.float32, device=A.device)

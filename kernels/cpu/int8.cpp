@@ -48,7 +48,7 @@ void dequant_rows(const int32_t* C, const float* row_stats, const float* col_sta
 }  // namespace
 
 void int8_vectorwise_quant(DType dtype, const void* A, int64_t rows, int64_t cols, float threshold,
-                           int8_t* out, float* row_stats, bool* outlier_cols) {
+                           int8_t* out, float* row_stats, bool* outlier_cols, int32_t* outlier_list) {
   const bool find = threshold > 0.f && outlier_cols != nullptr;
   if (outlier_cols) std::fill(outlier_cols, outlier_cols + cols, false);
   dispatch_dtype(dtype, [&](auto tag) {
@@ -71,12 +71,14 @@ void int8_vectorwise_quant(DType dtype, const void* A, int64_t rows, int64_t col
       }
     }
   });
-  if (!find) return;
-  // The whole column of an outlier goes through the 16-bit product, so none of it may stay here.
+  if (find) {
+    // The whole column of an outlier goes through the 16-bit product, so none of it may stay here.
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c)
-      if (outlier_cols[c]) out[r * cols + c] = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        if (outlier_cols[c]) out[r * cols + c] = 0;
+  }
+  if (outlier_list) int8_outlier_list(outlier_cols, cols, outlier_list);  // a count of 0 without outliers
 }
 
 void int8_colwise_quant(DType dtype, const void* A, int64_t rows, int64_t cols, float threshold,

@@ -8,17 +8,15 @@
 
 namespace bnb::cpu {
 
-float absmax(DType dtype, const void* A, int64_t n) {
-  float result = 0.f;
+void absmax(DType dtype, const void* A, int64_t n, float* absmax) {
   dispatch_dtype(dtype, [&](auto tag) {
     using E = Element<decltype(tag)::value>;
     const auto* a = static_cast<const typename E::storage*>(A);
     float amax = 0.f;
 #pragma omp parallel for reduction(max : amax) schedule(static)
     for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(E::load(a, i)));
-    result = amax;
+    *absmax = amax;
   });
-  return result;
 }
 
 void quantize_scaled(DType dtype, const void* A, const float* code, const float* scale, uint8_t* out,

@@ -32,7 +32,7 @@
 
 #include "../common/device_caps.cuh"
 #include "../common/launch.cuh"
-#include "../int8_common.cuh"
+#include "quantize_math.cuh"
 #include "weight_linear.cuh"
 #include "weight_linear_mma.cuh"
 

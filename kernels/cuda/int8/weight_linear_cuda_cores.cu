@@ -11,7 +11,7 @@
 #include <algorithm>
 
 #include "../common/reduce.cuh"
-#include "../int8_common.cuh"
+#include "quantize_math.cuh"
 #include "weight_linear.cuh"
 
 namespace bnb::cuda {

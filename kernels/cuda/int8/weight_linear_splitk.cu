@@ -24,7 +24,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "../int8_common.cuh"
+#include "quantize_math.cuh"
 #include "weight_linear.cuh"
 #include "weight_linear_mma.cuh"
 

@@ -9,9 +9,10 @@ namespace bnb::cpu {
 // Row-wise absmax quantization of A[rows, cols]: out = rint(A * 127 / row_stats).
 // threshold > 0: values with |v| > threshold are outliers; they are left out of the row
 // statistics, their columns get outlier_cols[c] = 1 (0 elsewhere) and are zeroed in out.
-// outlier_cols may be null when threshold <= 0.
+// outlier_cols may be null when threshold <= 0. outlier_list (cols + 1 values, may be null;
+// needs outlier_cols) receives the flagged columns as int8_outlier_list writes them.
 void int8_vectorwise_quant(DType dtype, const void* A, int64_t rows, int64_t cols, float threshold,
-                           int8_t* out, float* row_stats, bool* outlier_cols);
+                           int8_t* out, float* row_stats, bool* outlier_cols, int32_t* outlier_list = nullptr);
 
 // The outlier column list of the flags above: list[0] = count, list[1 + i] = the i-th flagged
 // column in ascending order, zeros after (list holds cols + 1 values).

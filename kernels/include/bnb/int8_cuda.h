@@ -1,6 +1,7 @@
 // CUDA launchers for LLM.int8(). Device pointers, row-major contiguous matrices, 64-bit
 // indexing; work is queued on `stream`, nothing synchronises with the host. Each returns
-// the launch status. Semantics are those of bnb/int8_cpu.h.
+// the launch status. Semantics, names and argument order are those of bnb/int8_cpu.h, with
+// the stream last; launchers that need device scratch take it just before the stream.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -13,11 +14,12 @@ namespace bnb::cuda {
 inline int64_t int8_outlier_scratch_size(int64_t cols) { return cols + 1; }
 
 // One pass over A finds row_stats, quantizes and flags outlier columns; the flagged columns
-// are then listed (`scratch`, int8_outlier_scratch_size(cols) values, in ascending order; a
-// count of 0 when threshold <= 0) and zeroed by a kernel that reads the list on the device
-// (no host round trip).
+// are then listed (`outlier_list`, int8_outlier_scratch_size(cols) values, in ascending order;
+// a count of 0 when threshold <= 0) and zeroed by a kernel that reads the list on the device
+// (no host round trip). Unlike the CPU twin, the list is required when threshold > 0: the
+// zeroing reads it.
 cudaError_t int8_vectorwise_quant(DType dtype, const void* A, int64_t rows, int64_t cols, float threshold,
-                                  int8_t* out, float* row_stats, bool* outlier_cols, int32_t* scratch,
+                                  int8_t* out, float* row_stats, bool* outlier_cols, int32_t* outlier_list,
                                   cudaStream_t stream);
 cudaError_t int8_colwise_quant(DType dtype, const void* A, int64_t rows, int64_t cols, float threshold,
                                const bool* outlier_cols, int8_t* out, float* col_stats, cudaStream_t stream);
@@ -44,8 +46,8 @@ cudaError_t int8_mm_dequant(DType dtype, const int32_t* C, const float* row_stat
 inline int64_t int8_outlier_fused_cols(int64_t K) { return K < 64 ? K : 64; }
 cudaError_t int8_mm_dequant_outliers(DType dtype, const int32_t* C, const float* row_stats, const float* col_stats,
                                      const void* bias, const void* X, const void* W, bool w_int8,
-                                     const int32_t* outlier_list, void* sub_BT, int64_t M, int64_t N, int64_t K,
-                                     void* out, cudaStream_t stream);
+                                     const int32_t* outlier_list, int64_t M, int64_t N, int64_t K, void* out,
+                                     void* sub_BT, cudaStream_t stream);
 
 // A[M, K] x (CB * SCB / 127)^T + bias: streams the int8 weight once per 16 rows of A.
 // fp16/bf16 run on tensor cores: on sm_90 with at most 32 rows of A, the cluster kernel

@@ -13,9 +13,10 @@ namespace bnb::cuda {
 // the device cannot be queried.
 size_t estimate_quantiles_workspace_bytes(DType dtype, int64_t n);
 
-// As bnb::cpu::estimate_quantiles; `workspace` holds `workspace_bytes` bytes (at least
-// estimate_quantiles_workspace_bytes(dtype, n), else cudaErrorInvalidValue), 256-byte
-// aligned, and may not be shared with a concurrent call. It need not be zeroed.
+// As bnb::cpu::estimate_quantiles (same arguments, then the scratch and the stream);
+// `workspace` holds `workspace_bytes` bytes (at least estimate_quantiles_workspace_bytes(dtype,
+// n), else cudaErrorInvalidValue), 256-byte aligned, and may not be shared with a concurrent
+// call. It need not be zeroed.
 cudaError_t estimate_quantiles(DType dtype, const void* A, int64_t n, double offset, int num_quantiles,
                                float* out, void* workspace, size_t workspace_bytes, cudaStream_t stream);
 

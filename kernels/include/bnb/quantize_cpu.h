@@ -12,8 +12,8 @@ void quantize_blockwise(DType dtype, const void* A, const float* code, uint8_t* 
 void dequantize_blockwise(DType dtype, const uint8_t* A, const float* code, const float* absmax,
                           void* out, int64_t n, int64_t blocksize);
 
-// Tensor-wise: max |A| over the whole tensor.
-float absmax(DType dtype, const void* A, int64_t n);
+// Tensor-wise: writes max |A| over the whole tensor into *absmax.
+void absmax(DType dtype, const void* A, int64_t n, float* absmax);
 // Nearest code of A[i] * (1 / scale); scale == nullptr means 1 (no absmax).
 void quantize_scaled(DType dtype, const void* A, const float* code, const float* scale, uint8_t* out,
                      int64_t n);

@@ -1,6 +1,7 @@
 // CUDA launchers for 8-bit quantization with a 256-entry map. All pointers are device
 // pointers; work is queued on `stream` and nothing synchronises. Each returns the launch
-// status so the caller can turn a failure into an error.
+// status so the caller can turn a failure into an error. Names and arguments are those of
+// bnb/quantize_cpu.h, in the same order, with the stream last.
 #pragma once
 #include <cstdint>
 #include <cuda_runtime_api.h>

@@ -206,7 +206,7 @@ TEST_P(Int8MmDequantCuda, MatchesCpu) {
                                        list.data(), M, N, K, cpu.data());
     DeviceBuffer<uint8_t> out_d(cpu.bytes.size());
     ASSERT_EQ(bnb::cuda::int8_mm_dequant_outliers(dtype, C_d.get(), rs_d.get(), cs_d.get(), bias_dev, X_d.get(),
-                                                  W_dev, w_int8, list_d.get(), sub_BT.get(), M, N, K, out_d.get(),
+                                                  W_dev, w_int8, list_d.get(), M, N, K, out_d.get(), sub_BT.get(),
                                                   nullptr),
               cudaSuccess);
     // The outlier sum adds ~100 products of O(1): its rounding is relative to its size.

@@ -70,7 +70,8 @@ TEST_P(QuantizeTensorwiseCuda, MatchesCpu) {
   DeviceBuffer<float> code_d(code);
 
   // absmax: the launcher writes a single float on the device (0 for an empty tensor).
-  const float absmax_cpu = bnb::cpu::absmax(dtype, a.data(), n);
+  float absmax_cpu = 0.f;
+  bnb::cpu::absmax(dtype, a.data(), n, &absmax_cpu);
   DeviceBuffer<float> absmax_d(1);
   absmax_d.fill_bytes(0);
   ASSERT_EQ(bnb::cuda::absmax(dtype, a_d.get(), n, absmax_d.get(), nullptr), cudaSuccess);

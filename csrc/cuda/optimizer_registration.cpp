@@ -1,4 +1,4 @@
-// CUDA registration of the optimizer update and of the paged-state ops. The device table of
+// CUDA kernels of the optimizer update and of the paged-state ops. The device table of
 // tensor slots belongs to the launch the op layer keeps for these tensors (optimizer_launch.h);
 // it is uploaded again (an asynchronous copy from pinned memory on the current stream) only
 // when its contents change.
@@ -9,15 +9,15 @@
 #include <torch/library.h>
 
 #include "bnb/optimizer_cuda.h"
-#include "cuda_context.h"
-#include "optimizer_launch.h"
-#include "optimizer_ops.h"
+#include "../ops/optimizer_launch.h"
+#include "../ops/optimizer_ops.h"
+#include "backend.h"
 
 namespace {
 
-using bnb::ops::launch_on;
+using bnb::ops::CudaBackend;
 
-struct CudaOptimizerBackend {
+struct CudaOptimizerUpdate {
   static void update(const at::Tensor& like, bnb::DType dt, const bnb::OptimizerHyper& h, bool eight_bit,
                      std::vector<bnb::TensorSlot>& slots, const float* code1, const float* code2) {
     const auto launch = bnb::ops::optimizer_launch_for(like.device(), slots);
@@ -37,10 +37,8 @@ struct CudaOptimizerBackend {
       launch->table.copy_(staging, /*non_blocking=*/true);  // current stream; staging lives until it is done
       launch->mirror = std::move(fresh);
     }
-    launch_on(like, [&](cudaStream_t s) {
-      return bnb::cuda::optimizer_update(dt, eight_bit, h, launch->table.const_data_ptr(), int(count), total_chunks,
-                                         code1, code2, stats, s);
-    });
+    CudaBackend::launch(like, bnb::cuda::optimizer_update, dt, eight_bit, h, launch->table.const_data_ptr(),
+                        int(count), total_chunks, code1, code2, stats);
   }
 };
 
@@ -49,7 +47,7 @@ at::Tensor paged_zeros_cuda(const at::Tensor& like, at::IntArrayRef size, c10::S
   const int64_t numel = c10::multiply_integers(size);
   const size_t bytes = size_t(numel) * c10::elementSize(dtype);
   void* ptr = nullptr;
-  launch_on(like, [&](cudaStream_t s) { return bnb::cuda::paged_alloc_zeroed(bytes, &ptr, s); });
+  CudaBackend::launch(like, bnb::cuda::paged_alloc_zeroed, bytes, &ptr);
   return at::from_blob(
       ptr, size, [](void* p) { bnb::cuda::paged_free(p); }, at::TensorOptions().dtype(dtype).device(like.device()));
 }
@@ -58,16 +56,14 @@ void prefetch_to_device_cuda(at::TensorList tensors) {
   for (const at::Tensor& t : tensors) {
     BNB_CHECK(t.is_contiguous(), "prefetch_to_device: tensors must be contiguous");
     const size_t bytes = size_t(t.numel()) * t.element_size();
-    launch_on(t, [&](cudaStream_t s) {
-      return bnb::cuda::prefetch_to_device(t.const_data_ptr(), bytes, t.get_device(), s);
-    });
+    CudaBackend::launch(t, bnb::cuda::prefetch_to_device, t.const_data_ptr(), bytes, t.get_device());
   }
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bitsandbytes, CUDA, m) {
-  m.impl("optimizer_update", &bnb::ops::optimizer_update<CudaOptimizerBackend>);
+  m.impl("optimizer_update", &bnb::ops::optimizer_update<CudaOptimizerUpdate>);
   m.impl("paged_zeros", &paged_zeros_cuda);
   m.impl("prefetch_to_device", &prefetch_to_device_cuda);
 }

@@ -21,10 +21,10 @@
 #include "bnb/optimizer.h"
 #include "bnb/optimizer_cuda.h"
 #include "code_lookup.cuh"
-#include "common/atomics.cuh"
-#include "common/launch.cuh"
-#include "common/reduce.cuh"
-#include "quant_common.cuh"
+#include "../common/atomics.cuh"
+#include "../common/launch.cuh"
+#include "../common/reduce.cuh"
+#include "../common/quant.cuh"
 
 namespace bnb::cuda {
 

@@ -20,7 +20,7 @@
 #include <tuple>
 
 #include "bnb/int8_cuda.h"
-#include "common/device_caps.cuh"
+#include "../common/device_caps.cuh"
 
 namespace bnb::cuda {
 

@@ -12,9 +12,9 @@
 #include <algorithm>
 
 #include "bnb/quantize_cuda.h"
-#include "common/launch.cuh"
-#include "common/reduce.cuh"
-#include "quant_common.cuh"
+#include "../common/launch.cuh"
+#include "../common/reduce.cuh"
+#include "../common/quant.cuh"
 
 namespace bnb::cuda {
 

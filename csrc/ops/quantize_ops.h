@@ -19,8 +19,8 @@ std::tuple<at::Tensor, at::Tensor> quantize_blockwise(const at::Tensor& A, const
   const at::Tensor a = A.contiguous(), c = code.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(at::kByte));
   at::Tensor absmax = at::empty({num_blocks(A.numel(), blocksize)}, A.options().dtype(at::kFloat));
-  Backend::quantize_blockwise(A, dt, a.const_data_ptr(), c.const_data_ptr<float>(), out.mutable_data_ptr<uint8_t>(),
-                              absmax.mutable_data_ptr<float>(), A.numel(), blocksize);
+  Backend::launch(A, Backend::quantize_blockwise, dt, a.const_data_ptr(), c.const_data_ptr<float>(),
+                  out.mutable_data_ptr<uint8_t>(), absmax.mutable_data_ptr<float>(), A.numel(), blocksize);
   return {out, absmax};
 }
 
@@ -35,8 +35,8 @@ at::Tensor dequantize_blockwise(const at::Tensor& A, const at::Tensor& absmax, c
   check_absmax(absmax, A, num_blocks(A.numel(), blocksize), op);
   const at::Tensor a = A.contiguous(), c = code.contiguous(), m = absmax.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(dtype));
-  Backend::dequantize_blockwise(A, dt, a.const_data_ptr<uint8_t>(), c.const_data_ptr<float>(),
-                                m.const_data_ptr<float>(), out.mutable_data_ptr(), A.numel(), blocksize);
+  Backend::launch(A, Backend::dequantize_blockwise, dt, a.const_data_ptr<uint8_t>(), c.const_data_ptr<float>(),
+                  m.const_data_ptr<float>(), out.mutable_data_ptr(), A.numel(), blocksize);
   return out;
 }
 
@@ -48,9 +48,9 @@ std::tuple<at::Tensor, at::Tensor> quantize(const at::Tensor& A, const at::Tenso
   const at::Tensor a = A.contiguous(), c = code.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(at::kByte));
   at::Tensor absmax = at::empty({}, A.options().dtype(at::kFloat));
-  Backend::absmax(A, dt, a.const_data_ptr(), A.numel(), absmax.mutable_data_ptr<float>());
-  Backend::quantize_scaled(A, dt, a.const_data_ptr(), c.const_data_ptr<float>(), absmax.const_data_ptr<float>(),
-                           out.mutable_data_ptr<uint8_t>(), A.numel());
+  Backend::launch(A, Backend::absmax, dt, a.const_data_ptr(), A.numel(), absmax.mutable_data_ptr<float>());
+  Backend::launch(A, Backend::quantize_scaled, dt, a.const_data_ptr(), c.const_data_ptr<float>(),
+                  absmax.const_data_ptr<float>(), out.mutable_data_ptr<uint8_t>(), A.numel());
   return {out, absmax};
 }
 
@@ -63,8 +63,8 @@ at::Tensor dequantize(const at::Tensor& A, const at::Tensor& absmax, const at::T
   check_absmax(absmax, A, 1, op);
   const at::Tensor a = A.contiguous(), c = code.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(dtype));
-  Backend::dequantize_scaled(A, dt, a.const_data_ptr<uint8_t>(), c.const_data_ptr<float>(),
-                             absmax.const_data_ptr<float>(), out.mutable_data_ptr(), A.numel());
+  Backend::launch(A, Backend::dequantize_scaled, dt, a.const_data_ptr<uint8_t>(), c.const_data_ptr<float>(),
+                  absmax.const_data_ptr<float>(), out.mutable_data_ptr(), A.numel());
   return out;
 }
 
@@ -75,8 +75,8 @@ at::Tensor quantize_no_absmax(const at::Tensor& A, const at::Tensor& code) {
   check_code(code, kFormat8bit, A, op);
   const at::Tensor a = A.contiguous(), c = code.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(at::kByte));
-  Backend::quantize_scaled(A, dt, a.const_data_ptr(), c.const_data_ptr<float>(), nullptr,
-                           out.mutable_data_ptr<uint8_t>(), A.numel());
+  Backend::launch(A, Backend::quantize_scaled, dt, a.const_data_ptr(), c.const_data_ptr<float>(), nullptr,
+                  out.mutable_data_ptr<uint8_t>(), A.numel());
   return out;
 }
 
@@ -88,8 +88,8 @@ at::Tensor dequantize_no_absmax(const at::Tensor& A, const at::Tensor& code, c10
   check_code(code, kFormat8bit, A, op);
   const at::Tensor a = A.contiguous(), c = code.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(dtype));
-  Backend::dequantize_scaled(A, dt, a.const_data_ptr<uint8_t>(), c.const_data_ptr<float>(), nullptr,
-                             out.mutable_data_ptr(), A.numel());
+  Backend::launch(A, Backend::dequantize_scaled, dt, a.const_data_ptr<uint8_t>(), c.const_data_ptr<float>(), nullptr,
+                  out.mutable_data_ptr(), A.numel());
   return out;
 }
 

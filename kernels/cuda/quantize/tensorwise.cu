@@ -4,10 +4,10 @@
 #include <algorithm>
 
 #include "bnb/quantize_cuda.h"
-#include "common/atomics.cuh"
-#include "common/launch.cuh"
-#include "common/reduce.cuh"
-#include "quant_common.cuh"
+#include "../common/atomics.cuh"
+#include "../common/launch.cuh"
+#include "../common/reduce.cuh"
+#include "../common/quant.cuh"
 
 namespace bnb::cuda {
 

@@ -1,6 +1,10 @@
-// The multi-tensor optimizer update op, written once over a backend (CPU or CUDA): argument
-// checks and the per-tensor slots here, arithmetic in kernels/. The backend gives each slot
-// its statistics scratch (Backend::update(like, dtype, hyper, eight_bit, slots, code1, code2)).
+// The multi-tensor optimizer update op, written once over a device's update (CPU or CUDA):
+// argument checks and the per-tensor slots here, arithmetic in kernels/. The update
+// (Update::update(like, dtype, hyper, eight_bit, slots, code1, code2), in
+// cpu/ and cuda/optimizer_registration.cpp) gives each slot its statistics scratch and
+// launches. It is an adapter of its own rather than a launcher of cpu/ or cuda/backend.h
+// because the devices take the slots differently: the CPU kernels read them from host
+// memory, the CUDA kernel from a device table that the op layer keeps (optimizer_launch.h).
 #pragma once
 #include <ATen/core/Tensor.h>
 #include <c10/util/string_view.h>
@@ -56,7 +60,7 @@ inline void check_absmax_list(at::TensorList absmax, at::TensorList params, bool
   }
 }
 
-template <class Backend>
+template <class Update>
 void optimizer_update(c10::string_view algorithm, at::TensorList params, at::TensorList grads,
                       at::TensorList state1, at::TensorList state2, at::TensorList absmax1, at::TensorList absmax2,
                       const std::optional<at::Tensor>& qmap1, const std::optional<at::Tensor>& qmap2,
@@ -143,7 +147,7 @@ void optimizer_update(c10::string_view algorithm, at::TensorList params, at::Ten
   h.block_wise = block_wise;
   const float* code1 = eight_bit ? qmap1->const_data_ptr<float>() : nullptr;
   const float* code2 = eight_bit && two ? qmap2->const_data_ptr<float>() : nullptr;
-  Backend::update(p0, dt, h, eight_bit, slots, code1, code2);
+  Update::update(p0, dt, h, eight_bit, slots, code1, code2);
 }
 
 }  // namespace bnb::ops

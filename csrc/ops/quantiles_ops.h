@@ -22,8 +22,8 @@ at::Tensor estimate_quantiles(const at::Tensor& A, double offset, int64_t num_qu
                   ": offset must be in [0, 0.5] (the fraction trimmed from each tail), got ", offset);
   const at::Tensor a = A.contiguous();
   at::Tensor out = at::empty({num_quantiles}, A.options().dtype(at::kFloat));
-  Backend::estimate_quantiles(A, dt, a.const_data_ptr(), A.numel(), offset, int(num_quantiles),
-                              out.mutable_data_ptr<float>());
+  Backend::launch(A, Backend::estimate_quantiles, dt, a.const_data_ptr(), A.numel(), offset, int(num_quantiles),
+                  out.mutable_data_ptr<float>());
   return out;
 }
 

@@ -69,8 +69,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_vectorwise_quant(const at::T
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(at::kChar));
   at::Tensor stats = at::empty({rows}, A.options().dtype(at::kFloat));
   at::Tensor outliers = at::empty({cols}, A.options().dtype(at::kBool));
-  Backend::vectorwise_quant(A, dt, a.const_data_ptr(), rows, cols, float(threshold), out.mutable_data_ptr<int8_t>(),
-                            stats.mutable_data_ptr<float>(), outliers.mutable_data_ptr<bool>());
+  Backend::launch(A, Backend::int8_vectorwise_quant, dt, a.const_data_ptr(), rows, cols, float(threshold),
+                  out.mutable_data_ptr<int8_t>(), stats.mutable_data_ptr<float>(), outliers.mutable_data_ptr<bool>(),
+                  /*outlier_list=*/nullptr);
   return {out, stats, outliers};
 }
 
@@ -90,9 +91,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_vectorwise_quant_outliers(co
   at::Tensor stats = at::empty({rows}, A.options().dtype(at::kFloat));
   at::Tensor flags = at::empty({cols}, A.options().dtype(at::kBool));
   at::Tensor list = at::empty({cols + 1}, A.options().dtype(at::kInt));
-  Backend::vectorwise_quant_list(A, dt, a.const_data_ptr(), rows, cols, float(threshold), out.mutable_data_ptr<int8_t>(),
-                                 stats.mutable_data_ptr<float>(), flags.mutable_data_ptr<bool>(),
-                                 list.mutable_data_ptr<int32_t>());
+  Backend::launch(A, Backend::int8_vectorwise_quant, dt, a.const_data_ptr(), rows, cols, float(threshold),
+                  out.mutable_data_ptr<int8_t>(), stats.mutable_data_ptr<float>(), flags.mutable_data_ptr<bool>(),
+                  list.mutable_data_ptr<int32_t>());
   return {out, stats, list};
 }
 
@@ -106,8 +107,8 @@ at::Tensor int8_vectorwise_dequant(const at::Tensor& A, const at::Tensor& stats)
   check_vector(stats, rows, at::kFloat, A, op, "stats", "A");
   const at::Tensor a = A.contiguous(), s = stats.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(at::kFloat));
-  Backend::vectorwise_dequant(A, a.const_data_ptr<int8_t>(), s.const_data_ptr<float>(), rows, cols,
-                              out.mutable_data_ptr<float>());
+  Backend::launch(A, Backend::int8_vectorwise_dequant, a.const_data_ptr<int8_t>(), s.const_data_ptr<float>(), rows,
+                  cols, out.mutable_data_ptr<float>());
   return out;
 }
 
@@ -124,8 +125,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> int8_doub
   std::tie(out_row, row_stats, outliers) = int8_vectorwise_quant<Backend>(a, threshold);
   at::Tensor out_col = at::empty(A.sizes(), A.options().dtype(at::kChar));
   at::Tensor col_stats = at::empty({cols}, A.options().dtype(at::kFloat));
-  Backend::colwise_quant(A, dt, a.const_data_ptr(), rows, cols, float(threshold), outliers.const_data_ptr<bool>(),
-                         out_col.mutable_data_ptr<int8_t>(), col_stats.mutable_data_ptr<float>());
+  Backend::launch(A, Backend::int8_colwise_quant, dt, a.const_data_ptr(), rows, cols, float(threshold),
+                  outliers.const_data_ptr<bool>(), out_col.mutable_data_ptr<int8_t>(),
+                  col_stats.mutable_data_ptr<float>());
   return {out_row, out_col, row_stats, col_stats, outliers};
 }
 
@@ -143,8 +145,8 @@ at::Tensor int8_linear_matmul(const at::Tensor& A, const at::Tensor& B) {
   const int64_t M = leading_rows(A), N = B.size(0), K = B.size(1);
   const at::Tensor a = A.contiguous(), b = B.contiguous();
   at::Tensor C = at::empty(with_last(A, N), A.options().dtype(at::kInt));
-  Backend::linear_matmul(A, a.const_data_ptr<int8_t>(), b.const_data_ptr<int8_t>(), C.mutable_data_ptr<int32_t>(), M,
-                         N, K);
+  Backend::launch(A, Backend::int8_linear_matmul, a.const_data_ptr<int8_t>(), b.const_data_ptr<int8_t>(),
+                  C.mutable_data_ptr<int32_t>(), M, N, K);
   return C;
 }
 
@@ -175,9 +177,10 @@ at::Tensor int8_mm_dequant(const at::Tensor& A, const at::Tensor& row_stats, con
   }
   const at::Tensor a = A.contiguous(), rs = row_stats.contiguous(), cs = col_stats.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(dtype));
-  Backend::mm_dequant(A, dt, a.const_data_ptr<int32_t>(), rs.const_data_ptr<float>(), cs.const_data_ptr<float>(),
-                      b.defined() ? b.const_data_ptr() : nullptr, sa.defined() ? sa.const_data_ptr() : nullptr,
-                      sb.defined() ? sb.const_data_ptr() : nullptr, sub_k, M, N, out.mutable_data_ptr());
+  Backend::launch(A, Backend::int8_mm_dequant, dt, a.const_data_ptr<int32_t>(), rs.const_data_ptr<float>(),
+                  cs.const_data_ptr<float>(), b.defined() ? b.const_data_ptr() : nullptr,
+                  sa.defined() ? sa.const_data_ptr() : nullptr, sb.defined() ? sb.const_data_ptr() : nullptr, sub_k, M,
+                  N, out.mutable_data_ptr());
   return out;
 }
 
@@ -206,10 +209,10 @@ at::Tensor int8_mm_dequant_outliers(const at::Tensor& A, const at::Tensor& row_s
   const at::Tensor a = A.contiguous(), rs = row_stats.contiguous(), cs = col_stats.contiguous(), x = X.contiguous(),
                    w = W.contiguous(), list = outlier_list.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(dtype));
-  Backend::mm_dequant_outliers(x, dt, a.const_data_ptr<int32_t>(), rs.const_data_ptr<float>(),
-                               cs.const_data_ptr<float>(), b.defined() ? b.const_data_ptr() : nullptr,
-                               x.const_data_ptr(), w.const_data_ptr(), w.scalar_type() == at::kChar,
-                               list.const_data_ptr<int32_t>(), M, N, K, out.mutable_data_ptr());
+  Backend::launch(x, Backend::int8_mm_dequant_outliers, dt, a.const_data_ptr<int32_t>(), rs.const_data_ptr<float>(),
+                  cs.const_data_ptr<float>(), b.defined() ? b.const_data_ptr() : nullptr, x.const_data_ptr(),
+                  w.const_data_ptr(), w.scalar_type() == at::kChar, list.const_data_ptr<int32_t>(), M, N, K,
+                  out.mutable_data_ptr());
   return out;
 }
 
@@ -230,8 +233,9 @@ at::Tensor int8_weight_linear(const at::Tensor& A, const at::Tensor& CB, const a
   const at::Tensor b = checked_bias(bias, N, A.scalar_type(), A, op);
   const at::Tensor a = A.contiguous(), w = CB.contiguous(), s = SCB.contiguous();
   at::Tensor out = at::empty(with_last(A, N), A.options());
-  Backend::weight_linear(A, dt, a.const_data_ptr(), w.const_data_ptr<int8_t>(), s.const_data_ptr<float>(),
-                         b.defined() ? b.const_data_ptr() : nullptr, M, N, K, out.mutable_data_ptr());
+  Backend::launch(A, Backend::int8_weight_linear, dt, a.const_data_ptr(), w.const_data_ptr<int8_t>(),
+                  s.const_data_ptr<float>(), b.defined() ? b.const_data_ptr() : nullptr, M, N, K,
+                  out.mutable_data_ptr());
   return out;
 }
 

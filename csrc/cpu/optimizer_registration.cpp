@@ -1,16 +1,16 @@
-// CPU registration of the optimizer update: the slots go straight to the kernel (no table),
-// their statistics in scratch of this call.
+// CPU kernels of the optimizer update and of the paged-state ops. The update's slots go
+// straight to the kernel (no table), their statistics in scratch of this call.
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <vector>
 
 #include "bnb/optimizer_cpu.h"
-#include "optimizer_ops.h"
+#include "../ops/optimizer_ops.h"
 
 namespace {
 
-struct CpuOptimizerBackend {
+struct CpuOptimizerUpdate {
   static void update(const at::Tensor&, bnb::DType dt, const bnb::OptimizerHyper& h, bool eight_bit,
                      std::vector<bnb::TensorSlot>& slots, const float* code1, const float* code2) {
     // doubles, so that the squared norms kept in the statistics are 8-byte aligned
@@ -33,7 +33,7 @@ void prefetch_to_device_cpu(at::TensorList) {}
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bitsandbytes, CPU, m) {
-  m.impl("optimizer_update", &bnb::ops::optimizer_update<CpuOptimizerBackend>);
+  m.impl("optimizer_update", &bnb::ops::optimizer_update<CpuOptimizerUpdate>);
   m.impl("paged_zeros", &paged_zeros_cpu);
   m.impl("prefetch_to_device", &prefetch_to_device_cpu);
 }

@@ -1,6 +1,6 @@
 // The dtype dispatch of the block-wise launchers (the kernels are instantiated per dtype
-// in quantize_blockwise_{f32,f16,bf16}.cu).
-#include "quantize_blockwise.cuh"
+// in blockwise_{f32,f16,bf16}.cu).
+#include "blockwise.cuh"
 
 namespace bnb::cuda {
 

@@ -1,5 +1,5 @@
 // Block-wise quantize/dequantize kernels for __half values, every block size.
-#include "quantize_blockwise.cuh"
+#include "blockwise.cuh"
 
 namespace bnb::cuda {
 BNB_INSTANTIATE_BLOCKWISE(__half)

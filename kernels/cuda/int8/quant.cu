@@ -9,9 +9,9 @@
 #include <cub/block/block_scan.cuh>
 
 #include "bnb/int8_cuda.h"
-#include "common/atomics.cuh"
-#include "common/launch.cuh"
-#include "int8_common.cuh"
+#include "../common/atomics.cuh"
+#include "../common/launch.cuh"
+#include "quantize_math.cuh"
 
 namespace bnb::cuda {
 

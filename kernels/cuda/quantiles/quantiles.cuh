@@ -24,10 +24,10 @@
 
 #include "bnb/quantiles.h"
 #include "bnb/quantiles_cuda.h"
-#include "common/device_caps.cuh"
-#include "common/launch.cuh"
-#include "common/reduce.cuh"
-#include "quant_common.cuh"
+#include "../common/device_caps.cuh"
+#include "../common/launch.cuh"
+#include "../common/reduce.cuh"
+#include "../common/quant.cuh"
 
 namespace bnb::cuda {
 

@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "common/reduce.cuh"
-#include "quant_common.cuh"
+#include "../common/reduce.cuh"
+#include "../common/quant.cuh"
 
 namespace bnb::cuda {
 

@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "bnb/int8_cuda.h"
-#include "int8_common.cuh"
+#include "quantize_math.cuh"
 
 namespace bnb::cuda {
 
@@ -245,8 +245,8 @@ cudaError_t int8_mm_dequant(DType dtype, const int32_t* C, const float* row_stat
 
 cudaError_t int8_mm_dequant_outliers(DType dtype, const int32_t* C, const float* row_stats, const float* col_stats,
                                      const void* bias, const void* X, const void* W, bool w_int8,
-                                     const int32_t* outlier_list, void* sub_BT, int64_t M, int64_t N, int64_t K,
-                                     void* out, cudaStream_t stream) {
+                                     const int32_t* outlier_list, int64_t M, int64_t N, int64_t K, void* out,
+                                     void* sub_BT, cudaStream_t stream) {
   switch (dtype) {
     case DType::Float32:
       return launch_outliers<float>(C, row_stats, col_stats, bias, X, W, w_int8, outlier_list, sub_BT, M, N, K, out,

@@ -1,0 +1,7 @@
+// CPU kernel of the quantile-estimation op: the op layer over the CPU backend.
+#include <torch/library.h>
+
+#include "../ops/quantiles_ops.h"
+#include "backend.h"
+
+TORCH_LIBRARY_IMPL(bitsandbytes, CPU, m) { BNB_REGISTER_QUANTILE_OPS(m, bnb::ops::CpuBackend) }
