@@ -6,7 +6,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <random>
 #include <string>
 #include <tuple>
@@ -14,6 +13,7 @@
 
 #include "bnb/float16.h"
 #include "bnb/quantize_4bit_cpu.h"
+#include "quantize_4bit_fixture.h"
 
 namespace {
 
@@ -191,63 +191,13 @@ TEST(Quantize4bit, RelativeErrorOfNormalData) {
 
 // ---- the reference library's codes ----------------------------------------------------
 
-struct FixtureCase {
-  std::string name;
-  QuantType4bit quant_type;
-  DType dtype;
-  int64_t blocksize;
-  std::vector<uint8_t> packed;
-  std::vector<float> absmax;
-  std::vector<uint8_t> dequant;  // raw values in dtype; empty when not stored
-};
-
-struct Fixture {
-  std::vector<float> input;
-  std::vector<FixtureCase> cases;
-};
-
-template <typename T> bool read_pod(std::ifstream& f, T& v) { return bool(f.read(reinterpret_cast<char*>(&v), sizeof v)); }
-template <typename T> bool read_array(std::ifstream& f, std::vector<T>& v, uint32_t count) {
-  v.resize(count);
-  return count == 0 || bool(f.read(reinterpret_cast<char*>(v.data()), std::streamsize(count * sizeof(T))));
-}
-
-// tests/data/quantize_4bit_cases.bin beside this file's directory; false when absent.
-bool load_fixture(Fixture& fx) {
-  std::string dir = __FILE__;
-  dir = dir.substr(0, dir.find_last_of("/\\"));  // tests/cpp
-  std::ifstream f(dir + "/../data/quantize_4bit_cases.bin", std::ios::binary);
-  if (!f) return false;
-  char magic[4];
-  uint32_t n = 0, cases = 0;
-  if (!f.read(magic, 4) || std::memcmp(magic, "BNB4", 4) != 0 || !read_pod(f, n) || !read_array(f, fx.input, n) ||
-      !read_pod(f, cases))
-    return false;
-  for (uint32_t c = 0; c < cases; ++c) {
-    FixtureCase fc;
-    uint8_t len = 0, q = 0, t = 0;
-    uint32_t bs = 0, count = 0;
-    if (!read_pod(f, len)) return false;
-    fc.name.resize(len);
-    if (!f.read(fc.name.data(), len) || !read_pod(f, q) || !read_pod(f, t) || !read_pod(f, bs)) return false;
-    fc.quant_type = QuantType4bit(q);
-    fc.dtype = DType(t);
-    fc.blocksize = bs;
-    if (!read_pod(f, count) || !read_array(f, fc.packed, count)) return false;
-    if (!read_pod(f, count) || !read_array(f, fc.absmax, count)) return false;
-    if (!read_pod(f, count) || !read_array(f, fc.dequant, count)) return false;
-    fx.cases.push_back(std::move(fc));
-  }
-  return true;
-}
-
 TEST(Quantize4bitReference, CodesAbsmaxAndDequantizedValues) {
-  Fixture fx;
-  if (!load_fixture(fx)) GTEST_SKIP() << "tests/data/quantize_4bit_cases.bin not found";
+  bnb_test::Fixture4bit fx;
+  if (!bnb_test::load_fixture_4bit(fx)) GTEST_SKIP() << "tests/data/quantize_4bit_cases.bin not found";
   ASSERT_EQ(fx.cases.size(), 10u);
   const int64_t n = int64_t(fx.input.size());
   int64_t bytes_checked = 0;
-  for (const FixtureCase& fc : fx.cases) {
+  for (const bnb_test::Fixture4bitCase& fc : fx.cases) {
     SCOPED_TRACE(fc.name);
     Values a(fc.dtype, n);  // the input cast to the case's dtype
     for (int64_t i = 0; i < n; ++i) a.set(i, fx.input[i]);

@@ -7,6 +7,7 @@
 
 #include "bnb/quantize_4bit_cpu.h"
 #include "bnb/quantize_4bit_cuda.h"
+#include "../quantize_4bit_fixture.h"
 #include "cuda_test_util.h"
 
 namespace {
@@ -71,6 +72,34 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values<int64_t>(32, 64, 128, 256, 512, 1024, 2048, 4096),
                        // empty, one value, odd, not a multiple of any block or tile, many tiles
                        ::testing::Values<int64_t>(0, 1, 14997, 3 * 4096 + 5, 1000003)));
+
+// The reference library's codes, absmax and dequantized values, on the GPU directly.
+TEST_F(CudaTest, Quantize4bitMatchesReferenceFixture) {
+  Fixture4bit fx;
+  if (!load_fixture_4bit(fx)) GTEST_SKIP() << "tests/data/quantize_4bit_cases.bin not found";
+  const int64_t n = int64_t(fx.input.size());
+  for (const Fixture4bitCase& fc : fx.cases) {
+    SCOPED_TRACE(fc.name);
+    const Values a = from_floats(fc.dtype, fx.input);
+    DeviceBuffer<uint8_t> a_d = to_device(a);
+    DeviceBuffer<uint8_t> q_d(static_cast<size_t>(bnb::packed_bytes_4bit(n)));
+    DeviceBuffer<float> absmax_d(static_cast<size_t>(bnb::num_blocks(n, fc.blocksize)));
+    ASSERT_EQ(bnb::cuda::quantize_4bit(fc.dtype, a_d.get(), fc.quant_type, q_d.get(), absmax_d.get(), n,
+                                       fc.blocksize, nullptr),
+              cudaSuccess);
+    EXPECT_EQ(count_mismatches(q_d.host(), fc.packed), 0);
+    EXPECT_EQ(absmax_d.host(), fc.absmax);
+    if (fc.dequant.empty()) continue;
+    std::vector<float> code = table(fc.quant_type);
+    if (fc.quant_type == QuantType4bit::FP4) code[8] = -0.0f;  // the reference writes -0.0 for code 8
+    DeviceBuffer<float> code_d(code);
+    DeviceBuffer<uint8_t> back_d(static_cast<size_t>(n) * static_cast<size_t>(bnb::dtype_size(fc.dtype)));
+    ASSERT_EQ(bnb::cuda::dequantize_4bit(fc.dtype, q_d.get(), code_d.get(), absmax_d.get(), back_d.get(), n,
+                                         fc.blocksize, nullptr),
+              cudaSuccess);
+    EXPECT_EQ(back_d.host(), fc.dequant);
+  }
+}
 
 TEST_F(CudaTest, Quantize4bitRejectsBadBlocksize) {
   EXPECT_EQ(bnb::cuda::quantize_4bit(DType::Float32, nullptr, QuantType4bit::NF4, nullptr, nullptr, 64, 48, nullptr),
