@@ -1,5 +1,5 @@
 // The two 4-bit code formats (NF4, FP4): their 16-value tables and the rule that maps a
-// value in [-1, 1] (already divided by its block's absmax) to a 4-bit code.
+// value in [-1, 1] (already multiplied by 1 / its block's absmax, block_scale_4bit) to a 4-bit code.
 //
 // The rule is the one the 4-bit checkpoints people have were written with, so our codes equal
 // theirs bit for bit:
@@ -7,12 +7,12 @@
 //   the float32 midpoints of neighbouring NF4 values (written out below; they equal
 //   0.5f * (code[i] + code[i + 1])). A value exactly on a midpoint takes the lower code.
 // - FP4 is sign-magnitude: bit 3 is set for x < 0 (so -0.0 and NaN get a clear sign bit), and
-//   the low three bits encode |x|. The table is not sorted: the low three bits of an entry
-//   grow with its magnitude as 0, 1, 6, 7, 4, 5, 2, 3. The magnitude's decision thresholds are
-//   the midpoints of neighbouring magnitudes as the reference writes them, decimals rounded to
-//   float32; two of them are not the float32 midpoints (7/12 is written 0.583333, below
-//   0.58333331, and 0.0859375, an exact midpoint, is kept strict), and real fp16/bf16 inputs land
-//   on both, so they are spelled out rather than computed.
+//   the low three bits encode |x|, again by counting the thresholds strictly below it. The
+//   table is not sorted: the low three bits of an entry grow with its magnitude as
+//   0, 1, 6, 7, 4, 5, 2, 3. The thresholds are the midpoints of neighbouring magnitudes as the
+//   reference writes them, short decimals rounded to float32; five of the seven are not the
+//   float32 midpoints (0.583333 is 3.4e-7 below 7/12), and fp16/bf16 inputs scaled by their
+//   absmax land exactly on them, so they are spelled out rather than computed.
 // Both rules send NaN (an all-zero block scaled by 1 / 0) to code 0, as the reference does.
 #pragma once
 #include <cstdint>
