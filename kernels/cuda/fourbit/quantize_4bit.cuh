@@ -1,0 +1,223 @@
+// Block-wise 4-bit quantize and dequantize kernels, templated on element type (and, for
+// quantize, block size and code format). Each dtype's instantiations live in their own .cu
+// file so the build compiles them in parallel.
+//
+// Work split, as in the 8-bit kernels: a thread's chunk is one 16-byte access of the wide side
+// (V = 4 floats or 8 halves: the input of quantize, the output of dequantize) and V / 2 bytes of
+// codes; chunk c of a tile holds V * kThreads consecutive values, one chunk a thread, so every
+// warp-wide access is contiguous on both sides. Quantize reduces a block's absmax over the
+// group of blocksize / V consecutive threads that hold it (or over the whole tile when a block
+// is larger than a chunk). The grid is persistent, striding over tiles.
+#pragma once
+#include <algorithm>
+
+#include "bnb/codes_4bit.h"
+#include "bnb/quantize_4bit_cuda.h"
+#include "../common/launch.cuh"
+#include "../common/quant.cuh"
+#include "../quantize/blockwise.cuh"  // group_max
+
+namespace bnb::cuda {
+
+template <typename T, int BLOCK> struct Blockwise4bitShape {
+  static constexpr int kVec = 16 / sizeof(T);         // values per 16-byte chunk
+  static constexpr int kChunkSpan = kThreads * kVec;  // values of one chunk across the CTA
+  static constexpr bool kBlockInChunk = BLOCK <= kChunkSpan;
+  // At least 32 bytes of input in flight per thread; a larger block takes whole tiles.
+  static constexpr int kChunks = kBlockInChunk ? (kVec == 4 ? 2 : 1) : BLOCK / kChunkSpan;
+  static constexpr int kTile = kChunks * kChunkSpan;
+  static constexpr int kGroup = kBlockInChunk ? BLOCK / kVec : kThreads;  // threads per block
+  static_assert(BLOCK % kVec == 0 && kGroup <= kThreads, "a block is whole chunks of one CTA");
+};
+
+// V / 2 packed bytes (2 or 4) as one access; p aligned to its size.
+template <int B> __device__ __forceinline__ void store_packed(uint8_t* p, const uint8_t (&b)[B]) {
+  static_assert(B == 2 || B == 4, "2 or 4 bytes");
+  if constexpr (B == 2) {
+    *reinterpret_cast<uint16_t*>(p) = uint16_t(b[0] | (b[1] << 8));
+  } else {
+    __stcs(reinterpret_cast<unsigned int*>(p), unsigned(b[0]) | (unsigned(b[1]) << 8) | (unsigned(b[2]) << 16) |
+                                                   (unsigned(b[3]) << 24));
+  }
+}
+template <int B> __device__ __forceinline__ void load_packed(const uint8_t* p, uint8_t (&b)[B]) {
+  static_assert(B == 2 || B == 4, "2 or 4 bytes");
+  unsigned raw = B == 2 ? unsigned(__ldcs(reinterpret_cast<const unsigned short*>(p)))
+                        : __ldcs(reinterpret_cast<const unsigned int*>(p));
+#pragma unroll
+  for (int j = 0; j < B; ++j) b[j] = uint8_t(raw >> (8 * j));
+}
+
+template <typename T, int BLOCK, QuantType4bit Q>
+__global__ void __launch_bounds__(kThreads)
+quantize_4bit_kernel(const T* __restrict__ A, uint8_t* __restrict__ out, float* __restrict__ absmax, int64_t n) {
+  using S = Blockwise4bitShape<T, BLOCK>;
+  constexpr int V = S::kVec, C = S::kChunks;
+  __shared__ float s_warp[2 * kThreads / 32];
+  int parity = 0;
+  const bool vector_ok = aligned16(A) && aligned16(out);
+  const int64_t tiles = (n + S::kTile - 1) / S::kTile;
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int64_t first = tile * S::kTile + int64_t(threadIdx.x) * V;  // this thread's chunk 0
+    const bool full = vector_ok && (tile + 1) * S::kTile <= n;
+    float v[C][V];
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      const int64_t base = first + int64_t(c) * S::kChunkSpan;
+      if (full) {
+        load_vec<T, V>(A + base, v[c]);
+      } else {  // past the end: 0.0, which also pads an odd n's last byte
+#pragma unroll
+        for (int j = 0; j < V; ++j) v[c][j] = base + j < n ? to_float(A[base + j]) : 0.f;
+      }
+    }
+    float scale[C];
+    if constexpr (S::kBlockInChunk) {
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+        float m = 0.f;
+#pragma unroll
+        for (int j = 0; j < V; ++j) m = fmaxf(m, fabsf(v[c][j]));
+        m = group_max<S::kGroup>(m, s_warp, parity);
+        parity ^= 1;
+        const int64_t base = first + int64_t(c) * S::kChunkSpan;
+        if (threadIdx.x % S::kGroup == 0 && base < n) absmax[base / BLOCK] = m;
+        scale[c] = block_scale_4bit(m);
+      }
+    } else {
+      float m = 0.f;
+#pragma unroll
+      for (int c = 0; c < C; ++c)
+#pragma unroll
+        for (int j = 0; j < V; ++j) m = fmaxf(m, fabsf(v[c][j]));
+      m = group_max<kThreads>(m, s_warp, parity);
+      parity ^= 1;
+      if (threadIdx.x == 0) absmax[tile] = m;
+#pragma unroll
+      for (int c = 0; c < C; ++c) scale[c] = block_scale_4bit(m);
+    }
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      const int64_t base = first + int64_t(c) * S::kChunkSpan;
+      uint8_t b[V / 2];
+#pragma unroll
+      for (int j = 0; j < V / 2; ++j)
+        b[j] = pack_4bit(code_4bit_of<Q>(v[c][2 * j] * scale[c]), code_4bit_of<Q>(v[c][2 * j + 1] * scale[c]));
+      if (full) {
+        store_packed<V / 2>(out + base / 2, b);
+      } else {
+#pragma unroll
+        for (int j = 0; j < V / 2; ++j)
+          if (base + 2 * j < n) out[base / 2 + j] = b[j];
+      }
+    }
+  }
+}
+
+// Dequantize: four chunks a thread (it reads an eighth or a quarter of what it writes, so
+// several requests must be in flight). Any block size: a chunk never straddles two blocks
+// (V <= 8 < 32), so each chunk reads one absmax, found by a shift.
+constexpr int kDequant4bitChunks = 4;
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+dequantize_4bit_kernel(const uint8_t* __restrict__ A, const float* __restrict__ code,
+                       const float* __restrict__ absmax, T* __restrict__ out, int64_t n, int log2_blocksize) {
+  constexpr int V = 16 / sizeof(T), C = kDequant4bitChunks, kSpan = kThreads * V, kTile = C * kSpan;
+  // 16 entries in 16 banks: any pattern of lookups by a warp is conflict-free.
+  __shared__ float s_code[16];
+  if (threadIdx.x < 16) s_code[threadIdx.x] = code[threadIdx.x];
+  __syncthreads();
+  const bool vector_ok = aligned16(A) && aligned16(out);
+  const int64_t tiles = (n + kTile - 1) / kTile;
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int64_t first = tile * kTile + int64_t(threadIdx.x) * V;
+    const bool full = vector_ok && (tile + 1) * kTile <= n;
+    uint8_t q[C][V / 2];
+    float m[C];
+#pragma unroll
+    for (int c = 0; c < C; ++c) {  // all loads first
+      const int64_t base = first + int64_t(c) * kSpan;
+      if (full) {
+        load_packed<V / 2>(A + base / 2, q[c]);
+      } else {
+#pragma unroll
+        for (int j = 0; j < V / 2; ++j) q[c][j] = base + 2 * j < n ? A[base / 2 + j] : 0;
+      }
+      m[c] = base < n ? __ldg(absmax + (base >> log2_blocksize)) : 0.f;
+    }
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      const int64_t base = first + int64_t(c) * kSpan;
+      float v[V];
+#pragma unroll
+      for (int j = 0; j < V / 2; ++j) {
+        v[2 * j] = s_code[q[c][j] >> 4] * m[c];
+        v[2 * j + 1] = s_code[q[c][j] & 0xF] * m[c];
+      }
+      if (full) {
+        store_vec<T, V>(out + base, v);
+      } else {
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+          if (base + j < n) out[base + j] = from_float<T>(v[j]);
+      }
+    }
+  }
+}
+
+template <typename T, int BLOCK, QuantType4bit Q>
+cudaError_t launch_quantize_4bit_bs(const T* A, uint8_t* out, float* absmax, int64_t n, cudaStream_t stream) {
+  using S = Blockwise4bitShape<T, BLOCK>;
+  const int64_t tiles = (n + S::kTile - 1) / S::kTile;
+  const auto kernel = quantize_4bit_kernel<T, BLOCK, Q>;
+  const int64_t grid = std::min<int64_t>(tiles, persistent_grid((const void*)kernel, kThreads, 0));
+  kernel<<<int(grid), kThreads, 0, stream>>>(A, out, absmax, n);
+  return cudaGetLastError();
+}
+
+#define BNB_FOR_EACH_BLOCKSIZE_4BIT(X) X(32) X(64) X(128) X(256) X(512) X(1024) X(2048) X(4096)
+
+template <typename T, QuantType4bit Q>
+cudaError_t launch_quantize_4bit_q(const T* A, uint8_t* out, float* absmax, int64_t n, int64_t blocksize,
+                                   cudaStream_t stream) {
+  switch (blocksize) {
+#define BNB_CASE(B) case B: return launch_quantize_4bit_bs<T, B, Q>(A, out, absmax, n, stream);
+    BNB_FOR_EACH_BLOCKSIZE_4BIT(BNB_CASE)
+#undef BNB_CASE
+  }
+  return cudaErrorInvalidValue;
+}
+
+template <typename T>
+cudaError_t launch_quantize_4bit(const T* A, QuantType4bit quant_type, uint8_t* out, float* absmax, int64_t n,
+                                 int64_t blocksize, cudaStream_t stream) {
+  if (!is_supported_blocksize(kFormat4bit, blocksize)) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  return quant_type == QuantType4bit::NF4
+             ? launch_quantize_4bit_q<T, QuantType4bit::NF4>(A, out, absmax, n, blocksize, stream)
+             : launch_quantize_4bit_q<T, QuantType4bit::FP4>(A, out, absmax, n, blocksize, stream);
+}
+
+template <typename T>
+cudaError_t launch_dequantize_4bit(const uint8_t* A, const float* code, const float* absmax, T* out, int64_t n,
+                                   int64_t blocksize, cudaStream_t stream) {
+  if (!is_supported_blocksize(kFormat4bit, blocksize)) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  int log2_blocksize = 0;
+  while ((int64_t(1) << log2_blocksize) < blocksize) ++log2_blocksize;
+  constexpr int64_t kTile = int64_t(kDequant4bitChunks) * kThreads * (16 / sizeof(T));
+  const auto kernel = dequantize_4bit_kernel<T>;
+  const int64_t grid = std::min<int64_t>((n + kTile - 1) / kTile, persistent_grid((const void*)kernel, kThreads, 0));
+  kernel<<<int(grid), kThreads, 0, stream>>>(A, code, absmax, out, n, log2_blocksize);
+  return cudaGetLastError();
+}
+
+// Each dtype's file instantiates these two for its T.
+#define BNB_INSTANTIATE_4BIT(T)                                                                             \
+  template cudaError_t launch_quantize_4bit<T>(const T*, QuantType4bit, uint8_t*, float*, int64_t, int64_t, \
+                                               cudaStream_t);                                               \
+  template cudaError_t launch_dequantize_4bit<T>(const uint8_t*, const float*, const float*, T*, int64_t,   \
+                                                 int64_t, cudaStream_t);
+
+}  // namespace bnb::cuda

@@ -1,0 +1,116 @@
+// The two 4-bit code formats (NF4, FP4): their 16-value tables and the rule that maps a
+// value in [-1, 1] (already multiplied by 1 / its block's absmax, block_scale_4bit) to a 4-bit code.
+//
+// The rule is the one the 4-bit checkpoints people have were written with, so our codes equal
+// theirs bit for bit:
+// - NF4: the code is the number of decision thresholds strictly below x. The thresholds are
+//   the float32 midpoints of neighbouring NF4 values (written out below; they equal
+//   0.5f * (code[i] + code[i + 1])). A value exactly on a midpoint takes the lower code.
+// - FP4 is sign-magnitude: bit 3 is set for x < 0 (so -0.0 and NaN get a clear sign bit), and
+//   the low three bits encode |x|, again by counting the thresholds strictly below it. The
+//   table is not sorted: the low three bits of an entry grow with its magnitude as
+//   0, 1, 6, 7, 4, 5, 2, 3. The thresholds are the midpoints of neighbouring magnitudes as the
+//   reference writes them, short decimals rounded to float32; five of the seven are not the
+//   float32 midpoints (0.583333 is 3.4e-7 below 7/12), and fp16/bf16 inputs scaled by their
+//   absmax land exactly on them, so they are spelled out rather than computed.
+// Both rules send NaN (an all-zero block scaled by 1 / 0) to code 0, as the reference does.
+#pragma once
+#include <cstdint>
+
+#include "bnb/dtype.h"
+
+namespace bnb {
+
+enum class QuantType4bit : int { NF4 = 0, FP4 = 1 };
+
+inline const char* quant_type_name(QuantType4bit t) { return t == QuantType4bit::NF4 ? "nf4" : "fp4"; }
+
+// Normal-float: quantiles of N(0, 1) scaled to [-1, 1], with an exact zero; sorted ascending.
+inline constexpr float kNF4Code[16] = {
+    -1.0f,
+    -0.6961928009986877f,
+    -0.5250730514526367f,
+    -0.39491748809814453f,
+    -0.28444138169288635f,
+    -0.18477343022823334f,
+    -0.09105003625154495f,
+    0.0f,
+    0.07958029955625534f,
+    0.16093020141124725f,
+    0.24611230194568634f,
+    0.33791524171829224f,
+    0.44070982933044434f,
+    0.5626170039176941f,
+    0.7229568362236023f,
+    1.0f,
+};
+
+// FP4 (1 sign bit, 2 exponent bits, 1 mantissa bit, no infinities) divided by its largest
+// value, 6 (indexed by the code: bit 3 the sign). Entry 8 is +0.0 in the table the reference
+// stores in quant_map; its own FP4 dequantize writes -0.0 there (equal in value).
+inline constexpr float kFP4Code[16] = {
+    0.0f, 0.0052083334885537624f, 0.6666666865348816f, 1.0f, 0.3333333432674408f, 0.5f, 0.1666666716337204f, 0.25f,
+    0.0f, -0.0052083334885537624f, -0.6666666865348816f, -1.0f, -0.3333333432674408f, -0.5f, -0.1666666716337204f, -0.25f,
+};
+
+inline const float* code_4bit(QuantType4bit t) { return t == QuantType4bit::NF4 ? kNF4Code : kFP4Code; }
+
+// NF4 code of x: thresholds as immediates (no table: on the GPU a constant array indexed
+// per value would cost a memory access; fifteen compares cost nothing in a memory-bound
+// kernel and never branch).
+BNB_HD uint8_t nf4_code_of(float x) {
+  int c = 0;
+  c += x > -0.8480964004993439f;
+  c += x > -0.6106329262256622f;
+  c += x > -0.4599952697753906f;
+  c += x > -0.33967943489551544f;
+  c += x > -0.23460740596055984f;
+  c += x > -0.13791173323988914f;
+  c += x > -0.045525018125772476f;
+  c += x > 0.03979014977812767f;
+  c += x > 0.1202552504837513f;
+  c += x > 0.2035212516784668f;
+  c += x > 0.2920137718319893f;
+  c += x > 0.3893125355243683f;
+  c += x > 0.5016634166240692f;
+  c += x > 0.6427869200706482f;
+  c += x > 0.8614784181118011f;
+  return uint8_t(c);
+}
+
+// FP4 code of x: the rank r of |x| among the eight magnitudes, then the three bits that
+// magnitude has in the table (rank r's bits at nibble r of 0x32547610).
+BNB_HD uint8_t fp4_code_of(float x) {
+  const uint32_t sign = x < 0.f ? 8u : 0u;
+  const float a = x < 0.f ? -x : x;  // NaN stays NaN: every compare below is false
+  int r = 0;
+  r += a > 0.00260417f;
+  r += a > 0.0859375f;
+  r += a > 0.20833333f;
+  r += a > 0.29166667f;
+  r += a > 0.4166667f;
+  r += a > 0.583333f;
+  r += a > 0.8333333f;
+  return uint8_t(sign | ((0x32547610u >> (4 * r)) & 7u));
+}
+
+template <QuantType4bit Q> BNB_HD uint8_t code_4bit_of(float x) {
+  if constexpr (Q == QuantType4bit::NF4) {
+    return nf4_code_of(x);
+  } else {
+    return fp4_code_of(x);
+  }
+}
+
+// The scale a block's values are multiplied by before the search: 1 / absmax, IEEE-rounded
+// (an all-zero block gets infinity, so its values become NaN and code 0, as in the reference).
+BNB_HD float block_scale_4bit(float absmax) { return 1.0f / absmax; }
+
+// Two codes a byte, the first value in the high nibble.
+BNB_HD uint8_t pack_4bit(uint8_t first, uint8_t second) { return uint8_t((first << 4) | (second & 0xF)); }
+
+// Bytes of n packed codes: an odd n leaves the last byte's low nibble for a missing value,
+// which is quantized as 0.0 (as the reference pads its last block).
+inline int64_t packed_bytes_4bit(int64_t n) { return (n + 1) / 2; }
+
+}  // namespace bnb

@@ -1,0 +1,159 @@
+// The CUDA 4-bit launchers (bnb/quantize_4bit_cuda.h) against their CPU twins on the same
+// inputs: codes and absmax exactly (the same IEEE division and thresholds), dequantized values
+// exactly (one product, one rounding to the dtype), and the fused product within the
+// difference of two float32 summation orders.
+#include <cmath>
+#include <tuple>
+
+#include "bnb/quantize_4bit_cpu.h"
+#include "bnb/quantize_4bit_cuda.h"
+#include "../quantize_4bit_fixture.h"
+#include "cuda_test_util.h"
+
+namespace {
+
+using bnb::DType;
+using bnb::QuantType4bit;
+using namespace bnb_test;
+
+constexpr DType kDTypes[] = {DType::Float32, DType::Float16, DType::BFloat16};
+constexpr QuantType4bit kQuantTypes[] = {QuantType4bit::NF4, QuantType4bit::FP4};
+
+std::vector<float> table(QuantType4bit q) { return std::vector<float>(bnb::code_4bit(q), bnb::code_4bit(q) + 16); }
+
+int64_t count_mismatches(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  int64_t bad = 0;
+  for (size_t i = 0; i < a.size(); ++i) bad += a[i] != b[i];
+  return bad;
+}
+
+class Quantize4bitCuda : public CudaTestWithParam<std::tuple<QuantType4bit, DType, int64_t, int64_t>> {};
+
+TEST_P(Quantize4bitCuda, MatchesCpu) {
+  const auto [q, dtype, blocksize, n] = GetParam();
+  Values a = random_values(dtype, n, uint32_t(n + blocksize), 3.f);
+  // An all-zero block where there is room for one (its codes come from 0 * (1 / 0)).
+  if (n >= 3 * blocksize) {
+    const Values zeros = empty_values(dtype, blocksize);
+    std::copy(zeros.bytes.begin(), zeros.bytes.end(), a.bytes.begin() + blocksize * bnb::dtype_size(dtype));
+  }
+  const int64_t blocks = bnb::num_blocks(n, blocksize), bytes = bnb::packed_bytes_4bit(n);
+
+  std::vector<uint8_t> q_cpu(static_cast<size_t>(bytes));
+  std::vector<float> absmax_cpu(static_cast<size_t>(blocks));
+  bnb::cpu::quantize_4bit(dtype, a.data(), q, q_cpu.data(), absmax_cpu.data(), n, blocksize);
+
+  DeviceBuffer<uint8_t> a_d = to_device(a);
+  DeviceBuffer<uint8_t> q_d(static_cast<size_t>(bytes));
+  DeviceBuffer<float> absmax_d(static_cast<size_t>(blocks));
+  q_d.fill_bytes(0xAA);
+  ASSERT_EQ(bnb::cuda::quantize_4bit(dtype, a_d.get(), q, q_d.get(), absmax_d.get(), n, blocksize, nullptr),
+            cudaSuccess);
+  EXPECT_EQ(absmax_d.host(), absmax_cpu);
+  EXPECT_EQ(count_mismatches(q_d.host(), q_cpu), 0);
+
+  // Dequantize the same codes on both.
+  const std::vector<float> code = table(q);
+  Values back_cpu = empty_values(dtype, n);
+  bnb::cpu::dequantize_4bit(dtype, q_cpu.data(), code.data(), absmax_cpu.data(), back_cpu.data(), n, blocksize);
+  DeviceBuffer<uint8_t> qc_d(q_cpu);
+  DeviceBuffer<float> absmax_c(absmax_cpu);
+  DeviceBuffer<float> code_d(code);
+  DeviceBuffer<uint8_t> back_d(static_cast<size_t>(n) * static_cast<size_t>(bnb::dtype_size(dtype)));
+  ASSERT_EQ(bnb::cuda::dequantize_4bit(dtype, qc_d.get(), code_d.get(), absmax_c.get(), back_d.get(), n, blocksize,
+                                       nullptr),
+            cudaSuccess);
+  EXPECT_EQ(from_device(dtype, back_d).bytes, back_cpu.bytes);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    TypesBlocksSizes, Quantize4bitCuda,
+    ::testing::Combine(::testing::ValuesIn(kQuantTypes), ::testing::ValuesIn(kDTypes),
+                       ::testing::Values<int64_t>(32, 64, 128, 256, 512, 1024, 2048, 4096),
+                       // empty, one value, odd, not a multiple of any block or tile, many tiles
+                       ::testing::Values<int64_t>(0, 1, 14997, 3 * 4096 + 5, 1000003)));
+
+// The reference library's codes, absmax and dequantized values, on the GPU directly.
+TEST_F(CudaTest, Quantize4bitMatchesReferenceFixture) {
+  Fixture4bit fx;
+  if (!load_fixture_4bit(fx)) GTEST_SKIP() << "tests/data/quantize_4bit_cases.bin not found";
+  const int64_t n = int64_t(fx.input.size());
+  for (const Fixture4bitCase& fc : fx.cases) {
+    SCOPED_TRACE(fc.name);
+    const Values a = from_floats(fc.dtype, fx.input);
+    DeviceBuffer<uint8_t> a_d = to_device(a);
+    DeviceBuffer<uint8_t> q_d(static_cast<size_t>(bnb::packed_bytes_4bit(n)));
+    DeviceBuffer<float> absmax_d(static_cast<size_t>(bnb::num_blocks(n, fc.blocksize)));
+    ASSERT_EQ(bnb::cuda::quantize_4bit(fc.dtype, a_d.get(), fc.quant_type, q_d.get(), absmax_d.get(), n,
+                                       fc.blocksize, nullptr),
+              cudaSuccess);
+    EXPECT_EQ(count_mismatches(q_d.host(), fc.packed), 0);
+    EXPECT_EQ(absmax_d.host(), fc.absmax);
+    if (fc.dequant.empty()) continue;
+    std::vector<float> code = table(fc.quant_type);
+    if (fc.quant_type == QuantType4bit::FP4) code[8] = -0.0f;  // the reference writes -0.0 for code 8
+    DeviceBuffer<float> code_d(code);
+    DeviceBuffer<uint8_t> back_d(static_cast<size_t>(n) * static_cast<size_t>(bnb::dtype_size(fc.dtype)));
+    ASSERT_EQ(bnb::cuda::dequantize_4bit(fc.dtype, q_d.get(), code_d.get(), absmax_d.get(), back_d.get(), n,
+                                         fc.blocksize, nullptr),
+              cudaSuccess);
+    EXPECT_EQ(back_d.host(), fc.dequant);
+  }
+}
+
+TEST_F(CudaTest, Quantize4bitRejectsBadBlocksize) {
+  EXPECT_EQ(bnb::cuda::quantize_4bit(DType::Float32, nullptr, QuantType4bit::NF4, nullptr, nullptr, 64, 48, nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(bnb::cuda::dequantize_4bit(DType::Float32, nullptr, nullptr, nullptr, nullptr, 64, 8192, nullptr),
+            cudaErrorInvalidValue);
+}
+
+class Gemv4bitCuda : public CudaTestWithParam<std::tuple<DType, int64_t, int64_t, int64_t, int64_t>> {};
+
+TEST_P(Gemv4bitCuda, MatchesCpu) {
+  const auto [dtype, M, N, K, blocksize] = GetParam();
+  const QuantType4bit q = (M + N) % 2 ? QuantType4bit::FP4 : QuantType4bit::NF4;
+  const Values w = random_values(DType::Float32, N * K, uint32_t(N * K), 1.f);
+  const Values a = random_values(dtype, M * K, uint32_t(M + K), 1.f);
+  const Values bias = random_values(dtype, N, uint32_t(N), 1.f);
+  std::vector<uint8_t> packed(static_cast<size_t>(bnb::packed_bytes_4bit(N * K)));
+  std::vector<float> absmax(static_cast<size_t>(bnb::num_blocks(N * K, blocksize)));
+  bnb::cpu::quantize_4bit(DType::Float32, w.data(), q, packed.data(), absmax.data(), N * K, blocksize);
+  const std::vector<float> code = table(q);
+
+  DeviceBuffer<uint8_t> a_d = to_device(a), bias_d = to_device(bias), packed_d(packed);
+  DeviceBuffer<float> absmax_d(absmax), code_d(code);
+  for (const bool with_bias : {false, true}) {
+    SCOPED_TRACE(with_bias ? "bias" : "no bias");
+    Values out_cpu = empty_values(dtype, M * N);
+    bnb::cpu::gemv_4bit(dtype, a.data(), packed.data(), code.data(), absmax.data(), with_bias ? bias.data() : nullptr,
+                        out_cpu.data(), M, N, K, blocksize);
+    DeviceBuffer<uint8_t> out_d(static_cast<size_t>(M * N) * static_cast<size_t>(bnb::dtype_size(dtype)));
+    ASSERT_EQ(bnb::cuda::gemv_4bit(dtype, a_d.get(), packed_d.get(), code_d.get(), absmax_d.get(),
+                                   with_bias ? bias_d.get() : nullptr, out_d.get(), M, N, K, blocksize, nullptr),
+              cudaSuccess);
+    const Values out = from_device(dtype, out_d);
+    // Sums of K products of magnitude about 1 (|sum| ~ sqrt(K)) in two orders: a few float32
+    // roundings of the running sum apart, then one rounding to the dtype each.
+    const float tol = float(std::sqrt(double(K))) * 4e-6f + 2.f * dtype_tolerance(dtype) * float(std::sqrt(double(K)));
+    int failures = 0;
+    for (int64_t i = 0; i < M * N && failures < 10; ++i) {
+      if (!(std::fabs(out.at(i) - out_cpu.at(i)) <= tol)) {
+        ADD_FAILURE() << "out[" << i / N << ", " << i % N << "]: " << out.at(i) << " vs CPU " << out_cpu.at(i);
+        ++failures;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, Gemv4bitCuda,
+    ::testing::Values(std::make_tuple(DType::BFloat16, 1, 4096, 4096, 64),
+                      std::make_tuple(DType::Float16, 1, 1000, 2048, 128),
+                      std::make_tuple(DType::Float32, 4, 96, 512, 4096),
+                      std::make_tuple(DType::BFloat16, 16, 257, 1024, 64),
+                      std::make_tuple(DType::Float16, 33, 64, 320, 256),  // more rows than one pass
+                      std::make_tuple(DType::BFloat16, 3, 11, 100, 64),   // K not a multiple of 32
+                      std::make_tuple(DType::Float32, 2, 7, 33, 32)));    // odd K: rows share bytes
+
+}  // namespace

@@ -1,0 +1,279 @@
+// The CPU 4-bit kernels against the definition (per-block absmax, nearest code by exhaustive
+// search, dequantize as code * absmax, the product as a float64 sum over dequantized weights)
+// and against the reference library's codes (tests/data/quantize_4bit_cases.bin, written from
+// the reference fixture by tests/dump_quantize_4bit_cases.py).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "bnb/float16.h"
+#include "bnb/quantize_4bit_cpu.h"
+#include "quantize_4bit_fixture.h"
+
+namespace {
+
+using bnb::DType;
+using bnb::QuantType4bit;
+
+constexpr DType kDTypes[] = {DType::Float32, DType::Float16, DType::BFloat16};
+constexpr QuantType4bit kQuantTypes[] = {QuantType4bit::NF4, QuantType4bit::FP4};
+
+// Values of a dtype as raw bytes, and read back as floats.
+struct Values {
+  DType dtype;
+  std::vector<uint8_t> bytes;
+  Values(DType t, int64_t n) : dtype(t), bytes(static_cast<size_t>(n) * bnb::dtype_size(t)) {}
+  float at(int64_t i) const {
+    if (dtype == DType::Float32) {
+      float f;
+      std::memcpy(&f, bytes.data() + 4 * i, 4);
+      return f;
+    }
+    uint16_t h;
+    std::memcpy(&h, bytes.data() + 2 * i, 2);
+    return dtype == DType::Float16 ? bnb::fp16_to_float(h) : bnb::bf16_to_float(h);
+  }
+  void set(int64_t i, float f) {
+    if (dtype == DType::Float32) {
+      std::memcpy(bytes.data() + 4 * i, &f, 4);
+    } else {
+      const uint16_t h = dtype == DType::Float16 ? bnb::float_to_fp16(f) : bnb::float_to_bf16(f);
+      std::memcpy(bytes.data() + 2 * i, &h, 2);
+    }
+  }
+  void* data() { return bytes.data(); }
+  const void* data() const { return bytes.data(); }
+};
+
+Values normal_values(DType t, int64_t n, uint32_t seed, float stddev) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.f, stddev);
+  Values v(t, n);
+  for (int64_t i = 0; i < n; ++i) v.set(i, normal(rng));
+  return v;
+}
+
+uint32_t bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+int nibble(const std::vector<uint8_t>& packed, int64_t i) {
+  return (i & 1) ? (packed[i / 2] & 0xF) : (packed[i / 2] >> 4);
+}
+
+// The tables, bit for bit as the reference stores them in quant_map.
+TEST(Codes4bit, TablesEqualReference) {
+  const uint32_t nf4[16] = {0xbf800000, 0xbf3239b1, 0xbf066b30, 0xbeca32a0, 0xbe91a24d, 0xbe3d353f,
+                            0xbdba7871, 0x00000000, 0x3da2faff, 0x3e24cae3, 0x3e7c04dd, 0x3ead033a,
+                            0x3ee1a4b8, 0x3f1007ab, 0x3f3913b3, 0x3f800000};
+  const uint32_t fp4[16] = {0x00000000, 0x3baaaaab, 0x3f2aaaab, 0x3f800000, 0x3eaaaaab, 0x3f000000,
+                            0x3e2aaaab, 0x3e800000, 0x00000000, 0xbbaaaaab, 0xbf2aaaab, 0xbf800000,
+                            0xbeaaaaab, 0xbf000000, 0xbe2aaaab, 0xbe800000};
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_EQ(bits(bnb::kNF4Code[i]), nf4[i]) << "nf4 " << i;
+    EXPECT_EQ(bits(bnb::kFP4Code[i]), fp4[i]) << "fp4 " << i;
+  }
+}
+
+// The code of every table entry is that entry, and NaN (an all-zero block) maps to 0.
+TEST(Codes4bit, EntriesMapToThemselves) {
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_EQ(bnb::nf4_code_of(bnb::kNF4Code[i]), i);
+    if (i != 8) EXPECT_EQ(bnb::fp4_code_of(bnb::kFP4Code[i]), i);  // +0.0 is code 0
+  }
+  EXPECT_EQ(bnb::fp4_code_of(-1e-4f), 8);  // a negative value rounding to zero keeps its sign
+  EXPECT_EQ(bnb::fp4_code_of(-0.0f), 0);
+  EXPECT_EQ(bnb::nf4_code_of(NAN), 0);
+  EXPECT_EQ(bnb::fp4_code_of(NAN), 0);
+}
+
+// x's code is a nearest entry of the table, up to the reference's rounding of its decision
+// thresholds (FP4's 0.583333 sits 3.4e-7 below 7/12, so a value in between takes a code
+// 6.7e-7 farther than the nearest), and FP4 keeps the sign of x.
+void expect_nearest(QuantType4bit q, float x, int got, int64_t i) {
+  const float* code = bnb::code_4bit(q);
+  float best = INFINITY;
+  for (int j = 0; j < 16; ++j) best = std::fmin(best, std::fabs(code[j] - x));
+  EXPECT_LE(std::fabs(code[got] - x), best + 1e-6f) << bnb::quant_type_name(q) << " value " << i << " x " << x;
+  if (q == QuantType4bit::FP4) EXPECT_EQ(got >> 3, x < 0.f ? 1 : 0) << "sign of value " << i;
+}
+
+class Quantize4bit : public ::testing::TestWithParam<std::tuple<QuantType4bit, DType, int64_t, int64_t>> {};
+
+TEST_P(Quantize4bit, MatchesDefinition) {
+  const auto [q, dtype, blocksize, n] = GetParam();
+  const Values a = normal_values(dtype, n, uint32_t(n * 7 + blocksize), 2.f);
+  const int64_t blocks = bnb::num_blocks(n, blocksize);
+  std::vector<uint8_t> packed(static_cast<size_t>(bnb::packed_bytes_4bit(n)), 0xAA);
+  std::vector<float> absmax(static_cast<size_t>(blocks), -1.f);
+  bnb::cpu::quantize_4bit(dtype, a.data(), q, packed.data(), absmax.data(), n, blocksize);
+
+  for (int64_t b = 0; b < blocks; ++b) {
+    float m = 0.f;
+    for (int64_t i = b * blocksize; i < std::min(n, (b + 1) * blocksize); ++i) m = std::fmax(m, std::fabs(a.at(i)));
+    ASSERT_EQ(absmax[b], m) << "block " << b;
+  }
+  for (int64_t i = 0; i < n; ++i) expect_nearest(q, a.at(i) * (1.0f / absmax[i / blocksize]), nibble(packed, i), i);
+  if (n % 2) {  // the missing last value is quantized as 0.0: NF4 code 7, FP4 code 0
+    const float zero = 0.f * (1.0f / absmax[(n - 1) / blocksize]);
+    EXPECT_EQ(nibble(packed, n), q == QuantType4bit::NF4 ? bnb::nf4_code_of(zero) : bnb::fp4_code_of(zero));
+  }
+
+  // Dequantize: one product, one rounding to the dtype.
+  Values back(dtype, n);
+  bnb::cpu::dequantize_4bit(dtype, packed.data(), bnb::code_4bit(q), absmax.data(), back.data(), n, blocksize);
+  Values want(dtype, n);
+  for (int64_t i = 0; i < n; ++i) want.set(i, bnb::code_4bit(q)[nibble(packed, i)] * absmax[i / blocksize]);
+  EXPECT_EQ(back.bytes, want.bytes);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    TypesBlocksSizes, Quantize4bit,
+    ::testing::Combine(::testing::ValuesIn(kQuantTypes), ::testing::ValuesIn(kDTypes),
+                       ::testing::Values<int64_t>(32, 64, 128, 256, 1024, 4096),
+                       // one value, odd, not a multiple of any block size, several blocks
+                       ::testing::Values<int64_t>(1, 31, 777, 4097, 20001)));
+
+TEST(Quantize4bit, EmptyInputWritesNothing) {
+  for (QuantType4bit q : kQuantTypes) {
+    bnb::cpu::quantize_4bit(DType::Float32, nullptr, q, nullptr, nullptr, 0, 64);
+    bnb::cpu::dequantize_4bit(DType::Float32, nullptr, bnb::code_4bit(q), nullptr, nullptr, 0, 64);
+  }
+}
+
+// An all-zero block: absmax 0, and every value code 0 (the reference scales by 1 / 0).
+TEST(Quantize4bit, ZeroBlock) {
+  std::vector<float> a(64, 0.f);
+  a[40] = 3.f;  // the second block of 32 is not all zero
+  for (QuantType4bit q : kQuantTypes) {
+    std::vector<uint8_t> packed(32);
+    std::vector<float> absmax(2);
+    bnb::cpu::quantize_4bit(DType::Float32, a.data(), q, packed.data(), absmax.data(), 64, 32);
+    EXPECT_EQ(absmax[0], 0.f);
+    EXPECT_EQ(absmax[1], 3.f);
+    for (int i = 0; i < 16; ++i) EXPECT_EQ(packed[i], 0) << i;
+    std::vector<float> back(64);
+    bnb::cpu::dequantize_4bit(DType::Float32, packed.data(), bnb::code_4bit(q), absmax.data(), back.data(), 64, 32);
+    for (int i = 0; i < 64; ++i) EXPECT_EQ(back[i], a[i]) << i;
+  }
+}
+
+// NF4 round trip of N(0, 1) data at blocksize 64: about 9.2% relative error (the reference's
+// own figure); FP4 about 12%.
+TEST(Quantize4bit, RelativeErrorOfNormalData) {
+  const int64_t n = 1 << 18;
+  const Values a = normal_values(DType::Float32, n, 7, 1.f);
+  for (QuantType4bit q : kQuantTypes) {
+    std::vector<uint8_t> packed(static_cast<size_t>(n / 2));
+    std::vector<float> absmax(static_cast<size_t>(n / 64)), back(static_cast<size_t>(n));
+    bnb::cpu::quantize_4bit(DType::Float32, a.data(), q, packed.data(), absmax.data(), n, 64);
+    bnb::cpu::dequantize_4bit(DType::Float32, packed.data(), bnb::code_4bit(q), absmax.data(), back.data(), n, 64);
+    double err = 0, norm = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      err += std::fabs(double(back[i]) - a.at(i));
+      norm += std::fabs(double(a.at(i)));
+    }
+    const double rel = err / norm;
+    if (q == QuantType4bit::NF4) {
+      EXPECT_NEAR(rel, 0.092, 0.004);
+    } else {
+      EXPECT_NEAR(rel, 0.122, 0.006);
+    }
+  }
+}
+
+// ---- the reference library's codes ----------------------------------------------------
+
+TEST(Quantize4bitReference, CodesAbsmaxAndDequantizedValues) {
+  bnb_test::Fixture4bit fx;
+  if (!bnb_test::load_fixture_4bit(fx)) GTEST_SKIP() << "tests/data/quantize_4bit_cases.bin not found";
+  ASSERT_EQ(fx.cases.size(), 10u);
+  const int64_t n = int64_t(fx.input.size());
+  int64_t bytes_checked = 0;
+  for (const bnb_test::Fixture4bitCase& fc : fx.cases) {
+    SCOPED_TRACE(fc.name);
+    Values a(fc.dtype, n);  // the input cast to the case's dtype
+    for (int64_t i = 0; i < n; ++i) a.set(i, fx.input[i]);
+    std::vector<uint8_t> packed(static_cast<size_t>(bnb::packed_bytes_4bit(n)));
+    std::vector<float> absmax(static_cast<size_t>(bnb::num_blocks(n, fc.blocksize)));
+    bnb::cpu::quantize_4bit(fc.dtype, a.data(), fc.quant_type, packed.data(), absmax.data(), n, fc.blocksize);
+    ASSERT_EQ(packed.size(), fc.packed.size());
+    int64_t bad = 0;
+    for (size_t i = 0; i < packed.size(); ++i) {
+      if (packed[i] != fc.packed[i] && ++bad <= 5)
+        ADD_FAILURE() << "byte " << i << ": " << int(packed[i]) << " vs reference " << int(fc.packed[i]);
+    }
+    EXPECT_EQ(bad, 0);
+    bytes_checked += int64_t(packed.size());
+    EXPECT_EQ(absmax, fc.absmax);
+    if (fc.dequant.empty()) continue;
+    // The reference's FP4 dequantize writes -0.0 for code 8 (its table holds +0.0 there);
+    // with that one entry our dequantize equals it bit for bit, and in value either way.
+    float code[16];
+    std::memcpy(code, bnb::code_4bit(fc.quant_type), sizeof code);
+    Values plain(fc.dtype, n);
+    bnb::cpu::dequantize_4bit(fc.dtype, fc.packed.data(), code, fc.absmax.data(), plain.data(), n, fc.blocksize);
+    if (fc.quant_type == QuantType4bit::FP4) code[8] = -0.0f;
+    Values back(fc.dtype, n);
+    bnb::cpu::dequantize_4bit(fc.dtype, fc.packed.data(), code, fc.absmax.data(), back.data(), n, fc.blocksize);
+    EXPECT_EQ(back.bytes, fc.dequant);
+    Values want(fc.dtype, n);
+    want.bytes = fc.dequant;
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(plain.at(i), want.at(i)) << "value " << i;
+  }
+  EXPECT_EQ(bytes_checked, 10 * 7499);
+}
+
+// ---- the fused product ---------------------------------------------------------------
+
+class Gemv4bit : public ::testing::TestWithParam<std::tuple<DType, int64_t, int64_t, int64_t, int64_t>> {};
+
+TEST_P(Gemv4bit, MatchesDequantizeThenProduct) {
+  const auto [dtype, M, N, K, blocksize] = GetParam();
+  const QuantType4bit q = (N + K) % 2 ? QuantType4bit::FP4 : QuantType4bit::NF4;
+  const Values w = normal_values(DType::Float32, N * K, uint32_t(N * K), 1.f);
+  const Values a = normal_values(dtype, M * K, uint32_t(M + K), 1.f);
+  const Values bias = normal_values(dtype, N, uint32_t(N), 1.f);
+  std::vector<uint8_t> packed(static_cast<size_t>(bnb::packed_bytes_4bit(N * K)));
+  std::vector<float> absmax(static_cast<size_t>(bnb::num_blocks(N * K, blocksize)));
+  bnb::cpu::quantize_4bit(DType::Float32, w.data(), q, packed.data(), absmax.data(), N * K, blocksize);
+  Values wd(dtype, N * K);  // the weight as dequantize_4bit writes it in this dtype
+  bnb::cpu::dequantize_4bit(dtype, packed.data(), bnb::code_4bit(q), absmax.data(), wd.data(), N * K, blocksize);
+
+  for (bool with_bias : {false, true}) {
+    Values out(dtype, M * N);
+    bnb::cpu::gemv_4bit(dtype, a.data(), packed.data(), bnb::code_4bit(q), absmax.data(),
+                        with_bias ? bias.data() : nullptr, out.data(), M, N, K, blocksize);
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t r = 0; r < N; ++r) {
+        double sum = with_bias ? bias.at(r) : 0.0, mag = std::fabs(sum);
+        for (int64_t k = 0; k < K; ++k) {
+          sum += double(a.at(m * K + k)) * wd.at(r * K + k);
+          mag += std::fabs(double(a.at(m * K + k)) * wd.at(r * K + k));
+        }
+        // float32 sums of K products, then one rounding to the dtype.
+        const double ulp = dtype == DType::Float32 ? 0x1p-24 : dtype == DType::Float16 ? 0x1p-11 : 0x1p-8;
+        const double tol = mag * K * 0x1p-24 + std::fabs(sum) * ulp + 1e-6;
+        ASSERT_NEAR(out.at(m * N + r), sum, tol) << "row " << m << " feature " << r << " bias " << with_bias;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, Gemv4bit,
+    ::testing::Values(std::make_tuple(DType::Float32, 1, 64, 256, 64), std::make_tuple(DType::Float16, 1, 96, 512, 128),
+                      std::make_tuple(DType::BFloat16, 3, 40, 1024, 4096),
+                      std::make_tuple(DType::Float16, 16, 33, 320, 64),
+                      std::make_tuple(DType::BFloat16, 17, 8, 4096, 256),
+                      // K odd: rows share bytes and blocks
+                      std::make_tuple(DType::Float32, 5, 7, 33, 64)));
+
+}  // namespace
