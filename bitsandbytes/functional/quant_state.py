@@ -79,7 +79,8 @@ class QuantState:
     def from_dict(cls, qs_dict, device):
         """Inverse of as_dict (packed or not); tensors are moved to `device`."""
         qs_dict = dict(qs_dict)
-        packed_keys = [k for k in qs_dict if k.startswith(cls._PACKED_PREFIX)]
+        # (the keys may carry a module prefix, "weight.quant_state.bitsandbytes__nf4")
+        packed_keys = [k for k in qs_dict if cls._PACKED_PREFIX in k and isinstance(qs_dict[k], torch.Tensor)]
         if len(packed_keys) > 1:
             raise ValueError(f"QuantState.from_dict: several packed entries {packed_keys}")
         if packed_keys:
@@ -99,6 +100,12 @@ class QuantState:
                    code=qs_dict["quant_map"].to(device), blocksize=qs_dict["blocksize"],
                    quant_type=qs_dict.get("quant_type"), dtype=_dtype_from_name(qs_dict["dtype"]), offset=offset,
                    state2=state2)
+
+    def __getitem__(self, idx):
+        """The older list layout of a state: [absmax, shape, dtype, blocksize, [offset, state2] or
+        None, quant_type]."""
+        nested = [self.offset, self.state2] if self.nested else None
+        return [self.absmax, self.shape, self.dtype, self.blocksize, nested, self.quant_type][idx]
 
     def to(self, device):
         """Moves the tensors of this state (and of the nested state) to `device`, in place."""

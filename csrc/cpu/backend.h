@@ -9,6 +9,7 @@
 
 #include "bnb/int8_cpu.h"
 #include "bnb/quantiles_cpu.h"
+#include "bnb/quantize_4bit_cpu.h"
 #include "bnb/quantize_cpu.h"
 
 namespace bnb::ops {
@@ -25,6 +26,10 @@ struct CpuBackend {
   static constexpr auto absmax = &cpu::absmax;
   static constexpr auto quantize_scaled = &cpu::quantize_scaled;
   static constexpr auto dequantize_scaled = &cpu::dequantize_scaled;
+
+  static constexpr auto quantize_4bit = &cpu::quantize_4bit;
+  static constexpr auto dequantize_4bit = &cpu::dequantize_4bit;
+  static constexpr auto gemv_4bit = &cpu::gemv_4bit;
 
   static constexpr auto estimate_quantiles = &cpu::estimate_quantiles;
 

@@ -12,6 +12,7 @@
 
 #include "../ops/checks.h"
 #include "bnb/int8_cuda.h"
+#include "bnb/quantize_4bit_cuda.h"
 #include "bnb/quantize_cuda.h"
 #include "scratch_launchers.h"
 
@@ -33,6 +34,10 @@ struct CudaBackend {
   static constexpr auto absmax = &cuda::absmax;
   static constexpr auto quantize_scaled = &cuda::quantize_scaled;
   static constexpr auto dequantize_scaled = &cuda::dequantize_scaled;
+
+  static constexpr auto quantize_4bit = &cuda::quantize_4bit;
+  static constexpr auto dequantize_4bit = &cuda::dequantize_4bit;
+  static constexpr auto gemv_4bit = &cuda::gemv_4bit;
 
   static constexpr auto estimate_quantiles = &with_scratch::estimate_quantiles;
 

@@ -1,0 +1,50 @@
+"""bnb.matmul_4bit: A @ dequant(B) with a frozen packed 4-bit weight, differentiable in A (and
+in the bias), which lets LoRA adapters train on a 4-bit base model.
+
+B is the packed weight transposed, as Linear4bit and PEFT pass it (`weight.t()`); quant_state
+describes the weight [N, K]. One token without a gradient takes the fused product (the weight
+is never dequantized to memory); everything else dequantizes the weight to A's dtype and calls
+torch's matmul.
+"""
+import torch
+
+from ..functional import fourbit as F4
+
+
+class MatMul4Bit(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, A, B, out=None, bias=None, quant_state=None):
+        W = F4.dequantize_4bit(B, quant_state).to(A.dtype)  # [K, N]: B is the weight transposed
+        result = torch.nn.functional.linear(A, W.t(), bias)
+        ctx.state = quant_state
+        ctx.dtype_bias = None if bias is None else bias.dtype
+        ctx.save_for_backward(B)
+        if out is not None:
+            return out.copy_(result)
+        return result
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (B,) = ctx.saved_tensors
+        grad_A = grad_bias = None
+        if ctx.needs_input_grad[3]:
+            grad_bias = grad_output.reshape(-1, grad_output.shape[-1]).sum(0).to(ctx.dtype_bias)
+        if ctx.needs_input_grad[0]:
+            W = F4.dequantize_4bit(B, ctx.state).to(grad_output.dtype)
+            grad_A = torch.matmul(grad_output, W.t())
+        return grad_A, None, None, grad_bias, None
+
+
+def matmul_4bit(A, B, quant_state, out=None, bias=None):
+    """A[..., K] @ dequant(B) (+ bias) for B = weight.t() of a 4-bit weight [N, K]."""
+    if quant_state is None:
+        raise ValueError("matmul_4bit: quant_state (the QuantState of B from quantize_4bit) is required")
+    needs_grad = torch.is_grad_enabled() and (A.requires_grad or (bias is not None and bias.requires_grad))
+    if A.numel() == A.shape[-1] and A.numel() > 0 and not needs_grad:
+        result = F4.gemv_4bit(A, B.t(), state=quant_state)
+        if bias is not None:
+            result = result + bias
+        if out is not None:
+            return out.copy_(result)
+        return result
+    return MatMul4Bit.apply(A, B, out, bias, quant_state)

@@ -1,0 +1,161 @@
+// The 4-bit ops (NF4, FP4), written once over a backend (CPU or CUDA): checks, contiguity and
+// output allocation here, arithmetic in kernels/. Block sizes are checked against kFormat4bit
+// (bnb/dtype.h); packed codes may be stored in any of kPackedStorage's dtypes (the same bytes
+// viewed as that type, as FSDP needs for sharding them with the rest of a model).
+#pragma once
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <c10/util/string_view.h>
+
+#include <array>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "bnb/codes_4bit.h"
+#include "checks.h"
+
+namespace bnb::ops {
+
+namespace fourbit_detail {
+
+inline QuantType4bit parse_quant_type(c10::string_view name, const char* op) {
+  if (name == "nf4") return QuantType4bit::NF4;
+  if (name == "fp4") return QuantType4bit::FP4;
+  BNB_CHECK_VALUE(false, op, ": quant_type must be nf4 or fp4, got '", std::string(name), "'");
+}
+
+inline constexpr std::array<c10::ScalarType, 5> kPackedStorage = {
+    c10::ScalarType::Byte, c10::ScalarType::Char, c10::ScalarType::Half, c10::ScalarType::BFloat16,
+    c10::ScalarType::Float};
+
+inline void check_storage(c10::ScalarType t, const char* op, const char* arg) {
+  bool ok = false;
+  for (auto s : kPackedStorage) ok = ok || s == t;
+  BNB_CHECK_TYPE(ok, op, ": ", arg, " must be uint8, int8, float16, bfloat16 or float32, got ", t);
+}
+
+// The value table the ops dequantize with, on `like`'s device, made once per device. FP4's
+// code 8 is -0.0 here: the sign bit is set, and dequantized checkpoints hold -0.0 there.
+inline at::Tensor code_table(QuantType4bit type, const at::Tensor& like) {
+  static std::mutex mutex;
+  static std::vector<std::tuple<int, c10::Device, at::Tensor>> tables;
+  const std::lock_guard<std::mutex> lock(mutex);
+  for (const auto& [t, device, table] : tables)
+    if (t == int(type) && device == like.device()) return table;
+  at::Tensor host = at::empty({16}, at::TensorOptions().dtype(at::kFloat));
+  std::memcpy(host.mutable_data_ptr<float>(), code_4bit(type), 16 * sizeof(float));
+  if (type == QuantType4bit::FP4) host.mutable_data_ptr<float>()[8] = -0.0f;
+  at::Tensor table = host.to(like.device());
+  tables.emplace_back(int(type), like.device(), table);
+  return table;
+}
+
+// The bytes of a packed tensor (any storage dtype), and a check that they hold n codes.
+inline int64_t packed_bytes(const at::Tensor& A, int64_t n, const char* op, const char* arg) {
+  check_storage(A.scalar_type(), op, arg);
+  const int64_t bytes = A.numel() * int64_t(A.element_size());
+  BNB_CHECK_VALUE(bytes >= packed_bytes_4bit(n), op, ": ", arg, " holds ", bytes, " bytes of packed codes but ",
+                  n, " values need ", packed_bytes_4bit(n));
+  return bytes;
+}
+
+inline void check_block_absmax(const at::Tensor& absmax, const at::Tensor& A, int64_t n, int64_t blocksize,
+                               const char* op) {
+  check_dtype(absmax, c10::ScalarType::Float, op, "absmax");
+  check_same_device(absmax, A, op, "absmax", "A");
+  BNB_CHECK_VALUE(absmax.numel() == num_blocks(n, blocksize), op, ": absmax must hold ", num_blocks(n, blocksize),
+                  " values (one per block of ", blocksize, " of the ", n, " values), got ", absmax.numel());
+}
+
+inline int64_t product(c10::IntArrayRef shape, const char* op) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    BNB_CHECK_VALUE(d >= 0, op, ": shape must not have negative sizes, got ", shape);
+    n *= d;
+  }
+  return n;
+}
+
+}  // namespace fourbit_detail
+
+template <class Backend>
+std::tuple<at::Tensor, at::Tensor> quantize_4bit(const at::Tensor& A, int64_t blocksize,
+                                                 c10::string_view quant_type, c10::ScalarType quant_storage) {
+  using namespace fourbit_detail;
+  constexpr const char* op = "quantize_4bit";
+  const DType dt = kernel_dtype(A.scalar_type(), op, "A");
+  check_blocksize(blocksize, kFormat4bit, op);
+  const QuantType4bit type = parse_quant_type(quant_type, op);
+  check_storage(quant_storage, op, "quant_storage");
+  const int64_t n = A.numel(), bytes = packed_bytes_4bit(n);
+  const int64_t item = int64_t(c10::elementSize(quant_storage));
+  const int64_t rows = (bytes + item - 1) / item;
+  // Bytes past the last code (a storage wider than a byte) are zero, never left uninitialised.
+  at::Tensor out = rows * item > bytes ? at::zeros({rows, 1}, A.options().dtype(quant_storage))
+                                       : at::empty({rows, 1}, A.options().dtype(quant_storage));
+  at::Tensor absmax = at::empty({num_blocks(n, blocksize)}, A.options().dtype(at::kFloat));
+  if (n == 0) return {out, absmax};
+  const at::Tensor a = A.contiguous();
+  Backend::launch(A, Backend::quantize_4bit, dt, a.const_data_ptr(), type,
+                  static_cast<uint8_t*>(out.mutable_data_ptr()), absmax.mutable_data_ptr<float>(), n, blocksize);
+  return {out, absmax};
+}
+
+template <class Backend>
+at::Tensor dequantize_4bit(const at::Tensor& A, const at::Tensor& absmax, int64_t blocksize,
+                           c10::string_view quant_type, c10::IntArrayRef shape, c10::ScalarType dtype) {
+  using namespace fourbit_detail;
+  constexpr const char* op = "dequantize_4bit";
+  const DType dt = kernel_dtype(dtype, op, "dtype");
+  check_blocksize(blocksize, kFormat4bit, op);
+  const QuantType4bit type = parse_quant_type(quant_type, op);
+  const int64_t n = product(shape, op);
+  packed_bytes(A, n, op, "A");
+  check_block_absmax(absmax, A, n, blocksize, op);
+  at::Tensor out = at::empty(shape, A.options().dtype(dtype));
+  if (n == 0) return out;
+  const at::Tensor a = A.contiguous(), m = absmax.contiguous();
+  const at::Tensor code = code_table(type, A);
+  Backend::launch(A, Backend::dequantize_4bit, dt, static_cast<const uint8_t*>(a.const_data_ptr()),
+                  code.const_data_ptr<float>(), m.const_data_ptr<float>(), out.mutable_data_ptr(), n, blocksize);
+  return out;
+}
+
+template <class Backend>
+at::Tensor gemv_4bit(const at::Tensor& A, const at::Tensor& B, c10::IntArrayRef shapeB, const at::Tensor& absmax,
+                     const at::Tensor& code, int64_t blocksize) {
+  using namespace fourbit_detail;
+  constexpr const char* op = "gemv_4bit";
+  const DType dt = kernel_dtype(A.scalar_type(), op, "A");
+  BNB_CHECK_VALUE(A.dim() >= 1, op, ": A must have at least one dimension ([..., K]), got a scalar");
+  BNB_CHECK_VALUE(shapeB.size() == 2, op, ": shapeB must be the weight's shape [N, K], got ", shapeB);
+  const int64_t N = shapeB[0], K = shapeB[1];
+  BNB_CHECK_VALUE(N >= 0 && K >= 0, op, ": shapeB must not have negative sizes, got ", shapeB);
+  BNB_CHECK_VALUE(A.size(-1) == K, op, ": A's last dimension (", A.size(-1), ") must equal the weight's K (", K,
+                  ")");
+  check_blocksize(blocksize, kFormat4bit, op);
+  check_same_device(B, A, op, "B", "A");
+  packed_bytes(B, N * K, op, "B");
+  check_block_absmax(absmax, A, N * K, blocksize, op);
+  check_code(code, kFormat4bit, A, op, "code", "A");
+  std::vector<int64_t> out_shape(A.sizes().begin(), A.sizes().end());
+  out_shape.back() = N;
+  const int64_t M = K == 0 ? A.numel() : A.numel() / K;
+  if (M == 0 || N == 0 || K == 0) return at::zeros(out_shape, A.options());  // a sum over nothing is zero
+  at::Tensor out = at::empty(out_shape, A.options());
+  const at::Tensor a = A.contiguous(), b = B.contiguous(), m = absmax.contiguous(), c = code.contiguous();
+  Backend::launch(A, Backend::gemv_4bit, dt, a.const_data_ptr(), static_cast<const uint8_t*>(b.const_data_ptr()),
+                  c.const_data_ptr<float>(), m.const_data_ptr<float>(), nullptr, out.mutable_data_ptr(), M, N, K,
+                  blocksize);
+  return out;
+}
+
+}  // namespace bnb::ops
+
+#define BNB_REGISTER_4BIT_OPS(m, Backend)                             \
+  m.impl("quantize_4bit", &bnb::ops::quantize_4bit<Backend>);     \
+  m.impl("dequantize_4bit", &bnb::ops::dequantize_4bit<Backend>); \
+  m.impl("gemv_4bit", &bnb::ops::gemv_4bit<Backend>);
