@@ -155,3 +155,29 @@ def check_int8_outliers(device):
     cols = [7, 30]
     ref += X.cpu().double()[:, cols] @ W.cpu().double()[:, cols].t()
     assert torch.allclose(out.cpu().double(), ref, rtol=5e-3, atol=5e-3), "outlier product differs"
+
+
+@self_check("quantize_4bit", "dequantize_4bit", "gemv_4bit")
+def check_4bit(device):
+    for quant_type in ("nf4", "fp4"):
+        code = F.get_4bit_type(quant_type).double()
+        A = torch.randn(3, 1001, device=device)
+        packed, state = F.quantize_4bit(A, blocksize=64, quant_type=quant_type)
+        flat = A.double().reshape(-1).cpu()
+        absmax = torch.nn.functional.pad(flat.abs(), (0, (-flat.numel()) % 64)).reshape(-1, 64).amax(1)
+        assert torch.equal(state.absmax.double().cpu(), absmax), "absmax differs from max |A| per block"
+        b = packed.reshape(-1).cpu()
+        codes = torch.stack([b >> 4, b & 15], 1).reshape(-1)[: flat.numel()].long()
+        scaled = flat / absmax.repeat_interleave(64)[: flat.numel()]
+        nearest = (scaled.unsqueeze(1) - code.unsqueeze(0)).abs().min(1).values
+        assert torch.all((scaled - code[codes]).abs() <= nearest + 1e-6), "a 4-bit code is not the nearest one"
+        back = F.dequantize_4bit(packed, state)
+        want = (code[codes] * absmax.repeat_interleave(64)[: flat.numel()]).float().reshape(A.shape)
+        assert torch.equal(back.cpu(), want), "dequantize_4bit differs"
+        x = torch.randn(2, 1001, device=device)
+        W = torch.randn(40, 1001, device=device)
+        pw, sw = F.quantize_4bit(W, quant_type=quant_type)
+        Wd = F.dequantize_4bit(pw, sw).double()
+        got = F.gemv_4bit(x, pw, state=sw).double()
+        ref = x.double() @ Wd.t()
+        assert torch.all((got - ref).abs() <= 1e-4 * (x.double().abs() @ Wd.abs().t()) + 1e-6), "gemv_4bit differs"

@@ -107,6 +107,14 @@ class QuantState:
         nested = [self.offset, self.state2] if self.nested else None
         return [self.absmax, self.shape, self.dtype, self.blocksize, nested, self.quant_type][idx]
 
+    def copy_to(self, device):
+        """A new state with this one's tensors on `device`; this one is left as it is."""
+        state2 = self.state2.copy_to(device) if self.nested else None
+        offset = self.offset.to(device) if isinstance(self.offset, torch.Tensor) else self.offset
+        return QuantState(absmax=self.absmax.to(device), shape=self.shape,
+                          code=self.code.to(device) if self.code is not None else None, blocksize=self.blocksize,
+                          quant_type=self.quant_type, dtype=self.dtype, offset=offset, state2=state2)
+
     def to(self, device):
         """Moves the tensors of this state (and of the nested state) to `device`, in place."""
         self.absmax = self.absmax.to(device)

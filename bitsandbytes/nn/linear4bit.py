@@ -68,6 +68,11 @@ class Params4bit(QuantizedParameter):
             self.module.quant_state = state
         return self
 
+    def _sync_with_data(self):
+        super()._sync_with_data()
+        if self.module is not None and self.quant_state is not None:
+            self.module.quant_state = self.quant_state  # the module's copy follows the moved state
+
     # The state dict: `weight` (packed) and `weight.<quant state key>`.
 
     def _state_dict_entries(self, name):

@@ -90,6 +90,8 @@ class Int8Params(QuantizedParameter):
 
 
 _is_compiling = torch.compiler.is_compiling
+# The decode path's op, looked up once: every attribute lookup shows at decode sizes.
+_weight_linear = torch.ops.bitsandbytes.int8_weight_linear.default
 
 
 class Linear8bitLt(QuantizedParameterModule, torch.nn.Linear):
@@ -140,7 +142,7 @@ class Linear8bitLt(QuantizedParameterModule, torch.nn.Linear):
             state.is_training = self.training
             state.CB = w.data
             state.SCB = w.SCB
-            return torch.ops.bitsandbytes.int8_weight_linear.default(x, w, w.SCB, bias)
+            return _weight_linear(x, w, w.SCB, bias)
         return self._forward_general(x)
 
     def _forward_general(self, x):

@@ -168,10 +168,14 @@ class QuantizedParameter(torch.nn.Parameter):
 
 
 def _moved(value, device, non_blocking):
+    """`value` on `device`, never by moving the caller's object in place (a moved copy of a
+    parameter must leave the original's state where it was)."""
     if value is None:
         return None
     if isinstance(value, torch.Tensor):
         return value.to(device, non_blocking=non_blocking)
+    if hasattr(value, "copy_to"):
+        return value.copy_to(device)
     return value.to(device)
 
 

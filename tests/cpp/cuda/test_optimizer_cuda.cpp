@@ -54,7 +54,8 @@ struct HostTensor {
   std::vector<float> a1, a2;    // their absmax
 };
 
-HostTensor make_tensor(DType dtype, int64_t n, bool eight_bit, bool block_wise, uint32_t seed) {
+// nonneg1: state1 holds squares (RMSprop, Adagrad), so it starts non-negative.
+HostTensor make_tensor(DType dtype, int64_t n, bool eight_bit, bool block_wise, bool nonneg1, uint32_t seed) {
   HostTensor t{random_values(dtype, n, seed), random_values(dtype, n, seed + 1, 0.1f)};
   std::mt19937 rng(seed + 2);
   std::normal_distribution<float> normal(0.f, 0.01f);
@@ -71,7 +72,7 @@ HostTensor make_tensor(DType dtype, int64_t n, bool eight_bit, bool block_wise, 
     }
   } else {
     for (int64_t i = 0; i < n; ++i) {
-      t.s1.push_back(normal(rng));
+      t.s1.push_back(nonneg1 ? std::fabs(normal(rng)) : normal(rng));
       t.s2.push_back(std::fabs(normal(rng)) * 0.01f);
     }
   }
@@ -97,12 +98,14 @@ void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unor
   const bool two = bnb::num_states(alg) == 2;
   const std::vector<int64_t> sizes = several ? std::vector<int64_t>{1000, 1, 0, 257, 70001} : std::vector<int64_t>{4099};
   const auto h = hyper(alg, block_wise, max_unorm);
-  const std::vector<float> code1 = dense_map(), code2 = linear_map(false);
+  // State1 of RMSprop and Adagrad holds squares: an unsigned map, as the optimizers give it.
+  const bool nonneg1 = alg == Algorithm::RMSprop || alg == Algorithm::Adagrad;
+  const std::vector<float> code1 = nonneg1 ? linear_map(false) : dense_map(), code2 = linear_map(false);
   const float* map2 = two ? code2.data() : code1.data();
 
   std::vector<HostTensor> cpu;
   for (size_t i = 0; i < sizes.size(); ++i)
-    cpu.push_back(make_tensor(dtype, sizes[i], eight_bit, block_wise, uint32_t(100 * i + mode)));
+    cpu.push_back(make_tensor(dtype, sizes[i], eight_bit, block_wise, nonneg1, uint32_t(100 * i + mode)));
   std::deque<DeviceTensor> dev;  // buffers are not movable: a deque never moves them
   for (const auto& t : cpu) dev.emplace_back(t);  // before the CPU update changes them
   const int count = int(sizes.size());
