@@ -19,8 +19,8 @@ class Adam(Optimizer2State):
                          percentile_clipping, block_wise, is_paged=is_paged)
 
 
-Adam8bit = variant(Adam, "Adam8bit", optim_bits=8)
-Adam32bit = variant(Adam, "Adam32bit", optim_bits=32)
+Adam8bit = variant(Adam, "Adam8bit", optim_bits=8, is_paged=False)
+Adam32bit = variant(Adam, "Adam32bit", optim_bits=32, is_paged=False)
 PagedAdam = variant(Adam, "PagedAdam", is_paged=True)
 PagedAdam8bit = variant(Adam, "PagedAdam8bit", optim_bits=8, is_paged=True)
 PagedAdam32bit = variant(Adam, "PagedAdam32bit", optim_bits=32, is_paged=True)

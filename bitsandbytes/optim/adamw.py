@@ -15,8 +15,8 @@ class AdamW(Optimizer2State):
                          percentile_clipping, block_wise, is_paged=is_paged)
 
 
-AdamW8bit = variant(AdamW, "AdamW8bit", optim_bits=8)
-AdamW32bit = variant(AdamW, "AdamW32bit", optim_bits=32)
+AdamW8bit = variant(AdamW, "AdamW8bit", optim_bits=8, is_paged=False)
+AdamW32bit = variant(AdamW, "AdamW32bit", optim_bits=32, is_paged=False)
 PagedAdamW = variant(AdamW, "PagedAdamW", is_paged=True)
 PagedAdamW8bit = variant(AdamW, "PagedAdamW8bit", optim_bits=8, is_paged=True)
 PagedAdamW32bit = variant(AdamW, "PagedAdamW32bit", optim_bits=32, is_paged=True)

@@ -18,8 +18,10 @@ class LARS(_StateOptimizer):
                          block_wise, max_unorm, is_paged)
 
 
-LARS8bit = variant(LARS, "LARS8bit", optim_bits=8)
-LARS32bit = variant(LARS, "LARS32bit", optim_bits=32)
+LARS8bit = variant(LARS, "LARS8bit", optim_bits=8, drop=("optim_bits",),
+                   keyword_only=("block_wise", "is_paged"))
+LARS32bit = variant(LARS, "LARS32bit", optim_bits=32, drop=("optim_bits",),
+                    keyword_only=("block_wise", "is_paged"))
 
 
 class PytorchLARS(torch.optim.Optimizer):

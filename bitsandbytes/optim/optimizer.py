@@ -171,12 +171,21 @@ class Optimizer8bit(torch.optim.Optimizer):
         self._plan = None
 
 
+def check_percentile_clipping(value):
+    """A bool is refused: the reference's current release dropped percentile_clipping and
+    block_wise, so its positional `is_paged` lands here, and must not clip silently."""
+    if isinstance(value, bool):
+        raise TypeError(f"percentile_clipping must be a number in [0, 100], got {value!r}: a positional is_paged "
+                        "written for releases without percentile_clipping lands here; pass is_paged=... by keyword")
+
+
 class _StateOptimizer(Optimizer8bit):
     """An optimizer of one algorithm of functional/algorithms.py, with the library-wide settings."""
 
     def __init__(self, optimizer_name, params, defaults, optim_bits=32, args=None, min_8bit_size=4096,
                  percentile_clipping=100, block_wise=True, max_unorm=0.0, is_paged=False):
         algorithm(optimizer_name)  # a ValueError for an unknown one
+        check_percentile_clipping(percentile_clipping)
         if not 0.0 <= defaults.get("lr", 0.0):
             raise ValueError(f"Invalid learning rate: {defaults['lr']}")
         self.optimizer_name = optimizer_name

@@ -15,5 +15,5 @@ class SGD(_StateOptimizer):
                          block_wise, 0.0, is_paged)
 
 
-SGD8bit = variant(SGD, "SGD8bit", optim_bits=8)
-SGD32bit = variant(SGD, "SGD32bit", optim_bits=32)
+SGD8bit = variant(SGD, "SGD8bit", optim_bits=8, drop=("optim_bits",), keyword_only=("is_paged",))
+SGD32bit = variant(SGD, "SGD32bit", optim_bits=32, drop=("optim_bits",), keyword_only=("is_paged",))
