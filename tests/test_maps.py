@@ -47,3 +47,54 @@ def test_maps_sorted_and_span(signed):
 def test_map_argument_errors():
     with pytest.raises(ValueError, match="exponent_bits"):
         F.create_fp8_map(True, 5, 3)
+
+
+def _reference_dynamic_map(signed, max_exponent_bits, total_bits):
+    """The dynamic map built as the reference library's algorithm does, in plain torch: a
+    None where that algorithm refuses the combination (its count check fails)."""
+    data = []
+    non_sign_bits = total_bits - 1
+    for i in range(max_exponent_bits):
+        edges = int(2 ** (i + non_sign_bits - max_exponent_bits + (0 if signed else 1)) + 1)
+        b = torch.linspace(0.1, 1, edges)
+        means = (b[:-1] + b[1:]) / 2.0
+        data += ((10 ** (-(max_exponent_bits - 1) + i)) * means).tolist()
+        if signed:
+            data += (-(10 ** (-(max_exponent_bits - 1) + i)) * means).tolist()
+    extra = 2 ** (non_sign_bits - max_exponent_bits) - 1
+    if extra > 0:
+        b = torch.linspace(0.1, 1, extra + 1)
+        means = (b[:-1] + b[1:]) / 2.0
+        data += ((10 ** (-(max_exponent_bits - 1) + max_exponent_bits - 1)) * means).tolist()
+        if signed:
+            data += (-(10 ** (-(max_exponent_bits - 1) + max_exponent_bits - 1)) * means).tolist()
+    data += [0, 1.0]
+    if len(data) != 2 ** total_bits:
+        return None
+    data += [0] * (256 - len(data))
+    return torch.tensor(sorted(data))
+
+
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("total_bits", range(1, 9))
+@pytest.mark.parametrize("max_exponent_bits", range(1, 9))
+def test_dynamic_map_every_combination(signed, max_exponent_bits, total_bits):
+    ref = _reference_dynamic_map(signed, max_exponent_bits, total_bits)
+    if ref is None:
+        with pytest.raises(ValueError, match="max_exponent_bits"):
+            F.create_dynamic_map(signed, max_exponent_bits, total_bits)
+        return
+    code = F.create_dynamic_map(signed, max_exponent_bits, total_bits)
+    assert code.dtype == torch.float32 and code.numel() == 256
+    assert torch.equal(code.view(torch.int32), ref.view(torch.int32))
+
+
+def test_dynamic_map_eight_exponent_bits():
+    code = F.create_dynamic_map(True, 8, 8)
+    assert code.numel() == 256 and code.max() == 1.0 and code.min() < 0
+
+
+@pytest.mark.parametrize("kw", [dict(max_exponent_bits=0), dict(total_bits=9), dict(total_bits=2.5)])
+def test_dynamic_map_bad_arguments(kw):
+    with pytest.raises(ValueError, match=next(iter(kw))):
+        F.create_dynamic_map(**kw)

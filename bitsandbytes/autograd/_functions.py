@@ -9,7 +9,7 @@ Forward, for A[..., K] and a weight B[N, K] (16-bit, or int8 CB with its row sta
 The result has A's dtype (bf16 stays bf16). Backward gives the gradient of A always (through
 the dequantized weight when it is int8), and of B when B is a 16-bit weight.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -41,12 +41,12 @@ class MatmulLtState:
     outlier_pool: Optional[object] = None
     has_accumulated_gradients: bool = False
     threshold: float = 0.0
-    _idx: Optional[torch.Tensor] = None
-    outlier_list: Optional[torch.Tensor] = None
+    _idx: Optional[torch.Tensor] = None  # `idx` (a property), at the reference's position
     is_training: bool = True
     has_fp16_weights: bool = True
     use_pool: bool = False
     formatB: str = "row"
+    outlier_list: Optional[torch.Tensor] = field(default=None, init=False)
 
     @property
     def idx(self):
@@ -75,6 +75,19 @@ class MatmulLtState:
         self.CxBt = None
         self.SBt = None
         self.CBt = None
+
+
+_dataclass_init = MatmulLtState.__init__
+
+
+def _init_with_idx(self, *args, idx=None, **kwargs):
+    # The reference's field is named `idx`; ours is a property over the cached `_idx`.
+    _dataclass_init(self, *args, **kwargs)
+    if idx is not None:
+        self.idx = idx
+
+
+MatmulLtState.__init__ = _init_with_idx
 
 
 def _weight_int8(B, state):

@@ -17,7 +17,13 @@ def _pad_to_map_size(values):
 
 
 def create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8):
-    """Dynamic tree quantization map; `signed=False` spends the sign bit on precision."""
+    """Dynamic tree quantization map; `signed=False` spends the sign bit on precision.
+    Combinations whose codes do not add up to 2^total_bits values are refused."""
+    for name, value in (("max_exponent_bits", max_exponent_bits), ("total_bits", total_bits)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"create_dynamic_map: {name} must be a positive int, got {value!r}")
+    if total_bits > 8:
+        raise ValueError(f"create_dynamic_map: total_bits must be at most 8, got {total_bits}")
     value_bits = total_bits - 1
     # Codes where every exponent bit is zero and no indicator bit is left.
     extra_codes = 2 ** (value_bits - max_exponent_bits) - 1
@@ -34,12 +40,15 @@ def create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8):
 
     for e in range(max_exponent_bits):
         fraction_bits = e + value_bits - max_exponent_bits + (0 if signed else 1)
-        add_decade(-(max_exponent_bits - 1) + e, 2 ** fraction_bits)
+        # 2^fraction_bits + 1 edges, truncated to an int: with more exponent bits than value
+        # bits the lowest decades get one edge (no value) or two, as the reference counts them.
+        add_decade(-(max_exponent_bits - 1) + e, int(2 ** fraction_bits + 1) - 1)
     if extra_codes > 0:
         add_decade(-(max_exponent_bits - 1) + max_exponent_bits - 1, extra_codes)
     values += [0.0, 1.0]
     if len(values) != 2 ** total_bits:
-        raise ValueError(f"create_dynamic_map: {len(values)} values for total_bits={total_bits}")
+        raise ValueError(f"create_dynamic_map: signed={signed}, max_exponent_bits={max_exponent_bits} gives "
+                         f"{len(values)} values, not the 2^total_bits = {2 ** total_bits} of total_bits={total_bits}")
     return torch.tensor(sorted(_pad_to_map_size(values)), dtype=torch.float32)
 
 

@@ -17,5 +17,5 @@ class Adagrad(_StateOptimizer):
                          block_wise, 0.0, is_paged)
 
 
-Adagrad8bit = variant(Adagrad, "Adagrad8bit", optim_bits=8)
-Adagrad32bit = variant(Adagrad, "Adagrad32bit", optim_bits=32)
+Adagrad8bit = variant(Adagrad, "Adagrad8bit", optim_bits=8, keyword_only=("is_paged",))
+Adagrad32bit = variant(Adagrad, "Adagrad32bit", optim_bits=32, keyword_only=("is_paged",))

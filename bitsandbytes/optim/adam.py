@@ -1,9 +1,9 @@
-"""Adam and AdamW with 32-bit or 8-bit state, optionally paged."""
+"""Adam with 32-bit or 8-bit state, optionally paged (AdamW: adamw.py)."""
 from .optimizer import Optimizer2State
 from .variants import variant
 
 
-def _check_amsgrad(amsgrad):
+def check_amsgrad(amsgrad):
     if amsgrad:
         raise NotImplementedError("amsgrad is not supported by the 8-bit/32-bit fused optimizers")
 
@@ -14,29 +14,13 @@ class Adam(Optimizer2State):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, optim_bits=32,
                  args=None, min_8bit_size=4096, percentile_clipping=100, block_wise=True, is_paged=False):
-        _check_amsgrad(amsgrad)
+        check_amsgrad(amsgrad)
         super().__init__("adam", params, lr, betas, eps, weight_decay, optim_bits, args, min_8bit_size,
                          percentile_clipping, block_wise, is_paged=is_paged)
 
 
-class AdamW(Optimizer2State):
-    """AdamW (Loshchilov & Hutter): Adam with decoupled weight decay, p *= 1 - lr * wd."""
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
-                 optim_bits=32, args=None, min_8bit_size=4096, percentile_clipping=100, block_wise=True,
-                 is_paged=False):
-        _check_amsgrad(amsgrad)
-        super().__init__("adamw", params, lr, betas, eps, weight_decay, optim_bits, args, min_8bit_size,
-                         percentile_clipping, block_wise, is_paged=is_paged)
-
-
-Adam8bit = variant(Adam, "Adam8bit", optim_bits=8)
-Adam32bit = variant(Adam, "Adam32bit", optim_bits=32)
+Adam8bit = variant(Adam, "Adam8bit", optim_bits=8, is_paged=False)
+Adam32bit = variant(Adam, "Adam32bit", optim_bits=32, is_paged=False)
 PagedAdam = variant(Adam, "PagedAdam", is_paged=True)
 PagedAdam8bit = variant(Adam, "PagedAdam8bit", optim_bits=8, is_paged=True)
 PagedAdam32bit = variant(Adam, "PagedAdam32bit", optim_bits=32, is_paged=True)
-AdamW8bit = variant(AdamW, "AdamW8bit", optim_bits=8)
-AdamW32bit = variant(AdamW, "AdamW32bit", optim_bits=32)
-PagedAdamW = variant(AdamW, "PagedAdamW", is_paged=True)
-PagedAdamW8bit = variant(AdamW, "PagedAdamW8bit", optim_bits=8, is_paged=True)
-PagedAdamW32bit = variant(AdamW, "PagedAdamW32bit", optim_bits=32, is_paged=True)

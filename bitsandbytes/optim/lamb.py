@@ -18,5 +18,5 @@ class LAMB(_StateOptimizer):
                          max_unorm, is_paged)
 
 
-LAMB8bit = variant(LAMB, "LAMB8bit", optim_bits=8)
-LAMB32bit = variant(LAMB, "LAMB32bit", optim_bits=32)
+LAMB8bit = variant(LAMB, "LAMB8bit", optim_bits=8, drop=("optim_bits",), keyword_only=("is_paged",))
+LAMB32bit = variant(LAMB, "LAMB32bit", optim_bits=32, drop=("optim_bits",), keyword_only=("is_paged",))

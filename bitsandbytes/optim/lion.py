@@ -13,8 +13,9 @@ class Lion(Optimizer1State):
                          percentile_clipping, block_wise, is_paged=is_paged)
 
 
-Lion8bit = variant(Lion, "Lion8bit", optim_bits=8)
-Lion32bit = variant(Lion, "Lion32bit", optim_bits=32)
-PagedLion = variant(Lion, "PagedLion", is_paged=True)
-PagedLion8bit = variant(Lion, "PagedLion8bit", optim_bits=8, is_paged=True)
-PagedLion32bit = variant(Lion, "PagedLion32bit", optim_bits=32, is_paged=True)
+Lion8bit = variant(Lion, "Lion8bit", optim_bits=8, drop=("optim_bits",))
+Lion32bit = variant(Lion, "Lion32bit", optim_bits=32, drop=("optim_bits",))
+PagedLion = variant(Lion, "PagedLion", is_paged=True, drop=("is_paged",))
+PagedLion8bit = variant(Lion, "PagedLion8bit", optim_bits=8, is_paged=True, drop=("optim_bits", "is_paged"))
+PagedLion32bit = variant(Lion, "PagedLion32bit", optim_bits=32, is_paged=True,
+                         drop=("optim_bits", "is_paged"))

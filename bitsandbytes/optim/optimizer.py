@@ -13,7 +13,7 @@ from ..functional import optimizer as FO
 from ..functional.algorithms import algorithm, kernel_hyper
 from . import checkpoint, config as C, state as S, step_hooks
 from .manager import GlobalOptimManager
-from .plan import Plan
+from .plan import Launch, Plan
 from .sharding import local
 
 
@@ -29,6 +29,8 @@ class Optimizer8bit(torch.optim.Optimizer):
         self.optim_bits = optim_bits
         self.is_paged = is_paged
         self.mng = GlobalOptimManager.get_instance()
+        self.page_mng = F.GlobalPageManager.get_instance()
+        self.name2qmap = {}
         self.non_castable_tensor_keys = {"qmap1", "qmap2", "absmax1", "absmax2", "state1", "state2", "gnorm_vec",
                                          "unorm_vec", "max1", "max2", "new_max1", "new_max2"}
 
@@ -54,6 +56,37 @@ class Optimizer8bit(torch.optim.Optimizer):
     def init_state(self, group, p, gindex, pindex):
         S.init_state(self, p, self.get_config(gindex, pindex, group))
 
+    def get_state_buffer(self, p, dtype=torch.float32):
+        """A zero state tensor shaped like p: paged (unified memory, registered with the page
+        manager) for a paged optimizer and a parameter of at least 1e5 values, else ordinary."""
+        if not self.is_paged or p.numel() < 1e5:
+            return torch.zeros_like(p, dtype=dtype)
+        buf = F.get_paged(*p.shape, dtype=dtype, device=p.device)
+        self.page_mng.paged_tensors.append(buf)
+        return buf
+
+    def prefetch_state(self, p):
+        """Migrates p's paged state tensors to its GPU before they are used."""
+        if self.is_paged:
+            state = self.state[p]
+            for key in ("state1", "state2"):
+                if getattr(state.get(key), "is_paged", False):
+                    F.prefetch_tensor(state[key])
+
+    def fill_qmap(self):
+        """`name2qmap`: the signed ("dynamic") and unsigned ("udynamic") dynamic maps."""
+        self.name2qmap["dynamic"] = F.create_dynamic_map(signed=True)
+        self.name2qmap["udynamic"] = F.create_dynamic_map(signed=False)
+
+    def update_step(self, group, p, gindex, pindex):
+        """Updates one parameter; subclasses that define their own algorithm override it."""
+        raise NotImplementedError(f"{type(self).__name__}.update_step must be overridden")
+
+    def _steps_per_parameter(self):
+        # A subclass with its own update_step is stepped as the reference library steps: one
+        # call per parameter. The built-in optimizers batch their parameters instead.
+        return type(self).update_step is not _StateOptimizer.update_step
+
     # --- the step --------------------------------------------------------------------
 
     def step(*args, **kwargs):
@@ -70,6 +103,9 @@ class Optimizer8bit(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         self.initialized = True
+        if self._steps_per_parameter():
+            self._step_each_parameter()
+            return loss
         if self._plan is None or not self._plan.is_current():
             self._plan = Plan(self)
         for launch in self._plan:
@@ -107,6 +143,16 @@ class Optimizer8bit(torch.optim.Optimizer):
         for state in launch.states:
             state["step"] = step
 
+    def _step_each_parameter(self):
+        for gindex, group in enumerate(self.param_groups):
+            for pindex, p in enumerate(group["params"]):
+                if p.grad is None:
+                    continue
+                if len(self.state[p]) == 0:
+                    self.init_state(group, p, gindex, pindex)
+                self.prefetch_state(p)
+                self.update_step(group, p, gindex, pindex)
+
     def _prefetch(self, launch):
         """Paged state (state1/state2 in managed memory) back to the GPU before the update."""
         if launch.params[0].device.type == "cuda":
@@ -125,12 +171,21 @@ class Optimizer8bit(torch.optim.Optimizer):
         self._plan = None
 
 
+def check_percentile_clipping(value):
+    """A bool is refused: the reference's current release dropped percentile_clipping and
+    block_wise, so its positional `is_paged` lands here, and must not clip silently."""
+    if isinstance(value, bool):
+        raise TypeError(f"percentile_clipping must be a number in [0, 100], got {value!r}: a positional is_paged "
+                        "written for releases without percentile_clipping lands here; pass is_paged=... by keyword")
+
+
 class _StateOptimizer(Optimizer8bit):
     """An optimizer of one algorithm of functional/algorithms.py, with the library-wide settings."""
 
     def __init__(self, optimizer_name, params, defaults, optim_bits=32, args=None, min_8bit_size=4096,
                  percentile_clipping=100, block_wise=True, max_unorm=0.0, is_paged=False):
         algorithm(optimizer_name)  # a ValueError for an unknown one
+        check_percentile_clipping(percentile_clipping)
         if not 0.0 <= defaults.get("lr", 0.0):
             raise ValueError(f"Invalid learning rate: {defaults['lr']}")
         self.optimizer_name = optimizer_name
@@ -138,6 +193,14 @@ class _StateOptimizer(Optimizer8bit):
                                      percentile_clipping=percentile_clipping, block_wise=block_wise,
                                      max_unorm=max_unorm)
         super().__init__(params, defaults, self.args.optim_bits, is_paged)
+
+    @torch.no_grad()
+    def update_step(self, group, p, gindex, pindex):
+        """One parameter's update (step() updates all of them in batched launches)."""
+        if len(self.state[p]) == 0:
+            self.init_state(group, p, gindex, pindex)
+        override, _ = C.launch_overrides(self, p, gindex, pindex)
+        self._run(Launch(gindex, override, [p], [self.state[p]]))
 
 
 class Optimizer1State(_StateOptimizer):

@@ -18,5 +18,6 @@ class RMSprop(_StateOptimizer):
                          block_wise, 0.0, is_paged)
 
 
-RMSprop8bit = variant(RMSprop, "RMSprop8bit", optim_bits=8)
-RMSprop32bit = variant(RMSprop, "RMSprop32bit", optim_bits=32)
+RMSprop8bit = variant(RMSprop, "RMSprop8bit", optim_bits=8, drop=("optim_bits",), keyword_only=("is_paged",))
+RMSprop32bit = variant(RMSprop, "RMSprop32bit", optim_bits=32, drop=("optim_bits",),
+                       keyword_only=("is_paged",))

@@ -1,4 +1,4 @@
-"""SGD with momentum (torch.optim.SGD's update) and LARS (momentum with a trust ratio)."""
+"""SGD with momentum (torch.optim.SGD's update); LARS, which adds a trust ratio, is in lars.py."""
 from .optimizer import _StateOptimizer
 from .variants import variant
 
@@ -15,18 +15,5 @@ class SGD(_StateOptimizer):
                          block_wise, 0.0, is_paged)
 
 
-class LARS(_StateOptimizer):
-    """LARS (You et al.): momentum SGD whose update is scaled down to max_unorm * ||p|| where
-    its norm is larger (the trust ratio, capped at 1)."""
-
-    def __init__(self, params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False, optim_bits=32, args=None,
-                 min_8bit_size=4096, percentile_clipping=100, max_unorm=0.02, block_wise=True, is_paged=False):
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
-        super().__init__("lars", params, defaults, optim_bits, args, min_8bit_size, percentile_clipping,
-                         block_wise, max_unorm, is_paged)
-
-
-SGD8bit = variant(SGD, "SGD8bit", optim_bits=8)
-SGD32bit = variant(SGD, "SGD32bit", optim_bits=32)
-LARS8bit = variant(LARS, "LARS8bit", optim_bits=8)
-LARS32bit = variant(LARS, "LARS32bit", optim_bits=32)
+SGD8bit = variant(SGD, "SGD8bit", optim_bits=8, drop=("optim_bits",), keyword_only=("is_paged",))
+SGD32bit = variant(SGD, "SGD32bit", optim_bits=32, drop=("optim_bits",), keyword_only=("is_paged",))

@@ -1,4 +1,4 @@
-"""Small helpers shared across the package."""
+"""What this installation was built with, and small helpers shared across the package."""
 import json
 import os
 
@@ -7,7 +7,7 @@ import torch
 
 def build_info():
     """What this installation was built with: {'cuda': bool, 'cuda_archs': str, ...}."""
-    path = os.path.join(os.path.dirname(__file__), "_build_info.json")
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "_build_info.json")
     if not os.path.exists(path):
         return {"cuda": False, "cuda_archs": "", "cuda_version": None, "torch_version": None}
     with open(path) as f:
