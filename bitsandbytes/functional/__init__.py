@@ -6,6 +6,9 @@ from .blockwise import (dequantize, dequantize_blockwise, dequantize_no_absmax, 
                         quantize_no_absmax)
 from .int8 import (int8_double_quant, int8_linear_matmul, int8_mm_dequant, int8_vectorwise_dequant,
                    int8_vectorwise_quant, int8_weight_linear)
+from .deprecated_int8 import (batched_igemm, double_quant, extract_outliers, get_colrow_absmax, get_row_absmax,
+                             igemm, igemmlt, mm_dequant, transform, vectorwise_dequant, vectorwise_mm_dequant,
+                             vectorwise_quant)
 from .maps import create_dynamic_map, create_fp8_map, create_linear_map
 from .optimizer import (optimizer_update_8bit_blockwise, optimizer_update_32bit, optimizer_update_multi,
                         paged_zeros, percentile_clipping, prefetch_to_device)
@@ -20,4 +23,7 @@ __all__ = [
     "int8_mm_dequant", "int8_vectorwise_dequant", "int8_vectorwise_quant", "int8_weight_linear",
     "optimizer_update_32bit", "optimizer_update_8bit_blockwise", "optimizer_update_multi", "paged_zeros",
     "percentile_clipping", "prefetch_to_device", "quantize", "quantize_blockwise", "quantize_no_absmax",
+    # deprecated int8 API of the reference's 0.45 release
+    "batched_igemm", "double_quant", "extract_outliers", "get_colrow_absmax", "get_row_absmax", "igemm", "igemmlt",
+    "mm_dequant", "transform", "vectorwise_dequant", "vectorwise_mm_dequant", "vectorwise_quant",
 ]
