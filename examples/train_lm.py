@@ -169,14 +169,15 @@ def to_nf4(model, dtype):
 
 
 def four_bit_summary(model, val, args):
-    """Validation loss and linear-weight memory of the trained model in 16-bit and in NF4."""
-    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
-    half = copy.deepcopy(model).to(dtype)
-    nf4 = to_nf4(model, dtype)
+    """Validation loss and linear-weight memory of the trained model in float32, in bfloat16 and
+    with NF4 linear weights (computing in bfloat16 on CUDA, float32 on the CPU)."""
+    nf4_dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
+    variants = (("float32 (trained model)", copy.deepcopy(model)),
+                ("bfloat16", copy.deepcopy(model).to(torch.bfloat16)),
+                (f"NF4 (bnb.nn.Linear4bit, {str(nf4_dtype).removeprefix('torch.')} compute)", to_nf4(model, nf4_dtype)))
     rows = ["| weights | val loss | linear weights |", "|---|---|---|"]
     with torch.no_grad():
-        for label, m in ((f"{str(dtype).removeprefix('torch.')} (trained model)", half), ("NF4 (bnb.nn.Linear4bit)",
-                                                                                          nf4)):
+        for label, m in variants:
             v = evaluate(m, val, args.ctx, args.device)
             rows.append(f"| {label} | {v:.4f} | {linear_weight_bytes(m) / 1e6:.3f} MB |")
     return "\n".join(rows)
