@@ -6,6 +6,8 @@ from .variants import variant
 class Adagrad(_StateOptimizer):
     """Adagrad: s += g^2; p -= lr / (1 + (step - 1) * lr_decay) * g / (sqrt(s) + eps)."""
 
+    betas_keys = ()  # the reference's groups carry betas (0, 0)
+
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10,
                  optim_bits=32, args=None, min_8bit_size=4096, percentile_clipping=100, block_wise=True,
                  is_paged=False):

@@ -7,6 +7,7 @@ import torch
 
 from .. import functional as F
 from ..functional.algorithms import BLOCKSIZE
+from .group_keys import named_from_betas, set_betas_and_eps
 from .sharding import from_saved, local, to_saved
 from .state import num_blocks, quantize_into
 
@@ -27,12 +28,17 @@ def state_dict(optimizer, sd):
             st[QUANT_STATE_KEY] = inner
         packed[k] = st
     sd["state"] = packed
+    for group in sd["param_groups"]:  # copies: betas as the named settings are now
+        set_betas_and_eps(group, optimizer.betas_keys)
     return sd
 
 
-def load_state_dict(optimizer, sd):
-    """Loads `sd` into `optimizer`. Tensors move to the parameter's device but keep their dtype:
-    8-bit codes, maps and absmax are never cast."""
+def load_state_dict(optimizer, sd, move_to_device=True):
+    """Loads `sd` into `optimizer`. Tensors keep their dtype (8-bit codes, maps and absmax are
+    never cast) and move to the parameter's device unless move_to_device is False. Settings
+    the reference keeps only in `betas` (SGD's momentum, RMSprop's alpha) are honoured."""
+    if not isinstance(move_to_device, bool):
+        raise TypeError(f"load_state_dict: move_to_device must be True or False, got {move_to_device!r}")
     groups = optimizer.param_groups
     saved_groups = sd["param_groups"]
     if len(groups) != len(saved_groups):
@@ -53,7 +59,7 @@ def load_state_dict(optimizer, sd):
         if k in id_map:
             p = id_map[k]
             gindex, pindex = where[k]
-            state[p] = _load_param_state(p, v, optimizer.get_config(gindex, pindex, groups[gindex]))
+            state[p] = _load_param_state(p, v, optimizer.get_config(gindex, pindex, groups[gindex]), move_to_device)
         else:
             state[k] = v
     new_groups = []
@@ -61,18 +67,24 @@ def load_state_dict(optimizer, sd):
         ng = dict(g)
         ng.update({k: v for k, v in sg.items() if k != "params"})
         ng["params"] = g["params"]
+        named_from_betas(sg, ng, optimizer.betas_keys)
+        optimizer.check_loaded_group(ng)
+        set_betas_and_eps(ng, optimizer.betas_keys)
         new_groups.append(ng)
     optimizer.__setstate__({"state": state, "param_groups": new_groups})
 
 
-def _load_param_state(p, saved, config):
+def _load_param_state(p, saved, config, move_to_device):
+    def load(t):  # a copy, so that the state dict and the optimizer never share a tensor
+        return t.to(p.device, copy=True) if move_to_device else t.clone()
+
     st = {}
     for key, val in saved.items():
         if key == QUANT_STATE_KEY:
             for kk, vv in val.items():
-                st[kk] = vv.to(p.device, copy=True) if isinstance(vv, torch.Tensor) else vv
+                st[kk] = load(vv) if isinstance(vv, torch.Tensor) else vv
         elif isinstance(val, torch.Tensor) and key != "step":
-            st[key] = val.to(p.device, copy=True)
+            st[key] = load(val)
         else:
             st[key] = val
     if isinstance(st.get("step"), torch.Tensor):

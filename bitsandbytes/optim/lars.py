@@ -11,6 +11,8 @@ class LARS(_StateOptimizer):
     """LARS (You et al.): momentum SGD whose update is scaled down to max_unorm * ||p|| where
     its norm is larger (the trust ratio, capped at 1)."""
 
+    betas_keys = ("momentum", "dampening")  # the reference keeps them in betas
+
     def __init__(self, params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False, optim_bits=32, args=None,
                  min_8bit_size=4096, percentile_clipping=100, max_unorm=0.02, block_wise=True, is_paged=False):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)

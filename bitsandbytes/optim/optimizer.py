@@ -12,6 +12,7 @@ from .. import functional as F
 from ..functional import optimizer as FO
 from ..functional.algorithms import algorithm, kernel_hyper
 from . import checkpoint, config as C, state as S, step_hooks
+from .group_keys import set_betas_and_eps
 from .manager import GlobalOptimManager
 from .plan import Launch, Plan
 from .sharding import local
@@ -21,6 +22,9 @@ class Optimizer8bit(torch.optim.Optimizer):
     """The machinery shared by every optimizer: per-parameter configuration (with the
     GlobalOptimManager overrides), state allocation, the launch plan, and state dicts in the
     reference library's format."""
+
+    # The named settings the reference keeps in `betas` (group_keys.py); None: ours use betas.
+    betas_keys = None
 
     def __init__(self, params, defaults, optim_bits=32, is_paged=False):
         self._plan = None
@@ -40,6 +44,7 @@ class Optimizer8bit(torch.optim.Optimizer):
 
     def add_param_group(self, param_group):
         super().add_param_group(param_group)
+        set_betas_and_eps(self.param_groups[-1], self.betas_keys)
         self._plan = None  # the new parameters join at the next step
 
     # --- configuration ---------------------------------------------------------------
@@ -165,10 +170,14 @@ class Optimizer8bit(torch.optim.Optimizer):
         `__bnb_optimizer_quant_state__` as the reference library saves them."""
         return checkpoint.state_dict(self, super().state_dict())
 
-    def load_state_dict(self, state_dict):
-        """Loads our own state dicts and the reference library's (see checkpoint.py)."""
-        checkpoint.load_state_dict(self, state_dict)
+    def load_state_dict(self, state_dict, move_to_device=True):
+        """Loads our own state dicts and the reference library's (see checkpoint.py). With
+        move_to_device=False the state tensors stay on the device they were loaded on."""
+        checkpoint.load_state_dict(self, state_dict, move_to_device)
         self._plan = None
+
+    def check_loaded_group(self, group):
+        """Refuses settings a loaded param group asks for that this optimizer cannot run."""
 
 
 def check_percentile_clipping(value):

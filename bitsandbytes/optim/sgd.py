@@ -6,6 +6,8 @@ from .variants import variant
 class SGD(_StateOptimizer):
     """SGD with momentum, dampening, nesterov and L2 weight decay, as torch.optim.SGD."""
 
+    betas_keys = ("momentum", "dampening")  # the reference keeps them in betas
+
     def __init__(self, params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False, optim_bits=32, args=None,
                  min_8bit_size=4096, percentile_clipping=100, block_wise=True, is_paged=False):
         if nesterov and (momentum <= 0 or dampening != 0):
