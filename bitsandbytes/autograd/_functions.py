@@ -90,6 +90,16 @@ def _init_with_idx(self, *args, idx=None, **kwargs):
 MatmulLtState.__init__ = _init_with_idx
 
 
+def rounded_like_reference(w):
+    """A float32 weight rounded to float16 first, as the reference quantizes every weight
+    through float16: its int8 codes are then the reference's (rounding first moves 0.6% of
+    them by one). Values float16 cannot hold keep their float32 value rather than become inf."""
+    if w.dtype != torch.float32:
+        return w
+    w16 = w.to(torch.float16)
+    return torch.where(torch.isinf(w16) & torch.isfinite(w), w, w16.to(torch.float32))
+
+
 def _weight_int8(B, state):
     """(CB, SCB) for this forward: the cached int8 weight, or B quantized now."""
     if B.dtype == torch.int8:
@@ -102,7 +112,7 @@ def _weight_int8(B, state):
         return B, state.SCB
     if not state.has_fp16_weights and state.CB is not None and state.CB.shape == B.shape:
         return state.CB, state.SCB
-    CB, SCB, _ = F8.int8_vectorwise_quant(B.detach())
+    CB, SCB, _ = F8.int8_vectorwise_quant(rounded_like_reference(B.detach()))
     if not state.has_fp16_weights:
         state.CB, state.SCB = CB, SCB  # a frozen weight is quantized once
     return CB, SCB
@@ -204,9 +214,20 @@ class MatMul8bitLt(torch.autograd.Function):
         return grad_A, grad_B, None, grad_bias, None
 
 
+def _state_weight(B, state):
+    """A frozen state's int8 weight CB [N, K] is the weight, as in the reference, whatever B's
+    layout: callers pass the weight or its transpose B.t() ([K, N])."""
+    CB = state.CB
+    if isinstance(B, torch.Tensor) and B.dim() == 2 and tuple(B.shape) == tuple(CB.shape[::-1]):
+        return CB
+    return B
+
+
 def matmul(A, B, out=None, state=None, threshold=0.0, bias=None):
     """LLM.int8() product A @ B^T (+ bias) with outlier columns of A (|value| > threshold)
     multiplied in 16-bit. B is a [N, K] weight: 16-bit, or int8 with state.SCB set."""
+    if state is not None and state.CB is not None and not state.has_fp16_weights and B is not state.CB:
+        B = _state_weight(B, state)
     _check(A, B, bias)
     state = state if state is not None else MatmulLtState()
     if threshold > 0.0:

@@ -10,7 +10,7 @@ again at each forward. The state dict of a quantized layer holds `weight` (int8)
 import torch
 
 from ..autograd import MatmulLtState, matmul
-from ..autograd._functions import WEIGHT_STREAM_MAX_ROWS
+from ..autograd._functions import WEIGHT_STREAM_MAX_ROWS, rounded_like_reference
 from ..functional.int8 import int8_vectorwise_quant
 from .parameters import QuantizedParameter, QuantizedParameterModule
 
@@ -53,7 +53,7 @@ class Int8Params(QuantizedParameter):
         w = self.data.contiguous().to(device)
         if w.dtype not in (torch.float16, torch.bfloat16, torch.float32):
             w = w.to(torch.float16)
-        CB, SCB, _ = int8_vectorwise_quant(w)
+        CB, SCB, _ = int8_vectorwise_quant(rounded_like_reference(w))
         self.data = CB
         self.CB = CB
         self.SCB = SCB
@@ -73,7 +73,7 @@ class Int8Params(QuantizedParameter):
     def _prepare_load(self, state_dict, prefix, name):
         if prefix + "SCB" not in state_dict:
             return self
-        if self.SCB is None or not self._is_quantized():
+        if not self._is_quantized():
             raise RuntimeError(
                 f"Linear8bitLt: the state dict holds a quantized weight ({prefix}SCB) but this layer is not "
                 "quantized; build it with has_fp16_weights=False and move it to its device "
@@ -85,7 +85,11 @@ class Int8Params(QuantizedParameter):
         return self
 
     def _finish_load(self, state_dict, prefix, name):
-        if prefix + "SCB" in state_dict:
+        if prefix + "SCB" not in state_dict:
+            return
+        if self.SCB is None:  # int8 data whose statistics were a meta placeholder (dropped on the move)
+            self.SCB = state_dict[prefix + "SCB"].to(self.device, torch.float32, copy=True)
+        else:
             self.SCB.copy_(state_dict[prefix + "SCB"])
 
 

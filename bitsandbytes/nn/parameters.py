@@ -172,6 +172,10 @@ def _moved(value, device, non_blocking):
     parameter must leave the original's state where it was)."""
     if value is None:
         return None
+    if isinstance(value, torch.Tensor) and value.is_meta and torch.device(device).type != "meta":
+        # A placeholder of a model built on the meta device: it has no values to move, and its
+        # loader sets the real one (transformers passes SCB=<meta tensor>, then sets SCB).
+        return None
     if isinstance(value, torch.Tensor):
         return value.to(device, non_blocking=non_blocking)
     if hasattr(value, "copy_to"):
