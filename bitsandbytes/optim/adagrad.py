@@ -11,8 +11,6 @@ class Adagrad(_StateOptimizer):
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10,
                  optim_bits=32, args=None, min_8bit_size=4096, percentile_clipping=100, block_wise=True,
                  is_paged=False):
-        if initial_accumulator_value < 0:
-            raise ValueError(f"Invalid initial_accumulator_value: {initial_accumulator_value}")
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value)
         super().__init__("adagrad", params, defaults, optim_bits, args, min_8bit_size, percentile_clipping,

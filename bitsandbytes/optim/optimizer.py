@@ -13,6 +13,7 @@ from ..functional import optimizer as FO
 from ..functional.algorithms import algorithm, kernel_hyper
 from . import checkpoint, config as C, state as S, step_hooks
 from .group_keys import set_betas_and_eps
+from .hyper_checks import check_hyperparameters
 from .manager import GlobalOptimManager
 from .plan import Launch, Plan
 from .sharding import local
@@ -195,8 +196,7 @@ class _StateOptimizer(Optimizer8bit):
                  percentile_clipping=100, block_wise=True, max_unorm=0.0, is_paged=False):
         algorithm(optimizer_name)  # a ValueError for an unknown one
         check_percentile_clipping(percentile_clipping)
-        if not 0.0 <= defaults.get("lr", 0.0):
-            raise ValueError(f"Invalid learning rate: {defaults['lr']}")
+        check_hyperparameters(defaults, type(self).__name__)
         self.optimizer_name = optimizer_name
         self.args = C.args_namespace(args, optim_bits=optim_bits, min_8bit_size=min_8bit_size,
                                      percentile_clipping=percentile_clipping, block_wise=block_wise,
@@ -229,11 +229,6 @@ class Optimizer2State(_StateOptimizer):
     def __init__(self, optimizer_name, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  optim_bits=32, args=None, min_8bit_size=4096, percentile_clipping=100, block_wise=True,
                  max_unorm=0.0, skip_zeros=False, is_paged=False, extra=None):
-        for i, beta in enumerate(betas):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"Invalid beta parameter at index {i}: {beta} (must be in [0, 1))")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, **(extra or {}))
         super().__init__(optimizer_name, params, defaults, optim_bits, args, min_8bit_size, percentile_clipping,
                          block_wise, max_unorm, is_paged)

@@ -1,4 +1,5 @@
 """RMSprop (torch.optim.RMSprop's update without momentum or centering)."""
+from .hyper_checks import check_hyperparameters
 from .optimizer import _StateOptimizer
 from .variants import variant
 
@@ -11,11 +12,13 @@ class RMSprop(_StateOptimizer):
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
                  optim_bits=32, args=None, min_8bit_size=4096, percentile_clipping=100, block_wise=True,
                  is_paged=False):
+        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered)
+        # a value torch refuses is a ValueError before any "not supported"
+        check_hyperparameters(defaults, type(self).__name__)
         if momentum != 0:
             raise NotImplementedError("RMSprop with momentum is not supported")
         if centered:
             raise NotImplementedError("centered RMSprop is not supported")
-        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered)
         super().__init__("rmsprop", params, defaults, optim_bits, args, min_8bit_size, percentile_clipping,
                          block_wise, 0.0, is_paged)
 

@@ -1,4 +1,5 @@
 """SGD with momentum (torch.optim.SGD's update); LARS, which adds a trust ratio, is in lars.py."""
+from .hyper_checks import check_hyperparameters
 from .optimizer import _StateOptimizer
 from .variants import variant
 
@@ -10,9 +11,10 @@ class SGD(_StateOptimizer):
 
     def __init__(self, params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False, optim_bits=32, args=None,
                  min_8bit_size=4096, percentile_clipping=100, block_wise=True, is_paged=False):
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
+        check_hyperparameters(defaults, type(self).__name__)  # torch's order: the values, then nesterov
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
         super().__init__("momentum", params, defaults, optim_bits, args, min_8bit_size, percentile_clipping,
                          block_wise, 0.0, is_paged)
 

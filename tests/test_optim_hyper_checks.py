@@ -1,0 +1,83 @@
+"""Hyper-parameters torch.optim refuses are refused by every optimizer class of ours, in its
+constructor, with a ValueError naming the argument."""
+import inspect
+
+import pytest
+import torch
+
+import bitsandbytes as bnb
+
+NOT_OPTIMIZERS = {"GlobalOptimManager", "Optimizer1State", "Optimizer2State", "Optimizer8bit", "PytorchLARS"}
+CLASSES = [getattr(bnb.optim, n) for n in bnb.optim.__all__ if n not in NOT_OPTIMIZERS]
+
+# the torch.optim class with the same algorithm, where torch has one
+TORCH_TWIN = {"Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW, "SGD": torch.optim.SGD,
+              "RMSprop": torch.optim.RMSprop, "Adagrad": torch.optim.Adagrad}
+
+BAD_VALUES = [
+    ("lr", -1e-3), ("lr", float("nan")), ("eps", -1e-8), ("weight_decay", -0.1), ("momentum", -0.5),
+    ("alpha", -0.9), ("lr_decay", -0.01), ("initial_accumulator_value", -0.1),
+    ("betas", (-0.1, 0.999)), ("betas", (0.9, 1.0)), ("betas", (1.0, 0.5)), ("betas", (0.9, float("nan"))),
+]
+
+
+def torch_twin(cls):
+    """torch's class for the algorithm of `cls` or of the class it is a variant of (Adam8bit:
+    Adam); None where torch has none (Lion, LARS, LAMB)."""
+    for base in cls.__mro__:
+        if base.__module__.startswith("bitsandbytes.") and base.__name__ in TORCH_TWIN:
+            return TORCH_TWIN[base.__name__]
+    return None
+
+
+def cases():
+    for cls in CLASSES:
+        accepted = inspect.signature(cls.__init__).parameters
+        for name, value in BAD_VALUES:
+            if name in accepted:
+                yield pytest.param(cls, name, value, id=f"{cls.__name__}-{name}={value}")
+
+
+@pytest.mark.parametrize("cls,name,value", list(cases()))
+def test_refused_as_torch_refuses(cls, name, value, device):
+    params = [torch.nn.Parameter(torch.randn(8, 8, device=device))]
+    twin = torch_twin(cls)
+    # NaN: refused by ours always; torch's checks differ per class (SGD's `lr < 0` lets it through)
+    has_nan = any(v != v for v in (value if isinstance(value, tuple) else (value,)))
+    if twin is not None and name in inspect.signature(twin.__init__).parameters and not has_nan:
+        with pytest.raises(ValueError):
+            twin(params, **{"lr": 1e-3, name: value})
+    with pytest.raises(ValueError, match="beta" if name == "betas" else name):
+        cls(params, **{"lr": 1e-3, name: value})
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_edge_values_accepted(cls, device):
+    # zero is allowed for every non-negative setting, as torch allows it
+    accepted = inspect.signature(cls.__init__).parameters
+    kwargs = {"lr": 0.0}
+    for name in ("eps", "weight_decay", "lr_decay", "initial_accumulator_value"):
+        if name in accepted:
+            kwargs[name] = 0.0
+    if "betas" in accepted:
+        kwargs["betas"] = (0.0, 0.0)
+    cls([torch.nn.Parameter(torch.randn(4, device=device))], **kwargs)
+
+
+def test_checked_in_the_constructor_not_the_step(device):
+    # a valid optimizer steps without re-checking; the refusal happens at construction
+    p = torch.nn.Parameter(torch.randn(16, device=device))
+    with pytest.raises(ValueError, match="weight_decay"):
+        bnb.optim.Adam8bit([p], weight_decay=-1.0)
+    opt = bnb.optim.Adam8bit([p], lr=1e-2)
+    p.grad = torch.ones_like(p)
+    opt.step()
+
+
+def test_rmsprop_negative_momentum_is_a_value_error(device):
+    # torch refuses it as a value before our "momentum not supported"
+    p = [torch.nn.Parameter(torch.randn(4, device=device))]
+    with pytest.raises(ValueError, match="momentum"):
+        bnb.optim.RMSprop(p, momentum=-0.1)
+    with pytest.raises(NotImplementedError):
+        bnb.optim.RMSprop(p, momentum=0.1)
