@@ -238,5 +238,17 @@ def matmul(A, B, out=None, state=None, threshold=0.0, bias=None):
     else:  # inference: no graph to record
         result = _forward(A, B, bias, state)[0]
     if out is not None:
+        _check_out(out, result)
         return out.copy_(result)
     return result
+
+
+def _check_out(out, result):
+    """`out=` as torch's own ops take it: the result's exact shape, dtype and device. A copy_
+    would broadcast into a larger out or round into an integer one without a word."""
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"matmul: out must be a tensor, got {type(out).__name__}")
+    if out.shape != result.shape or out.dtype != result.dtype or out.device != result.device:
+        raise ValueError(f"matmul: out must have the result's shape {tuple(result.shape)}, dtype {result.dtype} "
+                         f"and device {result.device}; got shape {tuple(out.shape)}, dtype {out.dtype}, "
+                         f"device {out.device}")

@@ -98,6 +98,13 @@ _is_compiling = torch.compiler.is_compiling
 _weight_linear = torch.ops.bitsandbytes.int8_weight_linear.default
 
 
+def _bias_as(bias, x):
+    """The bias in x's dtype for this call: a cast copy, through which autograd still reaches
+    the parameter. The parameter itself keeps its dtype (an in-place cast would round an fp32
+    bias through a 16-bit input's dtype for good)."""
+    return bias if bias is None or bias.dtype == x.dtype else bias.to(x.dtype)
+
+
 class Linear8bitLt(QuantizedParameterModule, torch.nn.Linear):
     """torch.nn.Linear with an int8 forward (bnb.matmul, LLM.int8()).
 
@@ -141,12 +148,12 @@ class Linear8bitLt(QuantizedParameterModule, torch.nn.Linear):
         bias = self.bias
         if (not _is_compiling() and w.dtype == torch.int8 and getattr(w, "SCB", None) is not None
                 and x.dim() >= 1 and x.shape[-1] > 0
-                and 0 < x.numel() // x.shape[-1] <= WEIGHT_STREAM_MAX_ROWS and (bias is None or bias.dtype == x.dtype)):
+                and 0 < x.numel() // x.shape[-1] <= WEIGHT_STREAM_MAX_ROWS):
             state = self.state
             state.is_training = self.training
             state.CB = w.data
             state.SCB = w.SCB
-            return _weight_linear(x, w, w.SCB, bias)
+            return _weight_linear(x, w, w.SCB, _bias_as(bias, x))
         return self._forward_general(x)
 
     def _forward_general(self, x):
@@ -159,7 +166,4 @@ class Linear8bitLt(QuantizedParameterModule, torch.nn.Linear):
             # Module moves and state-dict loads keep CB/SCB beside the data (_apply, load).
             state.CB = w.CB if w.CB is not None else w.data
             state.SCB = w.SCB
-        bias = self.bias
-        if bias is not None and bias.dtype != x.dtype:
-            bias.data = bias.data.to(x.dtype)
-        return matmul(x, w, bias=bias, state=state)
+        return matmul(x, w, bias=_bias_as(self.bias, x), state=state)
