@@ -8,7 +8,7 @@ the library is loaded before a fake is registered.
 """
 import torch
 
-from . import _C  # noqa: F401  (loading the library registers the ops)
+from . import _extension  # noqa: F401  (it loads the compiled library, which registers the ops)
 
 from ._formats import FLOAT_DTYPES, FORMAT_8BIT, dtype_list
 

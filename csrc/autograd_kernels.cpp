@@ -7,7 +7,6 @@
 //     writes a new version, as every in-place op does (torch's boxed fallback for ops without
 //     an Autograd kernel does the same, at about 0.7 us a tensor).
 #include <ATen/ATen.h>
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/GradMode.h>
 #include <torch/autograd.h>
 #include <torch/csrc/autograd/VariableTypeUtils.h>
@@ -16,6 +15,7 @@
 #include <optional>
 
 #include "ops/checks.h"
+#include "ops/dispatch_handles.h"
 
 namespace {
 
@@ -24,12 +24,8 @@ using torch::autograd::variable_list;
 
 at::Tensor int8_weight_linear_below_autograd(const at::Tensor& A, const at::Tensor& CB, const at::Tensor& SCB,
                                              const std::optional<at::Tensor>& bias) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("bitsandbytes::int8_weight_linear", "")
-                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                               const std::optional<at::Tensor>&)>();
   const at::AutoDispatchBelowADInplaceOrView below;
-  return op.call(A, CB, SCB, bias);
+  return bnb::ops::int8_weight_linear_op().call(A, CB, SCB, bias);
 }
 
 struct Int8WeightLinear : public torch::autograd::Function<Int8WeightLinear> {
@@ -80,21 +76,15 @@ void optimizer_update_autograd(c10::DispatchKeySet keys, c10::string_view algori
                                double lr, double beta1, double beta2, double eps, double weight_decay,
                                bool decoupled_weight_decay, double bias_correction1, double bias_correction2,
                                double dampening, bool nesterov, int64_t step, double max_unorm, bool block_wise) {
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("bitsandbytes::optimizer_update", "")
-          .typed<void(c10::string_view, at::TensorList, at::TensorList, at::TensorList, at::TensorList,
-                      at::TensorList, at::TensorList, const std::optional<at::Tensor>&,
-                      const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, double, double, double,
-                      double, double, bool, double, double, double, bool, int64_t, double, bool)>();
   check_writable(params, "params");
   {
     // redispatch: the key set of ~6 lists of tensors is not computed a second time
     const at::AutoDispatchBelowADInplaceOrView below;
-    op.redispatch(keys & c10::after_ADInplaceOrView_keyset, algorithm, params, grads, state1, state2, absmax1,
-                  absmax2, qmap1, qmap2, gnorm_scale, lr, beta1, beta2,
-                  eps, weight_decay, decoupled_weight_decay, bias_correction1, bias_correction2, dampening, nesterov,
-                  step, max_unorm, block_wise);
+    bnb::ops::optimizer_update_op().redispatch(keys & c10::after_ADInplaceOrView_keyset, algorithm, params, grads,
+                                               state1, state2, absmax1, absmax2, qmap1, qmap2, gnorm_scale, lr,
+                                               beta1, beta2, eps, weight_decay, decoupled_weight_decay,
+                                               bias_correction1, bias_correction2, dampening, nesterov, step,
+                                               max_unorm, block_wise);
   }
   for (at::TensorList list : {params, state1, state2, absmax1, absmax2}) bump_versions(list);
 }

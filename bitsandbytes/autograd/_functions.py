@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 
 from ..functional import int8 as F8
+from ..functional._args import into
 
 # Rows of A up to which an int8 weight is applied directly to the 16-bit activations.
 WEIGHT_STREAM_MAX_ROWS = 32
@@ -90,16 +91,6 @@ def _init_with_idx(self, *args, idx=None, **kwargs):
 MatmulLtState.__init__ = _init_with_idx
 
 
-def rounded_like_reference(w):
-    """A float32 weight rounded to float16 first, as the reference quantizes every weight
-    through float16: its int8 codes are then the reference's (rounding first moves 0.6% of
-    them by one). Values float16 cannot hold keep their float32 value rather than become inf."""
-    if w.dtype != torch.float32:
-        return w
-    w16 = w.to(torch.float16)
-    return torch.where(torch.isinf(w16) & torch.isfinite(w), w, w16.to(torch.float32))
-
-
 def _weight_int8(B, state):
     """(CB, SCB) for this forward: the cached int8 weight, or B quantized now."""
     if B.dtype == torch.int8:
@@ -112,7 +103,7 @@ def _weight_int8(B, state):
         return B, state.SCB
     if not state.has_fp16_weights and state.CB is not None and state.CB.shape == B.shape:
         return state.CB, state.SCB
-    CB, SCB, _ = F8.int8_vectorwise_quant(rounded_like_reference(B.detach()))
+    CB, SCB = F8.int8_weight_quant(B.detach())
     if not state.has_fp16_weights:
         state.CB, state.SCB = CB, SCB  # a frozen weight is quantized once
     return CB, SCB
@@ -237,18 +228,8 @@ def matmul(A, B, out=None, state=None, threshold=0.0, bias=None):
         result = MatMul8bitLt.apply(A, B, None, bias, state)
     else:  # inference: no graph to record
         result = _forward(A, B, bias, state)[0]
-    if out is not None:
-        _check_out(out, result)
-        return out.copy_(result)
-    return result
+    # `out=` as torch's own ops take it: a copy_ would broadcast into a larger out or round
+    # into an integer one without a word.
+    return into(out, result, "out", "bnb.matmul")
 
 
-def _check_out(out, result):
-    """`out=` as torch's own ops take it: the result's exact shape, dtype and device. A copy_
-    would broadcast into a larger out or round into an integer one without a word."""
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"matmul: out must be a tensor, got {type(out).__name__}")
-    if out.shape != result.shape or out.dtype != result.dtype or out.device != result.device:
-        raise ValueError(f"matmul: out must have the result's shape {tuple(result.shape)}, dtype {result.dtype} "
-                         f"and device {result.device}; got shape {tuple(out.shape)}, dtype {out.dtype}, "
-                         f"device {out.device}")

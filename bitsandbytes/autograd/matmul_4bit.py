@@ -9,6 +9,7 @@ torch's matmul.
 import torch
 
 from ..functional import fourbit as F4
+from ..functional._args import into
 
 
 class MatMul4Bit(torch.autograd.Function):
@@ -19,9 +20,7 @@ class MatMul4Bit(torch.autograd.Function):
         ctx.state = quant_state
         ctx.dtype_bias = None if bias is None else bias.dtype
         ctx.save_for_backward(B)
-        if out is not None:
-            return out.copy_(result)
-        return result
+        return into(out, result, "out", "MatMul4Bit")
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -44,7 +43,6 @@ def matmul_4bit(A, B, quant_state, out=None, bias=None):
         result = F4.gemv_4bit(A, B.t(), state=quant_state)
         if bias is not None:
             result = result + bias
-        if out is not None:
-            return out.copy_(result)
-        return result
-    return MatMul4Bit.apply(A, B, out, bias, quant_state)
+    else:
+        result = MatMul4Bit.apply(A, B, None, bias, quant_state)
+    return into(out, result, "out", "matmul_4bit")

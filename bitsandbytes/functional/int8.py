@@ -33,6 +33,18 @@ def int8_vectorwise_quant(A, threshold=0.0):
     return out, stats, _columns(mask, threshold)
 
 
+def int8_weight_quant(W):
+    """(CB, SCB): a weight quantized row-wise as the reference library quantizes weights, a
+    float32 weight through its float16 rounding, so that its int8 codes are the reference's
+    for every weight dtype (rounding first moves 0.6% of them by one). Values float16 cannot
+    hold keep their float32 value rather than become inf."""
+    if W.dtype == torch.float32:
+        w16 = W.to(torch.float16)
+        W = torch.where(torch.isinf(w16) & torch.isfinite(W), W, w16.to(torch.float32))
+    CB, SCB, _ = int8_vectorwise_quant(W)
+    return CB, SCB
+
+
 def int8_vectorwise_dequant(A, stats):
     """float32 A * stats / 127, one statistic per row of A[..., K]."""
     fn = "int8_vectorwise_dequant"

@@ -14,12 +14,8 @@ import torch
 
 from .. import _ops  # noqa: F401  (the library, loaded before the fakes below are registered)
 from .._extension import OptimizerTensors
-from .algorithms import ALGORITHMS, BLOCKSIZE, algorithm  # noqa: F401  (re-exported)
+from .algorithms import algorithm
 from .blockwise import default_code
-
-
-def num_states(optimizer_name):
-    return algorithm(optimizer_name).num_states
 
 
 def _as_list(x):

@@ -10,8 +10,8 @@ again at each forward. The state dict of a quantized layer holds `weight` (int8)
 import torch
 
 from ..autograd import MatmulLtState, matmul
-from ..autograd._functions import WEIGHT_STREAM_MAX_ROWS, rounded_like_reference
-from ..functional.int8 import int8_vectorwise_quant
+from ..autograd._functions import WEIGHT_STREAM_MAX_ROWS
+from ..functional.int8 import int8_weight_quant
 from .parameters import QuantizedParameter, QuantizedParameterModule
 
 _ROW_MAJOR = 0
@@ -53,7 +53,7 @@ class Int8Params(QuantizedParameter):
         w = self.data.contiguous().to(device)
         if w.dtype not in (torch.float16, torch.bfloat16, torch.float32):
             w = w.to(torch.float16)
-        CB, SCB, _ = int8_vectorwise_quant(rounded_like_reference(w))
+        CB, SCB = int8_weight_quant(w)
         self.data = CB
         self.CB = CB
         self.SCB = SCB

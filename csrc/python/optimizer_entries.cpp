@@ -10,7 +10,6 @@
 // computes exactly as torch.ops.bitsandbytes.optimizer_update does. What the dispatcher cannot
 // see (a torch-function override) is decided in Python before a handle is used
 // (bitsandbytes/_extension.py).
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/Tensor.h>
 #include <torch/csrc/Exceptions.h>
 #include <torch/csrc/autograd/python_variable.h>
@@ -21,6 +20,7 @@
 #include <vector>
 
 #include "entries.h"
+#include "../ops/dispatch_handles.h"
 
 namespace {
 
@@ -127,17 +127,11 @@ PyObject* bnb::python::optimizer_step(PyObject* /*self*/, PyObject* args) {
     grads.push_back(p.grad());
     if (!grads.back().defined()) Py_RETURN_FALSE;  // the caller's plan is out of date
   }
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("bitsandbytes::optimizer_update", "")
-          .typed<void(c10::string_view, at::TensorList, at::TensorList, at::TensorList, at::TensorList,
-                      at::TensorList, at::TensorList, const std::optional<at::Tensor>&,
-                      const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, double, double, double,
-                      double, double, bool, double, double, double, bool, int64_t, double, bool)>();
-  op.call(std::string(algorithm), tensors->params, grads, tensors->state1, tensors->state2, tensors->absmax1,
-          tensors->absmax2, optional_tensor(qmap1), optional_tensor(qmap2), optional_tensor(gnorm_scale), lr, beta1,
-          beta2, eps, weight_decay, decoupled != 0, bc1, bc2, dampening, nesterov != 0, int64_t(step), max_unorm,
-          block_wise != 0);
+  bnb::ops::optimizer_update_op().call(std::string(algorithm), tensors->params, grads, tensors->state1,
+                                       tensors->state2, tensors->absmax1, tensors->absmax2, optional_tensor(qmap1),
+                                       optional_tensor(qmap2), optional_tensor(gnorm_scale), lr, beta1, beta2, eps,
+                                       weight_decay, decoupled != 0, bc1, bc2, dampening, nesterov != 0,
+                                       int64_t(step), max_unorm, block_wise != 0);
   Py_RETURN_TRUE;
   END_HANDLE_TH_ERRORS
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "bnb/quantize_4bit_cpu.h"
+#include "blockwise_dequantize.h"
 #include "element_io.h"
 
 namespace bnb::cpu {
@@ -45,19 +46,9 @@ void quantize_4bit(DType dtype, const void* A, QuantType4bit quant_type, uint8_t
 
 void dequantize_4bit(DType dtype, const uint8_t* A, const float* code, const float* absmax, void* out, int64_t n,
                      int64_t blocksize) {
-  const int64_t blocks = num_blocks(n, blocksize);
-  dispatch_dtype(dtype, [&](auto tag) {
-    using E = Element<decltype(tag)::value>;
-    auto* o = static_cast<typename E::storage*>(out);
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t lo = b * blocksize, hi = std::min(n, lo + blocksize);
-      const float amax = absmax[b];
-      for (int64_t i = lo; i < hi; ++i) {
-        const uint8_t byte = A[i / 2];
-        E::store(o, i, code[(i & 1) ? (byte & 0xF) : (byte >> 4)] * amax);
-      }
-    }
+  dequantize_blocks(dtype, absmax, out, n, blocksize, [&](int64_t i) {
+    const uint8_t byte = A[i / 2];
+    return code[(i & 1) ? (byte & 0xF) : (byte >> 4)];
   });
 }
 

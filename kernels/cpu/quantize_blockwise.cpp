@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "bnb/quantize_cpu.h"
+#include "blockwise_dequantize.h"
 #include "element_io.h"
 #include "nearest_code.h"
 
@@ -29,17 +30,7 @@ void quantize_blockwise(DType dtype, const void* A, const float* code, uint8_t* 
 
 void dequantize_blockwise(DType dtype, const uint8_t* A, const float* code, const float* absmax,
                           void* out, int64_t n, int64_t blocksize) {
-  const int64_t blocks = num_blocks(n, blocksize);
-  dispatch_dtype(dtype, [&](auto tag) {
-    using E = Element<decltype(tag)::value>;
-    auto* o = static_cast<typename E::storage*>(out);
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t lo = b * blocksize, hi = std::min(n, lo + blocksize);
-      const float amax = absmax[b];
-      for (int64_t i = lo; i < hi; ++i) E::store(o, i, code[A[i]] * amax);
-    }
-  });
+  dequantize_blocks(dtype, absmax, out, n, blocksize, [&](int64_t i) { return code[A[i]]; });
 }
 
 }  // namespace bnb::cpu
