@@ -21,13 +21,28 @@ def default_code(device, signed=True):
     return _default_codes[key]
 
 
-def _code_for(code, A, fn):
+def _code_for(code, A, fn, search=False):
     # The map's dtype and size are the op's to check (csrc/ops/checks.h); a map on another device is
-    # moved for the caller, as earlier releases did.
+    # moved for the caller, as earlier releases did. Its values are checked here, once per
+    # version of the tensor: finite, and ascending where quantization searches it.
     if code is None:
         return default_code(A.device)
     check_tensor(code, "code", fn)
+    _check_code_values(code, fn, search)
     return code.to(A.device)
+
+
+def _check_code_values(code, fn, search):
+    if torch.compiler.is_compiling():
+        return  # a traced map has no values to read
+    key = (code._version, search)
+    if getattr(code, "_bnb_checked", None) == key or code.dtype != torch.float32:
+        return  # checked already, or a dtype the op rejects with its own error
+    if not bool(torch.isfinite(code).all()):
+        raise ValueError(f"{fn}: code must hold finite values only, got NaN or Inf")
+    if search and code.numel() > 1 and not bool((code[1:] >= code[:-1]).all()):
+        raise ValueError(f"{fn}: code must be sorted in ascending order (quantization searches it)")
+    code._bnb_checked = key
 
 
 def quantize_blockwise(A, code=None, absmax=None, out=None, blocksize=4096, nested=False):
@@ -36,16 +51,39 @@ def quantize_blockwise(A, code=None, absmax=None, out=None, blocksize=4096, nest
     QuantState). With nested=True the absmax vector is quantized again (less memory)."""
     fn = "quantize_blockwise"
     check_tensor(A, "A", fn)
-    code = _code_for(code, A, fn)
+    code = _code_for(code, A, fn, search=True)
     codes, amax = torch.ops.bitsandbytes.quantize_blockwise(A, code, blocksize)
     amax = into(absmax, amax, "absmax", fn)
     codes = into(out, codes, "out", fn)
     if not nested:
         return codes, QuantState(absmax=amax, shape=A.shape, code=code, blocksize=blocksize, dtype=A.dtype)
-    offset = amax.mean() if amax.numel() else amax.new_zeros(())
-    qabsmax, state2 = quantize_blockwise(amax - offset, blocksize=blocksize, nested=False)
+    qabsmax, offset, state2 = nest_absmax(amax, blocksize)
     return codes, QuantState(absmax=qabsmax, shape=A.shape, code=code, blocksize=blocksize, dtype=A.dtype,
                              offset=offset, state2=state2)
+
+
+def nest_absmax(amax, blocksize):
+    """The nested form of a block absmax vector: (8-bit codes of amax - offset, offset, their
+    QuantState). A block marked as holding a non-finite value (a negative absmax) is stored as
+    NaN: a lossy 8-bit absmax cannot keep the mark's sign reliably, so the whole block
+    dequantizes to NaN instead."""
+    marked = torch.signbit(amax)
+    if marked.any():
+        amax = amax.masked_fill(marked, float("nan"))
+        offset = torch.nan_to_num(amax.nanmean(), nan=0.0)
+    else:
+        offset = amax.mean() if amax.numel() else amax.new_zeros(())
+    qabsmax, state2 = quantize_blockwise(amax - offset, blocksize=blocksize)
+    return qabsmax, offset, state2
+
+
+def block_absmax(quant_state):
+    """The float32 absmax of each block of a QuantState (dequantized when nested). A nested
+    value that rounds below zero is an all-but-zero block, not a marked one: it reads as +0.0."""
+    absmax = quant_state.absmax
+    if quant_state.nested:
+        absmax = (dequantize_blockwise(absmax, quant_state.state2) + quant_state.offset).clamp_min(0.0) + 0.0
+    return absmax if absmax.dtype == torch.float32 else absmax.float()
 
 
 def dequantize_blockwise(A, quant_state=None, absmax=None, code=None, out=None, blocksize=4096, nested=False):
@@ -61,11 +99,7 @@ def dequantize_blockwise(A, quant_state=None, absmax=None, code=None, out=None, 
             raise ValueError(f"{fn}: pass quant_state, or absmax (with code and blocksize)")
         quant_state = QuantState(absmax=absmax, code=_code_for(code, A, fn), blocksize=blocksize,
                                  dtype=out.dtype if out is not None else torch.float32)
-    amax = quant_state.absmax
-    if quant_state.nested:
-        amax = dequantize_blockwise(quant_state.absmax, quant_state.state2) + quant_state.offset
-    if amax.dtype != torch.float32:
-        amax = amax.float()
+    amax = block_absmax(quant_state)
     dtype = out.dtype if out is not None else quant_state.dtype
     result = torch.ops.bitsandbytes.dequantize_blockwise(A, amax, _code_for(quant_state.code, A, fn),
                                                          quant_state.blocksize, dtype)
@@ -76,7 +110,7 @@ def quantize(A, code=None, out=None):
     """Quantizes A with one absmax for the whole tensor: returns (codes, (absmax, code))."""
     fn = "quantize"
     check_tensor(A, "A", fn)
-    code = _code_for(code, A, fn)
+    code = _code_for(code, A, fn, search=True)
     codes, amax = torch.ops.bitsandbytes.quantize(A, code)
     return into(out, codes, "out", fn), (amax, code)
 
@@ -100,7 +134,7 @@ def quantize_no_absmax(A, code, out=None):
     """The nearest entry of `code` to each value of A, no scaling."""
     fn = "quantize_no_absmax"
     check_tensor(A, "A", fn)
-    code = _code_for(code, A, fn)
+    code = _code_for(code, A, fn, search=True)
     return into(out, torch.ops.bitsandbytes.quantize_no_absmax(A, code), "out", fn)
 
 

@@ -12,7 +12,7 @@ import torch
 
 from .._formats import FLOAT_DTYPES, FORMAT_4BIT, dtype_list
 from ._args import check_tensor, into
-from .blockwise import dequantize_blockwise, quantize_blockwise
+from .blockwise import block_absmax, nest_absmax
 from .quant_state import QuantState
 
 QUANT_TYPES = ("nf4", "fp4")
@@ -66,8 +66,7 @@ def quantize_4bit(A, absmax=None, out=None, blocksize=64, compress_statistics=Fa
     if not compress_statistics:
         return packed, QuantState(absmax=amax, shape=A.shape, dtype=A.dtype, blocksize=blocksize, code=code,
                                   quant_type=quant_type)
-    offset = amax.mean() if amax.numel() else amax.new_zeros(())
-    qabsmax, state2 = quantize_blockwise(amax - offset, blocksize=NESTED_BLOCKSIZE)
+    qabsmax, offset, state2 = nest_absmax(amax, NESTED_BLOCKSIZE)
     return packed, QuantState(absmax=qabsmax, shape=A.shape, dtype=A.dtype, blocksize=blocksize, code=code,
                               quant_type=quant_type, offset=offset, state2=state2)
 
@@ -78,14 +77,6 @@ def quantize_fp4(A, absmax=None, out=None, blocksize=64, compress_statistics=Fal
 
 def quantize_nf4(A, absmax=None, out=None, blocksize=64, compress_statistics=False, quant_storage=torch.uint8):
     return quantize_4bit(A, absmax, out, blocksize, compress_statistics, "nf4", quant_storage)
-
-
-def block_absmax(quant_state):
-    """The float32 absmax of each block of a 4-bit QuantState (dequantized when nested)."""
-    absmax = quant_state.absmax
-    if quant_state.nested:
-        absmax = dequantize_blockwise(absmax, quant_state.state2) + quant_state.offset
-    return absmax if absmax.dtype == torch.float32 else absmax.float()
 
 
 def dequantize_4bit(A, quant_state=None, absmax=None, out=None, blocksize=64, quant_type="fp4"):

@@ -29,7 +29,8 @@ def estimate_quantiles(A, out=None, offset=_DEFAULT_OFFSET, num_quantiles=256):
     float32 tensor of num_quantiles values on A's device that receives the result.
 
     float16 / bfloat16 inputs give exact order statistics; float32 ones are within one final
-    histogram bin (2048 neighbouring floats, relative width 2^-12) of the exact one.
+    histogram bin (2048 neighbouring floats, relative width 2^-12) of the exact one. A NaN in A
+    makes every quantile NaN (as torch.quantile); +-Inf are the largest and smallest values.
     """
     fn = "estimate_quantiles"
     check_tensor(A, "A", fn)
@@ -43,6 +44,8 @@ def estimate_quantiles(A, out=None, offset=_DEFAULT_OFFSET, num_quantiles=256):
         result = torch.ops.bitsandbytes.estimate_quantiles(A, float(offset), num_quantiles)
     except ValueError as e:
         raise QuantileArgumentError(str(e)) from None
+    # As torch.quantile: a NaN anywhere in A makes every quantile NaN (decided on the device).
+    result = result.masked_fill(A.isnan().any(), float("nan"))
     if out is None:
         return result
     if not isinstance(out, torch.Tensor) or out.dtype != torch.float32 or out.numel() != num_quantiles \
@@ -61,6 +64,8 @@ def create_quantile_map(A, total_bits=8):
     if not isinstance(total_bits, int) or not 1 <= total_bits <= FORMAT_8BIT.bits:
         raise ValueError(f"{fn}: total_bits must be an int from 1 to {FORMAT_8BIT.bits}, got {total_bits!r}")
     q = estimate_quantiles(A, num_quantiles=2 ** total_bits - 1)
+    if not bool(torch.isfinite(q).all()):
+        raise ValueError(f"{fn}: A must hold finite values to build a map from (its quantiles are NaN or Inf)")
     code = torch.cat([q, q.new_zeros(FORMAT_8BIT.map_size - q.numel())]).sort().values
     scale = code.abs().max()
     # An all-zero input leaves the map at zero instead of dividing by zero.

@@ -57,7 +57,7 @@ def quantize_into(state, i, values, block_wise):
     code = state[f"qmap{i}"]
     if block_wise:
         q, qs = F.quantize_blockwise(values, code=code, blocksize=BLOCKSIZE)
-        absmax = qs.absmax
+        absmax = qs.absmax.abs()  # the kernels read no non-finite mark (nonfinite.h) in state
     else:
         q, (absmax, _) = F.quantize(values, code=code)
     state[f"state{i}"].copy_(q)

@@ -1,16 +1,19 @@
-// The dequantize loop every block-wise format shares (CPU): out[i] = value(i) * absmax[i /
-// blocksize], rounded once to dtype, blocks spread over the OpenMP threads. A format supplies
-// value(i), the code table's value of element i.
+// The dequantize loop every block-wise format shares (CPU): out[i] = code[q(i)] * absmax[i /
+// blocksize], rounded once to dtype, blocks spread over the OpenMP threads; in a block marked
+// as holding non-finite values the reserved code gives NaN (bnb/nonfinite.h). A format
+// supplies q(i), the code of element i.
 #pragma once
 #include <algorithm>
 #include <cstdint>
 
+#include "bnb/nonfinite.h"
 #include "element_io.h"
 
 namespace bnb::cpu {
 
-template <class Value>
-void dequantize_blocks(DType dtype, const float* absmax, void* out, int64_t n, int64_t blocksize, Value value) {
+template <class Code>
+void dequantize_blocks(DType dtype, const float* absmax, void* out, int64_t n, int64_t blocksize, uint8_t reserved,
+                       Code q, const float* code) {
   const int64_t blocks = num_blocks(n, blocksize);
   dispatch_dtype(dtype, [&](auto tag) {
     using E = Element<decltype(tag)::value>;
@@ -18,8 +21,11 @@ void dequantize_blocks(DType dtype, const float* absmax, void* out, int64_t n, i
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t lo = b * blocksize, hi = std::min(n, lo + blocksize);
-      const float amax = absmax[b];
-      for (int64_t i = lo; i < hi; ++i) E::store(o, i, value(i) * amax);
+      const float stored = absmax[b];
+      for (int64_t i = lo; i < hi; ++i) {
+        const uint8_t c = q(i);
+        E::store(o, i, dequantized_value(code[c], c, reserved, stored));
+      }
     }
   });
 }

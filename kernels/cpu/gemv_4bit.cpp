@@ -28,7 +28,8 @@ void gemv_rows(const void* A, const uint8_t* B, const float* code, const float* 
       for (int64_t k = 0; k < K; ++k) {
         const int64_t i = row * K + k;  // flattened weight index: its byte and its block
         const uint8_t byte = B[i / 2];
-        const float v = code[(i & 1) ? (byte & 0xF) : (byte >> 4)] * absmax[i / blocksize];
+        const uint8_t q = (i & 1) ? (byte & 0xF) : (byte >> 4);
+        const float v = dequantized_value(code[q], q, kReservedCode4bit, absmax[i / blocksize]);
         typename E::storage rounded;  // the weight as dequantize_4bit writes it in this dtype
         E::store(&rounded, 0, v);
         w[k] = E::load(&rounded, 0);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "bnb/nonfinite.h"
 #include "bnb/optimizer_cpu.h"
 #include "element_io.h"
 #include "nearest_code.h"
@@ -84,8 +85,8 @@ void update_8bit(const OptimizerHyper& h, const TensorSlot& s, const Maps& m) {
         step_element(h, pv, E::load(g, i) * gs, x, y, u);
         usq += double(u) * u;
         psq += double(pv) * pv;
-        m1 = std::max(m1, std::fabs(x));
-        m2 = std::max(m2, std::fabs(y));
+        m1 = std::max(m1, finite_abs(x));
+        m2 = std::max(m2, finite_abs(y));
       }
     }
     *stat_double(s.stats, kUnormSq) = usq;
@@ -105,10 +106,10 @@ void update_8bit(const OptimizerHyper& h, const TensorSlot& s, const Maps& m) {
       const float pv = E::load(p, i);
       float x = m.code1[q1[i]] * a1, y = two ? m.code2[q2[i]] * a2 : 0.f, u;
       step_element(h, pv, E::load(g, i) * gs, x, y, u);
-      n1[i - lo] = x;
-      n2[i - lo] = y;
-      m1 = std::max(m1, std::fabs(x));
-      m2 = std::max(m2, std::fabs(y));
+      n1[i - lo] = finite_or_zero(x);
+      n2[i - lo] = finite_or_zero(y);
+      m1 = std::max(m1, std::fabs(n1[i - lo]));
+      m2 = std::max(m2, std::fabs(n2[i - lo]));
       E::store(p, i, pv * decay - h.lr * trust * u);
     }
     if (!bw) {

@@ -19,13 +19,18 @@ void quantize_blocks(const void* A, uint8_t* out, float* absmax, int64_t n, int6
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t lo = b * blocksize, hi = std::min(n, lo + blocksize);
-    float amax = 0.f;
-    for (int64_t i = lo; i < hi; ++i) amax = std::max(amax, std::fabs(E::load(a, i)));
-    absmax[b] = amax;
-    const float scale = block_scale_4bit(amax);
+    float amax = 0.f, flag = 0.f;
+    for (int64_t i = lo; i < hi; ++i) {
+      const float x = E::load(a, i);
+      amax = std::max(amax, finite_abs(x));
+      flag = std::max(flag, nonfinite_flag(x));
+    }
+    absmax[b] = stored_absmax(amax, flag);
+    const bool marked = flag > 0.f;
+    const BlockScale scale = block_scale_4bit(amax);
     for (int64_t i = lo; i < hi; i += 2) {
       const float second = i + 1 < hi ? E::load(a, i + 1) : 0.f;  // odd n: pad with 0.0
-      out[i / 2] = pack_4bit(code_4bit_of<Q>(E::load(a, i) * scale), code_4bit_of<Q>(second * scale));
+      out[i / 2] = pack_4bit(code_4bit_in_block<Q>(E::load(a, i), scale, marked), code_4bit_in_block<Q>(second, scale, marked));
     }
   }
 }
@@ -46,10 +51,10 @@ void quantize_4bit(DType dtype, const void* A, QuantType4bit quant_type, uint8_t
 
 void dequantize_4bit(DType dtype, const uint8_t* A, const float* code, const float* absmax, void* out, int64_t n,
                      int64_t blocksize) {
-  dequantize_blocks(dtype, absmax, out, n, blocksize, [&](int64_t i) {
+  dequantize_blocks(dtype, absmax, out, n, blocksize, kReservedCode4bit, [&](int64_t i) {
     const uint8_t byte = A[i / 2];
-    return code[(i & 1) ? (byte & 0xF) : (byte >> 4)];
-  });
+    return uint8_t((i & 1) ? (byte & 0xF) : (byte >> 4));
+  }, code);
 }
 
 }  // namespace bnb::cpu

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "bnb/nonfinite.h"
 #include "bnb/quantize_cpu.h"
 #include "blockwise_dequantize.h"
 #include "element_io.h"
@@ -19,18 +20,26 @@ void quantize_blockwise(DType dtype, const void* A, const float* code, uint8_t* 
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t lo = b * blocksize, hi = std::min(n, lo + blocksize);
-      float amax = 0.f;
-      for (int64_t i = lo; i < hi; ++i) amax = std::max(amax, std::fabs(E::load(a, i)));
-      absmax[b] = amax;
-      const float scale = amax > 0.f ? 1.0f / amax : 0.f;
-      for (int64_t i = lo; i < hi; ++i) out[i] = mids.nearest(E::load(a, i) * scale);
+      float amax = 0.f, flag = 0.f;
+      for (int64_t i = lo; i < hi; ++i) {
+        const float x = E::load(a, i);
+        amax = std::max(amax, finite_abs(x));
+        flag = std::max(flag, nonfinite_flag(x));
+      }
+      absmax[b] = stored_absmax(amax, flag);
+      const bool marked = flag > 0.f;
+      const BlockScale scale = block_scale(amax, true);
+      for (int64_t i = lo; i < hi; ++i) {
+        const float x = E::load(a, i);
+        out[i] = marked_code_8bit(mids.nearest(scale.apply(x)), x, marked);
+      }
     }
   });
 }
 
 void dequantize_blockwise(DType dtype, const uint8_t* A, const float* code, const float* absmax,
                           void* out, int64_t n, int64_t blocksize) {
-  dequantize_blocks(dtype, absmax, out, n, blocksize, [&](int64_t i) { return code[A[i]]; });
+  dequantize_blocks(dtype, absmax, out, n, blocksize, kReservedCode8bit, [&](int64_t i) { return A[i]; }, code);
 }
 
 }  // namespace bnb::cpu

@@ -41,8 +41,9 @@ gemv_4bit_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, const f
       float w[kGemvChunk];
 #pragma unroll
       for (int j = 0; j < kGemvChunk / 2; ++j) {
-        w[2 * j] = round_to<T>(s_code[bytes[j] >> 4] * m);
-        w[2 * j + 1] = round_to<T>(s_code[bytes[j] & 0xF] * m);
+        const uint8_t hi = bytes[j] >> 4, lo = bytes[j] & 0xF;
+        w[2 * j] = round_to<T>(dequantized_value(s_code[hi], hi, kReservedCode4bit, m));
+        w[2 * j + 1] = round_to<T>(dequantized_value(s_code[lo], lo, kReservedCode4bit, m));
       }
 #pragma unroll
       for (int r = 0; r < kGemvRows; ++r) {
@@ -67,7 +68,8 @@ gemv_4bit_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, const f
     for (int64_t k = lane; k < K; k += 32) {
       const int64_t i = row0 + k;
       const uint8_t byte = B[i / 2];
-      const float w = round_to<T>(s_code[(i & 1) ? (byte & 0xF) : (byte >> 4)] * __ldg(absmax + (i >> log2_blocksize)));
+      const uint8_t q = (i & 1) ? (byte & 0xF) : (byte >> 4);
+      const float w = round_to<T>(dequantized_value(s_code[q], q, kReservedCode4bit, __ldg(absmax + (i >> log2_blocksize))));
 #pragma unroll
       for (int r = 0; r < kGemvRows; ++r)
         if (r < rows) acc[r] += to_float(A[int64_t(r) * K + k]) * w;

@@ -71,30 +71,36 @@ quantize_4bit_kernel(const T* __restrict__ A, uint8_t* __restrict__ out, float* 
         for (int j = 0; j < V; ++j) v[c][j] = base + j < n ? to_float(A[base + j]) : 0.f;
       }
     }
-    float scale[C];
+    BlockScale scale[C];
+    bool marked[C];
     if constexpr (S::kBlockInChunk) {
 #pragma unroll
       for (int c = 0; c < C; ++c) {
-        float m = 0.f;
+        float m = 0.f, f = 0.f;
 #pragma unroll
-        for (int j = 0; j < V; ++j) m = fmaxf(m, fabsf(v[c][j]));
+        for (int j = 0; j < V; ++j) m = fmaxf(m, finite_abs(v[c][j])), f = fmaxf(f, nonfinite_flag(v[c][j]));
         m = group_max<S::kGroup>(m, s_warp, parity);
         parity ^= 1;
+        f = group_max<S::kGroup>(f, s_warp, parity);
+        parity ^= 1;
         const int64_t base = first + int64_t(c) * S::kChunkSpan;
-        if (threadIdx.x % S::kGroup == 0 && base < n) absmax[base / BLOCK] = m;
+        if (threadIdx.x % S::kGroup == 0 && base < n) absmax[base / BLOCK] = stored_absmax(m, f);
         scale[c] = block_scale_4bit(m);
+        marked[c] = f > 0.f;
       }
     } else {
-      float m = 0.f;
+      float m = 0.f, f = 0.f;
 #pragma unroll
       for (int c = 0; c < C; ++c)
 #pragma unroll
-        for (int j = 0; j < V; ++j) m = fmaxf(m, fabsf(v[c][j]));
+        for (int j = 0; j < V; ++j) m = fmaxf(m, finite_abs(v[c][j])), f = fmaxf(f, nonfinite_flag(v[c][j]));
       m = group_max<kThreads>(m, s_warp, parity);
       parity ^= 1;
-      if (threadIdx.x == 0) absmax[tile] = m;
+      f = group_max<kThreads>(f, s_warp, parity);
+      parity ^= 1;
+      if (threadIdx.x == 0) absmax[tile] = stored_absmax(m, f);
 #pragma unroll
-      for (int c = 0; c < C; ++c) scale[c] = block_scale_4bit(m);
+      for (int c = 0; c < C; ++c) scale[c] = block_scale_4bit(m), marked[c] = f > 0.f;
     }
 #pragma unroll
     for (int c = 0; c < C; ++c) {
@@ -102,7 +108,7 @@ quantize_4bit_kernel(const T* __restrict__ A, uint8_t* __restrict__ out, float* 
       uint8_t b[V / 2];
 #pragma unroll
       for (int j = 0; j < V / 2; ++j)
-        b[j] = pack_4bit(code_4bit_of<Q>(v[c][2 * j] * scale[c]), code_4bit_of<Q>(v[c][2 * j + 1] * scale[c]));
+        b[j] = pack_4bit(code_4bit_in_block<Q>(v[c][2 * j], scale[c], marked[c]), code_4bit_in_block<Q>(v[c][2 * j + 1], scale[c], marked[c]));
       if (full) {
         store_packed<V / 2>(out + base / 2, b);
       } else {
@@ -152,8 +158,9 @@ dequantize_4bit_kernel(const uint8_t* __restrict__ A, const float* __restrict__ 
       float v[V];
 #pragma unroll
       for (int j = 0; j < V / 2; ++j) {
-        v[2 * j] = s_code[q[c][j] >> 4] * m[c];
-        v[2 * j + 1] = s_code[q[c][j] & 0xF] * m[c];
+        const uint8_t hi = q[c][j] >> 4, lo = q[c][j] & 0xF;
+        v[2 * j] = dequantized_value(s_code[hi], hi, kReservedCode4bit, m[c]);
+        v[2 * j + 1] = dequantized_value(s_code[lo], lo, kReservedCode4bit, m[c]);
       }
       if (full) {
         store_vec<T, V>(out + base, v);

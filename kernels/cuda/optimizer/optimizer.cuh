@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "bnb/nonfinite.h"
 #include "bnb/optimizer.h"
 #include "bnb/optimizer_cuda.h"
 #include "code_lookup.cuh"
@@ -310,6 +311,7 @@ __device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScal
     step_element_as<A>(h, d.p[j], d.g[j], d.a[j], d.b[j], u);
     d.p[j] = d.p[j] * decay - step * u;
     if (!Full && chunk + L::offset(lane, j) >= s.n) d.a[j] = d.b[j] = 0.f;  // past the end: not in the absmax
+    if constexpr (Q) d.a[j] = finite_or_zero(d.a[j]), d.b[j] = finite_or_zero(d.b[j]);
     m1 = fmaxf(m1, fabsf(d.a[j]));
     m2 = fmaxf(m2, fabsf(d.b[j]));
   }
@@ -513,8 +515,8 @@ optimizer_prepass_kernel(OptTable tab, OptimizerHyper h, const float* __restrict
       if (chunk + LaneLayout<T, Q>::offset(lane, j) < s.n) {
         usq += u * u;
         psq += d.p[j] * d.p[j];
-        m1 = fmaxf(m1, fabsf(d.a[j]));
-        m2 = fmaxf(m2, fabsf(d.b[j]));
+        m1 = fmaxf(m1, finite_abs(d.a[j]));
+        m2 = fmaxf(m2, finite_abs(d.b[j]));
       }
     }
   }

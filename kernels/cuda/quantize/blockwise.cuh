@@ -11,6 +11,7 @@
 #pragma once
 #include <algorithm>
 
+#include "bnb/nonfinite.h"
 #include "bnb/quantize_cuda.h"
 #include "../common/launch.cuh"
 #include "../common/reduce.cuh"
@@ -84,37 +85,44 @@ quantize_blockwise_kernel(const T* __restrict__ A, const float* __restrict__ cod
         for (int j = 0; j < V; ++j) v[c][j] = base + j < n ? to_float(A[base + j]) : 0.f;
       }
     }
-    float scale[C];
+    BlockScale scale[C];
+    bool marked[C];
     if constexpr (S::kBlockInChunk) {
 #pragma unroll
       for (int c = 0; c < C; ++c) {
-        float m = 0.f;
+        float m = 0.f, f = 0.f;
 #pragma unroll
-        for (int j = 0; j < V; ++j) m = fmaxf(m, fabsf(v[c][j]));
+        for (int j = 0; j < V; ++j) m = fmaxf(m, finite_abs(v[c][j])), f = fmaxf(f, nonfinite_flag(v[c][j]));
         m = group_max<S::kGroup>(m, s_warp, parity);
         parity ^= 1;
+        f = group_max<S::kGroup>(f, s_warp, parity);
+        parity ^= 1;
         const int64_t base = first + int64_t(c) * S::kChunkSpan;
-        if (threadIdx.x % S::kGroup == 0 && base < n) absmax[base / BLOCK] = m;
-        scale[c] = m > 0.f ? 1.0f / m : 0.f;
+        if (threadIdx.x % S::kGroup == 0 && base < n) absmax[base / BLOCK] = stored_absmax(m, f);
+        scale[c] = block_scale(m, true);
+        marked[c] = f > 0.f;
       }
     } else {
-      float m = 0.f;
+      float m = 0.f, f = 0.f;
 #pragma unroll
       for (int c = 0; c < C; ++c)
 #pragma unroll
-        for (int j = 0; j < V; ++j) m = fmaxf(m, fabsf(v[c][j]));
+        for (int j = 0; j < V; ++j) m = fmaxf(m, finite_abs(v[c][j])), f = fmaxf(f, nonfinite_flag(v[c][j]));
       m = group_max<kThreads>(m, s_warp, parity);
       parity ^= 1;
-      if (threadIdx.x == 0) absmax[tile] = m;
+      f = group_max<kThreads>(f, s_warp, parity);
+      parity ^= 1;
+      if (threadIdx.x == 0) absmax[tile] = stored_absmax(m, f);
 #pragma unroll
-      for (int c = 0; c < C; ++c) scale[c] = m > 0.f ? 1.0f / m : 0.f;
+      for (int c = 0; c < C; ++c) scale[c] = block_scale(m, true), marked[c] = f > 0.f;
     }
 #pragma unroll
     for (int c = 0; c < C; ++c) {
       const int64_t base = first + int64_t(c) * S::kChunkSpan;
       uint8_t q[V];
 #pragma unroll
-      for (int j = 0; j < V; ++j) q[j] = nearest_code(lane_table, middle, v[c][j] * scale[c]);
+      for (int j = 0; j < V; ++j)
+        q[j] = marked_code_8bit(nearest_code(lane_table, middle, scale[c].apply(v[c][j])), v[c][j], marked[c]);
       if (full) {
         store_code_vec<V>(out + base, q);
       } else {
@@ -158,7 +166,7 @@ dequantize_blockwise_kernel(const uint8_t* __restrict__ A, const float* __restri
       const int64_t base = first + int64_t(c) * S::kChunkSpan;
       float v[V];
 #pragma unroll
-      for (int j = 0; j < V; ++j) v[j] = lane_table[q[c][j] * kLanes] * m[c];
+      for (int j = 0; j < V; ++j) v[j] = dequantized_value(lane_table[q[c][j] * kLanes], q[c][j], kReservedCode8bit, m[c]);
       if (full) {
         store_vec<T, V>(out + base, v);
       } else {

@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "bnb/dtype.h"
+#include "bnb/nonfinite.h"
 
 namespace bnb {
 
@@ -104,7 +105,28 @@ template <QuantType4bit Q> BNB_HD uint8_t code_4bit_of(float x) {
 
 // The scale a block's values are multiplied by before the search: 1 / absmax, IEEE-rounded
 // (an all-zero block gets infinity, so its values become NaN and code 0, as in the reference).
-BNB_HD float block_scale_4bit(float absmax) { return 1.0f / absmax; }
+BNB_HD BlockScale block_scale_4bit(float absmax) { return block_scale(absmax, false); }
+
+// The 4-bit code of x (q: the code of its scaled value xs) in a block that is `marked`
+// (nonfinite.h): non-finite values take the reserved code 8; a finite value that would take it
+// takes NF4's nearer neighbour of 0.0796 (7: 0.0, 9: 0.161), or FP4's +0.0 for its -0.0.
+template <QuantType4bit Q> BNB_HD uint8_t marked_code_4bit(uint8_t q, float x, float xs, bool marked) {
+  if (!marked) return q;
+  if (!is_finite_value(x)) return kReservedCode4bit;
+  if (q != kReservedCode4bit) return q;
+  if constexpr (Q == QuantType4bit::NF4) {
+    constexpr float kSplit = 0.08046510070562363f;  // 0.5f * (kNF4Code[7] + kNF4Code[9])
+    return xs > kSplit ? 9 : 7;
+  } else {
+    return 0;
+  }
+}
+
+// The code of x in a block with this scale: the one every 4-bit quantize kernel writes.
+template <QuantType4bit Q> BNB_HD uint8_t code_4bit_in_block(float x, BlockScale scale, bool marked) {
+  const float xs = scale.apply(x);
+  return marked_code_4bit<Q>(code_4bit_of<Q>(xs), x, xs, marked);
+}
 
 // Two codes a byte, the first value in the high nibble.
 BNB_HD uint8_t pack_4bit(uint8_t first, uint8_t second) { return uint8_t((first << 4) | (second & 0xF)); }

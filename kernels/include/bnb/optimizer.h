@@ -2,6 +2,7 @@
 // every algorithm (one definition, compiled for host and device), the hyper-parameters of
 // one launch and the per-tensor slot of a multi-tensor update. Torch-free.
 #pragma once
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 
@@ -129,11 +130,14 @@ BNB_HD float weight_decay_factor(const OptimizerHyper& h) {
 
 // The factor the update is multiplied by: max_unorm * ||p|| / ||u|| where ||u|| exceeds
 // max_unorm * ||p||, else 1 (a trust ratio capped at 1, as in the LARS/LAMB of the 8-bit
-// optimizers paper's library).
+// optimizers paper's library). A non-finite norm (a NaN or Inf gradient or parameter
+// anywhere in the tensor) makes it NaN: the tensor's update shows the damage rather than
+// taking a silently wrong scale (no clipping, or none of the update).
 BNB_HD float trust_factor(const OptimizerHyper& h, const float* stats) {
   if (!(h.max_unorm > 0.f)) return 1.f;
   const float unorm = float(sqrt(stat_double(stats, kUnormSq)));
   const float limit = h.max_unorm * float(sqrt(stat_double(stats, kPnormSq)));
+  if (!(unorm <= FLT_MAX) || !(limit <= FLT_MAX)) return NAN;
   return (unorm > limit && unorm > 0.f) ? limit / unorm : 1.f;
 }
 

@@ -121,6 +121,32 @@ inline Values empty_values(bnb::DType dtype, int64_t n) {
   return Values{dtype, std::vector<uint8_t>(static_cast<size_t>(n) * static_cast<size_t>(bnb::dtype_size(dtype)))};
 }
 
+// Every `every`-th value (from index 3) replaced by NaN, +Inf and -Inf in turn: the blocks
+// holding them are marked (bnb/nonfinite.h), the others are not.
+inline void sprinkle_nonfinite(Values& v, int64_t every = 700) {
+  const float kinds[3] = {NAN, INFINITY, -INFINITY};
+  for (int64_t i = 3, k = 0; i < v.size(); i += every, ++k) {
+    const float f = kinds[k % 3];
+    if (v.dtype == bnb::DType::Float32) {
+      std::memcpy(v.bytes.data() + 4 * i, &f, 4);
+    } else {
+      const uint16_t h = v.dtype == bnb::DType::Float16 ? bnb::float_to_fp16(f) : bnb::float_to_bf16(f);
+      std::memcpy(v.bytes.data() + 2 * i, &h, 2);
+    }
+  }
+}
+
+// Elements whose values differ; NaN equals NaN (the GPU's conversions may give another NaN
+// bit pattern than the CPU's).
+inline int64_t count_value_mismatches(const Values& a, const Values& b) {
+  int64_t bad = 0;
+  for (int64_t i = 0; i < a.size(); ++i) {
+    const float x = a.at(i), y = b.at(i);
+    bad += !(std::isnan(x) ? std::isnan(y) : std::memcmp(&x, &y, 4) == 0);
+  }
+  return bad + (a.size() != b.size());
+}
+
 // Values on the device and back.
 inline DeviceBuffer<uint8_t> to_device(const Values& v) { return DeviceBuffer<uint8_t>(v.bytes); }
 inline Values from_device(bnb::DType dtype, const DeviceBuffer<uint8_t>& d) { return Values{dtype, d.host()}; }

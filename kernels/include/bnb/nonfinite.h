@@ -1,0 +1,81 @@
+// How block-wise codes (8-bit maps, NF4, FP4) keep non-finite values, on the CPU and the GPU.
+//
+// A code cannot hold NaN or Inf, and one such value must not damage the finite values of its
+// block. So:
+// - a block's absmax is the largest magnitude of its finite values;
+// - a block holding a non-finite value is marked by the sign bit of its absmax (-absmax;
+//   -0.0 when its finite values are all zero). Finite data never sets it, so blocks without
+//   non-finite values keep exactly the codes and absmax they always had;
+// - in a marked block one code is reserved (kReservedCode8bit / kReservedCode4bit): the
+//   non-finite values take it, a finite value that would take it takes a neighbouring code,
+//   and dequantize gives NaN for it. Every other value of the block is unchanged.
+// The reserved codes are ones finite data rarely needs: 8-bit code 0 (the most negative map
+// entry, -0.993 of absmax in the dynamic map, whose neighbour is -0.979), NF4 code 8
+// (0.0796, between 0.0 and 0.161), FP4 code 8 (-0.0, the same value as code 0).
+#pragma once
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "bnb/dtype.h"
+
+namespace bnb {
+
+constexpr uint8_t kReservedCode8bit = 0;
+constexpr uint8_t kReservedCode4bit = 8;
+
+// False for NaN and +-Inf (the comparison with NaN is false).
+BNB_HD bool is_finite_value(float x) { return fabsf(x) <= FLT_MAX; }
+
+// |x| for a finite x, 0 otherwise: what a block's absmax is the maximum of.
+BNB_HD float finite_abs(float x) { return is_finite_value(x) ? fabsf(x) : 0.f; }
+
+// x if finite, else 0: how 8-bit optimizer state stores a non-finite new value (the parameter
+// took the non-finite update already, as torch's would; the state's block keeps its scale).
+BNB_HD float finite_or_zero(float x) { return is_finite_value(x) ? x : 0.f; }
+
+// 1.0 for a non-finite x, 0.0 otherwise; a block is marked when the maximum of these is 1.
+BNB_HD float nonfinite_flag(float x) { return is_finite_value(x) ? 0.f : 1.f; }
+
+// The absmax a block stores: its finite absmax, negated when the block is marked.
+BNB_HD float stored_absmax(float amax, float flag) { return flag > 0.f ? -amax : amax; }
+
+BNB_HD bool is_marked(float stored) {
+#if defined(__CUDA_ARCH__)
+  return (__float_as_uint(stored) >> 31) != 0;
+#else
+  uint32_t bits;
+  std::memcpy(&bits, &stored, sizeof bits);
+  return (bits >> 31) != 0;
+#endif
+}
+
+// The scale that takes a block's values into [-1, 1]: value = (x * pre) * mul. A subnormal
+// absmax has no finite reciprocal, so it (and the values) are first multiplied by 2^64; for
+// any normal absmax pre is 1 and the product is x * (1 / absmax) as ever. `zero` is what an
+// all-zero block multiplies by (8-bit: 0, to code 0.0; 4-bit: the reciprocal, Inf, as
+// the 4-bit format always had).
+struct BlockScale {
+  float pre, mul;
+  BNB_HD float apply(float x) const { return (x * pre) * mul; }
+};
+BNB_HD BlockScale block_scale(float amax, bool zero_to_zero) {
+  const float pre = (amax > 0.f && amax < FLT_MIN) ? 18446744073709551616.f : 1.f;
+  const float mul = (zero_to_zero && !(amax > 0.f)) ? 0.f : 1.0f / (amax * pre);
+  return {pre, mul};
+}
+
+// The 8-bit code of x (q: its nearest map entry) in a block that is `marked`.
+BNB_HD uint8_t marked_code_8bit(uint8_t q, float x, bool marked) {
+  if (!marked) return q;
+  if (!is_finite_value(x)) return kReservedCode8bit;
+  return q == kReservedCode8bit ? uint8_t(kReservedCode8bit + 1) : q;
+}
+
+// The value of 8-bit or 4-bit code q of a block whose stored absmax is `stored`.
+BNB_HD float dequantized_value(float entry, uint8_t q, uint8_t reserved, float stored) {
+  return (is_marked(stored) && q == reserved) ? NAN : entry * fabsf(stored);
+}
+
+}  // namespace bnb
