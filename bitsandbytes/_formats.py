@@ -55,3 +55,7 @@ FORMAT_4BIT = QuantFormat("4-bit", bits=4, min_blocksize=32, max_blocksize=4096)
 # estimate_quantiles: the fewest input values and the most quantiles (bnb/quantiles.h).
 QUANTILES_MIN_VALUES = 256
 QUANTILES_MAX = 256
+
+# The largest K of the int8 GEMM (int8_linear_matmul): a sum of K int8 products (each at most
+# 2^14 in magnitude) fits in its int32 result for K <= 2^17 - 1.
+INT8_MAX_K = (1 << 17) - 1

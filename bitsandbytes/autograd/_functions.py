@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 
+from .._formats import INT8_MAX_K
 from ..functional import int8 as F8
 from ..functional._args import into
 
@@ -147,7 +148,9 @@ def _forward(A, B, bias, state):
     if M == 0 or N == 0 or K == 0:  # nothing to multiply: the sum over an empty K is zero
         out = A.new_zeros((*A.shape[:-1], N))
         return (out + bias if bias is not None else out), CB, SCB
-    if M <= WEIGHT_STREAM_MAX_ROWS and (B.dtype == torch.int8 or not state.has_fp16_weights):
+    # Past INT8_MAX_K the int8 GEMM's int32 sums could wrap: the weight-streaming product (float
+    # sums of the activations times the int8 weight) takes any K.
+    if K > INT8_MAX_K or (M <= WEIGHT_STREAM_MAX_ROWS and (B.dtype == torch.int8 or not state.has_fp16_weights)):
         out = _ops.int8_weight_linear.default(A2, CB, SCB, bias)
         return (out if A.dim() == 2 else out.reshape(*A.shape[:-1], N)), CB, SCB
 

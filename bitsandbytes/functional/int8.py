@@ -9,6 +9,7 @@ columns in 16-bit instead.
 """
 import torch
 
+from .._formats import INT8_MAX_K
 from .._ops import check_dtype, check_float
 from ._args import check_tensor, into
 
@@ -159,6 +160,9 @@ def _int8_linear_matmul_fake(A, B):
     torch._check_value(A.shape[-1] == B.shape[1],
                        lambda: f"{op}: A's last dimension (K = {A.shape[-1]}) must equal B's second dimension "
                                f"({B.shape[1]}); B is [N, K]")
+    torch._check_value(B.shape[1] <= INT8_MAX_K,
+                       lambda: f"{op}: K = {B.shape[1]} is more than the int32 sum of int8 products can hold without "
+                               f"wrapping (K <= {INT8_MAX_K}); split the product along K")
     return torch.empty((*A.shape[:-1], B.shape[0]), dtype=torch.int32, device=A.device)
 
 

@@ -56,6 +56,19 @@ inline std::vector<int64_t> with_last(const at::Tensor& t, int64_t last) {
   return s;
 }
 
+// An outlier list on the CPU is checked value by value. On the GPU reading it would wait for
+// the device; the kernel reads a bad one without leaving X and W instead (its columns outside
+// [0, K) give NaN: kernels/cuda/int8/dequant.cu).
+inline void check_outlier_list(const at::Tensor& list, int64_t K, const char* op) {
+  if (!list.is_cpu()) return;
+  const int32_t* l = list.const_data_ptr<int32_t>();
+  BNB_CHECK_VALUE(l[0] >= 0 && l[0] <= K, op, ": outlier_list[0] (the number of outlier columns) must be in [0, ", K,
+                  "], got ", l[0]);
+  for (int64_t j = 1; j <= l[0]; ++j)
+    BNB_CHECK_VALUE(l[j] >= 0 && l[j] < K, op, ": outlier_list[", j, "] must be a column of X in [0, ", K, "), got ",
+                    l[j]);
+}
+
 }  // namespace int8_detail
 
 template <class Backend>
@@ -143,6 +156,8 @@ at::Tensor int8_linear_matmul(const at::Tensor& A, const at::Tensor& B) {
   BNB_CHECK_VALUE(A.size(-1) == B.size(1), op, ": A's last dimension (K = ", A.size(-1),
                   ") must equal B's second dimension (", B.size(1), "); B is [N, K]");
   const int64_t M = leading_rows(A), N = B.size(0), K = B.size(1);
+  BNB_CHECK_VALUE(K <= kInt8MaxK, op, ": K = ", K, " is more than the int32 sum of int8 products can hold without "
+                  "wrapping (K <= ", kInt8MaxK, "); split the product along K");
   const at::Tensor a = A.contiguous(), b = B.contiguous();
   at::Tensor C = at::empty(with_last(A, N), A.options().dtype(at::kInt));
   Backend::launch(A, Backend::int8_linear_matmul, a.const_data_ptr<int8_t>(), b.const_data_ptr<int8_t>(),
@@ -208,6 +223,7 @@ at::Tensor int8_mm_dequant_outliers(const at::Tensor& A, const at::Tensor& row_s
   check_vector(outlier_list, K + 1, at::kInt, A, op, "outlier_list", "A");
   const at::Tensor a = A.contiguous(), rs = row_stats.contiguous(), cs = col_stats.contiguous(), x = X.contiguous(),
                    w = W.contiguous(), list = outlier_list.contiguous();
+  check_outlier_list(list, K, op);
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(dtype));
   Backend::launch(x, Backend::int8_mm_dequant_outliers, dt, a.const_data_ptr<int32_t>(), rs.const_data_ptr<float>(),
                   cs.const_data_ptr<float>(), b.defined() ? b.const_data_ptr() : nullptr, x.const_data_ptr(),

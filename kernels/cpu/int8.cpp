@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "bnb/int8_cpu.h"
+#include "bnb/nonfinite.h"
 #include "element_io.h"
 
 namespace bnb::cpu {
@@ -16,7 +17,9 @@ constexpr float kInv127Sq = 1.0f / (127.0f * 127.0f);
 
 // The same rounding as the GPU (__float2int_rn): nearest, ties to even.
 inline int8_t round_to_int8(float v, float scale) {
-  const float q = std::nearbyint(v * scale);
+  const float p = v * scale;
+  if (p != p) return int8_code_of_nan_product(v);  // rows holding NaN or Inf (bnb/nonfinite.h)
+  const float q = std::nearbyint(p);
   return int8_t(std::min(127.f, std::max(-127.f, q)));
 }
 
@@ -58,11 +61,13 @@ void int8_vectorwise_quant(DType dtype, const void* A, int64_t rows, int64_t col
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t base = r * cols;
       float amax = 0.f;
+      bool nan_seen = false;  // std::max passes NaN over; a NaN row's absmax is NaN (bnb/nonfinite.h)
       for (int64_t c = 0; c < cols; ++c) {
         const float v = std::fabs(E::load(a, base + c));
-        if (regular(v, threshold)) amax = std::max(amax, v);
+        if (regular(v, threshold)) amax = std::max(amax, v), nan_seen |= v != v;
         else if (find) outlier_cols[c] = true;  // benign race: every writer stores true
       }
+      if (nan_seen) amax = NAN;
       row_stats[r] = amax;
       const float scale = scale_of(amax);
       for (int64_t c = 0; c < cols; ++c) {

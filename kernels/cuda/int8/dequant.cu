@@ -82,15 +82,24 @@ __device__ __forceinline__ float outlier_weight(const void* W, bool w_int8, cons
 
 // sub_BT[j, n] = weight column list[1 + j] of row n, for j < min(count, fused): gathered once
 // (N x count scattered reads) so that the dequantization pass reads it coalesced.
+// The outlier list is device data that the op cannot check without waiting for the device, so
+// it is read so that a bad one cannot reach outside X and W: the count clamped to [0, K], and
+// a column outside [0, K) reads column 0 of W with a NaN activation (the output shows it).
+__device__ __forceinline__ int64_t listed_count(const int32_t* list, int64_t K) {
+  return max(int64_t(0), min(int64_t(list[0]), K));
+}
+__device__ __forceinline__ bool listed_ok(int32_t c, int64_t K) { return c >= 0 && int64_t(c) < K; }
+__device__ __forceinline__ int64_t listed_column(int32_t c, int64_t K) { return listed_ok(c, K) ? c : 0; }
+
 template <typename T>
 __global__ void gather_outlier_weights_kernel(const void* __restrict__ W, bool w_int8,
                                               const float* __restrict__ col_stats,
                                               const int32_t* __restrict__ list, int64_t fused, int64_t N, int64_t K,
                                               T* __restrict__ sub_BT) {
-  const int64_t count = min(int64_t(list[0]), fused);
+  const int64_t count = min(listed_count(list, K), fused);
   for (int64_t n = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; n < N; n += int64_t(gridDim.x) * blockDim.x)
     for (int64_t j = 0; j < count; ++j)
-      sub_BT[j * N + n] = from_float<T>(outlier_weight<T>(W, w_int8, col_stats, n, K, list[1 + j]));
+      sub_BT[j * N + n] = from_float<T>(outlier_weight<T>(W, w_int8, col_stats, n, K, listed_column(list[1 + j], K)));
 }
 
 // Four consecutive values of the dtype as floats (a vector load where aligned).
@@ -133,7 +142,7 @@ mm_dequant_outliers_kernel(const int32_t* __restrict__ C, const float* __restric
   constexpr int64_t kChunk = int64_t(kDequantThreads) * kPerThread;
   const int64_t chunks = (N + kChunk - 1) / kChunk;
   const int64_t groups = (M + kOutlierRows - 1) / kOutlierRows;
-  const int64_t count = list[0];
+  const int64_t count = listed_count(list, K);
   const int gathered = int(min(count, fused));
   for (int64_t tile = blockIdx.x; tile < groups * chunks; tile += gridDim.x) {
     const int64_t m0 = (tile / chunks) * kOutlierRows;
@@ -164,7 +173,8 @@ mm_dequant_outliers_kernel(const int32_t* __restrict__ C, const float* __restric
     __syncthreads();  // xs of the previous tile is no longer read
     for (int i = threadIdx.x; i < kOutlierRows * gathered; i += kDequantThreads) {
       const int r = i / gathered, j = i % gathered;
-      xs[r][j] = r < rows ? to_float(X[(m0 + r) * K + list[1 + j]]) : 0.f;
+      const int32_t c = list[1 + j];
+      xs[r][j] = r < rows ? (listed_ok(c, K) ? to_float(X[(m0 + r) * K + c]) : NAN) : 0.f;
     }
     __syncthreads();
     if (width == 0) continue;  // every thread still runs the same tiles (barriers above)
@@ -179,13 +189,14 @@ mm_dequant_outliers_kernel(const int32_t* __restrict__ C, const float* __restric
       }
     }
     for (int64_t i = gathered; i < count; ++i) {
-      const int64_t c = list[1 + i];
+      const int32_t listed = list[1 + i];
+      const int64_t c = listed_column(listed, K);
       float w[kPerThread];
 #pragma unroll
       for (int j = 0; j < kPerThread; ++j) w[j] = j < width ? outlier_weight<T>(W, w_int8, col_stats, n + j, K, c) : 0.f;
 #pragma unroll
       for (int r = 0; r < kOutlierRows; ++r) {
-        const float x = r < rows ? to_float(X[(m0 + r) * K + c]) : 0.f;
+        const float x = r < rows ? (listed_ok(listed, K) ? to_float(X[(m0 + r) * K + c]) : NAN) : 0.f;
 #pragma unroll
         for (int j = 0; j < kPerThread; ++j) v[r][j] = __fadd_rn(v[r][j], __fmul_rn(x, w[j]));
       }

@@ -35,6 +35,7 @@ row_quant_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float thre
     const T* a = A + r * cols;
     int8_t* o = out + r * cols;
     float m = 0.f;
+    bool nan_seen = false;  // fmaxf passes NaN over; a NaN row's absmax is NaN (bnb/nonfinite.h)
     if (vector_ok) {
       for (int64_t c = int64_t(threadIdx.x) * V; c < cols; c += int64_t(kQuantThreads) * V) {
         // A plain (cached) load: the second read below must still find the row in L1/L2.
@@ -43,18 +44,19 @@ row_quant_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float thre
 #pragma unroll
         for (int j = 0; j < V; ++j) {
           const float x = fabsf(to_float(e[j]));
-          if (int8_regular(x, threshold)) m = fmaxf(m, x);
+          if (int8_regular(x, threshold)) m = fmaxf(m, x), nan_seen |= x != x;
           else if (find) outlier_cols[c + j] = true;  // benign race: every writer stores true
         }
       }
     } else {
       for (int64_t c = threadIdx.x; c < cols; c += kQuantThreads) {
         const float x = fabsf(to_float(a[c]));
-        if (int8_regular(x, threshold)) m = fmaxf(m, x);
+        if (int8_regular(x, threshold)) m = fmaxf(m, x), nan_seen |= x != x;
         else if (find) outlier_cols[c] = true;
       }
     }
     m = block_max(m, scratch);
+    if (__syncthreads_or(nan_seen)) m = NAN;
     if (threadIdx.x == 0) row_stats[r] = m;
     const float scale = int8_scale(m);
     if (vector_ok) {
@@ -90,6 +92,7 @@ row_quant_regs_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float
       raw[i] = c < cols ? __ldcs(reinterpret_cast<const uint4*>(a + c)) : make_uint4(0, 0, 0, 0);
     }
     float m = 0.f;
+    bool nan_seen = false;  // fmaxf passes NaN over; a NaN row's absmax is NaN (bnb/nonfinite.h)
 #pragma unroll
     for (int i = 0; i < kPer; ++i) {
       const int64_t c = (int64_t(i) * kQuantThreads + threadIdx.x) * V;
@@ -97,11 +100,12 @@ row_quant_regs_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float
 #pragma unroll
       for (int j = 0; j < V; ++j) {
         const float x = fabsf(to_float(e[j]));
-        if (int8_regular(x, threshold)) m = fmaxf(m, x);
+        if (int8_regular(x, threshold)) m = fmaxf(m, x), nan_seen |= x != x;
         else if (find && c < cols) outlier_cols[c + j] = true;  // benign race: every writer stores true
       }
     }
     m = block_max(m, scratch);
+    if (__syncthreads_or(nan_seen)) m = NAN;
     if (threadIdx.x == 0) row_stats[r] = m;
     const float scale = int8_scale(m);
 #pragma unroll

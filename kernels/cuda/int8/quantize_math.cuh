@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "bnb/nonfinite.h"
 #include "../common/reduce.cuh"
 #include "../common/quant.cuh"
 
@@ -18,7 +19,9 @@ __device__ __forceinline__ float int8_scale(float absmax) {
 }
 
 __device__ __forceinline__ int8_t int8_round(float v, float scale) {
-  const int q = __float2int_rn(__fmul_rn(v, scale));
+  const float p = __fmul_rn(v, scale);
+  if (p != p) return int8_code_of_nan_product(v);  // rows holding NaN or Inf (bnb/nonfinite.h)
+  const int q = __float2int_rn(p);
   return int8_t(max(-127, min(127, q)));
 }
 

@@ -57,6 +57,10 @@ constexpr bool is_supported_blocksize(int64_t blocksize) { return is_supported_b
 
 inline int64_t num_blocks(int64_t n, int64_t blocksize) { return (n + blocksize - 1) / blocksize; }
 
+// The largest K of an int8 GEMM: a sum of K products of int8 values (each at most 2^14 in
+// magnitude) fits in int32 for K <= 2^17 - 1.
+constexpr int64_t kInt8MaxK = (int64_t(1) << 17) - 1;
+
 // The entries of the map the 8-bit kernels read (float32, sorted ascending).
 constexpr int kCodeSize = kFormat8bit.map_size;
 

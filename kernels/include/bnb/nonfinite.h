@@ -78,4 +78,11 @@ BNB_HD float dequantized_value(float entry, uint8_t q, uint8_t reserved, float s
   return (is_marked(stored) && q == reserved) ? NAN : entry * fabsf(stored);
 }
 
+// LLM.int8() rows (nothing above is used there: a row's int8 codes share one float32 absmax).
+// A row's absmax is NaN when it holds a NaN, else Inf when it holds an Inf, so that the row
+// dequantizes to what torch gives: NaN for a NaN row; for an Inf row the Infs keep their sign
+// (+-127 * Inf) and the finite values become 0 * Inf = NaN. The int8 code of a value whose
+// product with its row's scale is NaN (the non-finite rows' scale is 0) is then:
+BNB_HD int8_t int8_code_of_nan_product(float x) { return x > FLT_MAX ? 127 : (x < -FLT_MAX ? -127 : 0); }
+
 }  // namespace bnb
