@@ -59,7 +59,8 @@ def load_state_dict(optimizer, sd, move_to_device=True):
         if k in id_map:
             p = id_map[k]
             gindex, pindex = where[k]
-            state[p] = _load_param_state(p, v, optimizer.get_config(gindex, pindex, groups[gindex]), move_to_device)
+            state[p] = _load_param_state(optimizer, p, v, optimizer.get_config(gindex, pindex, groups[gindex]),
+                                         move_to_device, f"parameter {pindex} of group {gindex}")
         else:
             state[k] = v
     new_groups = []
@@ -74,7 +75,7 @@ def load_state_dict(optimizer, sd, move_to_device=True):
     optimizer.__setstate__({"state": state, "param_groups": new_groups})
 
 
-def _load_param_state(p, saved, config, move_to_device):
+def _load_param_state(optimizer, p, saved, config, move_to_device, name):
     def load(t):  # a copy, so that the state dict and the optimizer never share a tensor
         return t.to(p.device, copy=True) if move_to_device else t.clone()
 
@@ -91,11 +92,51 @@ def _load_param_state(p, saved, config, move_to_device):
         st["step"] = int(st["step"].item())
     shard = local(p)
     st = from_saved(p, st, num_blocks(shard.numel(), config["block_wise"]))
+    _check_loaded(optimizer, st, shard, name)
     if "state1" in st and st["state1"].dtype == torch.uint8:
         for i in ("1", "2"):
             if f"absmax{i}" in st:
                 _reblock(st, i, shard.numel(), config["block_wise"])
     return st
+
+
+def _check_loaded(optimizer, st, shard, name):
+    """Refuses, naming the parameter and the key, a loaded state that this optimizer's kernel
+    could not run on: keys of another optimizer class, a missing or extra state, a state whose
+    size is not the parameter's, or an 8-bit state without its map or absmax."""
+    if not st:
+        return
+    known = optimizer.non_castable_tensor_keys | {"step"}
+    unknown = sorted(k for k in st if k not in known)
+    if unknown:
+        raise ValueError(f"load_state_dict: {name}: unknown state key {unknown[0]!r}; the state dict is not one of "
+                         f"{type(optimizer).__name__}'s")
+    states = optimizer.num_states
+    for i in (1, 2):
+        key = f"state{i}"
+        t = st.get(key)
+        if i > states:
+            if t is not None:
+                raise ValueError(f"load_state_dict: {name}: {key} is not a state of {type(optimizer).__name__} (it keeps "
+                                 f"{states}); the state dict is of another optimizer class")
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"load_state_dict: {name}: {key} is missing; {type(optimizer).__name__} keeps {states} "
+                             "state tensor(s) per parameter")
+        if t.numel() != shard.numel():
+            raise ValueError(f"load_state_dict: {name}: {key} has shape {tuple(t.shape)}, the parameter has shape "
+                             f"{tuple(shard.shape)}")
+        if t.dtype == torch.uint8:
+            for extra, size in ((f"qmap{i}", 256), (f"absmax{i}", None)):
+                v = st.get(extra)
+                if not isinstance(v, torch.Tensor) or (size is not None and v.numel() != size):
+                    raise ValueError(f"load_state_dict: {name}: the 8-bit {key} needs {extra}"
+                                     + (f" of {size} values" if size else "") + ", got "
+                                     + (f"shape {tuple(v.shape)}" if isinstance(v, torch.Tensor) else repr(v)))
+        elif t.dtype != torch.float32:
+            raise ValueError(f"load_state_dict: {name}: {key} must be float32 (32-bit state) or uint8 (8-bit state), "
+                             f"got {t.dtype}")
+        st[key] = t.view(shard.shape)
 
 
 def _reblock(st, i, n, block_wise):

@@ -17,6 +17,7 @@ from .hyper_checks import check_hyperparameters
 from .manager import GlobalOptimManager
 from .plan import Launch, Plan
 from .sharding import local
+from .state_map import StateMap, StateVersion
 
 
 class Optimizer8bit(torch.optim.Optimizer):
@@ -29,6 +30,7 @@ class Optimizer8bit(torch.optim.Optimizer):
 
     def __init__(self, params, defaults, optim_bits=32, is_paged=False):
         self._plan = None
+        self._state_version = StateVersion()
         super().__init__(params, defaults)
         self.initialized = False
         self.optim_bits = optim_bits
@@ -38,6 +40,29 @@ class Optimizer8bit(torch.optim.Optimizer):
         self.name2qmap = {}
         self.non_castable_tensor_keys = {"qmap1", "qmap2", "absmax1", "absmax2", "state1", "state2", "gnorm_vec",
                                          "unorm_vec", "max1", "max2", "new_max1", "new_max2"}
+
+    # `state` is torch's attribute, held as a StateMap so that any change of it is noticed and the
+    # launch plan (which holds the state tensors) rebuilt (state_map.py).
+    @property
+    def state(self):
+        return self.__dict__["_state"]
+
+    @state.setter
+    def state(self, value):
+        version = self.__dict__.setdefault("_state_version", StateVersion())
+        if not (isinstance(value, StateMap) and value._version is version):
+            value = StateMap(version, value)
+        self.__dict__["_state"] = value
+        version.bump()
+
+    def __setstate__(self, state):
+        state = dict(state)
+        loaded = state.pop("state", None)
+        state.pop("_state", None)
+        super().__setstate__(state)
+        self.__dict__.setdefault("_plan", None)
+        if loaded is not None:
+            self.state = loaded
 
     @property
     def num_states(self):
@@ -145,9 +170,10 @@ class Optimizer8bit(torch.optim.Optimizer):
             self.optimizer_name, launch.params, grads, launch.state1, launch.state2, step=step, gnorm_scale=scale,
             block_wise=config["block_wise"], prepared=launch.prepared, **kwargs,
             **kernel_hyper(self.optimizer_name, config, step))
-        # counted once the update is queued (and not where it was refused)
+        # counted once the update is queued (and not where it was refused); the step's own count
+        # is no change of the state the plan holds (state_map.py)
         for state in launch.states:
-            state["step"] = step
+            dict.__setitem__(state, "step", step)
 
     def _step_each_parameter(self):
         for gindex, group in enumerate(self.param_groups):

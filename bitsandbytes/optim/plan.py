@@ -56,6 +56,8 @@ class Plan:
                 launches[key][2].append(state)
         self.launches = [Launch(key[0], ov, ps, sts) for key, (ov, ps, sts) in launches.items()]
         self.grads = GradsRecord([p for group in optimizer.param_groups for p in group["params"]])
+        self.version = optimizer.state._version  # any change of optimizer.state bumps it
+        self.built_at = self.version.value
 
     def __iter__(self):
         return iter(self.launches)
@@ -64,5 +66,5 @@ class Plan:
         return len(self.launches)
 
     def is_current(self):
-        """Whether the parameters with a gradient are those the plan was built for."""
-        return self.grads.matches()
+        """Whether the parameters with a gradient, and the state, are those the plan was built for."""
+        return self.version.value == self.built_at and self.grads.matches()

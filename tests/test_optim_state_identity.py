@@ -1,0 +1,138 @@
+"""The state the kernel updates is always `optimizer.state`: replacing, deleting, clearing,
+resetting or reloading it takes effect at the next step, and state_dict() saves what was
+updated. A state dict that does not fit is refused at load_state_dict, naming parameter and key."""
+import copy
+import pickle
+from collections import defaultdict
+
+import pytest
+import torch
+
+import bitsandbytes as bnb
+
+N = 5000  # 8-bit state
+
+
+def stepped(device, cls=bnb.optim.Adam8bit, steps=2, shape=(N,), **kwargs):
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(shape, device=device))
+    opt = cls([p], lr=1e-2, **kwargs)
+    for _ in range(steps):
+        p.grad = torch.randn(shape, device=device)
+        opt.step()
+    return p, opt
+
+
+def saved_state1(opt):
+    return opt.state_dict()["state"][0]["__bnb_optimizer_quant_state__"]["state1"]
+
+
+@pytest.mark.parametrize("key", ["state1", "absmax1", "state2"])
+def test_a_replaced_state_tensor_is_the_one_updated(device, key):
+    p, opt = stepped(device)
+    old = opt.state[p][key]
+    new = old.clone()
+    opt.state[p][key] = new
+    before_old, before_new = old.clone(), new.clone()
+    p.grad = torch.randn(N, device=device)
+    opt.step()
+    assert torch.equal(old, before_old), "the replaced tensor must no longer be written"
+    assert not torch.equal(new, before_new)
+    # The same step as an optimizer that never had the tensor replaced.
+    p2, opt2 = stepped(device)
+    p2.grad = p.grad.clone()
+    opt2.step()
+    assert torch.equal(p.detach(), p2.detach())
+    assert torch.equal(opt.state[p]["state1"], opt2.state[p2]["state1"])
+    if key == "state1":
+        assert torch.equal(saved_state1(opt), new)
+
+
+@pytest.mark.parametrize("how", ["del", "clear", "reset", "reassign"])
+def test_removed_state_starts_afresh(device, how):
+    p, opt = stepped(device)
+    if how == "del":
+        del opt.state[p]
+    elif how == "clear":
+        opt.state[p].clear()
+    elif how == "reset":
+        opt.state = defaultdict(dict)
+    else:
+        opt.state[p] = {}
+    g = torch.randn(N, device=device)
+    p.grad = g
+    before = p.detach().clone()
+    opt.step()
+    assert opt.state[p]["step"] == 1
+    # Equal to a first step of a fresh optimizer from the same parameter.
+    q = torch.nn.Parameter(before.clone())
+    fresh = bnb.optim.Adam8bit([q], lr=1e-2)
+    q.grad = g.clone()
+    fresh.step()
+    assert torch.equal(p.detach(), q.detach())
+    assert torch.equal(saved_state1(opt), fresh.state[q]["state1"])
+
+
+def test_loaded_state_is_the_one_updated(device):
+    p, opt = stepped(device)
+    sd = opt.state_dict()
+    p.grad = torch.randn(N, device=device)
+    opt.step()
+    opt.load_state_dict(sd)
+    loaded = opt.state[p]["state1"]
+    before = loaded.clone()
+    opt.step()
+    assert not torch.equal(loaded, before)
+    assert torch.equal(saved_state1(opt), loaded)
+
+
+def test_state_copies_and_pickles_as_torch_does(device):
+    p, opt = stepped(device, steps=1)
+    deep = copy.deepcopy(opt.state)
+    assert type(deep) is defaultdict and all(type(v) is dict for v in deep.values())
+    shallow = copy.copy(opt.state)  # the same inner dicts, as a shallow copy keeps them
+    assert type(shallow) is defaultdict and shallow[p] is opt.state[p]
+    blob = pickle.loads(pickle.dumps(dict(opt.state[p])))
+    assert torch.equal(blob["state1"], opt.state[p]["state1"])
+    assert type(copy.deepcopy(opt.state[p])) is dict
+
+
+def test_the_step_count_alone_does_not_rebuild_the_plan(device):
+    p, opt = stepped(device)
+    plan = opt._plan
+    p.grad = torch.randn(N, device=device)
+    opt.step()
+    assert opt._plan is plan
+
+
+def _sd(cls, device, shape=(N,), **kwargs):
+    return stepped(device, cls, steps=1, shape=shape, **kwargs)[1].state_dict()
+
+
+@pytest.mark.parametrize("src,dst,match", [
+    ((bnb.optim.Adam8bit, {}), bnb.optim.Lion8bit, "parameter 0 of group 0: state2 is not a state of Lion8bit"),
+    ((bnb.optim.SGD8bit, {"momentum": 0.9}), bnb.optim.Adam8bit, "parameter 0 of group 0: state2 is missing"),
+    ((torch.optim.Adam, {}), bnb.optim.Adam8bit, "parameter 0 of group 0: unknown state key 'exp_avg'"),
+])
+def test_a_state_dict_of_another_class_is_refused(device, src, dst, match):
+    cls, kwargs = src
+    sd = _sd(cls, device, **kwargs)
+    _, opt = stepped(device, dst, steps=1)
+    with pytest.raises(ValueError, match=match):
+        opt.load_state_dict(sd)
+
+
+def test_a_state_dict_of_another_shape_is_refused(device):
+    sd = _sd(bnb.optim.Adam8bit, device, shape=(2500, 3))
+    _, opt = stepped(device, bnb.optim.Adam8bit, steps=1)
+    with pytest.raises(ValueError, match=r"parameter 0 of group 0: state1 has shape \(2500, 3\), the parameter "
+                                         r"has shape \(5000,\)"):
+        opt.load_state_dict(sd)
+
+
+def test_an_8bit_state_without_its_map_is_refused(device):
+    sd = _sd(bnb.optim.Adam8bit, device)
+    del sd["state"][0]["__bnb_optimizer_quant_state__"]["qmap2"]
+    _, opt = stepped(device, bnb.optim.Adam8bit, steps=1)
+    with pytest.raises(ValueError, match="the 8-bit state2 needs qmap2"):
+        opt.load_state_dict(sd)
