@@ -193,3 +193,20 @@ def test_quantiles_of_data_with_nan_are_nan_as_torch_quantile(device):
         F.create_quantile_map(A)
     A[-2500:] = 1.0
     assert torch.isfinite(F.create_quantile_map(A)).all()
+
+
+@pytest.mark.parametrize("nested", [False, True])
+@pytest.mark.parametrize("rows", [1, 16, 64])  # one token, a few, the tensor-core product on CUDA
+def test_linear_4bit_with_a_nonfinite_weight_gives_nan_in_its_feature_only(device, nested, rows):
+    N, K = 40, 512
+    W = torch.randn(N, K, device=device, dtype=torch.bfloat16)
+    W[3, 100] = float("nan")
+    W[17, 5] = float("-inf")
+    packed, state = F.quantize_4bit(W, blocksize=64, quant_type="nf4", compress_statistics=nested)
+    A = torch.randn(rows, K, device=device, dtype=torch.bfloat16)
+    out = F.linear_4bit(A, packed.t(), state)
+    bad = torch.zeros(N, dtype=torch.bool, device=device)
+    bad[[3, 17]] = True
+    assert torch.equal(out.isnan(), bad.expand(rows, N))
+    ref = A.double() @ F.dequantize_4bit(packed, state).double().t()
+    torch.testing.assert_close(out[:, ~bad].double(), ref[:, ~bad], rtol=0.02, atol=0.05)

@@ -14,8 +14,8 @@ namespace {
 constexpr int64_t kRowsPerPass = 16;
 
 template <DType T>
-void gemv_rows(const void* A, const uint8_t* B, const float* code, const float* absmax, const void* bias, void* out,
-               int64_t M, int64_t N, int64_t K, int64_t blocksize) {
+void gemv_rows(const void* A, const uint8_t* B, const float* code, const BlockScales& scales, const void* bias,
+               void* out, int64_t M, int64_t N, int64_t K, int64_t blocksize) {
   using E = Element<T>;
   const auto* a = static_cast<const typename E::storage*>(A);
   const auto* bs = static_cast<const typename E::storage*>(bias);
@@ -29,7 +29,7 @@ void gemv_rows(const void* A, const uint8_t* B, const float* code, const float* 
         const int64_t i = row * K + k;  // flattened weight index: its byte and its block
         const uint8_t byte = B[i / 2];
         const uint8_t q = (i & 1) ? (byte & 0xF) : (byte >> 4);
-        const float v = dequantized_value(code[q], q, kReservedCode4bit, absmax[i / blocksize]);
+        const float v = dequantized_value(code[q], q, kReservedCode4bit, block_scale(scales, i / blocksize));
         typename E::storage rounded;  // the weight as dequantize_4bit writes it in this dtype
         E::store(&rounded, 0, v);
         w[k] = E::load(&rounded, 0);
@@ -48,10 +48,10 @@ void gemv_rows(const void* A, const uint8_t* B, const float* code, const float* 
 
 }  // namespace
 
-void gemv_4bit(DType dtype, const void* A, const uint8_t* B, const float* code, const float* absmax,
+void gemv_4bit(DType dtype, const void* A, const uint8_t* B, const float* code, const BlockScales& scales,
                const void* bias, void* out, int64_t M, int64_t N, int64_t K, int64_t blocksize) {
   dispatch_dtype(dtype, [&](auto tag) {
-    gemv_rows<decltype(tag)::value>(A, B, code, absmax, bias, out, M, N, K, blocksize);
+    gemv_rows<decltype(tag)::value>(A, B, code, scales, bias, out, M, N, K, blocksize);
   });
 }
 

@@ -78,6 +78,11 @@ BNB_HD float dequantized_value(float entry, uint8_t q, uint8_t reserved, float s
   return (is_marked(stored) && q == reserved) ? NAN : entry * fabsf(stored);
 }
 
+// The scale of a block for a product that cannot single out the reserved code cheaply (the
+// tensor-core 4-bit GEMM): NaN for a marked block, whose NaN then reaches every output that
+// reads the block (the block's weight row, as F.linear's NaN would).
+BNB_HD float block_scale_or_nan(float stored) { return is_marked(stored) ? NAN : stored; }
+
 // LLM.int8() rows (nothing above is used there: a row's int8 codes share one float32 absmax).
 // A row's absmax is NaN when it holds a NaN, else Inf when it holds an Inf, so that the row
 // dequantizes to what torch gives: NaN for a NaN row; for an Inf row the Infs keep their sign
