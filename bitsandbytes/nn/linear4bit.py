@@ -86,6 +86,25 @@ class Params4bit(QuantizedParameter):
         rest = key[len(name) + 1:]
         return rest in _QUANT_STATE_KEYS or rest.startswith(_PACKED_KEY)
 
+    def _fit_load(self, state_dict, prefix, name, missing_keys):
+        w = state_dict.get(prefix + name)
+        head = prefix + name + "."
+        if not isinstance(w, torch.Tensor) or any(k.startswith(head) for k in state_dict):
+            return
+        if w.is_floating_point() and not (self.bnb_quantized and w.shape == self.data.shape and
+                                          w.dtype == self.data.dtype):
+            if self.bnb_quantized and self.quant_state is not None and w.shape == self.quant_state.shape:
+                # a float weight into a quantized layer: quantized with the layer's settings
+                packed, state = quantize_4bit(w.detach().to(self.device).contiguous(), blocksize=self.blocksize,
+                                              compress_statistics=self.compress_statistics,
+                                              quant_type=self.quant_type, quant_storage=self.quant_storage)
+                state_dict[prefix + name] = packed
+                state_dict.update({head + k: v for k, v in state.as_dict(packed=True).items()})
+            return
+        if self.bnb_quantized:  # packed codes without their quant state: not loadable
+            missing_keys.extend(head + k for k in ("absmax", "quant_map"))
+            del state_dict[prefix + name]
+
     def _prepare_load(self, state_dict, prefix, name):
         head = prefix + name + "."
         stats = {k[len(head):]: v for k, v in state_dict.items() if k.startswith(head)}
@@ -94,7 +113,25 @@ class Params4bit(QuantizedParameter):
                            f"dict holds a 4-bit quant state under {head}* but no {prefix + name}")
         device = self.device if self.device.type != "meta" else state_dict[prefix + name].device
         loaded = type(self).from_prequantized(state_dict[prefix + name], stats, device=device, module=self.module)
+        _check_quant_state(loaded, prefix + name)
         return loaded
+
+
+def _check_quant_state(p, key):
+    """A loaded 4-bit weight whose quant state cannot describe its packed codes is refused."""
+    qs = p.quant_state
+    n = qs.shape.numel() if qs.shape is not None else 0
+    blocks = -(-n // qs.blocksize)
+    bytes_needed = (n + 1) // 2
+    if p.data.numel() * p.data.element_size() != bytes_needed:
+        raise ValueError(f"Linear4bit: {key} holds {p.data.numel() * p.data.element_size()} bytes of codes, its quant "
+                         f"state (shape {tuple(qs.shape)}) needs {bytes_needed}")
+    if qs.absmax.numel() != blocks:
+        raise ValueError(f"Linear4bit: {key}.absmax holds {qs.absmax.numel()} values, the quant state (shape "
+                         f"{tuple(qs.shape)}, blocksize {qs.blocksize}) needs {blocks}")
+    if qs.nested and qs.state2.absmax.numel() != -(-blocks // qs.state2.blocksize):
+        raise ValueError(f"Linear4bit: {key}.nested_absmax holds {qs.state2.absmax.numel()} values, the quant state "
+                         f"needs {-(-blocks // qs.state2.blocksize)}")
 
 
 def _check_compute_dtype(module, x):

@@ -70,6 +70,26 @@ class Int8Params(QuantizedParameter):
     def _owns_state_dict_key(self, key, name):
         return key in ("SCB", "weight_format")
 
+    def _fit_load(self, state_dict, prefix, name, missing_keys):
+        w, scb = state_dict.get(prefix + name), state_dict.get(prefix + "SCB")
+        if not isinstance(w, torch.Tensor):
+            return
+        if scb is None and w.is_floating_point():
+            if self._is_quantized():  # a float weight into a quantized layer: quantized, as a move would
+                if tuple(w.shape) == tuple(self.shape):
+                    CB, SCB = int8_weight_quant(w.detach().to(self.device).contiguous())
+                    state_dict[prefix + name], state_dict[prefix + "SCB"] = CB, SCB
+            return
+        if scb is None:  # int8 codes without their row statistics: not loadable
+            missing_keys.append(prefix + "SCB")
+            del state_dict[prefix + name]
+            return
+        rows = w.shape[0] if w.dim() else 1
+        if not isinstance(scb, torch.Tensor) or scb.numel() != rows or not scb.is_floating_point():
+            raise ValueError(f"Linear8bitLt: {prefix}SCB must hold one float per row of {prefix}{name} ({rows}), "
+                             f"got " + (f"{scb.dtype} of shape {tuple(scb.shape)}" if isinstance(scb, torch.Tensor)
+                                        else repr(scb)))
+
     def _prepare_load(self, state_dict, prefix, name):
         if prefix + "SCB" not in state_dict:
             return self

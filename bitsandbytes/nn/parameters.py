@@ -45,6 +45,10 @@ class QuantizedParameter(torch.nn.Parameter):
       entries; `_prepare_load(state_dict, prefix, name)` checks them before the parameter
       itself is loaded and returns the parameter to load into (self, or a replacement whose
       data has the stored shape); `_finish_load(state_dict, prefix, name)` reads them after.
+      `_fit_load(state_dict, prefix, name, missing_keys)` runs first, on every load: it makes a
+      state dict fit a quantized parameter (a float weight is quantized as a move would) or
+      refuses one that does not (a quantized weight without its statistics is reported missing
+      and not loaded, so strict=True fails and strict=False leaves the layer as it was).
 
     Gradients: data that is not floating point (int8, packed 4-bit) cannot require grad, so
     `requires_grad` is only honoured for floating-point data; quantizing clears it.
@@ -160,6 +164,9 @@ class QuantizedParameter(torch.nn.Parameter):
     def _owns_state_dict_key(self, key, name):
         return False
 
+    def _fit_load(self, state_dict, prefix, name, missing_keys):
+        pass
+
     def _prepare_load(self, state_dict, prefix, name):
         return self
 
@@ -209,6 +216,7 @@ class QuantizedParameterModule(torch.nn.Module):
                               error_msgs):
         owned = {}
         for name, p in self._quantized_parameters():
+            p._fit_load(state_dict, prefix, name, missing_keys)
             keys = [k for k in state_dict if k.startswith(prefix) and p._owns_state_dict_key(k[len(prefix):], name)]
             if keys:
                 owned[name] = keys
