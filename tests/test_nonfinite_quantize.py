@@ -210,3 +210,22 @@ def test_linear_4bit_with_a_nonfinite_weight_gives_nan_in_its_feature_only(devic
     assert torch.equal(out.isnan(), bad.expand(rows, N))
     ref = A.double() @ F.dequantize_4bit(packed, state).double().t()
     torch.testing.assert_close(out[:, ~bad].double(), ref[:, ~bad], rtol=0.02, atol=0.05)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_tensorwise_quantize_with_a_nonfinite_value_dequantizes_to_nan(device, dtype, value):
+    x = torch.randn(3000, device=device).to(dtype)
+    q0, (amax0, code) = F.quantize(x)
+    assert torch.isfinite(F.dequantize(q0, (amax0, code))).all()
+    x[1234] = value
+    q, (amax, code) = F.quantize(x)
+    assert not torch.isfinite(amax).all()
+    assert F.dequantize(q, (amax, code)).isnan().all()
+
+
+def test_tensorwise_subnormal_absmax_gives_the_codes_of_the_scaled_tensor(device):
+    tiny = (torch.randn(3000, dtype=torch.float64) * 2.0**-140).float().to(device)
+    q_tiny, _ = F.quantize(tiny)
+    q_big, _ = F.quantize(tiny * 2.0**100)
+    assert torch.equal(q_tiny, q_big)

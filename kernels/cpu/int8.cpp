@@ -1,6 +1,7 @@
 // LLM.int8() on the CPU: row/column int8 quantization with outlier columns, an int8 GEMM with
 // int32 accumulation, and the dequantization that fuses bias and the 16-bit outlier product.
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <vector>
 
@@ -61,13 +62,14 @@ void int8_vectorwise_quant(DType dtype, const void* A, int64_t rows, int64_t col
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t base = r * cols;
       float amax = 0.f;
-      bool nan_seen = false;  // std::max passes NaN over; a NaN row's absmax is NaN (bnb/nonfinite.h)
+      bool nan_seen = false;  // std::max passes NaN over; a NaN row's absmax is NaN (bnb/nonfinite.h),
+      int infs = 0;           // as is that of a row holding two or more Infs
       for (int64_t c = 0; c < cols; ++c) {
         const float v = std::fabs(E::load(a, base + c));
-        if (regular(v, threshold)) amax = std::max(amax, v), nan_seen |= v != v;
+        if (regular(v, threshold)) amax = std::max(amax, v), nan_seen |= v != v, infs += v > FLT_MAX;
         else if (find) outlier_cols[c] = true;  // benign race: every writer stores true
       }
-      if (nan_seen) amax = NAN;
+      if (nan_seen || infs > 1) amax = NAN;
       row_stats[r] = amax;
       const float scale = scale_of(amax);
       for (int64_t c = 0; c < cols; ++c) {

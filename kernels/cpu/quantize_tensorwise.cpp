@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "bnb/nonfinite.h"
 #include "bnb/quantize_cpu.h"
 #include "element_io.h"
 #include "nearest_code.h"
@@ -13,28 +14,32 @@ void absmax(DType dtype, const void* A, int64_t n, float* absmax) {
     using E = Element<decltype(tag)::value>;
     const auto* a = static_cast<const typename E::storage*>(A);
     float amax = 0.f;
-#pragma omp parallel for reduction(max : amax) schedule(static)
-    for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(E::load(a, i)));
-    *absmax = amax;
+    bool nan_seen = false;  // a NaN anywhere makes the absmax NaN (bnb/nonfinite.h)
+#pragma omp parallel for reduction(max : amax) reduction(|| : nan_seen) schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = std::fabs(E::load(a, i));
+      amax = std::max(amax, v);
+      nan_seen = nan_seen || v != v;
+    }
+    *absmax = nan_seen ? NAN : amax;
   });
 }
 
 void quantize_scaled(DType dtype, const void* A, const float* code, const float* scale, uint8_t* out,
                      int64_t n) {
   const Midpoints<> mids(code);
-  const float s = scale ? *scale : 1.f;
-  const float inv = s > 0.f ? 1.0f / s : 0.f;
+  const BlockScale inv = block_scale(scale ? *scale : 1.f, true);
   dispatch_dtype(dtype, [&](auto tag) {
     using E = Element<decltype(tag)::value>;
     const auto* a = static_cast<const typename E::storage*>(A);
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) out[i] = mids.nearest(E::load(a, i) * inv);
+    for (int64_t i = 0; i < n; ++i) out[i] = mids.nearest(inv.apply(E::load(a, i)));
   });
 }
 
 void dequantize_scaled(DType dtype, const uint8_t* A, const float* code, const float* scale, void* out,
                        int64_t n) {
-  const float s = scale ? *scale : 1.f;
+  const float s = tensor_scale(scale ? *scale : 1.f);
   dispatch_dtype(dtype, [&](auto tag) {
     using E = Element<decltype(tag)::value>;
     auto* o = static_cast<typename E::storage*>(out);

@@ -5,6 +5,7 @@
 // quantized. A block owns a row, reads it once from DRAM for the statistics and again (from
 // L1/L2, where it still is) to quantize, so DRAM sees each input byte once.
 #include <algorithm>
+#include <cfloat>
 
 #include <cub/block/block_scan.cuh>
 
@@ -35,7 +36,8 @@ row_quant_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float thre
     const T* a = A + r * cols;
     int8_t* o = out + r * cols;
     float m = 0.f;
-    bool nan_seen = false;  // fmaxf passes NaN over; a NaN row's absmax is NaN (bnb/nonfinite.h)
+    bool nan_seen = false;  // fmaxf passes NaN over; a NaN row's absmax is NaN (bnb/nonfinite.h),
+    int infs = 0;           // as is that of a row holding two or more Infs
     if (vector_ok) {
       for (int64_t c = int64_t(threadIdx.x) * V; c < cols; c += int64_t(kQuantThreads) * V) {
         // A plain (cached) load: the second read below must still find the row in L1/L2.
@@ -44,19 +46,20 @@ row_quant_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float thre
 #pragma unroll
         for (int j = 0; j < V; ++j) {
           const float x = fabsf(to_float(e[j]));
-          if (int8_regular(x, threshold)) m = fmaxf(m, x), nan_seen |= x != x;
+          if (int8_regular(x, threshold)) m = fmaxf(m, x), nan_seen |= x != x, infs += x > FLT_MAX;
           else if (find) outlier_cols[c + j] = true;  // benign race: every writer stores true
         }
       }
     } else {
       for (int64_t c = threadIdx.x; c < cols; c += kQuantThreads) {
         const float x = fabsf(to_float(a[c]));
-        if (int8_regular(x, threshold)) m = fmaxf(m, x), nan_seen |= x != x;
+        if (int8_regular(x, threshold)) m = fmaxf(m, x), nan_seen |= x != x, infs += x > FLT_MAX;
         else if (find) outlier_cols[c] = true;
       }
     }
     m = block_max(m, scratch);
-    if (__syncthreads_or(nan_seen)) m = NAN;
+    const bool many_infs = __syncthreads_count(infs > 0) > 1;
+    if (__syncthreads_or(nan_seen || infs > 1) || many_infs) m = NAN;
     if (threadIdx.x == 0) row_stats[r] = m;
     const float scale = int8_scale(m);
     if (vector_ok) {
@@ -92,7 +95,8 @@ row_quant_regs_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float
       raw[i] = c < cols ? __ldcs(reinterpret_cast<const uint4*>(a + c)) : make_uint4(0, 0, 0, 0);
     }
     float m = 0.f;
-    bool nan_seen = false;  // fmaxf passes NaN over; a NaN row's absmax is NaN (bnb/nonfinite.h)
+    bool nan_seen = false;  // fmaxf passes NaN over; a NaN row's absmax is NaN (bnb/nonfinite.h),
+    int infs = 0;           // as is that of a row holding two or more Infs
 #pragma unroll
     for (int i = 0; i < kPer; ++i) {
       const int64_t c = (int64_t(i) * kQuantThreads + threadIdx.x) * V;
@@ -100,12 +104,13 @@ row_quant_regs_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float
 #pragma unroll
       for (int j = 0; j < V; ++j) {
         const float x = fabsf(to_float(e[j]));
-        if (int8_regular(x, threshold)) m = fmaxf(m, x), nan_seen |= x != x;
+        if (int8_regular(x, threshold)) m = fmaxf(m, x), nan_seen |= x != x, infs += x > FLT_MAX;
         else if (find && c < cols) outlier_cols[c + j] = true;  // benign race: every writer stores true
       }
     }
     m = block_max(m, scratch);
-    if (__syncthreads_or(nan_seen)) m = NAN;
+    const bool many_infs = __syncthreads_count(infs > 0) > 1;
+    if (__syncthreads_or(nan_seen || infs > 1) || many_infs) m = NAN;
     if (threadIdx.x == 0) row_stats[r] = m;
     const float scale = int8_scale(m);
 #pragma unroll

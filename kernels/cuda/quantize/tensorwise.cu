@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "bnb/quantize_cuda.h"
+#include "bnb/nonfinite.h"
 #include "../common/atomics.cuh"
 #include "../common/launch.cuh"
 #include "../common/reduce.cuh"
@@ -18,15 +19,18 @@ constexpr int kTile = kThreads * kPerThread;
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) absmax_kernel(const T* __restrict__ A, int64_t n, float* absmax) {
+  // A NaN anywhere makes the absmax NaN (max_keeping_nan; the unsigned atomic max of the bits
+  // ranks a positive NaN above Inf), so the tensor dequantizes to NaN (bnb/nonfinite.h).
   float m = 0.f;
   for (int64_t i = blockIdx.x * int64_t(kThreads) + threadIdx.x; i < n; i += int64_t(gridDim.x) * kThreads)
-    m = fmaxf(m, fabsf(to_float(A[i])));
-  m = warp_max(m);
+    m = max_keeping_nan(m, fabsf(to_float(A[i])));
+#pragma unroll
+  for (int o = 16; o >= 1; o >>= 1) m = max_keeping_nan(m, __shfl_xor_sync(0xffffffffu, m, o));
   __shared__ float s_warp[kThreads / 32];
   if (threadIdx.x % 32 == 0) s_warp[threadIdx.x / 32] = m;
   __syncthreads();
   if (threadIdx.x == 0) {
-    for (int w = 1; w < kThreads / 32; ++w) m = fmaxf(m, s_warp[w]);
+    for (int w = 1; w < kThreads / 32; ++w) m = max_keeping_nan(m, s_warp[w]);
     atomic_max_nonneg(absmax, m);
   }
 }
@@ -39,8 +43,7 @@ quantize_scaled_kernel(const T* __restrict__ A, const float* __restrict__ code, 
   fill_replicated_midpoints(code, table);
   const float* lane_table = table + threadIdx.x % kLanes;
   const float middle = middle_pivot(lane_table);
-  const float s = scale ? *scale : 1.f;
-  const float inv = s > 0.f ? 1.0f / s : 0.f;
+  const BlockScale inv = block_scale(scale ? *scale : 1.f, true);
   const bool vector_ok = aligned16(A) && aligned16(out);
   const int64_t tiles = (n + kTile - 1) / kTile;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
@@ -52,11 +55,11 @@ quantize_scaled_kernel(const T* __restrict__ A, const float* __restrict__ code, 
     if (full) {
       load_vec<T, kPerThread>(A + base, v);
 #pragma unroll
-      for (int j = 0; j < kPerThread; ++j) q[j] = nearest_code(lane_table, middle, v[j] * inv);
+      for (int j = 0; j < kPerThread; ++j) q[j] = nearest_code(lane_table, middle, inv.apply(v[j]));
       store_codes<kPerThread>(out + base, q);
     } else {
       for (int j = 0; j < kPerThread && base + j < n; ++j)
-        out[base + j] = nearest_code(lane_table, middle, to_float(A[base + j]) * inv);
+        out[base + j] = nearest_code(lane_table, middle, inv.apply(to_float(A[base + j])));
     }
   }
 }
@@ -68,7 +71,7 @@ dequantize_scaled_kernel(const uint8_t* __restrict__ A, const float* __restrict_
   extern __shared__ float table[];
   fill_replicated_code(code, table);
   const int lane = threadIdx.x % kLanes;
-  const float s = scale ? *scale : 1.f;
+  const float s = tensor_scale(scale ? *scale : 1.f);
   const bool vector_ok = aligned16(A) && aligned16(out);
   const int64_t tiles = (n + kTile - 1) / kTile;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {

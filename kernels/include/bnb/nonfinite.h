@@ -83,10 +83,18 @@ BNB_HD float dequantized_value(float entry, uint8_t q, uint8_t reserved, float s
 // reads the block (the block's weight row, as F.linear's NaN would).
 BNB_HD float block_scale_or_nan(float stored) { return is_marked(stored) ? NAN : stored; }
 
+// Tensor-wise codes (one absmax for the whole tensor, `quantize` / `dequantize`): the tensor is
+// the block, and has no room for a mark, so a NaN or Inf anywhere makes the absmax non-finite
+// and the whole dequantized tensor NaN.
+BNB_HD float max_keeping_nan(float m, float a) { return (a > m || a != a) ? a : m; }
+BNB_HD float tensor_scale(float absmax) { return absmax <= FLT_MAX ? absmax : NAN; }
+
 // LLM.int8() rows (nothing above is used there: a row's int8 codes share one float32 absmax).
-// A row's absmax is NaN when it holds a NaN, else Inf when it holds an Inf, so that the row
-// dequantizes to what torch gives: NaN for a NaN row; for an Inf row the Infs keep their sign
-// (+-127 * Inf) and the finite values become 0 * Inf = NaN. The int8 code of a value whose
+// A row's absmax is NaN when it holds a NaN or two or more Infs, else Inf when it holds one
+// Inf, so that the row dequantizes to what torch gives: NaN for a NaN row; for an Inf row the
+// Inf keeps its sign (+-127 * Inf) and the finite values become 0 * Inf = NaN. In a product one
+// Inf then gives torch's +-Inf; two could give torch's Inf - Inf = NaN, which int8 sums cannot
+// tell from a finite sum, so such a row is NaN. The int8 code of a value whose
 // product with its row's scale is NaN (the non-finite rows' scale is 0) is then:
 BNB_HD int8_t int8_code_of_nan_product(float x) { return x > FLT_MAX ? 127 : (x < -FLT_MAX ? -127 : 0); }
 
