@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "bnb/quantize_4bit_cpu.h"
+#include "block_absmax.h"
 #include "blockwise_dequantize.h"
 #include "element_io.h"
 
@@ -19,14 +20,9 @@ void quantize_blocks(const void* A, uint8_t* out, float* absmax, int64_t n, int6
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t lo = b * blocksize, hi = std::min(n, lo + blocksize);
-    float amax = 0.f, flag = 0.f;
-    for (int64_t i = lo; i < hi; ++i) {
-      const float x = E::load(a, i);
-      amax = std::max(amax, finite_abs(x));
-      flag = std::max(flag, nonfinite_flag(x));
-    }
-    absmax[b] = stored_absmax(amax, flag);
-    const bool marked = flag > 0.f;
+    float amax;
+    bool marked;
+    absmax[b] = stored_block_absmax<E>(a, lo, hi, amax, marked);
     const BlockScale scale = block_scale_4bit(amax);
     for (int64_t i = lo; i < hi; i += 2) {
       const float second = i + 1 < hi ? E::load(a, i + 1) : 0.f;  // odd n: pad with 0.0

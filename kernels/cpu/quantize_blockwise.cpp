@@ -4,6 +4,7 @@
 
 #include "bnb/nonfinite.h"
 #include "bnb/quantize_cpu.h"
+#include "block_absmax.h"
 #include "blockwise_dequantize.h"
 #include "element_io.h"
 #include "nearest_code.h"
@@ -20,14 +21,9 @@ void quantize_blockwise(DType dtype, const void* A, const float* code, uint8_t* 
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t lo = b * blocksize, hi = std::min(n, lo + blocksize);
-      float amax = 0.f, flag = 0.f;
-      for (int64_t i = lo; i < hi; ++i) {
-        const float x = E::load(a, i);
-        amax = std::max(amax, finite_abs(x));
-        flag = std::max(flag, nonfinite_flag(x));
-      }
-      absmax[b] = stored_absmax(amax, flag);
-      const bool marked = flag > 0.f;
+      float amax;
+      bool marked;
+      absmax[b] = stored_block_absmax<E>(a, lo, hi, amax, marked);
       const BlockScale scale = block_scale(amax, true);
       for (int64_t i = lo; i < hi; ++i) {
         const float x = E::load(a, i);
