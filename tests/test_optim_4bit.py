@@ -289,6 +289,35 @@ def test_variants_and_optim_bits():
         opt.step()
 
 
+def test_overrides_mix_4bit_8bit_and_32bit_state(device):
+    """GlobalOptimManager overrides give parameters of one group 4-bit, 8-bit or 32-bit state;
+    each kind is its own launch, and each parameter steps as it would alone."""
+    mng = bnb.optim.GlobalOptimManager.get_instance()
+    mng.initialize()
+    params = _params(device, shapes=((5000,), (5000,), (5000,), (300,)))
+    alone = [p.detach().clone().requires_grad_() for p in params]
+    try:
+        mng.override_config(params[0], "optim_bits", 4)
+        mng.override_config(params[1], "optim_bits", 8)
+        opt = bnb.optim.AdamW(params, lr=1e-2, min_8bit_size=1000)  # 32-bit unless overridden
+        singles = [bnb.optim.AdamW([q], lr=1e-2, min_8bit_size=1000, optim_bits=bits)
+                   for q, bits in zip(alone, (4, 8, 32, 4))]
+        for _ in range(3):
+            for p, q in zip(params, alone):
+                p.grad = torch.randn_like(p)
+                q.grad = p.grad.clone()
+            opt.step()
+            for o in singles:
+                o.step()
+    finally:
+        mng.initialize()
+    kinds = [(opt.state[p]["state1"].dtype, opt.state[p].get("qmap1", torch.empty(0)).numel()) for p in params]
+    assert kinds == [(torch.uint8, 16), (torch.uint8, 256), (torch.float32, 0), (torch.float32, 0)]
+    assert len(opt._plan) == 3
+    for p, q in zip(params, alone):
+        assert torch.equal(p, q)
+
+
 def test_paged_matches_plain(device):
     base = _params(device, shapes=((300, 70),))
     results = []
