@@ -141,11 +141,14 @@ void update_quantized(const OptimizerHyper& h, const TensorSlot& s, const Maps<B
         if (two) q2[i] = m.mid2->nearest(n2[i - lo] * r2);
       }
     } else {
-      for (int64_t i = lo; i < hi; i += 2) {  // a byte a pair; past an odd end the low nibble is 0
-        const bool pair = i + 1 < hi;
-        q1[i >> 1] = uint8_t(m.mid1->nearest(n1[i - lo] * r1) << 4 | (pair ? m.mid1->nearest(n1[i + 1 - lo] * r1) : 0));
-        if (two)
-          q2[i >> 1] = uint8_t(m.mid2->nearest(n2[i - lo] * r2) << 4 | (pair ? m.mid2->nearest(n2[i + 1 - lo] * r2) : 0));
+      // a byte a pair, the even value high; past an odd end the low nibble is 0
+      auto pair = [&](const Midpoints<C::kMapSize>* mid, const float* v, float r, int64_t i) {
+        const int low = i + 1 < hi ? mid->nearest(v[i + 1 - lo] * r) : 0;
+        return uint8_t(mid->nearest(v[i - lo] * r) << 4 | low);
+      };
+      for (int64_t i = lo; i < hi; i += 2) {
+        q1[i >> 1] = pair(m.mid1, n1, r1, i);
+        if (two) q2[i >> 1] = pair(m.mid2, n2, r2, i);
       }
     }
   }

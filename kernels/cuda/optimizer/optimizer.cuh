@@ -123,7 +123,9 @@ struct LaneLayout {
   }
   __device__ static __forceinline__ int run_start(int lane, int r) { return r * kRunStride + lane * kRun; }
   // Which of the chunk's two 128-value blocks run r of the lane lies in (4-bit state).
-  __device__ static __forceinline__ int run_block(int lane, int r) { return run_start(lane, r) / int(kOptimizerBlock4bit); }
+  __device__ static __forceinline__ int run_block(int lane, int r) {
+    return run_start(lane, r) / int(kOptimizerBlock4bit);
+  }
   // The absmax of value j among the lane's kScales.
   static constexpr int scale_of(int j) { return Bits == 4 ? j / kRun : 0; }
 };
@@ -251,7 +253,8 @@ __device__ __forceinline__ void prefetch_chunk_l2(const TensorSlot& s, int64_t b
   const char* a = nullptr;
   if (lane < kLines) a = reinterpret_cast<const char*>(static_cast<const T*>(s.p) + base) + lane * 128;
   else if (lane < 2 * kLines) a = reinterpret_cast<const char*>(static_cast<const T*>(s.g) + base) + (lane - kLines) * 128;
-  else if (lane < 2 * kLines + kCodeLines) a = static_cast<const char*>(s.state1) + code_base + (lane - 2 * kLines) * 128;
+  else if (lane < 2 * kLines + kCodeLines)
+    a = static_cast<const char*>(s.state1) + code_base + (lane - 2 * kLines) * 128;
   else if (two && lane < 2 * kLines + 2 * kCodeLines)
     a = static_cast<const char*>(s.state2) + code_base + (lane - 2 * kLines - kCodeLines) * 128;
   if (a) asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
@@ -719,8 +722,8 @@ cudaError_t launch_optimizer_update(const OptTable& tab, int count, StateFormat 
   return cudaErrorInvalidValue;
 }
 
-#define BNB_INSTANTIATE_OPTIMIZER(T)                                                                         \
-  template cudaError_t launch_optimizer_update<T>(const OptTable&, int, StateFormat, const OptimizerHyper&, const float*, \
-                                                  const float*, float*, cudaStream_t);
+#define BNB_INSTANTIATE_OPTIMIZER(T)                                                                          \
+  template cudaError_t launch_optimizer_update<T>(const OptTable&, int, StateFormat, const OptimizerHyper&,     \
+                                                  const float*, const float*, float*, cudaStream_t);
 
 }  // namespace bnb::cuda
