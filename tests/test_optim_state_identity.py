@@ -134,5 +134,5 @@ def test_an_8bit_state_without_its_map_is_refused(device):
     sd = _sd(bnb.optim.Adam8bit, device)
     del sd["state"][0]["__bnb_optimizer_quant_state__"]["qmap2"]
     _, opt = stepped(device, bnb.optim.Adam8bit, steps=1)
-    with pytest.raises(ValueError, match="the 8-bit state2 needs qmap2"):
+    with pytest.raises(ValueError, match="the quantized state2 needs qmap2"):
         opt.load_state_dict(sd)
