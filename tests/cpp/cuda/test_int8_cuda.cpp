@@ -104,6 +104,37 @@ INSTANTIATE_TEST_SUITE_P(
                                          std::make_pair<int64_t, int64_t>(300, 1024)),
                        ::testing::Values(0.f, 6.f)));
 
+// Rows holding NaN, one Inf or two Infs (bnb/nonfinite.h: absmax NaN, Inf, NaN), beside plain
+// rows: the same codes and statistics on both (NaN matching NaN).
+TEST_F(CudaTest, Int8VectorwiseNonFiniteRowsMatchCpu) {
+  for (const DType dtype : kDTypes) {
+    for (const int64_t cols : {int64_t(131), int64_t(4100)}) {
+      const int64_t rows = 6;
+      std::vector<float> f(static_cast<size_t>(rows * cols));
+      std::mt19937 rng{uint32_t(cols)};
+      std::normal_distribution<float> normal(0.f, 1.5f);
+      for (auto& x : f) x = normal(rng);
+      f[size_t(1 * cols + 7)] = NAN;
+      f[size_t(2 * cols + 9)] = -INFINITY;
+      f[size_t(3 * cols + 1)] = INFINITY;
+      f[size_t(3 * cols + cols - 1)] = INFINITY;
+      const Values a = from_floats(dtype, f);
+      std::vector<int8_t> q_cpu(static_cast<size_t>(rows * cols));
+      std::vector<float> stats_cpu(static_cast<size_t>(rows));
+      bnb::cpu::int8_vectorwise_quant(dtype, a.data(), rows, cols, 0.f, q_cpu.data(), stats_cpu.data(), nullptr);
+      DeviceBuffer<uint8_t> a_d = to_device(a);
+      DeviceBuffer<int8_t> q_d(static_cast<size_t>(rows * cols));
+      DeviceBuffer<float> stats_d(static_cast<size_t>(rows));
+      ASSERT_EQ(bnb::cuda::int8_vectorwise_quant(dtype, a_d.get(), rows, cols, 0.f, q_d.get(), stats_d.get(), nullptr,
+                                                 nullptr, nullptr),
+                cudaSuccess);
+      EXPECT_EQ(q_d.host(), q_cpu);
+      expect_close(from_floats(DType::Float32, stats_d.host()), from_floats(DType::Float32, stats_cpu), 0.f, "stats");
+      EXPECT_TRUE(std::isnan(stats_cpu[1]) && std::isinf(stats_cpu[2]) && std::isnan(stats_cpu[3]));
+    }
+  }
+}
+
 TEST_F(CudaTest, Int8VectorwiseDequantMatchesCpu) {
   for (const auto [rows, cols] : {std::make_pair<int64_t, int64_t>(0, 7), std::make_pair<int64_t, int64_t>(33, 1001)}) {
     const std::vector<int8_t> q = random_int8(rows * cols, 5);

@@ -110,7 +110,8 @@ int code_at(const std::vector<uint8_t>& q, int64_t i, bool four_bit) {
 
 // mode 0: 32-bit states; 1: 8-bit block-wise; 2: 8-bit tensor-wise; 3: 4-bit (Adam). `several`:
 // five tensors of sizes that are not multiples of the 256-value block, one of them empty.
-void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unorm) {
+// `nonfinite`: some gradient values are NaN, +Inf or -Inf.
+void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unorm, bool nonfinite = false) {
   const bnb::StateFormat format =
       mode == 0 ? bnb::StateFormat::Float32 : mode == 3 ? bnb::StateFormat::Code4 : bnb::StateFormat::Code8;
   const bool eight_bit = mode > 0, block_wise = mode != 2, four_bit = mode == 3;
@@ -125,8 +126,10 @@ void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unor
   const float* map2 = two ? code2.data() : code1.data();
 
   std::vector<HostTensor> cpu;
-  for (size_t i = 0; i < sizes.size(); ++i)
+  for (size_t i = 0; i < sizes.size(); ++i) {
     cpu.push_back(make_tensor(dtype, sizes[i], format, block_wise, nonneg1, uint32_t(100 * i + mode)));
+    if (nonfinite) sprinkle_nonfinite(cpu.back().g, 611);
+  }
   std::deque<DeviceTensor> dev;  // buffers are not movable: a deque never moves them
   for (const auto& t : cpu) dev.emplace_back(t);  // before the CPU update changes them
   const int count = int(sizes.size());
@@ -207,6 +210,17 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(DType::Float32, DType::Float16, DType::BFloat16),
                        ::testing::Values(0, 1, 2),  // 32-bit, 8-bit block-wise, 8-bit tensor-wise
                        ::testing::Bool()));         // one tensor, several
+
+// NaN and +-Inf gradients: the same non-finite elements, and the same block scales (taken over
+// the finite state values, bnb/nonfinite.h), on both.
+TEST_F(CudaTest, OptimizerNonFiniteGradientMatchesCpu) {
+  for (const int mode : {0, 1, 2, 3}) {
+    SCOPED_TRACE("mode " + std::to_string(mode));
+    run_case(Algorithm::Adam, DType::BFloat16, mode, true, 0.f, true);
+  }
+  run_case(Algorithm::Lion, DType::Float32, 1, true, 0.f, true);
+  run_case(Algorithm::Adam, DType::Float32, 1, true, 1e-3f, true);  // the trust ratio: NaN
+}
 
 // LAMB and LARS: the trust ratio's pre-pass.
 TEST_F(CudaTest, OptimizerTrustRatioMatchesCpu) {
