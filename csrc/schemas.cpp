@@ -47,7 +47,7 @@ TORCH_LIBRARY(bitsandbytes, m) {
 // LLM.int8(): row-wise int8 quantization with outlier columns, int8 GEMM, dequantization.
 TORCH_LIBRARY_FRAGMENT(bitsandbytes, m) {
   // (int8 A shaped like A, float32 row_stats[rows], bool outlier_cols[cols]); threshold > 0
-  // flags the columns holding any |value| > threshold and zeroes them in the int8 output.
+  // flags the columns holding any |value| >= threshold and zeroes them in the int8 output.
   m.def("int8_vectorwise_quant(Tensor A, float threshold) -> (Tensor, Tensor, Tensor)");
   // float32 A * row_stats / 127.
   m.def("int8_vectorwise_dequant(Tensor A, Tensor stats) -> Tensor");

@@ -15,7 +15,7 @@ def ref_quant(A, threshold, dim=-1):
     K = A.shape[-1]
     X = A.float().reshape(-1, K)
     absx = X.abs()
-    outl = absx > threshold if threshold > 0 else torch.zeros_like(absx, dtype=torch.bool)
+    outl = absx >= threshold if threshold > 0 else torch.zeros_like(absx, dtype=torch.bool)
     regular = absx.masked_fill(outl, 0)
     axis = 1 if dim == -1 else 0
     stats = regular.amax(dim=axis) if X.shape[axis] else torch.zeros(X.shape[1 - axis])

@@ -54,7 +54,7 @@ def _int8_rows_ref(A, threshold=0.0):
     """Row-wise absmax int8 quantization in float64: (codes, row absmax); with a threshold,
     values above it (the outliers) take no part in the row's absmax."""
     a = A.double()
-    kept = a.abs() if threshold <= 0 else a.abs().masked_fill(a.abs() > threshold, 0)
+    kept = a.abs() if threshold <= 0 else a.abs().masked_fill(a.abs() >= threshold, 0)
     stats = kept.amax(dim=1)
     return torch.round(a * (127.0 / stats.clamp_min(1e-30)).unsqueeze(1)).clamp(-127, 127), stats
 

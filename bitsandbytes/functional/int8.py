@@ -3,7 +3,7 @@ GEMM (int32 result) and its dequantization with the bias fused.
 
 Conventions (those of the library this one replaces): a row's statistic is its absmax, the
 int8 value is round(x * 127 / absmax), and dequantization multiplies by absmax / 127. With a
-threshold > 0, values with |x| > threshold are outliers: they are left out of the statistics
+threshold > 0, values with |x| >= threshold are outliers: they are left out of the statistics
 and their whole column is zeroed in the int8 output, so that the caller can multiply those
 columns in 16-bit instead.
 """
@@ -26,7 +26,7 @@ def int8_vectorwise_quant(A, threshold=0.0):
 
     Returns (A_int8 shaped like A, float32 row_stats of A.numel() / K values, outlier_cols):
     outlier_cols is None when threshold is 0, else the int64 indices of the columns holding any
-    |value| > threshold (those columns are zero in A_int8, and outliers are not in row_stats)."""
+    |value| >= threshold (those columns are zero in A_int8, and outliers are not in row_stats)."""
     fn = "int8_vectorwise_quant"
     check_tensor(A, "A", fn)
     out, stats, mask = torch.ops.bitsandbytes.int8_vectorwise_quant(A, float(threshold))
