@@ -119,6 +119,17 @@ inline void check_blocksize(int64_t blocksize, const QuantFormat& format, const 
                   detail::blocksize_list(format), " for ", format.name, " codes, got ", blocksize);
 }
 
+// The block size of an 8-bit block-wise op on `like`'s device: any positive one on the CPU,
+// whose kernels take blocks of any length (as the reference library's CPU path does), the
+// format's powers of two elsewhere.
+inline void check_blocksize_on(const at::Tensor& like, int64_t blocksize, const QuantFormat& format, const char* op) {
+  if (like.is_cpu()) {
+    BNB_CHECK_VALUE(blocksize > 0, op, ": blocksize must be a positive number of values, got ", blocksize);
+    return;
+  }
+  check_blocksize(blocksize, format, op);
+}
+
 inline void check_absmax(const at::Tensor& absmax, const at::Tensor& A, int64_t expected, const char* op) {
   check_dtype(absmax, c10::ScalarType::Float, op, "absmax");
   check_same_device(absmax, A, op, "absmax", "A");

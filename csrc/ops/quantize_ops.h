@@ -1,6 +1,6 @@
 // The 8-bit quantization ops, written once over a backend (CPU or CUDA) that supplies the
 // launchers: checks, contiguity and output allocation here, arithmetic in kernels/. Maps and
-// block sizes are checked against kFormat8bit (bnb/dtype.h).
+// block sizes are checked against kFormat8bit (bnb/dtype.h); the CPU takes any block size.
 #pragma once
 #include <ATen/ops/empty.h>
 #include <tuple>
@@ -15,7 +15,7 @@ std::tuple<at::Tensor, at::Tensor> quantize_blockwise(const at::Tensor& A, const
   constexpr const char* op = "quantize_blockwise";
   const DType dt = kernel_dtype(A.scalar_type(), op, "A");
   check_code(code, kFormat8bit, A, op);
-  check_blocksize(blocksize, kFormat8bit, op);
+  check_blocksize_on(A, blocksize, kFormat8bit, op);
   const at::Tensor a = A.contiguous(), c = code.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(at::kByte));
   at::Tensor absmax = at::empty({num_blocks(A.numel(), blocksize)}, A.options().dtype(at::kFloat));
@@ -31,7 +31,7 @@ at::Tensor dequantize_blockwise(const at::Tensor& A, const at::Tensor& absmax, c
   check_dtype(A, at::kByte, op, "A");
   const DType dt = kernel_dtype(dtype, op, "dtype");
   check_code(code, kFormat8bit, A, op);
-  check_blocksize(blocksize, kFormat8bit, op);
+  check_blocksize_on(A, blocksize, kFormat8bit, op);
   check_absmax(absmax, A, num_blocks(A.numel(), blocksize), op);
   const at::Tensor a = A.contiguous(), c = code.contiguous(), m = absmax.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(dtype));
