@@ -150,14 +150,13 @@ CASES = {
     "int8_mm_dequant/A dtype": (
         TypeError,
         lambda d: F.int8_mm_dequant(_f32(4, 5, device=d), _f32(4, device=d), _f32(5, device=d)),
-        lambda d: ops.int8_mm_dequant(_f32(4, 5, device=d), _f32(4, device=d), _f32(5, device=d), None, None, None,
-                                      torch.float16)),
+        lambda d: ops.int8_mm_dequant(_f32(4, 5, device=d), _f32(4, device=d), _f32(5, device=d))),
     "int8_mm_dequant/col_stats size": (
         ValueError,
         lambda d: F.int8_mm_dequant(torch.zeros(4, 5, dtype=torch.int32, device=d), _f32(4, device=d),
                                     _f32(6, device=d)),
         lambda d: ops.int8_mm_dequant(torch.zeros(4, 5, dtype=torch.int32, device=d), _f32(4, device=d),
-                                      _f32(6, device=d), None, None, None, torch.float16)),
+                                      _f32(6, device=d))),
     "int8_weight_linear/CB dtype": (
         TypeError,
         lambda d: F.int8_weight_linear(_f32(4, 8, device=d), _f32(3, 8, device=d), _f32(3, device=d)),

@@ -168,7 +168,7 @@ def _forward(A, B, bias, state):
     else:
         A_int8, row_stats, _ = _ops.int8_vectorwise_quant.default(A2, 0.0)
         C = _ops.int8_linear_matmul.default(A_int8, CB)
-        out = _ops.int8_mm_dequant.default(C, row_stats, SCB, bias, None, None, dtype)
+        out = _ops.int8_mm_dequant.default(C, row_stats, SCB, dtype, bias)
     return (out if A.dim() == 2 else out.reshape(*A.shape[:-1], N)), CB, SCB
 
 

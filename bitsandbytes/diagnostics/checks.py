@@ -80,7 +80,7 @@ def check_int8_quant(device):
     assert torch.allclose(col_stats.double().cpu(), A.cpu().double().abs().amax(dim=0))
 
 
-@self_check("int8_linear_matmul", "int8_mm_dequant", "int8_weight_linear")
+@self_check("int8_linear_matmul", "int8_mm_dequant", "int8_scaled_mm", "int8_weight_linear")
 def check_int8_matmul(device):
     A = torch.randint(-127, 128, (37, 68), dtype=torch.int8, device=device)
     B = torch.randint(-127, 128, (29, 68), dtype=torch.int8, device=device)
@@ -94,6 +94,8 @@ def check_int8_matmul(device):
     ref = want.double() * rs.cpu().double().unsqueeze(1) * cs.cpu().double().unsqueeze(0) / (127 * 127)
     ref += bias.cpu().double()
     assert torch.allclose(out.cpu().double(), ref, rtol=2e-3, atol=2e-3), "mm_dequant differs"
+    scaled = torch.ops.bitsandbytes.int8_scaled_mm(A, B, rs, cs, bias)
+    assert torch.allclose(scaled.cpu().double(), ref, rtol=2e-3, atol=2e-3), "int8_scaled_mm differs"
     X = torch.randn(5, 68, device=device).half()
     scb = torch.rand(29, device=device) + 0.5
     y = F.int8_weight_linear(X, B, scb, bias)

@@ -5,7 +5,7 @@ these wrappers check only what the ops cannot see: Python types and which keywor
 import torch
 
 from .._formats import FORMAT_8BIT
-from .._ops import check_dtype, check_float
+from .._ops import check_dtype, check_float, check_out
 from ._args import check_tensor, into
 from .maps import create_dynamic_map
 from .quant_state import QuantState
@@ -165,6 +165,12 @@ def _dequantize_blockwise_fake(A, absmax, code, blocksize, dtype):
     _check_blocksize(blocksize, FORMAT_8BIT, op, A.device)
     _check_absmax(absmax, A, _num_blocks(A.numel(), blocksize), op)
     return torch.empty(A.shape, dtype=dtype, device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::dequantize_blockwise.out")
+def _dequantize_blockwise_out_fake(A, absmax, code, blocksize, dtype, out):
+    result = _dequantize_blockwise_fake(A, absmax, code, blocksize, dtype)
+    check_out(out, result.shape, dtype, A.device, "dequantize_blockwise.out")
 
 
 @torch.library.register_fake("bitsandbytes::quantize")

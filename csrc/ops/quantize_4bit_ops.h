@@ -153,9 +153,23 @@ at::Tensor gemv_4bit(const at::Tensor& A, const at::Tensor& B, c10::IntArrayRef 
   return out;
 }
 
+template <class Backend>
+void dequantize_4bit_out(const at::Tensor& A, const at::Tensor& absmax, int64_t blocksize, c10::string_view quant_type,
+                         c10::IntArrayRef shape, c10::ScalarType dtype, at::Tensor& out) {
+  copy_to_out(dequantize_4bit<Backend>(A, absmax, blocksize, quant_type, shape, dtype), out, "dequantize_4bit.out");
+}
+
+template <class Backend>
+void gemv_4bit_out(const at::Tensor& A, const at::Tensor& B, c10::IntArrayRef shapeB, const at::Tensor& absmax,
+                   const at::Tensor& code, int64_t blocksize, at::Tensor& out) {
+  copy_to_out(gemv_4bit<Backend>(A, B, shapeB, absmax, code, blocksize), out, "gemv_4bit.out");
+}
+
 }  // namespace bnb::ops
 
-#define BNB_REGISTER_4BIT_OPS(m, Backend)                             \
-  m.impl("quantize_4bit", &bnb::ops::quantize_4bit<Backend>);     \
-  m.impl("dequantize_4bit", &bnb::ops::dequantize_4bit<Backend>); \
-  m.impl("gemv_4bit", &bnb::ops::gemv_4bit<Backend>);
+#define BNB_REGISTER_4BIT_OPS(m, Backend)                                     \
+  m.impl("quantize_4bit", &bnb::ops::quantize_4bit<Backend>);             \
+  m.impl("dequantize_4bit", &bnb::ops::dequantize_4bit<Backend>);         \
+  m.impl("dequantize_4bit.out", &bnb::ops::dequantize_4bit_out<Backend>); \
+  m.impl("gemv_4bit", &bnb::ops::gemv_4bit<Backend>);                     \
+  m.impl("gemv_4bit.out", &bnb::ops::gemv_4bit_out<Backend>);

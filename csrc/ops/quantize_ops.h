@@ -41,6 +41,12 @@ at::Tensor dequantize_blockwise(const at::Tensor& A, const at::Tensor& absmax, c
 }
 
 template <class Backend>
+void dequantize_blockwise_out(const at::Tensor& A, const at::Tensor& absmax, const at::Tensor& code, int64_t blocksize,
+                              c10::ScalarType dtype, at::Tensor& out) {
+  copy_to_out(dequantize_blockwise<Backend>(A, absmax, code, blocksize, dtype), out, "dequantize_blockwise.out");
+}
+
+template <class Backend>
 std::tuple<at::Tensor, at::Tensor> quantize(const at::Tensor& A, const at::Tensor& code) {
   constexpr const char* op = "quantize";
   const DType dt = kernel_dtype(A.scalar_type(), op, "A");
@@ -94,9 +100,10 @@ at::Tensor dequantize_no_absmax(const at::Tensor& A, const at::Tensor& code, c10
 }
 
 // Registers every quantization op of this file for one dispatch key.
-#define BNB_REGISTER_QUANTIZE_OPS(m, Backend)                                 \
-  m.impl("quantize_blockwise", &bnb::ops::quantize_blockwise<Backend>);     \
-  m.impl("dequantize_blockwise", &bnb::ops::dequantize_blockwise<Backend>); \
+#define BNB_REGISTER_QUANTIZE_OPS(m, Backend)                                         \
+  m.impl("quantize_blockwise", &bnb::ops::quantize_blockwise<Backend>);             \
+  m.impl("dequantize_blockwise", &bnb::ops::dequantize_blockwise<Backend>);         \
+  m.impl("dequantize_blockwise.out", &bnb::ops::dequantize_blockwise_out<Backend>); \
   m.impl("quantize", &bnb::ops::quantize<Backend>);                         \
   m.impl("dequantize", &bnb::ops::dequantize<Backend>);                     \
   m.impl("quantize_no_absmax", &bnb::ops::quantize_no_absmax<Backend>);     \
