@@ -29,6 +29,12 @@ TORCH_LIBRARY(bitsandbytes, m) {
   m.def("gemv_4bit(Tensor A, Tensor B, int[] shapeB, Tensor absmax, Tensor code, int blocksize) -> Tensor");
   m.def("gemv_4bit.out(Tensor A, Tensor B, int[] shapeB, Tensor absmax, Tensor code, int blocksize, Tensor! out) "
         "-> ()");
+  // A @ dequant(B)^T (+ bias) with the weight's scales as stored: absmax float32, or uint8 codes
+  // with nested_code, nested_absmax and the one-value nested_offset (compress_statistics). Picks the fused kernel or
+  // dequantize + linear by the rows of A.
+  m.def("linear_4bit(Tensor A, Tensor B, int[] shapeB, Tensor absmax, Tensor code, int blocksize, "
+        "Tensor? bias=None, Tensor? nested_code=None, Tensor? nested_absmax=None, Tensor? nested_offset=None, "
+        "int nested_blocksize=256) -> Tensor");
 
   // Quantile estimation: float32 estimates of num_quantiles equidistant quantiles of A
   // between the probabilities offset and 1 - offset.
