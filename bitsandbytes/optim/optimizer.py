@@ -38,8 +38,7 @@ class Optimizer8bit(torch.optim.Optimizer):
         self.mng = GlobalOptimManager.get_instance()
         self.page_mng = F.GlobalPageManager.get_instance()
         self.name2qmap = {}
-        self.non_castable_tensor_keys = {"qmap1", "qmap2", "absmax1", "absmax2", "state1", "state2", "gnorm_vec",
-                                         "unorm_vec", "max1", "max2", "new_max1", "new_max2"}
+        self.non_castable_tensor_keys = set(S.STATE_TENSOR_KEYS)
 
     # `state` is torch's attribute, held as a StateMap so that any change of it is noticed and the
     # launch plan (which holds the state tensors) rebuilt (state_map.py).
