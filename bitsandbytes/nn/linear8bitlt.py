@@ -85,7 +85,7 @@ class Int8Params(QuantizedParameter):
             missing_keys.append(prefix + "SCB")
             del state_dict[prefix + name]
             return
-        rows = w.shape[0] if w.dim() else 1
+        rows = self.shape[0] if self.dim() else 1  # the layer's rows (a tiled weight's shape is another)
         if not isinstance(scb, torch.Tensor) or scb.numel() != rows or not scb.is_floating_point():
             raise ValueError(f"Linear8bitLt: {prefix}SCB must hold one float per row of {prefix}{name} ({rows}), "
                              f"got " + (f"{scb.dtype} of shape {tuple(scb.shape)}" if isinstance(scb, torch.Tensor)

@@ -127,18 +127,21 @@ def _check_loaded(optimizer, st, shard, name):
         t = st.get(key)
         if i > states:
             if t is not None:
-                raise ValueError(f"load_state_dict: {name}: {key} is not a state of {type(optimizer).__name__} (it keeps "
-                                 f"{states}); the state dict is of another optimizer class")
+                raise ValueError(f"load_state_dict: {name}: {key} is not a state of {type(optimizer).__name__} "
+                                 f"(it keeps {states}); the state dict is of another optimizer class")
             continue
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"load_state_dict: {name}: {key} is missing; {type(optimizer).__name__} keeps {states} "
                              "state tensor(s) per parameter")
         if t.dtype == torch.uint8:
-            qmap, absmax = st.get(f"qmap{i}"), st.get(f"absmax{i}")
-            if not isinstance(qmap, torch.Tensor) or qmap.numel() not in (16, 256) or not isinstance(absmax, torch.Tensor):
+            # its scale: absmax{i} per block, or (tensor-wise, the reference's keys) max{i}
+            qmap, absmax = st.get(f"qmap{i}"), st.get(f"absmax{i}", st.get(f"max{i}"))
+            if (not isinstance(qmap, torch.Tensor) or qmap.numel() not in (16, 256)
+                    or not isinstance(absmax, torch.Tensor)):
                 raise ValueError(f"load_state_dict: {name}: the quantized {key} needs qmap{i} (16 or 256 values) and "
-                                 f"absmax{i}, got " + ", ".join(f"{k} {tuple(v.shape) if isinstance(v, torch.Tensor) else v!r}"
-                                                              for k, v in ((f"qmap{i}", qmap), (f"absmax{i}", absmax))))
+                                 f"absmax{i} (or max{i}), got " + ", ".join(
+                                     f"{k} {tuple(v.shape) if isinstance(v, torch.Tensor) else v!r}"
+                                     for k, v in ((f"qmap{i}", qmap), (f"absmax{i}", absmax))))
             if qmap.numel() == 16:
                 continue  # 4-bit codes, two a byte: _check_4bit checks their size
         elif t.dtype != torch.float32:

@@ -26,7 +26,8 @@ void quantize_blocks(const void* A, uint8_t* out, float* absmax, int64_t n, int6
     const BlockScale scale = block_scale_4bit(amax);
     for (int64_t i = lo; i < hi; i += 2) {
       const float second = i + 1 < hi ? E::load(a, i + 1) : 0.f;  // odd n: pad with 0.0
-      out[i / 2] = pack_4bit(code_4bit_in_block<Q>(E::load(a, i), scale, marked), code_4bit_in_block<Q>(second, scale, marked));
+      out[i / 2] = pack_4bit(code_4bit_in_block<Q>(E::load(a, i), scale, marked),
+                             code_4bit_in_block<Q>(second, scale, marked));
     }
   }
 }

@@ -79,7 +79,8 @@ gemv_4bit_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, const f
       const int64_t i = row0 + k;
       const uint8_t byte = B[i / 2];
       const uint8_t q = (i & 1) ? (byte & 0xF) : (byte >> 4);
-      const float w = round_to<T>(dequantized_value(s_code[q], q, kReservedCode4bit, block_scale(scales, i >> log2_blocksize)));
+      const float m = block_scale(scales, i >> log2_blocksize);
+      const float w = round_to<T>(dequantized_value(s_code[q], q, kReservedCode4bit, m));
 #pragma unroll
       for (int r = 0; r < kGemvRows; ++r)
         if (r < rows) acc[r] += to_float(A[int64_t(r) * K + k]) * w;

@@ -108,7 +108,8 @@ quantize_4bit_kernel(const T* __restrict__ A, uint8_t* __restrict__ out, float* 
       uint8_t b[V / 2];
 #pragma unroll
       for (int j = 0; j < V / 2; ++j)
-        b[j] = pack_4bit(code_4bit_in_block<Q>(v[c][2 * j], scale[c], marked[c]), code_4bit_in_block<Q>(v[c][2 * j + 1], scale[c], marked[c]));
+        b[j] = pack_4bit(code_4bit_in_block<Q>(v[c][2 * j], scale[c], marked[c]),
+                         code_4bit_in_block<Q>(v[c][2 * j + 1], scale[c], marked[c]));
       if (full) {
         store_packed<V / 2>(out + base / 2, b);
       } else {

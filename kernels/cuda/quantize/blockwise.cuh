@@ -166,7 +166,8 @@ dequantize_blockwise_kernel(const uint8_t* __restrict__ A, const float* __restri
       const int64_t base = first + int64_t(c) * S::kChunkSpan;
       float v[V];
 #pragma unroll
-      for (int j = 0; j < V; ++j) v[j] = dequantized_value(lane_table[q[c][j] * kLanes], q[c][j], kReservedCode8bit, m[c]);
+      for (int j = 0; j < V; ++j)
+        v[j] = dequantized_value(lane_table[q[c][j] * kLanes], q[c][j], kReservedCode8bit, m[c]);
       if (full) {
         store_vec<T, V>(out + base, v);
       } else {
