@@ -607,7 +607,7 @@ def test_op_refuses_second_moment_decay_above_one(device):
     a1, a2 = torch.zeros(2, device=device), torch.zeros(2, device=device)
     q1, q2 = F.create_dynamic_map(signed=True).to(device), F.create_dynamic_map(signed=False).to(device)
     with pytest.raises(ValueError, match="beta2"):
-        F.optimizer_update_8bit_blockwise("adam", g, p, s1, s2, 0.9, 1.5, 1e-8, 1, 1e-3, q1, q2, a1, a2)
+        F.optimizer_update_8bit_blockwise("adam", g, p, s1, s2, 0.9, 1.5, 0.0, 0.0, 1e-8, 1, 1e-3, q1, q2, a1, a2)
 
 
 def test_step_runs_torch_step_hooks_and_profiler_range():

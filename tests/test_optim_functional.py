@@ -48,7 +48,7 @@ def test_update_8bit_blockwise_adam(n, dtype, device):
         m = (code1[q1.long()] * a1.repeat_interleave(256)[:n]).double()
         v = (code2[q2.long()] * a2.repeat_interleave(256)[:n]).double()
         ref_p, ref_m, ref_v = adam_reference(p, g, m, v, step, 1e-2, 0.9, 0.999, 1e-8, 0.0)
-        F.optimizer_update_8bit_blockwise("adam", g, p, q1, q2, 0.9, 0.999, 1e-8, step, 1e-2, code1, code2, a1, a2)
+        F.optimizer_update_8bit_blockwise("adam", g, p, q1, q2, 0.9, 0.999, 0.0, 0.0, 1e-8, step, 1e-2, code1, code2, a1, a2)
         # new absmax is the block max of the new state
         want_a1 = torch.nn.functional.pad(ref_m.abs(), (0, blocks * 256 - n)).view(blocks, 256).amax(1)
         torch.testing.assert_close(a1.double(), want_a1, rtol=1e-5, atol=1e-9)
@@ -109,7 +109,7 @@ def test_requantization_is_the_nearest_code_for_any_map(name, device):
     p = torch.zeros(n, device=device)
     q1 = torch.zeros(n, dtype=torch.uint8, device=device)
     a1 = torch.zeros(-(-n // 256), device=device)
-    F.optimizer_update_8bit_blockwise("momentum", g, p, q1, None, 0.9, 0.0, 0.0, 1, 1e-3, code, None, a1, None)
+    F.optimizer_update_8bit_blockwise("momentum", g, p, q1, None, 0.9, 0.0, 0.0, 0.0, 0.0, 1, 1e-3, code, None, a1, None)
     x, amax = _blockwise_scaled(g)
     torch.testing.assert_close(a1, amax, rtol=0, atol=0)
     assert torch.equal(q1.cpu(), _expected_codes(x, code))
@@ -118,7 +118,7 @@ def test_requantization_is_the_nearest_code_for_any_map(name, device):
     signed = F.create_dynamic_map(signed=True).to(device)
     q1.zero_(), a1.zero_()
     q2, a2 = torch.zeros_like(q1), torch.zeros_like(a1)
-    F.optimizer_update_8bit_blockwise("adam", g, p, q1, q2, beta1, beta2, 1e-8, 1, 1e-3, signed, code, a1, a2)
+    F.optimizer_update_8bit_blockwise("adam", g, p, q1, q2, beta1, beta2, 0.0, 0.0, 1e-8, 1, 1e-3, signed, code, a1, a2)
     one = torch.tensor(1.0, device=device)
     v = (one - torch.tensor(beta2, device=device)) * g * g
     x2, amax2 = _blockwise_scaled(v)
@@ -138,7 +138,7 @@ def test_update_8bit_tensorwise(device):
         g = torch.randn(n, device=device)
         m_old = code1[q1.long()] * a1
         want_m = 0.9 * m_old + g
-        F.optimizer_update_8bit_blockwise("momentum", g, p, q1, None, 0.9, 0.0, 0.0, step, 1e-2, code1, None, a1,
+        F.optimizer_update_8bit_blockwise("momentum", g, p, q1, None, 0.9, 0.0, 0.0, 0.0, 0.0, step, 1e-2, code1, None, a1,
                                           None, block_wise=False)
         want_m = g if step == 1 else want_m
         torch.testing.assert_close(a1[0], want_m.abs().max())
@@ -187,10 +187,10 @@ def test_bad_arguments_name_the_argument(device):
     q1 = torch.zeros(300, dtype=torch.uint8, device=device)
     code1, code2 = state_maps(device)
     with pytest.raises(ValueError, match="absmax1"):
-        F.optimizer_update_8bit_blockwise("momentum", p.clone(), p, q1, None, 0.9, 0.0, 0.0, 1, 1e-3, code1, None,
+        F.optimizer_update_8bit_blockwise("momentum", p.clone(), p, q1, None, 0.9, 0.0, 0.0, 0.0, 0.0, 1, 1e-3, code1, None,
                                           torch.zeros(1, device=device), None)
     with pytest.raises(ValueError, match="qmap1"):
-        F.optimizer_update_8bit_blockwise("momentum", p.clone(), p, q1, None, 0.9, 0.0, 0.0, 1, 1e-3,
+        F.optimizer_update_8bit_blockwise("momentum", p.clone(), p, q1, None, 0.9, 0.0, 0.0, 0.0, 0.0, 1, 1e-3,
                                           torch.zeros(10, device=device), None, torch.zeros(2, device=device), None)
     with pytest.raises(ValueError, match="step"):
         F.optimizer_update_32bit("momentum", p.clone(), p, m, 0.9, 0.0, 0, 1e-3)
@@ -199,7 +199,7 @@ def test_bad_arguments_name_the_argument(device):
 def test_opcheck_optimizer_update(device):
     n = 700
     args = ("adam", [torch.randn(n, device=device)], [torch.randn(n, device=device)],
-            [torch.zeros(n, device=device)], [torch.zeros(n, device=device)], [], [], None, None, None, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, 0.1, 0.001, 0.0, False, 1, 0.0,
+            [torch.zeros(n, device=device)], [torch.zeros(n, device=device)], [], [], None, None, None, 1e-3, 0.9, 0.999, 0.0, 0.0, 1e-8, 0.0, False, 0.1, 0.001, 0.0, False, 1, 0.0,
             True)
     torch.library.opcheck(torch.ops.bitsandbytes.optimizer_update.default, args)
     code1, code2 = state_maps(device)
@@ -207,7 +207,7 @@ def test_opcheck_optimizer_update(device):
     args8 = ("adam", [torch.randn(n, device=device)], [torch.randn(n, device=device)],
              [torch.zeros(n, dtype=torch.uint8, device=device)], [torch.zeros(n, dtype=torch.uint8, device=device)],
              [torch.zeros(blocks, device=device)], [torch.zeros(blocks, device=device)], code1, code2,
-             torch.ones(1, device=device), 1e-3, 0.9, 0.999, 1e-8, 0.01, True, 0.1, 0.001, 0.0, False, 1, 0.0,
+             torch.ones(1, device=device), 1e-3, 0.9, 0.999, 0.0, 0.0, 1e-8, 0.01, True, 0.1, 0.001, 0.0, False, 1, 0.0,
              True)
     torch.library.opcheck(torch.ops.bitsandbytes.optimizer_update.default, args8)
 
@@ -325,8 +325,8 @@ def test_prepare_refuses_bad_input():
     with pytest.raises(TypeError, match=r"state1\[1\]"):
         _C.optimizer_tensors([torch.zeros(3)], [torch.zeros(3), 5], [], [], [])
     with pytest.raises(TypeError, match="handle"):
-        _C.optimizer_step(object(), "adam", None, None, None, 1e-3, 0.9, 0.99, 1e-8, 0.0, False, 1.0, 1.0, 0.0,
-                          False, 1, 0.0, True)
+        _C.optimizer_step(object(), "adam", None, None, None, 1e-3, 0.9, 0.99, 0.0, 0.0, 1e-8, 0.0, False, 1.0, 1.0,
+                          0.0, False, 1, 0.0, True)
     with pytest.raises(TypeError, match="handle"):
         _C.optimizer_grads_match(object())
 

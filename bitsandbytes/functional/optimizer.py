@@ -7,8 +7,9 @@ on the current stream and never synchronises with the host.
 
 Algorithms (`optimizer_name`): "adam", "adamw" (decoupled weight decay), "lamb" (Adam with
 the trust ratio `max_unorm`), "momentum" / "sgd", "lars" (momentum with the trust ratio),
-"rmsprop", "adagrad", "lion". beta1 is the momentum for momentum/sgd/lars and alpha for
-rmsprop.
+"rmsprop", "adagrad", "lion", "ademamix" (state1 holds the fast and slow EMAs stacked,
+[2, *shape]; beta3 and alpha are the slow EMA's decay and weight for this step). beta1 is the
+momentum for momentum/sgd/lars and alpha for rmsprop.
 """
 import torch
 
@@ -35,7 +36,7 @@ def prepare_update(params, state1, state2=None, absmax1=None, absmax2=None):
 def optimizer_update_multi(optimizer_name, params, grads, state1, state2, beta1, beta2, eps, step, lr,
                            qmap1=None, qmap2=None, absmax1=None, absmax2=None, weight_decay=0.0, gnorm_scale=None,
                            max_unorm=0.0, bias_correction=True, dampening=0.0, nesterov=False, block_wise=True,
-                           decoupled_weight_decay=None, prepared=None):
+                           decoupled_weight_decay=None, prepared=None, beta3=0.0, alpha=0.0):
     """Updates params[i] in place from grads[i] with its states (float32: 32-bit state;
     uint8: 8-bit state with maps qmap1/qmap2 and absmax1/absmax2). `step` is the step being
     taken (1 for the first). gnorm_scale: None or a float32 tensor with one clipping factor
@@ -58,11 +59,12 @@ def optimizer_update_multi(optimizer_name, params, grads, state1, state2, beta1,
     if step < 1:
         raise ValueError(f"{optimizer_name}: step must be >= 1 (the step being taken), got {step}")
     bc1 = bc2 = 1.0
-    if algo.kernel == "adam" and bias_correction:
+    if algo.kernel in ("adam", "ademamix") and bias_correction:
         bc1 = 1.0 - beta1 ** step
         bc2 = 1.0 - beta2 ** step
-    scalars = (float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), bool(decoupled), bc1, bc2,
-               float(dampening), bool(nesterov), int(step), float(max_unorm), bool(block_wise))
+    scalars = (float(lr), float(beta1), float(beta2), float(beta3), float(alpha), float(eps), float(weight_decay),
+               bool(decoupled), bc1, bc2, float(dampening), bool(nesterov), int(step), float(max_unorm),
+               bool(block_wise))
     if read_grads:
         done = prepared.step(algo.kernel, qmap1, qmap2, gnorm_scale, scalars)
         if done:
@@ -92,26 +94,27 @@ def _scale_tensor(gnorm_scale, device):
     return torch.full((1,), float(gnorm_scale), dtype=torch.float32, device=device)
 
 
-def optimizer_update_32bit(optimizer_name, g, p, state1, beta1, eps, step, lr, state2=None, beta2=0.0,
-                           weight_decay=0.0, gnorm_scale=1.0, unorm_vec=None, max_unorm=0.0, skip_zeros=False,
-                           bias_correction=True, dampening=0.0, nesterov=False):
+def optimizer_update_32bit(optimizer_name, g, p, state1, beta1, eps, step, lr, state2=None, beta2=0.0, beta3=0.0,
+                           alpha=0.0, weight_decay=0.0, gnorm_scale=1.0, unorm_vec=None, max_unorm=0.0,
+                           skip_zeros=False, bias_correction=True, dampening=0.0, nesterov=False):
     """One optimizer step of p (in place) with float32 states state1 (and state2 for
-    Adam-family algorithms). gnorm_scale multiplies the gradient (percentile clipping).
+    Adam-family algorithms; ademamix: state1 [2, *p.shape], beta3 and alpha). gnorm_scale multiplies the gradient (percentile clipping).
     max_unorm > 0 applies the trust ratio (lars, lamb); the update norm is computed inside
     the call, so `unorm_vec` (kept for the reference library's argument order) is unused."""
     _check_skip_zeros(skip_zeros)
     optimizer_update_multi(optimizer_name, [p], [g], [state1], [state2] if state2 is not None else [], beta1, beta2,
                            eps, step, lr, weight_decay=weight_decay, gnorm_scale=_scale_tensor(gnorm_scale, p.device),
                            max_unorm=max_unorm, bias_correction=bias_correction, dampening=dampening,
-                           nesterov=nesterov)
+                           nesterov=nesterov, beta3=beta3, alpha=alpha)
 
 
-def optimizer_update_8bit_blockwise(optimizer_name, g, p, state1, state2, beta1, beta2, eps, step, lr, qmap1, qmap2,
-                                    absmax1, absmax2, weight_decay=0.0, gnorm_scale=1.0, skip_zeros=False,
-                                    max_unorm=0.0, bias_correction=True, dampening=0.0, nesterov=False,
-                                    block_wise=True):
+def optimizer_update_8bit_blockwise(optimizer_name, g, p, state1, state2, beta1, beta2, beta3, alpha, eps, step, lr,
+                                    qmap1, qmap2, absmax1, absmax2, weight_decay=0.0, gnorm_scale=1.0,
+                                    skip_zeros=False, max_unorm=0.0, bias_correction=True, dampening=0.0,
+                                    nesterov=False, block_wise=True):
     """One optimizer step of p (in place) with 8-bit states: uint8 codes into qmap1 (state1)
-    and qmap2 (state2), one absmax per 256 values (block_wise) or per tensor. The states are
+    and qmap2 (state2), one absmax per 256 values (block_wise) or per tensor (ademamix: state1
+    [2, *p.shape] and absmax1 [2, blocks], both halves with qmap1). The states are
     dequantized, updated in float32 and requantized with their new absmax in one pass."""
     _check_skip_zeros(skip_zeros)
     optimizer_update_multi(optimizer_name, [p], [g], [state1], [state2] if state2 is not None else [], beta1, beta2,
@@ -119,7 +122,7 @@ def optimizer_update_8bit_blockwise(optimizer_name, g, p, state1, state2, beta1,
                            absmax2=[absmax2] if absmax2 is not None else [], weight_decay=weight_decay,
                            gnorm_scale=_scale_tensor(gnorm_scale, p.device), max_unorm=max_unorm,
                            bias_correction=bias_correction, dampening=dampening, nesterov=nesterov,
-                           block_wise=block_wise)
+                           block_wise=block_wise, beta3=beta3, alpha=alpha)
 
 
 def percentile_clipping(grad, gnorm_vec, step, percentile=5):
@@ -177,7 +180,7 @@ def prefetch_to_device(tensors):
 
 @torch.library.register_fake("bitsandbytes::optimizer_update")
 def _optimizer_update_fake(algorithm, params, grads, state1, state2, absmax1, absmax2, qmap1, qmap2, gnorm_scale, lr,
-                           beta1, beta2, eps, weight_decay, decoupled_weight_decay, bias_correction1, bias_correction2,
+                           beta1, beta2, beta3, alpha, eps, weight_decay, decoupled_weight_decay, bias_correction1, bias_correction2,
                            dampening, nesterov, step, max_unorm, block_wise):
     torch._check_value(len(grads) == len(params), lambda: "optimizer_update: grads must hold one tensor per parameter")
     torch._check_value(len(state1) == len(params),

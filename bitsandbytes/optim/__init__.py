@@ -1,6 +1,7 @@
 """bitsandbytes.optim: drop-in optimizers with 32-bit or 8-bit (block-wise quantized) state.
 The submodules carry the reference library's module paths (`bitsandbytes.optim.adamw`, ...)."""
 from .adagrad import Adagrad, Adagrad8bit, Adagrad32bit
+from .ademamix import AdEMAMix, AdEMAMix8bit, AdEMAMix32bit, PagedAdEMAMix, PagedAdEMAMix8bit, PagedAdEMAMix32bit
 from .adam import Adam, Adam8bit, Adam32bit, PagedAdam, PagedAdam8bit, PagedAdam32bit
 from .adamw import AdamW, AdamW8bit, AdamW32bit, PagedAdamW, PagedAdamW8bit, PagedAdamW32bit
 from .lamb import LAMB, LAMB8bit, LAMB32bit
@@ -12,9 +13,10 @@ from .rmsprop import RMSprop, RMSprop8bit, RMSprop32bit
 from .sgd import SGD, SGD8bit, SGD32bit
 
 __all__ = [
-    "Adagrad", "Adagrad8bit", "Adagrad32bit", "Adam", "Adam8bit", "Adam32bit", "AdamW", "AdamW8bit", "AdamW32bit",
+    "Adagrad", "Adagrad8bit", "Adagrad32bit", "AdEMAMix", "AdEMAMix8bit", "AdEMAMix32bit", "Adam", "Adam8bit", "Adam32bit", "AdamW", "AdamW8bit", "AdamW32bit",
     "GlobalOptimManager", "LAMB", "LAMB8bit", "LAMB32bit", "LARS", "LARS8bit", "LARS32bit", "Lion", "Lion8bit",
-    "Lion32bit", "Optimizer1State", "Optimizer2State", "Optimizer8bit", "PagedAdam", "PagedAdam8bit",
+    "Lion32bit", "Optimizer1State", "Optimizer2State", "Optimizer8bit", "PagedAdEMAMix", "PagedAdEMAMix8bit",
+    "PagedAdEMAMix32bit", "PagedAdam", "PagedAdam8bit",
     "PagedAdam32bit", "PagedAdamW", "PagedAdamW8bit", "PagedAdamW32bit", "PagedLion", "PagedLion8bit",
     "PagedLion32bit", "PytorchLARS", "RMSprop", "RMSprop8bit", "RMSprop32bit", "SGD", "SGD8bit", "SGD32bit",
 ]

@@ -6,7 +6,7 @@ from collections import defaultdict
 import torch
 
 from .. import functional as F
-from ..functional.algorithms import BLOCKSIZE
+from ..functional.algorithms import ALGORITHMS, BLOCKSIZE
 from .group_keys import named_from_betas, set_betas_and_eps
 from .sharding import from_saved, local, to_saved
 from .state import num_blocks, quantize_into
@@ -54,12 +54,15 @@ def load_state_dict(optimizer, sd, move_to_device=True):
         for pindex, (old_id, p) in enumerate(zip(sg["params"], g["params"])):
             id_map[old_id] = p
             where[old_id] = (gindex, pindex)
+    algo = ALGORITHMS.get(getattr(optimizer, "optimizer_name", None))
+    stacked1 = algo.stacked1 if algo else 1
     state = defaultdict(dict)
     for k, v in sd["state"].items():
         if k in id_map:
             p = id_map[k]
             gindex, pindex = where[k]
-            state[p] = _load_param_state(p, v, optimizer.get_config(gindex, pindex, groups[gindex]), move_to_device)
+            state[p] = _load_param_state(p, v, optimizer.get_config(gindex, pindex, groups[gindex]), move_to_device,
+                                         stacked1)
         else:
             state[k] = v
     new_groups = []
@@ -74,7 +77,7 @@ def load_state_dict(optimizer, sd, move_to_device=True):
     optimizer.__setstate__({"state": state, "param_groups": new_groups})
 
 
-def _load_param_state(p, saved, config, move_to_device):
+def _load_param_state(p, saved, config, move_to_device, stacked1=1):
     def load(t):  # a copy, so that the state dict and the optimizer never share a tensor
         return t.to(p.device, copy=True) if move_to_device else t.clone()
 
@@ -94,13 +97,25 @@ def _load_param_state(p, saved, config, move_to_device):
     if "state1" in st and st["state1"].dtype == torch.uint8:
         for i in ("1", "2"):
             if f"absmax{i}" in st:
-                _reblock(st, i, shard.numel(), config["block_wise"])
+                _reblock(st, i, shard.numel(), config["block_wise"], stacked1 if i == "1" else 1)
     return st
 
 
-def _reblock(st, i, n, block_wise):
+def _reblock(st, i, n, block_wise, stacked=1):
     """Brings a loaded 8-bit state to our layout (absmax per 256 values, or one per tensor),
-    inferring the blocksize it was saved with from the length of its absmax."""
+    inferring the blocksize it was saved with from the length of its absmax. stacked > 1: the
+    state holds that many states of n values one after the other (AdEMAMix's state1), each with
+    its row of absmax, [stacked, blocks]."""
+    if stacked > 1:
+        parts = []
+        for k in range(stacked):
+            part = {f"state{i}": st[f"state{i}"][k], f"qmap{i}": st[f"qmap{i}"],
+                    f"absmax{i}": st[f"absmax{i}"].reshape(stacked, -1)[k]}
+            _reblock(part, i, n, block_wise)
+            parts.append(part)
+        st[f"state{i}"] = torch.stack([part[f"state{i}"] for part in parts])
+        st[f"absmax{i}"] = torch.stack([part[f"absmax{i}"] for part in parts])
+        return
     absmax = st[f"absmax{i}"].reshape(-1).float()
     want = num_blocks(n, block_wise)
     st[f"absmax{i}"] = absmax

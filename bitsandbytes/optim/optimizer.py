@@ -224,11 +224,15 @@ class Optimizer1State(_StateOptimizer):
 
 
 class Optimizer2State(_StateOptimizer):
-    """Optimizers with two state tensors (Adam, AdamW, LAMB)."""
+    """Optimizers with two state tensors (Adam, AdamW, LAMB, AdEMAMix). alpha, t_alpha and t_beta3
+    are AdEMAMix's (the slow EMA's weight and the two schedules' lengths, see ademamix.py); its
+    param groups keep them, the other algorithms' do not."""
 
     def __init__(self, optimizer_name, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  optim_bits=32, args=None, min_8bit_size=4096, percentile_clipping=100, block_wise=True,
-                 max_unorm=0.0, skip_zeros=False, is_paged=False, extra=None):
+                 max_unorm=0.0, skip_zeros=False, is_paged=False, alpha=0.0, t_alpha=None, t_beta3=None, extra=None):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, **(extra or {}))
+        if optimizer_name == "ademamix":
+            defaults.update(alpha=alpha, t_alpha=t_alpha, t_beta3=t_beta3)
         super().__init__(optimizer_name, params, defaults, optim_bits, args, min_8bit_size, percentile_clipping,
                          block_wise, max_unorm, is_paged)

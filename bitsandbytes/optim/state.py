@@ -1,6 +1,7 @@
 """Allocation of each parameter's optimizer state (`optimizer.state[p]`), with the reference
 library's keys: `step`, `state1`, `state2` and, for 8-bit state, `qmap1`, `qmap2`, `absmax1`,
-`absmax2` (plus `gnorm_vec` with percentile clipping)."""
+`absmax2` (plus `gnorm_vec` with percentile clipping). An algorithm that stacks two states in
+state1 (AdEMAMix) gets state1 [2, *shape] and absmax1 [2, blocks]."""
 import torch
 
 from .. import functional as F
@@ -36,13 +37,14 @@ def init_state(optimizer, p, config):
     dev = shard.device
     init1 = float(config.get("initial_accumulator_value", 0.0) or 0.0)
     for i in range(1, algo.num_states + 1):
+        stack = (algo.stacked1,) if i == 1 and algo.stacked1 > 1 else ()
         if eight_bit:
-            state[f"state{i}"] = zeros(optimizer, shard.shape, torch.uint8, dev, paged=True)
+            state[f"state{i}"] = zeros(optimizer, (*stack, *shard.shape), torch.uint8, dev, paged=True)
             state[f"qmap{i}"] = default_code(dev, signed=algo.signed[i - 1])
-            state[f"absmax{i}"] = zeros(optimizer, (num_blocks(shard.numel(), config["block_wise"]),),
+            state[f"absmax{i}"] = zeros(optimizer, (*stack, num_blocks(shard.numel(), config["block_wise"])),
                                         torch.float32, dev)
         else:
-            state[f"state{i}"] = zeros(optimizer, shard.shape, torch.float32, dev, paged=True)
+            state[f"state{i}"] = zeros(optimizer, (*stack, *shard.shape), torch.float32, dev, paged=True)
     if init1 != 0.0:
         if eight_bit:
             quantize_into(state, "1", torch.full(shard.shape, init1, device=dev), config["block_wise"])

@@ -16,7 +16,7 @@
 
 namespace bnb {
 inline void PrintTo(Algorithm a, std::ostream* os) {
-  static const char* const names[] = {"Adam", "Momentum", "RMSprop", "Adagrad", "Lion"};
+  static const char* const names[] = {"Adam", "Momentum", "RMSprop", "Adagrad", "Lion", "AdEMAMix"};
   *os << names[int(a)];
 }
 }  // namespace bnb
@@ -33,9 +33,11 @@ bnb::OptimizerHyper hyper(Algorithm a, bool block_wise, float max_unorm) {
   h.lr = 1e-3f;
   h.beta1 = 0.9f;
   h.beta2 = a == Algorithm::Lion ? 0.99f : 0.999f;
+  h.beta3 = 0.995f;  // AdEMAMix
+  h.alpha = 2.f;
   h.eps = 1e-8f;
   h.weight_decay = 0.01f;
-  h.decoupled = a == Algorithm::Adam || a == Algorithm::Lion;
+  h.decoupled = a == Algorithm::Adam || a == Algorithm::Lion || a == Algorithm::AdEMAMix;
   h.inv_bias_correction1 = float(1.0 / (1.0 - 0.9 * 0.9 * 0.9));  // step 3
   h.inv_bias_correction2_sqrt = float(1.0 / std::sqrt(1.0 - 0.999 * 0.999 * 0.999));
   h.dampening = 0.f;
@@ -54,26 +56,28 @@ struct HostTensor {
   std::vector<float> a1, a2;    // their absmax
 };
 
-// nonneg1: state1 holds squares (RMSprop, Adagrad), so it starts non-negative.
-HostTensor make_tensor(DType dtype, int64_t n, bool eight_bit, bool block_wise, bool nonneg1, uint32_t seed) {
+// nonneg1: state1 holds squares (RMSprop, Adagrad), so it starts non-negative. stacked: state1
+// holds that many states of n values (AdEMAMix: 2), each with its absmax.
+HostTensor make_tensor(DType dtype, int64_t n, bool eight_bit, bool block_wise, bool nonneg1, uint32_t seed,
+                       int64_t stacked = 1) {
   HostTensor t{random_values(dtype, n, seed), random_values(dtype, n, seed + 1, 0.1f)};
   std::mt19937 rng(seed + 2);
   std::normal_distribution<float> normal(0.f, 0.01f);
   std::uniform_int_distribution<int> code(0, 255);
   if (eight_bit) {
     const int64_t scales = block_wise ? bnb::num_blocks(n, bnb::kOptimizerBlock) : 1;
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t i = 0; i < stacked * n; ++i) {
       t.q1.push_back(uint8_t(code(rng)));
-      t.q2.push_back(uint8_t(code(rng)));
+      if (i < n) t.q2.push_back(uint8_t(code(rng)));
     }
-    for (int64_t i = 0; i < scales; ++i) {
+    for (int64_t i = 0; i < stacked * scales; ++i) {
       t.a1.push_back(0.01f + 0.001f * float(i % 7));
-      t.a2.push_back(1e-4f + 1e-5f * float(i % 5));
+      if (i < scales) t.a2.push_back(1e-4f + 1e-5f * float(i % 5));
     }
   } else {
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t i = 0; i < stacked * n; ++i) {
       t.s1.push_back(nonneg1 ? std::fabs(normal(rng)) : normal(rng));
-      t.s2.push_back(std::fabs(normal(rng)) * 0.01f);
+      if (i < n) t.s2.push_back(std::fabs(normal(rng)) * 0.01f);
     }
   }
   return t;
@@ -96,6 +100,7 @@ class OptimizerCuda : public CudaTestWithParam<std::tuple<Algorithm, DType, int,
 void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unorm) {
   const bool eight_bit = mode > 0, block_wise = mode != 2;
   const bool two = bnb::num_states(alg) == 2;
+  const int64_t stacked = bnb::has_state3(alg) ? 2 : 1;  // AdEMAMix: the slow EMA after the fast one
   const std::vector<int64_t> sizes = several ? std::vector<int64_t>{1000, 1, 0, 257, 70001} : std::vector<int64_t>{4099};
   const auto h = hyper(alg, block_wise, max_unorm);
   // State1 of RMSprop and Adagrad holds squares: an unsigned map, as the optimizers give it.
@@ -105,7 +110,7 @@ void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unor
 
   std::vector<HostTensor> cpu;
   for (size_t i = 0; i < sizes.size(); ++i)
-    cpu.push_back(make_tensor(dtype, sizes[i], eight_bit, block_wise, nonneg1, uint32_t(100 * i + mode)));
+    cpu.push_back(make_tensor(dtype, sizes[i], eight_bit, block_wise, nonneg1, uint32_t(100 * i + mode), stacked));
   std::deque<DeviceTensor> dev;  // buffers are not movable: a deque never moves them
   for (const auto& t : cpu) dev.emplace_back(t);  // before the CPU update changes them
   const int count = int(sizes.size());
@@ -124,6 +129,13 @@ void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unor
                          two ? (eight_bit ? (void*)d.q2.get() : (void*)d.s2.get()) : nullptr,
                          eight_bit ? d.a1.get() : nullptr, eight_bit && two ? d.a2.get() : nullptr, nullptr,
                          workspace.get() + i * bnb::kStats, sizes[static_cast<size_t>(i)]});
+    if (stacked > 1) {  // the third state: the second half of state1 and of absmax1
+      const int64_t n = sizes[static_cast<size_t>(i)], blocks = bnb::num_blocks(n, bnb::kOptimizerBlock);
+      cpu_slots.back().state3 = eight_bit ? (void*)(t.q1.data() + n) : (void*)(t.s1.data() + n);
+      dev_slots.back().state3 = eight_bit ? (void*)(d.q1.get() + n) : (void*)(d.s1.get() + n);
+      cpu_slots.back().absmax3 = eight_bit ? t.a1.data() + blocks : nullptr;
+      dev_slots.back().absmax3 = eight_bit ? d.a1.get() + blocks : nullptr;
+    }
   }
   if (eight_bit)
     bnb::cpu::optimizer_update_8bit(dtype, h, cpu_slots.data(), count, code1.data(), map2);
@@ -173,6 +185,13 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(DType::Float32, DType::Float16, DType::BFloat16),
                        ::testing::Values(0, 1, 2),  // 32-bit, 8-bit block-wise, 8-bit tensor-wise
                        ::testing::Bool()));         // one tensor, several
+
+// AdEMAMix: three states (the slow EMA stacked after the fast one in state1), block-wise only.
+INSTANTIATE_TEST_SUITE_P(AdEMAMix, OptimizerCuda,
+                         ::testing::Combine(::testing::Values(Algorithm::AdEMAMix),
+                                            ::testing::Values(DType::Float32, DType::Float16, DType::BFloat16),
+                                            ::testing::Values(0, 1),  // 32-bit, 8-bit block-wise
+                                            ::testing::Bool()));
 
 // LAMB and LARS: the trust ratio's pre-pass.
 TEST_F(CudaTest, OptimizerTrustRatioMatchesCpu) {
