@@ -125,28 +125,48 @@ def optimizer_update_8bit_blockwise(optimizer_name, g, p, state1, state2, beta1,
                            block_wise=block_wise, beta3=beta3, alpha=alpha)
 
 
+GNORM_HISTORY = 100  # squared gradient norms kept per parameter by percentile clipping
+
+
 def percentile_clipping(grad, gnorm_vec, step, percentile=5):
-    """Clips a gradient at a percentile of its recent norms. gnorm_vec is a float32 history
-    of the last 100 squared gradient norms, updated in place (slot (step - 1) % 100).
-    Returns (current_gnorm, clip_value, gnorm_scale) as 0-dim float32 tensors on grad's
-    device, computed without a host synchronisation: gnorm_scale = clip_value /
-    current_gnorm where the norm is above the clip value, else 1. Before 100 steps, the
-    percentile is taken over the norms seen so far."""
-    if not 0 <= percentile <= 100:
-        raise ValueError(f"percentile_clipping: percentile must be in [0, 100], got {percentile}")
+    """Clips a gradient at a percentile of its recent norms, in the reference library's format:
+    gnorm_vec holds the last 100 SQUARED gradient norms (float32), updated in place: entry
+    `step % 100` gets the new one, and at step 1 all 100 entries do. Returns (current_gnorm,
+    clip_value, gnorm_scale) as 0-dim float32 tensors on grad's device, computed without a host
+    synchronisation: clip_value is the square root of the entry of rank `percentile` (from 0,
+    ascending), gnorm_scale = clip_value / current_gnorm where the norm is above it, else 1."""
+    current, clip, scale = percentile_clipping_multi([grad], [gnorm_vec], step, percentile)
+    return current[0], clip[0], scale[0]
+
+
+def percentile_clipping_multi(grads, gnorm_vecs, step, percentile):
+    """percentile_clipping of several gradients at once, each with its own history, in a fixed
+    number of launches whatever their count: (current_gnorm, clip_value, gnorm_scale), each a
+    float32 tensor with one value per gradient."""
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)):
+        raise TypeError(f"percentile_clipping: percentile must be an integer, got {type(percentile).__name__}")
+    if percentile != int(percentile) or not 0 <= percentile < GNORM_HISTORY:
+        raise ValueError(f"percentile_clipping: percentile must be an integer in [0, {GNORM_HISTORY - 1}], "
+                         f"got {percentile}")
     if step < 1:
         raise ValueError(f"percentile_clipping: step must be >= 1, got {step}")
-    if gnorm_vec.numel() != 100 or gnorm_vec.dtype != torch.float32:
-        raise ValueError(f"percentile_clipping: gnorm_vec must be 100 float32 values, got {gnorm_vec.numel()} "
-                         f"{gnorm_vec.dtype} values")
-    sq = torch.linalg.vector_norm(grad.detach(), dtype=torch.float32).square()
-    gnorm_vec[(step - 1) % 100] = sq
-    filled = min(step, 100)
-    k = min(filled - 1, (percentile * filled) // 100)
-    clip_value = torch.sort(gnorm_vec[:filled]).values[k].sqrt()
-    current = sq.sqrt()
-    gnorm_scale = torch.where(current > clip_value, clip_value / current, torch.ones_like(current))
-    return current, clip_value, gnorm_scale
+    for h in gnorm_vecs:
+        if h.numel() != GNORM_HISTORY or h.dtype != torch.float32 or not h.is_contiguous():
+            raise ValueError(f"percentile_clipping: gnorm_vec must be {GNORM_HISTORY} contiguous float32 values, "
+                             f"got {h.numel()} {h.dtype} values")
+    grads = [g.detach() for g in grads]
+    squares = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32)).square()
+    history = torch.stack([h.reshape(-1) for h in gnorm_vecs])
+    slot = step % GNORM_HISTORY
+    if step == 1:
+        history.copy_(squares[:, None].expand_as(history))
+    else:
+        history[:, slot] = squares
+    torch._foreach_copy_([h.view(-1) for h in gnorm_vecs], list(history.unbind(0)))
+    clip = torch.sort(history, dim=1).values[:, int(percentile)].sqrt()
+    current = history[:, slot].sqrt()
+    scale = torch.where(current > clip, clip / current, torch.ones_like(current))
+    return current, clip, scale
 
 
 def state_maps(device):

@@ -128,12 +128,8 @@ class Optimizer8bit(torch.optim.Optimizer):
         scale = None
         pc = config["percentile_clipping"]
         if pc < 100:
-            grads = grads or [p.grad for p in launch.owners]
-            factors = [F.percentile_clipping(g, s["gnorm_vec"], step, pc)[2] for g, s in zip(grads, launch.states)]
-            if launch.scale is None:
-                launch.scale = torch.ones(len(grads), dtype=torch.float32, device=grads[0].device)
-            launch.scale.copy_(torch.stack(factors))
-            scale = launch.scale
+            clipped = grads or [p.grad for p in launch.owners]
+            scale = FO.percentile_clipping_multi(clipped, [s["gnorm_vec"] for s in launch.states], step, pc)[2]
         if self.is_paged:
             self._prefetch(launch)
         kwargs = {}

@@ -28,7 +28,6 @@ class Launch:
         self.absmax2 = [s["absmax2"] for s in states] if self.eight_bit and self.state2 else []
         # these tensors stay the same until the plan is rebuilt: hand them to the extension once
         self.prepared = prepare_update(self.params, self.state1, self.state2, self.absmax1, self.absmax2)
-        self.scale = None  # percentile-clipping factors, one per tensor
 
 
 class Plan:
