@@ -29,6 +29,7 @@ class Optimizer8bit(torch.optim.Optimizer):
 
     def __init__(self, params, defaults, optim_bits=32, is_paged=False):
         self._plan = None
+        _step_outside_compiled_graphs()
         super().__init__(params, defaults)
         self.initialized = False
         self.optim_bits = optim_bits
@@ -175,6 +176,20 @@ class Optimizer8bit(torch.optim.Optimizer):
 
     def check_loaded_group(self, group):
         """Refuses settings a loaded param group asks for that this optimizer cannot run."""
+
+
+def _step_outside_compiled_graphs():
+    """Makes Optimizer8bit.step a graph break under torch.compile, run as it runs eagerly: its
+    host work (the launch plan, state allocation, the direct entry into the extension) is Python
+    that dynamo cannot trace without errors, and its device work is already one fused launch per
+    group, which a graph would not make faster. Done when the first optimizer is built rather
+    than at import, which would import dynamo (over a second) with the package."""
+    step = Optimizer8bit.__dict__["step"]
+    if not getattr(step, "outside_compiled_graphs", False):
+        disabled = torch.compiler.disable(step, reason="a bitsandbytes optimizer step runs eagerly")
+        disabled.hooked = step.hooked  # torch's wrapper must still leave it alone
+        disabled.outside_compiled_graphs = True
+        Optimizer8bit.step = disabled
 
 
 def check_percentile_clipping(value):
