@@ -60,8 +60,10 @@ __device__ __forceinline__ bool advance_to(const OptTable& tab, int64_t c, int& 
   return moved;
 }
 
+// (AdEMAMix's state3 lies n values after state1: aligned only where n allows it.)
 __device__ __forceinline__ bool slot_vectorizable(const TensorSlot& s) {
-  return aligned16(s.p) && aligned16(s.g) && aligned16(s.state1) && (s.state2 == nullptr || aligned16(s.state2));
+  return aligned16(s.p) && aligned16(s.g) && aligned16(s.state1) && (s.state2 == nullptr || aligned16(s.state2)) &&
+         (s.state3 == nullptr || aligned16(s.state3));
 }
 
 // n 32-bit words from or to memory in one access (n = 1, 2 or 4) or two (n = 8): loads cached

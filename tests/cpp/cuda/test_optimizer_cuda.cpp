@@ -97,11 +97,15 @@ class OptimizerCuda : public CudaTestWithParam<std::tuple<Algorithm, DType, int,
 
 // mode 0: 32-bit states; 1: 8-bit block-wise; 2: 8-bit tensor-wise. `several`: five tensors
 // of sizes that are not multiples of the 256-value block, one of them empty.
-void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unorm) {
+// sizes_given: the tensors' sizes instead (non-empty).
+void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unorm,
+              const std::vector<int64_t>& sizes_given = {}) {
   const bool eight_bit = mode > 0, block_wise = mode != 2;
   const bool two = bnb::num_states(alg) == 2;
   const int64_t stacked = bnb::has_state3(alg) ? 2 : 1;  // AdEMAMix: the slow EMA after the fast one
-  const std::vector<int64_t> sizes = several ? std::vector<int64_t>{1000, 1, 0, 257, 70001} : std::vector<int64_t>{4099};
+  const std::vector<int64_t> sizes = !sizes_given.empty() ? sizes_given
+                                     : several              ? std::vector<int64_t>{1000, 1, 0, 257, 70001}
+                                                            : std::vector<int64_t>{4099};
   const auto h = hyper(alg, block_wise, max_unorm);
   // State1 of RMSprop and Adagrad holds squares: an unsigned map, as the optimizers give it.
   const bool nonneg1 = alg == Algorithm::RMSprop || alg == Algorithm::Adagrad;
@@ -192,6 +196,14 @@ INSTANTIATE_TEST_SUITE_P(AdEMAMix, OptimizerCuda,
                                             ::testing::Values(DType::Float32, DType::Float16, DType::BFloat16),
                                             ::testing::Values(0, 1),  // 32-bit, 8-bit block-wise
                                             ::testing::Bool()));
+
+// AdEMAMix's slow EMA starts n values into state1: sizes of whole 16-value runs make it 16-byte
+// aligned, so that the 8-bit states take the vector path too (the sizes above do not).
+TEST_F(CudaTest, OptimizerAdEMAMixAlignedThirdStateMatchesCpu) {
+  for (const int mode : {0, 1})
+    for (const DType dtype : {DType::Float32, DType::BFloat16})
+      run_case(Algorithm::AdEMAMix, dtype, mode, true, 0.f, {65536, 4112, 0, 300, 1024});
+}
 
 // LAMB and LARS: the trust ratio's pre-pass.
 TEST_F(CudaTest, OptimizerTrustRatioMatchesCpu) {
