@@ -389,3 +389,53 @@ def test_older_blocksize_checkpoint_reblocks_both_halves(device):
         got = bnb.functional.dequantize_blockwise(st2["state1"][k], absmax=st2["absmax1"][k], code=st2["qmap1"],
                                                   blocksize=256)
         assert (got - values[k]).abs().max() < 0.02 * values[k].abs().max()
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+@pytest.mark.parametrize("cls", [bnb.optim.AdEMAMix8bit, bnb.optim.AdEMAMix32bit, bnb.optim.PagedAdEMAMix8bit],
+                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["fp32", "fp16", "bf16"])
+def test_cuda_agrees_with_cpu(cls, dtype):
+    # sizes with the slow EMA 16-byte aligned (vector path) and not (element path)
+    shapes = [(70001,), (4096,), (300, 17), (9,)]
+    base = [torch.randn(s).to(dtype) for s in shapes]
+    grads = [[torch.randn(s).to(dtype) for s in shapes] for _ in range(4)]
+    results = []
+    for device in ("cpu", "cuda"):
+        params = [b.clone().to(device).requires_grad_() for b in base]
+        opt = cls(params, min_8bit_size=100, t_alpha=3, t_beta3=3)
+        for gs in grads:
+            for p, g in zip(params, gs):
+                p.grad = g.to(device)
+            opt.step()
+        results.append((params, opt))
+    (pc, oc), (pg, og) = results
+    for a, b in zip(pc, pg):
+        sa, sb = oc.state[a], og.state[b]
+        close = torch.isclose(a.detach().float(), b.detach().cpu().float(), rtol=1e-2 if dtype != torch.float32 else 1e-4,
+                              atol=1e-4 if dtype != torch.float32 else 1e-6)
+        assert close.float().mean() > 0.999  # the devices round differently (fused multiply-add)
+        if sa["state1"].dtype == torch.uint8:
+            assert (sa["state1"] == sb["state1"].cpu()).float().mean() > 0.99
+            assert torch.isclose(sa["absmax1"], sb["absmax1"].cpu(), rtol=1e-4, atol=1e-7).float().mean() > 0.98
+        else:
+            torch.testing.assert_close(sa["state1"], sb["state1"].cpu(), rtol=1e-4, atol=1e-7)
+
+
+@needs_cuda
+def test_cuda_step_with_schedules_does_not_synchronise():
+    params = [torch.randn(s, device="cuda", requires_grad=True) for s in [(5000,), (70, 90), (10,)]]
+    opt = bnb.optim.AdEMAMix8bit(params, t_alpha=100, t_beta3=100)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt.step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            opt.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
