@@ -23,6 +23,12 @@ TORCH_LIBRARY(bitsandbytes, m) {
   // A[..., K] @ dequant(B)^T for the packed weight B of shape shapeB = [N, K] and its table `code`,
   // the weight dequantized in registers: [..., N] in A's dtype.
   m.def("gemv_4bit(Tensor A, Tensor B, int[] shapeB, Tensor absmax, Tensor code, int blocksize) -> Tensor");
+  // A @ dequant(B)^T (+ bias) with the weight's scales as stored: absmax float32, or uint8 codes
+  // with nested_code, nested_absmax and the one-value nested_offset (compress_statistics). Picks the fused kernel or
+  // dequantize + linear by the rows of A.
+  m.def("linear_4bit(Tensor A, Tensor B, int[] shapeB, Tensor absmax, Tensor code, int blocksize, "
+        "Tensor? bias=None, Tensor? nested_code=None, Tensor? nested_absmax=None, Tensor? nested_offset=None, "
+        "int nested_blocksize=256) -> Tensor");
 
   // Quantile estimation: float32 estimates of num_quantiles equidistant quantiles of A
   // between the probabilities offset and 1 - offset.

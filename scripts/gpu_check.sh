@@ -3,7 +3,8 @@
 # tests, the self-check, the whole pytest suite with CUDA present, and every benchmark.
 # Full logs go to the folder given as the first argument; a summary is printed last.
 #   bash scripts/gpu_check.sh OUT_DIR [pytest args...]
-# Switches: BENCH=0 skips the benchmarks, BENCHES="a b" runs only benchmarks/bench_{a,b}.py.
+# Switches: BENCH=0 skips the benchmarks, BENCHES="a b" runs only benchmarks/bench_{a,b}.py,
+# PYTEST_JOBS=J runs the tests in J processes.
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [pytest args]}
 shift
@@ -33,9 +34,25 @@ fi
 step build build.log env MAX_JOBS=$jobs "${build[@]}" || {
   tail -40 "$out/build.log"; printf '%s\n' "${summary[@]}"; exit 1; }
 step ctest ctest.log bash -c "cmake -S . -B build/cmake -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release \
-  && cmake --build build/cmake -j$jobs && ctest --test-dir build/cmake"
+  && cmake --build build/cmake -j$jobs && ctest --test-dir build/cmake -j$jobs"
 step selfcheck selfcheck.log python3 -m bitsandbytes
-step pytest pytest.log python3 -m pytest -q -rs -p no:cacheprovider "$@" tests
+# PYTEST_JOBS=J splits the test files over J processes sharing the GPU (their logs follow one
+# another in pytest.log); the default is one process.
+run_pytest() {
+  local j=${PYTEST_JOBS:-1} i rc=0 pids=()
+  if [ "$j" -le 1 ]; then python3 -m pytest -q -rs -p no:cacheprovider "$@" tests; return; fi
+  local files=(tests/test_*.py)
+  for ((i = 0; i < j; i++)); do
+    local part=()
+    for ((k = i; k < ${#files[@]}; k += j)); do part+=("${files[k]}"); done
+    python3 -m pytest -q -rs -p no:cacheprovider "$@" "${part[@]}" >"$out/pytest.$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  for ((i = 0; i < j; i++)); do cat "$out/pytest.$i.log"; rm -f "$out/pytest.$i.log"; done
+  return $rc
+}
+step pytest pytest.log run_pytest "$@"
 if [ "${BENCH:-1}" = 1 ]; then
   for b in benchmarks/bench_*.py; do
     name=$(basename "$b" .py); name=${name#bench_}
@@ -47,7 +64,7 @@ fi
 
 echo "== gpu: $(cat "$out/gpu.txt")"
 echo "== self-check: $(grep VERDICT "$out/selfcheck.log")"
-echo "== pytest: $(tail -1 "$out/pytest.log")"
+echo "== pytest: $(grep -E '(passed|failed|error)' "$out/pytest.log" | grep -E '^[0-9=]|in [0-9.]+s' | tr '\n' ' ')"
 grep -E "^(FAILED|ERROR)" "$out/pytest.log" | head -20
 for f in "$out"/bench_*.log; do
   [ -f "$f" ] || continue

@@ -23,7 +23,10 @@ def test_lookup_dequantizes_rows(device, dtype):
     out = emb(idx)
     assert out.dtype == dtype and out.shape == (3, 7, 24)
     ref = _reference(table.to(device), idx)
-    assert torch.allclose(out.double(), ref, rtol=1e-2, atol=1e-3)
+    # a code may be one step off the float64 rounding (the table is quantized through float16),
+    # then the value is rounded once to the dtype
+    step = (table.to(device).double().abs().amax(1, keepdim=True) / 127)[idx]
+    assert ((out.double() - ref).abs() <= step + 2.0**-8 * ref.abs()).all()
     assert (emb.weight.data.double() - (table.to(device).double() * 127 /
             table.to(device).double().abs().amax(1, keepdim=True)).round()).abs().max() <= 1
 

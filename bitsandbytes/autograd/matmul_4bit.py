@@ -2,9 +2,9 @@
 in the bias), which lets LoRA adapters train on a 4-bit base model.
 
 B is the packed weight transposed, as Linear4bit and PEFT pass it (`weight.t()`); quant_state
-describes the weight [N, K]. One token without a gradient takes the fused product (the weight
-is never dequantized to memory); everything else dequantizes the weight to A's dtype and calls
-torch's matmul.
+describes the weight [N, K]. The forward is the linear_4bit op, which takes the fused kernel for
+a few rows of A (the weight is never dequantized to memory) and dequantize + torch's linear
+otherwise; the backward dequantizes the weight to the gradient's dtype.
 """
 import torch
 
@@ -15,8 +15,7 @@ from ..functional._args import into
 class MatMul4Bit(torch.autograd.Function):
     @staticmethod
     def forward(ctx, A, B, out=None, bias=None, quant_state=None):
-        W = F4.dequantize_4bit(B, quant_state).to(A.dtype)  # [K, N]: B is the weight transposed
-        result = torch.nn.functional.linear(A, W.t(), bias)
+        result = F4.linear_4bit(A, B.t(), quant_state, bias)  # B is the weight transposed
         ctx.state = quant_state
         ctx.dtype_bias = None if bias is None else bias.dtype
         ctx.save_for_backward(B)
@@ -39,10 +38,8 @@ def matmul_4bit(A, B, quant_state, out=None, bias=None):
     if quant_state is None:
         raise ValueError("matmul_4bit: quant_state (the QuantState of B from quantize_4bit) is required")
     needs_grad = torch.is_grad_enabled() and (A.requires_grad or (bias is not None and bias.requires_grad))
-    if A.numel() == A.shape[-1] and A.numel() > 0 and not needs_grad:
-        result = F4.gemv_4bit(A, B.t(), state=quant_state)
-        if bias is not None:
-            result = result + bias
-    else:
+    if needs_grad:
         result = MatMul4Bit.apply(A, B, None, bias, quant_state)
-    return into(out, result, "out", "matmul_4bit")
+    else:
+        result = F4.linear_4bit(A, B.t(), quant_state, bias)
+    return result if out is None else into(out, result, "out", "matmul_4bit")

@@ -157,7 +157,7 @@ def check_int8_outliers(device):
     assert torch.allclose(out.cpu().double(), ref, rtol=5e-3, atol=5e-3), "outlier product differs"
 
 
-@self_check("quantize_4bit", "dequantize_4bit", "gemv_4bit")
+@self_check("quantize_4bit", "dequantize_4bit", "gemv_4bit", "linear_4bit")
 def check_4bit(device):
     for quant_type in ("nf4", "fp4"):
         code = F.get_4bit_type(quant_type).double()
@@ -181,3 +181,13 @@ def check_4bit(device):
         got = F.gemv_4bit(x, pw, state=sw).double()
         ref = x.double() @ Wd.t()
         assert torch.all((got - ref).abs() <= 1e-4 * (x.double().abs() @ Wd.abs().t()) + 1e-6), "gemv_4bit differs"
+        # linear_4bit in bf16 with nested scales, few rows (fused kernel) and many (dequantize + linear)
+        Wb = torch.randn(40, 1024, device=device, dtype=torch.bfloat16)  # K % 128 == 0: tensor cores on CUDA
+        pn, sn = F.quantize_4bit(Wb, quant_type=quant_type, compress_statistics=True)
+        Wn = F.dequantize_4bit(pn, sn).double()
+        for rows in (3, 100):
+            xb = torch.randn(rows, 1024, device=device, dtype=torch.bfloat16)
+            got = F.linear_4bit(xb, pn, sn).double()
+            ref = xb.double() @ Wn.t()
+            bound = 2.0**-6 * (xb.double().abs() @ Wn.abs().t())
+            assert torch.all((got - ref).abs() <= bound), "linear_4bit differs"

@@ -1,7 +1,7 @@
 """bitsandbytes.functional: quantization maps, quantization and the low-level calls under
 the optimizers and int8 layers."""
-from .fourbit import (dequantize_4bit, dequantize_fp4, dequantize_nf4, gemv_4bit, get_4bit_type, quantize_4bit,
-                      quantize_fp4, quantize_nf4)
+from .fourbit import (dequantize_4bit, dequantize_fp4, dequantize_nf4, gemv_4bit, get_4bit_type, linear_4bit,
+                      quantize_4bit, quantize_fp4, quantize_nf4)
 from .blockwise import (dequantize, dequantize_blockwise, dequantize_no_absmax, quantize, quantize_blockwise,
                         quantize_no_absmax)
 from .int8 import (int8_double_quant, int8_linear_matmul, int8_mm_dequant, int8_vectorwise_dequant,
@@ -17,7 +17,7 @@ from .quant_state import QuantState
 from .quantiles import create_quantile_map, estimate_quantiles
 
 __all__ = [
-    "GlobalPageManager", "QuantState", "get_paged", "prefetch_tensor", "create_dynamic_map", "dequantize_4bit", "dequantize_fp4", "dequantize_nf4", "gemv_4bit",
+    "GlobalPageManager", "QuantState", "get_paged", "prefetch_tensor", "create_dynamic_map", "dequantize_4bit", "dequantize_fp4", "dequantize_nf4", "gemv_4bit", "linear_4bit",
     "get_4bit_type", "quantize_4bit", "quantize_fp4", "quantize_nf4", "create_fp8_map", "create_linear_map", "create_quantile_map", "dequantize",
     "dequantize_blockwise", "dequantize_no_absmax", "estimate_quantiles", "int8_double_quant", "int8_linear_matmul",
     "int8_mm_dequant", "int8_vectorwise_dequant", "int8_vectorwise_quant", "int8_weight_linear",

@@ -131,6 +131,26 @@ def gemv_4bit(A, B, out=None, transposed_A=False, transposed_B=False, state=None
     return into(out, result, "out", fn)
 
 
+def linear_4bit(A, B, quant_state, bias=None):
+    """A[..., K] @ dequant(B)^T (+ bias) for the packed 4-bit weight B of shape quant_state.shape
+    = [N, K], with its scales as stored (nested ones are dequantized inside the kernel). A few rows
+    of A take the fused kernel; more take dequantize + torch's linear (the op decides)."""
+    qs = quant_state
+    absmax = qs.absmax
+    if bias is not None and bias.dtype != A.dtype:
+        bias = bias.to(A.dtype)
+    if not qs.nested:
+        if absmax.dtype != torch.float32:
+            absmax = absmax.float()
+        return torch.ops.bitsandbytes.linear_4bit(A, B, qs.shape, absmax, qs.code, qs.blocksize, bias)
+    s2 = qs.state2
+    offset = qs.offset
+    if not isinstance(offset, torch.Tensor) or offset.dtype != torch.float32:
+        offset = torch.as_tensor(offset, dtype=torch.float32, device=A.device)
+    return torch.ops.bitsandbytes.linear_4bit(A, B, qs.shape, absmax, qs.code, qs.blocksize, bias, s2.code, s2.absmax,
+                                              offset, s2.blocksize)
+
+
 # Fake kernels (torch.compile, meta tensors): shapes and dtypes of each op's results.
 
 def _packed_rows(n, storage):
@@ -167,4 +187,17 @@ def _gemv_4bit_fake(A, B, shapeB, absmax, code, blocksize):
     torch._check_type(A.dtype in FLOAT_DTYPES, lambda: f"{op}: A must be {dtype_list(FLOAT_DTYPES)}, got {A.dtype}")
     torch._check_value(len(shapeB) == 2 and A.shape[-1] == shapeB[1],
                        lambda: f"{op}: A must be [..., K] for a weight of shape [N, K] = {list(shapeB)}")
+    return torch.empty((*A.shape[:-1], shapeB[0]), dtype=A.dtype, device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::linear_4bit")
+def _linear_4bit_fake(A, B, shapeB, absmax, code, blocksize, bias=None, nested_code=None, nested_absmax=None,
+                      nested_offset=None, nested_blocksize=256):
+    op = "linear_4bit"
+    torch._check_type(A.dtype in FLOAT_DTYPES, lambda: f"{op}: A must be {dtype_list(FLOAT_DTYPES)}, got {A.dtype}")
+    torch._check_value(len(shapeB) == 2 and A.shape[-1] == shapeB[1],
+                       lambda: f"{op}: A must be [..., K] for a weight of shape [N, K] = {list(shapeB)}")
+    torch._check_value(FORMAT_4BIT.is_supported_blocksize(blocksize),
+                       lambda: f"{op}: blocksize must be one of {', '.join(map(str, FORMAT_4BIT.blocksizes))} for "
+                               f"{FORMAT_4BIT.name} codes, got {blocksize}")
     return torch.empty((*A.shape[:-1], shapeB[0]), dtype=A.dtype, device=A.device)

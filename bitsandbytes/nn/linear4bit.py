@@ -141,10 +141,13 @@ class Linear4bit(QuantizedParameterModule, torch.nn.Linear):
             self.set_compute_type(x)
             self.compute_type_is_set = True
         in_dtype = x.dtype
-        if self.compute_dtype is not None:
+        if self.compute_dtype is not None and in_dtype != self.compute_dtype:
             x = x.to(self.compute_dtype)
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return matmul_4bit(x, w.t(), bias=bias, quant_state=w.quant_state).to(in_dtype)
+        bias = self.bias
+        if bias is not None and bias.dtype != x.dtype:
+            bias = bias.to(x.dtype)  # a copy: the parameter keeps its dtype
+        out = matmul_4bit(x, w.t(), bias=bias, quant_state=w.quant_state)
+        return out if out.dtype == in_dtype else out.to(in_dtype)
 
 
 class LinearFP4(Linear4bit):

@@ -29,6 +29,8 @@ struct CpuBackend {
 
   static constexpr auto quantize_4bit = &cpu::quantize_4bit;
   static constexpr auto dequantize_4bit = &cpu::dequantize_4bit;
+  // Rows of A up to which linear_4bit takes the fused kernel (ops/linear_4bit_ops.h).
+  static constexpr int64_t kFused4bitMaxRows = 16;
   static constexpr auto gemv_4bit = &cpu::gemv_4bit;
 
   static constexpr auto estimate_quantiles = &cpu::estimate_quantiles;

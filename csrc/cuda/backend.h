@@ -37,6 +37,8 @@ struct CudaBackend {
 
   static constexpr auto quantize_4bit = &cuda::quantize_4bit;
   static constexpr auto dequantize_4bit = &cuda::dequantize_4bit;
+  // Rows of A up to which linear_4bit takes the fused kernel (ops/linear_4bit_ops.h).
+  static constexpr int64_t kFused4bitMaxRows = cuda::kGemm4bitMaxRows;
   static constexpr auto gemv_4bit = &cuda::gemv_4bit;
 
   static constexpr auto estimate_quantiles = &with_scratch::estimate_quantiles;

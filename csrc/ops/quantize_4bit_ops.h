@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "bnb/block_scales.h"
 #include "bnb/codes_4bit.h"
 #include "checks.h"
 
@@ -104,24 +105,36 @@ std::tuple<at::Tensor, at::Tensor> quantize_4bit(const at::Tensor& A, int64_t bl
   return {out, absmax};
 }
 
+namespace fourbit_detail {
+
+// dequantize_4bit with a given code table (16 float32 values on A's device).
 template <class Backend>
-at::Tensor dequantize_4bit(const at::Tensor& A, const at::Tensor& absmax, int64_t blocksize,
-                           c10::string_view quant_type, c10::IntArrayRef shape, c10::ScalarType dtype) {
-  using namespace fourbit_detail;
-  constexpr const char* op = "dequantize_4bit";
+at::Tensor dequantize_with_code(const at::Tensor& A, const at::Tensor& absmax, const at::Tensor& code,
+                                int64_t blocksize, c10::IntArrayRef shape, c10::ScalarType dtype, const char* op) {
   const DType dt = kernel_dtype(dtype, op, "dtype");
   check_blocksize(blocksize, kFormat4bit, op);
-  const QuantType4bit type = parse_quant_type(quant_type, op);
   const int64_t n = product(shape, op);
   packed_bytes(A, n, op, "A");
   check_block_absmax(absmax, A, n, blocksize, op);
   at::Tensor out = at::empty(shape, A.options().dtype(dtype));
   if (n == 0) return out;
-  const at::Tensor a = A.contiguous(), m = absmax.contiguous();
-  const at::Tensor code = code_table(type, A);
+  const at::Tensor a = A.contiguous(), m = absmax.contiguous(), c = code.contiguous();
   Backend::launch(A, Backend::dequantize_4bit, dt, static_cast<const uint8_t*>(a.const_data_ptr()),
-                  code.const_data_ptr<float>(), m.const_data_ptr<float>(), out.mutable_data_ptr(), n, blocksize);
+                  c.const_data_ptr<float>(), m.const_data_ptr<float>(), out.mutable_data_ptr(), n, blocksize);
   return out;
+}
+
+}  // namespace fourbit_detail
+
+template <class Backend>
+at::Tensor dequantize_4bit(const at::Tensor& A, const at::Tensor& absmax, int64_t blocksize,
+                           c10::string_view quant_type, c10::IntArrayRef shape, c10::ScalarType dtype) {
+  using namespace fourbit_detail;
+  constexpr const char* op = "dequantize_4bit";
+  kernel_dtype(dtype, op, "dtype");
+  check_blocksize(blocksize, kFormat4bit, op);
+  const QuantType4bit type = parse_quant_type(quant_type, op);
+  return dequantize_with_code<Backend>(A, absmax, code_table(type, A), blocksize, shape, dtype, op);
 }
 
 template <class Backend>
@@ -148,14 +161,9 @@ at::Tensor gemv_4bit(const at::Tensor& A, const at::Tensor& B, c10::IntArrayRef 
   at::Tensor out = at::empty(out_shape, A.options());
   const at::Tensor a = A.contiguous(), b = B.contiguous(), m = absmax.contiguous(), c = code.contiguous();
   Backend::launch(A, Backend::gemv_4bit, dt, a.const_data_ptr(), static_cast<const uint8_t*>(b.const_data_ptr()),
-                  c.const_data_ptr<float>(), m.const_data_ptr<float>(), nullptr, out.mutable_data_ptr(), M, N, K,
-                  blocksize);
+                  c.const_data_ptr<float>(), BlockScales::plain(m.const_data_ptr<float>()), nullptr,
+                  out.mutable_data_ptr(), M, N, K, blocksize);
   return out;
 }
 
 }  // namespace bnb::ops
-
-#define BNB_REGISTER_4BIT_OPS(m, Backend)                             \
-  m.impl("quantize_4bit", &bnb::ops::quantize_4bit<Backend>);     \
-  m.impl("dequantize_4bit", &bnb::ops::dequantize_4bit<Backend>); \
-  m.impl("gemv_4bit", &bnb::ops::gemv_4bit<Backend>);

@@ -14,8 +14,8 @@ namespace {
 constexpr int64_t kRowsPerPass = 16;
 
 template <DType T>
-void gemv_rows(const void* A, const uint8_t* B, const float* code, const float* absmax, const void* bias, void* out,
-               int64_t M, int64_t N, int64_t K, int64_t blocksize) {
+void gemv_rows(const void* A, const uint8_t* B, const float* code, const BlockScales& scales, const void* bias,
+               void* out, int64_t M, int64_t N, int64_t K, int64_t blocksize) {
   using E = Element<T>;
   const auto* a = static_cast<const typename E::storage*>(A);
   const auto* bs = static_cast<const typename E::storage*>(bias);
@@ -28,7 +28,7 @@ void gemv_rows(const void* A, const uint8_t* B, const float* code, const float* 
       for (int64_t k = 0; k < K; ++k) {
         const int64_t i = row * K + k;  // flattened weight index: its byte and its block
         const uint8_t byte = B[i / 2];
-        const float v = code[(i & 1) ? (byte & 0xF) : (byte >> 4)] * absmax[i / blocksize];
+        const float v = code[(i & 1) ? (byte & 0xF) : (byte >> 4)] * block_scale(scales, i / blocksize);
         typename E::storage rounded;  // the weight as dequantize_4bit writes it in this dtype
         E::store(&rounded, 0, v);
         w[k] = E::load(&rounded, 0);
@@ -47,10 +47,10 @@ void gemv_rows(const void* A, const uint8_t* B, const float* code, const float* 
 
 }  // namespace
 
-void gemv_4bit(DType dtype, const void* A, const uint8_t* B, const float* code, const float* absmax,
+void gemv_4bit(DType dtype, const void* A, const uint8_t* B, const float* code, const BlockScales& scales,
                const void* bias, void* out, int64_t M, int64_t N, int64_t K, int64_t blocksize) {
   dispatch_dtype(dtype, [&](auto tag) {
-    gemv_rows<decltype(tag)::value>(A, B, code, absmax, bias, out, M, N, K, blocksize);
+    gemv_rows<decltype(tag)::value>(A, B, code, scales, bias, out, M, N, K, blocksize);
   });
 }
 

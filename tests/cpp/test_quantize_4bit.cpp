@@ -249,7 +249,7 @@ TEST_P(Gemv4bit, MatchesDequantizeThenProduct) {
 
   for (bool with_bias : {false, true}) {
     Values out(dtype, M * N);
-    bnb::cpu::gemv_4bit(dtype, a.data(), packed.data(), bnb::code_4bit(q), absmax.data(),
+    bnb::cpu::gemv_4bit(dtype, a.data(), packed.data(), bnb::code_4bit(q), bnb::BlockScales::plain(absmax.data()),
                         with_bias ? bias.data() : nullptr, out.data(), M, N, K, blocksize);
     for (int64_t m = 0; m < M; ++m) {
       for (int64_t r = 0; r < N; ++r) {

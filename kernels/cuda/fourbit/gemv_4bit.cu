@@ -4,26 +4,26 @@
 
 namespace bnb::cuda {
 
-#define BNB_DECLARE_GEMV_4BIT(T)                                                                                   \
-  extern template cudaError_t launch_gemv_4bit<T>(const T*, const uint8_t*, const float*, const float*, const T*, \
-                                                  T*, int64_t, int64_t, int64_t, int64_t, cudaStream_t);
+#define BNB_DECLARE_GEMV_4BIT(T)                                                                          \
+  extern template cudaError_t launch_gemv_4bit<T>(const T*, const uint8_t*, const float*, const BlockScales&, \
+                                                  const T*, T*, int64_t, int64_t, int64_t, int64_t, cudaStream_t);
 BNB_DECLARE_GEMV_4BIT(float)
 BNB_DECLARE_GEMV_4BIT(__half)
 BNB_DECLARE_GEMV_4BIT(__nv_bfloat16)
 #undef BNB_DECLARE_GEMV_4BIT
 
-cudaError_t gemv_4bit(DType dtype, const void* A, const uint8_t* B, const float* code, const float* absmax,
+cudaError_t gemv_4bit(DType dtype, const void* A, const uint8_t* B, const float* code, const BlockScales& scales,
                       const void* bias, void* out, int64_t M, int64_t N, int64_t K, int64_t blocksize,
                       cudaStream_t stream) {
   switch (dtype) {
     case DType::Float32:
-      return launch_gemv_4bit(static_cast<const float*>(A), B, code, absmax, static_cast<const float*>(bias),
+      return launch_gemv_4bit(static_cast<const float*>(A), B, code, scales, static_cast<const float*>(bias),
                               static_cast<float*>(out), M, N, K, blocksize, stream);
     case DType::Float16:
-      return launch_gemv_4bit(static_cast<const __half*>(A), B, code, absmax, static_cast<const __half*>(bias),
+      return launch_gemv_4bit(static_cast<const __half*>(A), B, code, scales, static_cast<const __half*>(bias),
                               static_cast<__half*>(out), M, N, K, blocksize, stream);
     case DType::BFloat16:
-      return launch_gemv_4bit(static_cast<const __nv_bfloat16*>(A), B, code, absmax,
+      return launch_gemv_4bit(static_cast<const __nv_bfloat16*>(A), B, code, scales,
                               static_cast<const __nv_bfloat16*>(bias), static_cast<__nv_bfloat16*>(out), M, N, K,
                               blocksize, stream);
   }

@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 
+#include "bnb/block_scales.h"
 #include "bnb/codes_4bit.h"
 #include "bnb/dtype.h"
 
@@ -20,10 +21,10 @@ void quantize_4bit(DType dtype, const void* A, QuantType4bit quant_type, uint8_t
 void dequantize_4bit(DType dtype, const uint8_t* A, const float* code, const float* absmax, void* out, int64_t n,
                      int64_t blocksize);
 // out[M, N] = A[M, K] @ W[N, K]^T (+ bias[N]), W the packed codes of N * K values (row-major,
-// block-wise absmax over the flattened weight). A, bias and out share dtype; bias may be null.
-// Each weight is dequantized as dequantize_4bit would (rounded to dtype), products summed in
-// float32, the sum plus bias rounded once to dtype.
-void gemv_4bit(DType dtype, const void* A, const uint8_t* B, const float* code, const float* absmax,
+// block-wise scales over the flattened weight, plain or nested). A, bias and out share dtype;
+// bias may be null. Each weight is dequantized as dequantize_4bit would (rounded to dtype),
+// products summed in float32, the sum plus bias rounded once to dtype.
+void gemv_4bit(DType dtype, const void* A, const uint8_t* B, const float* code, const BlockScales& scales,
                const void* bias, void* out, int64_t M, int64_t N, int64_t K, int64_t blocksize);
 
 }  // namespace bnb::cpu

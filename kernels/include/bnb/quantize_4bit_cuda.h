@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cuda_runtime_api.h>
 
+#include "bnb/block_scales.h"
 #include "bnb/codes_4bit.h"
 #include "bnb/dtype.h"
 
@@ -17,8 +18,13 @@ cudaError_t quantize_4bit(DType dtype, const void* A, QuantType4bit quant_type, 
                           int64_t n, int64_t blocksize, cudaStream_t stream);
 cudaError_t dequantize_4bit(DType dtype, const uint8_t* A, const float* code, const float* absmax, void* out,
                             int64_t n, int64_t blocksize, cudaStream_t stream);
-// `code` is 16 floats on the device; bias may be null. Any M (rows are taken 16 at a time).
-cudaError_t gemv_4bit(DType dtype, const void* A, const uint8_t* B, const float* code, const float* absmax,
+// `code` is 16 floats on the device; bias may be null; any M. fp16/bf16 activations with
+// K % 128 == 0 and M <= kGemm4bitMaxRows take the tensor-core kernel, whose weights are the
+// product of code and scale each rounded to the dtype first (at most about 1.5 units in the
+// last place of the dtype from dequantize_4bit's single rounding); the rest take the CUDA-core
+// kernel, whose weights are dequantize_4bit's.
+constexpr int64_t kGemm4bitMaxRows = 64;
+cudaError_t gemv_4bit(DType dtype, const void* A, const uint8_t* B, const float* code, const BlockScales& scales,
                       const void* bias, void* out, int64_t M, int64_t N, int64_t K, int64_t blocksize,
                       cudaStream_t stream);
 

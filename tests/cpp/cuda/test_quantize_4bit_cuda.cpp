@@ -3,6 +3,7 @@
 // exactly (one product, one rounding to the dtype), and the fused product within the
 // difference of two float32 summation orders.
 #include <cmath>
+#include <string>
 #include <tuple>
 
 #include "bnb/quantize_4bit_cpu.h"
@@ -121,26 +122,48 @@ TEST_P(Gemv4bitCuda, MatchesCpu) {
   bnb::cpu::quantize_4bit(DType::Float32, w.data(), q, packed.data(), absmax.data(), N * K, blocksize);
   const std::vector<float> code = table(q);
 
-  DeviceBuffer<uint8_t> a_d = to_device(a), bias_d = to_device(bias), packed_d(packed);
-  DeviceBuffer<float> absmax_d(absmax), code_d(code);
-  for (const bool with_bias : {false, true}) {
-    SCOPED_TRACE(with_bias ? "bias" : "no bias");
-    Values out_cpu = empty_values(dtype, M * N);
-    bnb::cpu::gemv_4bit(dtype, a.data(), packed.data(), code.data(), absmax.data(), with_bias ? bias.data() : nullptr,
-                        out_cpu.data(), M, N, K, blocksize);
-    DeviceBuffer<uint8_t> out_d(static_cast<size_t>(M * N) * static_cast<size_t>(bnb::dtype_size(dtype)));
-    ASSERT_EQ(bnb::cuda::gemv_4bit(dtype, a_d.get(), packed_d.get(), code_d.get(), absmax_d.get(),
-                                   with_bias ? bias_d.get() : nullptr, out_d.get(), M, N, K, blocksize, nullptr),
-              cudaSuccess);
-    const Values out = from_device(dtype, out_d);
-    // Sums of K products of magnitude about 1 (|sum| ~ sqrt(K)) in two orders: a few float32
-    // roundings of the running sum apart, then one rounding to the dtype each.
-    const float tol = float(std::sqrt(double(K))) * 4e-6f + 2.f * dtype_tolerance(dtype) * float(std::sqrt(double(K)));
-    int failures = 0;
-    for (int64_t i = 0; i < M * N && failures < 10; ++i) {
-      if (!(std::fabs(out.at(i) - out_cpu.at(i)) <= tol)) {
-        ADD_FAILURE() << "out[" << i / N << ", " << i % N << "]: " << out.at(i) << " vs CPU " << out_cpu.at(i);
-        ++failures;
+  // Nested scales: one 8-bit code a block, a 256-value table, one absmax per 256 blocks and an
+  // offset, all made up (the kernels only read them).
+  const int64_t blocks = bnb::num_blocks(N * K, blocksize);
+  std::vector<uint8_t> nested(static_cast<size_t>(blocks));
+  for (int64_t b = 0; b < blocks; ++b) nested[size_t(b)] = uint8_t((b * 37 + 11) % 256);
+  std::vector<float> nested_code(256), nested_absmax(static_cast<size_t>(bnb::num_blocks(blocks, 256)));
+  for (int i = 0; i < 256; ++i) nested_code[size_t(i)] = -1.f + 2.f * float(i) / 255.f;
+  for (size_t i = 0; i < nested_absmax.size(); ++i) nested_absmax[i] = 0.25f + 0.125f * float(i % 5);
+  const std::vector<float> offset = {1.5f};
+
+  DeviceBuffer<uint8_t> a_d = to_device(a), bias_d = to_device(bias), packed_d(packed), nested_d(nested);
+  DeviceBuffer<float> absmax_d(absmax), code_d(code), nested_code_d(nested_code), nested_absmax_d(nested_absmax),
+      offset_d(offset);
+  for (const bool is_nested : {false, true}) {
+    bnb::BlockScales cpu_scales = bnb::BlockScales::plain(absmax.data());
+    bnb::BlockScales gpu_scales = bnb::BlockScales::plain(absmax_d.get());
+    if (is_nested) {
+      cpu_scales = {nullptr, nested.data(), nested_code.data(), nested_absmax.data(), offset.data(), 8};
+      gpu_scales = {nullptr, nested_d.get(), nested_code_d.get(), nested_absmax_d.get(), offset_d.get(), 8};
+    }
+    for (const bool with_bias : {false, true}) {
+      SCOPED_TRACE(std::string(with_bias ? "bias" : "no bias") + (is_nested ? ", nested" : ", plain"));
+      Values out_cpu = empty_values(dtype, M * N);
+      bnb::cpu::gemv_4bit(dtype, a.data(), packed.data(), code.data(), cpu_scales,
+                          with_bias ? bias.data() : nullptr, out_cpu.data(), M, N, K, blocksize);
+      DeviceBuffer<uint8_t> out_d(static_cast<size_t>(M * N) * static_cast<size_t>(bnb::dtype_size(dtype)));
+      ASSERT_EQ(bnb::cuda::gemv_4bit(dtype, a_d.get(), packed_d.get(), code_d.get(), gpu_scales,
+                                     with_bias ? bias_d.get() : nullptr, out_d.get(), M, N, K, blocksize, nullptr),
+                cudaSuccess);
+      const Values out = from_device(dtype, out_d);
+      // Sums of K products of magnitude about 1 (|sum| ~ sqrt(K)) in two orders, the tensor-core
+      // kernel's weights within 1.5 units of the dtype of the CPU's: a few float32 roundings of
+      // the running sum apart, then one rounding to the dtype each.
+      const float scale = is_nested ? 2.5f : 1.f;  // nested scales reach 2.5
+      const float tol = scale * (float(std::sqrt(double(K))) * 4e-6f +
+                                 2.f * dtype_tolerance(dtype) * float(std::sqrt(double(K))));
+      int failures = 0;
+      for (int64_t i = 0; i < M * N && failures < 10; ++i) {
+        if (!(std::fabs(out.at(i) - out_cpu.at(i)) <= tol)) {
+          ADD_FAILURE() << "out[" << i / N << ", " << i % N << "]: " << out.at(i) << " vs CPU " << out_cpu.at(i);
+          ++failures;
+        }
       }
     }
   }
@@ -153,6 +176,10 @@ INSTANTIATE_TEST_SUITE_P(
                       std::make_tuple(DType::Float32, 4, 96, 512, 4096),
                       std::make_tuple(DType::BFloat16, 16, 257, 1024, 64),
                       std::make_tuple(DType::Float16, 33, 64, 320, 256),  // more rows than one pass
+                      std::make_tuple(DType::BFloat16, 64, 100, 512, 64),  // tensor cores, 8 token tiles
+                      std::make_tuple(DType::Float16, 40, 48, 256, 32),    // 5 token tiles, blocksize 32
+                      std::make_tuple(DType::BFloat16, 9, 17, 1152, 128),  // 2 tiles, N % 16 != 0
+                      std::make_tuple(DType::BFloat16, 65, 24, 256, 64),   // past the tensor-core rows
                       std::make_tuple(DType::BFloat16, 3, 11, 100, 64),   // K not a multiple of 32
                       std::make_tuple(DType::Float32, 2, 7, 33, 32)));    // odd K: rows share bytes
 

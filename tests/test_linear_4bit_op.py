@@ -1,0 +1,146 @@
+"""The linear_4bit op (the product under Linear4bit and bnb.matmul_4bit): every path it picks
+(fused kernel for few rows, dequantize + linear for many; on CUDA the tensor-core and CUDA-core
+kernels) against a float64 product written here from the packed bytes, with plain and nested
+scales, bias, odd shapes, empty inputs, bad arguments and opcheck."""
+import pytest
+import torch
+
+import bitsandbytes.functional as F
+
+# Unit roundoff of each dtype's significand (2^-p).
+UNIT = {torch.float32: 2.0**-24, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
+
+
+def _weight64(packed, state):
+    """The dequantized weight in float64, from the bytes: code of each nibble (first value in the
+    high one) times its block's absmax; a nested absmax is code2[q] * absmax2[b // 256] + offset."""
+    N, K = state.shape
+    n = N * K
+    b = packed.reshape(-1).view(torch.uint8).cpu().long()
+    codes = torch.stack([b >> 4, b & 15], dim=1).reshape(-1)[:n]
+    if state.nested:
+        s2 = state.state2
+        q = state.absmax.cpu().long()
+        blk = torch.arange(q.numel()) // s2.blocksize
+        absmax = (s2.code.cpu().float()[q] * s2.absmax.cpu().float()[blk]) + state.offset.cpu().float()
+    else:
+        absmax = state.absmax.cpu().float()
+    absmax = absmax.double()
+    return (state.code.cpu().double()[codes] * absmax[torch.arange(n) // state.blocksize]).reshape(N, K)
+
+
+def _check_bound(got, A, W64, bias, dtype):
+    """|got - ref| <= 3u * sum|a w| + u |ref| + K * 2^-24 * sum|a w|: each weight within three
+    roundings to the dtype of its float64 value (the tensor-core path rounds code and scale
+    before their product), float32 sums, one rounding of the result."""
+    A64 = A.reshape(-1, A.shape[-1]).double().cpu()
+    ref = A64 @ W64.t()
+    mag = A64.abs() @ W64.abs().t()
+    if bias is not None:
+        ref = ref + bias.double().cpu()
+        mag = mag + bias.double().cpu().abs()
+    u = UNIT[dtype]
+    K = A.shape[-1]
+    tol = 3 * u * mag + u * ref.abs() + K * 2.0**-24 * mag + 1e-30
+    err = (got.reshape(-1, got.shape[-1]).double().cpu() - ref).abs()
+    assert (err <= tol).all(), f"max excess {(err - tol).max().item():.3g}, max err {err.max().item():.3g}"
+
+
+ROWS = (1, 3, 8, 9, 16, 17, 33, 64, 65, 130)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("nested", [False, True])
+@pytest.mark.parametrize("N,K,blocksize", [(40, 256, 64), (257, 384, 128), (16, 1024, 4096), (33, 200, 32),
+                                           (7, 96, 64)])
+def test_linear_4bit_against_float64(dtype, nested, N, K, blocksize, device):
+    quant_type = "nf4" if (N + K) % 2 else "fp4"
+    W = torch.randn(N, K, device=device, dtype=dtype)
+    packed, state = F.quantize_4bit(W, blocksize=blocksize, quant_type=quant_type, compress_statistics=nested)
+    W64 = _weight64(packed, state)
+    bias = torch.randn(N, device=device, dtype=dtype)
+    for M in ROWS:
+        for with_bias in (False, True):
+            b = bias if with_bias else None
+            A = torch.randn(M, K, device=device, dtype=dtype)
+            got = F.linear_4bit(A, packed, state, b)
+            assert got.shape == (M, N) and got.dtype == dtype
+            _check_bound(got, A, W64, b, dtype)
+    # dequantize + F.linear (the reference library's path) meets the same bound
+    A = torch.randn(5, K, device=device, dtype=dtype)
+    _check_bound(torch.nn.functional.linear(A, F.dequantize_4bit(packed, state).to(dtype), bias), A, W64, bias, dtype)
+
+
+def test_leading_dims_and_non_contiguous_input(device):
+    W = torch.randn(48, 256, device=device, dtype=torch.bfloat16)
+    packed, state = F.quantize_4bit(W, quant_type="nf4", compress_statistics=True)
+    W64 = _weight64(packed, state)
+    for shape in ((2, 3, 256), (1, 1, 256), (4, 16, 256)):
+        A = torch.randn(*shape, device=device, dtype=torch.bfloat16)
+        got = F.linear_4bit(A, packed, state)
+        assert got.shape == (*shape[:-1], 48)
+        _check_bound(got, A, W64, None, torch.bfloat16)
+    A = torch.randn(256, 6, device=device, dtype=torch.bfloat16).t()  # strided rows
+    _check_bound(F.linear_4bit(A, packed, state), A, W64, None, torch.bfloat16)
+    A = torch.randn(1, 257, device=device, dtype=torch.bfloat16)[:, 1:]  # misaligned start
+    _check_bound(F.linear_4bit(A, packed, state), A, W64, None, torch.bfloat16)
+
+
+def test_empty_inputs(device):
+    W = torch.randn(24, 128, device=device)
+    packed, state = F.quantize_4bit(W, quant_type="nf4")
+    bias = torch.randn(24, device=device)
+    assert F.linear_4bit(torch.empty(0, 128, device=device), packed, state, bias).shape == (0, 24)
+    W0 = torch.empty(24, 0, device=device)
+    p0, s0 = F.quantize_4bit(W0, quant_type="nf4")
+    out = F.linear_4bit(torch.randn(3, 0, device=device), p0, s0, bias)
+    torch.testing.assert_close(out, bias.expand(3, 24))
+
+
+def test_non_finite_activations_propagate(device):
+    W = torch.randn(32, 256, device=device, dtype=torch.float16)
+    packed, state = F.quantize_4bit(W, quant_type="nf4")
+    for M in (1, 20, 80):
+        A = torch.randn(M, 256, device=device, dtype=torch.float16)
+        A[0, 5] = float("nan")
+        out = F.linear_4bit(A, packed, state)
+        assert out[0].isnan().all() and out[1:].isfinite().all()
+
+
+def test_bad_arguments_name_themselves(device):
+    ops = torch.ops.bitsandbytes
+    W = torch.randn(32, 128, device=device, dtype=torch.float16)
+    packed, state = F.quantize_4bit(W, quant_type="nf4", compress_statistics=True)
+    s2 = state.state2
+    A = torch.randn(2, 128, device=device, dtype=torch.float16)
+    args = (A, packed, [32, 128], state.absmax, state.code, 64)
+    nested = (s2.code, s2.absmax, state.offset, 256)
+    with pytest.raises(ValueError, match="bias"):
+        ops.linear_4bit(*args, torch.randn(31, device=device, dtype=torch.float16), *nested)
+    with pytest.raises(TypeError, match="bias"):
+        ops.linear_4bit(*args, torch.randn(32, device=device), *nested)
+    with pytest.raises(TypeError, match="absmax"):  # uint8 codes without their nested statistics
+        ops.linear_4bit(*args)
+    with pytest.raises(ValueError, match="nested_absmax"):
+        ops.linear_4bit(*args, None, s2.code, s2.absmax[:0], state.offset, 256)
+    with pytest.raises(ValueError, match="nested_offset"):
+        ops.linear_4bit(*args, None, s2.code, s2.absmax)
+    with pytest.raises(ValueError, match="K"):
+        ops.linear_4bit(torch.randn(2, 64, device=device, dtype=torch.float16), *args[1:], None, *nested)
+    with pytest.raises(ValueError, match="blocksize"):
+        ops.linear_4bit(*args[:5], 48, None, *nested)
+    with pytest.raises(ValueError, match="B"):
+        ops.linear_4bit(A, packed[:10], *args[2:], None, *nested)
+
+
+def test_opcheck(device):
+    ops = torch.ops.bitsandbytes
+    W = torch.randn(40, 256, device=device, dtype=torch.float16)
+    for nested in (False, True):
+        packed, state = F.quantize_4bit(W, quant_type="nf4", compress_statistics=nested)
+        extra = (state.state2.code, state.state2.absmax, state.offset, 256) if nested else ()
+        for M in (1, 70):
+            A = torch.randn(M, 256, device=device, dtype=torch.float16)
+            bias = torch.randn(40, device=device, dtype=torch.float16)
+            torch.library.opcheck(ops.linear_4bit.default, (A, packed, [40, 256], state.absmax, state.code, 64, bias,
+                                                            *extra))
