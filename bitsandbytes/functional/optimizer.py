@@ -135,14 +135,18 @@ def percentile_clipping(grad, gnorm_vec, step, percentile=5):
     clip_value, gnorm_scale) as 0-dim float32 tensors on grad's device, computed without a host
     synchronisation: clip_value is the square root of the entry of rank `percentile` (from 0,
     ascending), gnorm_scale = clip_value / current_gnorm where the norm is above it, else 1."""
+    if gnorm_vec.numel() != GNORM_HISTORY or gnorm_vec.dtype != torch.float32 or not gnorm_vec.is_contiguous():
+        raise ValueError(f"percentile_clipping: gnorm_vec must be {GNORM_HISTORY} contiguous float32 values, "
+                         f"got {gnorm_vec.numel()} {gnorm_vec.dtype} values")
     current, clip, scale = percentile_clipping_multi([grad], [gnorm_vec], step, percentile)
     return current[0], clip[0], scale[0]
 
 
 def percentile_clipping_multi(grads, gnorm_vecs, step, percentile):
-    """percentile_clipping of several gradients at once, each with its own history, in a fixed
-    number of launches whatever their count: (current_gnorm, clip_value, gnorm_scale), each a
-    float32 tensor with one value per gradient."""
+    """percentile_clipping of several gradients at once, each with its own history (as the
+    optimizers keep it: not checked here, at every step), in a fixed number of launches whatever
+    their count: (current_gnorm, clip_value, gnorm_scale), each a float32 tensor with one value
+    per gradient."""
     if isinstance(percentile, bool) or not isinstance(percentile, (int, float)):
         raise TypeError(f"percentile_clipping: percentile must be an integer, got {type(percentile).__name__}")
     if percentile != int(percentile) or not 0 <= percentile < GNORM_HISTORY:
@@ -150,10 +154,6 @@ def percentile_clipping_multi(grads, gnorm_vecs, step, percentile):
                          f"got {percentile}")
     if step < 1:
         raise ValueError(f"percentile_clipping: step must be >= 1, got {step}")
-    for h in gnorm_vecs:
-        if h.numel() != GNORM_HISTORY or h.dtype != torch.float32 or not h.is_contiguous():
-            raise ValueError(f"percentile_clipping: gnorm_vec must be {GNORM_HISTORY} contiguous float32 values, "
-                             f"got {h.numel()} {h.dtype} values")
     grads = [g.detach() for g in grads]
     squares = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32)).square()
     history = torch.stack([h.reshape(-1) for h in gnorm_vecs])
