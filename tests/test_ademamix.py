@@ -415,8 +415,9 @@ def test_cuda_agrees_with_cpu(cls, dtype):
     (pc, oc), (pg, og) = results
     for a, b in zip(pc, pg):
         sa, sb = oc.state[a], og.state[b]
-        close = torch.isclose(a.detach().float(), b.detach().cpu().float(), rtol=1e-2 if dtype != torch.float32 else 1e-4,
-                              atol=1e-4 if dtype != torch.float32 else 1e-6)
+        wide = dtype != torch.float32
+        close = torch.isclose(a.detach().float(), b.detach().cpu().float(), rtol=1e-2 if wide else 1e-4,
+                              atol=1e-4 if wide else 1e-6)
         assert close.float().mean() > 0.999  # the devices round differently (fused multiply-add)
         if sa["state1"].dtype == torch.uint8:
             assert (sa["state1"] == sb["state1"].cpu()).float().mean() > 0.99

@@ -98,7 +98,8 @@ def optimizer_update_32bit(optimizer_name, g, p, state1, beta1, eps, step, lr, s
                            alpha=0.0, weight_decay=0.0, gnorm_scale=1.0, unorm_vec=None, max_unorm=0.0,
                            skip_zeros=False, bias_correction=True, dampening=0.0, nesterov=False):
     """One optimizer step of p (in place) with float32 states state1 (and state2 for
-    Adam-family algorithms; ademamix: state1 [2, *p.shape], beta3 and alpha). gnorm_scale multiplies the gradient (percentile clipping).
+    Adam-family algorithms; ademamix: state1 [2, *p.shape], beta3 and alpha). gnorm_scale
+    multiplies the gradient (percentile clipping).
     max_unorm > 0 applies the trust ratio (lars, lamb); the update norm is computed inside
     the call, so `unorm_vec` (kept for the reference library's argument order) is unused."""
     _check_skip_zeros(skip_zeros)
@@ -200,8 +201,8 @@ def prefetch_to_device(tensors):
 
 @torch.library.register_fake("bitsandbytes::optimizer_update")
 def _optimizer_update_fake(algorithm, params, grads, state1, state2, absmax1, absmax2, qmap1, qmap2, gnorm_scale, lr,
-                           beta1, beta2, beta3, alpha, eps, weight_decay, decoupled_weight_decay, bias_correction1, bias_correction2,
-                           dampening, nesterov, step, max_unorm, block_wise):
+                           beta1, beta2, beta3, alpha, eps, weight_decay, decoupled_weight_decay, bias_correction1,
+                           bias_correction2, dampening, nesterov, step, max_unorm, block_wise):
     torch._check_value(len(grads) == len(params), lambda: "optimizer_update: grads must hold one tensor per parameter")
     torch._check_value(len(state1) == len(params),
                        lambda: "optimizer_update: state1 must hold one tensor per parameter")

@@ -13,7 +13,8 @@ from .rmsprop import RMSprop, RMSprop8bit, RMSprop32bit
 from .sgd import SGD, SGD8bit, SGD32bit
 
 __all__ = [
-    "Adagrad", "Adagrad8bit", "Adagrad32bit", "AdEMAMix", "AdEMAMix8bit", "AdEMAMix32bit", "Adam", "Adam8bit", "Adam32bit", "AdamW", "AdamW8bit", "AdamW32bit",
+    "Adagrad", "Adagrad8bit", "Adagrad32bit", "AdEMAMix", "AdEMAMix8bit", "AdEMAMix32bit", "Adam", "Adam8bit",
+    "Adam32bit", "AdamW", "AdamW8bit", "AdamW32bit",
     "GlobalOptimManager", "LAMB", "LAMB8bit", "LAMB32bit", "LARS", "LARS8bit", "LARS32bit", "Lion", "Lion8bit",
     "Lion32bit", "Optimizer1State", "Optimizer2State", "Optimizer8bit", "PagedAdEMAMix", "PagedAdEMAMix8bit",
     "PagedAdEMAMix32bit", "PagedAdam", "PagedAdam8bit",

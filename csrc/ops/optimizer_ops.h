@@ -67,9 +67,9 @@ void optimizer_update(c10::string_view algorithm, at::TensorList params, at::Ten
                       at::TensorList state1, at::TensorList state2, at::TensorList absmax1, at::TensorList absmax2,
                       const std::optional<at::Tensor>& qmap1, const std::optional<at::Tensor>& qmap2,
                       const std::optional<at::Tensor>& gnorm_scale, double lr, double beta1, double beta2,
-                      double beta3, double alpha, double eps, double weight_decay, bool decoupled_weight_decay, double bias_correction1,
-                      double bias_correction2, double dampening, bool nesterov, int64_t step, double max_unorm,
-                      bool block_wise) {
+                      double beta3, double alpha, double eps, double weight_decay, bool decoupled_weight_decay,
+                      double bias_correction1, double bias_correction2, double dampening, bool nesterov, int64_t step,
+                      double max_unorm, bool block_wise) {
   constexpr const char* op = "optimizer_update";
   const Algorithm algo = parse_algorithm(algorithm, op);
   const bool two = num_states(algo) == 2;
