@@ -217,7 +217,8 @@ def test_optimizer2state_takes_ademamix_settings(device):
 
 
 @pytest.mark.parametrize("bad", [dict(betas=(0.9, 0.999)), dict(t_alpha=0), dict(t_beta3=-3), dict(alpha=-1.0),
-                                 dict(betas=(0.9, 0.999, 1.0)), dict(betas=(0.0, 0.999, 0.9999), t_beta3=10)])
+                                 dict(betas=(0.9, 0.999, 1.0)), dict(betas=(0.0, 0.999, 0.9999), t_beta3=10),
+                                 dict(betas=(0.9, 0.999, 0.0), t_beta3=10)])
 def test_bad_settings_refused(bad):
     with pytest.raises(ValueError):
         bnb.optim.AdEMAMix([torch.nn.Parameter(torch.randn(4))], **bad)

@@ -27,8 +27,9 @@ class AdEMAMix(Optimizer2State):
         for name, t in (("t_alpha", t_alpha), ("t_beta3", t_beta3)):
             if t is not None and not t > 0:
                 raise ValueError(f"{type(self).__name__}: {name} must be None or a positive number of steps, got {t}")
-        if t_beta3 is not None and betas[0] == 0.0:
-            raise ValueError(f"{type(self).__name__}: the beta3 schedule starts at beta1, which must be > 0")
+        if t_beta3 is not None and (betas[0] == 0.0 or betas[2] == 0.0):
+            raise ValueError(f"{type(self).__name__}: the beta3 schedule (t_beta3) needs betas[0] and betas[2] > 0 "
+                             f"(it interpolates their logarithms), got {betas!r}")
         super().__init__("ademamix", params, lr, betas, eps, weight_decay, optim_bits, None, min_8bit_size, 100, True,
                          is_paged=is_paged, alpha=alpha, t_alpha=t_alpha, t_beta3=t_beta3)
 
