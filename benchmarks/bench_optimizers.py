@@ -1,4 +1,4 @@
-"""Optimizer step benchmark: every 8-bit and 32-bit AdamW path of bitsandbytes.optim, and
+"""Optimizer step benchmark: every 4-bit, 8-bit and 32-bit AdamW path of bitsandbytes.optim, and
 AdEMAMix with 8-bit and 32-bit state, against torch.optim.AdamW(fused=True), in the same run.
 
 Workloads: (a) one float32 tensor of 2^28 elements; (b) GPT-2 medium shapes (24 layers,
@@ -53,8 +53,10 @@ PATHS = {
     "bnb AdamW32bit": lambda ps: bnb.optim.AdamW32bit(ps, lr=1e-4),
     "bnb AdamW8bit": lambda ps: bnb.optim.AdamW8bit(ps, lr=1e-4),
     "bnb AdamW8bit block_wise=False": lambda ps: bnb.optim.AdamW8bit(ps, lr=1e-4, block_wise=False),
+    "bnb AdamW4bit": lambda ps: bnb.optim.AdamW4bit(ps, lr=1e-4),
     "bnb PagedAdamW32bit": lambda ps: bnb.optim.PagedAdamW32bit(ps, lr=1e-4),
     "bnb PagedAdamW8bit": lambda ps: bnb.optim.PagedAdamW8bit(ps, lr=1e-4),
+    "bnb PagedAdamW4bit": lambda ps: bnb.optim.PagedAdamW4bit(ps, lr=1e-4),
     "bnb AdEMAMix32bit": lambda ps: bnb.optim.AdEMAMix32bit(ps, lr=1e-4, t_alpha=1000, t_beta3=1000),
     "bnb AdEMAMix8bit": lambda ps: bnb.optim.AdEMAMix8bit(ps, lr=1e-4, t_alpha=1000, t_beta3=1000),
 }

@@ -568,9 +568,11 @@ def test_unsupported_options_raise():
     with pytest.raises(NotImplementedError):
         bnb.optim.RMSprop(p, centered=True)
     with pytest.raises(ValueError, match="optim_bits"):
-        opt = bnb.optim.Adam(p, optim_bits=4)
+        opt = bnb.optim.Adam(p, optim_bits=16)
         p[0].grad = torch.randn(3)
         opt.step()
+    with pytest.raises(ValueError, match="optim_bits=4"):
+        bnb.optim.Lion(p, optim_bits=4)
 
 
 def _host_to_device_copies(fn):
@@ -591,7 +593,7 @@ def test_one_launch_per_group_and_table_reuse(device):
     opt.step()
     plan = opt._plan
     # fp32 with 32-bit state, fp32 with 8-bit state, bf16 with 8-bit state
-    assert sorted((len(launch.params), launch.eight_bit) for launch in plan) == [(1, True), (2, False), (2, True)]
+    assert sorted((len(launch.params), launch.quantized) for launch in plan) == [(1, True), (2, False), (2, True)]
     if device == "cuda":  # the op keeps each launch's device table: nothing is uploaded again
         assert _host_to_device_copies(opt.step) == []
     else:

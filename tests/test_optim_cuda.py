@@ -54,6 +54,12 @@ def test_cuda_agrees_with_cpu(cls, kw, optim_bits, block_wise, dtype):
     compare_devices(cls, kw, optim_bits, block_wise, dtype)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("cls", [bnb.optim.AdamW4bit, bnb.optim.Adam4bit])
+def test_4bit_cuda_agrees_with_cpu(cls, dtype):
+    compare_devices(cls, dict(lr=1e-2, weight_decay=0.1), 4, True, dtype)
+
+
 def test_step_runs_on_the_current_stream():
     p = torch.randn(1 << 20, device="cuda", requires_grad=True)
     q = p.detach().clone().requires_grad_()

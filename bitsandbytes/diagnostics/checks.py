@@ -111,7 +111,7 @@ def check_optimizer_update(device):
     grads = [torch.randn(64, 80, device=device) for _ in range(5)]
     ref = w0.clone().requires_grad_()
     ref_opt = torch.optim.AdamW([ref], lr=1e-2, weight_decay=0.01)
-    for bits, tol in ((32, 1e-5), (8, 2e-3)):
+    for bits, tol in ((32, 1e-5), (8, 2e-3), (4, None)):
         w = w0.clone().requires_grad_()
         opt = optim.AdamW([w], lr=1e-2, weight_decay=0.01, optim_bits=bits, min_8bit_size=1)
         for g in grads:
@@ -121,9 +121,13 @@ def check_optimizer_update(device):
             for g in grads:
                 ref.grad = g.clone()
                 ref_opt.step()
-        err = (w - ref).abs().max().item()
-        assert err <= tol, f"AdamW with {bits}-bit state is {err:.2e} from torch.optim.AdamW"
-        if bits == 8:
+        if bits == 4:  # coarse moments: the mean error is a fraction of the distance moved
+            err = ((w - ref).abs().mean() / (ref - w0).abs().mean()).item()
+            assert err <= 0.25, f"AdamW with 4-bit state is {err:.2f} of its movement from torch.optim.AdamW"
+        else:
+            err = (w - ref).abs().max().item()
+            assert err <= tol, f"AdamW with {bits}-bit state is {err:.2e} from torch.optim.AdamW"
+        if bits < 32:
             assert opt.state[w]["state1"].dtype == torch.uint8
     # AdEMAMix: three states (two stacked in state1) and both schedules, against its plain-torch form
     from ..optim.ademamix import _ReferenceAdEMAMix

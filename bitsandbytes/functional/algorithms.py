@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 BLOCKSIZE = 256  # values per absmax of the block-wise 8-bit state
+BLOCKSIZE_4BIT = 128  # values per absmax of the 4-bit state (always block-wise)
+# The optimizers whose state may be 4-bit (the kernels' 4-bit update is Adam's).
+FOUR_BIT_OPTIMIZERS = frozenset({"adam", "adamw"})
 
 
 def _betas(config, step):

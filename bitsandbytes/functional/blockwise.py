@@ -7,17 +7,19 @@ import torch
 from .._formats import FORMAT_8BIT
 from .._ops import check_dtype, check_float
 from ._args import check_tensor, into
-from .maps import create_dynamic_map
+from .maps import create_dynamic_map, create_optimizer_4bit_map
 from .quant_state import QuantState
 
 _default_codes = {}
 
 
-def default_code(device, signed=True):
-    """The dynamic map (signed or unsigned) on `device`, made once per device."""
-    key = (torch.device(device), signed)
+def default_code(device, signed=True, bits=8):
+    """The dynamic map (signed or unsigned) on `device`, made once per device; bits=4: the maps
+    of 4-bit optimizer state (create_optimizer_4bit_map)."""
+    key = (torch.device(device), signed, bits)
     if key not in _default_codes:
-        _default_codes[key] = create_dynamic_map(signed=signed).to(key[0])
+        code = create_dynamic_map(signed=signed) if bits == 8 else create_optimizer_4bit_map(signed=signed)
+        _default_codes[key] = code.to(key[0])
     return _default_codes[key]
 
 

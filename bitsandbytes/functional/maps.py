@@ -52,6 +52,20 @@ def create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8):
     return torch.tensor(sorted(_pad_to_map_size(values)), dtype=torch.float32)
 
 
+def create_optimizer_4bit_map(signed=True):
+    """The 16 values (float32, sorted) of a 4-bit optimizer state's map, as in "Memory Efficient
+    Optimizers with 4-bit States" (Li et al., 2023). signed (first moments): the dynamic map of
+    4-bit codes, create_dynamic_map(signed=True, max_exponent_bits=3, total_bits=4) without its
+    padding. Unsigned (second moments): the linear map without zero, (i + 1) / 16: a second
+    moment rounded to zero would turn the update m / sqrt(v) of its value into a huge step, so
+    the smallest code stands for 1/16 of the block maximum instead."""
+    if signed:
+        padded = create_dynamic_map(signed=True, max_exponent_bits=3, total_bits=4)
+        values = padded[padded != 0].tolist() + [0.0]
+        return torch.tensor(sorted(values), dtype=torch.float32)
+    return torch.arange(1, 17, dtype=torch.float32) / 16
+
+
 def create_linear_map(signed=True, total_bits=8, add_zero=True):
     """Evenly spaced values over [-1, 1] (signed) or [0, 1]."""
     low = -1.0 if signed else 0.0

@@ -170,9 +170,10 @@ def percentile_clipping_multi(grads, gnorm_vecs, step, percentile):
     return current, clip, scale
 
 
-def state_maps(device):
-    """The signed (first moments) and unsigned (second moments) dynamic maps on `device`."""
-    return default_code(device, signed=True), default_code(device, signed=False)
+def state_maps(device, bits=8):
+    """The signed (first moments) and unsigned (second moments) maps of `bits`-bit state on
+    `device`: the dynamic maps (8), or create_optimizer_4bit_map's (4)."""
+    return default_code(device, signed=True, bits=bits), default_code(device, signed=False, bits=bits)
 
 
 def paged_zeros(shape, dtype=torch.float32, device="cuda"):

@@ -1,4 +1,4 @@
-"""Adam with 32-bit or 8-bit state, optionally paged (AdamW: adamw.py)."""
+"""Adam with 32-bit, 8-bit or 4-bit state, optionally paged (AdamW: adamw.py)."""
 from .optimizer import Optimizer2State
 from .variants import variant
 
@@ -21,6 +21,8 @@ class Adam(Optimizer2State):
 
 Adam8bit = variant(Adam, "Adam8bit", optim_bits=8, is_paged=False)
 Adam32bit = variant(Adam, "Adam32bit", optim_bits=32, is_paged=False)
+Adam4bit = variant(Adam, "Adam4bit", optim_bits=4, is_paged=False)
 PagedAdam = variant(Adam, "PagedAdam", is_paged=True)
 PagedAdam8bit = variant(Adam, "PagedAdam8bit", optim_bits=8, is_paged=True)
+PagedAdam4bit = variant(Adam, "PagedAdam4bit", optim_bits=4, is_paged=True)
 PagedAdam32bit = variant(Adam, "PagedAdam32bit", optim_bits=32, is_paged=True)

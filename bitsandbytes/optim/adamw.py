@@ -1,4 +1,4 @@
-"""AdamW with 32-bit or 8-bit state, optionally paged."""
+"""AdamW with 32-bit, 8-bit or 4-bit state, optionally paged."""
 from .adam import check_amsgrad
 from .optimizer import Optimizer2State
 from .variants import variant
@@ -17,6 +17,8 @@ class AdamW(Optimizer2State):
 
 AdamW8bit = variant(AdamW, "AdamW8bit", optim_bits=8, is_paged=False)
 AdamW32bit = variant(AdamW, "AdamW32bit", optim_bits=32, is_paged=False)
+AdamW4bit = variant(AdamW, "AdamW4bit", optim_bits=4, is_paged=False)
 PagedAdamW = variant(AdamW, "PagedAdamW", is_paged=True)
 PagedAdamW8bit = variant(AdamW, "PagedAdamW8bit", optim_bits=8, is_paged=True)
+PagedAdamW4bit = variant(AdamW, "PagedAdamW4bit", optim_bits=4, is_paged=True)
 PagedAdamW32bit = variant(AdamW, "PagedAdamW32bit", optim_bits=32, is_paged=True)

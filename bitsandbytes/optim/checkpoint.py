@@ -1,15 +1,16 @@
 """Optimizer state dicts in the reference library's format: torch's layout with each
 parameter's state tensors nested under `__bnb_optimizer_quant_state__`; loading takes ours and
-the reference's (nested or flat keys, absmax made with blocksize 256 or an older 2048)."""
+the reference's (nested or flat keys, absmax made with blocksize 256 or an older 2048). 4-bit state
+(16-value maps) loads as saved."""
 from collections import defaultdict
 
 import torch
 
 from .. import functional as F
-from ..functional.algorithms import ALGORITHMS, BLOCKSIZE
+from ..functional.algorithms import ALGORITHMS, BLOCKSIZE, BLOCKSIZE_4BIT
 from .group_keys import named_from_betas, set_betas_and_eps
 from .sharding import from_saved, local, to_saved
-from .state import num_blocks, quantize_into
+from .state import num_blocks, quantize_into, state_bits
 
 QUANT_STATE_KEY = "__bnb_optimizer_quant_state__"
 NESTED_KEYS = ("state1", "state2", "qmap1", "qmap2", "absmax1", "absmax2")
@@ -94,11 +95,27 @@ def _load_param_state(p, saved, config, move_to_device, stacked1=1):
         st["step"] = int(st["step"].item())
     shard = local(p)
     st = from_saved(p, st, num_blocks(shard.numel(), config["block_wise"]))
-    if "state1" in st and st["state1"].dtype == torch.uint8:
+    if "state1" in st and st["state1"].dtype == torch.uint8 and "qmap1" in st and state_bits(st) == 4:
+        _check_4bit(st, shard.numel())
+    elif "state1" in st and st["state1"].dtype == torch.uint8:
         for i in ("1", "2"):
             if f"absmax{i}" in st:
                 _reblock(st, i, shard.numel(), config["block_wise"], stacked1 if i == "1" else 1)
     return st
+
+
+def _check_4bit(st, n):
+    """4-bit state has one layout (two codes a byte, an absmax per 128 values): refuses any other."""
+    for i in ("1", "2"):
+        if f"state{i}" not in st:
+            continue
+        codes, absmax = st[f"state{i}"], st.get(f"absmax{i}")
+        blocks = -(-n // BLOCKSIZE_4BIT)
+        if codes.numel() != (n + 1) // 2 or absmax is None or absmax.numel() != blocks:
+            raise ValueError(f"load_state_dict: 4-bit state{i} of a parameter of {n} values must hold {(n + 1) // 2} "
+                             f"bytes and {blocks} absmax values, got {codes.numel()} and "
+                             f"{None if absmax is None else absmax.numel()}")
+        st[f"absmax{i}"] = absmax.reshape(-1).float()
 
 
 def _reblock(st, i, n, block_wise, stacked=1):

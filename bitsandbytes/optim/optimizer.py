@@ -134,7 +134,7 @@ class Optimizer8bit(torch.optim.Optimizer):
         if self.is_paged:
             self._prefetch(launch)
         kwargs = {}
-        if launch.eight_bit:
+        if launch.quantized:
             states = launch.states
             kwargs = dict(qmap1=states[0]["qmap1"], qmap2=states[0]["qmap2"] if launch.state2 else None,
                           absmax1=launch.absmax1, absmax2=launch.absmax2)
@@ -212,6 +212,7 @@ class _StateOptimizer(Optimizer8bit):
         self.args = C.args_namespace(args, optim_bits=optim_bits, min_8bit_size=min_8bit_size,
                                      percentile_clipping=percentile_clipping, block_wise=block_wise,
                                      max_unorm=max_unorm)
+        S.check_optim_bits(self, self.args.optim_bits, optimizer_name)
         super().__init__(params, defaults, self.args.optim_bits, is_paged)
 
     @torch.no_grad()

@@ -8,6 +8,7 @@ from .._extension import GradsRecord
 from ..functional.optimizer import prepare_update
 from . import config as C
 from .sharding import local
+from .state import state_bits
 
 
 class Launch:
@@ -21,11 +22,11 @@ class Launch:
         self.params = [local(p) for p in params]  # what the kernel updates: the local shards
         self.sharded = any(a is not b for a, b in zip(self.params, params))
         self.states = states
-        self.eight_bit = states[0]["state1"].dtype == torch.uint8
+        self.quantized = states[0]["state1"].dtype == torch.uint8  # 8-bit or 4-bit codes
         self.state1 = [s["state1"] for s in states]
         self.state2 = [s["state2"] for s in states] if "state2" in states[0] else []
-        self.absmax1 = [s["absmax1"] for s in states] if self.eight_bit else []
-        self.absmax2 = [s["absmax2"] for s in states] if self.eight_bit and self.state2 else []
+        self.absmax1 = [s["absmax1"] for s in states] if self.quantized else []
+        self.absmax2 = [s["absmax2"] for s in states] if self.quantized and self.state2 else []
         # these tensors stay the same until the plan is rebuilt: hand them to the extension once
         self.prepared = prepare_update(self.params, self.state1, self.state2, self.absmax1, self.absmax2)
 
@@ -47,8 +48,7 @@ class Plan:
                 if len(state) == 0:
                     optimizer.init_state(group, p, gindex, pindex)
                 override, override_key = C.launch_overrides(optimizer, p, gindex, pindex)
-                eight_bit = state["state1"].dtype == torch.uint8
-                key = (gindex, override_key, p.dtype, p.device, eight_bit, state["step"])
+                key = (gindex, override_key, p.dtype, p.device, state_bits(state), state["step"])
                 if key not in launches:
                     launches[key] = (override, [], [])
                 launches[key][1].append(p)

@@ -1,15 +1,33 @@
 """Allocation of each parameter's optimizer state (`optimizer.state[p]`), with the reference
 library's keys: `step`, `state1`, `state2` and, for 8-bit state, `qmap1`, `qmap2`, `absmax1`,
-`absmax2` (plus `gnorm_vec` with percentile clipping). An algorithm that stacks two states in
-state1 (AdEMAMix) gets state1 [2, *shape] and absmax1 [2, blocks]."""
+`absmax2` (plus `gnorm_vec` with percentile clipping). 4-bit state has the same keys: its
+state1/state2 hold two codes a byte, its maps 16 values, its absmax one value per 128. An
+algorithm that stacks two states in state1 (AdEMAMix) gets state1 [2, *shape] and absmax1
+[2, blocks]."""
 import torch
 
 from .. import functional as F
-from ..functional.algorithms import BLOCKSIZE, algorithm
+from ..functional.algorithms import BLOCKSIZE, BLOCKSIZE_4BIT, FOUR_BIT_OPTIMIZERS, algorithm
 from ..functional.blockwise import default_code
-from .sharding import local
+from .sharding import DTensor, local
 
-STATE_BITS = (8, 32)
+STATE_BITS = (4, 8, 32)
+
+
+def state_bits(state):
+    """How a parameter's state is kept: 32 (float32), 8 or 4 (codes; the map's size tells which)."""
+    if state["state1"].dtype != torch.uint8:
+        return 32
+    return 4 if state["qmap1"].numel() == 16 else 8
+
+
+def check_optim_bits(optimizer, optim_bits, optimizer_name):
+    """A ValueError for optim_bits this optimizer cannot keep its state in."""
+    if optim_bits not in STATE_BITS:
+        raise ValueError(f"{type(optimizer).__name__}: optim_bits must be 4, 8 or 32, got {optim_bits}")
+    if optim_bits == 4 and optimizer_name not in FOUR_BIT_OPTIMIZERS:
+        raise ValueError(f"{type(optimizer).__name__}: optim_bits=4 (4-bit state) is implemented for Adam and AdamW, "
+                         "not for this optimizer; use optim_bits=8 or 32")
 
 
 def zeros(optimizer, shape, dtype, device, paged=False):
@@ -26,13 +44,16 @@ def num_blocks(n, block_wise):
 
 def init_state(optimizer, p, config):
     """Fills optimizer.state[p] with zero state of the precision `config` asks for."""
-    if config["optim_bits"] not in STATE_BITS:
-        raise ValueError(f"{type(optimizer).__name__}: optim_bits must be 8 or 32, got {config['optim_bits']}")
+    check_optim_bits(optimizer, config["optim_bits"], optimizer.optimizer_name)
     algo = algorithm(optimizer.optimizer_name)
+    # Decided on the whole parameter, so that sharding never changes a state's precision.
+    quantized = config["optim_bits"] < 32 and p.numel() >= config["min_8bit_size"]
+    if quantized and config["optim_bits"] == 4:
+        _init_4bit_state(optimizer, p, config, algo)
+        return
     state = optimizer.state[p]
     state["step"] = 0
-    # Decided on the whole parameter, so that sharding never changes a state's precision.
-    eight_bit = config["optim_bits"] == 8 and p.numel() >= config["min_8bit_size"]
+    eight_bit = quantized
     shard = local(p)
     dev = shard.device
     init1 = float(config.get("initial_accumulator_value", 0.0) or 0.0)
@@ -50,6 +71,27 @@ def init_state(optimizer, p, config):
             quantize_into(state, "1", torch.full(shard.shape, init1, device=dev), config["block_wise"])
         else:
             state["state1"].fill_(init1)
+    if config["percentile_clipping"] < 100:
+        state["gnorm_vec"] = torch.zeros(100, dtype=torch.float32, device=dev)
+
+
+def _init_4bit_state(optimizer, p, config, algo):
+    """4-bit state: per moment, two codes a byte (uint8 of ceil(n / 2)), its 16-value map and
+    one absmax per 128 values."""
+    name = type(optimizer).__name__
+    if not config["block_wise"]:
+        raise ValueError(f"{name}: 4-bit state is block-wise (one absmax per {BLOCKSIZE_4BIT} values); "
+                         "block_wise=False is not supported with optim_bits=4")
+    if DTensor is not None and isinstance(p, DTensor):
+        raise NotImplementedError(f"{name}: 4-bit state of sharded (DTensor) parameters is not supported; "
+                                  "use optim_bits=8 or 32")
+    state = optimizer.state[p]
+    state["step"] = 0
+    n, dev = p.numel(), p.device
+    for i in range(1, algo.num_states + 1):
+        state[f"state{i}"] = zeros(optimizer, ((n + 1) // 2,), torch.uint8, dev, paged=True)
+        state[f"qmap{i}"] = default_code(dev, signed=algo.signed[i - 1], bits=4)
+        state[f"absmax{i}"] = zeros(optimizer, (-(-n // BLOCKSIZE_4BIT),), torch.float32, dev)
     if config["percentile_clipping"] < 100:
         state["gnorm_vec"] = torch.zeros(100, dtype=torch.float32, device=dev)
 

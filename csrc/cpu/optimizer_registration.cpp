@@ -11,15 +11,17 @@
 namespace {
 
 struct CpuOptimizerUpdate {
-  static void update(const at::Tensor&, bnb::DType dt, const bnb::OptimizerHyper& h, bool eight_bit,
+  static void update(const at::Tensor&, bnb::DType dt, const bnb::OptimizerHyper& h, bnb::StateFormat format,
                      std::vector<bnb::TensorSlot>& slots, const float* code1, const float* code2) {
     // doubles, so that the squared norms kept in the statistics are 8-byte aligned
     std::vector<double> stats((slots.size() * bnb::kStats + 1) / 2);
     for (size_t i = 0; i < slots.size(); ++i) slots[i].stats = reinterpret_cast<float*>(stats.data()) + i * bnb::kStats;
-    if (eight_bit)
-      bnb::cpu::optimizer_update_8bit(dt, h, slots.data(), int64_t(slots.size()), code1, code2);
-    else
-      bnb::cpu::optimizer_update_32bit(dt, h, slots.data(), int64_t(slots.size()));
+    const int64_t count = int64_t(slots.size());
+    switch (format) {
+      case bnb::StateFormat::Float32: bnb::cpu::optimizer_update_32bit(dt, h, slots.data(), count); return;
+      case bnb::StateFormat::Code8: bnb::cpu::optimizer_update_8bit(dt, h, slots.data(), count, code1, code2); return;
+      case bnb::StateFormat::Code4: bnb::cpu::optimizer_update_4bit(dt, h, slots.data(), count, code1, code2); return;
+    }
   }
 };
 

@@ -18,7 +18,7 @@ namespace {
 using bnb::ops::CudaBackend;
 
 struct CudaOptimizerUpdate {
-  static void update(const at::Tensor& like, bnb::DType dt, const bnb::OptimizerHyper& h, bool eight_bit,
+  static void update(const at::Tensor& like, bnb::DType dt, const bnb::OptimizerHyper& h, bnb::StateFormat format,
                      std::vector<bnb::TensorSlot>& slots, const float* code1, const float* code2) {
     const auto launch = bnb::ops::optimizer_launch_for(like.device(), slots);
     float* stats = launch->workspace.mutable_data_ptr<float>();
@@ -37,7 +37,7 @@ struct CudaOptimizerUpdate {
       launch->table.copy_(staging, /*non_blocking=*/true);  // current stream; staging lives until it is done
       launch->mirror = std::move(fresh);
     }
-    CudaBackend::launch(like, bnb::cuda::optimizer_update, dt, eight_bit, h, launch->table.const_data_ptr(),
+    CudaBackend::launch(like, bnb::cuda::optimizer_update, dt, format, h, launch->table.const_data_ptr(),
                         int(count), total_chunks, code1, code2, stats);
   }
 };

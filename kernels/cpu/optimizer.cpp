@@ -1,7 +1,7 @@
 // The optimizer update on the CPU, one tensor at a time with its elements spread over
-// threads. The 8-bit path works in whole quantization blocks so that dequantize, update and
-// requantize happen in one pass, with the block's new absmax known before its codes are
-// written.
+// threads. The 8-bit and 4-bit paths work in whole quantization blocks so that dequantize,
+// update and requantize happen in one pass, with the block's new absmax known before its codes
+// are written.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -53,16 +53,32 @@ void update_32bit(const OptimizerHyper& h, const TensorSlot& s) {
   }
 }
 
+// The codes of a quantized state: 8-bit codes one a byte, 4-bit codes two a byte with the
+// first value in the high nibble.
+template <int Bits>
+struct Codes {
+  static constexpr int kMapSize = 1 << Bits;
+  static constexpr int64_t kBlock = Bits == 8 ? kOptimizerBlock : kOptimizerBlock4bit;
+  static uint8_t get(const uint8_t* q, int64_t i) {
+    if constexpr (Bits == 8) return q[i];
+    else return uint8_t((q[i >> 1] >> ((~i & 1) << 2)) & 0xf);
+  }
+};
+
+template <int Bits>
 struct Maps {
   const float* code1;
   const float* code2;
-  const Midpoints<>* mid1;
-  const Midpoints<>* mid2;
+  const Midpoints<Codes<Bits>::kMapSize>* mid1;
+  const Midpoints<Codes<Bits>::kMapSize>* mid2;
 };
 
-// The 8-bit state of one tensor, in blocks of kOptimizerBlock values.
-template <class E>
-void update_8bit(const OptimizerHyper& h, const TensorSlot& s, const Maps& m) {
+// The quantized state of one tensor, in blocks of Codes<Bits>::kBlock values (a block's codes
+// start on a byte: the 4-bit block is even).
+template <class E, int Bits>
+void update_quantized(const OptimizerHyper& h, const TensorSlot& s, const Maps<Bits>& m) {
+  using C = Codes<Bits>;
+  constexpr int64_t kBlock = C::kBlock;
   auto* p = static_cast<typename E::storage*>(s.p);
   const auto* g = static_cast<const typename E::storage*>(s.g);
   auto* q1 = static_cast<uint8_t*>(s.state1);
@@ -70,8 +86,8 @@ void update_8bit(const OptimizerHyper& h, const TensorSlot& s, const Maps& m) {
   auto* q3 = static_cast<uint8_t*>(s.state3);  // quantized with the first state's (signed) map
   const bool two = num_states(h.algorithm) == 2, three = has_state3(h.algorithm);
   const float gs = clip_scale(s);
-  const int64_t n = s.n, blocks = num_blocks(n, kOptimizerBlock);
-  const bool bw = h.block_wise;  // (the op refuses tensor-wise state for three states)
+  const int64_t n = s.n, blocks = num_blocks(n, kBlock);
+  const bool bw = h.block_wise;  // (the op refuses tensor-wise and 4-bit state for three states)
   auto old_max1 = [&](int64_t b) { return bw ? s.absmax1[b] : s.absmax1[0]; };
   auto old_max2 = [&](int64_t b) { return bw ? s.absmax2[b] : s.absmax2[0]; };
   if (needs_prepass(h, true)) {  // norms of the update, max of the new states
@@ -79,11 +95,11 @@ void update_8bit(const OptimizerHyper& h, const TensorSlot& s, const Maps& m) {
     float m1 = 0.f, m2 = 0.f;
 #pragma omp parallel for schedule(static) reduction(+ : usq, psq) reduction(max : m1, m2)
     for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t lo = b * kOptimizerBlock, hi = std::min(n, lo + kOptimizerBlock);
+      const int64_t lo = b * kBlock, hi = std::min(n, lo + kBlock);
       const float a1 = old_max1(b), a2 = two ? old_max2(b) : 0.f;
       for (int64_t i = lo; i < hi; ++i) {
         const float pv = E::load(p, i);
-        float x = m.code1[q1[i]] * a1, y = two ? m.code2[q2[i]] * a2 : 0.f, z = 0.f, u;
+        float x = m.code1[C::get(q1, i)] * a1, y = two ? m.code2[C::get(q2, i)] * a2 : 0.f, z = 0.f, u;
         step_element(h, pv, E::load(g, i) * gs, x, y, z, u);
         usq += double(u) * u;
         psq += double(pv) * pv;
@@ -100,13 +116,14 @@ void update_8bit(const OptimizerHyper& h, const TensorSlot& s, const Maps& m) {
   const float decay = weight_decay_factor(h);
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t lo = b * kOptimizerBlock, hi = std::min(n, lo + kOptimizerBlock);
+    const int64_t lo = b * kBlock, hi = std::min(n, lo + kBlock);
     const float a1 = old_max1(b), a2 = two ? old_max2(b) : 0.f, a3 = three ? s.absmax3[b] : 0.f;
-    float n1[kOptimizerBlock], n2[kOptimizerBlock], n3[kOptimizerBlock];
+    float n1[kBlock], n2[kBlock], n3[kBlock];
     float m1 = 0.f, m2 = 0.f, m3 = 0.f;
     for (int64_t i = lo; i < hi; ++i) {
       const float pv = E::load(p, i);
-      float x = m.code1[q1[i]] * a1, y = two ? m.code2[q2[i]] * a2 : 0.f, z = three ? m.code1[q3[i]] * a3 : 0.f, u;
+      float x = m.code1[C::get(q1, i)] * a1, y = two ? m.code2[C::get(q2, i)] * a2 : 0.f;
+      float z = three ? m.code1[C::get(q3, i)] * a3 : 0.f, u;
       step_element(h, pv, E::load(g, i) * gs, x, y, z, u);
       n1[i - lo] = x;
       n2[i - lo] = y;
@@ -116,10 +133,12 @@ void update_8bit(const OptimizerHyper& h, const TensorSlot& s, const Maps& m) {
       m3 = std::max(m3, std::fabs(z));
       E::store(p, i, pv * decay - h.lr * trust * u);
     }
-    if (three) {
-      s.absmax3[b] = m3;
-      const float r3 = m3 > 0.f ? 1.f / m3 : 0.f;
-      for (int64_t i = lo; i < hi; ++i) q3[i] = m.mid1->nearest(n3[i - lo] * r3);
+    if constexpr (Bits == 8) {
+      if (three) {
+        s.absmax3[b] = m3;
+        const float r3 = m3 > 0.f ? 1.f / m3 : 0.f;
+        for (int64_t i = lo; i < hi; ++i) q3[i] = m.mid1->nearest(n3[i - lo] * r3);
+      }
     }
     if (!bw) {
       m1 = s.stats[kNewMax1];
@@ -129,15 +148,41 @@ void update_8bit(const OptimizerHyper& h, const TensorSlot& s, const Maps& m) {
       if (two) s.absmax2[b] = m2;
     }
     const float r1 = m1 > 0.f ? 1.f / m1 : 0.f, r2 = m2 > 0.f ? 1.f / m2 : 0.f;
-    for (int64_t i = lo; i < hi; ++i) {
-      q1[i] = m.mid1->nearest(n1[i - lo] * r1);
-      if (two) q2[i] = m.mid2->nearest(n2[i - lo] * r2);
+    if constexpr (Bits == 8) {
+      for (int64_t i = lo; i < hi; ++i) {
+        q1[i] = m.mid1->nearest(n1[i - lo] * r1);
+        if (two) q2[i] = m.mid2->nearest(n2[i - lo] * r2);
+      }
+    } else {
+      // a byte a pair, the even value high; past an odd end the low nibble is 0
+      auto pair = [&](const Midpoints<C::kMapSize>* mid, const float* v, float r, int64_t i) {
+        const int low = i + 1 < hi ? mid->nearest(v[i + 1 - lo] * r) : 0;
+        return uint8_t(mid->nearest(v[i - lo] * r) << 4 | low);
+      };
+      for (int64_t i = lo; i < hi; i += 2) {
+        q1[i >> 1] = pair(m.mid1, n1, r1, i);
+        if (two) q2[i >> 1] = pair(m.mid2, n2, r2, i);
+      }
     }
   }
   if (!bw && n > 0) {
     s.absmax1[0] = s.stats[kNewMax1];
     if (two) s.absmax2[0] = s.stats[kNewMax2];
   }
+}
+
+template <int Bits>
+void update_quantized_slots(DType dtype, const OptimizerHyper& h, const TensorSlot* slots, int64_t count,
+                            const float* code1, const float* code2) {
+  constexpr int N = Codes<Bits>::kMapSize;
+  const bool two = num_states(h.algorithm) == 2;
+  const Midpoints<N> mid1(code1);
+  const Midpoints<N> mid2(two ? code2 : code1);
+  const Maps<Bits> maps{code1, two ? code2 : code1, &mid1, &mid2};
+  dispatch_dtype(dtype, [&](auto tag) {
+    using E = Element<decltype(tag)::value>;
+    for (int64_t t = 0; t < count; ++t) update_quantized<E, Bits>(h, slots[t], maps);
+  });
 }
 
 }  // namespace
@@ -151,14 +196,12 @@ void optimizer_update_32bit(DType dtype, const OptimizerHyper& h, const TensorSl
 
 void optimizer_update_8bit(DType dtype, const OptimizerHyper& h, const TensorSlot* slots, int64_t count,
                            const float* code1, const float* code2) {
-  const Midpoints<> mid1(code1);
-  const bool two = num_states(h.algorithm) == 2;
-  const Midpoints<> mid2(two ? code2 : code1);
-  const Maps maps{code1, two ? code2 : code1, &mid1, &mid2};
-  dispatch_dtype(dtype, [&](auto tag) {
-    using E = Element<decltype(tag)::value>;
-    for (int64_t t = 0; t < count; ++t) update_8bit<E>(h, slots[t], maps);
-  });
+  update_quantized_slots<8>(dtype, h, slots, count, code1, code2);
+}
+
+void optimizer_update_4bit(DType dtype, const OptimizerHyper& h, const TensorSlot* slots, int64_t count,
+                           const float* code1, const float* code2) {
+  update_quantized_slots<4>(dtype, h, slots, count, code1, code2);
 }
 
 }  // namespace bnb::cpu

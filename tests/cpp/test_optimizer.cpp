@@ -1,6 +1,7 @@
 // The CPU optimizer kernels against the published update rules computed in double.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -173,6 +174,70 @@ TEST(Optimizer8bit, AdEMAMixThreeStatesBlockwise) {
         EXPECT_NEAR(code[q1[n + i]] * absmax1[blocks + b], w3[i], absmax1[blocks + b] / 255.0 + 1e-6) << i;
         EXPECT_NEAR(ucode[q2[i]] * absmax2[b], w2[i], absmax2[b] / 510.0 + 1e-9) << i;
       }
+    }
+  }
+}
+
+// 4-bit Adam: codes two a byte (the even value in the high nibble), absmax per 128 values. One
+// step from random codes against the definition in double: dequantize, update, block maximum,
+// nearest code.
+TEST(Optimizer4bit, AdamMatchesDefinition) {
+  const std::vector<float> signed_map = {-0.8875f, -0.6625f, -0.4375f, -0.2125f, -0.0775f, -0.0325f, -0.0055f, 0.f,
+                                         0.0055f,  0.0325f,  0.0775f,  0.2125f,  0.4375f,  0.6625f,  0.8875f,  1.f};
+  std::vector<float> linear_map(16);
+  for (int i = 0; i < 16; ++i) linear_map[i] = float(i + 1) / 16.f;
+  for (const int64_t n : {int64_t(1), int64_t(127), int64_t(129), int64_t(1001)}) {
+    SCOPED_TRACE(n);
+    const int64_t blocks = bnb::num_blocks(n, bnb::kOptimizerBlock4bit), bytes = (n + 1) / 2;
+    std::mt19937 rng(11 + uint32_t(n));
+    std::normal_distribution<float> N(0.f, 1.f);
+    std::uniform_int_distribution<int> byte(0, 255);
+    std::vector<float> p(n), g(n), a1(blocks), a2(blocks), stats(bnb::kStats, 0.f);
+    std::vector<uint8_t> q1(bytes), q2(bytes);
+    for (auto& x : p) x = N(rng);
+    for (auto& x : g) x = N(rng);
+    for (auto& x : q1) x = uint8_t(byte(rng));
+    for (auto& x : q2) x = uint8_t(byte(rng));
+    for (int64_t b = 0; b < blocks; ++b) {
+      a1[b] = 0.1f + 0.01f * float(b % 3);
+      a2[b] = 0.01f + 0.001f * float(b % 5);
+    }
+    auto code = [](const std::vector<uint8_t>& q, int64_t i) { return (q[i / 2] >> (i % 2 ? 0 : 4)) & 0xf; };
+    const int step = 4;
+    const auto h = adam_hyper(step, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f);
+    std::vector<double> m(n), v(n), want_p(n);
+    for (int64_t i = 0; i < n; ++i) {
+      const double m0 = double(signed_map[code(q1, i)] * a1[i / 128]);
+      const double v0 = double(linear_map[code(q2, i)] * a2[i / 128]);
+      m[i] = 0.9 * m0 + 0.1 * g[i];
+      v[i] = 0.999 * v0 + 0.001 * double(g[i]) * g[i];
+      const double u = (m[i] / (1 - std::pow(0.9, step))) / (std::sqrt(v[i] / (1 - std::pow(0.999, step))) + 1e-8);
+      want_p[i] = p[i] * (1 - 1e-2 * 0.1) - 1e-2 * u;
+    }
+    bnb::TensorSlot s{p.data(), g.data(), q1.data(), q2.data(), a1.data(), a2.data(), nullptr, stats.data(), n};
+    bnb::cpu::optimizer_update_4bit(bnb::DType::Float32, h, &s, 1, signed_map.data(), linear_map.data());
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(p[i], want_p[i], 1e-5) << i;
+    for (int64_t b = 0; b < blocks; ++b) {
+      double mm = 0.0, mv = 0.0;
+      for (int64_t i = b * 128; i < std::min<int64_t>(n, (b + 1) * 128); ++i) {
+        mm = std::max(mm, std::fabs(m[i]));
+        mv = std::max(mv, v[i]);
+      }
+      EXPECT_NEAR(a1[b], mm, 1e-5 * mm) << "block " << b;
+      EXPECT_NEAR(a2[b], mv, 1e-5 * mv) << "block " << b;
+    }
+    // the nearest code: no other code of the map lies closer to the scaled value
+    for (int64_t i = 0; i < n; ++i) {
+      const double x1 = m[i] / a1[i / 128], x2 = v[i] / a2[i / 128];
+      const double d1 = std::fabs(signed_map[code(q1, i)] - x1), d2 = std::fabs(linear_map[code(q2, i)] - x2);
+      for (int c = 0; c < 16; ++c) {
+        EXPECT_LE(d1, std::fabs(signed_map[c] - x1) + 1e-6) << i;
+        EXPECT_LE(d2, std::fabs(linear_map[c] - x2) + 1e-6) << i;
+      }
+    }
+    if (n % 2) {  // the padding nibble past an odd end is 0
+      EXPECT_EQ(q1.back() & 0xf, 0);
+      EXPECT_EQ(q2.back() & 0xf, 0);
     }
   }
 }

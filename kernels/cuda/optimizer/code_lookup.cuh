@@ -96,12 +96,15 @@ __device__ __forceinline__ int build_entry(CodeLookup t, int index, uint32_t key
   return c + 1 < kCodeSize && t.mid[c + 1] < hi;
 }
 
-// Builds the lookup of `code` with the whole CTA (signed_values: buckets of both signs) and
-// returns, the same in every thread, whether the one-compare form is exact for it. Each
-// thread fills a run of neighbouring buckets. Ends with a barrier.
-__device__ __forceinline__ bool build_lookup(const float* __restrict__ code, CodeLookup t, bool signed_values) {
+// Builds the lookup of `code` (map_size entries: 256, or 16 for 4-bit codes) with the whole CTA
+// (signed_values: buckets of both signs) and returns, the same in every thread, whether the
+// one-compare form is exact for it. A smaller map's midpoints past its last are +inf, so that
+// every search and walk stops at its last code. Each thread fills a run of neighbouring
+// buckets. Ends with a barrier.
+__device__ __forceinline__ bool build_lookup(const float* __restrict__ code, CodeLookup t, bool signed_values,
+                                             int map_size = kCodeSize) {
   for (int i = threadIdx.x; i < kCodeSize; i += blockDim.x)
-    t.mid[i] = i < kCodeSize - 1 ? 0.5f * (__ldg(code + i) + __ldg(code + i + 1)) : __int_as_float(0x7f800000);
+    t.mid[i] = i < map_size - 1 ? 0.5f * (__ldg(code + i) + __ldg(code + i + 1)) : __int_as_float(0x7f800000);
   __syncthreads();
   const int entries = signed_values ? kSignedEntries : kUnsignedEntries;
   const int run = (entries + int(blockDim.x) - 1) / int(blockDim.x);

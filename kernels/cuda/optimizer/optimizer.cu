@@ -4,11 +4,11 @@
 
 namespace bnb::cuda {
 
-extern template cudaError_t launch_optimizer_update<float>(const OptTable&, int, bool, const OptimizerHyper&,
+extern template cudaError_t launch_optimizer_update<float>(const OptTable&, int, StateFormat, const OptimizerHyper&,
                                                            const float*, const float*, float*, cudaStream_t);
-extern template cudaError_t launch_optimizer_update<__half>(const OptTable&, int, bool, const OptimizerHyper&,
+extern template cudaError_t launch_optimizer_update<__half>(const OptTable&, int, StateFormat, const OptimizerHyper&,
                                                             const float*, const float*, float*, cudaStream_t);
-extern template cudaError_t launch_optimizer_update<__nv_bfloat16>(const OptTable&, int, bool,
+extern template cudaError_t launch_optimizer_update<__nv_bfloat16>(const OptTable&, int, StateFormat,
                                                                    const OptimizerHyper&, const float*, const float*,
                                                                    float*, cudaStream_t);
 
@@ -21,7 +21,7 @@ __global__ void optimizer_store_tensor_absmax_kernel(const TensorSlot* slots, in
   if (two) s.absmax2[0] = s.stats[kNewMax2];
 }
 
-cudaError_t optimizer_update(DType dtype, bool eight_bit, const OptimizerHyper& h, const void* table, int count,
+cudaError_t optimizer_update(DType dtype, StateFormat format, const OptimizerHyper& h, const void* table, int count,
                              int64_t total_chunks, const float* code1, const float* code2, float* workspace,
                              cudaStream_t stream) {
   if (count == 0 || total_chunks == 0) return cudaSuccess;
@@ -29,11 +29,11 @@ cudaError_t optimizer_update(DType dtype, bool eight_bit, const OptimizerHyper& 
   const OptTable tab{slots, reinterpret_cast<const int64_t*>(slots + count), total_chunks};
   switch (dtype) {
     case DType::Float32:
-      return launch_optimizer_update<float>(tab, count, eight_bit, h, code1, code2, workspace, stream);
+      return launch_optimizer_update<float>(tab, count, format, h, code1, code2, workspace, stream);
     case DType::Float16:
-      return launch_optimizer_update<__half>(tab, count, eight_bit, h, code1, code2, workspace, stream);
+      return launch_optimizer_update<__half>(tab, count, format, h, code1, code2, workspace, stream);
     case DType::BFloat16:
-      return launch_optimizer_update<__nv_bfloat16>(tab, count, eight_bit, h, code1, code2, workspace, stream);
+      return launch_optimizer_update<__nv_bfloat16>(tab, count, format, h, code1, code2, workspace, stream);
   }
   return cudaErrorInvalidValue;
 }

@@ -1,5 +1,6 @@
-// The multi-tensor optimizer update kernels, templated on parameter type, state kind
-// (8-bit or 32-bit) and algorithm. Each dtype's instantiations live in their own .cu file.
+// The multi-tensor optimizer update kernels, templated on parameter type, state bits (32:
+// float32 state, 8 or 4: codes) and algorithm. Each dtype's instantiations live in their own
+// .cu file.
 //
 // Work split: the tensors of one launch are cut into chunks of 256 values (one
 // quantization block of the 8-bit state). A warp takes whole chunks, each lane 8
@@ -9,7 +10,9 @@
 // persistent; a warp walks the device table forward to find the tensor of its next chunk.
 // With 8-bit state a warp loads its next chunk while it computes the current one (see
 // update_chunks). Requantization finds each value's nearest code by table lookup
-// (code_lookup.cuh).
+// (code_lookup.cuh). 4-bit state (Adam only) has two 128-value blocks a chunk: in a lane's
+// layout each run of values lies in one block, so a block's absmax is a reduction over the
+// lanes holding it (all 32 with float32 parameters, 16 with 16-bit ones).
 //
 // Tensor-wise 8-bit state and the trust ratio (LARS/LAMB) need a whole-tensor reduction
 // before the update: a pre-pass computes it into each tensor's stats (zeroed first) and a
@@ -102,35 +105,70 @@ __device__ __forceinline__ void store_words(void* dst, const uint32_t* w) {
 // and 8-bit state, else 4 (16 bytes of float32). Eight float32 values side by side in a lane
 // took two 16-byte accesses that each used half of every sector they touched, doubling the
 // L2 traffic of the loads.
-template <typename T, bool Q>
+template <typename T, int Bits>
 struct LaneLayout {
-  static constexpr int kRun = sizeof(T) == 2 && Q ? 8 : 4;
+  static constexpr bool kQ = Bits < 32;
+  static constexpr int kRun = sizeof(T) == 2 && kQ ? 8 : 4;
   static constexpr int kRuns = kOptPerLane / kRun;
   static constexpr int kRunStride = kOptimizerBlock / kRuns;
-  static constexpr int kStateBytes = Q ? 1 : 4;                           // per value
+  static constexpr int kStateBytes = kQ ? 1 : 4;                          // per value (8-bit and 32-bit)
   static constexpr int kValueWords = kRun * int(sizeof(T)) / 4;          // of p (and g) per run
   static constexpr int kStateWords = kRun * kStateBytes / 4;              // of each state per run
+  // 4-bit state: the bytes of a run's codes (2 or 4), the absmax values a lane reads per state
+  // (one per run: each run lies in one 128-value block) and the lanes sharing a block.
+  static constexpr int kCodeBytes = kRun * 4 / 8;
+  static constexpr int kScales = Bits == 4 ? kRuns : 1;
+  static constexpr int kBlockLanes = int(kOptimizerBlock4bit) / kRun;
   // Where the lane's value j lies in its chunk.
   __device__ static __forceinline__ int offset(int lane, int j) {
     return (j / kRun) * kRunStride + lane * kRun + j % kRun;
   }
   __device__ static __forceinline__ int run_start(int lane, int r) { return r * kRunStride + lane * kRun; }
+  // Which of the chunk's two 128-value blocks run r of the lane lies in (4-bit state).
+  __device__ static __forceinline__ int run_block(int lane, int r) {
+    return run_start(lane, r) / int(kOptimizerBlock4bit);
+  }
+  // The absmax of value j among the lane's kScales.
+  static constexpr int scale_of(int j) { return Bits == 4 ? j / kRun : 0; }
 };
 
+// A lane's 4-bit codes of one run (2 or 4 bytes) in one access, and back.
+template <int Bytes>
+__device__ __forceinline__ uint32_t load_codes(const char* src) {
+  if constexpr (Bytes == 2) return __ldcg(reinterpret_cast<const unsigned short*>(src));
+  else return __ldcg(reinterpret_cast<const unsigned int*>(src));
+}
+template <int Bytes>
+__device__ __forceinline__ void store_codes(char* dst, uint32_t w) {
+  if constexpr (Bytes == 2) __stcs(reinterpret_cast<unsigned short*>(dst), static_cast<unsigned short>(w));
+  else __stcs(reinterpret_cast<unsigned int*>(dst), w);
+}
+
+// Code j of a lane's 8 4-bit codes held in one word as they lie in memory: byte j / 2, the
+// even value in the high nibble.
+__device__ __forceinline__ uint32_t nibble(uint32_t w, int j) { return (w >> (8 * (j / 2) + 4 * (1 - j % 2))) & 0xfu; }
+
 // One lane's 8 values of a chunk as they lie in memory: parameter and gradient, the states
-// (codes or floats) and, for 8-bit state, the block's absmax. Kept apart from the float
-// values so that a warp's next chunk can be loaded while it computes the current one.
-template <typename T, bool Q>
+// (codes or floats) and, for quantized state, the absmax of the blocks they lie in. Kept
+// apart from the float values so that a warp's next chunk can be loaded while it computes
+// the current one.
+template <typename T, int Bits>
 struct RawLane {
-  using L = LaneLayout<T, Q>;
+  using L = LaneLayout<T, Bits>;
+  static constexpr bool Q = L::kQ;
+  static constexpr int kStateRegs = Bits == 4 ? 1 : L::kRuns * L::kStateWords;
   uint32_t p[L::kRuns * L::kValueWords], g[L::kRuns * L::kValueWords];
-  uint32_t a[L::kRuns * L::kStateWords], b[L::kRuns * L::kStateWords], c[L::kRuns * L::kStateWords];
-  float amax1, amax2, amax3;
+  uint32_t a[kStateRegs], b[kStateRegs], c[kStateRegs];
+  float amax1[L::kScales], amax2[L::kScales], amax3;
 
   // Full: vector loads; otherwise element by element, zeros past the end of the tensor.
-  // three: AdEMAMix's slow EMA (state3) as well.
+  // three: AdEMAMix's slow EMA (state3) as well (8-bit or 32-bit state).
   __device__ __forceinline__ void load(const TensorSlot& s, int64_t blk, int lane, bool full, bool two,
                                        bool block_wise, bool three = false) {
+    if constexpr (Bits == 4) {
+      load_4bit(s, blk, lane, full, two);
+      return;
+    }
     const int64_t chunk = blk * kOptimizerBlock;
     const T* P = static_cast<const T*>(s.p) + chunk;
     const T* G = static_cast<const T*>(s.g) + chunk;
@@ -165,41 +203,84 @@ struct RawLane {
     }
     if constexpr (Q) {
       const int64_t ablk = block_wise ? blk : 0;
-      amax1 = s.absmax1[ablk];
-      amax2 = two ? s.absmax2[ablk] : 0.f;
+      amax1[0] = s.absmax1[ablk];
+      amax2[0] = two ? s.absmax2[ablk] : 0.f;
       amax3 = three ? s.absmax3[ablk] : 0.f;
+    }
+  }
+
+  // 4-bit state (always block-wise): the codes into one word each, and per run the absmax of
+  // its block (0 for a block past the end of the tensor).
+  __device__ __forceinline__ void load_4bit(const TensorSlot& s, int64_t blk, int lane, bool full, bool two) {
+    const int64_t chunk = blk * kOptimizerBlock;
+    const T* P = static_cast<const T*>(s.p) + chunk;
+    const T* G = static_cast<const T*>(s.g) + chunk;
+    const char* S1 = static_cast<const char*>(s.state1) + chunk / 2;
+    const char* S2 = static_cast<const char*>(s.state2) + chunk / 2;
+    a[0] = b[0] = 0u;
+    if (full) {
+#pragma unroll
+      for (int r = 0; r < L::kRuns; ++r) {
+        const int o = L::run_start(lane, r);
+        load_words<L::kValueWords>(P + o, p + r * L::kValueWords);
+        load_words<L::kValueWords>(G + o, g + r * L::kValueWords);
+        a[0] |= load_codes<L::kCodeBytes>(S1 + o / 2) << (8 * L::kCodeBytes * r);
+        if (two) b[0] |= load_codes<L::kCodeBytes>(S2 + o / 2) << (8 * L::kCodeBytes * r);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < kOptPerLane; ++j) {
+        const int o = L::offset(lane, j);
+        const bool in = chunk + o < s.n;
+        reinterpret_cast<T*>(p)[j] = in ? P[o] : from_float<T>(0.f);
+        reinterpret_cast<T*>(g)[j] = in ? G[o] : from_float<T>(0.f);
+        const int shift = 8 * (j / 2) + 4 * (1 - j % 2);
+        if (in) a[0] |= nibble(uint32_t(uint8_t(S1[o / 2])), o % 2) << shift;
+        if (in && two) b[0] |= nibble(uint32_t(uint8_t(S2[o / 2])), o % 2) << shift;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < L::kRuns; ++r) {
+      const int64_t ablk = 2 * blk + L::run_block(lane, r);
+      const bool in = ablk * kOptimizerBlock4bit < s.n;
+      amax1[r] = in ? s.absmax1[ablk] : 0.f;
+      amax2[r] = in && two ? s.absmax2[ablk] : 0.f;
     }
   }
 };
 
 // Asks L2 for the 128-byte lines of chunk `blk` (full, vectorizable), one line per lane:
 // the chunk after the warp's next one, so that its register loads find it in L2.
-template <typename T>
+template <typename T, int Bits>
 __device__ __forceinline__ void prefetch_chunk_l2(const TensorSlot& s, int64_t blk, int lane, bool two,
                                                   bool three = false) {
   constexpr int kLines = kOptimizerBlock * int(sizeof(T)) / 128;  // of p, and of g
-  constexpr int kCodeLines = kOptimizerBlock / 128;                // of each state
+  constexpr int kCodeBytes = int(kOptimizerBlock) * Bits / 8;      // of each state
+  constexpr int kCodeLines = kCodeBytes / 128;
   const int64_t base = blk * kOptimizerBlock;
+  const int64_t code_base = blk * kCodeBytes;
   const char* a = nullptr;
   if (lane < kLines) a = reinterpret_cast<const char*>(static_cast<const T*>(s.p) + base) + lane * 128;
   else if (lane < 2 * kLines) a = reinterpret_cast<const char*>(static_cast<const T*>(s.g) + base) + (lane - kLines) * 128;
-  else if (lane < 2 * kLines + kCodeLines) a = static_cast<const char*>(s.state1) + base + (lane - 2 * kLines) * 128;
+  else if (lane < 2 * kLines + kCodeLines)
+    a = static_cast<const char*>(s.state1) + code_base + (lane - 2 * kLines) * 128;
   else if (two && lane < 2 * kLines + 2 * kCodeLines)
-    a = static_cast<const char*>(s.state2) + base + (lane - 2 * kLines - kCodeLines) * 128;
+    a = static_cast<const char*>(s.state2) + code_base + (lane - 2 * kLines - kCodeLines) * 128;
   else if (three && lane >= 2 * kLines + 2 * kCodeLines && lane < 2 * kLines + 3 * kCodeLines)
-    a = static_cast<const char*>(s.state3) + base + (lane - 2 * kLines - 2 * kCodeLines) * 128;
+    a = static_cast<const char*>(s.state3) + code_base + (lane - 2 * kLines - 2 * kCodeLines) * 128;
   if (a) asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
 }
 
-// One lane's 8 values in float32, and the new codes of 8-bit state.
-template <typename T, bool Q>
+// One lane's 8 values in float32, and the new codes of quantized state.
+template <typename T, int Bits>
 struct LaneData {
+  using L = LaneLayout<T, Bits>;
   float p[kOptPerLane], g[kOptPerLane], a[kOptPerLane], b[kOptPerLane], c[kOptPerLane];
   uint8_t qa[kOptPerLane], qb[kOptPerLane], qc[kOptPerLane];
 
-  // The gradient times the clipping factor gs; 8-bit state: codes to values, code[q] *
-  // absmax, from the value tables in shared memory (state3 shares state1's map).
-  __device__ __forceinline__ void unpack(const RawLane<T, Q>& r, float gs, const float* val1, const float* val2,
+  // The gradient times the clipping factor gs; quantized state: codes to values, code[q] *
+  // absmax, from the value tables in shared memory (state3 shares state1's map; 8-bit only).
+  __device__ __forceinline__ void unpack(const RawLane<T, Bits>& r, float gs, const float* val1, const float* val2,
                                          bool two, bool three = false) {
     const T* P = reinterpret_cast<const T*>(r.p);
     const T* G = reinterpret_cast<const T*>(r.g);
@@ -207,9 +288,12 @@ struct LaneData {
     for (int j = 0; j < kOptPerLane; ++j) {
       p[j] = to_float(P[j]);
       g[j] = to_float(G[j]) * gs;
-      if constexpr (Q) {
-        a[j] = val1[reinterpret_cast<const uint8_t*>(r.a)[j]] * r.amax1;
-        b[j] = two ? val2[reinterpret_cast<const uint8_t*>(r.b)[j]] * r.amax2 : 0.f;
+      if constexpr (Bits == 4) {
+        a[j] = val1[nibble(r.a[0], j)] * r.amax1[L::scale_of(j)];
+        b[j] = two ? val2[nibble(r.b[0], j)] * r.amax2[L::scale_of(j)] : 0.f;
+      } else if constexpr (Bits == 8) {
+        a[j] = val1[reinterpret_cast<const uint8_t*>(r.a)[j]] * r.amax1[0];
+        b[j] = two ? val2[reinterpret_cast<const uint8_t*>(r.b)[j]] * r.amax2[0] : 0.f;
         c[j] = three ? val1[reinterpret_cast<const uint8_t*>(r.c)[j]] * r.amax3 : 0.f;
       } else {
         a[j] = reinterpret_cast<const float*>(r.a)[j];
@@ -222,10 +306,10 @@ struct LaneData {
 
 // Where a chunk's results go: the parameter, and the states (codes or floats), in the
 // lane's layout. Full: vector stores; otherwise element by element up to the end.
-template <typename T, bool Q, bool Full>
+template <typename T, int Bits, bool Full>
 __device__ __forceinline__ void store_params(const TensorSlot& s, int64_t chunk, int lane,
                                              const float (&p)[kOptPerLane]) {
-  using L = LaneLayout<T, Q>;
+  using L = LaneLayout<T, Bits>;
   T* P = static_cast<T*>(s.p) + chunk;
   if constexpr (Full) {
 #pragma unroll
@@ -242,10 +326,32 @@ __device__ __forceinline__ void store_params(const TensorSlot& s, int64_t chunk,
   }
 }
 
-template <typename T, bool Q, bool Full>
+template <typename T, int Bits, bool Full>
 __device__ __forceinline__ void store_state(void* state, int64_t chunk, int lane, int64_t n, const float (&v)[kOptPerLane],
                                             const uint8_t (&q)[kOptPerLane]) {
-  using L = LaneLayout<T, Q>;
+  using L = LaneLayout<T, Bits>;
+  constexpr bool Q = L::kQ;
+  if constexpr (Bits == 4) {  // two codes a byte, the even value high; past an odd end the low nibble is 0
+    char* S = static_cast<char*>(state) + chunk / 2;
+    if constexpr (Full) {
+#pragma unroll
+      for (int r = 0; r < L::kRuns; ++r) {
+        uint32_t w = 0;
+#pragma unroll
+        for (int i = 0; i < L::kRun; i += 2)
+          w |= uint32_t(q[r * L::kRun + i] << 4 | q[r * L::kRun + i + 1]) << (8 * (i / 2));
+        store_codes<L::kCodeBytes>(S + L::run_start(lane, r) / 2, w);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < kOptPerLane; j += 2) {
+        const int o = L::offset(lane, j);
+        if (chunk + o >= n) continue;
+        S[o / 2] = char(q[j] << 4 | (chunk + o + 1 < n ? q[j + 1] : 0));
+      }
+    }
+    return;
+  }
   char* S = static_cast<char*>(state) + chunk * L::kStateBytes;
   if constexpr (Full) {
 #pragma unroll
@@ -269,15 +375,15 @@ __device__ __forceinline__ void store_state(void* state, int64_t chunk, int lane
   }
 }
 
-template <typename T, bool Q, bool Full>
-__device__ __forceinline__ void store_states(const TensorSlot& s, int64_t chunk, int lane, LaneData<T, Q>& d,
-                                             bool two, bool three) {
-  store_state<T, Q, Full>(s.state1, chunk, lane, s.n, d.a, d.qa);
-  if (two) store_state<T, Q, Full>(s.state2, chunk, lane, s.n, d.b, d.qb);
-  if (three) store_state<T, Q, Full>(s.state3, chunk, lane, s.n, d.c, d.qc);
+template <typename T, int Bits, bool Full>
+__device__ __forceinline__ void store_states(const TensorSlot& s, int64_t chunk, int lane, LaneData<T, Bits>& d,
+                                             bool two, bool three = false) {
+  store_state<T, Bits, Full>(s.state1, chunk, lane, s.n, d.a, d.qa);
+  if (two) store_state<T, Bits, Full>(s.state2, chunk, lane, s.n, d.b, d.qb);
+  if (three) store_state<T, Bits, Full>(s.state3, chunk, lane, s.n, d.c, d.qc);
 }
 
-// The lookups and value tables of the 8-bit kernels, in shared memory.
+// The lookups and value tables of the quantized-state kernels, in shared memory.
 struct StateMaps {
   const float* val1;
   const float* val2;
@@ -306,31 +412,58 @@ __device__ __forceinline__ SlotScalars slot_scalars(const OptimizerHyper& h, con
 // the whole chunk lies in the tensor and every pointer allows vector access (the same for
 // every lane, so that the warp reductions below run converged); otherwise every access is
 // checked against the end.
-template <typename T, bool Q, Algorithm A, bool Full, bool OneStep>
+template <typename T, int Bits, Algorithm A, bool Full, bool OneStep>
 __device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScalars& k, int64_t blk, int lane,
-                                             const RawLane<T, Q>& raw, const OptimizerHyper& h,
+                                             const RawLane<T, Bits>& raw, const OptimizerHyper& h,
                                              const StateMaps& maps) {
   constexpr bool kTwo = num_states(A) == 2;
   constexpr bool kThree = has_state3(A);
-  using L = LaneLayout<T, Q>;
+  using L = LaneLayout<T, Bits>;
+  constexpr bool Q = L::kQ;
   const int64_t chunk = blk * kOptimizerBlock;
-  LaneData<T, Q> d;
+  LaneData<T, Bits> d;
   d.unpack(raw, k.gs, maps.val1, maps.val2, kTwo, kThree);
   const float step = k.step;
   const float decay = weight_decay_factor(h);
-  float m1 = 0.f, m2 = 0.f, m3 = 0.f;
+  static_assert(Bits != 4 || A == Algorithm::Adam, "4-bit state is Adam's");
+  float bm1[L::kScales], bm2[L::kScales];  // per block of the lane's values
+  float m3 = 0.f;                          // the third state's (block-wise 8-bit)
+#pragma unroll
+  for (int i = 0; i < L::kScales; ++i) bm1[i] = bm2[i] = 0.f;
 #pragma unroll
   for (int j = 0; j < kOptPerLane; ++j) {
     float u;
     step_element_as<A>(h, d.p[j], d.g[j], d.a[j], d.b[j], d.c[j], u);
     d.p[j] = d.p[j] * decay - step * u;
     if (!Full && chunk + L::offset(lane, j) >= s.n) d.a[j] = d.b[j] = d.c[j] = 0.f;  // past the end: not in the absmax
-    m1 = fmaxf(m1, fabsf(d.a[j]));
-    m2 = fmaxf(m2, fabsf(d.b[j]));
+    bm1[L::scale_of(j)] = fmaxf(bm1[L::scale_of(j)], fabsf(d.a[j]));
+    bm2[L::scale_of(j)] = fmaxf(bm2[L::scale_of(j)], fabsf(d.b[j]));
     if constexpr (kThree) m3 = fmaxf(m3, fabsf(d.c[j]));
   }
-  store_params<T, Q, Full>(s, chunk, lane, d.p);  // now: the parameter's registers are free for what follows
-  if constexpr (Q) {
+  store_params<T, Bits, Full>(s, chunk, lane, d.p);  // now: the parameter's registers are free for what follows
+  if constexpr (Bits == 4) {
+    // Each run's block maximum over the lanes holding that block, stored by the block's first
+    // lane where the block lies in the tensor; then the nearest of the 16 codes.
+    float r1[L::kScales], r2[L::kScales];
+#pragma unroll
+    for (int r = 0; r < L::kScales; ++r) {
+      const float b1 = warp_max<L::kBlockLanes>(bm1[r]);
+      const float b2 = warp_max<L::kBlockLanes>(bm2[r]);
+      const int64_t ablk = 2 * blk + L::run_block(lane, r);
+      if (lane % L::kBlockLanes == 0 && ablk * kOptimizerBlock4bit < s.n) {
+        s.absmax1[ablk] = b1;
+        s.absmax2[ablk] = b2;
+      }
+      r1[r] = b1 > 0.f ? 1.f / b1 : 0.f;
+      r2[r] = b2 > 0.f ? 1.f / b2 : 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < kOptPerLane; ++j) {
+      d.qa[j] = lookup_code(maps.look1, d.a[j] * r1[L::scale_of(j)], OneStep);
+      d.qb[j] = lookup_code_nonneg(maps.look2, d.b[j] * r2[L::scale_of(j)], OneStep);  // Adam's v >= 0
+    }
+  } else if constexpr (Q) {
+    float m1 = bm1[0], m2 = bm2[0];
     if (h.block_wise) {
       m1 = warp_max(m1);
       if constexpr (kTwo) m2 = warp_max(m2);
@@ -352,7 +485,7 @@ __device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScal
       if constexpr (kThree) d.qc[j] = lookup_code(maps.look1, d.c[j] * r3, OneStep);
     }
   }
-  store_states<T, Q, Full>(s, chunk, lane, d, kTwo, kThree);
+  store_states<T, Bits, Full>(s, chunk, lane, d, kTwo, kThree);
 }
 
 // The tensor holding chunk c (binary search of the table's chunk offsets; empty tensors
@@ -375,9 +508,10 @@ __device__ __forceinline__ int tensor_of_chunk(const OptTable& tab, int count, i
 // third of the time, and one chunk ahead was not enough bytes in flight to cover DRAM's
 // latency under load. Prefetching stops at the end of a tensor (reading the next tensor's
 // slot early measured slower).
-template <typename T, bool Q, Algorithm A, bool OneStep>
+template <typename T, int Bits, Algorithm A, bool OneStep>
 __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, const OptimizerHyper& h,
                                               const StateMaps& maps) {
+  constexpr bool Q = Bits < 32;
   constexpr bool kTwo = num_states(A) == 2;
   constexpr bool kThree = has_state3(A);
   constexpr bool kPrefetch = Q;  // 32-bit state moves 4x the bytes per value: already memory bound
@@ -390,12 +524,12 @@ __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, co
   bool vec = slot_vectorizable(s);
   SlotScalars k = slot_scalars<Q>(h, s);
   int64_t first = __ldg(tab.starts + t), end = __ldg(tab.starts + t + 1);  // the chunks of tensor t
-  RawLane<T, Q> next;
+  RawLane<T, Bits> next;
   bool prefetched = false;
   // (Written out rather than through a helper for "chunk x is full": that form compiled to a
   // loop 9% slower.)
   for (int64_t c = begin; c < stop; c += stride) {
-    RawLane<T, Q> cur;
+    RawLane<T, Bits> cur;
     bool full = true;
     if (prefetched) {
       cur = next;
@@ -416,17 +550,17 @@ __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, co
     if (prefetched) next.load(s, cn - first, lane, true, kTwo, h.block_wise, kThree);
     const int64_t c2 = cn + stride;
     if (prefetched && c2 < stop && c2 < end && (c2 + 1 - first) * kOptimizerBlock <= s.n)
-      prefetch_chunk_l2<T>(s, c2 - first, lane, kTwo, kThree);
+      prefetch_chunk_l2<T, Bits>(s, c2 - first, lane, kTwo, kThree);
     if (full)
-      update_chunk<T, Q, A, true, OneStep>(s, k, c - first, lane, cur, h, maps);
+      update_chunk<T, Bits, A, true, OneStep>(s, k, c - first, lane, cur, h, maps);
     else
-      update_chunk<T, Q, A, false, OneStep>(s, k, c - first, lane, cur, h, maps);
+      update_chunk<T, Bits, A, false, OneStep>(s, k, c - first, lane, cur, h, maps);
   }
 }
 
 // Asks L2 for the warp's first two chunks (full ones): they arrive while the CTA builds its
 // lookup tables, instead of after.
-template <typename T>
+template <typename T, int Bits>
 __device__ __forceinline__ void prefetch_first_chunks_l2(const OptTable& tab, int count, bool two, bool three) {
   const int lane = threadIdx.x % kLanes;
   const int64_t stride = int64_t(gridDim.x) * kOptWarps;
@@ -437,15 +571,16 @@ __device__ __forceinline__ void prefetch_first_chunks_l2(const OptTable& tab, in
   const int64_t first = __ldg(tab.starts + t), end = __ldg(tab.starts + t + 1);
   if (!slot_vectorizable(s)) return;
   for (int64_t x = c; x < end && x <= c + stride && (x - first + 1) * kOptimizerBlock <= s.n; x += stride)
-    prefetch_chunk_l2<T>(s, x - first, lane, two, three);
+    prefetch_chunk_l2<T, Bits>(s, x - first, lane, two, three);
 }
 
 // 512 threads of about 120 registers fill an SM's register file: one CTA an SM. Smaller
 // register budgets (two CTAs) spill and measured slower.
-template <typename T, bool Q, Algorithm A>
+template <typename T, int Bits, Algorithm A>
 __global__ void __launch_bounds__(kOptThreads, 1)
 optimizer_update_kernel(OptTable tab, int count, OptimizerHyper h, const float* __restrict__ code1,
                         const float* __restrict__ code2) {
+  constexpr bool Q = Bits < 32;
   constexpr bool kTwo = num_states(A) == 2;
   extern __shared__ __align__(16) unsigned char opt_smem[];
   StateMaps maps;
@@ -457,28 +592,30 @@ optimizer_update_kernel(OptTable tab, int count, OptimizerHyper h, const float* 
   maps.val2 = val2;
   bool one_step = true;
   if constexpr (Q) {
-    prefetch_first_chunks_l2<T>(tab, count, kTwo, has_state3(A));
-    for (int i = threadIdx.x; i < kValFloats; i += blockDim.x) {
+    constexpr int kMapSize = 1 << Bits;
+    prefetch_first_chunks_l2<T, Bits>(tab, count, kTwo, has_state3(A));
+    for (int i = threadIdx.x; i < kMapSize; i += blockDim.x) {
       val1[i] = __ldg(code1 + i);
       if constexpr (kTwo) val2[i] = __ldg(code2 + i);
     }
-    one_step = build_lookup(code1, maps.look1, true);  // ends with a barrier
-    if constexpr (kTwo) one_step = build_lookup(code2, maps.look2, false) && one_step;
+    one_step = build_lookup(code1, maps.look1, true, kMapSize);  // ends with a barrier
+    if constexpr (kTwo) one_step = build_lookup(code2, maps.look2, false, kMapSize) && one_step;
   }
   if (!Q || one_step)  // 32-bit state: no lookup, one instance
-    update_chunks<T, Q, A, true>(tab, count, h, maps);
+    update_chunks<T, Bits, A, true>(tab, count, h, maps);
   else if constexpr (Q)
-    update_chunks<T, Q, A, false>(tab, count, h, maps);
+    update_chunks<T, Bits, A, false>(tab, count, h, maps);
 }
 
 // Pre-pass: per tensor, ||u||^2, ||p||^2 and the max of the new states, without writing
 // anything else. A warp accumulates over its chunks of one tensor and flushes with atomics
 // when it moves to the next tensor.
-template <typename T, bool Q, Algorithm A>
+template <typename T, int Bits, Algorithm A>
 __global__ void __launch_bounds__(kOptThreads, 1)
 optimizer_prepass_kernel(OptTable tab, OptimizerHyper h, const float* __restrict__ code1,
                          const float* __restrict__ code2) {
   static_assert(!has_state3(A), "no pre-pass for three states (the op refuses max_unorm and tensor-wise state)");
+  constexpr bool Q = Bits < 32;
   constexpr bool kTwo = num_states(A) == 2;
   extern __shared__ float smem[];
   float* val1 = smem;
@@ -523,15 +660,15 @@ optimizer_prepass_kernel(OptTable tab, OptimizerHyper h, const float* __restrict
     any = true;
     const int64_t blk = c - __ldg(tab.starts + t);
     const int64_t chunk = blk * kOptimizerBlock;
-    RawLane<T, Q> raw;
+    RawLane<T, Bits> raw;
     raw.load(s, blk, lane, vec && chunk + kOptimizerBlock <= s.n, kTwo, h.block_wise);
-    LaneData<T, Q> d;
+    LaneData<T, Bits> d;
     d.unpack(raw, s.gnorm_scale ? *s.gnorm_scale : 1.f, val1, val2, kTwo);
 #pragma unroll
     for (int j = 0; j < kOptPerLane; ++j) {
       float u;
       step_element_as<A>(h, d.p[j], d.g[j], d.a[j], d.b[j], u);
-      if (chunk + LaneLayout<T, Q>::offset(lane, j) < s.n) {
+      if (chunk + LaneLayout<T, Bits>::offset(lane, j) < s.n) {
         usq += u * u;
         psq += d.p[j] * d.p[j];
         m1 = fmaxf(m1, fabsf(d.a[j]));
@@ -545,16 +682,18 @@ optimizer_prepass_kernel(OptTable tab, OptimizerHyper h, const float* __restrict
 // Tensor-wise 8-bit state: the absmax found by the pre-pass becomes the tensor's absmax.
 __global__ void optimizer_store_tensor_absmax_kernel(const TensorSlot* slots, int count, bool two);
 
-template <typename T, bool Q, Algorithm A>
+template <typename T, int Bits, Algorithm A>
 cudaError_t launch_optimizer_kernels(const OptTable& tab, int count, const OptimizerHyper& h, const float* code1,
                                      const float* code2, float* workspace, cudaStream_t stream) {
+  constexpr bool Q = Bits < 32;
   constexpr int states = num_states(A);
   const int64_t ctas_needed = (tab.total_chunks + kOptWarps - 1) / kOptWarps;
   if (ctas_needed == 0) return cudaSuccess;
-  if constexpr (has_state3(A)) {
-    if (needs_prepass(h, Q)) return cudaErrorInvalidValue;  // refused by the op before it gets here
+  if constexpr (Bits == 4 || has_state3(A)) {
+    // 4-bit state and three states: block-wise, no trust ratio (the op refuses the rest)
+    if (needs_prepass(h, Q)) return cudaErrorInvalidValue;
   } else if (needs_prepass(h, Q)) {
-    const auto pre = optimizer_prepass_kernel<T, Q, A>;
+    const auto pre = optimizer_prepass_kernel<T, Bits, A>;
     const int smem = Q ? states * kValFloats * int(sizeof(float)) : 0;
     // set on every launch: the attribute belongs to the current device
     const cudaError_t attr_pre =
@@ -566,7 +705,7 @@ cudaError_t launch_optimizer_kernels(const OptTable& tab, int count, const Optim
     pre<<<int(grid), kOptThreads, smem, stream>>>(tab, h, code1, code2);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
   }
-  const auto main = optimizer_update_kernel<T, Q, A>;
+  const auto main = optimizer_update_kernel<T, Bits, A>;
   const int smem = optimizer_smem_bytes(Q, states);
   const cudaError_t attr_main =
       cudaFuncSetAttribute((const void*)main, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
@@ -582,15 +721,19 @@ cudaError_t launch_optimizer_kernels(const OptTable& tab, int count, const Optim
   return e;
 }
 
-// One dtype's entry point: picks the state kind and algorithm.
+// One dtype's entry point: picks the state format and algorithm (4-bit state: Adam only).
 template <typename T>
-cudaError_t launch_optimizer_update(const OptTable& tab, int count, bool eight_bit, const OptimizerHyper& h,
+cudaError_t launch_optimizer_update(const OptTable& tab, int count, StateFormat format, const OptimizerHyper& h,
                                     const float* code1, const float* code2, float* workspace, cudaStream_t stream) {
+  if (format == StateFormat::Code4)
+    return h.algorithm == Algorithm::Adam
+               ? launch_optimizer_kernels<T, 4, Algorithm::Adam>(tab, count, h, code1, code2, workspace, stream)
+               : cudaErrorInvalidValue;
 #define BNB_OPT_CASE(ALG)                                                                                   \
   case Algorithm::ALG:                                                                                      \
-    return eight_bit                                                                                        \
-               ? launch_optimizer_kernels<T, true, Algorithm::ALG>(tab, count, h, code1, code2, workspace, stream) \
-               : launch_optimizer_kernels<T, false, Algorithm::ALG>(tab, count, h, code1, code2, workspace, stream);
+    return format == StateFormat::Code8                                                                     \
+               ? launch_optimizer_kernels<T, 8, Algorithm::ALG>(tab, count, h, code1, code2, workspace, stream) \
+               : launch_optimizer_kernels<T, 32, Algorithm::ALG>(tab, count, h, code1, code2, workspace, stream);
   switch (h.algorithm) {
     BNB_OPT_CASE(Adam)
     BNB_OPT_CASE(Momentum)
@@ -603,8 +746,8 @@ cudaError_t launch_optimizer_update(const OptTable& tab, int count, bool eight_b
   return cudaErrorInvalidValue;
 }
 
-#define BNB_INSTANTIATE_OPTIMIZER(T)                                                                         \
-  template cudaError_t launch_optimizer_update<T>(const OptTable&, int, bool, const OptimizerHyper&, const float*, \
-                                                  const float*, float*, cudaStream_t);
+#define BNB_INSTANTIATE_OPTIMIZER(T)                                                                          \
+  template cudaError_t launch_optimizer_update<T>(const OptTable&, int, StateFormat, const OptimizerHyper&,     \
+                                                  const float*, const float*, float*, cudaStream_t);
 
 }  // namespace bnb::cuda

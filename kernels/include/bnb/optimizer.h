@@ -21,8 +21,25 @@ BNB_HD constexpr int num_states(Algorithm a) { return a == Algorithm::Adam || a 
 // slot's state3 / absmax3, pointing into the second half.
 BNB_HD constexpr bool has_state3(Algorithm a) { return a == Algorithm::AdEMAMix; }
 
-// Values per quantization block of the 8-bit state.
+// Values per quantization block of the 8-bit state, and the chunk of a multi-tensor launch.
 constexpr int64_t kOptimizerBlock = 256;
+// Values per quantization block of the 4-bit state (two blocks a chunk): 4-bit codes need the
+// finer scale to follow the outliers of the moments.
+constexpr int64_t kOptimizerBlock4bit = 128;
+
+// How a launch keeps its states: float32 values, or codes into a sorted map scaled by a block
+// maximum (absmax). 8-bit codes (maps of kFormat8bit) lie one a byte, in blocks of
+// kOptimizerBlock values or one absmax for the tensor; 4-bit codes (maps of kFormat4bit) two a
+// byte, the first value in the high nibble (a padding nibble past an odd end is 0), in blocks
+// of kOptimizerBlock4bit values.
+enum class StateFormat : int { Float32 = 0, Code8 = 1, Code4 = 2 };
+
+constexpr int64_t state_block(StateFormat f) { return f == StateFormat::Code4 ? kOptimizerBlock4bit : kOptimizerBlock; }
+
+// Bytes of one state of n values.
+constexpr int64_t state_bytes(StateFormat f, int64_t n) {
+  return f == StateFormat::Float32 ? 4 * n : f == StateFormat::Code8 ? n : (n + 1) / 2;
+}
 
 // Everything that is the same for every tensor of one launch.
 struct OptimizerHyper {

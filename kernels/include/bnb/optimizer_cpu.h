@@ -18,4 +18,10 @@ void optimizer_update_32bit(DType dtype, const OptimizerHyper& h, const TensorSl
 void optimizer_update_8bit(DType dtype, const OptimizerHyper& h, const TensorSlot* slots, int64_t count,
                            const float* code1, const float* code2);
 
+// 4-bit states (StateFormat::Code4): codes into 16-entry maps code1/code2, two a byte, scaled
+// by absmax per 128 values; the same one pass. h.block_wise must be set and h.max_unorm 0
+// (what the op allows for 4-bit state, as the CUDA kernel has no pre-pass for it).
+void optimizer_update_4bit(DType dtype, const OptimizerHyper& h, const TensorSlot* slots, int64_t count,
+                           const float* code1, const float* code2);
+
 }  // namespace bnb::cpu

@@ -10,10 +10,11 @@
 namespace bnb::cuda {
 
 // Updates every tensor of `table` (a device copy of what fill_optimizer_table wrote, for
-// `count` tensors and `total_chunks` chunks) in place. eight_bit: uint8 states with maps
-// code1/code2, else float32 states. workspace: count * kStats floats (the slots' stats
-// point into it), zeroed here where a pre-pass needs it.
-cudaError_t optimizer_update(DType dtype, bool eight_bit, const OptimizerHyper& h, const void* table, int count,
+// `count` tensors and `total_chunks` chunks) in place. format: float32 states, or 8-bit / 4-bit
+// codes with maps code1/code2 (StateFormat; 4-bit: Adam, block-wise, no trust ratio).
+// workspace: count * kStats floats (the slots' stats point into it), zeroed here where a
+// pre-pass needs it.
+cudaError_t optimizer_update(DType dtype, StateFormat format, const OptimizerHyper& h, const void* table, int count,
                              int64_t total_chunks, const float* code1, const float* code2, float* workspace,
                              cudaStream_t stream);
 

@@ -1,8 +1,8 @@
 // The CUDA multi-tensor optimizer update (bnb/optimizer_cuda.h) against the CPU update on
-// the same tensors, for every algorithm, 32-bit and 8-bit states, one tensor and several
-// (an empty one included). The GPU takes the hardware's square root and quotient (within
-// 2 ulp, bnb/optimizer.h) and may fuse multiply-adds: parameters agree to a rounding of
-// their dtype, 32-bit states to float32 rounding, 8-bit codes to one step of the map.
+// the same tensors, for every algorithm, 32-bit and 8-bit states (and 4-bit state for Adam),
+// one tensor and several (an empty one included). The GPU takes the hardware's square root and
+// quotient (within 2 ulp, bnb/optimizer.h) and may fuse multiply-adds: parameters agree to a
+// rounding of their dtype, 32-bit states to float32 rounding, codes to one step of the map.
 #include <algorithm>
 #include <cstdlib>
 #include <deque>
@@ -52,23 +52,24 @@ bnb::OptimizerHyper hyper(Algorithm a, bool block_wise, float max_unorm) {
 struct HostTensor {
   Values p, g;
   std::vector<float> s1, s2;    // 32-bit states
-  std::vector<uint8_t> q1, q2;  // 8-bit states
+  std::vector<uint8_t> q1, q2;  // 8-bit states, or 4-bit ones two a byte
   std::vector<float> a1, a2;    // their absmax
 };
 
 // nonneg1: state1 holds squares (RMSprop, Adagrad), so it starts non-negative. stacked: state1
 // holds that many states of n values (AdEMAMix: 2), each with its absmax.
-HostTensor make_tensor(DType dtype, int64_t n, bool eight_bit, bool block_wise, bool nonneg1, uint32_t seed,
-                       int64_t stacked = 1) {
+HostTensor make_tensor(DType dtype, int64_t n, bnb::StateFormat format, bool block_wise, bool nonneg1,
+                       uint32_t seed, int64_t stacked = 1) {
   HostTensor t{random_values(dtype, n, seed), random_values(dtype, n, seed + 1, 0.1f)};
   std::mt19937 rng(seed + 2);
   std::normal_distribution<float> normal(0.f, 0.01f);
   std::uniform_int_distribution<int> code(0, 255);
-  if (eight_bit) {
-    const int64_t scales = block_wise ? bnb::num_blocks(n, bnb::kOptimizerBlock) : 1;
-    for (int64_t i = 0; i < stacked * n; ++i) {
+  if (format != bnb::StateFormat::Float32) {
+    const int64_t scales = block_wise ? bnb::num_blocks(n, bnb::state_block(format)) : 1;
+    const int64_t bytes = bnb::state_bytes(format, n);
+    for (int64_t i = 0; i < stacked * bytes; ++i) {
       t.q1.push_back(uint8_t(code(rng)));
-      if (i < n) t.q2.push_back(uint8_t(code(rng)));
+      if (i < bytes) t.q2.push_back(uint8_t(code(rng)));
     }
     for (int64_t i = 0; i < stacked * scales; ++i) {
       t.a1.push_back(0.01f + 0.001f * float(i % 7));
@@ -95,26 +96,45 @@ struct DeviceTensor {
 
 class OptimizerCuda : public CudaTestWithParam<std::tuple<Algorithm, DType, int, bool>> {};
 
-// mode 0: 32-bit states; 1: 8-bit block-wise; 2: 8-bit tensor-wise. `several`: five tensors
-// of sizes that are not multiples of the 256-value block, one of them empty.
+// The maps of 4-bit Adam state: the signed dynamic map of 4-bit codes, and the linear map
+// without zero for the second moment.
+std::vector<float> map_4bit(bool is_signed) {
+  if (is_signed)
+    return {-0.8875f, -0.6625f, -0.4375f, -0.2125f, -0.0775f, -0.0325f, -0.0055f, 0.f,
+            0.0055f,  0.0325f,  0.0775f,  0.2125f,  0.4375f,  0.6625f,  0.8875f,  1.f};
+  std::vector<float> m(16);
+  for (int i = 0; i < 16; ++i) m[i] = float(i + 1) / 16.f;
+  return m;
+}
+
+// Code i of a state: a byte, or a nibble (the even value high).
+int code_at(const std::vector<uint8_t>& q, int64_t i, bool four_bit) {
+  return four_bit ? (q[size_t(i / 2)] >> (i % 2 ? 0 : 4)) & 0xf : q[size_t(i)];
+}
+
+// mode 0: 32-bit states; 1: 8-bit block-wise; 2: 8-bit tensor-wise; 3: 4-bit (Adam). `several`:
+// five tensors of sizes that are not multiples of the 256-value block, one of them empty.
 // sizes_given: the tensors' sizes instead (non-empty).
 void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unorm,
               const std::vector<int64_t>& sizes_given = {}) {
-  const bool eight_bit = mode > 0, block_wise = mode != 2;
+  const bnb::StateFormat format =
+      mode == 0 ? bnb::StateFormat::Float32 : mode == 3 ? bnb::StateFormat::Code4 : bnb::StateFormat::Code8;
+  const bool eight_bit = mode > 0, block_wise = mode != 2, four_bit = mode == 3;
   const bool two = bnb::num_states(alg) == 2;
   const int64_t stacked = bnb::has_state3(alg) ? 2 : 1;  // AdEMAMix: the slow EMA after the fast one
   const std::vector<int64_t> sizes = !sizes_given.empty() ? sizes_given
-                                     : several              ? std::vector<int64_t>{1000, 1, 0, 257, 70001}
-                                                            : std::vector<int64_t>{4099};
+                                     : several ? std::vector<int64_t>{1000, 1, 0, 257, 70001, 129}
+                                               : std::vector<int64_t>{4099};
   const auto h = hyper(alg, block_wise, max_unorm);
   // State1 of RMSprop and Adagrad holds squares: an unsigned map, as the optimizers give it.
   const bool nonneg1 = alg == Algorithm::RMSprop || alg == Algorithm::Adagrad;
-  const std::vector<float> code1 = nonneg1 ? linear_map(false) : dense_map(), code2 = linear_map(false);
+  const std::vector<float> code1 = four_bit ? map_4bit(true) : nonneg1 ? linear_map(false) : dense_map();
+  const std::vector<float> code2 = four_bit ? map_4bit(false) : linear_map(false);
   const float* map2 = two ? code2.data() : code1.data();
 
   std::vector<HostTensor> cpu;
   for (size_t i = 0; i < sizes.size(); ++i)
-    cpu.push_back(make_tensor(dtype, sizes[i], eight_bit, block_wise, nonneg1, uint32_t(100 * i + mode), stacked));
+    cpu.push_back(make_tensor(dtype, sizes[i], format, block_wise, nonneg1, uint32_t(100 * i + mode), stacked));
   std::deque<DeviceTensor> dev;  // buffers are not movable: a deque never moves them
   for (const auto& t : cpu) dev.emplace_back(t);  // before the CPU update changes them
   const int count = int(sizes.size());
@@ -141,7 +161,9 @@ void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unor
       dev_slots.back().absmax3 = eight_bit ? d.a1.get() + blocks : nullptr;
     }
   }
-  if (eight_bit)
+  if (four_bit)
+    bnb::cpu::optimizer_update_4bit(dtype, h, cpu_slots.data(), count, code1.data(), map2);
+  else if (eight_bit)
     bnb::cpu::optimizer_update_8bit(dtype, h, cpu_slots.data(), count, code1.data(), map2);
   else
     bnb::cpu::optimizer_update_32bit(dtype, h, cpu_slots.data(), count);
@@ -150,7 +172,7 @@ void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unor
   const int64_t chunks = bnb::fill_optimizer_table(dev_slots.data(), count, table.data());
   DeviceBuffer<uint8_t> table_d(table);
   DeviceBuffer<float> code1_d(code1), code2_d(code2);
-  ASSERT_EQ(bnb::cuda::optimizer_update(dtype, eight_bit, h, table_d.get(), count, chunks, code1_d.get(),
+  ASSERT_EQ(bnb::cuda::optimizer_update(dtype, format, h, table_d.get(), count, chunks, code1_d.get(),
                                         two ? code2_d.get() : code1_d.get(), workspace.get(), nullptr),
             cudaSuccess);
 
@@ -168,9 +190,11 @@ void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unor
       if (s == 2 && !two) break;
       const std::vector<uint8_t> q = (s == 1 ? d.q1 : d.q2).host();
       const std::vector<uint8_t>& want = s == 1 ? t.q1 : t.q2;
+      const int64_t n = sizes[static_cast<size_t>(i)], codes = s == 1 ? stacked * n : n;  // AdEMAMix: both halves
       int far = 0;
-      for (size_t j = 0; j < q.size(); ++j) far += std::abs(int(q[j]) - int(want[j])) > 1;
+      for (int64_t j = 0; j < codes; ++j) far += std::abs(code_at(q, j, four_bit) - code_at(want, j, four_bit)) > 1;
       EXPECT_EQ(far, 0) << "state" << s << " codes more than one step from the CPU's";
+      if (four_bit && n % 2) EXPECT_EQ(q.back() & 0xf, 0) << "the padding nibble past an odd end";
       expect_close(from_floats(DType::Float32, (s == 1 ? d.a1 : d.a2).host()),
                    from_floats(DType::Float32, s == 1 ? t.a1 : t.a2), 1e-5f, "absmax");
     }
@@ -180,6 +204,15 @@ void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unor
 TEST_P(OptimizerCuda, MatchesCpu) {
   const auto [alg, dtype, mode, several] = GetParam();
   run_case(alg, dtype, mode, several, 0.f);
+}
+
+// 4-bit state (Adam only): every parameter dtype, one tensor and several.
+TEST_F(CudaTest, Optimizer4bitMatchesCpu) {
+  for (const DType dtype : {DType::Float32, DType::Float16, DType::BFloat16})
+    for (const bool several : {false, true}) {
+      SCOPED_TRACE(std::string(name(dtype)) + (several ? ", several tensors" : ", one tensor"));
+      run_case(Algorithm::Adam, dtype, 3, several, 0.f);
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(
