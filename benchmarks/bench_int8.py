@@ -121,7 +121,7 @@ def bench_shape(name, M, K, N, dtype, bw, args):
                 lambda: ops.int8_mm_dequant_outliers(C, row_stats, SCB, b, x, CB, lst, dtype), args.warmup,
                 args.iters)
             rec["ms_dequant_no_outliers"] = time_ms_back_to_back(
-                lambda: ops.int8_mm_dequant(C, row_stats, SCB, b, None, None, dtype), args.warmup, args.iters)
+                lambda: ops.int8_mm_dequant(C, row_stats, SCB, dtype, b), args.warmup, args.iters)
         # The two memory-bound passes against the copy bandwidth: quantize reads 16-bit A and
         # writes int8; dequantize reads int32 C and writes 16-bit.
         rec["quant_fraction_of_copy_bw"] = M * K * (x.element_size() + 1) / (rec["ms_quant"] * 1e-3) / 1e12 / bw

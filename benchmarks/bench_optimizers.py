@@ -72,7 +72,7 @@ def moved_bytes(params, opt):
     for p in params:
         total += 3 * p.numel() * p.element_size()
     for st in opt.state.values():
-        for key in ("state1", "state2", "absmax1", "absmax2", "exp_avg", "exp_avg_sq"):
+        for key in ("state1", "state2", "absmax1", "absmax2", "max1", "max2", "exp_avg", "exp_avg_sq"):
             if key in st:
                 total += 2 * st[key].numel() * st[key].element_size()
     return total

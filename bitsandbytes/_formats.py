@@ -31,6 +31,7 @@ class QuantFormat:
     bits: int
     min_blocksize: int
     max_blocksize: int
+    any_blocksize_on_cpu: bool = False
 
     @property
     def map_size(self):
@@ -47,9 +48,17 @@ class QuantFormat:
     def is_supported_blocksize(self, blocksize):
         return blocksize in self.blocksizes
 
+    def accepts_blocksize(self, blocksize, device_type):
+        """Whether a block-wise op of this format on `device_type` takes `blocksize`: on the CPU
+        any positive one where the format allows it (its kernels take blocks of any length, as
+        the reference library's CPU path does), elsewhere the powers of two of `blocksizes`."""
+        if self.any_blocksize_on_cpu and device_type == "cpu":
+            return blocksize > 0
+        return self.is_supported_blocksize(blocksize)
+
 
 # 8-bit codes (dynamic, linear, fp8 and quantile maps) and 4-bit codes (NF4, FP4).
-FORMAT_8BIT = QuantFormat("8-bit", bits=8, min_blocksize=64, max_blocksize=4096)
+FORMAT_8BIT = QuantFormat("8-bit", bits=8, min_blocksize=64, max_blocksize=4096, any_blocksize_on_cpu=True)
 FORMAT_4BIT = QuantFormat("4-bit", bits=4, min_blocksize=32, max_blocksize=4096)
 
 # estimate_quantiles: the fewest input values and the most quantiles (bnb/quantiles.h).

@@ -26,3 +26,11 @@ def check_dtype(t, want, op, arg):
 
 def check_float(dtype, op, arg):
     torch._check_type(dtype in FLOAT_DTYPES, lambda: f"{op}: {arg} must be {dtype_list(FLOAT_DTYPES)}, got {dtype}")
+
+
+def check_out(out, shape, dtype, device, op):
+    """The `out` of an op's `.out` overload: the result's shape, dtype and device."""
+    torch._check_value(tuple(out.shape) == tuple(shape),
+                       lambda: f"{op}: out must have shape {torch.Size(shape)}, got {out.shape}")
+    torch._check_type(out.dtype == dtype, lambda: f"{op}: out must be {dtype}, got {out.dtype}")
+    torch._check_value(out.device == device, lambda: f"{op}: out must be on {device}, got {out.device}")

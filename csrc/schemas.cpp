@@ -8,6 +8,8 @@ TORCH_LIBRARY(bitsandbytes, m) {
   // Block-wise 8-bit quantization: codes shaped like A, one float32 absmax per block.
   m.def("quantize_blockwise(Tensor A, Tensor code, int blocksize) -> (Tensor, Tensor)");
   m.def("dequantize_blockwise(Tensor A, Tensor absmax, Tensor code, int blocksize, ScalarType dtype) -> Tensor");
+  m.def("dequantize_blockwise.out(Tensor A, Tensor absmax, Tensor code, int blocksize, ScalarType dtype, "
+        "Tensor! out) -> ()");
   // One absmax (a 0-dim float32 tensor) for the whole tensor.
   m.def("quantize(Tensor A, Tensor code) -> (Tensor, Tensor)");
   m.def("dequantize(Tensor A, Tensor absmax, Tensor code, ScalarType dtype) -> Tensor");
@@ -20,9 +22,13 @@ TORCH_LIBRARY(bitsandbytes, m) {
   m.def("quantize_4bit(Tensor A, int blocksize, str quant_type, ScalarType quant_storage) -> (Tensor, Tensor)");
   m.def("dequantize_4bit(Tensor A, Tensor absmax, int blocksize, str quant_type, int[] shape, ScalarType dtype) "
         "-> Tensor");
+  m.def("dequantize_4bit.out(Tensor A, Tensor absmax, int blocksize, str quant_type, int[] shape, ScalarType dtype, "
+        "Tensor! out) -> ()");
   // A[..., K] @ dequant(B)^T for the packed weight B of shape shapeB = [N, K] and its table `code`,
   // the weight dequantized in registers: [..., N] in A's dtype.
   m.def("gemv_4bit(Tensor A, Tensor B, int[] shapeB, Tensor absmax, Tensor code, int blocksize) -> Tensor");
+  m.def("gemv_4bit.out(Tensor A, Tensor B, int[] shapeB, Tensor absmax, Tensor code, int blocksize, Tensor! out) "
+        "-> ()");
   // A @ dequant(B)^T (+ bias) with the weight's scales as stored: absmax float32, or uint8 codes
   // with nested_code, nested_absmax and the one-value nested_offset (compress_statistics). Picks the fused kernel or
   // dequantize + linear by the rows of A.
@@ -53,20 +59,27 @@ TORCH_LIBRARY(bitsandbytes, m) {
   m.def("prefetch_to_device(Tensor(a!)[] tensors) -> ()");
 }
 
-// LLM.int8(): row-wise int8 quantization with outlier columns, int8 GEMM, dequantization.
+// LLM.int8(): row-wise int8 quantization with outlier columns, int8 GEMM, dequantization. The
+// schemas of ops the reference library also has are its own (names, defaults, overloads), so
+// that code and backends written against it find them; ops of our own follow.
 TORCH_LIBRARY_FRAGMENT(bitsandbytes, m) {
-  // (int8 A shaped like A, float32 row_stats[rows], bool outlier_cols[cols]); threshold > 0
-  // flags the columns holding any |value| > threshold and zeroes them in the int8 output.
-  m.def("int8_vectorwise_quant(Tensor A, float threshold) -> (Tensor, Tensor, Tensor)");
+  // (int8 A shaped like A, float32 row_stats[rows], int64 outlier column indices or None without a
+  // threshold); threshold > 0 finds the columns holding any |value| >= threshold and zeroes them
+  // in the int8 output.
+  m.def("int8_vectorwise_quant(Tensor A, float threshold=0.0) -> (Tensor, Tensor, Tensor?)");
   // float32 A * row_stats / 127.
   m.def("int8_vectorwise_dequant(Tensor A, Tensor stats) -> Tensor");
-  // (out_row, out_col, row_stats, col_stats, outlier_cols): row- and column-wise at once.
-  m.def("int8_double_quant(Tensor A, float threshold) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // (out_row, out_col, row_stats, col_stats, outlier columns): row- and column-wise at once.
+  m.def("int8_double_quant(Tensor A, float threshold=0.0) -> (Tensor, Tensor, Tensor, Tensor, Tensor?)");
   // int32 A[..., K] x B[N, K]^T.
   m.def("int8_linear_matmul(Tensor A, Tensor B) -> Tensor");
-  // A_int32 * row_stats * col_stats / 127^2 + bias + sub_A @ sub_B^T, in `dtype`.
-  m.def("int8_mm_dequant(Tensor A, Tensor row_stats, Tensor col_stats, Tensor? bias, Tensor? sub_A, "
-        "Tensor? sub_B, ScalarType dtype) -> Tensor");
+  m.def("int8_linear_matmul.out(Tensor A, Tensor B, Tensor! out) -> ()");
+  // A_int32 * row_stats * col_stats / 127^2 + bias, in `dtype` (default float16).
+  m.def("int8_mm_dequant(Tensor A, Tensor row_stats, Tensor col_stats, ScalarType? dtype=None, Tensor? bias=None) "
+        "-> Tensor");
+  // int8_linear_matmul then int8_mm_dequant (a composite of the two).
+  m.def("int8_scaled_mm(Tensor A, Tensor B, Tensor row_stats, Tensor col_stats, Tensor? bias=None, "
+        "ScalarType? dtype=None) -> Tensor");
   // int8_vectorwise_quant with the outlier columns listed on the device: (int8 A, row_stats,
   // int32 outlier_list[cols + 1] = [count, ascending column indices, zeros...]).
   m.def("int8_vectorwise_quant_outliers(Tensor A, float threshold) -> (Tensor, Tensor, Tensor)");

@@ -35,8 +35,8 @@ CASES = {
         lambda d: ops.quantize_blockwise(torch.arange(100, device=d), _code(device=d), 4096)),
     "quantize_blockwise/blocksize": (
         ValueError,
-        lambda d: F.quantize_blockwise(_f32(100, device=d), blocksize=100),
-        lambda d: ops.quantize_blockwise(_f32(100, device=d), _code(device=d), 100)),
+        lambda d: F.quantize_blockwise(_f32(100, device=d), blocksize=0),
+        lambda d: ops.quantize_blockwise(_f32(100, device=d), _code(device=d), 0)),
     "quantize_blockwise/code size": (
         ValueError,
         lambda d: F.quantize_blockwise(_f32(100, device=d), code=_code(16, device=d)),
@@ -57,8 +57,8 @@ CASES = {
                                            torch.float32)),
     "dequantize_blockwise/blocksize": (
         ValueError,
-        lambda d: F.dequantize_blockwise(_u8(100, device=d), absmax=_f32(2, device=d), blocksize=96),
-        lambda d: ops.dequantize_blockwise(_u8(100, device=d), _f32(2, device=d), _code(device=d), 96,
+        lambda d: F.dequantize_blockwise(_u8(100, device=d), absmax=_f32(2, device=d), blocksize=0),
+        lambda d: ops.dequantize_blockwise(_u8(100, device=d), _f32(2, device=d), _code(device=d), 0,
                                            torch.float32)),
     "dequantize_blockwise/code size": (
         ValueError,
@@ -150,14 +150,13 @@ CASES = {
     "int8_mm_dequant/A dtype": (
         TypeError,
         lambda d: F.int8_mm_dequant(_f32(4, 5, device=d), _f32(4, device=d), _f32(5, device=d)),
-        lambda d: ops.int8_mm_dequant(_f32(4, 5, device=d), _f32(4, device=d), _f32(5, device=d), None, None, None,
-                                      torch.float16)),
+        lambda d: ops.int8_mm_dequant(_f32(4, 5, device=d), _f32(4, device=d), _f32(5, device=d))),
     "int8_mm_dequant/col_stats size": (
         ValueError,
         lambda d: F.int8_mm_dequant(torch.zeros(4, 5, dtype=torch.int32, device=d), _f32(4, device=d),
                                     _f32(6, device=d)),
         lambda d: ops.int8_mm_dequant(torch.zeros(4, 5, dtype=torch.int32, device=d), _f32(4, device=d),
-                                      _f32(6, device=d), None, None, None, torch.float16)),
+                                      _f32(6, device=d))),
     "int8_weight_linear/CB dtype": (
         TypeError,
         lambda d: F.int8_weight_linear(_f32(4, 8, device=d), _f32(3, 8, device=d), _f32(3, device=d)),

@@ -17,10 +17,12 @@ def _accepts(call):
     return True
 
 
-def test_8bit_block_sizes_are_the_ops():
-    A, code = torch.randn(300), F.create_dynamic_map()
-    for b in (16, 32, 48, 64, 96, 100, 128, 256, 512, 1024, 2048, 4096, 8192):
-        assert _accepts(lambda: ops.quantize_blockwise(A, code, b)) == FORMAT_8BIT.is_supported_blocksize(b), b
+def test_8bit_block_sizes_are_the_ops(device):
+    A, code = torch.randn(300, device=device), F.create_dynamic_map().to(device)
+    for b in (-64, 0, 1, 16, 32, 48, 64, 96, 100, 128, 256, 512, 1024, 2048, 4096, 8192):
+        want = FORMAT_8BIT.accepts_blocksize(b, A.device.type)
+        assert _accepts(lambda: ops.quantize_blockwise(A, code, b)) == want, b
+        assert want == (b > 0 if device == "cpu" else FORMAT_8BIT.is_supported_blocksize(b)), b
     assert FORMAT_8BIT.blocksizes == (64, 128, 256, 512, 1024, 2048, 4096)
 
 
@@ -36,7 +38,7 @@ def test_4bit_format():
 
 
 def test_messages_are_built_from_the_formats():
-    with pytest.raises(ValueError, match=", ".join(map(str, FORMAT_8BIT.blocksizes))):
-        ops.quantize_blockwise(torch.randn(10), F.create_dynamic_map(), 100)
+    with pytest.raises(ValueError, match=", ".join(map(str, FORMAT_4BIT.blocksizes))):
+        ops.quantize_4bit(torch.randn(10), 100, "nf4", torch.uint8)
     with pytest.raises(TypeError, match=dtype_list(FLOAT_DTYPES)):
         ops.quantize_blockwise(torch.arange(10), F.create_dynamic_map(), 64)

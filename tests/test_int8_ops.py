@@ -15,7 +15,7 @@ def ref_quant(A, threshold, dim=-1):
     K = A.shape[-1]
     X = A.float().reshape(-1, K)
     absx = X.abs()
-    outl = absx > threshold if threshold > 0 else torch.zeros_like(absx, dtype=torch.bool)
+    outl = absx >= threshold if threshold > 0 else torch.zeros_like(absx, dtype=torch.bool)
     regular = absx.masked_fill(outl, 0)
     axis = 1 if dim == -1 else 0
     stats = regular.amax(dim=axis) if X.shape[axis] else torch.zeros(X.shape[1 - axis])
@@ -129,18 +129,50 @@ def test_mm_dequant_default_dtype(device):
     assert F.int8_mm_dequant(C, *s, bias=torch.zeros(6, dtype=torch.bfloat16, device=device)).dtype == torch.bfloat16
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_mm_dequant_outlier_product(device, dtype):
-    M, N, k = 19, 70, 3
-    C = torch.randint(-2**16, 2**16, (M, N), dtype=torch.int32, device=device)
-    rs, cs = torch.rand(M, device=device), torch.rand(N, device=device)
-    sa, sb = torch.randn(M, k).to(dtype).to(device), torch.randn(N, k).to(dtype).to(device)
-    bias = torch.randn(N).to(dtype).to(device)
-    out = torch.ops.bitsandbytes.int8_mm_dequant(C, rs, cs, bias, sa, sb, dtype)
-    ref = (C.cpu().double() * rs.cpu().double()[:, None] * cs.cpu().double() / 127**2 + bias.cpu().double()
-           + sa.cpu().double() @ sb.cpu().double().t())
-    tol = 2e-3 if dtype == torch.float16 else 1e-2
-    torch.testing.assert_close(out.cpu().double(), ref, rtol=tol, atol=tol)
+def test_mm_dequant_schema_defaults(device):
+    """The reference's schema: dtype defaults to float16; a bias of another float dtype is cast."""
+    C = torch.randint(-2**16, 2**16, (19, 70), dtype=torch.int32, device=device)
+    rs, cs = torch.rand(19, device=device), torch.rand(70, device=device)
+    ref = C.cpu().double() * rs.cpu().double()[:, None] * cs.cpu().double() / 127**2
+    out = torch.ops.bitsandbytes.int8_mm_dequant(C, rs, cs)
+    assert out.dtype == torch.float16
+    torch.testing.assert_close(out.cpu().double(), ref, rtol=2e-3, atol=2e-3)
+    bias = torch.randn(70, device=device)
+    out = torch.ops.bitsandbytes.int8_mm_dequant(C, rs, cs, torch.bfloat16, bias=bias)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.cpu().double(), ref + bias.cpu().double(), rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_scaled_mm_is_matmul_then_dequant(device, with_bias):
+    A = torch.randint(-128, 128, (10, 20), dtype=torch.int8, device=device)
+    B = torch.randint(-128, 128, (30, 20), dtype=torch.int8, device=device)
+    rs, cs = torch.rand(10, device=device), torch.rand(30, device=device)
+    bias = torch.randn(30, dtype=torch.float16, device=device) if with_bias else None
+    ops = torch.ops.bitsandbytes
+    out = ops.int8_scaled_mm(A, B, rs, cs, bias)
+    want = ops.int8_mm_dequant(ops.int8_linear_matmul(A, B), rs, cs, None, bias)
+    assert out.dtype == torch.float16 and torch.equal(out, want)
+    ref = (A.cpu().double() @ B.cpu().double().t()) * rs.cpu().double()[:, None] * cs.cpu().double() / 127**2
+    if with_bias:
+        ref = ref + bias.cpu().double()
+    torch.testing.assert_close(out.cpu().double(), ref, rtol=2e-3, atol=2e-3)
+    assert ops.int8_scaled_mm(A, B, rs, cs, dtype=torch.bfloat16).dtype == torch.bfloat16
+
+
+def test_out_overloads(device):
+    """int8_linear_matmul.out writes the product into out, and refuses an out of another shape
+    or dtype."""
+    A = torch.randint(-128, 128, (10, 20), dtype=torch.int8, device=device)
+    B = torch.randint(-128, 128, (30, 20), dtype=torch.int8, device=device)
+    out = torch.empty(10, 30, dtype=torch.int32, device=device)
+    assert torch.ops.bitsandbytes.int8_linear_matmul.out(A, B, out) is None
+    assert torch.equal(out.cpu(), (A.cpu().long() @ B.cpu().long().t()).int())
+    assert F.int8_linear_matmul(A, B, out=out) is out
+    with pytest.raises(ValueError, match="shape"):
+        torch.ops.bitsandbytes.int8_linear_matmul.out(A, B, torch.empty(10, 31, dtype=torch.int32, device=device))
+    with pytest.raises(TypeError, match="int32|Int"):
+        torch.ops.bitsandbytes.int8_linear_matmul.out(A, B, torch.empty(10, 30, device=device))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -175,9 +207,9 @@ def _opcheck_samples(device):
         (ops.int8_vectorwise_dequant.default, (q, rs)),
         (ops.int8_double_quant.default, (A.to(torch.bfloat16), 6.0)),
         (ops.int8_linear_matmul.default, (q, B)),
-        (ops.int8_mm_dequant.default, (C, rs, cs, bias, None, None, torch.float16)),
-        (ops.int8_mm_dequant.default, (C, rs, cs, None, A[:, :2].contiguous(), bias[:, None].repeat(1, 2),
-                                       torch.float16)),
+        (ops.int8_mm_dequant.default, (C, rs, cs, torch.float16, bias)),
+        (ops.int8_mm_dequant.default, (C, rs, cs)),
+        (ops.int8_mm_dequant.default, (C, rs, cs, torch.bfloat16, bias)),
         (ops.int8_weight_linear.default, (A, B, cs, bias)),
     ]
 

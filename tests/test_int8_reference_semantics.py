@@ -130,3 +130,31 @@ def test_matmul_without_state_still_checks_b_layout(device):
     B = torch.randn(48, 96, dtype=torch.float16, device=device)
     with pytest.raises(ValueError, match="second dimension"):
         bnb.matmul(x, B.t())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_outliers_are_values_at_or_above_the_threshold(dtype, device):
+    """|x| >= threshold is an outlier in every op that decides it (a value exactly at the
+    threshold included, one just below it not), on the CPU and CUDA alike."""
+    A = torch.randn(37, 70, dtype=dtype).clamp(-3, 3)
+    A[4, 9] = 6.0
+    A[20, 33] = -6.0
+    A[11, 50] = torch.tensor(6.0, dtype=dtype).nextafter(torch.tensor(0.0, dtype=dtype))  # just below
+    A = A.to(device)
+    want = torch.tensor([9, 33])
+    _, row_stats, cols = bnb.functional.int8_vectorwise_quant(A, threshold=6.0)
+    assert torch.equal(cols.cpu(), want)
+    assert row_stats[4].item() < 6.0 and row_stats[11].item() == pytest.approx(A[11, 50].item())
+    out_row, out_col, _, col_stats, cols = bnb.functional.int8_double_quant(A, threshold=6.0)
+    assert torch.equal(cols.cpu(), want)
+    assert (out_row[:, want.to(device)] == 0).all() and (out_col[:, want.to(device)] == 0).all()
+    assert col_stats[9].item() < 6.0 and col_stats[50].item() == pytest.approx(abs(A[11, 50].item()))
+    _, _, listed = torch.ops.bitsandbytes.int8_vectorwise_quant_outliers(A, 6.0)
+    assert listed[0].item() == 2 and torch.equal(listed[1:3].cpu().long(), want)
+    # bnb.matmul: those columns go through the 16-bit product; a threshold just above 6 has none
+    from test_int8_matmul import ref_llm_int8
+    W = torch.randn(24, 70, dtype=dtype, device=device)
+    out = bnb.matmul(A, W, threshold=6.0)
+    ref = ref_llm_int8(A, W, None, 6.0)
+    assert ((out.double().cpu() - ref).norm() / ref.norm()).item() < 0.02
+    assert not torch.equal(out, bnb.matmul(A, W, threshold=6.000001))

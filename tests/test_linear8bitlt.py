@@ -115,9 +115,9 @@ def test_load_into_unquantized_errors(device):
         Linear8bitLt(96, 72, has_fp16_weights=False, threshold=6.0).load_state_dict(sd)
     with pytest.raises(RuntimeError, match="not quantized"):
         Linear8bitLt(96, 72).to(device).load_state_dict(sd)
-    bad = dict(sd, weight_format=torch.tensor(2, dtype=torch.uint8))
-    with pytest.raises(RuntimeError, match="not supported"):
-        layer.load_state_dict(bad)
+    for fmt in (torch.tensor(1, dtype=torch.uint8), 7, "col32", "tiled"):  # no int8 weight was saved so
+        with pytest.raises(ValueError, match="weight_format"):
+            layer.load_state_dict(dict(sd, weight_format=fmt))
 
 
 def test_reference_checkpoint(device, reference_dir):

@@ -48,7 +48,8 @@ def test_update_8bit_blockwise_adam(n, dtype, device):
         m = (code1[q1.long()] * a1.repeat_interleave(256)[:n]).double()
         v = (code2[q2.long()] * a2.repeat_interleave(256)[:n]).double()
         ref_p, ref_m, ref_v = adam_reference(p, g, m, v, step, 1e-2, 0.9, 0.999, 1e-8, 0.0)
-        F.optimizer_update_8bit_blockwise("adam", g, p, q1, q2, 0.9, 0.999, 0.0, 0.0, 1e-8, step, 1e-2, code1, code2, a1, a2)
+        F.optimizer_update_8bit_blockwise("adam", g, p, q1, q2, 0.9, 0.999, 0.0, 0.0, 1e-8, step, 1e-2, code1,
+                                          code2, a1, a2)
         # new absmax is the block max of the new state
         want_a1 = torch.nn.functional.pad(ref_m.abs(), (0, blocks * 256 - n)).view(blocks, 256).amax(1)
         torch.testing.assert_close(a1.double(), want_a1, rtol=1e-5, atol=1e-9)
@@ -109,7 +110,8 @@ def test_requantization_is_the_nearest_code_for_any_map(name, device):
     p = torch.zeros(n, device=device)
     q1 = torch.zeros(n, dtype=torch.uint8, device=device)
     a1 = torch.zeros(-(-n // 256), device=device)
-    F.optimizer_update_8bit_blockwise("momentum", g, p, q1, None, 0.9, 0.0, 0.0, 0.0, 0.0, 1, 1e-3, code, None, a1, None)
+    F.optimizer_update_8bit_blockwise("momentum", g, p, q1, None, 0.9, 0.0, 0.0, 0.0, 0.0, 1, 1e-3, code, None,
+                                      a1, None)
     x, amax = _blockwise_scaled(g)
     torch.testing.assert_close(a1, amax, rtol=0, atol=0)
     assert torch.equal(q1.cpu(), _expected_codes(x, code))
@@ -138,8 +140,8 @@ def test_update_8bit_tensorwise(device):
         g = torch.randn(n, device=device)
         m_old = code1[q1.long()] * a1
         want_m = 0.9 * m_old + g
-        F.optimizer_update_8bit_blockwise("momentum", g, p, q1, None, 0.9, 0.0, 0.0, 0.0, 0.0, step, 1e-2, code1, None, a1,
-                                          None, block_wise=False)
+        F.optimizer_update_8bit_blockwise("momentum", g, p, q1, None, 0.9, 0.0, 0.0, 0.0, 0.0, step, 1e-2, code1,
+                                          None, a1, None, block_wise=False)
         want_m = g if step == 1 else want_m
         torch.testing.assert_close(a1[0], want_m.abs().max())
         assert ((code1[q1.long()] * a1 - want_m).abs() <= 0.02 * a1).all()
@@ -187,8 +189,8 @@ def test_bad_arguments_name_the_argument(device):
     q1 = torch.zeros(300, dtype=torch.uint8, device=device)
     code1, code2 = state_maps(device)
     with pytest.raises(ValueError, match="absmax1"):
-        F.optimizer_update_8bit_blockwise("momentum", p.clone(), p, q1, None, 0.9, 0.0, 0.0, 0.0, 0.0, 1, 1e-3, code1, None,
-                                          torch.zeros(1, device=device), None)
+        F.optimizer_update_8bit_blockwise("momentum", p.clone(), p, q1, None, 0.9, 0.0, 0.0, 0.0, 0.0, 1, 1e-3,
+                                          code1, None, torch.zeros(1, device=device), None)
     with pytest.raises(ValueError, match="qmap1"):
         F.optimizer_update_8bit_blockwise("momentum", p.clone(), p, q1, None, 0.9, 0.0, 0.0, 0.0, 0.0, 1, 1e-3,
                                           torch.zeros(10, device=device), None, torch.zeros(2, device=device), None)
@@ -356,3 +358,57 @@ def test_prepared_update_takes_tensor_subclasses_through_torch_ops(device):
         results.append([p.as_subclass(torch.Tensor).clone() for p in params])
     for a, b in zip(*results):
         assert torch.equal(a, b)
+
+
+def test_reference_argument_order_with_beta3_and_alpha(device):
+    """Positional calls in the reference's order (beta3 and alpha after beta2) mean what they
+    mean there: the same update as the keyword call; a non-zero beta3/alpha is refused for an
+    algorithm other than ademamix (tests/test_ademamix.py runs ademamix through these forms)."""
+    n = 1000
+    g = torch.randn(n, device=device)
+    p1, p2 = torch.randn(n, device=device), None
+    p2 = p1.clone()
+    m1, v1, m2, v2 = (torch.zeros(n, device=device) for _ in range(4))
+    F.optimizer_update_32bit("adam", g, p1, m1, 0.9, 1e-8, 1, 1e-2, v1, 0.99, 0.0, 0.0, 0.0, 1.0, None, 0.0, False)
+    F.optimizer_update_32bit("adam", g, p2, m2, beta1=0.9, eps=1e-8, step=1, lr=1e-2, state2=v2, beta2=0.99)
+    assert torch.equal(p1, p2) and torch.equal(v1, v2)
+    code1, code2 = state_maps(device)
+    q = [torch.zeros(n, dtype=torch.uint8, device=device) for _ in range(4)]
+    a = [torch.zeros(4, device=device) for _ in range(4)]
+    p3, p4 = p1.clone(), p1.clone()
+    F.optimizer_update_8bit_blockwise("adam", g, p3, q[0], q[1], 0.9, 0.99, 0.0, 0.0, 1e-8, 1, 1e-2, code1, code2,
+                                      a[0], a[1], 0.0, 1.0, False)
+    F.optimizer_update_8bit_blockwise("adam", g, p4, q[2], q[3], beta1=0.9, beta2=0.99, beta3=0.0, alpha=0.0, eps=1e-8,
+                                      step=1, lr=1e-2, qmap1=code1, qmap2=code2, absmax1=a[2], absmax2=a[3])
+    assert torch.equal(p3, p4) and torch.equal(a[0], a[2])
+    with pytest.raises(ValueError, match="beta3"):
+        F.optimizer_update_32bit("adam", g, p1, m1, 0.9, 1e-8, 1, 1e-2, v1, 0.99, 0.999, 5.0)
+    with pytest.raises(ValueError, match="alpha"):
+        F.optimizer_update_8bit_blockwise("adam", g, p3, q[0], q[1], 0.9, 0.99, 0.0, 5.0, 1e-8, 1, 1e-2, code1, code2,
+                                          a[0], a[1])
+
+
+def test_update_8bit_tensorwise_reference_contract(device):
+    """optimizer_update_8bit reads max1, writes the new maximum to new_max1 and leaves max1;
+    the caller swaps them, as the reference's optimizers do. Checked in float64."""
+    n = 2500
+    p = torch.randn(n, device=device)
+    q1, q2 = torch.zeros(n, dtype=torch.uint8, device=device), torch.zeros(n, dtype=torch.uint8, device=device)
+    code1, code2 = state_maps(device)
+    max1, max2, new1, new2 = (torch.zeros(1, device=device) for _ in range(4))
+    ref_p = p.double()
+    for step in range(1, 4):
+        g = torch.randn(n, device=device)
+        m = 0.9 * (code1[q1.long()] * max1).double() + 0.1 * g.double()
+        v = 0.99 * (code2[q2.long()] * max2).double() + 0.01 * g.double() ** 2
+        ref_p = p.double() - 1e-2 * (m / (1 - 0.9 ** step)) / (v.sqrt() / (1 - 0.99 ** step) ** 0.5 + 1e-8)
+        old1 = max1.clone()
+        F.optimizer_update_8bit("adam", g, p, q1, q2, 0.9, 0.99, 1e-8, step, 1e-2, code1, code2, max1, max2, new1,
+                                new2)
+        assert torch.equal(max1, old1)
+        torch.testing.assert_close(new1.double(), m.abs().max().reshape(1), rtol=1e-5, atol=0)
+        torch.testing.assert_close(new2.double(), v.abs().max().reshape(1), rtol=1e-5, atol=0)
+        assert ((code1[q1.long()] * new1).double() - m).abs().max() <= 0.02 * new1.item()
+        torch.testing.assert_close(p.double(), ref_p, rtol=1e-5, atol=1e-6)
+        max1, new1 = new1, max1
+        max2, new2 = new2, max2

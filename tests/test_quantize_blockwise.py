@@ -36,6 +36,27 @@ def test_quantize_matches_reference(device, blocksize, dtype, shape):
     torch.testing.assert_close(out.cpu(), want, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("blocksize", [1, 3, 100, 777, 5000, 10000])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_takes_any_blocksize(blocksize, dtype):
+    """On the CPU any positive block size works, as in the reference library's CPU path,
+    with the codes of the float64 reference and a nested round trip."""
+    A = random_input((3, 2501), dtype, "cpu")
+    code = F.create_dynamic_map()
+    q, state = F.quantize_blockwise(A, code=code, blocksize=blocksize)
+    q_ref, absmax_ref = quantize_blockwise_ref(A, code, blocksize)
+    assert state.absmax.shape == (-(-A.numel() // blocksize),)
+    torch.testing.assert_close(state.absmax.double(), absmax_ref, rtol=0, atol=0)
+    scaled = A.double().reshape(-1) / absmax_ref.repeat_interleave(blocksize)[: A.numel()]
+    ok, _ = tie_tolerant_equal(q, q_ref, scaled, code, atol=1e-6)
+    assert ok
+    want = dequantize_blockwise_ref(q, state.absmax, code, blocksize).to(dtype)
+    torch.testing.assert_close(F.dequantize_blockwise(q, state), want, rtol=0, atol=0)
+    qn, sn = F.quantize_blockwise(A, blocksize=blocksize, nested=True)
+    err = (F.dequantize_blockwise(qn, sn).double() - A.double()).abs().max()
+    assert err <= 0.06 * A.double().abs().max()
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_round_trip_error_normal_data(device, dtype):
     A = torch.randn(1 << 20, device=device).to(dtype)

@@ -13,15 +13,15 @@ def samples(device):
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         for shape in ((4097,), (3, 129)):
             A = torch.randn(shape, dtype=dtype, device=device)
-            for bs in (64, 4096):
+            for bs in (64, 4096) if device == "cuda" else (64, 100, 4096):  # the CPU: any block size
                 q, absmax = ops.quantize_blockwise(A, code, bs)
-                yield ops.quantize_blockwise, (A, code, bs)
-                yield ops.dequantize_blockwise, (q, absmax, code, bs, dtype)
+                yield ops.quantize_blockwise.default, (A, code, bs)
+                yield ops.dequantize_blockwise.default, (q, absmax, code, bs, dtype)
             q, absmax = ops.quantize(A, code)
-            yield ops.quantize, (A, code)
-            yield ops.dequantize, (q, absmax, code, dtype)
-            yield ops.quantize_no_absmax, (A, code)
-            yield ops.dequantize_no_absmax, (ops.quantize_no_absmax(A, code), code, dtype)
+            yield ops.quantize.default, (A, code)
+            yield ops.dequantize.default, (q, absmax, code, dtype)
+            yield ops.quantize_no_absmax.default, (A, code)
+            yield ops.dequantize_no_absmax.default, (ops.quantize_no_absmax(A, code), code, dtype)
 
 
 def test_opcheck(device):

@@ -1,7 +1,7 @@
 """bnb.matmul: the LLM.int8() product with mixed-precision decomposition, and its gradient.
 
 Forward, for A[..., K] and a weight B[N, K] (16-bit, or int8 CB with its row statistics SCB):
-  - A is quantized row-wise to int8; the columns holding any |value| > threshold (outliers)
+  - A is quantized row-wise to int8; the columns holding any |value| >= threshold (outliers)
     are zeroed there and multiplied in 16-bit instead, with the matching weight columns;
   - the int8 product (int32) is dequantized with the bias and the outlier product fused;
   - with an int8 weight and only a few rows of A (decoding), A is not quantized at all: the
@@ -168,7 +168,7 @@ def _forward(A, B, bias, state):
     else:
         A_int8, row_stats, _ = _ops.int8_vectorwise_quant.default(A2, 0.0)
         C = _ops.int8_linear_matmul.default(A_int8, CB)
-        out = _ops.int8_mm_dequant.default(C, row_stats, SCB, bias, None, None, dtype)
+        out = _ops.int8_mm_dequant.default(C, row_stats, SCB, dtype, bias)
     return (out if A.dim() == 2 else out.reshape(*A.shape[:-1], N)), CB, SCB
 
 
@@ -215,7 +215,7 @@ def _state_weight(B, state):
 
 
 def matmul(A, B, out=None, state=None, threshold=0.0, bias=None):
-    """LLM.int8() product A @ B^T (+ bias) with outlier columns of A (|value| > threshold)
+    """LLM.int8() product A @ B^T (+ bias) with outlier columns of A (|value| >= threshold)
     multiplied in 16-bit. B is a [N, K] weight: 16-bit, or int8 with state.SCB set."""
     if state is not None and state.CB is not None and not state.has_fp16_weights and B is not state.CB:
         B = _state_weight(B, state)

@@ -4,6 +4,7 @@ GPU layouts. They compute what the reference computed, on our int8 ops and plain
 import torch
 
 from ..functional import deprecated_int8 as D
+from ..utils.weight_formats import untile
 
 
 def _quantized_product(X, Y, dim_X, dim_Y, dtype):
@@ -101,13 +102,4 @@ def undo_layout(permuted_tensor, tile_indices):
     """The row-major [rows, cols] matrix whose tiled layout is permuted_tensor: tiles of
     tile_indices' shape, ordered column of tiles by column of tiles, each tile's values permuted
     as tile_indices (from get_inverse_transform_indices) records."""
-    (rows, cols), (tile_rows, tile_cols) = permuted_tensor.shape, tile_indices.shape
-    if rows % tile_rows or cols % tile_cols:
-        raise ValueError(f"undo_layout: permuted_tensor {tuple(permuted_tensor.shape)} must hold a whole number of "
-                         f"{tile_rows}x{tile_cols} tiles")
-    tile = tile_rows * tile_cols
-    chunks = permuted_tensor.reshape(-1, tile)
-    tiles = torch.empty_like(chunks)
-    tiles[:, tile_indices.flatten().to(chunks.device)] = chunks
-    tiles = tiles.view(cols // tile_cols, rows // tile_rows, tile_rows, tile_cols)
-    return tiles.permute(1, 2, 0, 3).reshape(rows, cols).contiguous()
+    return untile(permuted_tensor, tile_indices)

@@ -54,7 +54,7 @@ def _int8_rows_ref(A, threshold=0.0):
     """Row-wise absmax int8 quantization in float64: (codes, row absmax); with a threshold,
     values above it (the outliers) take no part in the row's absmax."""
     a = A.double()
-    kept = a.abs() if threshold <= 0 else a.abs().masked_fill(a.abs() > threshold, 0)
+    kept = a.abs() if threshold <= 0 else a.abs().masked_fill(a.abs() >= threshold, 0)
     stats = kept.amax(dim=1)
     return torch.round(a * (127.0 / stats.clamp_min(1e-30)).unsqueeze(1)).clamp(-127, 127), stats
 
@@ -80,7 +80,7 @@ def check_int8_quant(device):
     assert torch.allclose(col_stats.double().cpu(), A.cpu().double().abs().amax(dim=0))
 
 
-@self_check("int8_linear_matmul", "int8_mm_dequant", "int8_weight_linear")
+@self_check("int8_linear_matmul", "int8_mm_dequant", "int8_scaled_mm", "int8_weight_linear")
 def check_int8_matmul(device):
     A = torch.randint(-127, 128, (37, 68), dtype=torch.int8, device=device)
     B = torch.randint(-127, 128, (29, 68), dtype=torch.int8, device=device)
@@ -94,6 +94,8 @@ def check_int8_matmul(device):
     ref = want.double() * rs.cpu().double().unsqueeze(1) * cs.cpu().double().unsqueeze(0) / (127 * 127)
     ref += bias.cpu().double()
     assert torch.allclose(out.cpu().double(), ref, rtol=2e-3, atol=2e-3), "mm_dequant differs"
+    scaled = torch.ops.bitsandbytes.int8_scaled_mm(A, B, rs, cs, bias)
+    assert torch.allclose(scaled.cpu().double(), ref, rtol=2e-3, atol=2e-3), "int8_scaled_mm differs"
     X = torch.randn(5, 68, device=device).half()
     scb = torch.rand(29, device=device) + 0.5
     y = F.int8_weight_linear(X, B, scb, bias)

@@ -5,7 +5,7 @@ these wrappers check only what the ops cannot see: Python types and which keywor
 import torch
 
 from .._formats import FORMAT_8BIT
-from .._ops import check_dtype, check_float
+from .._ops import check_dtype, check_float, check_out
 from ._args import check_tensor, into
 from .maps import create_dynamic_map, create_optimizer_4bit_map
 from .quant_state import QuantState
@@ -130,7 +130,11 @@ def _check_code(code, fmt, op):
                                f"{code.numel()}")
 
 
-def _check_blocksize(blocksize, fmt, op):
+def _check_blocksize(blocksize, fmt, op, device):
+    if fmt.any_blocksize_on_cpu and device.type == "cpu":
+        torch._check_value(fmt.accepts_blocksize(blocksize, "cpu"),
+                           lambda: f"{op}: blocksize must be a positive number of values, got {blocksize}")
+        return
     torch._check_value(fmt.is_supported_blocksize(blocksize),
                        lambda: f"{op}: blocksize must be one of {', '.join(map(str, fmt.blocksizes))} for "
                                f"{fmt.name} codes, got {blocksize}")
@@ -148,7 +152,7 @@ def _quantize_blockwise_fake(A, code, blocksize):
     op = "quantize_blockwise"
     check_float(A.dtype, op, "A")
     _check_code(code, FORMAT_8BIT, op)
-    _check_blocksize(blocksize, FORMAT_8BIT, op)
+    _check_blocksize(blocksize, FORMAT_8BIT, op, A.device)
     out = torch.empty(A.shape, dtype=torch.uint8, device=A.device)
     absmax = torch.empty(_num_blocks(A.numel(), blocksize), dtype=torch.float32, device=A.device)
     return out, absmax
@@ -160,9 +164,15 @@ def _dequantize_blockwise_fake(A, absmax, code, blocksize, dtype):
     check_dtype(A, torch.uint8, op, "A")
     check_float(dtype, op, "dtype")
     _check_code(code, FORMAT_8BIT, op)
-    _check_blocksize(blocksize, FORMAT_8BIT, op)
+    _check_blocksize(blocksize, FORMAT_8BIT, op, A.device)
     _check_absmax(absmax, A, _num_blocks(A.numel(), blocksize), op)
     return torch.empty(A.shape, dtype=dtype, device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::dequantize_blockwise.out")
+def _dequantize_blockwise_out_fake(A, absmax, code, blocksize, dtype, out):
+    result = _dequantize_blockwise_fake(A, absmax, code, blocksize, dtype)
+    check_out(out, result.shape, dtype, A.device, "dequantize_blockwise.out")
 
 
 @torch.library.register_fake("bitsandbytes::quantize")

@@ -11,6 +11,7 @@ ValueError); these wrappers check what the ops cannot see: Python types, a missi
 import torch
 
 from .._formats import FLOAT_DTYPES, FORMAT_4BIT, dtype_list
+from .._ops import check_out
 from ._args import check_tensor, into
 from .blockwise import dequantize_blockwise, quantize_blockwise
 from .quant_state import QuantState
@@ -188,6 +189,18 @@ def _gemv_4bit_fake(A, B, shapeB, absmax, code, blocksize):
     torch._check_value(len(shapeB) == 2 and A.shape[-1] == shapeB[1],
                        lambda: f"{op}: A must be [..., K] for a weight of shape [N, K] = {list(shapeB)}")
     return torch.empty((*A.shape[:-1], shapeB[0]), dtype=A.dtype, device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::dequantize_4bit.out")
+def _dequantize_4bit_out_fake(A, absmax, blocksize, quant_type, shape, dtype, out):
+    result = _dequantize_4bit_fake(A, absmax, blocksize, quant_type, shape, dtype)
+    check_out(out, result.shape, dtype, A.device, "dequantize_4bit.out")
+
+
+@torch.library.register_fake("bitsandbytes::gemv_4bit.out")
+def _gemv_4bit_out_fake(A, B, shapeB, absmax, code, blocksize, out):
+    result = _gemv_4bit_fake(A, B, shapeB, absmax, code, blocksize)
+    check_out(out, result.shape, A.dtype, A.device, "gemv_4bit.out")
 
 
 @torch.library.register_fake("bitsandbytes::linear_4bit")

@@ -3,22 +3,14 @@ GEMM (int32 result) and its dequantization with the bias fused.
 
 Conventions (those of the library this one replaces): a row's statistic is its absmax, the
 int8 value is round(x * 127 / absmax), and dequantization multiplies by absmax / 127. With a
-threshold > 0, values with |x| > threshold are outliers: they are left out of the statistics
+threshold > 0, values with |x| >= threshold are outliers: they are left out of the statistics
 and their whole column is zeroed in the int8 output, so that the caller can multiply those
 columns in 16-bit instead.
 """
 import torch
 
-from .._ops import check_dtype, check_float
+from .._ops import check_dtype, check_float, check_out
 from ._args import check_tensor, into
-
-
-def _columns(mask, threshold):
-    # Indices of the flagged columns. This one call waits for the device; bnb.matmul keeps the
-    # mask on the device instead where it can.
-    if threshold <= 0.0:
-        return None
-    return torch.nonzero(mask).view(-1)
 
 
 def int8_vectorwise_quant(A, threshold=0.0):
@@ -26,11 +18,11 @@ def int8_vectorwise_quant(A, threshold=0.0):
 
     Returns (A_int8 shaped like A, float32 row_stats of A.numel() / K values, outlier_cols):
     outlier_cols is None when threshold is 0, else the int64 indices of the columns holding any
-    |value| > threshold (those columns are zero in A_int8, and outliers are not in row_stats)."""
+    |value| >= threshold (those columns are zero in A_int8, and outliers are not in row_stats)."""
     fn = "int8_vectorwise_quant"
     check_tensor(A, "A", fn)
-    out, stats, mask = torch.ops.bitsandbytes.int8_vectorwise_quant(A, float(threshold))
-    return out, stats, _columns(mask, threshold)
+    # finding the outlier columns waits for the device; bnb.matmul keeps them there instead
+    return torch.ops.bitsandbytes.int8_vectorwise_quant(A, float(threshold))
 
 
 def int8_weight_quant(W):
@@ -60,10 +52,9 @@ def int8_double_quant(A, col_stats=None, row_stats=None, out_col=None, out_row=N
     in both int8 outputs. col_stats/row_stats/out_col/out_row, when given, receive the results."""
     fn = "int8_double_quant"
     check_tensor(A, "A", fn)
-    o_row, o_col, r_stats, c_stats, mask = torch.ops.bitsandbytes.int8_double_quant(A, float(threshold))
+    o_row, o_col, r_stats, c_stats, cols = torch.ops.bitsandbytes.int8_double_quant(A, float(threshold))
     return (into(out_row, o_row, "out_row", fn), into(out_col, o_col, "out_col", fn),
-            into(row_stats, r_stats, "row_stats", fn), into(col_stats, c_stats, "col_stats", fn),
-            _columns(mask, threshold))
+            into(row_stats, r_stats, "row_stats", fn), into(col_stats, c_stats, "col_stats", fn), cols)
 
 
 def int8_linear_matmul(A, B, out=None, dtype=torch.int32):
@@ -73,7 +64,11 @@ def int8_linear_matmul(A, B, out=None, dtype=torch.int32):
     check_tensor(B, "B", fn)
     if dtype != torch.int32:
         raise ValueError(f"{fn}: dtype must be torch.int32 (the exact accumulator), got {dtype}")
-    return into(out, torch.ops.bitsandbytes.int8_linear_matmul(A, B), "out", fn)
+    if out is None:
+        return torch.ops.bitsandbytes.int8_linear_matmul(A, B)
+    check_tensor(out, "out", fn)
+    torch.ops.bitsandbytes.int8_linear_matmul.out(A, B, out)
+    return out
 
 
 def int8_mm_dequant(A, row_stats, col_stats, out=None, bias=None, dtype=None):
@@ -85,9 +80,8 @@ def int8_mm_dequant(A, row_stats, col_stats, out=None, bias=None, dtype=None):
         dtype = out.dtype if out is not None else (bias.dtype if bias is not None else torch.float16)
     if bias is not None:
         check_tensor(bias, "bias", fn)
-        bias = bias.to(dtype)
     result = torch.ops.bitsandbytes.int8_mm_dequant(A, row_stats.reshape(-1).float(), col_stats.reshape(-1).float(),
-                                                    bias, None, None, dtype)
+                                                    dtype, bias)
     return into(out, result, "out", fn)
 
 
@@ -124,13 +118,23 @@ def _check_vector(t, n, dtype, op, arg):
     torch._check_value(t.numel() == n, lambda: f"{op}: {arg} must hold {n} values, got {t.numel()}")
 
 
-@torch.library.register_fake("bitsandbytes::int8_vectorwise_quant")
-def _int8_vectorwise_quant_fake(A, threshold, op="int8_vectorwise_quant"):
+def _row_quant_fake(A, op):
     check_float(A.dtype, op, "A")
     _check_matrix_like(A, op, "A")
     return (torch.empty(A.shape, dtype=torch.int8, device=A.device),
-            torch.empty(_rows(A), dtype=torch.float32, device=A.device),
-            torch.empty(A.shape[-1], dtype=torch.bool, device=A.device))
+            torch.empty(_rows(A), dtype=torch.float32, device=A.device))
+
+
+def _outlier_columns_fake(A, threshold):
+    """The int64 outlier column indices: as many as the data has, None without a threshold."""
+    if threshold <= 0.0:
+        return None
+    return A.new_empty(torch.library.get_ctx().new_dynamic_size(), dtype=torch.int64)
+
+
+@torch.library.register_fake("bitsandbytes::int8_vectorwise_quant")
+def _int8_vectorwise_quant_fake(A, threshold=0.0):
+    return (*_row_quant_fake(A, "int8_vectorwise_quant"), _outlier_columns_fake(A, threshold))
 
 
 @torch.library.register_fake("bitsandbytes::int8_vectorwise_dequant")
@@ -143,15 +147,13 @@ def _int8_vectorwise_dequant_fake(A, stats):
 
 
 @torch.library.register_fake("bitsandbytes::int8_double_quant")
-def _int8_double_quant_fake(A, threshold):
-    out_row, row_stats, outliers = _int8_vectorwise_quant_fake(A, threshold, op="int8_double_quant")
+def _int8_double_quant_fake(A, threshold=0.0):
+    out_row, row_stats = _row_quant_fake(A, "int8_double_quant")
     return (out_row, torch.empty(A.shape, dtype=torch.int8, device=A.device), row_stats,
-            torch.empty(A.shape[-1], dtype=torch.float32, device=A.device), outliers)
+            torch.empty(A.shape[-1], dtype=torch.float32, device=A.device), _outlier_columns_fake(A, threshold))
 
 
-@torch.library.register_fake("bitsandbytes::int8_linear_matmul")
-def _int8_linear_matmul_fake(A, B):
-    op = "int8_linear_matmul"
+def _int8_product_shape(A, B, op):
     check_dtype(A, torch.int8, op, "A")
     check_dtype(B, torch.int8, op, "B")
     _check_matrix_like(A, op, "A")
@@ -159,7 +161,18 @@ def _int8_linear_matmul_fake(A, B):
     torch._check_value(A.shape[-1] == B.shape[1],
                        lambda: f"{op}: A's last dimension (K = {A.shape[-1]}) must equal B's second dimension "
                                f"({B.shape[1]}); B is [N, K]")
-    return torch.empty((*A.shape[:-1], B.shape[0]), dtype=torch.int32, device=A.device)
+    return (*A.shape[:-1], B.shape[0])
+
+
+@torch.library.register_fake("bitsandbytes::int8_linear_matmul")
+def _int8_linear_matmul_fake(A, B):
+    return torch.empty(_int8_product_shape(A, B, "int8_linear_matmul"), dtype=torch.int32, device=A.device)
+
+
+@torch.library.register_fake("bitsandbytes::int8_linear_matmul.out")
+def _int8_linear_matmul_out_fake(A, B, out):
+    check_out(out, _int8_product_shape(A, B, "int8_linear_matmul.out"), torch.int32, A.device,
+              "int8_linear_matmul.out")
 
 
 def _check_int32_product(A, row_stats, col_stats, op):
@@ -170,18 +183,21 @@ def _check_int32_product(A, row_stats, col_stats, op):
 
 
 @torch.library.register_fake("bitsandbytes::int8_mm_dequant")
-def _int8_mm_dequant_fake(A, row_stats, col_stats, bias, sub_A, sub_B, dtype):
+def _int8_mm_dequant_fake(A, row_stats, col_stats, dtype=None, bias=None):
     op = "int8_mm_dequant"
+    dtype = torch.float16 if dtype is None else dtype
     _check_int32_product(A, row_stats, col_stats, op)
     check_float(dtype, op, "dtype")
     if bias is not None:
-        _check_vector(bias, A.shape[-1], dtype, op, "bias")
+        check_float(bias.dtype, op, "bias")
+        torch._check_value(bias.numel() == A.shape[-1],
+                           lambda: f"{op}: bias must hold {A.shape[-1]} values, got {bias.numel()}")
     return torch.empty(A.shape, dtype=dtype, device=A.device)
 
 
 @torch.library.register_fake("bitsandbytes::int8_vectorwise_quant_outliers")
 def _int8_vectorwise_quant_outliers_fake(A, threshold):
-    out, row_stats, _ = _int8_vectorwise_quant_fake(A, threshold, op="int8_vectorwise_quant_outliers")
+    out, row_stats = _row_quant_fake(A, "int8_vectorwise_quant_outliers")
     return out, row_stats, torch.empty(A.shape[-1] + 1, dtype=torch.int32, device=A.device)
 
 

@@ -1,8 +1,9 @@
 """The low-level optimizer updates behind bitsandbytes.optim, and percentile clipping.
 
 `optimizer_update_multi` updates a list of tensors that share dtype, device and state kind
-in one launch (one kernel launch on CUDA). `optimizer_update_32bit` and
-`optimizer_update_8bit_blockwise` are the one-tensor forms. Every update happens in place
+in one launch (one kernel launch on CUDA). `optimizer_update_32bit`,
+`optimizer_update_8bit_blockwise` and `optimizer_update_8bit` (tensor-wise) are the one-tensor
+forms, in the reference library's argument order. Every update happens in place
 on the current stream and never synchronises with the host.
 
 Algorithms (`optimizer_name`): "adam", "adamw" (decoupled weight decay), "lamb" (Adam with
@@ -94,15 +95,25 @@ def _scale_tensor(gnorm_scale, device):
     return torch.full((1,), float(gnorm_scale), dtype=torch.float32, device=device)
 
 
+def _check_ademamix_settings(fn, optimizer_name, beta3, alpha):
+    """beta3 and alpha (AdEMAMix's slow EMA) are in the reference's argument order; only
+    "ademamix" reads them, so for any other algorithm a value other than 0 is refused rather
+    than ignored."""
+    if (beta3 != 0.0 or alpha != 0.0) and algorithm(optimizer_name).kernel != "ademamix":
+        raise ValueError(f"{fn}: beta3 and alpha are AdEMAMix's settings, which optimizer_name "
+                         f"{optimizer_name!r} does not take; got beta3={beta3}, alpha={alpha} (pass 0)")
+
+
 def optimizer_update_32bit(optimizer_name, g, p, state1, beta1, eps, step, lr, state2=None, beta2=0.0, beta3=0.0,
                            alpha=0.0, weight_decay=0.0, gnorm_scale=1.0, unorm_vec=None, max_unorm=0.0,
                            skip_zeros=False, bias_correction=True, dampening=0.0, nesterov=False):
     """One optimizer step of p (in place) with float32 states state1 (and state2 for
-    Adam-family algorithms; ademamix: state1 [2, *p.shape], beta3 and alpha). gnorm_scale
-    multiplies the gradient (percentile clipping).
-    max_unorm > 0 applies the trust ratio (lars, lamb); the update norm is computed inside
-    the call, so `unorm_vec` (kept for the reference library's argument order) is unused."""
+    Adam-family algorithms; ademamix: state1 [2, *p.shape], beta3 and alpha), in the reference
+    library's argument order. gnorm_scale multiplies the gradient (percentile clipping).
+    max_unorm > 0 applies the trust ratio (lars, lamb); the update norm is computed inside the
+    call, so `unorm_vec` is unused."""
     _check_skip_zeros(skip_zeros)
+    _check_ademamix_settings("optimizer_update_32bit", optimizer_name, beta3, alpha)
     optimizer_update_multi(optimizer_name, [p], [g], [state1], [state2] if state2 is not None else [], beta1, beta2,
                            eps, step, lr, weight_decay=weight_decay, gnorm_scale=_scale_tensor(gnorm_scale, p.device),
                            max_unorm=max_unorm, bias_correction=bias_correction, dampening=dampening,
@@ -113,17 +124,39 @@ def optimizer_update_8bit_blockwise(optimizer_name, g, p, state1, state2, beta1,
                                     qmap1, qmap2, absmax1, absmax2, weight_decay=0.0, gnorm_scale=1.0,
                                     skip_zeros=False, max_unorm=0.0, bias_correction=True, dampening=0.0,
                                     nesterov=False, block_wise=True):
-    """One optimizer step of p (in place) with 8-bit states: uint8 codes into qmap1 (state1)
-    and qmap2 (state2), one absmax per 256 values (block_wise) or per tensor (ademamix: state1
-    [2, *p.shape] and absmax1 [2, blocks], both halves with qmap1). The states are
-    dequantized, updated in float32 and requantized with their new absmax in one pass."""
+    """One optimizer step of p (in place) with 8-bit states, in the reference library's
+    argument order: uint8 codes into qmap1 (state1) and qmap2 (state2), one absmax per 256
+    values (block_wise) or per tensor (ademamix: state1 [2, *p.shape] and absmax1 [2, blocks],
+    both halves with qmap1). The states are dequantized, updated in float32 and requantized
+    with their new absmax in one pass."""
     _check_skip_zeros(skip_zeros)
+    _check_ademamix_settings("optimizer_update_8bit_blockwise", optimizer_name, beta3, alpha)
     optimizer_update_multi(optimizer_name, [p], [g], [state1], [state2] if state2 is not None else [], beta1, beta2,
                            eps, step, lr, qmap1=qmap1, qmap2=qmap2, absmax1=[absmax1],
                            absmax2=[absmax2] if absmax2 is not None else [], weight_decay=weight_decay,
                            gnorm_scale=_scale_tensor(gnorm_scale, p.device), max_unorm=max_unorm,
                            bias_correction=bias_correction, dampening=dampening, nesterov=nesterov,
                            block_wise=block_wise, beta3=beta3, alpha=alpha)
+
+
+def optimizer_update_8bit(optimizer_name, g, p, state1, state2, beta1, beta2, eps, step, lr, qmap1, qmap2, max1, max2,
+                          new_max1, new_max2, weight_decay=0.0, gnorm_scale=1.0, unorm_vec=None, max_unorm=0.0):
+    """One optimizer step of p (in place) with tensor-wise 8-bit states, in the reference
+    library's argument order and contract: the states are dequantized with max1/max2 (one
+    float32 each), updated, and requantized with their new maximum, which is written to
+    new_max1/new_max2; max1/max2 are left as they were, for the caller to swap with the new
+    ones before the next step (as the optimizers' `max1`/`new_max1` state). The update norm
+    of the trust ratio is computed inside the call, so `unorm_vec` is unused."""
+    for name, t in (("max1", max1), ("new_max1", new_max1), ("max2", max2), ("new_max2", new_max2)):
+        if t is not None and (not isinstance(t, torch.Tensor) or t.numel() != 1):
+            raise ValueError(f"optimizer_update_8bit: {name} must be a tensor of one float32 value")
+    new_max1.copy_(max1)  # the update reads the old maximum where it writes the new one
+    if state2 is not None:
+        new_max2.copy_(max2)
+    optimizer_update_multi(optimizer_name, [p], [g], [state1], [state2] if state2 is not None else [], beta1, beta2,
+                           eps, step, lr, qmap1=qmap1, qmap2=qmap2, absmax1=[new_max1],
+                           absmax2=[new_max2] if state2 is not None else [], weight_decay=weight_decay,
+                           gnorm_scale=_scale_tensor(gnorm_scale, p.device), max_unorm=max_unorm, block_wise=False)
 
 
 GNORM_HISTORY = 100  # squared gradient norms kept per parameter by percentile clipping

@@ -12,9 +12,10 @@ import torch
 from ..autograd import MatmulLtState, matmul
 from ..autograd._functions import WEIGHT_STREAM_MAX_ROWS
 from ..functional.int8 import int8_weight_quant
+from ..utils.weight_formats import LINEAR_8BIT_WEIGHTS_FORMAT_MAPPING, to_row_major
 from .parameters import QuantizedParameter, QuantizedParameterModule
 
-_ROW_MAJOR = 0
+_ROW_MAJOR = LINEAR_8BIT_WEIGHTS_FORMAT_MAPPING["row"]
 
 
 def _rebuild_int8_params(data, requires_grad, attrs):
@@ -79,9 +80,13 @@ class Int8Params(QuantizedParameter):
                 "quantized; build it with has_fp16_weights=False and move it to its device "
                 "(.cuda(), .to(device)) before load_state_dict()")
         fmt = state_dict.get(prefix + "weight_format")
-        if fmt is not None and int(fmt) != _ROW_MAJOR:
-            raise RuntimeError(f"Linear8bitLt: {prefix}weight_format = {int(fmt)} is not supported; only row-major "
-                               "int8 weights (0) can be loaded")
+        if fmt is not None and prefix + name in state_dict:
+            # older releases saved the weight of a layer that had run on the GPU in cuBLASLt's tiled
+            # order (col_turing, col_ampere): loaded in row-major order, as the 0.45 releases do
+            try:
+                state_dict[prefix + name] = to_row_major(state_dict[prefix + name], fmt, self.shape)
+            except ValueError as e:
+                raise ValueError(f"Linear8bitLt: {prefix}weight_format: {e}") from None
         return self
 
     def _finish_load(self, state_dict, prefix, name):

@@ -1,7 +1,9 @@
 """Optimizer state dicts in the reference library's format: torch's layout with each
-parameter's state tensors nested under `__bnb_optimizer_quant_state__`; loading takes ours and
-the reference's (nested or flat keys, absmax made with blocksize 256 or an older 2048). 4-bit state
-(16-value maps) loads as saved."""
+parameter's state tensors (`optimizer.non_castable_tensor_keys`: codes, maps, scales,
+gnorm_vec, unorm_vec) nested under `__bnb_optimizer_quant_state__`; loading takes ours and the
+reference's (nested or flat keys; 8-bit state per block, with blocksize 256 or an older 2048,
+or per tensor with `max1`/`new_max1`), in whichever layout the optimizer's block_wise asks for.
+4-bit state (16-value maps) loads as saved."""
 from collections import defaultdict
 
 import torch
@@ -10,10 +12,9 @@ from .. import functional as F
 from ..functional.algorithms import ALGORITHMS, BLOCKSIZE, BLOCKSIZE_4BIT
 from .group_keys import named_from_betas, set_betas_and_eps
 from .sharding import from_saved, local, to_saved
-from .state import num_blocks, quantize_into, state_bits
+from .state import num_blocks, quantize_into, scale_key, state_bits
 
 QUANT_STATE_KEY = "__bnb_optimizer_quant_state__"
-NESTED_KEYS = ("state1", "state2", "qmap1", "qmap2", "absmax1", "absmax2")
 # Blocksizes an older checkpoint's absmax may have been made with, most likely first.
 CHECKPOINT_BLOCKSIZES = (2048, 256, 4096, 1024, 512, 128, 64)
 
@@ -24,7 +25,7 @@ def state_dict(optimizer, sd):
     packed = {}
     for k, st in sd["state"].items():
         st = to_saved(params[k], dict(st), BLOCKSIZE) if isinstance(k, int) and k < len(params) else dict(st)
-        inner = {key: st.pop(key) for key in NESTED_KEYS if key in st}
+        inner = {key: st.pop(key) for key in list(st) if key in optimizer.non_castable_tensor_keys}
         if inner:
             st[QUANT_STATE_KEY] = inner
         packed[k] = st
@@ -99,8 +100,14 @@ def _load_param_state(p, saved, config, move_to_device, stacked1=1):
         _check_4bit(st, shard.numel())
     elif "state1" in st and st["state1"].dtype == torch.uint8:
         for i in ("1", "2"):
-            if f"absmax{i}" in st:
-                _reblock(st, i, shard.numel(), config["block_wise"], stacked1 if i == "1" else 1)
+            if f"state{i}" in st:
+                _to_layout(st, i, shard.numel(), config["block_wise"], stacked1 if i == "1" else 1)
+    if "state1" in st:  # state the settings need that an older checkpoint may lack
+        dev = st["state1"].device
+        if config["percentile_clipping"] < 100 and "gnorm_vec" not in st:
+            st["gnorm_vec"] = torch.zeros(100, dtype=torch.float32, device=dev)
+        if config["max_unorm"] > 0.0 and "unorm_vec" not in st:
+            st["unorm_vec"] = torch.zeros(1, dtype=torch.float32, device=dev)
     return st
 
 
@@ -118,34 +125,45 @@ def _check_4bit(st, n):
         st[f"absmax{i}"] = absmax.reshape(-1).float()
 
 
-def _reblock(st, i, n, block_wise, stacked=1):
-    """Brings a loaded 8-bit state to our layout (absmax per 256 values, or one per tensor),
-    inferring the blocksize it was saved with from the length of its absmax. stacked > 1: the
-    state holds that many states of n values one after the other (AdEMAMix's state1), each with
-    its row of absmax, [stacked, blocks]."""
+def _to_layout(st, i, n, block_wise, stacked=1):
+    """Brings a loaded 8-bit state`i` to the layout `block_wise` asks for: `absmax{i}` per 256
+    values, or `max{i}` (and `new_max{i}`) per tensor. A state saved in the other layout, or
+    with absmax of an older blocksize (inferred from its length), is dequantized and quantized
+    again. stacked > 1: the state holds that many states of n values one after the other
+    (AdEMAMix's state1, block-wise), each with its row of absmax, [stacked, blocks]."""
+    saved_key = f"absmax{i}" if f"absmax{i}" in st else f"max{i}"
+    if saved_key not in st:
+        raise ValueError(f"load_state_dict: 8-bit state{i} has neither absmax{i} nor max{i}")
     if stacked > 1:
+        scales = st.pop(saved_key).reshape(stacked, -1)
+        st.pop(f"new_max{i}", None)
         parts = []
         for k in range(stacked):
-            part = {f"state{i}": st[f"state{i}"][k], f"qmap{i}": st[f"qmap{i}"],
-                    f"absmax{i}": st[f"absmax{i}"].reshape(stacked, -1)[k]}
-            _reblock(part, i, n, block_wise)
+            part = {f"state{i}": st[f"state{i}"][k], f"qmap{i}": st[f"qmap{i}"], saved_key: scales[k]}
+            _to_layout(part, i, n, block_wise)
             parts.append(part)
+        key = scale_key(i, block_wise)
         st[f"state{i}"] = torch.stack([part[f"state{i}"] for part in parts])
-        st[f"absmax{i}"] = torch.stack([part[f"absmax{i}"] for part in parts])
+        st[key] = torch.stack([part[key] for part in parts])
         return
-    absmax = st[f"absmax{i}"].reshape(-1).float()
-    want = num_blocks(n, block_wise)
-    st[f"absmax{i}"] = absmax
-    if absmax.numel() == want or n == 0:
-        return
-    code, q = st[f"qmap{i}"], st[f"state{i}"]
-    if absmax.numel() == 1:
-        values = code[q.long()] * absmax
+    scale = st.pop(saved_key).reshape(-1).float()
+    new_max = st.pop(f"new_max{i}", None)
+    key, want = scale_key(i, block_wise), num_blocks(n, block_wise)
+    q = st[f"state{i}"]
+    if (key == saved_key and scale.numel() == want) or n == 0:
+        st[key] = scale
     else:
-        bs = next((b for b in CHECKPOINT_BLOCKSIZES if -(-n // b) == absmax.numel()), None)
-        if bs is None:
-            raise ValueError(f"load_state_dict: state{i} has {absmax.numel()} absmax values for {n} elements; "
-                             "no supported blocksize gives that many blocks")
-        values = F.dequantize_blockwise(q, absmax=absmax, code=code, blocksize=bs)
-    st[f"absmax{i}"] = torch.zeros(want, dtype=torch.float32, device=q.device)
-    quantize_into(st, i, values.reshape(q.shape), block_wise)
+        code = st[f"qmap{i}"]
+        if scale.numel() == 1:  # one scale: per tensor, or one block (the same numbers)
+            values = code[q.long()] * scale
+        else:
+            bs = next((b for b in CHECKPOINT_BLOCKSIZES if -(-n // b) == scale.numel()), None)
+            if bs is None:
+                raise ValueError(f"load_state_dict: state{i} has {scale.numel()} absmax values for {n} elements; "
+                                 "no supported blocksize gives that many blocks")
+            values = F.dequantize_blockwise(q, absmax=scale, code=code, blocksize=bs)
+        st[key] = torch.zeros(want, dtype=torch.float32, device=q.device)
+        quantize_into(st, i, values.reshape(q.shape), block_wise)
+    if not block_wise:
+        st[f"new_max{i}"] = (new_max.reshape(-1).float() if new_max is not None and new_max.numel() == 1
+                             else torch.zeros(1, dtype=torch.float32, device=q.device))

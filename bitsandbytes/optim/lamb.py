@@ -5,11 +5,13 @@ from .variants import variant
 
 
 class LAMB(_StateOptimizer):
-    """LAMB. adam_w_mode=True decays weights decoupled (p *= 1 - lr * wd), else as L2."""
+    """LAMB. adam_w_mode=True decays weights decoupled (p *= 1 - lr * wd), else as L2.
+    8-bit state is tensor-wise by default (block_wise=False, `max1`/`max2`), as the reference
+    library's LAMB keeps it, so that checkpoints go both ways."""
 
     def __init__(self, params, lr=1e-3, bias_correction=True, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  amsgrad=False, adam_w_mode=True, optim_bits=32, args=None, min_8bit_size=4096,
-                 percentile_clipping=100, block_wise=True, max_unorm=1.0, is_paged=False):
+                 percentile_clipping=100, block_wise=False, max_unorm=1.0, is_paged=False):
         if amsgrad:
             raise NotImplementedError("amsgrad is not supported by LAMB")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, bias_correction=bias_correction,

@@ -9,12 +9,13 @@ from .variants import variant
 
 class LARS(_StateOptimizer):
     """LARS (You et al.): momentum SGD whose update is scaled down to max_unorm * ||p|| where
-    its norm is larger (the trust ratio, capped at 1)."""
+    its norm is larger (the trust ratio, capped at 1). 8-bit state is tensor-wise by default
+    (block_wise=False, `max1`), the reference library's only layout for LARS."""
 
     betas_keys = ("momentum", "dampening")  # the reference keeps them in betas
 
     def __init__(self, params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False, optim_bits=32, args=None,
-                 min_8bit_size=4096, percentile_clipping=100, max_unorm=0.02, block_wise=True, is_paged=False):
+                 min_8bit_size=4096, percentile_clipping=100, max_unorm=0.02, block_wise=False, is_paged=False):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
         super().__init__("lars", params, defaults, optim_bits, args, min_8bit_size, percentile_clipping,
                          block_wise, max_unorm, is_paged)

@@ -37,8 +37,7 @@ class Optimizer8bit(torch.optim.Optimizer):
         self.mng = GlobalOptimManager.get_instance()
         self.page_mng = F.GlobalPageManager.get_instance()
         self.name2qmap = {}
-        self.non_castable_tensor_keys = {"qmap1", "qmap2", "absmax1", "absmax2", "state1", "state2", "gnorm_vec",
-                                         "unorm_vec", "max1", "max2", "new_max1", "new_max2"}
+        self.non_castable_tensor_keys = set(S.STATE_TENSOR_KEYS)
 
     @property
     def num_states(self):

@@ -8,7 +8,7 @@ from .._extension import GradsRecord
 from ..functional.optimizer import prepare_update
 from . import config as C
 from .sharding import local
-from .state import state_bits
+from .state import scale_of, state_bits
 
 
 class Launch:
@@ -25,8 +25,8 @@ class Launch:
         self.quantized = states[0]["state1"].dtype == torch.uint8  # 8-bit or 4-bit codes
         self.state1 = [s["state1"] for s in states]
         self.state2 = [s["state2"] for s in states] if "state2" in states[0] else []
-        self.absmax1 = [s["absmax1"] for s in states] if self.quantized else []
-        self.absmax2 = [s["absmax2"] for s in states] if self.quantized and self.state2 else []
+        self.absmax1 = [scale_of(s, 1) for s in states] if self.quantized else []
+        self.absmax2 = [scale_of(s, 2) for s in states] if self.quantized and self.state2 else []
         # these tensors stay the same until the plan is rebuilt: hand them to the extension once
         self.prepared = prepare_update(self.params, self.state1, self.state2, self.absmax1, self.absmax2)
 

@@ -25,9 +25,12 @@ def local(t):
 #   block b of row r is entry [r, b] of a [rows, blocks per row] DTensor sharded on rows, which
 #   reshards onto any number of ranks like the parameter itself. Otherwise a shard's blocks do
 #   not line up with rows, and its absmax is saved as row `rank` of a zero-padded [ranks, blocks
-#   of the largest shard] DTensor, which loads onto the same number of ranks only.
+#   of the largest shard] DTensor, which loads onto the same number of ranks only;
+# - the per-tensor scale of tensor-wise 8-bit state (max1, max2: each rank's shard has its own)
+#   is saved in that per-rank layout too.
 _ELEMENTWISE = ("state1", "state2")
-_PER_BLOCK = ("absmax1", "absmax2")
+_PER_TENSOR = ("max1", "max2")
+_PER_BLOCK = ("absmax1", "absmax2") + _PER_TENSOR
 
 
 def _check_layout(p):
@@ -77,7 +80,7 @@ def to_saved(p, state, blocksize):
         t = state.get(key)
         if not isinstance(t, torch.Tensor) or isinstance(t, DTensor):
             continue
-        if per_row is not None and t.numel() == local_rows * per_row:
+        if key not in _PER_TENSOR and per_row is not None and t.numel() == local_rows * per_row:
             out[key] = DTensor.from_local(t.reshape(local_rows, per_row), p.device_mesh, [Shard(0)],
                                           run_check=False, shape=(p.shape[0], per_row), stride=(per_row, 1))
         else:
@@ -107,5 +110,5 @@ def from_saved(p, state, blocks):
     for key in _PER_BLOCK:
         t = out.get(key)
         if isinstance(t, torch.Tensor) and t.dim() == 2:
-            out[key] = t.reshape(-1)[:blocks].contiguous()
+            out[key] = t.reshape(-1)[:1 if key in _PER_TENSOR else blocks].contiguous()
     return out

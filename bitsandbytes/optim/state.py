@@ -1,9 +1,18 @@
 """Allocation of each parameter's optimizer state (`optimizer.state[p]`), with the reference
-library's keys: `step`, `state1`, `state2` and, for 8-bit state, `qmap1`, `qmap2`, `absmax1`,
-`absmax2` (plus `gnorm_vec` with percentile clipping). 4-bit state has the same keys: its
+library's keys: `step`, `state1`, `state2` and, for 8-bit state, `qmap1`, `qmap2` and the
+scales: `absmax1`, `absmax2` (one per 256 values) with block_wise, else `max1`, `max2` (one per
+tensor) beside `new_max1`, `new_max2`; plus `gnorm_vec` with percentile clipping and
+`unorm_vec` with a trust ratio (max_unorm > 0). 4-bit state has the 8-bit block-wise keys: its
 state1/state2 hold two codes a byte, its maps 16 values, its absmax one value per 128. An
 algorithm that stacks two states in state1 (AdEMAMix) gets state1 [2, *shape] and absmax1
-[2, blocks]."""
+[2, blocks].
+
+Tensor-wise state follows the reference's scheme: a step dequantizes with `max1` (the maximum
+the previous step found), finds the new maximum of the updated states in a pre-pass and
+requantizes with it, and `max1` carries that maximum to the next step. The reference's kernel
+collects the new maximum in `new_max1` and swaps the two afterwards; ours collects it in the
+kernel's scratch and writes `max1` in place, so `new_max1` is only kept for the format (the
+reference clears it before every step, so its value never matters)."""
 import torch
 
 from .. import functional as F
@@ -30,6 +39,12 @@ def check_optim_bits(optimizer, optim_bits, optimizer_name):
                          "not for this optimizer; use optim_bits=8 or 32")
 
 
+# The state tensors that keep their dtype on load and that state_dict() nests under
+# `__bnb_optimizer_quant_state__`, as the reference library does with the same set.
+STATE_TENSOR_KEYS = frozenset({"state1", "state2", "qmap1", "qmap2", "absmax1", "absmax2", "max1", "max2",
+                               "new_max1", "new_max2", "gnorm_vec", "unorm_vec"})
+
+
 def zeros(optimizer, shape, dtype, device, paged=False):
     """Zeros for state; in unified memory for the paged optimizers' element-wise state on CUDA."""
     if paged and optimizer.is_paged and torch.device(device).type == "cuda":
@@ -40,6 +55,16 @@ def zeros(optimizer, shape, dtype, device, paged=False):
 def num_blocks(n, block_wise):
     """absmax values of an 8-bit state of n values: one per block, or one for the tensor."""
     return -(-n // BLOCKSIZE) if block_wise else 1
+
+
+def scale_key(i, block_wise):
+    """The key of state`i`'s 8-bit scale: `absmax{i}` per block, `max{i}` per tensor."""
+    return f"absmax{i}" if block_wise else f"max{i}"
+
+
+def scale_of(state, i):
+    """The scale tensor of an 8-bit state`i`, whichever layout it has."""
+    return state[f"absmax{i}"] if f"absmax{i}" in state else state[f"max{i}"]
 
 
 def init_state(optimizer, p, config):
@@ -62,8 +87,10 @@ def init_state(optimizer, p, config):
         if eight_bit:
             state[f"state{i}"] = zeros(optimizer, (*stack, *shard.shape), torch.uint8, dev, paged=True)
             state[f"qmap{i}"] = default_code(dev, signed=algo.signed[i - 1])
-            state[f"absmax{i}"] = zeros(optimizer, (*stack, num_blocks(shard.numel(), config["block_wise"])),
-                                        torch.float32, dev)
+            bw = config["block_wise"]
+            state[scale_key(i, bw)] = zeros(optimizer, (*stack, num_blocks(shard.numel(), bw)), torch.float32, dev)
+            if not bw:
+                state[f"new_max{i}"] = zeros(optimizer, (1,), torch.float32, dev)
         else:
             state[f"state{i}"] = zeros(optimizer, (*stack, *shard.shape), torch.float32, dev, paged=True)
     if init1 != 0.0:
@@ -73,6 +100,10 @@ def init_state(optimizer, p, config):
             state["state1"].fill_(init1)
     if config["percentile_clipping"] < 100:
         state["gnorm_vec"] = torch.zeros(100, dtype=torch.float32, device=dev)
+    if config["max_unorm"] > 0.0:
+        # The reference's kernels sum the squared update norm into it; ours keep that sum in
+        # the kernel's scratch, so it is kept for the format (the reference clears it before use).
+        state["unorm_vec"] = torch.zeros(1, dtype=torch.float32, device=dev)
 
 
 def _init_4bit_state(optimizer, p, config, algo):
@@ -105,4 +136,4 @@ def quantize_into(state, i, values, block_wise):
     else:
         q, (absmax, _) = F.quantize(values, code=code)
     state[f"state{i}"].copy_(q)
-    state[f"absmax{i}"].copy_(absmax.reshape(-1))
+    scale_of(state, i).copy_(absmax.reshape(-1))

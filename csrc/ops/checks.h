@@ -119,6 +119,27 @@ inline void check_blocksize(int64_t blocksize, const QuantFormat& format, const 
                   detail::blocksize_list(format), " for ", format.name, " codes, got ", blocksize);
 }
 
+// The block size of an 8-bit block-wise op on `like`'s device: any positive one on the CPU,
+// whose kernels take blocks of any length (as the reference library's CPU path does), the
+// format's powers of two elsewhere.
+inline void check_blocksize_on(const at::Tensor& like, int64_t blocksize, const QuantFormat& format, const char* op) {
+  if (like.is_cpu()) {
+    BNB_CHECK_VALUE(blocksize > 0, op, ": blocksize must be a positive number of values, got ", blocksize);
+    return;
+  }
+  check_blocksize(blocksize, format, op);
+}
+
+// The `.out` overloads (the reference library's schemas): the op's result copied into `out`,
+// which must have its shape, dtype and device.
+inline void copy_to_out(const at::Tensor& result, at::Tensor& out, const char* op) {
+  BNB_CHECK_VALUE(out.sizes() == result.sizes(), op, ": out must have shape ", result.sizes(), ", got ", out.sizes());
+  BNB_CHECK_TYPE(out.scalar_type() == result.scalar_type(), op, ": out must be ", result.scalar_type(), ", got ",
+                 out.scalar_type());
+  BNB_CHECK_VALUE(out.device() == result.device(), op, ": out must be on ", result.device(), ", got ", out.device());
+  out.copy_(result);
+}
+
 inline void check_absmax(const at::Tensor& absmax, const at::Tensor& A, int64_t expected, const char* op) {
   check_dtype(absmax, c10::ScalarType::Float, op, "absmax");
   check_same_device(absmax, A, op, "absmax", "A");

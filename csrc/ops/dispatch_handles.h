@@ -1,5 +1,5 @@
 // Typed dispatcher handles of the ops that C++ calls through the dispatcher itself (the
-// Autograd kernels, the optimizer's direct entry), each written once: a call through one of
+// Autograd and composite kernels, the optimizer's direct entry), each written once: a call through one of
 // these passes every dispatch key the op has, exactly as torch.ops does.
 #pragma once
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -30,6 +30,25 @@ inline const c10::TypedOperatorHandle<Int8WeightLinearFn>& int8_weight_linear_op
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("bitsandbytes::int8_weight_linear", "")
                              .typed<Int8WeightLinearFn>();
+  return op;
+}
+
+using Int8LinearMatmulFn = at::Tensor(const at::Tensor&, const at::Tensor&);
+
+inline const c10::TypedOperatorHandle<Int8LinearMatmulFn>& int8_linear_matmul_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("bitsandbytes::int8_linear_matmul", "")
+                             .typed<Int8LinearMatmulFn>();
+  return op;
+}
+
+using Int8MmDequantFn = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                   std::optional<c10::ScalarType>, const std::optional<at::Tensor>&);
+
+inline const c10::TypedOperatorHandle<Int8MmDequantFn>& int8_mm_dequant_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("bitsandbytes::int8_mm_dequant", "")
+                             .typed<Int8MmDequantFn>();
   return op;
 }
 

@@ -58,10 +58,11 @@ inline std::vector<int64_t> with_last(const at::Tensor& t, int64_t last) {
 
 }  // namespace int8_detail
 
+// Row-wise quantization with the outlier columns flagged in a bool mask [cols].
 template <class Backend>
-std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_vectorwise_quant(const at::Tensor& A, double threshold) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> row_quant_with_mask(const at::Tensor& A, double threshold,
+                                                                   const char* op) {
   using namespace int8_detail;
-  constexpr const char* op = "int8_vectorwise_quant";
   const DType dt = kernel_dtype(A.scalar_type(), op, "A");
   check_matrix_like(A, op, "A");
   const int64_t cols = A.size(-1), rows = leading_rows(A);
@@ -73,6 +74,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_vectorwise_quant(const at::T
                   out.mutable_data_ptr<int8_t>(), stats.mutable_data_ptr<float>(), outliers.mutable_data_ptr<bool>(),
                   /*outlier_list=*/nullptr);
   return {out, stats, outliers};
+}
+
+// The int64 indices of the flagged columns (None without a threshold), as the reference
+// library's schema returns them; finding how many waits for the device (bnb.matmul uses
+// int8_vectorwise_quant_outliers, whose list stays there).
+inline std::optional<at::Tensor> outlier_columns(const at::Tensor& mask, double threshold) {
+  if (!(threshold > 0.0)) return std::nullopt;
+  return mask.nonzero().view({-1});
+}
+
+template <class Backend>
+std::tuple<at::Tensor, at::Tensor, std::optional<at::Tensor>> int8_vectorwise_quant(const at::Tensor& A,
+                                                                                    double threshold) {
+  at::Tensor out, stats, mask;
+  std::tie(out, stats, mask) = row_quant_with_mask<Backend>(A, threshold, "int8_vectorwise_quant");
+  return {out, stats, outlier_columns(mask, threshold)};
 }
 
 // int8_vectorwise_quant with the outlier columns as a list that stays on the device: int32
@@ -113,8 +130,8 @@ at::Tensor int8_vectorwise_dequant(const at::Tensor& A, const at::Tensor& stats)
 }
 
 template <class Backend>
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> int8_double_quant(const at::Tensor& A,
-                                                                                        double threshold) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, std::optional<at::Tensor>> int8_double_quant(
+    const at::Tensor& A, double threshold) {
   using namespace int8_detail;
   constexpr const char* op = "int8_double_quant";
   const DType dt = kernel_dtype(A.scalar_type(), op, "A");
@@ -122,13 +139,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> int8_doub
   const int64_t cols = A.size(-1), rows = leading_rows(A);
   const at::Tensor a = A.contiguous();
   at::Tensor out_row, row_stats, outliers;
-  std::tie(out_row, row_stats, outliers) = int8_vectorwise_quant<Backend>(a, threshold);
+  std::tie(out_row, row_stats, outliers) = row_quant_with_mask<Backend>(a, threshold, op);
   at::Tensor out_col = at::empty(A.sizes(), A.options().dtype(at::kChar));
   at::Tensor col_stats = at::empty({cols}, A.options().dtype(at::kFloat));
   Backend::launch(A, Backend::int8_colwise_quant, dt, a.const_data_ptr(), rows, cols, float(threshold),
                   outliers.const_data_ptr<bool>(), out_col.mutable_data_ptr<int8_t>(),
                   col_stats.mutable_data_ptr<float>());
-  return {out_row, out_col, row_stats, col_stats, outliers};
+  return {out_row, out_col, row_stats, col_stats, outlier_columns(outliers, threshold)};
 }
 
 template <class Backend>
@@ -151,36 +168,31 @@ at::Tensor int8_linear_matmul(const at::Tensor& A, const at::Tensor& B) {
 }
 
 template <class Backend>
+void int8_linear_matmul_out(const at::Tensor& A, const at::Tensor& B, at::Tensor& out) {
+  copy_to_out(int8_linear_matmul<Backend>(A, B), out, "int8_linear_matmul.out");
+}
+
+// A * row_stats * col_stats / 127^2 (+ bias) in `dtype` (default float16); a bias of another
+// float dtype is cast to it.
+template <class Backend>
 at::Tensor int8_mm_dequant(const at::Tensor& A, const at::Tensor& row_stats, const at::Tensor& col_stats,
-                           const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& sub_A,
-                           const std::optional<at::Tensor>& sub_B, c10::ScalarType dtype) {
+                           std::optional<c10::ScalarType> dtype_opt, const std::optional<at::Tensor>& bias) {
   using namespace int8_detail;
   constexpr const char* op = "int8_mm_dequant";
+  const c10::ScalarType dtype = dtype_opt.value_or(at::kHalf);
   const auto [M, N] = check_int32_product(A, row_stats, col_stats, op);
   const DType dt = kernel_dtype(dtype, op, "dtype");
-  const at::Tensor b = checked_bias(bias, N, dtype, A, op);
-  at::Tensor sa, sb;
-  BNB_CHECK_VALUE(sub_A.has_value() == sub_B.has_value(), op, ": sub_A and sub_B (the outlier product) go together");
-  int64_t sub_k = 0;
-  if (sub_A) {
-    BNB_CHECK_VALUE(sub_A->dim() == 2 && sub_B->dim() == 2 && sub_A->size(0) == M && sub_B->size(0) == N &&
-                        sub_A->size(1) == sub_B->size(1),
-                    op, ": sub_A must be [", M, ", k] and sub_B [", N, ", k], got ", sub_A->sizes(), " and ",
-                    sub_B->sizes());
-    check_dtype(*sub_A, dtype, op, "sub_A");
-    check_dtype(*sub_B, dtype, op, "sub_B");
-    check_same_device(*sub_A, A, op, "sub_A", "A");
-    check_same_device(*sub_B, A, op, "sub_B", "A");
-    sub_k = sub_A->size(1);
-    sa = sub_A->contiguous();
-    sb = sub_B->contiguous();
+  std::optional<at::Tensor> cast_bias = bias;
+  if (bias && bias->scalar_type() != dtype) {
+    kernel_dtype(bias->scalar_type(), op, "bias");
+    cast_bias = bias->to(dtype);
   }
+  const at::Tensor b = checked_bias(cast_bias, N, dtype, A, op);
   const at::Tensor a = A.contiguous(), rs = row_stats.contiguous(), cs = col_stats.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(dtype));
   Backend::launch(A, Backend::int8_mm_dequant, dt, a.const_data_ptr<int32_t>(), rs.const_data_ptr<float>(),
-                  cs.const_data_ptr<float>(), b.defined() ? b.const_data_ptr() : nullptr,
-                  sa.defined() ? sa.const_data_ptr() : nullptr, sb.defined() ? sb.const_data_ptr() : nullptr, sub_k, M,
-                  N, out.mutable_data_ptr());
+                  cs.const_data_ptr<float>(), b.defined() ? b.const_data_ptr() : nullptr, /*sub_A=*/nullptr,
+                  /*sub_B=*/nullptr, /*sub_k=*/int64_t(0), M, N, out.mutable_data_ptr());
   return out;
 }
 
@@ -247,6 +259,7 @@ at::Tensor int8_weight_linear(const at::Tensor& A, const at::Tensor& CB, const a
   m.impl("int8_mm_dequant_outliers", &bnb::ops::int8_mm_dequant_outliers<Backend>); \
   m.impl("int8_double_quant", &bnb::ops::int8_double_quant<Backend>);             \
   m.impl("int8_linear_matmul", &bnb::ops::int8_linear_matmul<Backend>);           \
+  m.impl("int8_linear_matmul.out", &bnb::ops::int8_linear_matmul_out<Backend>);   \
   m.impl("int8_mm_dequant", &bnb::ops::int8_mm_dequant<Backend>);                 \
   m.impl("int8_weight_linear", &bnb::ops::int8_weight_linear<Backend>);
 

@@ -116,8 +116,10 @@ at::Tensor linear_4bit(const at::Tensor& A, const at::Tensor& B, c10::IntArrayRe
 }  // namespace bnb::ops
 
 // Every 4-bit op of a backend (the registration files of cpu/ and cuda/).
-#define BNB_REGISTER_4BIT_OPS(m, Backend)                             \
-  m.impl("quantize_4bit", &bnb::ops::quantize_4bit<Backend>);     \
-  m.impl("dequantize_4bit", &bnb::ops::dequantize_4bit<Backend>); \
-  m.impl("gemv_4bit", &bnb::ops::gemv_4bit<Backend>);             \
+#define BNB_REGISTER_4BIT_OPS(m, Backend)                                     \
+  m.impl("quantize_4bit", &bnb::ops::quantize_4bit<Backend>);             \
+  m.impl("dequantize_4bit", &bnb::ops::dequantize_4bit<Backend>);         \
+  m.impl("dequantize_4bit.out", &bnb::ops::dequantize_4bit_out<Backend>); \
+  m.impl("gemv_4bit", &bnb::ops::gemv_4bit<Backend>);                     \
+  m.impl("gemv_4bit.out", &bnb::ops::gemv_4bit_out<Backend>);             \
   m.impl("linear_4bit", &bnb::ops::linear_4bit<Backend>);

@@ -166,4 +166,16 @@ at::Tensor gemv_4bit(const at::Tensor& A, const at::Tensor& B, c10::IntArrayRef 
   return out;
 }
 
+template <class Backend>
+void dequantize_4bit_out(const at::Tensor& A, const at::Tensor& absmax, int64_t blocksize, c10::string_view quant_type,
+                         c10::IntArrayRef shape, c10::ScalarType dtype, at::Tensor& out) {
+  copy_to_out(dequantize_4bit<Backend>(A, absmax, blocksize, quant_type, shape, dtype), out, "dequantize_4bit.out");
+}
+
+template <class Backend>
+void gemv_4bit_out(const at::Tensor& A, const at::Tensor& B, c10::IntArrayRef shapeB, const at::Tensor& absmax,
+                   const at::Tensor& code, int64_t blocksize, at::Tensor& out) {
+  copy_to_out(gemv_4bit<Backend>(A, B, shapeB, absmax, code, blocksize), out, "gemv_4bit.out");
+}
+
 }  // namespace bnb::ops

@@ -1,6 +1,6 @@
 // The 8-bit quantization ops, written once over a backend (CPU or CUDA) that supplies the
 // launchers: checks, contiguity and output allocation here, arithmetic in kernels/. Maps and
-// block sizes are checked against kFormat8bit (bnb/dtype.h).
+// block sizes are checked against kFormat8bit (bnb/dtype.h); the CPU takes any block size.
 #pragma once
 #include <ATen/ops/empty.h>
 #include <tuple>
@@ -15,7 +15,7 @@ std::tuple<at::Tensor, at::Tensor> quantize_blockwise(const at::Tensor& A, const
   constexpr const char* op = "quantize_blockwise";
   const DType dt = kernel_dtype(A.scalar_type(), op, "A");
   check_code(code, kFormat8bit, A, op);
-  check_blocksize(blocksize, kFormat8bit, op);
+  check_blocksize_on(A, blocksize, kFormat8bit, op);
   const at::Tensor a = A.contiguous(), c = code.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(at::kByte));
   at::Tensor absmax = at::empty({num_blocks(A.numel(), blocksize)}, A.options().dtype(at::kFloat));
@@ -31,13 +31,19 @@ at::Tensor dequantize_blockwise(const at::Tensor& A, const at::Tensor& absmax, c
   check_dtype(A, at::kByte, op, "A");
   const DType dt = kernel_dtype(dtype, op, "dtype");
   check_code(code, kFormat8bit, A, op);
-  check_blocksize(blocksize, kFormat8bit, op);
+  check_blocksize_on(A, blocksize, kFormat8bit, op);
   check_absmax(absmax, A, num_blocks(A.numel(), blocksize), op);
   const at::Tensor a = A.contiguous(), c = code.contiguous(), m = absmax.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(dtype));
   Backend::launch(A, Backend::dequantize_blockwise, dt, a.const_data_ptr<uint8_t>(), c.const_data_ptr<float>(),
                   m.const_data_ptr<float>(), out.mutable_data_ptr(), A.numel(), blocksize);
   return out;
+}
+
+template <class Backend>
+void dequantize_blockwise_out(const at::Tensor& A, const at::Tensor& absmax, const at::Tensor& code, int64_t blocksize,
+                              c10::ScalarType dtype, at::Tensor& out) {
+  copy_to_out(dequantize_blockwise<Backend>(A, absmax, code, blocksize, dtype), out, "dequantize_blockwise.out");
 }
 
 template <class Backend>
@@ -94,9 +100,10 @@ at::Tensor dequantize_no_absmax(const at::Tensor& A, const at::Tensor& code, c10
 }
 
 // Registers every quantization op of this file for one dispatch key.
-#define BNB_REGISTER_QUANTIZE_OPS(m, Backend)                                 \
-  m.impl("quantize_blockwise", &bnb::ops::quantize_blockwise<Backend>);     \
-  m.impl("dequantize_blockwise", &bnb::ops::dequantize_blockwise<Backend>); \
+#define BNB_REGISTER_QUANTIZE_OPS(m, Backend)                                         \
+  m.impl("quantize_blockwise", &bnb::ops::quantize_blockwise<Backend>);             \
+  m.impl("dequantize_blockwise", &bnb::ops::dequantize_blockwise<Backend>);         \
+  m.impl("dequantize_blockwise.out", &bnb::ops::dequantize_blockwise_out<Backend>); \
   m.impl("quantize", &bnb::ops::quantize<Backend>);                         \
   m.impl("dequantize", &bnb::ops::dequantize<Backend>);                     \
   m.impl("quantize_no_absmax", &bnb::ops::quantize_no_absmax<Backend>);     \

@@ -25,7 +25,7 @@ inline int8_t round_to_int8(float v, float scale) {
 inline float scale_of(float absmax) { return absmax > 0.f ? 127.0f * (1.0f / absmax) : 0.f; }
 
 // Whether a value counts towards the statistics: everything when there is no threshold.
-inline bool regular(float a, float threshold) { return threshold <= 0.f || a <= threshold; }
+inline bool regular(float a, float threshold) { return threshold <= 0.f || a < threshold; }
 
 // The dequantize loop every dequantize op shares, in the GPU's order of operations: element
 // (m, n) of the int32 product scaled by its row and column statistics, plus the bias, then

@@ -22,6 +22,13 @@ struct Midpoints {
     for (int step = N / 2; step >= 1; step >>= 1) idx += int(x > m[idx + step - 1]) * step;
     return uint8_t(idx);
   }
+  // The same, except that a value exactly on a midpoint takes the even index of its two
+  // neighbours rather than the lower one: the tie rule of the reference library's tensor-wise
+  // quantization (its bisection from pivot 127 always ends on an even index, which keeps ties).
+  uint8_t nearest_even_tie(float x) const {
+    const int idx = nearest(x);
+    return uint8_t((idx & 1) && idx < N - 1 && x == m[idx] ? idx + 1 : idx);
+  }
 };
 
 }  // namespace bnb::cpu

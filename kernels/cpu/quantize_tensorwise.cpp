@@ -23,12 +23,15 @@ void quantize_scaled(DType dtype, const void* A, const float* code, const float*
                      int64_t n) {
   const Midpoints<> mids(code);
   const float s = scale ? *scale : 1.f;
-  const float inv = s > 0.f ? 1.0f / s : 0.f;
+  // A value divided by the scale (not multiplied by its reciprocal) and ties to the even code:
+  // the codes of the reference library's tensor-wise quantization, bit for bit. A zero scale
+  // (an all-zero tensor) gives the code nearest 0.
+  const float d = s > 0.f ? s : INFINITY;
   dispatch_dtype(dtype, [&](auto tag) {
     using E = Element<decltype(tag)::value>;
     const auto* a = static_cast<const typename E::storage*>(A);
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) out[i] = mids.nearest(E::load(a, i) * inv);
+    for (int64_t i = 0; i < n; ++i) out[i] = mids.nearest_even_tie(E::load(a, i) / d);
   });
 }
 

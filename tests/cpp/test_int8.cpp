@@ -15,8 +15,9 @@ TEST(Int8, RowQuantWithOutliers) {
   std::normal_distribution<float> normal(0.f, 2.f);
   std::vector<float> a(rows * cols);
   for (auto& v : a) v = normal(rng);
-  a[5 * cols + 17] = 40.f;   // outlier columns 17 and 99
-  a[30 * cols + 99] = -9.f;
+  a[5 * cols + 17] = 40.f;   // outlier columns 17 and 99 (a value at the threshold is one)
+  a[30 * cols + 99] = -8.f;
+  a[31 * cols + 50] = std::nextafter(8.f, 0.f);  // just below: a regular value
   const float threshold = 8.f;
   std::vector<int8_t> q(rows * cols);
   std::vector<float> stats(rows);
@@ -26,7 +27,7 @@ TEST(Int8, RowQuantWithOutliers) {
   for (int64_t r = 0; r < rows; ++r) {
     float amax = 0.f;
     for (int64_t c = 0; c < cols; ++c)
-      if (std::fabs(a[r * cols + c]) <= threshold) amax = std::max(amax, std::fabs(a[r * cols + c]));
+      if (std::fabs(a[r * cols + c]) < threshold) amax = std::max(amax, std::fabs(a[r * cols + c]));
     ASSERT_EQ(stats[r], amax);
     for (int64_t c = 0; c < cols; ++c) {
       const int want = (c == 17 || c == 99) ? 0 : int(std::nearbyint(a[r * cols + c] * (127.f * (1.f / amax))));

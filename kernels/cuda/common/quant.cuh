@@ -140,6 +140,13 @@ __device__ __forceinline__ uint8_t nearest_code(const float* lane_table, float m
 // Guards against the argument order (table, x, lane): an int lane would silently convert.
 uint8_t nearest_code(const float*, float, int) = delete;
 
+// nearest_code with a value exactly on a midpoint taking the even index of its two neighbours
+// rather than the lower one (the tie rule of the reference library's tensor-wise quantization).
+__device__ __forceinline__ uint8_t nearest_code_even_tie(const float* lane_table, float middle, float x) {
+  const uint8_t q = nearest_code(lane_table, middle, x);
+  return ((q & 1) && q < kCodeSize - 1 && x == lane_table[q * kLanes]) ? uint8_t(q + 1) : q;
+}
+
 // The first pivot of nearest_code, read once per thread after the table is filled.
 __device__ __forceinline__ float middle_pivot(const float* lane_table) { return lane_table[127 * kLanes]; }
 

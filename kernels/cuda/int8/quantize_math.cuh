@@ -22,9 +22,9 @@ __device__ __forceinline__ int8_t int8_round(float v, float scale) {
   return int8_t(max(-127, min(127, q)));
 }
 
-__device__ __forceinline__ bool int8_regular(float a, float threshold) { return threshold <= 0.f || a <= threshold; }
+__device__ __forceinline__ bool int8_regular(float a, float threshold) { return threshold <= 0.f || a < threshold; }
 
-// Quantizes the V values of one 16-byte piece `raw` of a row with `scale` (outliers above
+// Quantizes the V values of one 16-byte piece `raw` of a row with `scale` (outliers, at or above
 // `threshold` become 0) and stores the V codes at `dst` with one access.
 template <typename T, int V>
 __device__ __forceinline__ void quantize_piece(const uint4& raw, float scale, float threshold, int8_t* dst) {

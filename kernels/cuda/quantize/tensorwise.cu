@@ -40,7 +40,9 @@ quantize_scaled_kernel(const T* __restrict__ A, const float* __restrict__ code, 
   const float* lane_table = table + threadIdx.x % kLanes;
   const float middle = middle_pivot(lane_table);
   const float s = scale ? *scale : 1.f;
-  const float inv = s > 0.f ? 1.0f / s : 0.f;
+  // divided by the scale (IEEE), ties to the even code: the reference library's codes, bit for
+  // bit (see the CPU twin); a zero scale gives the code nearest 0
+  const float d = s > 0.f ? s : __int_as_float(0x7f800000);
   const bool vector_ok = aligned16(A) && aligned16(out);
   const int64_t tiles = (n + kTile - 1) / kTile;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
@@ -52,11 +54,11 @@ quantize_scaled_kernel(const T* __restrict__ A, const float* __restrict__ code, 
     if (full) {
       load_vec<T, kPerThread>(A + base, v);
 #pragma unroll
-      for (int j = 0; j < kPerThread; ++j) q[j] = nearest_code(lane_table, middle, v[j] * inv);
+      for (int j = 0; j < kPerThread; ++j) q[j] = nearest_code_even_tie(lane_table, middle, __fdiv_rn(v[j], d));
       store_codes<kPerThread>(out + base, q);
     } else {
       for (int j = 0; j < kPerThread && base + j < n; ++j)
-        out[base + j] = nearest_code(lane_table, middle, to_float(A[base + j]) * inv);
+        out[base + j] = nearest_code_even_tie(lane_table, middle, __fdiv_rn(to_float(A[base + j]), d));
     }
   }
 }

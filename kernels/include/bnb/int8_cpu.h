@@ -7,7 +7,7 @@
 namespace bnb::cpu {
 
 // Row-wise absmax quantization of A[rows, cols]: out = rint(A * 127 / row_stats).
-// threshold > 0: values with |v| > threshold are outliers; they are left out of the row
+// threshold > 0: values with |v| >= threshold are outliers; they are left out of the row
 // statistics, their columns get outlier_cols[c] = 1 (0 elsewhere) and are zeroed in out.
 // outlier_cols may be null when threshold <= 0. outlier_list (cols + 1 values, may be null;
 // needs outlier_cols) receives the flagged columns as int8_outlier_list writes them.
@@ -18,7 +18,7 @@ void int8_vectorwise_quant(DType dtype, const void* A, int64_t rows, int64_t col
 // column in ascending order, zeros after (list holds cols + 1 values).
 void int8_outlier_list(const bool* outlier_cols, int64_t cols, int32_t* list);
 
-// The same along columns: out_col = rint(A * 127 / col_stats); outlier values (|v| > threshold)
+// The same along columns: out_col = rint(A * 127 / col_stats); outlier values (|v| >= threshold)
 // are left out of col_stats, and the columns flagged in outlier_cols (from the row pass) are zeroed.
 void int8_colwise_quant(DType dtype, const void* A, int64_t rows, int64_t cols, float threshold,
                         const bool* outlier_cols, int8_t* out, float* col_stats);

@@ -16,7 +16,8 @@ using namespace bnb_test;
 
 constexpr DType kDTypes[] = {DType::Float32, DType::Float16, DType::BFloat16};
 
-// Random rows with a few planted outliers (|v| = 20 > threshold 6) in columns 3 and cols - 2.
+// Random rows with a few planted outliers (|v| = 20 > threshold 6) in columns 3 and cols - 2,
+// and one exactly at the threshold (an outlier too) in column 1.
 Values int8_input(DType dtype, int64_t rows, int64_t cols, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.f, 1.5f);
@@ -25,6 +26,7 @@ Values int8_input(DType dtype, int64_t rows, int64_t cols, uint32_t seed) {
   if (rows > 0 && cols > 4) {
     f[static_cast<size_t>((rows / 2) * cols + 3)] = 20.f;
     f[static_cast<size_t>((rows - 1) * cols + cols - 2)] = -20.f;
+    f[1] = -6.f;
   }
   return from_floats(dtype, f);
 }
