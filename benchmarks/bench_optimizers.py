@@ -1,11 +1,12 @@
-"""Optimizer step benchmark: every 4-bit, 8-bit and 32-bit AdamW path of bitsandbytes.optim
-against torch.optim.AdamW(fused=True), in the same run.
+"""Optimizer step benchmark: every 4-bit, 8-bit and 32-bit AdamW path of bitsandbytes.optim, and
+AdEMAMix with 8-bit and 32-bit state, against torch.optim.AdamW(fused=True), in the same run.
 
 Workloads: (a) one float32 tensor of 2^28 elements; (b) GPT-2 medium shapes (24 layers,
 d=1024, vocab 50304: 292 tensors, 355M parameters) in bfloat16.
 Reports the median step time (CUDA events, after warm-up), the fraction of the measured
 device-to-device copy bandwidth the step reaches (bytes it must move / time), and the
-optimizer-state memory. Writes JSON to --out and prints a markdown table last.
+optimizer-state memory, and per workload the ratio of the AdEMAMix8bit step (three 8-bit
+states) to the AdamW8bit step. Writes JSON to --out and prints markdown tables last.
 
     python benchmarks/bench_optimizers.py --out bench_out
     python benchmarks/bench_optimizers.py --out bench_out --device cpu --scale 0.001   # smoke run
@@ -56,12 +57,17 @@ PATHS = {
     "bnb PagedAdamW32bit": lambda ps: bnb.optim.PagedAdamW32bit(ps, lr=1e-4),
     "bnb PagedAdamW8bit": lambda ps: bnb.optim.PagedAdamW8bit(ps, lr=1e-4),
     "bnb PagedAdamW4bit": lambda ps: bnb.optim.PagedAdamW4bit(ps, lr=1e-4),
+    "bnb AdEMAMix32bit": lambda ps: bnb.optim.AdEMAMix32bit(ps, lr=1e-4, t_alpha=1000, t_beta3=1000),
+    "bnb AdEMAMix8bit": lambda ps: bnb.optim.AdEMAMix8bit(ps, lr=1e-4, t_alpha=1000, t_beta3=1000),
 }
+# (numerator, denominator) step-time ratios reported per workload
+RATIOS = [("bnb AdEMAMix8bit", "bnb AdamW8bit"), ("bnb AdEMAMix8bit", "torch AdamW fused (32-bit)"),
+          ("bnb AdEMAMix32bit", "torch AdamW fused (32-bit)")]
 
 
 def moved_bytes(params, opt):
     """Bytes one step must read and write: parameter (read + write), gradient (read), each
-    state tensor (read + write)."""
+    state tensor (read + write; AdEMAMix's state1 holds two states)."""
     total = 0
     for p in params:
         total += 3 * p.numel() * p.element_size()
@@ -133,7 +139,21 @@ def run(args):
             del opt, params
             if device == "cuda":
                 torch.cuda.empty_cache()
+    results["ratios"] = step_ratios(results["rows"])
     return results
+
+
+def step_ratios(rows):
+    """The RATIOS of step times (isolated and back to back) for each workload with both paths."""
+    by = {(r["workload"], r["path"]): r for r in rows}
+    out = []
+    for wname in dict.fromkeys(r["workload"] for r in rows):
+        for num, den in RATIOS:
+            a, b = by.get((wname, num)), by.get((wname, den))
+            if a and b:
+                out.append(dict(workload=wname, ratio=f"{num} / {den}", step=a["step_ms"] / b["step_ms"],
+                                back_to_back=a["step_ms_back_to_back"] / b["step_ms_back_to_back"]))
+    return out
 
 
 def markdown(results):
@@ -146,6 +166,10 @@ def markdown(results):
         lines.append(f"| {r['workload']} | {r['path']} | {r['step_ms']:.3f} | {r['step_ms_back_to_back']:.3f} | "
                      f"{r['host_us']:.0f} | {r['bandwidth_fraction']:.2f} | "
                      f"{r['state_bytes'] / 1e6:.1f} | {r['state_bytes_per_param']:.3f} |")
+    if results.get("ratios"):
+        lines += ["", "| workload | ratio | step | back to back |", "|---|---|---|---|"]
+        for r in results["ratios"]:
+            lines.append(f"| {r['workload']} | {r['ratio']} | {r['step']:.2f} | {r['back_to_back']:.2f} |")
     return "\n".join(lines)
 
 

@@ -73,7 +73,8 @@ void optimizer_update_autograd(c10::DispatchKeySet keys, c10::string_view algori
                                at::TensorList state1, at::TensorList state2, at::TensorList absmax1,
                                at::TensorList absmax2, const std::optional<at::Tensor>& qmap1,
                                const std::optional<at::Tensor>& qmap2, const std::optional<at::Tensor>& gnorm_scale,
-                               double lr, double beta1, double beta2, double eps, double weight_decay,
+                               double lr, double beta1, double beta2, double beta3, double alpha, double eps,
+                               double weight_decay,
                                bool decoupled_weight_decay, double bias_correction1, double bias_correction2,
                                double dampening, bool nesterov, int64_t step, double max_unorm, bool block_wise) {
   check_writable(params, "params");
@@ -82,7 +83,7 @@ void optimizer_update_autograd(c10::DispatchKeySet keys, c10::string_view algori
     const at::AutoDispatchBelowADInplaceOrView below;
     bnb::ops::optimizer_update_op().redispatch(keys & c10::after_ADInplaceOrView_keyset, algorithm, params, grads,
                                                state1, state2, absmax1, absmax2, qmap1, qmap2, gnorm_scale, lr,
-                                               beta1, beta2, eps, weight_decay, decoupled_weight_decay,
+                                               beta1, beta2, beta3, alpha, eps, weight_decay, decoupled_weight_decay,
                                                bias_correction1, bias_correction2, dampening, nesterov, step,
                                                max_unorm, block_wise);
   }

@@ -41,13 +41,16 @@ TORCH_LIBRARY(bitsandbytes, m) {
   m.def("estimate_quantiles(Tensor A, float offset, int num_quantiles) -> Tensor");
 
   // One optimizer step of a group of tensors that share dtype and state kind (float32 or uint8
-  // state), updated in place in one launch. algorithm: adam, momentum, rmsprop, adagrad, lion.
+  // state), updated in place in one launch. algorithm: adam, momentum, rmsprop, adagrad, lion,
+  // ademamix (state1 holds its fast and slow EMAs stacked, [2, *shape], and absmax1 [2, blocks];
+  // beta3 and alpha are this step's, after their schedules).
   // gnorm_scale: one clipping factor per tensor, read on the device. The op keeps its own
   // scratch (the device table of tensor pointers, per-tensor statistics) between steps of the
   // same tensors; the caller passes only the step.
   m.def("optimizer_update(str algorithm, Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] state1, "
         "Tensor(c!)[] state2, Tensor(d!)[] absmax1, Tensor(e!)[] absmax2, Tensor? qmap1, Tensor? qmap2, "
-        "Tensor? gnorm_scale, float lr, float beta1, float beta2, float eps, float weight_decay, "
+        "Tensor? gnorm_scale, float lr, float beta1, float beta2, float beta3, float alpha, float eps, "
+        "float weight_decay, "
         "bool decoupled_weight_decay, float bias_correction1, float bias_correction2, float dampening, "
         "bool nesterov, int step, float max_unorm, bool block_wise) -> ()");
   // Optimizer state in CUDA unified memory: zeros of `size` and `dtype` on like's GPU, and

@@ -114,7 +114,7 @@ def _fsdp_worker(rank, port, opt_name, out_dir, min_8bit_size):
     _finish()
 
 
-@pytest.mark.parametrize("opt_name, tol", [("AdamW", 5e-5), ("AdamW8bit", 2e-3)])
+@pytest.mark.parametrize("opt_name, tol", [("AdamW", 5e-5), ("AdamW8bit", 2e-3), ("AdEMAMix8bit", 2e-3)])
 def test_fsdp2_matches_one_process(opt_name, tol):
     # 0.weight holds 12480 values, 6240 per rank: with min_8bit_size 8000 the decision must be
     # made on the whole parameter (8-bit), not on the shard.

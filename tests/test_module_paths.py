@@ -25,6 +25,8 @@ def test_nn_modules_reexports_the_layers():
     ("bitsandbytes.optim.lamb", ["LAMB", "LAMB8bit", "LAMB32bit"]),
     ("bitsandbytes.optim.rmsprop", ["RMSprop", "RMSprop8bit", "RMSprop32bit"]),
     ("bitsandbytes.optim.adagrad", ["Adagrad", "Adagrad8bit", "Adagrad32bit"]),
+    ("bitsandbytes.optim.ademamix", ["AdEMAMix", "AdEMAMix8bit", "AdEMAMix32bit", "PagedAdEMAMix", "PagedAdEMAMix8bit",
+                                     "PagedAdEMAMix32bit"]),
     ("bitsandbytes.optim.optimizer", ["Optimizer8bit", "Optimizer1State", "Optimizer2State", "GlobalOptimManager"]),
 ])
 def test_optim_submodules(module, names):

@@ -207,7 +207,8 @@ def test_opcheck(device):
             [torch.zeros((n + 1) // 2, dtype=torch.uint8, device=device)],
             [torch.zeros((n + 1) // 2, dtype=torch.uint8, device=device)],
             [torch.zeros(blocks, device=device)], [torch.zeros(blocks, device=device)], code1, code2,
-            torch.ones(1, device=device), 1e-3, 0.9, 0.999, 1e-8, 0.01, True, 0.1, 0.001, 0.0, False, 1, 0.0, True)
+            torch.ones(1, device=device), 1e-3, 0.9, 0.999, 0.0, 0.0, 1e-8, 0.01, True, 0.1, 0.001, 0.0, False, 1, 0.0,
+            True)
     torch.library.opcheck(torch.ops.bitsandbytes.optimizer_update.default, args)
 
 

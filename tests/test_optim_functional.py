@@ -201,7 +201,7 @@ def test_bad_arguments_name_the_argument(device):
 def test_opcheck_optimizer_update(device):
     n = 700
     args = ("adam", [torch.randn(n, device=device)], [torch.randn(n, device=device)],
-            [torch.zeros(n, device=device)], [torch.zeros(n, device=device)], [], [], None, None, None, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, 0.1, 0.001, 0.0, False, 1, 0.0,
+            [torch.zeros(n, device=device)], [torch.zeros(n, device=device)], [], [], None, None, None, 1e-3, 0.9, 0.999, 0.0, 0.0, 1e-8, 0.0, False, 0.1, 0.001, 0.0, False, 1, 0.0,
             True)
     torch.library.opcheck(torch.ops.bitsandbytes.optimizer_update.default, args)
     code1, code2 = state_maps(device)
@@ -209,7 +209,7 @@ def test_opcheck_optimizer_update(device):
     args8 = ("adam", [torch.randn(n, device=device)], [torch.randn(n, device=device)],
              [torch.zeros(n, dtype=torch.uint8, device=device)], [torch.zeros(n, dtype=torch.uint8, device=device)],
              [torch.zeros(blocks, device=device)], [torch.zeros(blocks, device=device)], code1, code2,
-             torch.ones(1, device=device), 1e-3, 0.9, 0.999, 1e-8, 0.01, True, 0.1, 0.001, 0.0, False, 1, 0.0,
+             torch.ones(1, device=device), 1e-3, 0.9, 0.999, 0.0, 0.0, 1e-8, 0.01, True, 0.1, 0.001, 0.0, False, 1, 0.0,
              True)
     torch.library.opcheck(torch.ops.bitsandbytes.optimizer_update.default, args8)
 
@@ -327,8 +327,8 @@ def test_prepare_refuses_bad_input():
     with pytest.raises(TypeError, match=r"state1\[1\]"):
         _C.optimizer_tensors([torch.zeros(3)], [torch.zeros(3), 5], [], [], [])
     with pytest.raises(TypeError, match="handle"):
-        _C.optimizer_step(object(), "adam", None, None, None, 1e-3, 0.9, 0.99, 1e-8, 0.0, False, 1.0, 1.0, 0.0,
-                          False, 1, 0.0, True)
+        _C.optimizer_step(object(), "adam", None, None, None, 1e-3, 0.9, 0.99, 0.0, 0.0, 1e-8, 0.0, False, 1.0, 1.0,
+                          0.0, False, 1, 0.0, True)
     with pytest.raises(TypeError, match="handle"):
         _C.optimizer_grads_match(object())
 
@@ -362,7 +362,8 @@ def test_prepared_update_takes_tensor_subclasses_through_torch_ops(device):
 
 def test_reference_argument_order_with_beta3_and_alpha(device):
     """Positional calls in the reference's order (beta3 and alpha after beta2) mean what they
-    mean there: the same update as the keyword call; a non-zero beta3/alpha is refused."""
+    mean there: the same update as the keyword call; a non-zero beta3/alpha is refused for an
+    algorithm other than ademamix (tests/test_ademamix.py runs ademamix through these forms)."""
     n = 1000
     g = torch.randn(n, device=device)
     p1, p2 = torch.randn(n, device=device), None

@@ -60,7 +60,7 @@ def test_edge_values_accepted(cls, device):
         if name in accepted:
             kwargs[name] = 0.0
     if "betas" in accepted:
-        kwargs["betas"] = (0.0, 0.0)
+        kwargs["betas"] = (0.0,) * len(accepted["betas"].default)  # AdEMAMix: three
     cls([torch.nn.Parameter(torch.randn(4, device=device))], **kwargs)
 
 

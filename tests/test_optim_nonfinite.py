@@ -16,6 +16,7 @@ CASES = [
     (bnb.optim.Adagrad8bit, torch.optim.Adagrad, dict(lr=1e-2)),
     (bnb.optim.Lion8bit, None, dict(lr=1e-3)),
     (bnb.optim.AdamW4bit, torch.optim.AdamW, dict(lr=1e-2)),
+    (bnb.optim.AdEMAMix8bit, None, dict(lr=1e-3)),
 ]
 
 

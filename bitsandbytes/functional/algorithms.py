@@ -2,6 +2,7 @@
 tensors it keeps and which are signed, its weight decay, and how its settings become the
 kernel's hyper-parameters. bitsandbytes.optim and bitsandbytes.functional both read it.
 """
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,6 +22,29 @@ def _lamb(config, step):
     h["decoupled_weight_decay"] = config.get("adam_w_mode", True)
     h["max_unorm"] = config.get("max_unorm", 0.0)
     return h
+
+
+def scheduled_alpha(alpha, t_alpha, step):
+    """AdEMAMix's alpha at `step`: a linear warm-up from 0 over t_alpha steps (None: constant)."""
+    return alpha if t_alpha is None else min(step * alpha / t_alpha, alpha)
+
+
+def scheduled_beta3(beta1, beta3, t_beta3, step):
+    """AdEMAMix's beta3 at `step`: over t_beta3 steps (None: constant) from beta1 to beta3 such
+    that the slow EMA's half-life grows linearly (Pagliardini et al. 2024, eq. 4)."""
+    if t_beta3 is None:
+        return beta3
+    ln1, ln3 = math.log(beta1), math.log(beta3)
+    s = step / t_beta3
+    return min(math.exp(ln1 * ln3 / ((1 - s) * ln3 + s * ln1)), beta3)
+
+
+def _ademamix(config, step):
+    # computed on the host from the step count it keeps: the kernel reads plain floats
+    beta1, beta2, beta3 = config["betas"]
+    return dict(beta1=beta1, beta2=beta2,
+                beta3=scheduled_beta3(beta1, beta3, config.get("t_beta3"), step),
+                alpha=scheduled_alpha(config["alpha"], config.get("t_alpha"), step))
 
 
 def _momentum(config, step):
@@ -47,12 +71,15 @@ class Algorithm:
     """kernel: the op's algorithm; num_states: state tensors (state1, state2); signed: whether each
     state holds signed values (a signed 8-bit map) or non-negative ones (squares: an unsigned map);
     decoupled: weight decay as p *= 1 - lr * wd rather than g += wd * p; hyper(config, step): the
-    kernel hyper-parameters this algorithm takes from its settings beyond lr, eps, weight_decay."""
+    kernel hyper-parameters this algorithm takes from its settings beyond lr, eps, weight_decay;
+    stacked1: values of state1 per parameter value (AdEMAMix keeps its fast and slow EMAs
+    stacked there, [2, *shape], both with the signed map)."""
     kernel: str
     num_states: int
     signed: tuple
     decoupled: bool
     hyper: Callable
+    stacked1: int = 1
 
 
 ALGORITHMS = {
@@ -65,6 +92,7 @@ ALGORITHMS = {
     "rmsprop": Algorithm("rmsprop", 1, (False,), False, _rmsprop),
     "adagrad": Algorithm("adagrad", 1, (False,), False, _adagrad),
     "lion": Algorithm("lion", 1, (True,), True, _betas),
+    "ademamix": Algorithm("ademamix", 2, (True, False), True, _ademamix, stacked1=2),
 }
 
 
@@ -80,6 +108,6 @@ def kernel_hyper(optimizer_name, config, step):
     """The keyword arguments of optimizer_update_multi for one step of `optimizer_name` with the
     effective settings `config` (lr, eps, weight_decay and the algorithm's own)."""
     h = dict(lr=config["lr"], eps=config.get("eps", 0.0), weight_decay=config.get("weight_decay", 0.0),
-             beta1=0.0, beta2=0.0)
+             beta1=0.0, beta2=0.0, beta3=0.0, alpha=0.0)
     h.update(algorithm(optimizer_name).hyper(config, step))
     return h

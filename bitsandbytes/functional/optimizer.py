@@ -8,8 +8,9 @@ on the current stream and never synchronises with the host.
 
 Algorithms (`optimizer_name`): "adam", "adamw" (decoupled weight decay), "lamb" (Adam with
 the trust ratio `max_unorm`), "momentum" / "sgd", "lars" (momentum with the trust ratio),
-"rmsprop", "adagrad", "lion". beta1 is the momentum for momentum/sgd/lars and alpha for
-rmsprop.
+"rmsprop", "adagrad", "lion", "ademamix" (state1 holds the fast and slow EMAs stacked,
+[2, *shape]; beta3 and alpha are the slow EMA's decay and weight for this step). beta1 is the
+momentum for momentum/sgd/lars and alpha for rmsprop.
 """
 import torch
 
@@ -36,7 +37,7 @@ def prepare_update(params, state1, state2=None, absmax1=None, absmax2=None):
 def optimizer_update_multi(optimizer_name, params, grads, state1, state2, beta1, beta2, eps, step, lr,
                            qmap1=None, qmap2=None, absmax1=None, absmax2=None, weight_decay=0.0, gnorm_scale=None,
                            max_unorm=0.0, bias_correction=True, dampening=0.0, nesterov=False, block_wise=True,
-                           decoupled_weight_decay=None, prepared=None):
+                           decoupled_weight_decay=None, prepared=None, beta3=0.0, alpha=0.0):
     """Updates params[i] in place from grads[i] with its states (float32: 32-bit state;
     uint8: 8-bit state with maps qmap1/qmap2 and absmax1/absmax2). `step` is the step being
     taken (1 for the first). gnorm_scale: None or a float32 tensor with one clipping factor
@@ -59,11 +60,12 @@ def optimizer_update_multi(optimizer_name, params, grads, state1, state2, beta1,
     if step < 1:
         raise ValueError(f"{optimizer_name}: step must be >= 1 (the step being taken), got {step}")
     bc1 = bc2 = 1.0
-    if algo.kernel == "adam" and bias_correction:
+    if algo.kernel in ("adam", "ademamix") and bias_correction:
         bc1 = 1.0 - beta1 ** step
         bc2 = 1.0 - beta2 ** step
-    scalars = (float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), bool(decoupled), bc1, bc2,
-               float(dampening), bool(nesterov), int(step), float(max_unorm), bool(block_wise))
+    scalars = (float(lr), float(beta1), float(beta2), float(beta3), float(alpha), float(eps), float(weight_decay),
+               bool(decoupled), bc1, bc2, float(dampening), bool(nesterov), int(step), float(max_unorm),
+               bool(block_wise))
     if read_grads:
         done = prepared.step(algo.kernel, qmap1, qmap2, gnorm_scale, scalars)
         if done:
@@ -93,11 +95,11 @@ def _scale_tensor(gnorm_scale, device):
     return torch.full((1,), float(gnorm_scale), dtype=torch.float32, device=device)
 
 
-def _check_no_ademamix(fn, optimizer_name, beta3, alpha):
-    """beta3 and alpha (the slow EMA of AdEMAMix) are in the reference's argument order; no
-    algorithm of these one-tensor forms reads them, so a value other than 0 is refused rather
+def _check_ademamix_settings(fn, optimizer_name, beta3, alpha):
+    """beta3 and alpha (AdEMAMix's slow EMA) are in the reference's argument order; only
+    "ademamix" reads them, so for any other algorithm a value other than 0 is refused rather
     than ignored."""
-    if beta3 != 0.0 or alpha != 0.0:
+    if (beta3 != 0.0 or alpha != 0.0) and algorithm(optimizer_name).kernel != "ademamix":
         raise ValueError(f"{fn}: beta3 and alpha are AdEMAMix's settings, which optimizer_name "
                          f"{optimizer_name!r} does not take; got beta3={beta3}, alpha={alpha} (pass 0)")
 
@@ -106,15 +108,16 @@ def optimizer_update_32bit(optimizer_name, g, p, state1, beta1, eps, step, lr, s
                            alpha=0.0, weight_decay=0.0, gnorm_scale=1.0, unorm_vec=None, max_unorm=0.0,
                            skip_zeros=False, bias_correction=True, dampening=0.0, nesterov=False):
     """One optimizer step of p (in place) with float32 states state1 (and state2 for
-    Adam-family algorithms), in the reference library's argument order. gnorm_scale
-    multiplies the gradient (percentile clipping). max_unorm > 0 applies the trust ratio
-    (lars, lamb); the update norm is computed inside the call, so `unorm_vec` is unused."""
+    Adam-family algorithms; ademamix: state1 [2, *p.shape], beta3 and alpha), in the reference
+    library's argument order. gnorm_scale multiplies the gradient (percentile clipping).
+    max_unorm > 0 applies the trust ratio (lars, lamb); the update norm is computed inside the
+    call, so `unorm_vec` is unused."""
     _check_skip_zeros(skip_zeros)
-    _check_no_ademamix("optimizer_update_32bit", optimizer_name, beta3, alpha)
+    _check_ademamix_settings("optimizer_update_32bit", optimizer_name, beta3, alpha)
     optimizer_update_multi(optimizer_name, [p], [g], [state1], [state2] if state2 is not None else [], beta1, beta2,
                            eps, step, lr, weight_decay=weight_decay, gnorm_scale=_scale_tensor(gnorm_scale, p.device),
                            max_unorm=max_unorm, bias_correction=bias_correction, dampening=dampening,
-                           nesterov=nesterov)
+                           nesterov=nesterov, beta3=beta3, alpha=alpha)
 
 
 def optimizer_update_8bit_blockwise(optimizer_name, g, p, state1, state2, beta1, beta2, beta3, alpha, eps, step, lr,
@@ -123,16 +126,17 @@ def optimizer_update_8bit_blockwise(optimizer_name, g, p, state1, state2, beta1,
                                     nesterov=False, block_wise=True):
     """One optimizer step of p (in place) with 8-bit states, in the reference library's
     argument order: uint8 codes into qmap1 (state1) and qmap2 (state2), one absmax per 256
-    values (block_wise) or per tensor. The states are dequantized, updated in float32 and
-    requantized with their new absmax in one pass."""
+    values (block_wise) or per tensor (ademamix: state1 [2, *p.shape] and absmax1 [2, blocks],
+    both halves with qmap1). The states are dequantized, updated in float32 and requantized
+    with their new absmax in one pass."""
     _check_skip_zeros(skip_zeros)
-    _check_no_ademamix("optimizer_update_8bit_blockwise", optimizer_name, beta3, alpha)
+    _check_ademamix_settings("optimizer_update_8bit_blockwise", optimizer_name, beta3, alpha)
     optimizer_update_multi(optimizer_name, [p], [g], [state1], [state2] if state2 is not None else [], beta1, beta2,
                            eps, step, lr, qmap1=qmap1, qmap2=qmap2, absmax1=[absmax1],
                            absmax2=[absmax2] if absmax2 is not None else [], weight_decay=weight_decay,
                            gnorm_scale=_scale_tensor(gnorm_scale, p.device), max_unorm=max_unorm,
                            bias_correction=bias_correction, dampening=dampening, nesterov=nesterov,
-                           block_wise=block_wise)
+                           block_wise=block_wise, beta3=beta3, alpha=alpha)
 
 
 def optimizer_update_8bit(optimizer_name, g, p, state1, state2, beta1, beta2, eps, step, lr, qmap1, qmap2, max1, max2,
@@ -155,28 +159,48 @@ def optimizer_update_8bit(optimizer_name, g, p, state1, state2, beta1, beta2, ep
                            gnorm_scale=_scale_tensor(gnorm_scale, p.device), max_unorm=max_unorm, block_wise=False)
 
 
+GNORM_HISTORY = 100  # squared gradient norms kept per parameter by percentile clipping
+
+
 def percentile_clipping(grad, gnorm_vec, step, percentile=5):
-    """Clips a gradient at a percentile of its recent norms. gnorm_vec is a float32 history
-    of the last 100 squared gradient norms, updated in place (slot (step - 1) % 100).
-    Returns (current_gnorm, clip_value, gnorm_scale) as 0-dim float32 tensors on grad's
-    device, computed without a host synchronisation: gnorm_scale = clip_value /
-    current_gnorm where the norm is above the clip value, else 1. Before 100 steps, the
-    percentile is taken over the norms seen so far."""
-    if not 0 <= percentile <= 100:
-        raise ValueError(f"percentile_clipping: percentile must be in [0, 100], got {percentile}")
+    """Clips a gradient at a percentile of its recent norms, in the reference library's format:
+    gnorm_vec holds the last 100 SQUARED gradient norms (float32), updated in place: entry
+    `step % 100` gets the new one, and at step 1 all 100 entries do. Returns (current_gnorm,
+    clip_value, gnorm_scale) as 0-dim float32 tensors on grad's device, computed without a host
+    synchronisation: clip_value is the square root of the entry of rank `percentile` (from 0,
+    ascending), gnorm_scale = clip_value / current_gnorm where the norm is above it, else 1."""
+    if gnorm_vec.numel() != GNORM_HISTORY or gnorm_vec.dtype != torch.float32 or not gnorm_vec.is_contiguous():
+        raise ValueError(f"percentile_clipping: gnorm_vec must be {GNORM_HISTORY} contiguous float32 values, "
+                         f"got {gnorm_vec.numel()} {gnorm_vec.dtype} values")
+    current, clip, scale = percentile_clipping_multi([grad], [gnorm_vec], step, percentile)
+    return current[0], clip[0], scale[0]
+
+
+def percentile_clipping_multi(grads, gnorm_vecs, step, percentile):
+    """percentile_clipping of several gradients at once, each with its own history (as the
+    optimizers keep it: not checked here, at every step), in a fixed number of launches whatever
+    their count: (current_gnorm, clip_value, gnorm_scale), each a float32 tensor with one value
+    per gradient."""
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)):
+        raise TypeError(f"percentile_clipping: percentile must be an integer, got {type(percentile).__name__}")
+    if percentile != int(percentile) or not 0 <= percentile < GNORM_HISTORY:
+        raise ValueError(f"percentile_clipping: percentile must be an integer in [0, {GNORM_HISTORY - 1}], "
+                         f"got {percentile}")
     if step < 1:
         raise ValueError(f"percentile_clipping: step must be >= 1, got {step}")
-    if gnorm_vec.numel() != 100 or gnorm_vec.dtype != torch.float32:
-        raise ValueError(f"percentile_clipping: gnorm_vec must be 100 float32 values, got {gnorm_vec.numel()} "
-                         f"{gnorm_vec.dtype} values")
-    sq = torch.linalg.vector_norm(grad.detach(), dtype=torch.float32).square()
-    gnorm_vec[(step - 1) % 100] = sq
-    filled = min(step, 100)
-    k = min(filled - 1, (percentile * filled) // 100)
-    clip_value = torch.sort(gnorm_vec[:filled]).values[k].sqrt()
-    current = sq.sqrt()
-    gnorm_scale = torch.where(current > clip_value, clip_value / current, torch.ones_like(current))
-    return current, clip_value, gnorm_scale
+    grads = [g.detach() for g in grads]
+    squares = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32)).square()
+    history = torch.stack([h.reshape(-1) for h in gnorm_vecs])
+    slot = step % GNORM_HISTORY
+    if step == 1:
+        history.copy_(squares[:, None].expand_as(history))
+    else:
+        history[:, slot] = squares
+    torch._foreach_copy_([h.view(-1) for h in gnorm_vecs], list(history.unbind(0)))
+    clip = torch.sort(history, dim=1).values[:, int(percentile)].sqrt()
+    current = history[:, slot].sqrt()
+    scale = torch.where(current > clip, clip / current, torch.ones_like(current))
+    return current, clip, scale
 
 
 def state_maps(device, bits=8):
@@ -211,8 +235,8 @@ def prefetch_to_device(tensors):
 
 @torch.library.register_fake("bitsandbytes::optimizer_update")
 def _optimizer_update_fake(algorithm, params, grads, state1, state2, absmax1, absmax2, qmap1, qmap2, gnorm_scale, lr,
-                           beta1, beta2, eps, weight_decay, decoupled_weight_decay, bias_correction1, bias_correction2,
-                           dampening, nesterov, step, max_unorm, block_wise):
+                           beta1, beta2, beta3, alpha, eps, weight_decay, decoupled_weight_decay, bias_correction1,
+                           bias_correction2, dampening, nesterov, step, max_unorm, block_wise):
     torch._check_value(len(grads) == len(params), lambda: "optimizer_update: grads must hold one tensor per parameter")
     torch._check_value(len(state1) == len(params),
                        lambda: "optimizer_update: state1 must hold one tensor per parameter")

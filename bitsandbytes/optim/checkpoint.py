@@ -9,7 +9,7 @@ from collections import defaultdict
 import torch
 
 from .. import functional as F
-from ..functional.algorithms import BLOCKSIZE, BLOCKSIZE_4BIT
+from ..functional.algorithms import ALGORITHMS, BLOCKSIZE, BLOCKSIZE_4BIT
 from .group_keys import named_from_betas, set_betas_and_eps
 from .sharding import from_saved, local, to_saved
 from .state import num_blocks, quantize_into, scale_key, state_bits
@@ -56,13 +56,15 @@ def load_state_dict(optimizer, sd, move_to_device=True):
         for pindex, (old_id, p) in enumerate(zip(sg["params"], g["params"])):
             id_map[old_id] = p
             where[old_id] = (gindex, pindex)
+    algo = ALGORITHMS.get(getattr(optimizer, "optimizer_name", None))
+    stacked1 = algo.stacked1 if algo else 1
     state = defaultdict(dict)
     for k, v in sd["state"].items():
         if k in id_map:
             p = id_map[k]
             gindex, pindex = where[k]
             state[p] = _load_param_state(optimizer, p, v, optimizer.get_config(gindex, pindex, groups[gindex]),
-                                         move_to_device, f"parameter {pindex} of group {gindex}")
+                                         move_to_device, f"parameter {pindex} of group {gindex}", stacked1)
         else:
             state[k] = v
     new_groups = []
@@ -77,7 +79,7 @@ def load_state_dict(optimizer, sd, move_to_device=True):
     optimizer.__setstate__({"state": state, "param_groups": new_groups})
 
 
-def _load_param_state(optimizer, p, saved, config, move_to_device, name):
+def _load_param_state(optimizer, p, saved, config, move_to_device, name, stacked1=1):
     def load(t):  # a copy, so that the state dict and the optimizer never share a tensor
         return t.to(p.device, copy=True) if move_to_device else t.clone()
 
@@ -94,13 +96,13 @@ def _load_param_state(optimizer, p, saved, config, move_to_device, name):
         st["step"] = int(st["step"].item())
     shard = local(p)
     st = from_saved(p, st, num_blocks(shard.numel(), config["block_wise"]))
-    _check_loaded(optimizer, st, shard, name)
+    _check_loaded(optimizer, st, shard, name, stacked1)
     if "state1" in st and st["state1"].dtype == torch.uint8 and "qmap1" in st and state_bits(st) == 4:
         _check_4bit(st, shard.numel())
     elif "state1" in st and st["state1"].dtype == torch.uint8:
         for i in ("1", "2"):
             if f"state{i}" in st:
-                _to_layout(st, i, shard.numel(), config["block_wise"])
+                _to_layout(st, i, shard.numel(), config["block_wise"], stacked1 if i == "1" else 1)
     if "state1" in st:  # state the settings need that an older checkpoint may lack
         dev = st["state1"].device
         if config["percentile_clipping"] < 100 and "gnorm_vec" not in st:
@@ -110,7 +112,7 @@ def _load_param_state(optimizer, p, saved, config, move_to_device, name):
     return st
 
 
-def _check_loaded(optimizer, st, shard, name):
+def _check_loaded(optimizer, st, shard, name, stacked1=1):
     """Refuses, naming the parameter and the key, a loaded state that this optimizer's kernel
     could not run on: keys of another optimizer class, a missing or extra state, a state whose
     size is not the parameter's, or an 8-bit state without its map or absmax."""
@@ -147,10 +149,11 @@ def _check_loaded(optimizer, st, shard, name):
         elif t.dtype != torch.float32:
             raise ValueError(f"load_state_dict: {name}: {key} must be float32 (32-bit state) or uint8 (8-bit state), "
                              f"got {t.dtype}")
-        if t.numel() != shard.numel():
+        shape = (stacked1, *shard.shape) if i == 1 and stacked1 > 1 else tuple(shard.shape)  # AdEMAMix: 2 EMAs
+        if t.numel() != shard.numel() * (stacked1 if i == 1 else 1):
             raise ValueError(f"load_state_dict: {name}: {key} has shape {tuple(t.shape)}, the parameter has shape "
                              f"{tuple(shard.shape)}")
-        st[key] = t.view(shard.shape)
+        st[key] = t.view(shape)
 
 
 def _check_4bit(st, n):
@@ -167,14 +170,27 @@ def _check_4bit(st, n):
         st[f"absmax{i}"] = absmax.reshape(-1).float()
 
 
-def _to_layout(st, i, n, block_wise):
+def _to_layout(st, i, n, block_wise, stacked=1):
     """Brings a loaded 8-bit state`i` to the layout `block_wise` asks for: `absmax{i}` per 256
     values, or `max{i}` (and `new_max{i}`) per tensor. A state saved in the other layout, or
     with absmax of an older blocksize (inferred from its length), is dequantized and quantized
-    again."""
+    again. stacked > 1: the state holds that many states of n values one after the other
+    (AdEMAMix's state1, block-wise), each with its row of absmax, [stacked, blocks]."""
     saved_key = f"absmax{i}" if f"absmax{i}" in st else f"max{i}"
     if saved_key not in st:
         raise ValueError(f"load_state_dict: 8-bit state{i} has neither absmax{i} nor max{i}")
+    if stacked > 1:
+        scales = st.pop(saved_key).reshape(stacked, -1)
+        st.pop(f"new_max{i}", None)
+        parts = []
+        for k in range(stacked):
+            part = {f"state{i}": st[f"state{i}"][k], f"qmap{i}": st[f"qmap{i}"], saved_key: scales[k]}
+            _to_layout(part, i, n, block_wise)
+            parts.append(part)
+        key = scale_key(i, block_wise)
+        st[f"state{i}"] = torch.stack([part[f"state{i}"] for part in parts])
+        st[key] = torch.stack([part[key] for part in parts])
+        return
     scale = st.pop(saved_key).reshape(-1).float()
     new_max = st.pop(f"new_max{i}", None)
     key, want = scale_key(i, block_wise), num_blocks(n, block_wise)

@@ -31,6 +31,7 @@ class Optimizer8bit(torch.optim.Optimizer):
     def __init__(self, params, defaults, optim_bits=32, is_paged=False):
         self._plan = None
         self._state_version = StateVersion()
+        _step_outside_compiled_graphs()
         super().__init__(params, defaults)
         self.initialized = False
         self.optim_bits = optim_bits
@@ -152,12 +153,8 @@ class Optimizer8bit(torch.optim.Optimizer):
         scale = None
         pc = config["percentile_clipping"]
         if pc < 100:
-            grads = grads or [p.grad for p in launch.owners]
-            factors = [F.percentile_clipping(g, s["gnorm_vec"], step, pc)[2] for g, s in zip(grads, launch.states)]
-            if launch.scale is None:
-                launch.scale = torch.ones(len(grads), dtype=torch.float32, device=grads[0].device)
-            launch.scale.copy_(torch.stack(factors))
-            scale = launch.scale
+            clipped = grads or [p.grad for p in launch.owners]
+            scale = FO.percentile_clipping_multi(clipped, [s["gnorm_vec"] for s in launch.states], step, pc)[2]
         if self.is_paged:
             self._prefetch(launch)
         kwargs = {}
@@ -206,6 +203,20 @@ class Optimizer8bit(torch.optim.Optimizer):
         """Refuses settings a loaded param group asks for that this optimizer cannot run."""
 
 
+def _step_outside_compiled_graphs():
+    """Makes Optimizer8bit.step a graph break under torch.compile, run as it runs eagerly: its
+    host work (the launch plan, state allocation, the direct entry into the extension) is Python
+    that dynamo cannot trace without errors, and its device work is already one fused launch per
+    group, which a graph would not make faster. Done when the first optimizer is built rather
+    than at import, which would import dynamo (over a second) with the package."""
+    step = Optimizer8bit.__dict__["step"]
+    if not getattr(step, "outside_compiled_graphs", False):
+        disabled = torch.compiler.disable(step, reason="a bitsandbytes optimizer step runs eagerly")
+        disabled.hooked = step.hooked  # torch's wrapper must still leave it alone
+        disabled.outside_compiled_graphs = True
+        Optimizer8bit.step = disabled
+
+
 def check_percentile_clipping(value):
     """A bool is refused: the reference's current release dropped percentile_clipping and
     block_wise, so its positional `is_paged` lands here, and must not clip silently."""
@@ -250,11 +261,15 @@ class Optimizer1State(_StateOptimizer):
 
 
 class Optimizer2State(_StateOptimizer):
-    """Optimizers with two state tensors (Adam, AdamW, LAMB)."""
+    """Optimizers with two state tensors (Adam, AdamW, LAMB, AdEMAMix). alpha, t_alpha and t_beta3
+    are AdEMAMix's (the slow EMA's weight and the two schedules' lengths, see ademamix.py); its
+    param groups keep them, the other algorithms' do not."""
 
     def __init__(self, optimizer_name, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  optim_bits=32, args=None, min_8bit_size=4096, percentile_clipping=100, block_wise=True,
-                 max_unorm=0.0, skip_zeros=False, is_paged=False, extra=None):
+                 max_unorm=0.0, skip_zeros=False, is_paged=False, alpha=0.0, t_alpha=None, t_beta3=None, extra=None):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, **(extra or {}))
+        if optimizer_name == "ademamix":
+            defaults.update(alpha=alpha, t_alpha=t_alpha, t_beta3=t_beta3)
         super().__init__(optimizer_name, params, defaults, optim_bits, args, min_8bit_size, percentile_clipping,
                          block_wise, max_unorm, is_paged)

@@ -10,6 +10,7 @@ GROUP_SETTINGS = frozenset({
     "alpha", "centered",  # RMSprop
     "lr_decay", "initial_accumulator_value",  # Adagrad
     "bias_correction", "adam_w_mode",  # LAMB
+    "t_alpha", "t_beta3",  # AdEMAMix (and alpha, above)
 })
 
 OVERRIDE_KEYS = LIBRARY_WIDE | GROUP_SETTINGS

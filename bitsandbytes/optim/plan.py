@@ -29,7 +29,6 @@ class Launch:
         self.absmax2 = [scale_of(s, 2) for s in states] if self.quantized and self.state2 else []
         # these tensors stay the same until the plan is rebuilt: hand them to the extension once
         self.prepared = prepare_update(self.params, self.state1, self.state2, self.absmax1, self.absmax2)
-        self.scale = None  # percentile-clipping factors, one per tensor
 
 
 class Plan:

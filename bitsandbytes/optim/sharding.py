@@ -63,6 +63,10 @@ def to_saved(p, state, blocksize):
     from torch.distributed.tensor import Shard
 
     _check_layout(p)
+    s1 = state.get("state1")
+    if isinstance(s1, torch.Tensor) and not isinstance(s1, DTensor) and s1.shape != p.to_local().shape:
+        raise NotImplementedError("bitsandbytes optimizers do not save sharded state that stacks several states in "
+                                  f"state1 (AdEMAMix's {tuple(s1.shape)} for a shard of {tuple(p.to_local().shape)})")
     out = dict(state)
     for key in _ELEMENTWISE:
         t = state.get(key)

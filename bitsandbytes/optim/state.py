@@ -3,7 +3,9 @@ library's keys: `step`, `state1`, `state2` and, for 8-bit state, `qmap1`, `qmap2
 scales: `absmax1`, `absmax2` (one per 256 values) with block_wise, else `max1`, `max2` (one per
 tensor) beside `new_max1`, `new_max2`; plus `gnorm_vec` with percentile clipping and
 `unorm_vec` with a trust ratio (max_unorm > 0). 4-bit state has the 8-bit block-wise keys: its
-state1/state2 hold two codes a byte, its maps 16 values, its absmax one value per 128.
+state1/state2 hold two codes a byte, its maps 16 values, its absmax one value per 128. An
+algorithm that stacks two states in state1 (AdEMAMix) gets state1 [2, *shape] and absmax1
+[2, blocks].
 
 Tensor-wise state follows the reference's scheme: a step dequantizes with `max1` (the maximum
 the previous step found), finds the new maximum of the updated states in a pre-pass and
@@ -81,15 +83,16 @@ def init_state(optimizer, p, config):
     dev = shard.device
     init1 = float(config.get("initial_accumulator_value", 0.0) or 0.0)
     for i in range(1, algo.num_states + 1):
+        stack = (algo.stacked1,) if i == 1 and algo.stacked1 > 1 else ()
         if eight_bit:
-            state[f"state{i}"] = zeros(optimizer, shard.shape, torch.uint8, dev, paged=True)
+            state[f"state{i}"] = zeros(optimizer, (*stack, *shard.shape), torch.uint8, dev, paged=True)
             state[f"qmap{i}"] = default_code(dev, signed=algo.signed[i - 1])
             bw = config["block_wise"]
-            state[scale_key(i, bw)] = zeros(optimizer, (num_blocks(shard.numel(), bw),), torch.float32, dev)
+            state[scale_key(i, bw)] = zeros(optimizer, (*stack, num_blocks(shard.numel(), bw)), torch.float32, dev)
             if not bw:
                 state[f"new_max{i}"] = zeros(optimizer, (1,), torch.float32, dev)
         else:
-            state[f"state{i}"] = zeros(optimizer, shard.shape, torch.float32, dev, paged=True)
+            state[f"state{i}"] = zeros(optimizer, (*stack, *shard.shape), torch.float32, dev, paged=True)
     if init1 != 0.0:
         if eight_bit:
             quantize_into(state, "1", torch.full(shard.shape, init1, device=dev), config["block_wise"])

@@ -13,8 +13,8 @@ namespace bnb::ops {
 using OptimizerUpdateFn =
     void(c10::string_view, at::TensorList, at::TensorList, at::TensorList, at::TensorList, at::TensorList,
          at::TensorList, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
-         const std::optional<at::Tensor>&, double, double, double, double, double, bool, double, double, double, bool,
-         int64_t, double, bool);
+         const std::optional<at::Tensor>&, double, double, double, double, double, double, double, bool, double, double,
+         double, bool, int64_t, double, bool);
 
 inline const c10::TypedOperatorHandle<OptimizerUpdateFn>& optimizer_update_op() {
   static const auto op = c10::Dispatcher::singleton()

@@ -22,7 +22,8 @@ inline Algorithm parse_algorithm(c10::string_view name, const char* op) {
   if (name == "rmsprop") return Algorithm::RMSprop;
   if (name == "adagrad") return Algorithm::Adagrad;
   if (name == "lion") return Algorithm::Lion;
-  BNB_CHECK_VALUE(false, op, ": algorithm must be one of adam, momentum, rmsprop, adagrad, lion, got '",
+  if (name == "ademamix") return Algorithm::AdEMAMix;
+  BNB_CHECK_VALUE(false, op, ": algorithm must be one of adam, momentum, rmsprop, adagrad, lion, ademamix, got '",
               std::string(name), "'");
 }
 
@@ -31,8 +32,9 @@ inline void check_list_size(at::TensorList list, size_t want, const char* op, co
               list.size());
 }
 
+// stacked: the state holds `stacked` states of the parameter's values (AdEMAMix's state1: 2).
 inline void check_state(const at::Tensor& s, const at::Tensor& p, c10::ScalarType want, StateFormat format,
-                        const char* op, const char* arg, size_t i) {
+                        const char* op, const char* arg, size_t i, int64_t stacked = 1) {
   BNB_CHECK_TYPE(s.scalar_type() == want, op, ": ", arg, "[", i, "] must be ", want, " like ", arg,
                    "[0], got ", s.scalar_type());
   check_same_device(s, p, op, arg, "params");
@@ -41,8 +43,8 @@ inline void check_state(const at::Tensor& s, const at::Tensor& p, c10::ScalarTyp
                     state_bytes(format, p.numel()), " bytes for the ", p.numel(), " values of params[", i,
                     "] (4-bit codes, two a byte), got ", s.numel());
   else
-    BNB_CHECK_VALUE(s.numel() == p.numel(), op, ": ", arg, "[", i, "] must hold ", p.numel(), " values like params[",
-                    i, "], got ", s.numel());
+    BNB_CHECK_VALUE(s.numel() == stacked * p.numel(), op, ": ", arg, "[", i, "] must hold ", stacked * p.numel(),
+                    " values (", stacked, " per value of params[", i, "]), got ", s.numel());
   BNB_CHECK_VALUE(s.is_contiguous(), op, ": ", arg, "[", i, "] must be contiguous (it is updated in place)");
 }
 
@@ -64,11 +66,11 @@ inline StateFormat quantized_format(const std::optional<at::Tensor>& qmap1, cons
 }
 
 inline void check_absmax_list(at::TensorList absmax, at::TensorList params, bool block_wise, StateFormat format,
-                              const char* op, const char* arg) {
+                              const char* op, const char* arg, int64_t stacked = 1) {
   check_list_size(absmax, params.size(), op, arg);
   const int64_t block = state_block(format);
   for (size_t i = 0; i < params.size(); ++i) {
-    const int64_t want = block_wise ? num_blocks(params[i].numel(), block) : 1;
+    const int64_t want = stacked * (block_wise ? num_blocks(params[i].numel(), block) : 1);
     check_dtype(absmax[i], c10::ScalarType::Float, op, arg);
     check_same_device(absmax[i], params[i], op, arg, "params");
     BNB_CHECK_VALUE(absmax[i].numel() == want && absmax[i].is_contiguous(), op, ": ", arg, "[", i, "] must hold ", want,
@@ -84,12 +86,14 @@ void optimizer_update(c10::string_view algorithm, at::TensorList params, at::Ten
                       at::TensorList state1, at::TensorList state2, at::TensorList absmax1, at::TensorList absmax2,
                       const std::optional<at::Tensor>& qmap1, const std::optional<at::Tensor>& qmap2,
                       const std::optional<at::Tensor>& gnorm_scale, double lr, double beta1, double beta2,
-                      double eps, double weight_decay, bool decoupled_weight_decay, double bias_correction1,
-                      double bias_correction2, double dampening, bool nesterov, int64_t step, double max_unorm,
-                      bool block_wise) {
+                      double beta3, double alpha, double eps, double weight_decay, bool decoupled_weight_decay,
+                      double bias_correction1, double bias_correction2, double dampening, bool nesterov, int64_t step,
+                      double max_unorm, bool block_wise) {
   constexpr const char* op = "optimizer_update";
   const Algorithm algo = parse_algorithm(algorithm, op);
   const bool two = num_states(algo) == 2;
+  const bool three = has_state3(algo);
+  const int64_t stacked1 = three ? 2 : 1;  // state1 (and absmax1) hold the first and third states
   const size_t count = params.size();
   if (count == 0) return;
   const at::Tensor& p0 = params[0];
@@ -112,11 +116,16 @@ void optimizer_update(c10::string_view algorithm, at::TensorList params, at::Ten
     BNB_CHECK_VALUE(block_wise, op, ": 4-bit state is block-wise (one absmax per 128 values); block_wise must be True");
     BNB_CHECK_VALUE(max_unorm == 0.0, op, ": 4-bit state takes no trust ratio; max_unorm must be 0, got ", max_unorm);
   }
+  if (three) {
+    BNB_CHECK_VALUE(max_unorm <= 0.0, op, ": max_unorm (the trust ratio) is not supported by ademamix, got ",
+                    max_unorm);
+    BNB_CHECK_VALUE(block_wise || !quantized, op, ": ademamix keeps 8-bit state block-wise only (block_wise=True)");
+  }
   if (quantized) {
     const QuantFormat& codes = format == StateFormat::Code4 ? kFormat4bit : kFormat8bit;
     check_map(qmap1, codes, p0, op, "qmap1");
     if (two) check_map(qmap2, codes, p0, op, "qmap2");
-    check_absmax_list(absmax1, params, block_wise, format, op, "absmax1");
+    check_absmax_list(absmax1, params, block_wise, format, op, "absmax1", stacked1);
     if (two) check_absmax_list(absmax2, params, block_wise, format, op, "absmax2");
   }
   if (gnorm_scale.has_value()) {
@@ -142,7 +151,7 @@ void optimizer_update(c10::string_view algorithm, at::TensorList params, at::Ten
     check_same_device(grads[i], p, op, "grads", "params");
     BNB_CHECK_VALUE(grads[i].numel() == p.numel(), op, ": grads[", i, "] must hold ", p.numel(), " values, got ",
                 grads[i].numel());
-    check_state(state1[i], p, state_type, format, op, "state1", i);
+    check_state(state1[i], p, state_type, format, op, "state1", i, stacked1);
     if (two) check_state(state2[i], p, state_type, format, op, "state2", i);
     // contiguous() goes through the dispatcher even for a contiguous tensor: skip it then
     grads_c.push_back(grads[i].is_contiguous() ? grads[i] : grads[i].contiguous());
@@ -153,6 +162,9 @@ void optimizer_update(c10::string_view algorithm, at::TensorList params, at::Ten
     s.state2 = two ? state2[i].data_ptr() : nullptr;
     s.absmax1 = quantized ? absmax1[i].mutable_data_ptr<float>() : nullptr;
     s.absmax2 = quantized && two ? absmax2[i].mutable_data_ptr<float>() : nullptr;
+    // the third state is the second half of state1 (and of absmax1); 8-bit or float32 only
+    s.state3 = three ? static_cast<char*>(s.state1) + p.numel() * state1[i].element_size() : nullptr;
+    s.absmax3 = three && quantized ? s.absmax1 + num_blocks(p.numel(), kOptimizerBlock) : nullptr;
     s.gnorm_scale = scale ? scale + i : nullptr;
     s.stats = nullptr;  // the backend's scratch
     s.n = p.numel();
@@ -163,6 +175,8 @@ void optimizer_update(c10::string_view algorithm, at::TensorList params, at::Ten
   h.lr = float(lr);
   h.beta1 = float(beta1);
   h.beta2 = float(beta2);
+  h.beta3 = float(beta3);
+  h.alpha = float(alpha);
   h.eps = float(eps);
   h.weight_decay = float(weight_decay);
   h.decoupled = decoupled_weight_decay;

@@ -11,7 +11,7 @@ PyMethodDef methods[] = {
      "optimizer_tensors(params, state1, state2, absmax1, absmax2) -> handle holding the tensors of one optimizer "
      "launch, for optimizer_step."},
     {"optimizer_step", bnb::python::optimizer_step, METH_VARARGS,
-     "optimizer_step(handle, algorithm, qmap1, qmap2, gnorm_scale, lr, beta1, beta2, eps, weight_decay, decoupled, "
+     "optimizer_step(handle, algorithm, qmap1, qmap2, gnorm_scale, lr, beta1, beta2, beta3, alpha, eps, weight_decay, "
      "bias_correction1, bias_correction2, dampening, nesterov, step, max_unorm, block_wise) -> True once "
      "torch.ops.bitsandbytes.optimizer_update ran on the handle's tensors and each parameter's .grad; False (and "
      "nothing done) where a parameter has no gradient."},

@@ -106,12 +106,12 @@ PyObject* bnb::python::optimizer_step(PyObject* /*self*/, PyObject* args) {
   HANDLE_TH_ERRORS
   PyObject *handle, *qmap1, *qmap2, *gnorm_scale;
   const char* algorithm;
-  double lr, beta1, beta2, eps, weight_decay, bc1, bc2, dampening, max_unorm;
+  double lr, beta1, beta2, beta3, alpha, eps, weight_decay, bc1, bc2, dampening, max_unorm;
   int decoupled, nesterov, block_wise;
   long long step;
-  if (!PyArg_ParseTuple(args, "OsOOOdddddpdddpLdp", &handle, &algorithm, &qmap1, &qmap2, &gnorm_scale, &lr, &beta1,
-                        &beta2, &eps, &weight_decay, &decoupled, &bc1, &bc2, &dampening, &nesterov, &step, &max_unorm,
-                        &block_wise))
+  if (!PyArg_ParseTuple(args, "OsOOOdddddddpdddpLdp", &handle, &algorithm, &qmap1, &qmap2, &gnorm_scale, &lr,
+                        &beta1, &beta2, &beta3, &alpha, &eps, &weight_decay, &decoupled, &bc1, &bc2, &dampening,
+                        &nesterov, &step, &max_unorm, &block_wise))
     return nullptr;
   auto* tensors = capsule_object<OptimizerTensors, kLaunchCapsule>(handle, "optimizer_step", "optimizer_tensors");
   if (!tensors) return nullptr;
@@ -129,9 +129,9 @@ PyObject* bnb::python::optimizer_step(PyObject* /*self*/, PyObject* args) {
   }
   bnb::ops::optimizer_update_op().call(std::string(algorithm), tensors->params, grads, tensors->state1,
                                        tensors->state2, tensors->absmax1, tensors->absmax2, optional_tensor(qmap1),
-                                       optional_tensor(qmap2), optional_tensor(gnorm_scale), lr, beta1, beta2, eps,
-                                       weight_decay, decoupled != 0, bc1, bc2, dampening, nesterov != 0,
-                                       int64_t(step), max_unorm, block_wise != 0);
+                                       optional_tensor(qmap2), optional_tensor(gnorm_scale), lr, beta1, beta2,
+                                       beta3, alpha, eps, weight_decay, decoupled != 0, bc1, bc2, dampening,
+                                       nesterov != 0, int64_t(step), max_unorm, block_wise != 0);
   Py_RETURN_TRUE;
   END_HANDLE_TH_ERRORS
 }

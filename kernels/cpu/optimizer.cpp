@@ -23,7 +23,8 @@ void update_32bit(const OptimizerHyper& h, const TensorSlot& s) {
   const auto* g = static_cast<const typename E::storage*>(s.g);
   auto* s1 = static_cast<float*>(s.state1);
   auto* s2 = static_cast<float*>(s.state2);
-  const bool two = num_states(h.algorithm) == 2;
+  auto* s3 = static_cast<float*>(s.state3);
+  const bool two = num_states(h.algorithm) == 2, three = has_state3(h.algorithm);
   const float gs = clip_scale(s);
   const int64_t n = s.n;
   if (h.max_unorm > 0.f) {  // the trust ratio needs the norms of the whole update first
@@ -31,8 +32,8 @@ void update_32bit(const OptimizerHyper& h, const TensorSlot& s) {
 #pragma omp parallel for schedule(static) reduction(+ : usq, psq)
     for (int64_t i = 0; i < n; ++i) {
       const float pv = E::load(p, i);
-      float a = s1[i], b = two ? s2[i] : 0.f, u;
-      step_element(h, pv, E::load(g, i) * gs, a, b, u);
+      float a = s1[i], b = two ? s2[i] : 0.f, c = three ? s3[i] : 0.f, u;
+      step_element(h, pv, E::load(g, i) * gs, a, b, c, u);
       usq += double(u) * u;
       psq += double(pv) * pv;
     }
@@ -44,10 +45,11 @@ void update_32bit(const OptimizerHyper& h, const TensorSlot& s) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const float pv = E::load(p, i);
-    float a = s1[i], b = two ? s2[i] : 0.f, u;
-    step_element(h, pv, E::load(g, i) * gs, a, b, u);
+    float a = s1[i], b = two ? s2[i] : 0.f, c = three ? s3[i] : 0.f, u;
+    step_element(h, pv, E::load(g, i) * gs, a, b, c, u);
     s1[i] = a;
     if (two) s2[i] = b;
+    if (three) s3[i] = c;
     E::store(p, i, pv * decay - h.lr * trust * u);
   }
 }
@@ -82,10 +84,11 @@ void update_quantized(const OptimizerHyper& h, const TensorSlot& s, const Maps<B
   const auto* g = static_cast<const typename E::storage*>(s.g);
   auto* q1 = static_cast<uint8_t*>(s.state1);
   auto* q2 = static_cast<uint8_t*>(s.state2);
-  const bool two = num_states(h.algorithm) == 2;
+  auto* q3 = static_cast<uint8_t*>(s.state3);  // quantized with the first state's (signed) map
+  const bool two = num_states(h.algorithm) == 2, three = has_state3(h.algorithm);
   const float gs = clip_scale(s);
   const int64_t n = s.n, blocks = num_blocks(n, kBlock);
-  const bool bw = h.block_wise;
+  const bool bw = h.block_wise;  // (the op refuses tensor-wise and 4-bit state for three states)
   auto old_max1 = [&](int64_t b) { return bw ? s.absmax1[b] : s.absmax1[0]; };
   auto old_max2 = [&](int64_t b) { return bw ? s.absmax2[b] : s.absmax2[0]; };
   if (needs_prepass(h, true)) {  // norms of the update, max of the new states
@@ -97,8 +100,8 @@ void update_quantized(const OptimizerHyper& h, const TensorSlot& s, const Maps<B
       const float a1 = old_max1(b), a2 = two ? old_max2(b) : 0.f;
       for (int64_t i = lo; i < hi; ++i) {
         const float pv = E::load(p, i);
-        float x = m.code1[C::get(q1, i)] * a1, y = two ? m.code2[C::get(q2, i)] * a2 : 0.f, u;
-        step_element(h, pv, E::load(g, i) * gs, x, y, u);
+        float x = m.code1[C::get(q1, i)] * a1, y = two ? m.code2[C::get(q2, i)] * a2 : 0.f, z = 0.f, u;
+        step_element(h, pv, E::load(g, i) * gs, x, y, z, u);
         usq += double(u) * u;
         psq += double(pv) * pv;
         m1 = std::max(m1, finite_abs(x));
@@ -115,18 +118,28 @@ void update_quantized(const OptimizerHyper& h, const TensorSlot& s, const Maps<B
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t lo = b * kBlock, hi = std::min(n, lo + kBlock);
-    const float a1 = old_max1(b), a2 = two ? old_max2(b) : 0.f;
-    float n1[kBlock], n2[kBlock];
-    float m1 = 0.f, m2 = 0.f;
+    const float a1 = old_max1(b), a2 = two ? old_max2(b) : 0.f, a3 = three ? s.absmax3[b] : 0.f;
+    float n1[kBlock], n2[kBlock], n3[kBlock];
+    float m1 = 0.f, m2 = 0.f, m3 = 0.f;
     for (int64_t i = lo; i < hi; ++i) {
       const float pv = E::load(p, i);
-      float x = m.code1[C::get(q1, i)] * a1, y = two ? m.code2[C::get(q2, i)] * a2 : 0.f, u;
-      step_element(h, pv, E::load(g, i) * gs, x, y, u);
-      n1[i - lo] = finite_or_zero(x);
+      float x = m.code1[C::get(q1, i)] * a1, y = two ? m.code2[C::get(q2, i)] * a2 : 0.f;
+      float z = three ? m.code1[C::get(q3, i)] * a3 : 0.f, u;
+      step_element(h, pv, E::load(g, i) * gs, x, y, z, u);
+      n1[i - lo] = finite_or_zero(x);  // bnb/nonfinite.h
       n2[i - lo] = finite_or_zero(y);
+      n3[i - lo] = finite_or_zero(z);
       m1 = std::max(m1, std::fabs(n1[i - lo]));
       m2 = std::max(m2, std::fabs(n2[i - lo]));
+      m3 = std::max(m3, std::fabs(n3[i - lo]));
       E::store(p, i, pv * decay - h.lr * trust * u);
+    }
+    if constexpr (Bits == 8) {
+      if (three) {
+        s.absmax3[b] = m3;
+        const float r3 = m3 > 0.f ? 1.f / m3 : 0.f;
+        for (int64_t i = lo; i < hi; ++i) q3[i] = m.mid1->nearest(n3[i - lo] * r3);
+      }
     }
     if (!bw) {
       m1 = s.stats[kNewMax1];

@@ -86,6 +86,98 @@ TEST(Optimizer8bit, MomentumBlockAbsmaxIsNewStateMax) {
   }
 }
 
+bnb::OptimizerHyper ademamix_hyper(int step, float beta3, float alpha) {
+  bnb::OptimizerHyper h = adam_hyper(step, 1e-2f, 0.9f, 0.99f, 1e-8f, 0.1f);
+  h.algorithm = bnb::Algorithm::AdEMAMix;
+  h.beta3 = beta3;
+  h.alpha = alpha;
+  return h;
+}
+
+// The published AdEMAMix step in double for one element; m2 is the slow EMA.
+void ademamix_reference(int step, double beta3, double alpha, double g, double& p, double& m1, double& m2,
+                        double& nu) {
+  m1 = 0.9 * m1 + 0.1 * g;
+  m2 = beta3 * m2 + (1 - beta3) * g;
+  nu = 0.99 * nu + 0.01 * g * g;
+  const double u = (m1 / (1 - std::pow(0.9, step)) + alpha * m2) / (std::sqrt(nu / (1 - std::pow(0.99, step))) + 1e-8);
+  p = p * (1 - 1e-2 * 0.1) - 1e-2 * u;
+}
+
+// state1 holds the fast EMA and then the slow one (state3 points at its second half).
+TEST(Optimizer32bit, AdEMAMixMatchesDoubleReference) {
+  const int64_t n = 1001;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> N(0.f, 1.f);
+  std::vector<float> p(n), m(2 * n, 0.f), v(n, 0.f), g(n), stats(bnb::kStats, 0.f);
+  std::vector<double> rp(n), rm1(n, 0.0), rm2(n, 0.0), rv(n, 0.0);
+  for (int64_t i = 0; i < n; ++i) rp[i] = p[i] = N(rng);
+  for (int step = 1; step <= 6; ++step) {
+    for (auto& x : g) x = N(rng);
+    const float beta3 = 0.95f + 0.005f * step, alpha = 0.5f * step;  // as if scheduled
+    bnb::TensorSlot s{p.data(), g.data(), m.data(), v.data(), nullptr, nullptr, nullptr, stats.data(), n};
+    s.state3 = m.data() + n;
+    bnb::cpu::optimizer_update_32bit(bnb::DType::Float32, ademamix_hyper(step, beta3, alpha), &s, 1);
+    for (int64_t i = 0; i < n; ++i) ademamix_reference(step, beta3, alpha, g[i], rp[i], rm1[i], rm2[i], rv[i]);
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    EXPECT_NEAR(p[i], rp[i], 1e-5) << i;
+    EXPECT_NEAR(m[i], rm1[i], 1e-5) << i;
+    EXPECT_NEAR(m[n + i], rm2[i], 1e-5) << i;
+    EXPECT_NEAR(v[i], rv[i], 1e-5) << i;
+  }
+}
+
+// 8-bit: each of the three states gets its own block absmax (the slow EMA's in the second half
+// of absmax1) and codes within half a step of its exact new value.
+TEST(Optimizer8bit, AdEMAMixThreeStatesBlockwise) {
+  const int64_t n = 600, blocks = 3;
+  std::vector<float> code(256), ucode(256);
+  for (int i = 0; i < 256; ++i) {
+    code[i] = -1.f + 2.f * i / 255.f;
+    ucode[i] = i / 255.f;
+  }
+  std::mt19937 rng(5);
+  std::normal_distribution<float> N(0.f, 1.f);
+  std::vector<float> p(n), g(n), absmax1(2 * blocks, 0.f), absmax2(blocks, 0.f), stats(bnb::kStats, 0.f);
+  std::vector<uint8_t> q1(2 * n, 127), q2(n, 0);
+  for (auto& x : p) x = N(rng);
+  for (int step = 1; step <= 3; ++step) {
+    for (auto& x : g) x = N(rng);
+    std::vector<double> w1(n), w2(n), w3(n), wp(n);
+    for (int64_t i = 0; i < n; ++i) {
+      double m1 = double(code[q1[i]]) * absmax1[i / 256], m2 = double(code[q1[n + i]]) * absmax1[blocks + i / 256];
+      double nu = double(ucode[q2[i]]) * absmax2[i / 256], pv = p[i];
+      ademamix_reference(step, 0.99, 2.0, g[i], pv, m1, m2, nu);
+      w1[i] = m1, w2[i] = nu, w3[i] = m2, wp[i] = pv;
+    }
+    bnb::TensorSlot s{p.data(), g.data(), q1.data(), q2.data(), absmax1.data(), absmax2.data(), nullptr, stats.data(),
+                      n};
+    s.state3 = q1.data() + n;
+    s.absmax3 = absmax1.data() + blocks;
+    bnb::cpu::optimizer_update_8bit(bnb::DType::Float32, ademamix_hyper(step, 0.99f, 2.f), &s, 1, code.data(),
+                                    ucode.data());
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t lo = b * 256, hi = std::min<int64_t>(n, lo + 256);
+      double a1 = 0, a2 = 0, a3 = 0;
+      for (int64_t i = lo; i < hi; ++i) {
+        a1 = std::max(a1, std::fabs(w1[i]));
+        a2 = std::max(a2, std::fabs(w2[i]));
+        a3 = std::max(a3, std::fabs(w3[i]));
+      }
+      EXPECT_NEAR(absmax1[b], a1, 1e-5 * a1) << "block " << b;
+      EXPECT_NEAR(absmax2[b], a2, 1e-5 * a2) << "block " << b;
+      EXPECT_NEAR(absmax1[blocks + b], a3, 1e-5 * a3) << "block " << b;
+      for (int64_t i = lo; i < hi; ++i) {
+        EXPECT_NEAR(p[i], wp[i], 1e-5) << i;
+        EXPECT_NEAR(code[q1[i]] * absmax1[b], w1[i], absmax1[b] / 255.0 + 1e-6) << i;
+        EXPECT_NEAR(code[q1[n + i]] * absmax1[blocks + b], w3[i], absmax1[blocks + b] / 255.0 + 1e-6) << i;
+        EXPECT_NEAR(ucode[q2[i]] * absmax2[b], w2[i], absmax2[b] / 510.0 + 1e-9) << i;
+      }
+    }
+  }
+}
+
 // 4-bit Adam: codes two a byte (the even value in the high nibble), absmax per 128 values. One
 // step from random codes against the definition in double: dequantize, update, block maximum,
 // nearest code.

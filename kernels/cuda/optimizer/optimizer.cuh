@@ -64,8 +64,10 @@ __device__ __forceinline__ bool advance_to(const OptTable& tab, int64_t c, int& 
   return moved;
 }
 
+// (AdEMAMix's state3 lies n values after state1: aligned only where n allows it.)
 __device__ __forceinline__ bool slot_vectorizable(const TensorSlot& s) {
-  return aligned16(s.p) && aligned16(s.g) && aligned16(s.state1) && (s.state2 == nullptr || aligned16(s.state2));
+  return aligned16(s.p) && aligned16(s.g) && aligned16(s.state1) && (s.state2 == nullptr || aligned16(s.state2)) &&
+         (s.state3 == nullptr || aligned16(s.state3));
 }
 
 // n 32-bit words from or to memory in one access (n = 1, 2 or 4) or two (n = 8): loads cached
@@ -157,12 +159,13 @@ struct RawLane {
   static constexpr bool Q = L::kQ;
   static constexpr int kStateRegs = Bits == 4 ? 1 : L::kRuns * L::kStateWords;
   uint32_t p[L::kRuns * L::kValueWords], g[L::kRuns * L::kValueWords];
-  uint32_t a[kStateRegs], b[kStateRegs];
-  float amax1[L::kScales], amax2[L::kScales];
+  uint32_t a[kStateRegs], b[kStateRegs], c[kStateRegs];
+  float amax1[L::kScales], amax2[L::kScales], amax3;
 
   // Full: vector loads; otherwise element by element, zeros past the end of the tensor.
+  // three: AdEMAMix's slow EMA (state3) as well (8-bit or 32-bit state).
   __device__ __forceinline__ void load(const TensorSlot& s, int64_t blk, int lane, bool full, bool two,
-                                       bool block_wise) {
+                                       bool block_wise, bool three = false) {
     if constexpr (Bits == 4) {
       load_4bit(s, blk, lane, full, two);
       return;
@@ -172,6 +175,7 @@ struct RawLane {
     const T* G = static_cast<const T*>(s.g) + chunk;
     const char* S1 = static_cast<const char*>(s.state1) + chunk * L::kStateBytes;
     const char* S2 = static_cast<const char*>(s.state2) + chunk * L::kStateBytes;
+    const char* S3 = static_cast<const char*>(s.state3) + chunk * L::kStateBytes;
     if (full) {
 #pragma unroll
       for (int r = 0; r < L::kRuns; ++r) {
@@ -180,11 +184,13 @@ struct RawLane {
         load_words<L::kValueWords>(G + o, g + r * L::kValueWords);
         load_words<L::kStateWords>(S1 + o * L::kStateBytes, a + r * L::kStateWords);
         if (two) load_words<L::kStateWords>(S2 + o * L::kStateBytes, b + r * L::kStateWords);
+        if (three) load_words<L::kStateWords>(S3 + o * L::kStateBytes, c + r * L::kStateWords);
       }
     } else {
       using Elem = std::conditional_t<Q, uint8_t, float>;
       const Elem* E1 = reinterpret_cast<const Elem*>(S1);
       const Elem* E2 = reinterpret_cast<const Elem*>(S2);
+      const Elem* E3 = reinterpret_cast<const Elem*>(S3);
 #pragma unroll
       for (int j = 0; j < kOptPerLane; ++j) {
         const int o = L::offset(lane, j);
@@ -193,12 +199,14 @@ struct RawLane {
         reinterpret_cast<T*>(g)[j] = in ? G[o] : from_float<T>(0.f);
         reinterpret_cast<Elem*>(a)[j] = in ? E1[o] : Elem(0);
         reinterpret_cast<Elem*>(b)[j] = in && two ? E2[o] : Elem(0);
+        reinterpret_cast<Elem*>(c)[j] = in && three ? E3[o] : Elem(0);
       }
     }
     if constexpr (Q) {
       const int64_t ablk = block_wise ? blk : 0;
       amax1[0] = s.absmax1[ablk];
       amax2[0] = two ? s.absmax2[ablk] : 0.f;
+      amax3 = three ? s.absmax3[ablk] : 0.f;
     }
   }
 
@@ -245,7 +253,8 @@ struct RawLane {
 // Asks L2 for the 128-byte lines of chunk `blk` (full, vectorizable), one line per lane:
 // the chunk after the warp's next one, so that its register loads find it in L2.
 template <typename T, int Bits>
-__device__ __forceinline__ void prefetch_chunk_l2(const TensorSlot& s, int64_t blk, int lane, bool two) {
+__device__ __forceinline__ void prefetch_chunk_l2(const TensorSlot& s, int64_t blk, int lane, bool two,
+                                                  bool three = false) {
   constexpr int kLines = kOptimizerBlock * int(sizeof(T)) / 128;  // of p, and of g
   constexpr int kCodeBytes = int(kOptimizerBlock) * Bits / 8;      // of each state
   constexpr int kCodeLines = kCodeBytes / 128;
@@ -258,6 +267,8 @@ __device__ __forceinline__ void prefetch_chunk_l2(const TensorSlot& s, int64_t b
     a = static_cast<const char*>(s.state1) + code_base + (lane - 2 * kLines) * 128;
   else if (two && lane < 2 * kLines + 2 * kCodeLines)
     a = static_cast<const char*>(s.state2) + code_base + (lane - 2 * kLines - kCodeLines) * 128;
+  else if (three && lane >= 2 * kLines + 2 * kCodeLines && lane < 2 * kLines + 3 * kCodeLines)
+    a = static_cast<const char*>(s.state3) + code_base + (lane - 2 * kLines - 2 * kCodeLines) * 128;
   if (a) asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
 }
 
@@ -265,13 +276,13 @@ __device__ __forceinline__ void prefetch_chunk_l2(const TensorSlot& s, int64_t b
 template <typename T, int Bits>
 struct LaneData {
   using L = LaneLayout<T, Bits>;
-  float p[kOptPerLane], g[kOptPerLane], a[kOptPerLane], b[kOptPerLane];
-  uint8_t qa[kOptPerLane], qb[kOptPerLane];
+  float p[kOptPerLane], g[kOptPerLane], a[kOptPerLane], b[kOptPerLane], c[kOptPerLane];
+  uint8_t qa[kOptPerLane], qb[kOptPerLane], qc[kOptPerLane];
 
   // The gradient times the clipping factor gs; quantized state: codes to values, code[q] *
-  // absmax, from the value tables in shared memory.
+  // absmax, from the value tables in shared memory (state3 shares state1's map; 8-bit only).
   __device__ __forceinline__ void unpack(const RawLane<T, Bits>& r, float gs, const float* val1, const float* val2,
-                                         bool two) {
+                                         bool two, bool three = false) {
     const T* P = reinterpret_cast<const T*>(r.p);
     const T* G = reinterpret_cast<const T*>(r.g);
 #pragma unroll
@@ -284,9 +295,11 @@ struct LaneData {
       } else if constexpr (Bits == 8) {
         a[j] = val1[reinterpret_cast<const uint8_t*>(r.a)[j]] * r.amax1[0];
         b[j] = two ? val2[reinterpret_cast<const uint8_t*>(r.b)[j]] * r.amax2[0] : 0.f;
+        c[j] = three ? val1[reinterpret_cast<const uint8_t*>(r.c)[j]] * r.amax3 : 0.f;
       } else {
         a[j] = reinterpret_cast<const float*>(r.a)[j];
         b[j] = two ? reinterpret_cast<const float*>(r.b)[j] : 0.f;
+        c[j] = three ? reinterpret_cast<const float*>(r.c)[j] : 0.f;
       }
     }
   }
@@ -365,9 +378,10 @@ __device__ __forceinline__ void store_state(void* state, int64_t chunk, int lane
 
 template <typename T, int Bits, bool Full>
 __device__ __forceinline__ void store_states(const TensorSlot& s, int64_t chunk, int lane, LaneData<T, Bits>& d,
-                                             bool two) {
+                                             bool two, bool three = false) {
   store_state<T, Bits, Full>(s.state1, chunk, lane, s.n, d.a, d.qa);
   if (two) store_state<T, Bits, Full>(s.state2, chunk, lane, s.n, d.b, d.qb);
+  if (three) store_state<T, Bits, Full>(s.state3, chunk, lane, s.n, d.c, d.qc);
 }
 
 // The lookups and value tables of the quantized-state kernels, in shared memory.
@@ -403,27 +417,30 @@ template <typename T, int Bits, Algorithm A, bool Full, bool OneStep>
 __device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScalars& k, int64_t blk, int lane,
                                              const RawLane<T, Bits>& raw, const OptimizerHyper& h,
                                              const StateMaps& maps) {
-  constexpr bool kTwo = A == Algorithm::Adam;
+  constexpr bool kTwo = num_states(A) == 2;
+  constexpr bool kThree = has_state3(A);
   using L = LaneLayout<T, Bits>;
   constexpr bool Q = L::kQ;
   const int64_t chunk = blk * kOptimizerBlock;
   LaneData<T, Bits> d;
-  d.unpack(raw, k.gs, maps.val1, maps.val2, kTwo);
+  d.unpack(raw, k.gs, maps.val1, maps.val2, kTwo, kThree);
   const float step = k.step;
   const float decay = weight_decay_factor(h);
-  static_assert(Bits != 4 || kTwo, "4-bit state is Adam's");
+  static_assert(Bits != 4 || A == Algorithm::Adam, "4-bit state is Adam's");
   float bm1[L::kScales], bm2[L::kScales];  // per block of the lane's values
+  float m3 = 0.f;                          // the third state's (block-wise 8-bit)
 #pragma unroll
   for (int i = 0; i < L::kScales; ++i) bm1[i] = bm2[i] = 0.f;
 #pragma unroll
   for (int j = 0; j < kOptPerLane; ++j) {
     float u;
-    step_element_as<A>(h, d.p[j], d.g[j], d.a[j], d.b[j], u);
+    step_element_as<A>(h, d.p[j], d.g[j], d.a[j], d.b[j], d.c[j], u);
     d.p[j] = d.p[j] * decay - step * u;
-    if (!Full && chunk + L::offset(lane, j) >= s.n) d.a[j] = d.b[j] = 0.f;  // past the end: not in the absmax
-    if constexpr (Q) d.a[j] = finite_or_zero(d.a[j]), d.b[j] = finite_or_zero(d.b[j]);  // nonfinite.h
+    if (!Full && chunk + L::offset(lane, j) >= s.n) d.a[j] = d.b[j] = d.c[j] = 0.f;  // past the end: not in the absmax
+    if constexpr (Q) d.a[j] = finite_or_zero(d.a[j]), d.b[j] = finite_or_zero(d.b[j]), d.c[j] = finite_or_zero(d.c[j]);
     bm1[L::scale_of(j)] = fmaxf(bm1[L::scale_of(j)], fabsf(d.a[j]));
     bm2[L::scale_of(j)] = fmaxf(bm2[L::scale_of(j)], fabsf(d.b[j]));
+    if constexpr (kThree) m3 = fmaxf(m3, fabsf(d.c[j]));
   }
   store_params<T, Bits, Full>(s, chunk, lane, d.p);  // now: the parameter's registers are free for what follows
   if constexpr (Bits == 4) {
@@ -452,22 +469,25 @@ __device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScal
     if (h.block_wise) {
       m1 = warp_max(m1);
       if constexpr (kTwo) m2 = warp_max(m2);
+      if constexpr (kThree) m3 = warp_max(m3);
       if (lane == 0) {
         s.absmax1[blk] = m1;
         if constexpr (kTwo) s.absmax2[blk] = m2;
+        if constexpr (kThree) s.absmax3[blk] = m3;
       }
-    } else {
+    } else {  // (three states are block-wise only: the op refuses the rest)
       m1 = k.max1;
       m2 = k.max2;
     }
-    const float r1 = m1 > 0.f ? 1.f / m1 : 0.f, r2 = m2 > 0.f ? 1.f / m2 : 0.f;
+    const float r1 = m1 > 0.f ? 1.f / m1 : 0.f, r2 = m2 > 0.f ? 1.f / m2 : 0.f, r3 = m3 > 0.f ? 1.f / m3 : 0.f;
 #pragma unroll
     for (int j = 0; j < kOptPerLane; ++j) {
       d.qa[j] = lookup_code(maps.look1, d.a[j] * r1, OneStep);
-      if constexpr (kTwo) d.qb[j] = lookup_code_nonneg(maps.look2, d.b[j] * r2, OneStep);  // Adam's v >= 0
+      if constexpr (kTwo) d.qb[j] = lookup_code_nonneg(maps.look2, d.b[j] * r2, OneStep);  // second moment >= 0
+      if constexpr (kThree) d.qc[j] = lookup_code(maps.look1, d.c[j] * r3, OneStep);
     }
   }
-  store_states<T, Bits, Full>(s, chunk, lane, d, kTwo);
+  store_states<T, Bits, Full>(s, chunk, lane, d, kTwo, kThree);
 }
 
 // The tensor holding chunk c (binary search of the table's chunk offsets; empty tensors
@@ -494,7 +514,8 @@ template <typename T, int Bits, Algorithm A, bool OneStep>
 __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, const OptimizerHyper& h,
                                               const StateMaps& maps) {
   constexpr bool Q = Bits < 32;
-  constexpr bool kTwo = A == Algorithm::Adam;
+  constexpr bool kTwo = num_states(A) == 2;
+  constexpr bool kThree = has_state3(A);
   constexpr bool kPrefetch = Q;  // 32-bit state moves 4x the bytes per value: already memory bound
   const int lane = threadIdx.x % kLanes;
   const int64_t stop = tab.total_chunks, stride = int64_t(gridDim.x) * kOptWarps;
@@ -524,14 +545,14 @@ __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, co
         k = slot_scalars<Q>(h, s);
       }
       full = vec && (c - first + 1) * kOptimizerBlock <= s.n;
-      cur.load(s, c - first, lane, full, kTwo, h.block_wise);
+      cur.load(s, c - first, lane, full, kTwo, h.block_wise, kThree);
     }
     const int64_t cn = c + stride;
     prefetched = kPrefetch && full && cn < stop && cn < end && (cn + 1 - first) * kOptimizerBlock <= s.n;
-    if (prefetched) next.load(s, cn - first, lane, true, kTwo, h.block_wise);
+    if (prefetched) next.load(s, cn - first, lane, true, kTwo, h.block_wise, kThree);
     const int64_t c2 = cn + stride;
     if (prefetched && c2 < stop && c2 < end && (c2 + 1 - first) * kOptimizerBlock <= s.n)
-      prefetch_chunk_l2<T, Bits>(s, c2 - first, lane, kTwo);
+      prefetch_chunk_l2<T, Bits>(s, c2 - first, lane, kTwo, kThree);
     if (full)
       update_chunk<T, Bits, A, true, OneStep>(s, k, c - first, lane, cur, h, maps);
     else
@@ -542,7 +563,7 @@ __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, co
 // Asks L2 for the warp's first two chunks (full ones): they arrive while the CTA builds its
 // lookup tables, instead of after.
 template <typename T, int Bits>
-__device__ __forceinline__ void prefetch_first_chunks_l2(const OptTable& tab, int count, bool two) {
+__device__ __forceinline__ void prefetch_first_chunks_l2(const OptTable& tab, int count, bool two, bool three) {
   const int lane = threadIdx.x % kLanes;
   const int64_t stride = int64_t(gridDim.x) * kOptWarps;
   const int64_t c = int64_t(blockIdx.x) * kOptWarps + threadIdx.x / kLanes;
@@ -552,7 +573,7 @@ __device__ __forceinline__ void prefetch_first_chunks_l2(const OptTable& tab, in
   const int64_t first = __ldg(tab.starts + t), end = __ldg(tab.starts + t + 1);
   if (!slot_vectorizable(s)) return;
   for (int64_t x = c; x < end && x <= c + stride && (x - first + 1) * kOptimizerBlock <= s.n; x += stride)
-    prefetch_chunk_l2<T, Bits>(s, x - first, lane, two);
+    prefetch_chunk_l2<T, Bits>(s, x - first, lane, two, three);
 }
 
 // 512 threads of about 120 registers fill an SM's register file: one CTA an SM. Smaller
@@ -562,7 +583,7 @@ __global__ void __launch_bounds__(kOptThreads, 1)
 optimizer_update_kernel(OptTable tab, int count, OptimizerHyper h, const float* __restrict__ code1,
                         const float* __restrict__ code2) {
   constexpr bool Q = Bits < 32;
-  constexpr bool kTwo = A == Algorithm::Adam;
+  constexpr bool kTwo = num_states(A) == 2;
   extern __shared__ __align__(16) unsigned char opt_smem[];
   StateMaps maps;
   maps.look1 = carve_lookup(opt_smem, true);
@@ -574,7 +595,7 @@ optimizer_update_kernel(OptTable tab, int count, OptimizerHyper h, const float* 
   bool one_step = true;
   if constexpr (Q) {
     constexpr int kMapSize = 1 << Bits;
-    prefetch_first_chunks_l2<T, Bits>(tab, count, kTwo);
+    prefetch_first_chunks_l2<T, Bits>(tab, count, kTwo, has_state3(A));
     for (int i = threadIdx.x; i < kMapSize; i += blockDim.x) {
       val1[i] = __ldg(code1 + i);
       if constexpr (kTwo) val2[i] = __ldg(code2 + i);
@@ -595,8 +616,9 @@ template <typename T, int Bits, Algorithm A>
 __global__ void __launch_bounds__(kOptThreads, 1)
 optimizer_prepass_kernel(OptTable tab, OptimizerHyper h, const float* __restrict__ code1,
                          const float* __restrict__ code2) {
+  static_assert(!has_state3(A), "no pre-pass for three states (the op refuses max_unorm and tensor-wise state)");
   constexpr bool Q = Bits < 32;
-  constexpr bool kTwo = A == Algorithm::Adam;
+  constexpr bool kTwo = num_states(A) == 2;
   extern __shared__ float smem[];
   float* val1 = smem;
   float* val2 = smem + kValFloats;
@@ -666,11 +688,12 @@ template <typename T, int Bits, Algorithm A>
 cudaError_t launch_optimizer_kernels(const OptTable& tab, int count, const OptimizerHyper& h, const float* code1,
                                      const float* code2, float* workspace, cudaStream_t stream) {
   constexpr bool Q = Bits < 32;
-  constexpr int states = A == Algorithm::Adam ? 2 : 1;
+  constexpr int states = num_states(A);
   const int64_t ctas_needed = (tab.total_chunks + kOptWarps - 1) / kOptWarps;
   if (ctas_needed == 0) return cudaSuccess;
-  if constexpr (Bits == 4) {
-    if (needs_prepass(h, Q)) return cudaErrorInvalidValue;  // 4-bit state: block-wise, no trust ratio
+  if constexpr (Bits == 4 || has_state3(A)) {
+    // 4-bit state and three states: block-wise, no trust ratio (the op refuses the rest)
+    if (needs_prepass(h, Q)) return cudaErrorInvalidValue;
   } else if (needs_prepass(h, Q)) {
     const auto pre = optimizer_prepass_kernel<T, Bits, A>;
     const int smem = Q ? states * kValFloats * int(sizeof(float)) : 0;
@@ -719,6 +742,7 @@ cudaError_t launch_optimizer_update(const OptTable& tab, int count, StateFormat 
     BNB_OPT_CASE(RMSprop)
     BNB_OPT_CASE(Adagrad)
     BNB_OPT_CASE(Lion)
+    BNB_OPT_CASE(AdEMAMix)
   }
 #undef BNB_OPT_CASE
   return cudaErrorInvalidValue;

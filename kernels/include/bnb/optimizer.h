@@ -10,10 +10,17 @@
 
 namespace bnb {
 
-// LARS is Momentum and LAMB is Adam, each with max_unorm > 0 (the trust ratio).
-enum class Algorithm : int { Adam = 0, Momentum = 1, RMSprop = 2, Adagrad = 3, Lion = 4 };
+// LARS is Momentum and LAMB is Adam, each with max_unorm > 0 (the trust ratio). AdEMAMix is
+// Adam with a second, slow EMA of the gradient mixed into the update.
+enum class Algorithm : int { Adam = 0, Momentum = 1, RMSprop = 2, Adagrad = 3, Lion = 4, AdEMAMix = 5 };
 
-inline int num_states(Algorithm a) { return a == Algorithm::Adam ? 2 : 1; }
+// State tensors per parameter (state1, state2).
+BNB_HD constexpr int num_states(Algorithm a) { return a == Algorithm::Adam || a == Algorithm::AdEMAMix ? 2 : 1; }
+
+// AdEMAMix keeps three values per element: its state1 holds the fast EMA followed by the slow
+// one (the reference library's [2, *shape] layout, absmax1 [2, blocks]); the slow EMA is the
+// slot's state3 / absmax3, pointing into the second half.
+BNB_HD constexpr bool has_state3(Algorithm a) { return a == Algorithm::AdEMAMix; }
 
 // Values per quantization block of the 8-bit state, and the chunk of a multi-tensor launch.
 constexpr int64_t kOptimizerBlock = 256;
@@ -40,7 +47,9 @@ struct OptimizerHyper {
   Algorithm algorithm;
   float lr;
   float beta1;             // Adam/Lion beta1, momentum (SGD/LARS), alpha (RMSprop)
-  float beta2;             // Adam/Lion beta2
+  float beta2;             // Adam/Lion/AdEMAMix beta2
+  float beta3;             // AdEMAMix: the slow EMA's decay (this step's, after its schedule)
+  float alpha;             // AdEMAMix: the slow EMA's weight in the update (after its schedule)
   float eps;
   float weight_decay;
   bool decoupled;          // p *= 1 - lr * wd (AdamW, Lion, LAMB) instead of g += wd * p
@@ -54,7 +63,7 @@ struct OptimizerHyper {
   bool block_wise;         // 8-bit state: one absmax per 256 values, else one per tensor
 };
 
-// One tensor of a multi-tensor update. state2/absmax* are null where unused.
+// One tensor of a multi-tensor update. state2/state3/absmax* are null where unused.
 struct TensorSlot {
   void* p;
   const void* g;
@@ -65,6 +74,8 @@ struct TensorSlot {
   const float* gnorm_scale;  // the percentile-clipping scale of this tensor, null = 1
   float* stats;              // kStats floats of scratch (8-byte aligned), see below
   int64_t n;
+  void* state3 = nullptr;    // AdEMAMix's slow EMA: the second half of state1's storage
+  float* absmax3 = nullptr;  // its absmax: the second half of absmax1's
 };
 
 // Per-tensor scratch filled by the pre-pass (trust ratio, tensor-wise 8-bit state), in
@@ -104,13 +115,19 @@ BNB_HD float update_div(float a, float b) {
 
 BNB_HD float sign_of(float x) { return x > 0.f ? 1.f : (x < 0.f ? -1.f : 0.f); }
 
-// New states s1, s2 and the update direction u of one element: the parameter then moves
-// as p = p * decay - lr * trust * u. `g` is already scaled by the clipping factor. The
-// algorithm is a template argument so that device kernels compile one branch-free body each.
+// New states s1, s2 (s3: AdEMAMix's slow EMA) and the update direction u of one element: the
+// parameter then moves as p = p * decay - lr * trust * u. `g` is already scaled by the
+// clipping factor. The algorithm is a template argument so that device kernels compile one
+// branch-free body each.
 template <Algorithm A>
-BNB_HD void step_element_as(const OptimizerHyper& h, float p, float g, float& s1, float& s2, float& u) {
+BNB_HD void step_element_as(const OptimizerHyper& h, float p, float g, float& s1, float& s2, float& s3, float& u) {
   if (!h.decoupled && h.weight_decay != 0.f) g += h.weight_decay * p;
-  if constexpr (A == Algorithm::Adam) {
+  if constexpr (A == Algorithm::AdEMAMix) {
+    s1 = h.beta1 * s1 + (1.f - h.beta1) * g;
+    s3 = h.beta3 * s3 + (1.f - h.beta3) * g;
+    s2 = h.beta2 * s2 + (1.f - h.beta2) * g * g;
+    u = update_div(s1 * h.inv_bias_correction1 + h.alpha * s3, update_sqrt(s2) * h.inv_bias_correction2_sqrt + h.eps);
+  } else if constexpr (A == Algorithm::Adam) {
     s1 = h.beta1 * s1 + (1.f - h.beta1) * g;
     s2 = h.beta2 * s2 + (1.f - h.beta2) * g * g;
     u = update_div(s1 * h.inv_bias_correction1, update_sqrt(s2) * h.inv_bias_correction2_sqrt + h.eps);
@@ -129,14 +146,23 @@ BNB_HD void step_element_as(const OptimizerHyper& h, float p, float g, float& s1
   }
 }
 
+// Algorithms of two states or fewer.
+template <Algorithm A>
+BNB_HD void step_element_as(const OptimizerHyper& h, float p, float g, float& s1, float& s2, float& u) {
+  static_assert(!has_state3(A), "AdEMAMix updates three states");
+  float unused = 0.f;
+  step_element_as<A>(h, p, g, s1, s2, unused, u);
+}
+
 // The same with the algorithm chosen at run time (the CPU kernels).
-BNB_HD void step_element(const OptimizerHyper& h, float p, float g, float& s1, float& s2, float& u) {
+BNB_HD void step_element(const OptimizerHyper& h, float p, float g, float& s1, float& s2, float& s3, float& u) {
   switch (h.algorithm) {
-    case Algorithm::Adam: step_element_as<Algorithm::Adam>(h, p, g, s1, s2, u); return;
-    case Algorithm::Momentum: step_element_as<Algorithm::Momentum>(h, p, g, s1, s2, u); return;
-    case Algorithm::RMSprop: step_element_as<Algorithm::RMSprop>(h, p, g, s1, s2, u); return;
-    case Algorithm::Adagrad: step_element_as<Algorithm::Adagrad>(h, p, g, s1, s2, u); return;
-    case Algorithm::Lion: step_element_as<Algorithm::Lion>(h, p, g, s1, s2, u); return;
+    case Algorithm::Adam: step_element_as<Algorithm::Adam>(h, p, g, s1, s2, s3, u); return;
+    case Algorithm::Momentum: step_element_as<Algorithm::Momentum>(h, p, g, s1, s2, s3, u); return;
+    case Algorithm::RMSprop: step_element_as<Algorithm::RMSprop>(h, p, g, s1, s2, s3, u); return;
+    case Algorithm::Adagrad: step_element_as<Algorithm::Adagrad>(h, p, g, s1, s2, s3, u); return;
+    case Algorithm::Lion: step_element_as<Algorithm::Lion>(h, p, g, s1, s2, s3, u); return;
+    case Algorithm::AdEMAMix: step_element_as<Algorithm::AdEMAMix>(h, p, g, s1, s2, s3, u); return;
   }
   u = 0.f;
 }

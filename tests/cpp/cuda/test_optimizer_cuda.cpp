@@ -16,7 +16,7 @@
 
 namespace bnb {
 inline void PrintTo(Algorithm a, std::ostream* os) {
-  static const char* const names[] = {"Adam", "Momentum", "RMSprop", "Adagrad", "Lion"};
+  static const char* const names[] = {"Adam", "Momentum", "RMSprop", "Adagrad", "Lion", "AdEMAMix"};
   *os << names[int(a)];
 }
 }  // namespace bnb
@@ -33,9 +33,11 @@ bnb::OptimizerHyper hyper(Algorithm a, bool block_wise, float max_unorm) {
   h.lr = 1e-3f;
   h.beta1 = 0.9f;
   h.beta2 = a == Algorithm::Lion ? 0.99f : 0.999f;
+  h.beta3 = 0.995f;  // AdEMAMix
+  h.alpha = 2.f;
   h.eps = 1e-8f;
   h.weight_decay = 0.01f;
-  h.decoupled = a == Algorithm::Adam || a == Algorithm::Lion;
+  h.decoupled = a == Algorithm::Adam || a == Algorithm::Lion || a == Algorithm::AdEMAMix;
   h.inv_bias_correction1 = float(1.0 / (1.0 - 0.9 * 0.9 * 0.9));  // step 3
   h.inv_bias_correction2_sqrt = float(1.0 / std::sqrt(1.0 - 0.999 * 0.999 * 0.999));
   h.dampening = 0.f;
@@ -54,27 +56,29 @@ struct HostTensor {
   std::vector<float> a1, a2;    // their absmax
 };
 
-// nonneg1: state1 holds squares (RMSprop, Adagrad), so it starts non-negative.
+// nonneg1: state1 holds squares (RMSprop, Adagrad), so it starts non-negative. stacked: state1
+// holds that many states of n values (AdEMAMix: 2), each with its absmax.
 HostTensor make_tensor(DType dtype, int64_t n, bnb::StateFormat format, bool block_wise, bool nonneg1,
-                       uint32_t seed) {
+                       uint32_t seed, int64_t stacked = 1) {
   HostTensor t{random_values(dtype, n, seed), random_values(dtype, n, seed + 1, 0.1f)};
   std::mt19937 rng(seed + 2);
   std::normal_distribution<float> normal(0.f, 0.01f);
   std::uniform_int_distribution<int> code(0, 255);
   if (format != bnb::StateFormat::Float32) {
     const int64_t scales = block_wise ? bnb::num_blocks(n, bnb::state_block(format)) : 1;
-    for (int64_t i = 0; i < bnb::state_bytes(format, n); ++i) {
+    const int64_t bytes = bnb::state_bytes(format, n);
+    for (int64_t i = 0; i < stacked * bytes; ++i) {
       t.q1.push_back(uint8_t(code(rng)));
-      t.q2.push_back(uint8_t(code(rng)));
+      if (i < bytes) t.q2.push_back(uint8_t(code(rng)));
     }
-    for (int64_t i = 0; i < scales; ++i) {
+    for (int64_t i = 0; i < stacked * scales; ++i) {
       t.a1.push_back(0.01f + 0.001f * float(i % 7));
-      t.a2.push_back(1e-4f + 1e-5f * float(i % 5));
+      if (i < scales) t.a2.push_back(1e-4f + 1e-5f * float(i % 5));
     }
   } else {
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t i = 0; i < stacked * n; ++i) {
       t.s1.push_back(nonneg1 ? std::fabs(normal(rng)) : normal(rng));
-      t.s2.push_back(std::fabs(normal(rng)) * 0.01f);
+      if (i < n) t.s2.push_back(std::fabs(normal(rng)) * 0.01f);
     }
   }
   return t;
@@ -110,14 +114,18 @@ int code_at(const std::vector<uint8_t>& q, int64_t i, bool four_bit) {
 
 // mode 0: 32-bit states; 1: 8-bit block-wise; 2: 8-bit tensor-wise; 3: 4-bit (Adam). `several`:
 // five tensors of sizes that are not multiples of the 256-value block, one of them empty.
-// `nonfinite`: some gradient values are NaN, +Inf or -Inf.
-void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unorm, bool nonfinite = false) {
+// sizes_given: the tensors' sizes instead (non-empty). `nonfinite`: some gradient values are
+// NaN, +Inf or -Inf.
+void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unorm,
+              const std::vector<int64_t>& sizes_given = {}, bool nonfinite = false) {
   const bnb::StateFormat format =
       mode == 0 ? bnb::StateFormat::Float32 : mode == 3 ? bnb::StateFormat::Code4 : bnb::StateFormat::Code8;
   const bool eight_bit = mode > 0, block_wise = mode != 2, four_bit = mode == 3;
   const bool two = bnb::num_states(alg) == 2;
-  const std::vector<int64_t> sizes =
-      several ? std::vector<int64_t>{1000, 1, 0, 257, 70001, 129} : std::vector<int64_t>{4099};
+  const int64_t stacked = bnb::has_state3(alg) ? 2 : 1;  // AdEMAMix: the slow EMA after the fast one
+  const std::vector<int64_t> sizes = !sizes_given.empty() ? sizes_given
+                                     : several ? std::vector<int64_t>{1000, 1, 0, 257, 70001, 129}
+                                               : std::vector<int64_t>{4099};
   const auto h = hyper(alg, block_wise, max_unorm);
   // State1 of RMSprop and Adagrad holds squares: an unsigned map, as the optimizers give it.
   const bool nonneg1 = alg == Algorithm::RMSprop || alg == Algorithm::Adagrad;
@@ -127,7 +135,7 @@ void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unor
 
   std::vector<HostTensor> cpu;
   for (size_t i = 0; i < sizes.size(); ++i) {
-    cpu.push_back(make_tensor(dtype, sizes[i], format, block_wise, nonneg1, uint32_t(100 * i + mode)));
+    cpu.push_back(make_tensor(dtype, sizes[i], format, block_wise, nonneg1, uint32_t(100 * i + mode), stacked));
     if (nonfinite) sprinkle_nonfinite(cpu.back().g, 611);
   }
   std::deque<DeviceTensor> dev;  // buffers are not movable: a deque never moves them
@@ -148,6 +156,13 @@ void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unor
                          two ? (eight_bit ? (void*)d.q2.get() : (void*)d.s2.get()) : nullptr,
                          eight_bit ? d.a1.get() : nullptr, eight_bit && two ? d.a2.get() : nullptr, nullptr,
                          workspace.get() + i * bnb::kStats, sizes[static_cast<size_t>(i)]});
+    if (stacked > 1) {  // the third state: the second half of state1 and of absmax1
+      const int64_t n = sizes[static_cast<size_t>(i)], blocks = bnb::num_blocks(n, bnb::kOptimizerBlock);
+      cpu_slots.back().state3 = eight_bit ? (void*)(t.q1.data() + n) : (void*)(t.s1.data() + n);
+      dev_slots.back().state3 = eight_bit ? (void*)(d.q1.get() + n) : (void*)(d.s1.get() + n);
+      cpu_slots.back().absmax3 = eight_bit ? t.a1.data() + blocks : nullptr;
+      dev_slots.back().absmax3 = eight_bit ? d.a1.get() + blocks : nullptr;
+    }
   }
   if (four_bit)
     bnb::cpu::optimizer_update_4bit(dtype, h, cpu_slots.data(), count, code1.data(), map2);
@@ -178,9 +193,9 @@ void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unor
       if (s == 2 && !two) break;
       const std::vector<uint8_t> q = (s == 1 ? d.q1 : d.q2).host();
       const std::vector<uint8_t>& want = s == 1 ? t.q1 : t.q2;
-      const int64_t n = sizes[static_cast<size_t>(i)];
+      const int64_t n = sizes[static_cast<size_t>(i)], codes = s == 1 ? stacked * n : n;  // AdEMAMix: both halves
       int far = 0;
-      for (int64_t j = 0; j < n; ++j) far += std::abs(code_at(q, j, four_bit) - code_at(want, j, four_bit)) > 1;
+      for (int64_t j = 0; j < codes; ++j) far += std::abs(code_at(q, j, four_bit) - code_at(want, j, four_bit)) > 1;
       EXPECT_EQ(far, 0) << "state" << s << " codes more than one step from the CPU's";
       if (four_bit && n % 2) EXPECT_EQ(q.back() & 0xf, 0) << "the padding nibble past an odd end";
       expect_close(from_floats(DType::Float32, (s == 1 ? d.a1 : d.a2).host()),
@@ -211,15 +226,31 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(0, 1, 2),  // 32-bit, 8-bit block-wise, 8-bit tensor-wise
                        ::testing::Bool()));         // one tensor, several
 
+// AdEMAMix: three states (the slow EMA stacked after the fast one in state1), block-wise only.
+INSTANTIATE_TEST_SUITE_P(AdEMAMix, OptimizerCuda,
+                         ::testing::Combine(::testing::Values(Algorithm::AdEMAMix),
+                                            ::testing::Values(DType::Float32, DType::Float16, DType::BFloat16),
+                                            ::testing::Values(0, 1),  // 32-bit, 8-bit block-wise
+                                            ::testing::Bool()));
+
+// AdEMAMix's slow EMA starts n values into state1: sizes of whole 16-value runs make it 16-byte
+// aligned, so that the 8-bit states take the vector path too (the sizes above do not).
+TEST_F(CudaTest, OptimizerAdEMAMixAlignedThirdStateMatchesCpu) {
+  for (const int mode : {0, 1})
+    for (const DType dtype : {DType::Float32, DType::BFloat16})
+      run_case(Algorithm::AdEMAMix, dtype, mode, true, 0.f, {65536, 4112, 0, 300, 1024});
+}
+
 // NaN and +-Inf gradients: the same non-finite elements, and the same block scales (taken over
 // the finite state values, bnb/nonfinite.h), on both.
 TEST_F(CudaTest, OptimizerNonFiniteGradientMatchesCpu) {
   for (const int mode : {0, 1, 2, 3}) {
     SCOPED_TRACE("mode " + std::to_string(mode));
-    run_case(Algorithm::Adam, DType::BFloat16, mode, true, 0.f, true);
+    run_case(Algorithm::Adam, DType::BFloat16, mode, true, 0.f, {}, true);
   }
-  run_case(Algorithm::Lion, DType::Float32, 1, true, 0.f, true);
-  run_case(Algorithm::Adam, DType::Float32, 1, true, 1e-3f, true);  // the trust ratio: NaN
+  run_case(Algorithm::Lion, DType::Float32, 1, true, 0.f, {}, true);
+  run_case(Algorithm::AdEMAMix, DType::Float32, 1, true, 0.f, {}, true);
+  run_case(Algorithm::Adam, DType::Float32, 1, true, 1e-3f, {}, true);  // the trust ratio: NaN
 }
 
 // LAMB and LARS: the trust ratio's pre-pass.
