@@ -140,7 +140,7 @@ def test_update_tracks_float64_definition(n, dtype, device):
             want_codes = nearest_codes(x, code.cpu())
             # float32 rounding of the kernel's moments may move a value across a midpoint: one step
             assert (got - want_codes).abs().max() <= 1
-            assert (got == want_codes).float().mean() > 0.995
+            assert (got != want_codes).sum() <= max(2, int(0.005 * n))
 
 
 def _maps_16():

@@ -28,9 +28,9 @@ def simulate_adam_tensorwise(p, grads, st, lr, betas, eps, step, max_unorm=0.0):
     state dict `st` (state1/2, qmap1/2, max1/2) at step `step`: returns the parameter and the
     codes and maxima after the steps with `grads`."""
     p = p.double().clone()
-    q1, q2 = st["state1"].clone(), st["state2"].clone()
+    q1, q2 = st["state1"].cpu().clone(), st["state2"].cpu().clone()
     m1, m2 = float(st["max1"]), float(st["max2"])
-    c1, c2 = st["qmap1"].double(), st["qmap2"].double()
+    c1, c2 = st["qmap1"].cpu().double(), st["qmap2"].cpu().double()
     b1, b2 = betas
     for g in grads:
         step += 1
