@@ -33,13 +33,17 @@ class MatMul4Bit(torch.autograd.Function):
         return grad_A, None, None, grad_bias, None
 
 
+def linear_4bit(A, W, quant_state, bias=None):
+    """A[..., K] @ dequant(W)^T (+ bias) for the packed weight W itself (Linear4bit's path: no
+    transposed view to make and undo). Differentiable in A and bias."""
+    if torch.is_grad_enabled() and (A.requires_grad or (bias is not None and bias.requires_grad)):
+        return MatMul4Bit.apply(A, W.t(), None, bias, quant_state)
+    return F4.linear_4bit(A, W, quant_state, bias)
+
+
 def matmul_4bit(A, B, quant_state, out=None, bias=None):
     """A[..., K] @ dequant(B) (+ bias) for B = weight.t() of a 4-bit weight [N, K]."""
     if quant_state is None:
         raise ValueError("matmul_4bit: quant_state (the QuantState of B from quantize_4bit) is required")
-    needs_grad = torch.is_grad_enabled() and (A.requires_grad or (bias is not None and bias.requires_grad))
-    if needs_grad:
-        result = MatMul4Bit.apply(A, B, None, bias, quant_state)
-    else:
-        result = F4.linear_4bit(A, B.t(), quant_state, bias)
+    result = linear_4bit(A, B.t(), quant_state, bias)
     return result if out is None else into(out, result, "out", "matmul_4bit")

@@ -11,7 +11,7 @@ import warnings
 
 import torch
 
-from ..autograd.matmul_4bit import matmul_4bit
+from ..autograd.matmul_4bit import linear_4bit
 from ..functional.fourbit import dequantize_4bit, quantize_4bit
 from ..functional.quant_state import QuantState
 from .parameters import QuantizedParameter, QuantizedParameterModule
@@ -183,7 +183,7 @@ class Linear4bit(QuantizedParameterModule, torch.nn.Linear):
         bias = self.bias
         if bias is not None and bias.dtype != x.dtype:
             bias = bias.to(x.dtype)  # a copy: the parameter keeps its dtype
-        out = matmul_4bit(x, w.t(), bias=bias, quant_state=w.quant_state)
+        out = linear_4bit(x, w, w.quant_state, bias)
         return out if out.dtype == in_dtype else out.to(in_dtype)
 
 
