@@ -9,6 +9,7 @@ import torch
 import bitsandbytes as bnb
 from bitsandbytes.optim import GlobalOptimManager
 from bitsandbytes.optim.ademamix import _ReferenceAdEMAMix
+from optim_devices import compare_devices
 
 SHAPES = ((67, 93), (1000,), (5,))  # off the 256-value block; the last one below min_8bit_size
 
@@ -401,30 +402,8 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["fp32", "fp16", "bf16"])
 def test_cuda_agrees_with_cpu(cls, dtype):
     # sizes with the slow EMA 16-byte aligned (vector path) and not (element path)
-    shapes = [(70001,), (4096,), (300, 17), (9,)]
-    base = [torch.randn(s).to(dtype) for s in shapes]
-    grads = [[torch.randn(s).to(dtype) for s in shapes] for _ in range(4)]
-    results = []
-    for device in ("cpu", "cuda"):
-        params = [b.clone().to(device).requires_grad_() for b in base]
-        opt = cls(params, min_8bit_size=100, t_alpha=3, t_beta3=3)
-        for gs in grads:
-            for p, g in zip(params, gs):
-                p.grad = g.to(device)
-            opt.step()
-        results.append((params, opt))
-    (pc, oc), (pg, og) = results
-    for a, b in zip(pc, pg):
-        sa, sb = oc.state[a], og.state[b]
-        wide = dtype != torch.float32
-        close = torch.isclose(a.detach().float(), b.detach().cpu().float(), rtol=1e-2 if wide else 1e-4,
-                              atol=1e-4 if wide else 1e-6)
-        assert close.float().mean() > 0.999  # the devices round differently (fused multiply-add)
-        if sa["state1"].dtype == torch.uint8:
-            assert (sa["state1"] == sb["state1"].cpu()).float().mean() > 0.99
-            assert torch.isclose(sa["absmax1"], sb["absmax1"].cpu(), rtol=1e-4, atol=1e-7).float().mean() > 0.98
-        else:
-            torch.testing.assert_close(sa["state1"], sb["state1"].cpu(), rtol=1e-4, atol=1e-7)
+    compare_devices(lambda ps: cls(ps, min_8bit_size=100, t_alpha=3, t_beta3=3), dtype,
+                    shapes=[(70001,), (4096,), (300, 17), (9,)], steps=4, float_state_rtol=1e-4)
 
 
 @needs_cuda

@@ -68,18 +68,9 @@ at::Tensor linear_4bit(const at::Tensor& A, const at::Tensor& B, c10::IntArrayRe
                        const std::optional<at::Tensor>& nested_offset, int64_t nested_blocksize) {
   using namespace fourbit_detail;
   constexpr const char* op = "linear_4bit";
-  const DType dt = kernel_dtype(A.scalar_type(), op, "A");
-  BNB_CHECK_VALUE(A.dim() >= 1, op, ": A must have at least one dimension ([..., K]), got a scalar");
-  BNB_CHECK_VALUE(shapeB.size() == 2, op, ": shapeB must be the weight's shape [N, K], got ", shapeB);
-  const int64_t N = shapeB[0], K = shapeB[1];
-  BNB_CHECK_VALUE(N >= 0 && K >= 0, op, ": shapeB must not have negative sizes, got ", shapeB);
-  BNB_CHECK_VALUE(A.size(-1) == K, op, ": A's last dimension (", A.size(-1), ") must equal the weight's K (", K,
-                  ")");
-  check_blocksize(blocksize, kFormat4bit, op);
-  check_same_device(B, A, op, "B", "A");
-  BNB_CHECK_VALUE(B.is_contiguous(), op, ": B (the packed weight) must be contiguous");
-  packed_bytes(B, N * K, op, "B");
-  check_code(code, kFormat4bit, A, op, "code", "A");
+  kernel_dtype(A.scalar_type(), op, "A");
+  const ProductShape shape = check_product(A, B, shapeB, code, blocksize, op);
+  const int64_t M = shape.M, N = shape.N, K = shape.K;
   if (bias.has_value()) {
     BNB_CHECK_TYPE(bias->scalar_type() == A.scalar_type(), op, ": bias must have A's dtype (", A.scalar_type(),
                    "), got ", bias->scalar_type());
@@ -89,12 +80,8 @@ at::Tensor linear_4bit(const at::Tensor& A, const at::Tensor& B, c10::IntArrayRe
   }
   const BlockScales scales =
       block_scales(absmax, nested_code, nested_absmax, nested_offset, nested_blocksize, A, N * K, blocksize, op);
-  std::vector<int64_t> out_shape(A.sizes().begin(), A.sizes().end());
-  out_shape.back() = N;
-  int64_t M = 1;  // rows of A (leading dimensions; K may be 0)
-  for (size_t d = 0; d + 1 < out_shape.size(); ++d) M *= out_shape[d];
   if (M == 0 || N == 0 || K == 0) {  // a sum over nothing is zero (plus the bias)
-    at::Tensor out = at::zeros(out_shape, A.options());
+    at::Tensor out = at::zeros(shape.out, A.options());
     return bias.has_value() ? out.add_(*bias) : out;
   }
   if (M > Backend::kFused4bitMaxRows) {
@@ -105,12 +92,8 @@ at::Tensor linear_4bit(const at::Tensor& A, const at::Tensor& B, c10::IntArrayRe
     const at::Tensor W = dequantize_with_code<Backend>(B, m, code, blocksize, {N, K}, A.scalar_type(), op);
     return at::linear(A, W, bias);
   }
-  at::Tensor out = at::empty(out_shape, A.options());
-  const at::Tensor a = A.contiguous(), c = code.contiguous();
-  Backend::launch(A, Backend::gemv_4bit, dt, a.const_data_ptr(), static_cast<const uint8_t*>(B.const_data_ptr()),
-                  c.const_data_ptr<float>(), scales, bias.has_value() ? bias->const_data_ptr() : nullptr,
-                  out.mutable_data_ptr(), M, N, K, blocksize);
-  return out;
+  return fused_product<Backend>(A, B, code, scales, bias.has_value() ? bias->const_data_ptr() : nullptr, shape,
+                                blocksize, op);
 }
 
 }  // namespace bnb::ops

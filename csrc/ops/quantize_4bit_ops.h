@@ -137,12 +137,17 @@ at::Tensor dequantize_4bit(const at::Tensor& A, const at::Tensor& absmax, int64_
   return dequantize_with_code<Backend>(A, absmax, code_table(type, A), blocksize, shape, dtype, op);
 }
 
-template <class Backend>
-at::Tensor gemv_4bit(const at::Tensor& A, const at::Tensor& B, c10::IntArrayRef shapeB, const at::Tensor& absmax,
-                     const at::Tensor& code, int64_t blocksize) {
-  using namespace fourbit_detail;
-  constexpr const char* op = "gemv_4bit";
-  const DType dt = kernel_dtype(A.scalar_type(), op, "A");
+namespace fourbit_detail {
+
+// What gemv_4bit and linear_4bit check alike: A [..., K] against a packed weight of shapeB =
+// [N, K] on A's device, its block size and code table. Returns the product's shape.
+struct ProductShape {
+  int64_t M, N, K;
+  std::vector<int64_t> out;  // A's shape with N last
+};
+
+inline ProductShape check_product(const at::Tensor& A, const at::Tensor& B, c10::IntArrayRef shapeB,
+                                  const at::Tensor& code, int64_t blocksize, const char* op) {
   BNB_CHECK_VALUE(A.dim() >= 1, op, ": A must have at least one dimension ([..., K]), got a scalar");
   BNB_CHECK_VALUE(shapeB.size() == 2, op, ": shapeB must be the weight's shape [N, K], got ", shapeB);
   const int64_t N = shapeB[0], K = shapeB[1];
@@ -152,18 +157,40 @@ at::Tensor gemv_4bit(const at::Tensor& A, const at::Tensor& B, c10::IntArrayRef 
   check_blocksize(blocksize, kFormat4bit, op);
   check_same_device(B, A, op, "B", "A");
   packed_bytes(B, N * K, op, "B");
-  check_block_absmax(absmax, A, N * K, blocksize, op);
   check_code(code, kFormat4bit, A, op, "code", "A");
-  std::vector<int64_t> out_shape(A.sizes().begin(), A.sizes().end());
-  out_shape.back() = N;
-  const int64_t M = K == 0 ? A.numel() : A.numel() / K;
-  if (M == 0 || N == 0 || K == 0) return at::zeros(out_shape, A.options());  // a sum over nothing is zero
-  at::Tensor out = at::empty(out_shape, A.options());
-  const at::Tensor a = A.contiguous(), b = B.contiguous(), m = absmax.contiguous(), c = code.contiguous();
+  ProductShape shape{1, N, K, std::vector<int64_t>(A.sizes().begin(), A.sizes().end())};
+  shape.out.back() = N;
+  for (size_t d = 0; d + 1 < shape.out.size(); ++d) shape.M *= shape.out[d];  // rows of A (K may be 0)
+  return shape;
+}
+
+// The fused kernel into a new tensor (the caller has handled empty products). bias may be null.
+template <class Backend>
+at::Tensor fused_product(const at::Tensor& A, const at::Tensor& B, const at::Tensor& code, const BlockScales& scales,
+                         const void* bias, const ProductShape& shape, int64_t blocksize, const char* op) {
+  const DType dt = kernel_dtype(A.scalar_type(), op, "A");
+  at::Tensor out = at::empty(shape.out, A.options());
+  const at::Tensor a = A.contiguous(), b = B.contiguous(), c = code.contiguous();
   Backend::launch(A, Backend::gemv_4bit, dt, a.const_data_ptr(), static_cast<const uint8_t*>(b.const_data_ptr()),
-                  c.const_data_ptr<float>(), BlockScales::plain(m.const_data_ptr<float>()), nullptr,
-                  out.mutable_data_ptr(), M, N, K, blocksize);
+                  c.const_data_ptr<float>(), scales, bias, out.mutable_data_ptr(), shape.M, shape.N, shape.K,
+                  blocksize);
   return out;
+}
+
+}  // namespace fourbit_detail
+
+template <class Backend>
+at::Tensor gemv_4bit(const at::Tensor& A, const at::Tensor& B, c10::IntArrayRef shapeB, const at::Tensor& absmax,
+                     const at::Tensor& code, int64_t blocksize) {
+  using namespace fourbit_detail;
+  constexpr const char* op = "gemv_4bit";
+  kernel_dtype(A.scalar_type(), op, "A");
+  const ProductShape shape = check_product(A, B, shapeB, code, blocksize, op);
+  check_block_absmax(absmax, A, shape.N * shape.K, blocksize, op);
+  if (shape.M == 0 || shape.N == 0 || shape.K == 0) return at::zeros(shape.out, A.options());  // a sum over nothing
+  const at::Tensor m = absmax.contiguous();
+  return fused_product<Backend>(A, B, code, BlockScales::plain(m.const_data_ptr<float>()), nullptr, shape,
+                                blocksize, op);
 }
 
 template <class Backend>
