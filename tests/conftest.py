@@ -15,6 +15,24 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("device", DEVICES)
 
 
+def load_reference(name):
+    """A fixture file made by the reference library (torch.load), or a skip when it is absent."""
+    path = os.path.join(REFERENCE_DIR, name)
+    if not os.path.exists(path):
+        pytest.skip(f"reference fixture {name} not found in {REFERENCE_DIR}")
+    return torch.load(path, weights_only=False)
+
+
+@pytest.fixture(scope="module")
+def ref4():
+    return load_reference("quantize_4bit_ref.pt")
+
+
+@pytest.fixture(scope="module")
+def ref_linear4bit():
+    return load_reference("linear4bit_ref.pt")
+
+
 @pytest.fixture
 def reference_dir():
     if not os.path.isdir(REFERENCE_DIR):

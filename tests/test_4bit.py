@@ -3,7 +3,6 @@ an independent plain-torch reference, on every device; QuantState, errors, opche
 import copy
 import io
 import json
-import os
 import pickle
 
 import pytest
@@ -16,14 +15,6 @@ from bitsandbytes.functional.quant_state import QuantState
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 STORAGES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32)
-
-
-@pytest.fixture(scope="module")
-def ref4():
-    path = os.path.join(os.path.dirname(__file__), "data", "reference", "quantize_4bit_ref.pt")
-    if not os.path.exists(path):
-        pytest.skip("4-bit reference fixture not found")
-    return torch.load(path, weights_only=False)
 
 
 def _cases(ref):

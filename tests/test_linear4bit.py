@@ -17,14 +17,6 @@ from test_int8_real_weights import SENTENCES, MiniLM, WordPiece, batch, load_saf
 REF_KEYS = {"weight", "bias", "weight.absmax", "weight.quant_map", "weight.nested_absmax", "weight.nested_quant_map"}
 
 
-@pytest.fixture(scope="module")
-def ref_linear4bit():
-    path = os.path.join(os.path.dirname(__file__), "data", "reference", "linear4bit_ref.pt")
-    if not os.path.exists(path):
-        pytest.skip("4-bit reference fixture not found")
-    return torch.load(path, weights_only=False)
-
-
 def _layer(quant_type="nf4", nested=True, dtype=torch.bfloat16, device="cpu", bias=True, storage=torch.uint8):
     lin = torch.nn.Linear(320, 192, bias=bias).to(dtype)
     q = bnb.nn.Linear4bit(320, 192, bias=bias, compute_dtype=dtype, compress_statistics=nested, quant_type=quant_type,
