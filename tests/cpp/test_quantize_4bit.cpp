@@ -4,6 +4,7 @@
 // the reference fixture by tests/dump_quantize_4bit_cases.py).
 #include <gtest/gtest.h>
 
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -92,6 +93,82 @@ TEST(Codes4bit, EntriesMapToThemselves) {
   EXPECT_EQ(bnb::fp4_code_of(-0.0f), 0);
   EXPECT_EQ(bnb::nf4_code_of(NAN), 0);
   EXPECT_EQ(bnb::fp4_code_of(NAN), 0);
+}
+
+// The counting rule the codes are defined by (codes_4bit.h), written out as plainly as it
+// reads: one compare per threshold.
+int nf4_code_by_counting(float x) {
+  const bnb::Thresholds<15> t = bnb::nf4_thresholds();
+  int c = 0;
+  for (float th : t.t) c += x > th;
+  return c;
+}
+int fp4_code_by_counting(float x) {
+  const bnb::Thresholds<7> t = bnb::fp4_magnitude_thresholds();
+  const float a = x < 0.f ? -x : x;
+  int r = 0;
+  for (float th : t.t) r += a > th;
+  const int magnitude_bits[8] = {0, 1, 6, 7, 4, 5, 2, 3};
+  return (x < 0.f ? 8 : 0) | magnitude_bits[r];
+}
+
+float from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// The binary search (nf4_code_of, fp4_code_of) gives the counting rule's code for every value
+// where the two could part: each threshold, its three float neighbours either side, of both
+// signs; the table entries; +-0, +-Inf, NaNs, subnormals, FLT_MAX; and a sweep over bit
+// patterns of every sign and exponent.
+TEST(Codes4bit, SearchEqualsCountingRule) {
+  std::vector<float> xs = {0.f, -0.f, INFINITY, -INFINITY, NAN, -NAN, from_bits(0x7f800001), from_bits(0xffc00001),
+                           FLT_MIN, -FLT_MIN, FLT_MAX, -FLT_MAX, FLT_TRUE_MIN, -FLT_TRUE_MIN,
+                           from_bits(0x007fffff), from_bits(0x807fffff), 1.f, -1.f, 2.f, -2.f};
+  const bnb::Thresholds<15> nf4 = bnb::nf4_thresholds();
+  const bnb::Thresholds<7> fp4 = bnb::fp4_magnitude_thresholds();
+  std::vector<float> thresholds(std::begin(nf4.t), std::end(nf4.t));
+  thresholds.insert(thresholds.end(), std::begin(fp4.t), std::end(fp4.t));
+  for (int i = 0; i < 16; ++i) thresholds.push_back(bnb::kNF4Code[i]), thresholds.push_back(bnb::kFP4Code[i]);
+  for (float t : thresholds) {
+    for (float s : {t, -t}) {
+      float up = s, down = s;
+      xs.push_back(s);
+      for (int k = 0; k < 3; ++k) {
+        up = std::nextafter(up, INFINITY), down = std::nextafter(down, -INFINITY);
+        xs.push_back(up), xs.push_back(down);
+      }
+    }
+  }
+  for (uint64_t u = 0; u <= 0xffffffffu; u += 997) xs.push_back(from_bits(uint32_t(u)));
+  ASSERT_GT(xs.size(), 4000000u);
+  int64_t bad = 0;
+  for (float x : xs) {
+    if (bnb::nf4_code_of(x) != nf4_code_by_counting(x) && ++bad <= 5) ADD_FAILURE() << "nf4 x " << x;
+    if (bnb::fp4_code_of(x) != fp4_code_by_counting(x) && ++bad <= 5) ADD_FAILURE() << "fp4 x " << x;
+  }
+  EXPECT_EQ(bad, 0);
+  // The rule itself, at a few values whose codes are known by heart.
+  EXPECT_EQ(nf4_code_by_counting(0.f), 7);
+  EXPECT_EQ(nf4_code_by_counting(bnb::nf4_thresholds().t[7]), 7);  // on a threshold: the lower code
+  EXPECT_EQ(nf4_code_by_counting(std::nextafter(bnb::nf4_thresholds().t[7], 1.f)), 8);
+  EXPECT_EQ(fp4_code_by_counting(-1.f), 11);
+  EXPECT_EQ(fp4_code_by_counting(0.5f), 5);
+}
+
+// The thresholds ascend (the search needs it), and NF4's are the midpoints of neighbouring
+// entries, as decimals rounded to float32: within one unit in the last place of the float32 sum
+// halved.
+TEST(Codes4bit, ThresholdsAscend) {
+  const bnb::Thresholds<15> nf4 = bnb::nf4_thresholds();
+  const bnb::Thresholds<7> fp4 = bnb::fp4_magnitude_thresholds();
+  for (int i = 0; i < 15; ++i) {
+    const float mid = 0.5f * (bnb::kNF4Code[i] + bnb::kNF4Code[i + 1]);
+    EXPECT_LE(std::fabs(nf4.t[i] - mid), std::fabs(std::nextafter(mid, 2.f * mid) - mid)) << i;
+  }
+  for (int i = 0; i + 1 < 15; ++i) EXPECT_LT(nf4.t[i], nf4.t[i + 1]) << i;
+  for (int i = 0; i + 1 < 7; ++i) EXPECT_LT(fp4.t[i], fp4.t[i + 1]) << i;
 }
 
 // x's code is a nearest entry of the table, up to the reference's rounding of its decision

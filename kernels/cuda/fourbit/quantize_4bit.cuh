@@ -5,29 +5,38 @@
 // Work split, as in the 8-bit kernels: a thread's chunk is one 16-byte access of the wide side
 // (V = 4 floats or 8 halves: the input of quantize, the output of dequantize) and V / 2 bytes of
 // codes; chunk c of a tile holds V * kThreads consecutive values, one chunk a thread, so every
-// warp-wide access is contiguous on both sides. Quantize reduces a block's absmax over the
-// group of blocksize / V consecutive threads that hold it (or over the whole tile when a block
-// is larger than a chunk). The grid is persistent, striding over tiles.
+// warp-wide access is contiguous on both sides. The grid is persistent, striding over tiles.
+//
+// Quantize is memory-bound only if it spends few instructions a value (an H100 streams about
+// four 16-bit values per SM cycle, so some 30 instructions a value in all): one reduction of
+// absmax keys per block (common/abs_key.cuh) instead of one for the absmax and one for the
+// mark, a binary search for the code (codes_4bit.h), and four chunks a thread in flight.
 #pragma once
 #include <algorithm>
+#include <cstring>
+#include <type_traits>
 
 #include "bnb/codes_4bit.h"
 #include "bnb/quantize_4bit_cuda.h"
+#include "../common/abs_key.cuh"
 #include "../common/launch.cuh"
 #include "../common/quant.cuh"
-#include "../quantize/blockwise.cuh"  // group_max
 
 namespace bnb::cuda {
 
+// A quantize tile: kChunks chunks a thread. A block is kBlockChunks consecutive chunks (one, or
+// whole chunks of the CTA for a block larger than a chunk) of kGroup consecutive threads.
 template <typename T, int BLOCK> struct Blockwise4bitShape {
   static constexpr int kVec = 16 / sizeof(T);         // values per 16-byte chunk
   static constexpr int kChunkSpan = kThreads * kVec;  // values of one chunk across the CTA
   static constexpr bool kBlockInChunk = BLOCK <= kChunkSpan;
-  // At least 32 bytes of input in flight per thread; a larger block takes whole tiles.
-  static constexpr int kChunks = kBlockInChunk ? (kVec == 4 ? 2 : 1) : BLOCK / kChunkSpan;
+  static constexpr int kGroup = kBlockInChunk ? BLOCK / kVec : kThreads;
+  static constexpr int kBlockChunks = kBlockInChunk ? 1 : BLOCK / kChunkSpan;
+  // 64 bytes of input in flight per thread, or one block if that is more.
+  static constexpr int kChunks = kBlockChunks > 4 ? kBlockChunks : 4;
   static constexpr int kTile = kChunks * kChunkSpan;
-  static constexpr int kGroup = kBlockInChunk ? BLOCK / kVec : kThreads;  // threads per block
   static_assert(BLOCK % kVec == 0 && kGroup <= kThreads, "a block is whole chunks of one CTA");
+  static_assert(kChunks % kBlockChunks == 0, "a tile is whole blocks");
 };
 
 // V / 2 packed bytes (2 or 4) as one access; p aligned to its size.
@@ -48,74 +57,104 @@ template <int B> __device__ __forceinline__ void load_packed(const uint8_t* p, u
   for (int j = 0; j < B; ++j) b[j] = uint8_t(raw >> (8 * j));
 }
 
+// The chunk of 16 bytes at A + base, kept raw until its block's scale is known. Past the end of
+// the input (or wherever the tile cannot be read whole and aligned) element by element, the
+// values past n as +0.0, which also pads an odd n's last byte.
+template <typename T> __device__ __forceinline__ uint4 load_chunk(const T* A, int64_t base, int64_t n, bool full) {
+  if (full) return __ldcs(reinterpret_cast<const uint4*>(A + base));  // streamed: read once
+  using Bits = std::conditional_t<sizeof(T) == 2, uint16_t, uint32_t>;
+  constexpr int V = 16 / sizeof(T);
+  Bits e[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j) e[j] = base + j < n ? reinterpret_cast<const Bits*>(A)[base + j] : Bits(0);
+  uint4 raw;
+  memcpy(&raw, e, 16);
+  return raw;
+}
+
+template <typename T, int V> __device__ __forceinline__ void chunk_values(const uint4& raw, float (&v)[V]) {
+  static_assert(V * sizeof(T) == 16, "one chunk");
+  const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+  for (int j = 0; j < V; ++j) v[j] = to_float(e[j]);
+}
+
+// The largest finite |x| of a thread's K chunks, as a key: the second reduction, for blocks
+// that hold a non-finite value.
+template <typename T, int K> __device__ __forceinline__ unsigned finite_abs_key_of_chunks(const uint4* raw) {
+  constexpr int V = 16 / sizeof(T);
+  unsigned m = 0;
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    float v[V];
+    chunk_values<T>(raw[k], v);
+#pragma unroll
+    for (int j = 0; j < V; ++j) m = max(m, finite_abs_key(v[j]));
+  }
+  return m;
+}
+
+// The V codes of a chunk, two a byte (the first value in the high nibble), as one word. A block
+// that is neither marked nor scaled through a subnormal absmax (the usual case, and the same
+// for the whole block) takes the short path: code_4bit_in_block's (x * 1) * mul is x * mul.
+template <QuantType4bit Q, int V>
+__device__ __forceinline__ void chunk_codes(const float (&v)[V], BlockScale scale, bool marked, uint8_t (&b)[V / 2]) {
+  uint8_t q[V];
+  if (!marked && scale.pre == 1.f) {
+#pragma unroll
+    for (int j = 0; j < V; ++j) q[j] = code_4bit_of<Q>(v[j] * scale.mul);
+  } else {
+#pragma unroll
+    for (int j = 0; j < V; ++j) q[j] = code_4bit_in_block<Q>(v[j], scale, marked);
+  }
+#pragma unroll
+  for (int j = 0; j < V / 2; ++j) b[j] = pack_4bit(q[2 * j], q[2 * j + 1]);
+}
+
 template <typename T, int BLOCK, QuantType4bit Q>
 __global__ void __launch_bounds__(kThreads)
 quantize_4bit_kernel(const T* __restrict__ A, uint8_t* __restrict__ out, float* __restrict__ absmax, int64_t n) {
   using S = Blockwise4bitShape<T, BLOCK>;
-  constexpr int V = S::kVec, C = S::kChunks;
-  __shared__ float s_warp[2 * kThreads / 32];
+  constexpr int V = S::kVec, C = S::kChunks, K = S::kBlockChunks, G = S::kGroup;
+  __shared__ unsigned s_warp[2 * kThreads / 32];
   int parity = 0;
   const bool vector_ok = aligned16(A) && aligned16(out);
   const int64_t tiles = (n + S::kTile - 1) / S::kTile;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const int64_t first = tile * S::kTile + int64_t(threadIdx.x) * V;  // this thread's chunk 0
     const bool full = vector_ok && (tile + 1) * S::kTile <= n;
-    float v[C][V];
+    uint4 raw[C];
 #pragma unroll
-    for (int c = 0; c < C; ++c) {
-      const int64_t base = first + int64_t(c) * S::kChunkSpan;
-      if (full) {
-        load_vec<T, V>(A + base, v[c]);
-      } else {  // past the end: 0.0, which also pads an odd n's last byte
+    for (int c = 0; c < C; ++c) raw[c] = load_chunk(A, first + int64_t(c) * S::kChunkSpan, n, full);
 #pragma unroll
-        for (int j = 0; j < V; ++j) v[c][j] = base + j < n ? to_float(A[base + j]) : 0.f;
+    for (int c0 = 0; c0 < C; c0 += K) {  // one block of this thread: chunks c0 .. c0 + K - 1
+      unsigned key = 0;
+#pragma unroll
+      for (int k = 0; k < K; ++k) key = max(key, chunk_abs_key<T>(raw[c0 + k]));
+      const GroupKey g = group_max_key<G>(key, s_warp, parity);
+      const bool marked = g.max >= kInfKey;
+      float amax = __uint_as_float(g.max);
+      if (g.any_nonfinite) {  // rare; taken alike by every thread that takes part in the reduction
+        const unsigned finite = group_max_key<G>(finite_abs_key_of_chunks<T, K>(raw + c0), s_warp, parity).max;
+        if (marked) amax = __uint_as_float(finite);
       }
-    }
-    BlockScale scale[C];
-    bool marked[C];
-    if constexpr (S::kBlockInChunk) {
+      const int64_t block_first = first + int64_t(c0) * S::kChunkSpan;
+      if (threadIdx.x % G == 0 && block_first < n) absmax[block_first / BLOCK] = marked ? -amax : amax;
+      const BlockScale scale = block_scale_4bit(amax);
 #pragma unroll
-      for (int c = 0; c < C; ++c) {
-        float m = 0.f, f = 0.f;
+      for (int k = 0; k < K; ++k) {
+        const int64_t base = block_first + int64_t(k) * S::kChunkSpan;
+        float v[V];
+        chunk_values<T>(raw[c0 + k], v);
+        uint8_t b[V / 2];
+        chunk_codes<Q>(v, scale, marked, b);
+        if (full) {
+          store_packed<V / 2>(out + base / 2, b);
+        } else {
 #pragma unroll
-        for (int j = 0; j < V; ++j) m = fmaxf(m, finite_abs(v[c][j])), f = fmaxf(f, nonfinite_flag(v[c][j]));
-        m = group_max<S::kGroup>(m, s_warp, parity);
-        parity ^= 1;
-        f = group_max<S::kGroup>(f, s_warp, parity);
-        parity ^= 1;
-        const int64_t base = first + int64_t(c) * S::kChunkSpan;
-        if (threadIdx.x % S::kGroup == 0 && base < n) absmax[base / BLOCK] = stored_absmax(m, f);
-        scale[c] = block_scale_4bit(m);
-        marked[c] = f > 0.f;
-      }
-    } else {
-      float m = 0.f, f = 0.f;
-#pragma unroll
-      for (int c = 0; c < C; ++c)
-#pragma unroll
-        for (int j = 0; j < V; ++j) m = fmaxf(m, finite_abs(v[c][j])), f = fmaxf(f, nonfinite_flag(v[c][j]));
-      m = group_max<kThreads>(m, s_warp, parity);
-      parity ^= 1;
-      f = group_max<kThreads>(f, s_warp, parity);
-      parity ^= 1;
-      if (threadIdx.x == 0) absmax[tile] = stored_absmax(m, f);
-#pragma unroll
-      for (int c = 0; c < C; ++c) scale[c] = block_scale_4bit(m), marked[c] = f > 0.f;
-    }
-#pragma unroll
-    for (int c = 0; c < C; ++c) {
-      const int64_t base = first + int64_t(c) * S::kChunkSpan;
-      uint8_t b[V / 2];
-#pragma unroll
-      for (int j = 0; j < V / 2; ++j)
-        b[j] = pack_4bit(code_4bit_in_block<Q>(v[c][2 * j], scale[c], marked[c]),
-                         code_4bit_in_block<Q>(v[c][2 * j + 1], scale[c], marked[c]));
-      if (full) {
-        store_packed<V / 2>(out + base / 2, b);
-      } else {
-#pragma unroll
-        for (int j = 0; j < V / 2; ++j)
-          if (base + 2 * j < n) out[base / 2 + j] = b[j];
+          for (int j = 0; j < V / 2; ++j)
+            if (base + 2 * j < n) out[base / 2 + j] = b[j];
+        }
       }
     }
   }

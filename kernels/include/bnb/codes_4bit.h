@@ -4,8 +4,9 @@
 // The rule is the one the 4-bit checkpoints people have were written with, so our codes equal
 // theirs bit for bit:
 // - NF4: the code is the number of decision thresholds strictly below x. The thresholds are
-//   the float32 midpoints of neighbouring NF4 values (written out below; they equal
-//   0.5f * (code[i] + code[i + 1])). A value exactly on a midpoint takes the lower code.
+//   the midpoints of neighbouring NF4 values as decimals rounded to float32 (written out below;
+//   four are one unit in the last place from 0.5f * (code[i] + code[i + 1])). A value exactly
+//   on a midpoint takes the lower code.
 // - FP4 is sign-magnitude: bit 3 is set for x < 0 (so -0.0 and NaN get a clear sign bit), and
 //   the low three bits encode |x|, again by counting the thresholds strictly below it. The
 //   table is not sorted: the low three bits of an entry grow with its magnitude as
@@ -15,6 +16,7 @@
 //   absmax land exactly on them, so they are spelled out rather than computed.
 // Both rules send NaN (an all-zero block scaled by 1 / 0) to code 0, as the reference does.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "bnb/dtype.h"
@@ -56,42 +58,49 @@ inline constexpr float kFP4Code[16] = {
 
 inline const float* code_4bit(QuantType4bit t) { return t == QuantType4bit::NF4 ? kNF4Code : kFP4Code; }
 
-// NF4 code of x: thresholds as immediates (no table: on the GPU a constant array indexed
-// per value would cost a memory access; fifteen compares cost nothing in a memory-bound
-// kernel and never branch).
+// The decision thresholds, ascending (the only place they are written).
+template <int N> struct Thresholds { float t[N]; };
+BNB_HD constexpr Thresholds<15> nf4_thresholds() {
+  return {{-0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f, -0.33967943489551544f,
+           -0.23460740596055984f, -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f,
+           0.1202552504837513f, 0.2035212516784668f, 0.2920137718319893f, 0.3893125355243683f,
+           0.5016634166240692f, 0.6427869200706482f, 0.8614784181118011f}};
+}
+// FP4's, between neighbouring magnitudes.
+BNB_HD constexpr Thresholds<7> fp4_magnitude_thresholds() {
+  return {{0.00260417f, 0.0859375f, 0.20833333f, 0.29166667f, 0.4166667f, 0.583333f, 0.8333333f}};
+}
+
+// The number of thresholds t[0..N-1] (ascending, N = 2^L - 1) strictly below x, by a
+// branch-free binary search: x against the middle one says which half can still count, a
+// select per threshold moves that half into place, and the search goes on in it. L compares
+// and N - L selects instead of N compares and N adds; on the GPU the thresholds stay
+// immediates (no table indexed per value). NaN compares false at every level: 0.
+template <int N> BNB_HD int count_below(float x, const float (&t)[N]) {
+  static_assert(((N + 1) & N) == 0, "2^L - 1 thresholds");
+  if constexpr (N == 1) {
+    return x > t[0] ? 1 : 0;
+  } else {
+    constexpr int H = N / 2;  // thresholds in each half, either side of t[H]
+    const bool upper = x > t[H];  // then t[0..H] are all below x
+    float half[H];
+    for (int i = 0; i < H; ++i) half[i] = upper ? t[H + 1 + i] : t[i];
+    return (upper ? H + 1 : 0) + count_below(x, half);
+  }
+}
+
+// NF4 code of x.
 BNB_HD uint8_t nf4_code_of(float x) {
-  int c = 0;
-  c += x > -0.8480964004993439f;
-  c += x > -0.6106329262256622f;
-  c += x > -0.4599952697753906f;
-  c += x > -0.33967943489551544f;
-  c += x > -0.23460740596055984f;
-  c += x > -0.13791173323988914f;
-  c += x > -0.045525018125772476f;
-  c += x > 0.03979014977812767f;
-  c += x > 0.1202552504837513f;
-  c += x > 0.2035212516784668f;
-  c += x > 0.2920137718319893f;
-  c += x > 0.3893125355243683f;
-  c += x > 0.5016634166240692f;
-  c += x > 0.6427869200706482f;
-  c += x > 0.8614784181118011f;
-  return uint8_t(c);
+  constexpr Thresholds<15> kT = nf4_thresholds();
+  return uint8_t(count_below(x, kT.t));
 }
 
 // FP4 code of x: the rank r of |x| among the eight magnitudes, then the three bits that
 // magnitude has in the table (rank r's bits at nibble r of 0x32547610).
 BNB_HD uint8_t fp4_code_of(float x) {
+  constexpr Thresholds<7> kT = fp4_magnitude_thresholds();
   const uint32_t sign = x < 0.f ? 8u : 0u;
-  const float a = x < 0.f ? -x : x;  // NaN stays NaN: every compare below is false
-  int r = 0;
-  r += a > 0.00260417f;
-  r += a > 0.0859375f;
-  r += a > 0.20833333f;
-  r += a > 0.29166667f;
-  r += a > 0.4166667f;
-  r += a > 0.583333f;
-  r += a > 0.8333333f;
+  const int r = count_below(fabsf(x), kT.t);  // NaN stays NaN: rank 0
   return uint8_t(sign | ((0x32547610u >> (4 * r)) & 7u));
 }
 

@@ -2,6 +2,7 @@
 // inputs: codes and absmax exactly (the same IEEE division and thresholds), dequantized values
 // exactly (one product, one rounding to the dtype), and the fused product within the
 // difference of two float32 summation orders.
+#include <cfloat>
 #include <cmath>
 #include <string>
 #include <tuple>
@@ -30,28 +31,43 @@ int64_t count_mismatches(const std::vector<uint8_t>& a, const std::vector<uint8_
 
 class Quantize4bitCuda : public CudaTestWithParam<std::tuple<QuantType4bit, DType, int64_t, int64_t>> {};
 
-void expect_4bit_matches_cpu(QuantType4bit q, DType dtype, int64_t blocksize, int64_t n, bool nonfinite) {
+// Quantizes `a` on the GPU (the input `offset` elements and the codes `offset` bytes into their
+// buffers, so that an offset of 1 leaves both unaligned) and compares with the CPU twin.
+void expect_quantize_matches_cpu(QuantType4bit q, const Values& a, int64_t blocksize, int64_t offset,
+                                 std::vector<uint8_t>& q_cpu, std::vector<float>& absmax_cpu) {
+  const int64_t n = a.size(), blocks = bnb::num_blocks(n, blocksize), bytes = bnb::packed_bytes_4bit(n);
+  q_cpu.assign(static_cast<size_t>(bytes), 0);
+  absmax_cpu.assign(static_cast<size_t>(blocks), 0.f);
+  bnb::cpu::quantize_4bit(a.dtype, a.data(), q, q_cpu.data(), absmax_cpu.data(), n, blocksize);
+
+  Values shifted = empty_values(a.dtype, offset);
+  shifted.bytes.insert(shifted.bytes.end(), a.bytes.begin(), a.bytes.end());
+  DeviceBuffer<uint8_t> a_d = to_device(shifted);
+  DeviceBuffer<uint8_t> q_d(static_cast<size_t>(bytes + offset));
+  DeviceBuffer<float> absmax_d(static_cast<size_t>(blocks));
+  q_d.fill_bytes(0xAA);
+  ASSERT_EQ(bnb::cuda::quantize_4bit(a.dtype, a_d.get() + offset * bnb::dtype_size(a.dtype), q, q_d.get() + offset,
+                                     absmax_d.get(), n, blocksize, nullptr),
+            cudaSuccess);
+  EXPECT_EQ(absmax_d.host(), absmax_cpu);
+  std::vector<uint8_t> q_gpu = q_d.host();
+  for (int64_t i = 0; i < offset; ++i) EXPECT_EQ(q_gpu[size_t(i)], 0xAA) << "byte before the codes";
+  q_gpu.erase(q_gpu.begin(), q_gpu.begin() + offset);
+  EXPECT_EQ(count_mismatches(q_gpu, q_cpu), 0);
+}
+
+// Random values with an all-zero block, and (every > 0) NaN, +Inf and -Inf every `every` values.
+void expect_4bit_matches_cpu(QuantType4bit q, DType dtype, int64_t blocksize, int64_t n, int64_t every) {
   Values a = random_values(dtype, n, uint32_t(n + blocksize), 3.f);
   // An all-zero block where there is room for one (its codes come from 0 * (1 / 0)).
   if (n >= 3 * blocksize) {
     const Values zeros = empty_values(dtype, blocksize);
     std::copy(zeros.bytes.begin(), zeros.bytes.end(), a.bytes.begin() + blocksize * bnb::dtype_size(dtype));
   }
-  if (nonfinite) sprinkle_nonfinite(a);
-  const int64_t blocks = bnb::num_blocks(n, blocksize), bytes = bnb::packed_bytes_4bit(n);
-
-  std::vector<uint8_t> q_cpu(static_cast<size_t>(bytes));
-  std::vector<float> absmax_cpu(static_cast<size_t>(blocks));
-  bnb::cpu::quantize_4bit(dtype, a.data(), q, q_cpu.data(), absmax_cpu.data(), n, blocksize);
-
-  DeviceBuffer<uint8_t> a_d = to_device(a);
-  DeviceBuffer<uint8_t> q_d(static_cast<size_t>(bytes));
-  DeviceBuffer<float> absmax_d(static_cast<size_t>(blocks));
-  q_d.fill_bytes(0xAA);
-  ASSERT_EQ(bnb::cuda::quantize_4bit(dtype, a_d.get(), q, q_d.get(), absmax_d.get(), n, blocksize, nullptr),
-            cudaSuccess);
-  EXPECT_EQ(absmax_d.host(), absmax_cpu);
-  EXPECT_EQ(count_mismatches(q_d.host(), q_cpu), 0);
+  if (every > 0) sprinkle_nonfinite(a, every);
+  std::vector<uint8_t> q_cpu;
+  std::vector<float> absmax_cpu;
+  expect_quantize_matches_cpu(q, a, blocksize, 0, q_cpu, absmax_cpu);
 
   // Dequantize the same codes on both.
   const std::vector<float> code = table(q);
@@ -69,13 +85,27 @@ void expect_4bit_matches_cpu(QuantType4bit q, DType dtype, int64_t blocksize, in
 
 TEST_P(Quantize4bitCuda, MatchesCpu) {
   const auto [q, dtype, blocksize, n] = GetParam();
-  expect_4bit_matches_cpu(q, dtype, blocksize, n, false);
+  expect_4bit_matches_cpu(q, dtype, blocksize, n, 0);
 }
 
-// Some blocks hold NaN and +-Inf (marked blocks, reserved code 8).
+// Some blocks hold NaN and +-Inf (marked blocks, reserved code 8): most blocks at the small
+// stride, or here and there among unmarked ones (in the same warp, or the same tile).
 TEST_P(Quantize4bitCuda, NonFiniteMatchesCpu) {
   const auto [q, dtype, blocksize, n] = GetParam();
-  expect_4bit_matches_cpu(q, dtype, blocksize, n, true);
+  for (const int64_t every : {700, 9001}) {
+    SCOPED_TRACE("non-finite every " + std::to_string(every));
+    expect_4bit_matches_cpu(q, dtype, blocksize, n, every);
+  }
+}
+
+// Input and codes one element / one byte past 16-byte alignment: the element-wise path.
+TEST_P(Quantize4bitCuda, UnalignedMatchesCpu) {
+  const auto [q, dtype, blocksize, n] = GetParam();
+  Values a = random_values(dtype, n, uint32_t(n * 3 + blocksize), 2.f);
+  sprinkle_nonfinite(a, 5003);
+  std::vector<uint8_t> q_cpu;
+  std::vector<float> absmax_cpu;
+  expect_quantize_matches_cpu(q, a, blocksize, 1, q_cpu, absmax_cpu);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -84,6 +114,45 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values<int64_t>(32, 64, 128, 256, 512, 1024, 2048, 4096),
                        // empty, one value, odd, not a multiple of any block or tile, many tiles
                        ::testing::Values<int64_t>(0, 1, 14997, 3 * 4096 + 5, 1000003)));
+
+// Blocks whose scaled values fall on the decision thresholds and their float neighbours
+// (absmax 1 or 2, so the scaled values are exactly these), a block with a subnormal absmax,
+// an all-zero one, one of -0.0 and +-0.0 with a NaN, in float32.
+TEST_F(CudaTest, Quantize4bitThresholdBlocksMatchCpu) {
+  std::vector<float> specials = {0.f, -0.f, FLT_MIN, -FLT_MIN, FLT_TRUE_MIN, 1.f, -1.f};
+  const bnb::Thresholds<15> nf4 = bnb::nf4_thresholds();
+  const bnb::Thresholds<7> fp4 = bnb::fp4_magnitude_thresholds();
+  std::vector<float> thresholds(std::begin(nf4.t), std::end(nf4.t));
+  thresholds.insert(thresholds.end(), std::begin(fp4.t), std::end(fp4.t));
+  for (float t : thresholds) {
+    for (float s : {t, -t}) {
+      specials.push_back(s);
+      specials.push_back(std::nextafter(s, INFINITY));
+      specials.push_back(std::nextafter(s, -INFINITY));
+    }
+  }
+  for (const int64_t blocksize : {32, 64, 4096}) {
+    std::vector<float> x;
+    for (const float absmax : {1.f, 2.f}) {  // every block starts with its absmax
+      for (size_t i = 0; i < specials.size(); ++i) {
+        if (int64_t(x.size()) % blocksize == 0) x.push_back(i % 2 ? absmax : -absmax);
+        x.push_back(specials[i] * absmax);
+      }
+      while (int64_t(x.size()) % blocksize) x.push_back(0.25f);
+    }
+    for (int64_t i = 0; i < blocksize; ++i) x.push_back(float(i % 7) * 1e-40f);  // subnormal absmax
+    for (int64_t i = 0; i < blocksize; ++i) x.push_back(0.f);
+    for (int64_t i = 0; i < blocksize; ++i) x.push_back(-0.f);
+    for (int64_t i = 0; i < blocksize; ++i) x.push_back(i == 5 ? NAN : (i % 2 ? 0.f : -0.f));
+    x.push_back(0.75f);  // odd n
+    for (QuantType4bit q : kQuantTypes) {
+      SCOPED_TRACE(std::string(bnb::quant_type_name(q)) + " blocksize " + std::to_string(blocksize));
+      std::vector<uint8_t> q_cpu;
+      std::vector<float> absmax_cpu;
+      expect_quantize_matches_cpu(q, from_floats(DType::Float32, x), blocksize, 0, q_cpu, absmax_cpu);
+    }
+  }
+}
 
 // The reference library's codes, absmax and dequantized values, on the GPU directly.
 TEST_F(CudaTest, Quantize4bitMatchesReferenceFixture) {
