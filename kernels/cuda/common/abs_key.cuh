@@ -5,13 +5,15 @@
 // says both things at once: the block holds a non-finite value iff the key is at least
 // kInfKey, and otherwise the key is the bits of the block's finite absmax. Only a block that
 // holds a non-finite value needs a second reduction, over the keys of its finite values.
-// 16-bit inputs are reduced on their raw halves, two a 32-bit instruction: fp16 and bf16
-// magnitudes order the same way, and their largest converts exactly to a float32 key.
+//
+// fp16 and bf16 magnitudes order the same way in their 16 bits, and their largest converts
+// exactly to a float32 key; so 16-bit input is reduced on its raw halves, two keys a 32-bit
+// word: two values an instruction within a thread, two blocks a shuffle across threads.
 #pragma once
 #include <cstdint>
-#include <type_traits>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <type_traits>
 
 #include "quant.cuh"  // kThreads
 
@@ -27,61 +29,78 @@ __device__ __forceinline__ unsigned finite_abs_key(float x) {
   return k < kInfKey ? k : 0u;
 }
 
-// The largest key of the 16 / sizeof(T) values of a 16-byte chunk.
-template <typename T> __device__ __forceinline__ unsigned chunk_abs_key(const uint4& raw) {
-  const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
-  if constexpr (sizeof(T) == 4) {
-    unsigned m = 0;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) m = max(m, w[i] & 0x7fffffffu);
-    return m;
-  } else {
-    unsigned m2 = 0;  // two 16-bit magnitudes
-#pragma unroll
-    for (int i = 0; i < 4; ++i) m2 = __vmaxu2(m2, w[i] & 0x7fff7fffu);
-    const unsigned short m = static_cast<unsigned short>(max(m2 & 0xffffu, m2 >> 16));
+// How keys of element type T sit in 32-bit words and combine. kPerWord keys a word; `max`
+// combines two words key by key; `nonfinite` says whether a word holds a non-finite key.
+template <typename T> struct AbsKeys {  // float32: one key a word
+  static constexpr int kPerWord = 1;
+  __device__ static unsigned max(unsigned a, unsigned b) { return ::max(a, b); }
+  __device__ static bool nonfinite(unsigned w) { return w >= kInfKey; }
+  // The largest key of the four values of a 16-byte chunk.
+  __device__ static unsigned of_chunk(const uint4& raw) {
+    return ::max(::max(raw.x & 0x7fffffffu, raw.y & 0x7fffffffu), ::max(raw.z & 0x7fffffffu, raw.w & 0x7fffffffu));
+  }
+  __device__ static unsigned to_float_key(unsigned k) { return k; }
+};
+template <typename T, unsigned kInf16> struct AbsKeys16 {  // two 16-bit magnitudes a word
+  static constexpr int kPerWord = 2;
+  __device__ static unsigned max(unsigned a, unsigned b) { return __vmaxu2(a, b); }
+  __device__ static bool nonfinite(unsigned w) { return ::max(w & 0xffffu, w >> 16) >= kInf16; }
+  // The largest magnitude of the eight values of a 16-byte chunk (in the low half).
+  __device__ static unsigned of_chunk(const uint4& raw) {
+    const unsigned m2 = __vmaxu2(__vmaxu2(raw.x & 0x7fff7fffu, raw.y & 0x7fff7fffu),
+                                 __vmaxu2(raw.z & 0x7fff7fffu, raw.w & 0x7fff7fffu));
+    return ::max(m2 & 0xffffu, m2 >> 16);
+  }
+  // The float32 key of a 16-bit magnitude (exact; a NaN stays a NaN).
+  __device__ static unsigned to_float_key(unsigned m) {
     if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-      return unsigned(m) << 16;  // a bf16 is the top half of its float32
+      return m << 16;  // a bf16 is the top half of its float32
     } else {
-      return __float_as_uint(__half2float(__ushort_as_half(m)));  // exact; NaN stays NaN
+      return __float_as_uint(__half2float(__ushort_as_half(static_cast<unsigned short>(m))));
     }
   }
-}
-
-// The maximum of the keys of a group of G consecutive threads (every thread of the CTA calls
-// it), and whether any group in the call's scope, the warp (G <= 32) or the CTA, holds a
-// non-finite value. A second reduction that only such groups need can then be skipped by a
-// branch every thread of that scope takes alike. Groups wider than a warp meet in shared
-// memory; `s_warp` (2 * kThreads / 32 keys) alternates halves from one call to the next
-// (`parity`, flipped here), so the one barrier per call suffices: a warp cannot overwrite a
-// half before every warp has passed the barrier of the call that read it.
-struct GroupKey {
-  unsigned max;
-  bool any_nonfinite;
 };
-template <int G> __device__ __forceinline__ GroupKey group_max_key(unsigned k, unsigned* s_warp, int& parity) {
+template <> struct AbsKeys<__nv_bfloat16> : AbsKeys16<__nv_bfloat16, 0x7f80u> {};
+template <> struct AbsKeys<__half> : AbsKeys16<__half, 0x7c00u> {};
+
+// Max over a group of G consecutive threads (every thread of the CTA calls it), word by word,
+// of N words of keys combined by Keys::max. Returns whether any word in the call's scope, the
+// warp (G <= 32) or the CTA, holds a non-finite key: every thread of that scope gets the same
+// answer, so a second reduction that only such groups need may be skipped by a branch on it.
+// Groups wider than a warp meet in shared memory; `s_warp` (2 * N * kThreads / 32 words)
+// alternates halves from one call to the next (`parity`, flipped here), so the one barrier per
+// call suffices: a warp cannot overwrite a half before every warp has passed the barrier of
+// the call that read it.
+template <int G, typename Keys, int N>
+__device__ __forceinline__ bool group_max_keys(unsigned (&w)[N], unsigned* s_warp, int& parity) {
   static_assert(G >= 1 && G <= kThreads && (G & (G - 1)) == 0, "a power of two within the CTA");
-  if constexpr (G < 32) {
+  constexpr int kLanes = G < 32 ? G : 32;
 #pragma unroll
-    for (int o = G / 2; o >= 1; o >>= 1) k = max(k, __shfl_xor_sync(0xffffffffu, k, o));
-    return {k, __any_sync(0xffffffffu, k >= kInfKey) != 0};
+  for (int o = kLanes / 2; o >= 1; o >>= 1)
+#pragma unroll
+    for (int i = 0; i < N; ++i) w[i] = Keys::max(w[i], __shfl_xor_sync(0xffffffffu, w[i], o));
+  bool nonfinite = false;
+#pragma unroll
+  for (int i = 0; i < N; ++i) nonfinite |= Keys::nonfinite(w[i]);
+  if constexpr (G <= 32) {
+    return __any_sync(0xffffffffu, nonfinite) != 0;
   } else {
-    k = __reduce_max_sync(0xffffffffu, k);
-    if constexpr (G == 32) {
-      return {k, k >= kInfKey};
-    } else {
-      constexpr int kWarps = G / 32;
-      unsigned* half = s_warp + parity * (kThreads / 32);
-      parity ^= 1;
-      const int warp = threadIdx.x / 32;
-      if (threadIdx.x % 32 == 0) half[warp] = k;
-      const bool any = __syncthreads_or(k >= kInfKey) != 0;
-      const int first = (warp / kWarps) * kWarps;
-      unsigned r = half[first];
+    constexpr int kWarps = G / 32;
+    unsigned* half = s_warp + parity * N * (kThreads / 32);
+    parity ^= 1;
+    const int warp = threadIdx.x / 32;
+    if (threadIdx.x % 32 == 0)
 #pragma unroll
-      for (int w = 1; w < kWarps; ++w) r = max(r, half[first + w]);
-      return {r, any};
+      for (int i = 0; i < N; ++i) half[warp * N + i] = w[i];
+    const bool any = __syncthreads_or(nonfinite) != 0;
+    const int first = (warp / kWarps) * kWarps;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+      w[i] = half[first * N + i];
+#pragma unroll
+      for (int k = 1; k < kWarps; ++k) w[i] = Keys::max(w[i], half[(first + k) * N + i]);
     }
+    return any;
   }
 }
 

@@ -74,29 +74,62 @@ template <typename T> __device__ __forceinline__ uint4 load_chunk(const T* A, in
 
 template <typename T, int V> __device__ __forceinline__ void chunk_values(const uint4& raw, float (&v)[V]) {
   static_assert(V * sizeof(T) == 16, "one chunk");
-  const T* e = reinterpret_cast<const T*>(&raw);
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {  // a bf16 is the top half of its float32
+    const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
-  for (int j = 0; j < V; ++j) v[j] = to_float(e[j]);
-}
-
-// The largest finite |x| of a thread's K chunks, as a key: the second reduction, for blocks
-// that hold a non-finite value.
-template <typename T, int K> __device__ __forceinline__ unsigned finite_abs_key_of_chunks(const uint4* raw) {
-  constexpr int V = 16 / sizeof(T);
-  unsigned m = 0;
+    for (int i = 0; i < 4; ++i) v[2 * i] = __uint_as_float(w[i] << 16), v[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  } else {
+    const T* e = reinterpret_cast<const T*>(&raw);
 #pragma unroll
-  for (int k = 0; k < K; ++k) {
-    float v[V];
-    chunk_values<T>(raw[k], v);
-#pragma unroll
-    for (int j = 0; j < V; ++j) m = max(m, finite_abs_key(v[j]));
+    for (int j = 0; j < V; ++j) v[j] = to_float(e[j]);
   }
-  return m;
 }
 
-// The V codes of a chunk, two a byte (the first value in the high nibble), as one word. A block
-// that is neither marked nor scaled through a subnormal absmax (the usual case, and the same
-// for the whole block) takes the short path: code_4bit_in_block's (x * 1) * mul is x * mul.
+// The float32 absmax keys (common/abs_key.cuh) of a thread's NB blocks of K chunks each, reduced
+// over each block's group of G threads. Returns whether some block in the reduction's scope
+// (warp or CTA, the same answer for all its threads) holds a non-finite value.
+template <typename T, int K, int G, int NB>
+__device__ __forceinline__ bool block_keys(const uint4 (&raw)[NB * K], unsigned (&key)[NB], unsigned* s_warp,
+                                           int& parity) {
+  using Keys = AbsKeys<T>;
+  constexpr int P = Keys::kPerWord, W = (NB + P - 1) / P;
+  unsigned w[W] = {};
+#pragma unroll
+  for (int b = 0; b < NB; ++b) {
+    unsigned m = 0;
+#pragma unroll
+    for (int k = 0; k < K; ++k) m = max(m, Keys::of_chunk(raw[b * K + k]));
+    w[b / P] |= m << (32 / P * (b % P));
+  }
+  const bool any = group_max_keys<G, Keys>(w, s_warp, parity);
+#pragma unroll
+  for (int b = 0; b < NB; ++b) key[b] = Keys::to_float_key(P == 1 ? w[b] : (w[b / P] >> (16 * (b % P))) & 0xffffu);
+  return any;
+}
+
+// The keys of the largest finite |x| of the same blocks: the second reduction, for blocks that
+// hold a non-finite value.
+template <typename T, int K, int G, int NB>
+__device__ __forceinline__ void finite_block_keys(const uint4 (&raw)[NB * K], unsigned (&key)[NB], unsigned* s_warp,
+                                                  int& parity) {
+  constexpr int V = 16 / sizeof(T);
+#pragma unroll
+  for (int b = 0; b < NB; ++b) {
+    key[b] = 0;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      float v[V];
+      chunk_values<T>(raw[b * K + k], v);
+#pragma unroll
+      for (int j = 0; j < V; ++j) key[b] = max(key[b], finite_abs_key(v[j]));
+    }
+  }
+  group_max_keys<G, AbsKeys<float>>(key, s_warp, parity);
+}
+
+// The V codes of a chunk, two a byte (the first value in the high nibble). A block that is
+// neither marked nor scaled through a subnormal absmax (the usual case, and the same for the
+// whole block) takes the short path: code_4bit_in_block's (x * 1) * mul is x * mul.
 template <QuantType4bit Q, int V>
 __device__ __forceinline__ void chunk_codes(const float (&v)[V], BlockScale scale, bool marked, uint8_t (&b)[V / 2]) {
   uint8_t q[V];
@@ -115,8 +148,8 @@ template <typename T, int BLOCK, QuantType4bit Q>
 __global__ void __launch_bounds__(kThreads)
 quantize_4bit_kernel(const T* __restrict__ A, uint8_t* __restrict__ out, float* __restrict__ absmax, int64_t n) {
   using S = Blockwise4bitShape<T, BLOCK>;
-  constexpr int V = S::kVec, C = S::kChunks, K = S::kBlockChunks, G = S::kGroup;
-  __shared__ unsigned s_warp[2 * kThreads / 32];
+  constexpr int V = S::kVec, C = S::kChunks, K = S::kBlockChunks, G = S::kGroup, NB = C / K;
+  __shared__ unsigned s_warp[2 * NB * kThreads / 32];
   int parity = 0;
   const bool vector_ok = aligned16(A) && aligned16(out);
   const int64_t tiles = (n + S::kTile - 1) / S::kTile;
@@ -126,34 +159,37 @@ quantize_4bit_kernel(const T* __restrict__ A, uint8_t* __restrict__ out, float* 
     uint4 raw[C];
 #pragma unroll
     for (int c = 0; c < C; ++c) raw[c] = load_chunk(A, first + int64_t(c) * S::kChunkSpan, n, full);
+    // This thread's NB blocks: block b is chunks b * K .. b * K + K - 1.
+    unsigned key[NB];
+    bool marked[NB];
+    const bool any_nonfinite = block_keys<T, K, G>(raw, key, s_warp, parity);
 #pragma unroll
-    for (int c0 = 0; c0 < C; c0 += K) {  // one block of this thread: chunks c0 .. c0 + K - 1
-      unsigned key = 0;
+    for (int b = 0; b < NB; ++b) marked[b] = key[b] >= kInfKey;
+    if (any_nonfinite) {  // rare; taken alike by every thread of the reduction's scope
+      unsigned finite[NB];
+      finite_block_keys<T, K, G>(raw, finite, s_warp, parity);
 #pragma unroll
-      for (int k = 0; k < K; ++k) key = max(key, chunk_abs_key<T>(raw[c0 + k]));
-      const GroupKey g = group_max_key<G>(key, s_warp, parity);
-      const bool marked = g.max >= kInfKey;
-      float amax = __uint_as_float(g.max);
-      if (g.any_nonfinite) {  // rare; taken alike by every thread that takes part in the reduction
-        const unsigned finite = group_max_key<G>(finite_abs_key_of_chunks<T, K>(raw + c0), s_warp, parity).max;
-        if (marked) amax = __uint_as_float(finite);
-      }
-      const int64_t block_first = first + int64_t(c0) * S::kChunkSpan;
-      if (threadIdx.x % G == 0 && block_first < n) absmax[block_first / BLOCK] = marked ? -amax : amax;
+      for (int b = 0; b < NB; ++b) key[b] = marked[b] ? finite[b] : key[b];
+    }
+#pragma unroll
+    for (int b = 0; b < NB; ++b) {
+      const float amax = __uint_as_float(key[b]);  // the finite absmax
+      const int64_t block_first = first + int64_t(b) * K * S::kChunkSpan;
+      if (threadIdx.x % G == 0 && block_first < n) absmax[block_first / BLOCK] = marked[b] ? -amax : amax;
       const BlockScale scale = block_scale_4bit(amax);
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int64_t base = block_first + int64_t(k) * S::kChunkSpan;
         float v[V];
-        chunk_values<T>(raw[c0 + k], v);
-        uint8_t b[V / 2];
-        chunk_codes<Q>(v, scale, marked, b);
+        chunk_values<T>(raw[b * K + k], v);
+        uint8_t q[V / 2];
+        chunk_codes<Q>(v, scale, marked[b], q);
         if (full) {
-          store_packed<V / 2>(out + base / 2, b);
+          store_packed<V / 2>(out + base / 2, q);
         } else {
 #pragma unroll
           for (int j = 0; j < V / 2; ++j)
-            if (base + 2 * j < n) out[base / 2 + j] = b[j];
+            if (base + 2 * j < n) out[base / 2 + j] = q[j];
         }
       }
     }
