@@ -105,6 +105,37 @@ def test_codes_are_nearest_against_plain_torch(quant_type, dtype, blocksize, n, 
     torch.testing.assert_close(deq.cpu(), ref, rtol=0, atol=0)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="compares CUDA with the CPU")
+@pytest.mark.parametrize("quant_type", ["nf4", "fp4"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("blocksize", [32, 64, 128, 256, 512, 1024, 2048, 4096])
+def test_cuda_codes_and_absmax_equal_the_cpu(quant_type, dtype, blocksize):
+    """Bit for bit, on data with the cases the GPU treats apart: NaN and +-Inf in some blocks, an
+    all-zero block, a block of subnormal absmax, huge values (float32), values on the thresholds,
+    an odd length, and input one element past its alignment."""
+    n = 3 * 16384 + 2 * blocksize + 7
+    x = torch.randn(n + 1, generator=torch.Generator().manual_seed(blocksize)) * 2
+    x[1 + blocksize: 1 + 2 * blocksize] = 0.0
+    x[1 + 2 * blocksize: 1 + 3 * blocksize] *= 1e-40 if dtype == torch.float32 else 1e-6
+    x[1 + 3 * blocksize: 1 + 3 * blocksize + 15] = torch.tensor(
+        [-0.8480964004993439, -0.6106329262256622, -0.4599952697753906, -0.33967943489551544, -0.23460740596055984,
+         -0.13791173323988914, -0.045525018125772476, 0.03979014977812767, 0.1202552504837513, 0.2035212516784668,
+         0.2920137718319893, 0.3893125355243683, 0.5016634166240692, 0.6427869200706482, 0.8614784181118011])
+    x[1 + 3 * blocksize + 15] = 1.0
+    if dtype == torch.float32:
+        x[1 + 4 * blocksize: 1 + 5 * blocksize] *= 1e38
+    x[1 + 6 * blocksize + 5] = float("nan")
+    x[1 + 9 * blocksize + 1] = float("inf")
+    x[1 + 9 * blocksize + 2] = -float("inf")
+    x[-1000::333] = float("nan")
+    x = x.to(dtype)
+    for view in (x[:n], x[1:]):  # aligned, and one element past it
+        packed_cpu, state_cpu = F.quantize_4bit(view, blocksize=blocksize, quant_type=quant_type)
+        packed_gpu, state_gpu = F.quantize_4bit(view.cuda(), blocksize=blocksize, quant_type=quant_type)
+        assert torch.equal(packed_gpu.cpu(), packed_cpu)
+        assert torch.equal(state_gpu.absmax.cpu().view(torch.int32), state_cpu.absmax.view(torch.int32))
+
+
 @pytest.mark.parametrize("quant_type,expected", [("nf4", 0.092), ("fp4", 0.122)])
 def test_relative_error_on_normal_data(quant_type, expected, device):
     x = torch.randn(1 << 20, device=device)

@@ -157,6 +157,67 @@ TEST(Codes4bit, SearchEqualsCountingRule) {
   EXPECT_EQ(fp4_code_by_counting(0.5f), 5);
 }
 
+// The code table (the GPU's usual path) gives the search's code for every scaled value it is
+// used for (|x| <= 1 + 2^-23): a sweep over their bit patterns, and every float within 2048
+// units in the last place of each bucket edge and each threshold. (All 2.1e9 such floats
+// agree; that check takes too long to run each time.)
+TEST(Codes4bit, TableEqualsSearch) {
+  bnb::CodeBucket4bit nf4[bnb::kCodeBuckets4bit], fp4[bnb::kCodeBuckets4bit];
+  for (int i = 0; i < bnb::kCodeBuckets4bit; ++i) {
+    nf4[i] = bnb::code_bucket_entry_4bit<QuantType4bit::NF4>(i);
+    fp4[i] = bnb::code_bucket_entry_4bit<QuantType4bit::FP4>(i);
+  }
+  const float limit = std::nextafter(1.f, 2.f);
+  int64_t checked = 0, bad = 0;
+  const auto check = [&](float x) {
+    if (!(std::fabs(x) <= limit)) return;
+    ++checked;
+    if (bnb::nf4_code_by_table(x, nf4) != bnb::nf4_code_of(x) && ++bad <= 5) ADD_FAILURE() << "nf4 x " << x;
+    if (bnb::fp4_code_by_table(x, fp4) != bnb::fp4_code_of(x) && ++bad <= 5) ADD_FAILURE() << "fp4 x " << x;
+  };
+  for (uint64_t u = 0; u <= 0xffffffffu; u += 97) check(from_bits(uint32_t(u)));
+  std::vector<float> centres = {0.f, limit, -limit};
+  for (int i = -16; i <= 16; ++i) centres.push_back(float(i) / 16.f);
+  for (float t : bnb::nf4_thresholds().t) centres.push_back(t);
+  for (float t : bnb::fp4_magnitude_thresholds().t) centres.push_back(t), centres.push_back(-t);
+  for (float c : centres) {
+    float up = c, down = c;
+    check(c);
+    for (int k = 0; k < 2048; ++k) {
+      up = std::nextafter(up, INFINITY), down = std::nextafter(down, -INFINITY);
+      check(up), check(down);
+    }
+  }
+  EXPECT_GT(checked, 20000000);
+  EXPECT_EQ(bad, 0);
+}
+
+// What the table's argument rests on: each bucket holds at most one threshold, at least 1e-3
+// from its edges (the rounding of x + 5 or |x| + 4 moves a value by 2.4e-7 at most).
+TEST(Codes4bit, TableBucketsHoldOneThresholdAwayFromEdges) {
+  const bnb::Thresholds<15> nf4_t = bnb::nf4_thresholds();
+  const bnb::Thresholds<7> fp4_t = bnb::fp4_magnitude_thresholds();
+  const std::vector<float> nf4(std::begin(nf4_t.t), std::end(nf4_t.t)), fp4(std::begin(fp4_t.t), std::end(fp4_t.t));
+  for (const auto& [thresholds, lo0] : {std::make_pair(nf4, -1.f), std::make_pair(fp4, 0.f)}) {
+    for (int i = 0; i < bnb::kCodeBuckets4bit; ++i) {
+      const double lo = lo0 + i / 16.0, hi = lo + 1 / 16.0;
+      int inside = 0;
+      for (float t : thresholds) {
+        if (t >= lo && t < hi) {
+          ++inside;
+          EXPECT_GE(std::min(t - lo, hi - t), 1e-3) << "threshold " << t;
+        }
+      }
+      EXPECT_LE(inside, 1) << "bucket " << i;
+    }
+  }
+  EXPECT_TRUE(bnb::code_table_applies_4bit(1.f));
+  EXPECT_TRUE(bnb::code_table_applies_4bit(FLT_MIN));
+  EXPECT_FALSE(bnb::code_table_applies_4bit(0.f));
+  EXPECT_FALSE(bnb::code_table_applies_4bit(FLT_MIN / 2));  // subnormal: scaled through 2^64
+  EXPECT_FALSE(bnb::code_table_applies_4bit(FLT_MAX));      // its reciprocal is subnormal
+}
+
 // The thresholds ascend (the search needs it), and NF4's are the midpoints of neighbouring
 // entries, as decimals rounded to float32: within one unit in the last place of the float32 sum
 // halved.

@@ -7,10 +7,13 @@
 // codes; chunk c of a tile holds V * kThreads consecutive values, one chunk a thread, so every
 // warp-wide access is contiguous on both sides. The grid is persistent, striding over tiles.
 //
-// Quantize is memory-bound only if it spends few instructions a value (an H100 streams about
-// four 16-bit values per SM cycle, so some 30 instructions a value in all): one reduction of
-// absmax keys per block (common/abs_key.cuh) instead of one for the absmax and one for the
-// mark, a binary search for the code (codes_4bit.h), and four chunks a thread in flight.
+// Quantize is memory-bound only if it spends few instructions a value: an H100 streams about
+// four 16-bit values per SM cycle, and its integer/compare/select pipe (ALU) runs 64 lanes a
+// cycle, so a value may take some 16 ALU instructions in all. Hence: one reduction of absmax
+// keys per block (common/abs_key.cuh) instead of one for the absmax and one for the mark, two
+// 16-bit blocks a shuffle; the code from a 64-entry table in shared memory (codes_4bit.h: about
+// five ALU instructions a value, where the compare-and-select search takes some twenty); and
+// four 16-byte chunks a thread in flight.
 #pragma once
 #include <algorithm>
 #include <cstring>
@@ -127,15 +130,17 @@ __device__ __forceinline__ void finite_block_keys(const uint4 (&raw)[NB * K], un
   group_max_keys<G, AbsKeys<float>>(key, s_warp, parity);
 }
 
-// The V codes of a chunk, two a byte (the first value in the high nibble). A block that is
-// neither marked nor scaled through a subnormal absmax (the usual case, and the same for the
-// whole block) takes the short path: code_4bit_in_block's (x * 1) * mul is x * mul.
+// The V codes of a chunk, two a byte (the first value in the high nibble). A block that is not
+// marked and whose absmax the code table applies to (the usual case, and the same for the whole
+// block) takes the short path: code_4bit_in_block's (x * 1) * mul is x * mul, and the table
+// gives the search's code.
 template <QuantType4bit Q, int V>
-__device__ __forceinline__ void chunk_codes(const float (&v)[V], BlockScale scale, bool marked, uint8_t (&b)[V / 2]) {
+__device__ __forceinline__ void chunk_codes(const float (&v)[V], float amax, BlockScale scale, bool marked,
+                                            const CodeBucket4bit* table, uint8_t (&b)[V / 2]) {
   uint8_t q[V];
-  if (!marked && scale.pre == 1.f) {
+  if (!marked && code_table_applies_4bit(amax)) {
 #pragma unroll
-    for (int j = 0; j < V; ++j) q[j] = code_4bit_of<Q>(v[j] * scale.mul);
+    for (int j = 0; j < V; ++j) q[j] = code_4bit_by_table<Q>(v[j] * scale.mul, table);
   } else {
 #pragma unroll
     for (int j = 0; j < V; ++j) q[j] = code_4bit_in_block<Q>(v[j], scale, marked);
@@ -144,12 +149,16 @@ __device__ __forceinline__ void chunk_codes(const float (&v)[V], BlockScale scal
   for (int j = 0; j < V / 2; ++j) b[j] = pack_4bit(q[2 * j], q[2 * j + 1]);
 }
 
+// Two CTAs an SM at least (64 registers a thread), so that one loads while the other computes.
 template <typename T, int BLOCK, QuantType4bit Q>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 2)
 quantize_4bit_kernel(const T* __restrict__ A, uint8_t* __restrict__ out, float* __restrict__ absmax, int64_t n) {
   using S = Blockwise4bitShape<T, BLOCK>;
   constexpr int V = S::kVec, C = S::kChunks, K = S::kBlockChunks, G = S::kGroup, NB = C / K;
   __shared__ unsigned s_warp[2 * NB * kThreads / 32];
+  __shared__ CodeBucket4bit s_table[kCodeBuckets4bit];
+  if (threadIdx.x < kCodeBuckets4bit) s_table[threadIdx.x] = code_bucket_entry_4bit<Q>(threadIdx.x);
+  __syncthreads();
   int parity = 0;
   const bool vector_ok = aligned16(A) && aligned16(out);
   const int64_t tiles = (n + S::kTile - 1) / S::kTile;
@@ -183,7 +192,7 @@ quantize_4bit_kernel(const T* __restrict__ A, uint8_t* __restrict__ out, float* 
         float v[V];
         chunk_values<T>(raw[b * K + k], v);
         uint8_t q[V / 2];
-        chunk_codes<Q>(v, scale, marked[b], q);
+        chunk_codes<Q>(v, amax, scale, marked[b], s_table, q);
         if (full) {
           store_packed<V / 2>(out + base / 2, q);
         } else {

@@ -16,8 +16,10 @@
 //   absmax land exactly on them, so they are spelled out rather than computed.
 // Both rules send NaN (an all-zero block scaled by 1 / 0) to code 0, as the reference does.
 #pragma once
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "bnb/dtype.h"
 #include "bnb/nonfinite.h"
@@ -102,6 +104,76 @@ BNB_HD uint8_t fp4_code_of(float x) {
   const uint32_t sign = x < 0.f ? 8u : 0u;
   const int r = count_below(fabsf(x), kT.t);  // NaN stays NaN: rank 0
   return uint8_t(sign | ((0x32547610u >> (4 * r)) & 7u));
+}
+
+// The same codes by table, for scaled values of a block with a normal absmax (|x| at most
+// 1 + 2^-23: x * RN(1 / absmax) for |x| <= absmax), the GPU's usual case: a compare-and-select
+// search spends some twenty integer-pipe instructions a value, a table lookup five.
+// y = x + 5 (NF4) or |x| + 4 (FP4) lies in [4, 8), so the top six bits of its mantissa cut
+// the range of x into 64 buckets of width 1/16 (bucket i: x in [-1 + i / 16, -1 + (i + 1) / 16)
+// for NF4, |x| in [i / 16, (i + 1) / 16) for FP4). Each bucket holds at most one threshold,
+// and none lies within 1e-3 of a bucket's edge, far beyond the rounding of y: so a value the
+// rounding puts into the neighbouring bucket gets the same code there. A bucket's entry is its
+// threshold (FLT_MAX when it holds none) and the codes of the values at or below it (bits 0..3)
+// and above it (bits 4..7): for FP4 the magnitude's three bits.
+struct CodeBucket4bit {
+  float threshold;
+  uint32_t codes;
+};
+constexpr int kCodeBuckets4bit = 64;
+
+BNB_HD int code_bucket_4bit(float y) {  // y in [4, 8)
+  uint32_t bits;
+#if defined(__CUDA_ARCH__)
+  bits = __float_as_uint(y);
+#else
+  std::memcpy(&bits, &y, sizeof bits);
+#endif
+  return int((bits >> 17) & (kCodeBuckets4bit - 1));
+}
+
+// Bucket i's entry, from the thresholds above.
+template <QuantType4bit Q> BNB_HD CodeBucket4bit code_bucket_entry_4bit(int i) {
+  constexpr bool kNF4 = Q == QuantType4bit::NF4;
+  constexpr int N = kNF4 ? 15 : 7;
+  const float lo = (kNF4 ? -1.f : 0.f) + float(i) / 16.f, hi = lo + 1.f / 16.f;
+  const Thresholds<N> t = [] {
+    if constexpr (kNF4) return nf4_thresholds(); else return fp4_magnitude_thresholds();
+  }();
+  int below = 0;  // thresholds below the bucket
+  float inside = FLT_MAX;
+  for (int k = 0; k < N; ++k) {
+    below += t.t[k] < lo;
+    if (t.t[k] >= lo && t.t[k] < hi) inside = t.t[k];
+  }
+  const int above = below + (inside < FLT_MAX ? 1 : 0);
+  const auto bits = [](int rank) { return kNF4 ? uint32_t(rank) : (0x32547610u >> (4 * rank)) & 7u; };
+  return {inside, bits(below) | (bits(above) << 4)};
+}
+
+// Whether a block's scaled values are in the table's range: its absmax and 1 / absmax are
+// both normal floats (then x * RN(1 / absmax) is at most 1 + 2^-23 for |x| <= absmax; a
+// subnormal reciprocal, of an absmax above 2^126, is too coarse for that).
+BNB_HD bool code_table_applies_4bit(float absmax) { return absmax >= FLT_MIN && absmax <= 0x1p126f; }
+
+// The codes by table (`table`: code_bucket_entry_4bit of 0..63) of a scaled value x of a block
+// where the table applies; equal to nf4_code_of / fp4_code_of there (for every such x: the
+// tests check all floats of magnitude up to 1 + 2^-23).
+BNB_HD uint8_t nf4_code_by_table(float x, const CodeBucket4bit* table) {
+  const CodeBucket4bit e = table[code_bucket_4bit(x + 5.f)];
+  return uint8_t((e.codes & 15u) + (x > e.threshold ? 1u : 0u));  // NF4's code above is one more
+}
+BNB_HD uint8_t fp4_code_by_table(float x, const CodeBucket4bit* table) {
+  const float a = fabsf(x);
+  const CodeBucket4bit e = table[code_bucket_4bit(a + 4.f)];
+  return uint8_t(((e.codes >> (a > e.threshold ? 4 : 0)) & 7u) | (x < 0.f ? 8u : 0u));
+}
+template <QuantType4bit Q> BNB_HD uint8_t code_4bit_by_table(float x, const CodeBucket4bit* table) {
+  if constexpr (Q == QuantType4bit::NF4) {
+    return nf4_code_by_table(x, table);
+  } else {
+    return fp4_code_by_table(x, table);
+  }
 }
 
 template <QuantType4bit Q> BNB_HD uint8_t code_4bit_of(float x) {

@@ -116,7 +116,7 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values<int64_t>(0, 1, 14997, 3 * 4096 + 5, 1000003)));
 
 // Blocks whose scaled values fall on the decision thresholds and their float neighbours
-// (absmax 1 or 2, so the scaled values are exactly these), a block with a subnormal absmax,
+// (absmax 1 or 2, so the scaled values are exactly these), blocks of huge or subnormal absmax,
 // an all-zero one, one of -0.0 and +-0.0 with a NaN, in float32.
 TEST_F(CudaTest, Quantize4bitThresholdBlocksMatchCpu) {
   std::vector<float> specials = {0.f, -0.f, FLT_MIN, -FLT_MIN, FLT_TRUE_MIN, 1.f, -1.f};
@@ -140,6 +140,10 @@ TEST_F(CudaTest, Quantize4bitThresholdBlocksMatchCpu) {
       }
       while (int64_t(x.size()) % blocksize) x.push_back(0.25f);
     }
+    // Absmax at and past the code table's range (a reciprocal that is subnormal), all values
+    // near +-absmax.
+    for (const float absmax : {0x1p126f, std::nextafter(0x1p126f, INFINITY), FLT_MAX})
+      for (int64_t i = 0; i < blocksize; ++i) x.push_back((i % 2 ? -1.f : 1.f) * (i % 3 ? absmax : absmax * 0.99f));
     for (int64_t i = 0; i < blocksize; ++i) x.push_back(float(i % 7) * 1e-40f);  // subnormal absmax
     for (int64_t i = 0; i < blocksize; ++i) x.push_back(0.f);
     for (int64_t i = 0; i < blocksize; ++i) x.push_back(-0.f);
