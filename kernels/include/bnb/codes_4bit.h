@@ -106,8 +106,8 @@ BNB_HD uint8_t fp4_code_of(float x) {
   return uint8_t(sign | ((0x32547610u >> (4 * r)) & 7u));
 }
 
-// The same codes by table, for scaled values of a block with a normal absmax (|x| at most
-// 1 + 2^-23: x * RN(1 / absmax) for |x| <= absmax), the GPU's usual case: a compare-and-select
+// The same codes by table, for the scaled values of a block where code_table_applies_4bit
+// (|x| at most 1 + 2^-23), the GPU's usual case: a compare-and-select
 // search spends some twenty integer-pipe instructions a value, a table lookup five.
 // y = x + 5 (NF4) or |x| + 4 (FP4) lies in [4, 8), so the top six bits of its mantissa cut
 // the range of x into 64 buckets of width 1/16 (bucket i: x in [-1 + i / 16, -1 + (i + 1) / 16)
