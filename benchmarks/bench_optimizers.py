@@ -2,11 +2,12 @@
 AdEMAMix with 8-bit and 32-bit state, against torch.optim.AdamW(fused=True), in the same run.
 
 Workloads: (a) one float32 tensor of 2^28 elements; (b) GPT-2 medium shapes (24 layers,
-d=1024, vocab 50304: 292 tensors, 355M parameters) in bfloat16.
+d=1024, vocab 50304: 292 tensors, 355M parameters) in bfloat16; (c) one float32 tensor of 2^26
+elements, for the paged/unpaged ratio only.
 Reports the median step time (CUDA events, after warm-up), the fraction of the measured
 device-to-device copy bandwidth the step reaches (bytes it must move / time), and the
-optimizer-state memory, and per workload the ratio of the AdEMAMix8bit step (three 8-bit
-states) to the AdamW8bit step. Writes JSON to --out and prints markdown tables last.
+optimizer-state memory, and per workload the ratios of the AdEMAMix8bit step (three 8-bit
+states) to the AdamW8bit step and of each paged step to its unpaged one. Writes JSON to --out and prints markdown tables last.
 
     python benchmarks/bench_optimizers.py --out bench_out
     python benchmarks/bench_optimizers.py --out bench_out --device cpu --scale 0.001   # smoke run
@@ -62,7 +63,10 @@ PATHS = {
 }
 # (numerator, denominator) step-time ratios reported per workload
 RATIOS = [("bnb AdEMAMix8bit", "bnb AdamW8bit"), ("bnb AdEMAMix8bit", "torch AdamW fused (32-bit)"),
-          ("bnb AdEMAMix32bit", "torch AdamW fused (32-bit)")]
+          ("bnb AdEMAMix32bit", "torch AdamW fused (32-bit)"), ("bnb PagedAdamW8bit", "bnb AdamW8bit"),
+          ("bnb PagedAdamW4bit", "bnb AdamW4bit"), ("bnb PagedAdamW32bit", "bnb AdamW32bit")]
+# Workload (c) measures only what paging costs on a smaller tensor: the paths named here.
+PAGING_PATHS = ("bnb AdamW8bit", "bnb PagedAdamW8bit", "bnb AdamW4bit", "bnb PagedAdamW4bit")
 
 
 def moved_bytes(params, opt):
@@ -112,6 +116,7 @@ def run(args):
     workloads = {
         "(a) 1 x 2^28 fp32": ([(max(1, int(2 ** 28 * args.scale)),)], torch.float32),
         "(b) GPT-2 medium 292 x bf16": (scaled_shapes(gpt2_medium_shapes(), args.scale), torch.bfloat16),
+        "(c) 1 x 2^26 fp32": ([(max(1, int(2 ** 26 * args.scale)),)], torch.float32),
     }
     bw = copy_bandwidth(device, max(1 << 20, int((1 << 30) * min(1.0, args.scale * 4))))
     results = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
@@ -120,6 +125,8 @@ def run(args):
         n = sum(int(torch.Size(s).numel()) for s in shapes)
         for pname, make in PATHS.items():
             if args.paths and not any(k in pname for k in args.paths.split(",")):
+                continue
+            if wname.startswith("(c)") and pname not in PAGING_PATHS:
                 continue
             params = make_params(shapes, dtype, device)
             opt = make(params)

@@ -54,9 +54,11 @@ TORCH_LIBRARY(bitsandbytes, m) {
         "bool decoupled_weight_decay, float bias_correction1, float bias_correction2, float dampening, "
         "bool nesterov, int step, float max_unorm, bool block_wise) -> ()");
   // Optimizer state in CUDA unified memory: zeros of `size` and `dtype` on like's GPU, and
-  // an asynchronous migration of managed tensors to their GPU (no-op for other memory).
+  // asynchronous migrations of managed tensors to their GPU or to host memory (no-ops for
+  // other memory).
   m.def("paged_zeros(Tensor like, int[] size, ScalarType dtype) -> Tensor");
   m.def("prefetch_to_device(Tensor(a!)[] tensors) -> ()");
+  m.def("prefetch_to_host(Tensor(a!)[] tensors) -> ()");
 }
 
 // LLM.int8(): row-wise int8 quantization with outlier columns, int8 GEMM, dequantization. The

@@ -29,6 +29,31 @@ def test_vectorwise_quant_rows_with_nan_or_inf(device, dtype):
     assert back[3][others].isnan().all()  # 0 * Inf: NaN, not a finite value
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_double_quant_columns_with_nan_or_inf(device, dtype):
+    """The column statistics follow the row rule (NaN, one Inf, two Infs in far-apart rows),
+    so a column dequantizes to NaN or keeps its Inf rather than coming back finite."""
+    A = (torch.randn(700, 40, device=device) * 2).to(dtype)
+    _, clean_col, _, clean_stats, _ = F.int8_double_quant(A)
+    A[600, 1] = float("nan")
+    A[3, 2] = float("-inf")
+    A[10, 3], A[690, 3] = float("inf"), float("-inf")
+    row_q, col_q, row_stats, col_stats, _ = F.int8_double_quant(A)
+    assert col_stats[1].isnan() and col_stats[2] == float("inf") and col_stats[3].isnan()
+    ok = torch.ones(40, dtype=torch.bool, device=device)
+    ok[1:4] = False
+    assert torch.equal(col_q[:, ok], clean_col[:, ok]) and torch.equal(col_stats[ok], clean_stats[ok])
+    # the row statistics are the vectorwise ones
+    assert torch.equal(row_stats.isnan(), F.int8_vectorwise_quant(A)[1].isnan())
+    back = col_q.float() * col_stats / 127
+    assert back[:, 1].isnan().all() and back[:, 3].isnan().all()
+    assert back[3, 2] == float("-inf") and back[torch.arange(700, device=device) != 3, 2].isnan().all()
+    # with a threshold they are outliers: their columns are left to the 16-bit product
+    _, col_q6, _, col_stats6, cols6 = F.int8_double_quant(A, threshold=6.0)
+    assert {1, 2, 3} <= set(cols6.tolist()) and col_stats6.isfinite().all()
+    assert not col_q6[:, 1:4].any()
+
+
 def agrees_with_linear(out, ref):
     """out is NaN wherever ref is; elsewhere out is NaN (an Inf's row or column that the int8
     format cannot hold), the same Inf, or close to ref."""

@@ -230,6 +230,27 @@ def prefetch_to_device(tensors):
         torch.ops.bitsandbytes.prefetch_to_device(tensors)
 
 
+# How many times paged memory was sent to the host on purpose: a paged optimizer that saw
+# the count change prefetches its state before its next step (optim/paging.py).
+_host_moves = 0
+
+
+def prefetch_to_host(tensors):
+    """Queues a migration of paged tensors (one or a list) to host memory on the current
+    stream, freeing their GPU memory until they are used or prefetched there again (a no-op
+    for tensors that are not in managed memory, and on the CPU)."""
+    global _host_moves
+    tensors = [t for t in _as_list(tensors) if t.device.type == "cuda" and t.numel() > 0]
+    if tensors:
+        _host_moves += 1
+        torch.ops.bitsandbytes.prefetch_to_host(tensors)
+
+
+def host_moves():
+    """The number of prefetch_to_host calls that moved something so far."""
+    return _host_moves
+
+
 # Fake kernels of the ops above (torch.compile, opcheck).
 
 
@@ -250,4 +271,9 @@ def _paged_zeros_fake(like, size, dtype):
 
 @torch.library.register_fake("bitsandbytes::prefetch_to_device")
 def _prefetch_to_device_fake(tensors):
+    return None
+
+
+@torch.library.register_fake("bitsandbytes::prefetch_to_host")
+def _prefetch_to_host_fake(tensors):
     return None

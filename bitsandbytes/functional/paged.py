@@ -1,9 +1,9 @@
 """Paged tensors under the reference library's names: `get_paged` allocates one (zeros in
-CUDA unified memory, through `paged_zeros`), `prefetch_tensor` migrates one to its GPU, and
+CUDA unified memory, through `paged_zeros`), `prefetch_tensor` migrates one to its GPU or to the host, and
 `GlobalPageManager` keeps the paged tensors of the optimizers so they can all be prefetched."""
 import torch
 
-from .optimizer import paged_zeros, prefetch_to_device
+from .optimizer import paged_zeros, prefetch_to_device, prefetch_to_host
 
 
 def get_paged(*shape, dtype=torch.float32, device=None):
@@ -23,16 +23,15 @@ def get_paged(*shape, dtype=torch.float32, device=None):
 
 
 def prefetch_tensor(A, to_cpu=False):
-    """Queues the migration of paged tensor `A` to its GPU on the current stream."""
+    """Queues the migration of paged tensor `A` to its GPU (to host memory with to_cpu=True,
+    freeing its GPU memory until it is used there again) on the current stream."""
     if not getattr(A, "is_paged", False):
         raise ValueError("prefetch_tensor: A must be a paged tensor (from get_paged); only paged tensors can be "
                          "prefetched")
     if to_cpu:
-        # Eviction to host memory happens on demand (memory pressure); an explicit migration
-        # to the host has no op here.
-        raise NotImplementedError("prefetch_tensor: to_cpu=True is not supported; paged memory moves to the host "
-                                  "by itself when the GPU needs the room")
-    prefetch_to_device(A)
+        prefetch_to_host(A)
+    else:
+        prefetch_to_device(A)
 
 
 class GlobalPageManager:

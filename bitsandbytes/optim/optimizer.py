@@ -15,6 +15,7 @@ from . import checkpoint, config as C, state as S, step_hooks
 from .group_keys import set_betas_and_eps
 from .hyper_checks import check_hyperparameters
 from .manager import GlobalOptimManager
+from .paging import Residency
 from .plan import Launch, Plan
 from .sharding import local
 from .state_map import StateMap, StateVersion
@@ -30,6 +31,7 @@ class Optimizer8bit(torch.optim.Optimizer):
 
     def __init__(self, params, defaults, optim_bits=32, is_paged=False):
         self._plan = None
+        self._residency = None  # where the plan's paged state may be (paging.py)
         self._state_version = StateVersion()
         _step_outside_compiled_graphs()
         super().__init__(params, defaults)
@@ -139,6 +141,9 @@ class Optimizer8bit(torch.optim.Optimizer):
             return loss
         if self._plan is None or not self._plan.is_current():
             self._plan = Plan(self)
+            self._residency = Residency(self._plan) if self.is_paged else None
+        if self._residency is not None:
+            self._residency.prefetch()
         for launch in self._plan:
             self._run(launch)
         return loss
@@ -155,8 +160,6 @@ class Optimizer8bit(torch.optim.Optimizer):
         if pc < 100:
             clipped = grads or [p.grad for p in launch.owners]
             scale = FO.percentile_clipping_multi(clipped, [s["gnorm_vec"] for s in launch.states], step, pc)[2]
-        if self.is_paged:
-            self._prefetch(launch)
         kwargs = {}
         if launch.quantized:
             states = launch.states
@@ -180,11 +183,6 @@ class Optimizer8bit(torch.optim.Optimizer):
                     self.init_state(group, p, gindex, pindex)
                 self.prefetch_state(p)
                 self.update_step(group, p, gindex, pindex)
-
-    def _prefetch(self, launch):
-        """Paged state (state1/state2 in managed memory) back to the GPU before the update."""
-        if launch.params[0].device.type == "cuda":
-            F.prefetch_to_device(launch.state1 + launch.state2)
 
     # --- state dicts -----------------------------------------------------------------
 

@@ -30,12 +30,13 @@ at::Tensor paged_zeros_cpu(const at::Tensor& like, at::IntArrayRef size, c10::Sc
   return at::zeros(size, like.options().dtype(dtype));
 }
 
-void prefetch_to_device_cpu(at::TensorList) {}
+void prefetch_cpu(at::TensorList) {}
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bitsandbytes, CPU, m) {
   m.impl("optimizer_update", &bnb::ops::optimizer_update<CpuOptimizerUpdate>);
   m.impl("paged_zeros", &paged_zeros_cpu);
-  m.impl("prefetch_to_device", &prefetch_to_device_cpu);
+  m.impl("prefetch_to_device", &prefetch_cpu);
+  m.impl("prefetch_to_host", &prefetch_cpu);
 }

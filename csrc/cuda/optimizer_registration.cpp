@@ -52,13 +52,18 @@ at::Tensor paged_zeros_cuda(const at::Tensor& like, at::IntArrayRef size, c10::S
       ptr, size, [](void* p) { bnb::cuda::paged_free(p); }, at::TensorOptions().dtype(dtype).device(like.device()));
 }
 
-void prefetch_to_device_cuda(at::TensorList tensors) {
+// Each tensor's bytes to `device` (its own GPU, or bnb::cuda::kHostMemory).
+void prefetch_managed(at::TensorList tensors, bool to_host, const char* op) {
   for (const at::Tensor& t : tensors) {
-    BNB_CHECK(t.is_contiguous(), "prefetch_to_device: tensors must be contiguous");
+    BNB_CHECK(t.is_contiguous(), op, ": tensors must be contiguous");
     const size_t bytes = size_t(t.numel()) * t.element_size();
-    CudaBackend::launch(t, bnb::cuda::prefetch_to_device, t.const_data_ptr(), bytes, t.get_device());
+    const int device = to_host ? bnb::cuda::kHostMemory : t.get_device();
+    CudaBackend::launch(t, bnb::cuda::prefetch_managed, t.const_data_ptr(), bytes, device);
   }
 }
+
+void prefetch_to_device_cuda(at::TensorList tensors) { prefetch_managed(tensors, false, "prefetch_to_device"); }
+void prefetch_to_host_cuda(at::TensorList tensors) { prefetch_managed(tensors, true, "prefetch_to_host"); }
 
 }  // namespace
 
@@ -66,4 +71,5 @@ TORCH_LIBRARY_IMPL(bitsandbytes, CUDA, m) {
   m.impl("optimizer_update", &bnb::ops::optimizer_update<CudaOptimizerUpdate>);
   m.impl("paged_zeros", &paged_zeros_cuda);
   m.impl("prefetch_to_device", &prefetch_to_device_cuda);
+  m.impl("prefetch_to_host", &prefetch_to_host_cuda);
 }

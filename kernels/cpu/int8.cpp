@@ -101,7 +101,7 @@ void int8_colwise_quant(DType dtype, const void* A, int64_t rows, int64_t cols, 
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = c0; c < c1; ++c) {
           const float v = std::fabs(E::load(a, r * cols + c));
-          if (regular(v, threshold)) col_stats[c] = std::max(col_stats[c], v);
+          if (regular(v, threshold)) col_stats[c] = int8_absmax_merge(col_stats[c], v);
         }
     }
 #pragma omp parallel for schedule(static)

@@ -163,8 +163,8 @@ __global__ void zero_outlier_columns_kernel(int8_t* __restrict__ out, int64_t ro
     for (int i = threadIdx.x; i < n; i += blockDim.x) out[r * cols + scratch[1 + i]] = 0;
 }
 
-// Column absmax of the regular values: threads own columns (coalesced rows), blocks in y
-// split the rows and merge with an atomic max.
+// Column absmax of the regular values, NaN and Inf as a row's (bnb/nonfinite.h): threads own
+// columns (coalesced rows), blocks in y split the rows and merge with an atomic merge.
 template <typename T>
 __global__ void col_stats_kernel(const T* __restrict__ A, int64_t rows, int64_t cols, float threshold,
                                  float* __restrict__ col_stats, int64_t rows_per_block) {
@@ -174,9 +174,9 @@ __global__ void col_stats_kernel(const T* __restrict__ A, int64_t rows, int64_t 
   float m = 0.f;
   for (int64_t r = r0; r < r1; ++r) {
     const float x = fabsf(to_float(A[r * cols + c]));
-    if (int8_regular(x, threshold)) m = fmaxf(m, x);
+    if (int8_regular(x, threshold)) m = int8_absmax_merge(m, x);
   }
-  atomic_max_nonneg(col_stats + c, m);
+  atomic_int8_absmax_merge(col_stats + c, m);
 }
 
 template <typename T>

@@ -46,7 +46,7 @@ cudaError_t paged_alloc_zeroed(size_t bytes, void** out, cudaStream_t stream) {
 
 cudaError_t paged_free(void* ptr) { return cudaFree(ptr); }
 
-cudaError_t prefetch_to_device(const void* ptr, size_t bytes, int device, cudaStream_t stream) {
+cudaError_t prefetch_managed(const void* ptr, size_t bytes, int device, cudaStream_t stream) {
   cudaPointerAttributes attr{};
   if (cudaPointerGetAttributes(&attr, ptr) != cudaSuccess) {
     cudaGetLastError();  // not a CUDA pointer: nothing to migrate
@@ -55,11 +55,11 @@ cudaError_t prefetch_to_device(const void* ptr, size_t bytes, int device, cudaSt
   if (attr.type != cudaMemoryTypeManaged || bytes == 0) return cudaSuccess;
 #if CUDART_VERSION >= 13000
   cudaMemLocation location{};
-  location.type = cudaMemLocationTypeDevice;
-  location.id = device;
+  location.type = device == kHostMemory ? cudaMemLocationTypeHost : cudaMemLocationTypeDevice;
+  location.id = device == kHostMemory ? 0 : device;
   return cudaMemPrefetchAsync(ptr, bytes, location, 0, stream);
 #else
-  return cudaMemPrefetchAsync(ptr, bytes, device, stream);
+  return cudaMemPrefetchAsync(ptr, bytes, device == kHostMemory ? cudaCpuDeviceId : device, stream);
 #endif
 }
 

@@ -98,4 +98,12 @@ BNB_HD float tensor_scale(float absmax) { return absmax <= FLT_MAX ? absmax : NA
 // product with its row's scale is NaN (the non-finite rows' scale is 0) is then:
 BNB_HD int8_t int8_code_of_nan_product(float x) { return x > FLT_MAX ? 127 : (x < -FLT_MAX ? -127 : 0); }
 
+// The same rule for a column's absmax (int8_double_quant), which is reduced from partial maxima
+// of row ranges in any order: two magnitudes (or partial absmaxes) merge to NaN when either is
+// NaN or both are Inf (two Infs), else to the larger. Order-free, so atomics may merge it.
+BNB_HD float int8_absmax_merge(float m, float a) {
+  if (m != m || a != a || (m > FLT_MAX && a > FLT_MAX)) return NAN;
+  return a > m ? a : m;
+}
+
 }  // namespace bnb

@@ -18,11 +18,12 @@ cudaError_t optimizer_update(DType dtype, StateFormat format, const OptimizerHyp
                              int64_t total_chunks, const float* code1, const float* code2, float* workspace,
                              cudaStream_t stream);
 
-// Unified (managed) memory for paged optimizer state, and its asynchronous migration to
-// `device` on `stream` (a no-op for memory that is not managed).
-// paged_alloc_zeroed also queues the zeroing of the new memory on `stream`.
+// Unified (managed) memory for paged optimizer state, and its asynchronous migration on
+// `stream` to GPU `device`, or to host memory for kHostMemory (a no-op for memory that is not
+// managed). paged_alloc_zeroed also queues the zeroing of the new memory on `stream`.
+constexpr int kHostMemory = -1;
 cudaError_t paged_alloc_zeroed(size_t bytes, void** out, cudaStream_t stream);
 cudaError_t paged_free(void* ptr);
-cudaError_t prefetch_to_device(const void* ptr, size_t bytes, int device, cudaStream_t stream);
+cudaError_t prefetch_managed(const void* ptr, size_t bytes, int device, cudaStream_t stream);
 
 }  // namespace bnb::cuda

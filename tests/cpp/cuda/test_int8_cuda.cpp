@@ -137,6 +137,34 @@ TEST_F(CudaTest, Int8VectorwiseNonFiniteRowsMatchCpu) {
   }
 }
 
+// Columns holding NaN, one Inf or two Infs in different row ranges (rows > 256: the CUDA
+// statistics merge partial maxima of row ranges atomically): absmax NaN, Inf, NaN as the CPU's.
+TEST_F(CudaTest, Int8ColwiseNonFiniteColumnsMatchCpu) {
+  for (const DType dtype : kDTypes) {
+    const int64_t rows = 700, cols = 37;
+    std::vector<float> f(static_cast<size_t>(rows * cols));
+    std::mt19937 rng{11};
+    std::normal_distribution<float> normal(0.f, 1.5f);
+    for (auto& x : f) x = normal(rng);
+    f[size_t(600 * cols + 1)] = NAN;
+    f[size_t(3 * cols + 2)] = -INFINITY;
+    f[size_t(10 * cols + 3)] = INFINITY;
+    f[size_t(690 * cols + 3)] = -INFINITY;
+    const Values a = from_floats(dtype, f);
+    std::vector<int8_t> q_cpu(static_cast<size_t>(rows * cols));
+    std::vector<float> col_cpu(static_cast<size_t>(cols));
+    bnb::cpu::int8_colwise_quant(dtype, a.data(), rows, cols, 0.f, nullptr, q_cpu.data(), col_cpu.data());
+    EXPECT_TRUE(std::isnan(col_cpu[1]) && std::isinf(col_cpu[2]) && std::isnan(col_cpu[3]) && std::isfinite(col_cpu[0]));
+    DeviceBuffer<uint8_t> a_d = to_device(a);
+    DeviceBuffer<int8_t> q_d(static_cast<size_t>(rows * cols));
+    DeviceBuffer<float> col_d(static_cast<size_t>(cols));
+    ASSERT_EQ(bnb::cuda::int8_colwise_quant(dtype, a_d.get(), rows, cols, 0.f, nullptr, q_d.get(), col_d.get(), nullptr),
+              cudaSuccess);
+    EXPECT_EQ(q_d.host(), q_cpu);
+    expect_close(from_floats(DType::Float32, col_d.host()), from_floats(DType::Float32, col_cpu), 0.f, "col stats");
+  }
+}
+
 TEST_F(CudaTest, Int8VectorwiseDequantMatchesCpu) {
   for (const auto [rows, cols] : {std::make_pair<int64_t, int64_t>(0, 7), std::make_pair<int64_t, int64_t>(33, 1001)}) {
     const std::vector<int8_t> q = random_int8(rows * cols, 5);

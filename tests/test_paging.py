@@ -1,0 +1,122 @@
+"""Paged optimizers migrate their state back to the GPU only when it may have left it
+(bitsandbytes/optim/paging.py), and still step exactly as the unpaged ones when it did."""
+import pytest
+import torch
+
+import bitsandbytes as bnb
+import bitsandbytes.functional as F
+from bitsandbytes.optim import paging
+
+GB = 1 << 30
+cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def test_pressure_possible_counts_peak_others_and_the_state():
+    total = 80 * GB
+    # 10 GB peak of torch, 1 GB context and resident state, 1 GB of paged state: room to spare
+    assert not paging.pressure_possible(total, free=total - 4 * GB, reserved=3 * GB, peak_reserved=10 * GB,
+                                        paged_bytes=GB)
+    # a forward pass that once took 77 GB: the driver may have evicted the state then
+    assert paging.pressure_possible(total, free=total - 4 * GB, reserved=3 * GB, peak_reserved=77 * GB,
+                                    paged_bytes=GB)
+    # another process holds most of the device now
+    assert paging.pressure_possible(total, free=2 * GB, reserved=3 * GB, peak_reserved=3 * GB, paged_bytes=GB)
+    # the boundary: exactly the capacity less a 32nd fits, a byte more does not
+    limit = total - total // 32
+    assert not paging.pressure_possible(total, free=total - GB, reserved=0, peak_reserved=limit - 2 * GB,
+                                        paged_bytes=GB)
+    assert paging.pressure_possible(total, free=total - GB, reserved=0, peak_reserved=limit - 2 * GB + 1,
+                                    paged_bytes=GB)
+
+
+def test_prefetch_to_host_off_the_gpu_is_a_no_op():
+    t = F.get_paged(5, device="cpu")
+    before = F.optimizer.host_moves()
+    F.prefetch_tensor(t, to_cpu=True)
+    F.prefetch_to_host([t])
+    assert F.optimizer.host_moves() == before and not t.any()
+    with pytest.raises(ValueError, match="paged"):
+        F.prefetch_tensor(torch.zeros(3), to_cpu=True)
+
+
+def _pair(n=300_000, seed=0):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    p1 = torch.randn(n, device="cuda", generator=g).requires_grad_()
+    p2 = p1.detach().clone().requires_grad_()
+    return p1, p2
+
+
+def _spy(monkeypatch):
+    calls = []
+    real = paging.prefetch_to_device
+    monkeypatch.setattr(paging, "prefetch_to_device", lambda ts: (calls.append(len(ts)), real(ts)))
+    return calls
+
+
+@cuda_only
+def test_state_that_fits_is_prefetched_once(monkeypatch):
+    calls = _spy(monkeypatch)
+    monkeypatch.setattr(paging, "pressure_possible", lambda *a: False)
+    p1, p2 = _pair()
+    paged, plain = bnb.optim.PagedAdamW8bit([p1]), bnb.optim.AdamW8bit([p2])
+    for _ in range(4):
+        g = torch.randn_like(p1)
+        p1.grad, p2.grad = g.clone(), g.clone()
+        paged.step()
+        plain.step()
+    assert calls == [2]  # state1 and state2, at the first step only
+    assert torch.equal(p1, p2)
+
+
+@cuda_only
+def test_state_sent_to_the_host_comes_back_and_steps_exactly(monkeypatch):
+    calls = _spy(monkeypatch)
+    monkeypatch.setattr(paging, "pressure_possible", lambda *a: False)
+    p1, p2 = _pair(seed=1)
+    paged, plain = bnb.optim.PagedAdamW8bit([p1]), bnb.optim.AdamW8bit([p2])
+    for i in range(4):
+        g = torch.randn_like(p1)
+        p1.grad, p2.grad = g.clone(), g.clone()
+        if i == 2:  # as a user freeing GPU memory for something else would
+            state = paged.state[p1]
+            saved = state["state1"].clone(), state["state2"].clone()
+            for key in ("state1", "state2"):
+                F.prefetch_tensor(state[key], to_cpu=True)
+            torch.cuda.synchronize()
+            assert torch.equal(state["state1"], saved[0]) and torch.equal(state["state2"], saved[1])
+        paged.step()
+        plain.step()
+    assert calls == [2, 2]  # the first step, and the step after the move to the host
+    assert torch.equal(p1, p2)
+    for key in ("state1", "state2", "absmax1", "absmax2"):
+        assert torch.equal(paged.state[p1][key], plain.state[p2][key]), key
+
+
+@cuda_only
+def test_possible_pressure_prefetches_every_step(monkeypatch):
+    calls = _spy(monkeypatch)
+    monkeypatch.setattr(paging, "pressure_possible", lambda *a: True)
+    p1, p2 = _pair(seed=2)
+    paged, plain = bnb.optim.PagedAdam32bit([p1]), bnb.optim.Adam32bit([p2])
+    for _ in range(3):
+        g = torch.randn_like(p1)
+        p1.grad, p2.grad = g.clone(), g.clone()
+        paged.step()
+        plain.step()
+    assert calls == [2, 2, 2]
+    assert torch.equal(p1, p2)
+
+
+@cuda_only
+def test_the_real_memory_figures_see_no_pressure_for_a_small_state():
+    p = torch.randn(300_000, device="cuda", requires_grad=True)
+    opt = bnb.optim.PagedAdamW8bit([p])
+    p.grad = torch.randn_like(p)
+    opt.step()
+    residency = opt._residency
+    device = p.device
+    assert residency.bytes[device] == 2 * p.numel()
+    # true unless this process or another holds nearly the whole GPU
+    free, total = torch.cuda.mem_get_info(device)
+    if free > total // 4 and torch.cuda.max_memory_reserved(device) < total // 2:
+        assert not residency._pressure(device)
