@@ -4,7 +4,7 @@
 # Full logs go to the folder given as the first argument; a summary is printed last.
 #   bash scripts/gpu_check.sh OUT_DIR [pytest args...]
 # Switches: BENCH=0 skips the benchmarks, BENCHES="a b" runs only benchmarks/bench_{a,b}.py,
-# PYTEST_JOBS=J runs the tests in J processes.
+# PYTEST_JOBS=J runs the tests in J processes, GTEST_SHARDS=S the CUDA GoogleTests in S (4).
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [pytest args]}
 shift
@@ -33,8 +33,24 @@ else
 fi
 step build build.log env MAX_JOBS=$jobs "${build[@]}" || {
   tail -40 "$out/build.log"; printf '%s\n' "${summary[@]}"; exit 1; }
-step ctest ctest.log bash -c "cmake -S . -B build/cmake -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release \
-  && cmake --build build/cmake -j$jobs && ctest --test-dir build/cmake -j$jobs"
+# The GoogleTest binaries run directly (one process per test, as ctest runs them, pays a CUDA
+# context per test): the CPU kernels' at once, the CUDA launchers' in GTEST_SHARDS shards side by
+# side.
+run_gtests() {
+  cmake -S . -B build/cmake -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release \
+    && cmake --build build/cmake -j$jobs || return 1
+  local rc=0 s shards=${GTEST_SHARDS:-4} pids=()
+  build/cmake/bnb_kernel_tests || rc=1
+  [ -x build/cmake/bnb_kernel_cuda_tests ] || return $rc
+  for ((s = 0; s < shards; s++)); do
+    GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$s build/cmake/bnb_kernel_cuda_tests >"$out/gtest_cuda.$s.log" 2>&1 &
+    pids+=($!)
+  done
+  for s in "${pids[@]}"; do wait "$s" || rc=1; done
+  for ((s = 0; s < shards; s++)); do cat "$out/gtest_cuda.$s.log"; rm -f "$out/gtest_cuda.$s.log"; done
+  return $rc
+}
+step gtest gtest.log run_gtests
 step selfcheck selfcheck.log python3 -m bitsandbytes
 # PYTEST_JOBS=J splits the test files over J processes sharing the GPU (their logs follow one
 # another in pytest.log); the default is one process.
@@ -66,6 +82,8 @@ echo "== gpu: $(cat "$out/gpu.txt")"
 echo "== self-check: $(grep VERDICT "$out/selfcheck.log")"
 echo "== pytest: $(grep -E '(passed|failed|error)' "$out/pytest.log" | grep -E '^[0-9=]|in [0-9.]+s' | tr '\n' ' ')"
 grep -E "^(FAILED|ERROR)" "$out/pytest.log" | head -20
+echo "== gtest: $(grep -E '^\[  PASSED  \]' "$out/gtest.log" | tr '\n' ' ')"
+grep -E "^\[  FAILED  \]" "$out/gtest.log" | head -20
 for f in "$out"/bench_*.log; do
   [ -f "$f" ] || continue
   echo "== $(basename "$f")"
