@@ -67,13 +67,15 @@ template <> struct AbsKeys<__half> : AbsKeys16<__half, 0x7c00u> {};
 // of N words of keys combined by Keys::max. Returns whether any word in the call's scope, the
 // warp (G <= 32) or the CTA, holds a non-finite key: every thread of that scope gets the same
 // answer, so a second reduction that only such groups need may be skipped by a branch on it.
-// Groups wider than a warp meet in shared memory; `s_warp` (2 * N * kThreads / 32 words)
-// alternates halves from one call to the next (`parity`, flipped here), so the one barrier per
-// call suffices: a warp cannot overwrite a half before every warp has passed the barrier of
-// the call that read it.
-template <int G, typename Keys, int N>
+// Groups wider than a warp meet in shared memory; `s_warp` (2 * H words) alternates halves of
+// H words from one call to the next (`parity`, flipped here), so the one barrier per call
+// suffices: a warp cannot overwrite a half before every warp has passed the barrier of the call
+// that read it. H is the same for every call that shares `s_warp` (calls of different N
+// included), so that consecutive calls never touch the same words.
+template <int G, typename Keys, int H, int N>
 __device__ __forceinline__ bool group_max_keys(unsigned (&w)[N], unsigned* s_warp, int& parity) {
   static_assert(G >= 1 && G <= kThreads && (G & (G - 1)) == 0, "a power of two within the CTA");
+  static_assert(N * (kThreads / 32) <= H, "a call's words fit in a half");
   constexpr int kLanes = G < 32 ? G : 32;
 #pragma unroll
   for (int o = kLanes / 2; o >= 1; o >>= 1)
@@ -86,7 +88,7 @@ __device__ __forceinline__ bool group_max_keys(unsigned (&w)[N], unsigned* s_war
     return __any_sync(0xffffffffu, nonfinite) != 0;
   } else {
     constexpr int kWarps = G / 32;
-    unsigned* half = s_warp + parity * N * (kThreads / 32);
+    unsigned* half = s_warp + parity * H;
     parity ^= 1;
     const int warp = threadIdx.x / 32;
     if (threadIdx.x % 32 == 0)

@@ -88,6 +88,12 @@ template <typename T, int V> __device__ __forceinline__ void chunk_values(const 
   }
 }
 
+// Words in each half of the kernel's `s_warp` (2 * kKeyHalf words), shared by both reductions
+// below: the first reduces NB / 2 words a warp for 16-bit input, the second NB, and with halves
+// sized by the call a block_keys of parity 1 would overlap the finite_block_keys of parity 0
+// that follows it.
+template <int NB> constexpr int kKeyHalf = NB * kThreads / 32;
+
 // The float32 absmax keys (common/abs_key.cuh) of a thread's NB blocks of K chunks each, reduced
 // over each block's group of G threads. Returns whether some block in the reduction's scope
 // (warp or CTA, the same answer for all its threads) holds a non-finite value.
@@ -104,7 +110,7 @@ __device__ __forceinline__ bool block_keys(const uint4 (&raw)[NB * K], unsigned 
     for (int k = 0; k < K; ++k) m = max(m, Keys::of_chunk(raw[b * K + k]));
     w[b / P] |= m << (32 / P * (b % P));
   }
-  const bool any = group_max_keys<G, Keys>(w, s_warp, parity);
+  const bool any = group_max_keys<G, Keys, kKeyHalf<NB>>(w, s_warp, parity);
 #pragma unroll
   for (int b = 0; b < NB; ++b) key[b] = Keys::to_float_key(P == 1 ? w[b] : (w[b / P] >> (16 * (b % P))) & 0xffffu);
   return any;
@@ -127,7 +133,7 @@ __device__ __forceinline__ void finite_block_keys(const uint4 (&raw)[NB * K], un
       for (int j = 0; j < V; ++j) key[b] = max(key[b], finite_abs_key(v[j]));
     }
   }
-  group_max_keys<G, AbsKeys<float>>(key, s_warp, parity);
+  group_max_keys<G, AbsKeys<float>, kKeyHalf<NB>>(key, s_warp, parity);
 }
 
 // The V codes of a chunk, two a byte (the first value in the high nibble). A block that is not
@@ -155,7 +161,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 quantize_4bit_kernel(const T* __restrict__ A, uint8_t* __restrict__ out, float* __restrict__ absmax, int64_t n) {
   using S = Blockwise4bitShape<T, BLOCK>;
   constexpr int V = S::kVec, C = S::kChunks, K = S::kBlockChunks, G = S::kGroup, NB = C / K;
-  __shared__ unsigned s_warp[2 * NB * kThreads / 32];
+  __shared__ unsigned s_warp[2 * kKeyHalf<NB>];
   __shared__ CodeBucket4bit s_table[kCodeBuckets4bit];
   if (threadIdx.x < kCodeBuckets4bit) s_table[threadIdx.x] = code_bucket_entry_4bit<Q>(threadIdx.x);
   __syncthreads();
