@@ -1,11 +1,13 @@
 // The CPU LLM.int8() kernels against direct implementations of their definitions.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
 
 #include "bnb/int8_cpu.h"
+#include "bnb/nonfinite.h"
 
 namespace {
 
@@ -34,6 +36,49 @@ TEST(Int8, RowQuantWithOutliers) {
       ASSERT_EQ(int(q[r * cols + c]), want) << r << "," << c;
     }
   }
+}
+
+// The column absmax merge (what the CUDA column statistics merge partial maxima of row ranges
+// with, by atomics, in any order): every order and every split into partial merges of up to
+// four magnitudes gives the rule's value: NaN for a NaN or two Infs, else the largest.
+TEST(Int8, AbsmaxMergeIsOrderFree) {
+  const float kinds[] = {0.f, 1.5f, 3.f, INFINITY, NAN};
+  const auto rule = [](const std::vector<float>& v) {
+    int infs = 0;
+    float m = 0.f;
+    for (float x : v) {
+      if (std::isnan(x)) return NAN;
+      infs += std::isinf(x);
+      m = std::max(m, x);
+    }
+    return infs >= 2 ? NAN : m;
+  };
+  const auto same = [](float a, float b) { return std::isnan(a) ? std::isnan(b) : a == b; };
+  int64_t checked = 0;
+  for (int size = 1; size <= 4; ++size) {
+    std::vector<int> idx(size, 0);
+    while (true) {
+      std::vector<float> v;
+      for (int i : idx) v.push_back(kinds[i]);
+      const float want = rule(v);
+      std::vector<int> order(size);
+      for (int i = 0; i < size; ++i) order[i] = i;
+      do {
+        for (int split = 0; split <= size; ++split) {  // two partial merges of an order, then one
+          float a = 0.f, b = 0.f;
+          for (int i = 0; i < split; ++i) a = bnb::int8_absmax_merge(a, v[order[i]]);
+          for (int i = split; i < size; ++i) b = bnb::int8_absmax_merge(b, v[order[i]]);
+          EXPECT_TRUE(same(bnb::int8_absmax_merge(a, b), want)) << "split " << split;
+          EXPECT_TRUE(same(bnb::int8_absmax_merge(b, a), want)) << "split " << split;
+          ++checked;
+        }
+      } while (std::next_permutation(order.begin(), order.end()));
+      int k = 0;  // the next multiset, as digits in base 5
+      while (k < size && ++idx[k] == 5) idx[k++] = 0;
+      if (k == size) break;
+    }
+  }
+  EXPECT_GT(checked, 50000);
 }
 
 TEST(Int8, GemmIsExact) {
