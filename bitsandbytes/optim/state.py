@@ -56,7 +56,9 @@ def zeros(optimizer, shape, dtype, device, paged=False):
 def as_paged(optimizer, t):
     """t, or for a paged optimizer's state on CUDA a copy of it in unified memory: a loaded state
     dict's tensors are ordinary device memory, which the driver could not evict."""
-    if not optimizer.is_paged or type(t) is not torch.Tensor or t.device.type != "cuda" or getattr(t, "is_paged", False):
+    if not optimizer.is_paged or type(t) is not torch.Tensor or t.device.type != "cuda":
+        return t
+    if getattr(t, "is_paged", False):
         return t
     out = zeros(optimizer, t.shape, t.dtype, t.device, paged=True)
     out.copy_(t)
