@@ -120,3 +120,25 @@ def test_the_real_memory_figures_see_no_pressure_for_a_small_state():
     free, total = torch.cuda.mem_get_info(device)
     if free > total // 4 and torch.cuda.max_memory_reserved(device) < total // 2:
         assert not residency._pressure(device)
+
+
+@cuda_only
+@pytest.mark.parametrize("cls", [bnb.optim.PagedAdamW8bit, bnb.optim.PagedAdamW4bit, bnb.optim.PagedAdam32bit])
+def test_loaded_state_stays_paged_and_resumes_exactly(cls):
+    p1, p2 = _pair(seed=3)
+    first = cls([p1])
+    for _ in range(2):
+        p1.grad = torch.randn_like(p1)
+        first.step()
+    sd = first.state_dict()
+    p2.data.copy_(p1.data)
+    second = cls([p2])
+    second.load_state_dict(sd)
+    for key in ("state1", "state2"):
+        assert getattr(second.state[p2][key], "is_paged", False), key  # unified memory, as before the save
+        assert torch.equal(second.state[p2][key], first.state[p1][key])
+    g = torch.randn_like(p1)
+    p1.grad, p2.grad = g.clone(), g.clone()
+    first.step()
+    second.step()
+    assert torch.equal(p1, p2)

@@ -12,7 +12,7 @@ from .. import functional as F
 from ..functional.algorithms import ALGORITHMS, BLOCKSIZE, BLOCKSIZE_4BIT
 from .group_keys import named_from_betas, set_betas_and_eps
 from .sharding import from_saved, local, to_saved
-from .state import num_blocks, quantize_into, scale_key, state_bits
+from .state import as_paged, num_blocks, quantize_into, scale_key, state_bits
 
 QUANT_STATE_KEY = "__bnb_optimizer_quant_state__"
 # Blocksizes an older checkpoint's absmax may have been made with, most likely first.
@@ -109,6 +109,9 @@ def _load_param_state(optimizer, p, saved, config, move_to_device, name, stacked
             st["gnorm_vec"] = torch.zeros(100, dtype=torch.float32, device=dev)
         if config["max_unorm"] > 0.0 and "unorm_vec" not in st:
             st["unorm_vec"] = torch.zeros(1, dtype=torch.float32, device=dev)
+    for key in ("state1", "state2"):
+        if key in st:
+            st[key] = as_paged(optimizer, st[key])
     return st
 
 

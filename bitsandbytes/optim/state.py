@@ -53,6 +53,18 @@ def zeros(optimizer, shape, dtype, device, paged=False):
     return torch.zeros(shape, dtype=dtype, device=device)
 
 
+def as_paged(optimizer, t):
+    """t, or for a paged optimizer's state on CUDA a copy of it in unified memory: a loaded state
+    dict's tensors are ordinary device memory, which the driver could not evict."""
+    if not optimizer.is_paged or type(t) is not torch.Tensor or t.device.type != "cuda":
+        return t
+    if getattr(t, "is_paged", False):
+        return t
+    out = zeros(optimizer, t.shape, t.dtype, t.device, paged=True)
+    out.copy_(t)
+    return out
+
+
 def num_blocks(n, block_wise):
     """absmax values of an 8-bit state of n values: one per block, or one for the tensor."""
     return -(-n // BLOCKSIZE) if block_wise else 1
