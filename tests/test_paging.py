@@ -142,3 +142,44 @@ def test_loaded_state_stays_paged_and_resumes_exactly(cls):
     first.step()
     second.step()
     assert torch.equal(p1, p2)
+
+
+def test_page_manager_holds_registered_state_weakly(monkeypatch):
+    import gc
+
+    import bitsandbytes.functional.paged as paged
+
+    mng = F.GlobalPageManager.get_instance()
+    seen = []
+    monkeypatch.setattr(paged, "prefetch_tensor", lambda t, to_cpu=False: seen.append((t, to_cpu)))
+    monkeypatch.setattr(mng, "paged_tensors", [])
+    monkeypatch.setattr(mng, "_weak", [])
+    kept, dropped = F.get_paged(4, device="cpu"), F.get_paged(6, device="cpu")
+    first = F.get_paged(3, device="cpu")
+    mng.paged_tensors.append(first)
+    mng.register_weakly(kept)
+    mng.register_weakly(dropped)
+    del dropped
+    gc.collect()
+    mng.prefetch_all(to_cpu=True)
+    # the registered list and the live weak ones, the latest first; the freed one is gone
+    assert [t.numel() for t, _ in seen] == [4, 3] and all(to_cpu for _, to_cpu in seen)
+
+
+@cuda_only
+def test_prefetch_all_to_cpu_moves_optimizer_state_and_the_next_step_brings_it_back(monkeypatch):
+    calls = _spy(monkeypatch)
+    monkeypatch.setattr(paging, "pressure_possible", lambda *a: False)
+    p1, p2 = _pair(seed=4)
+    paged, plain = bnb.optim.PagedAdamW8bit([p1]), bnb.optim.AdamW8bit([p2])
+    for i in range(3):
+        g = torch.randn_like(p1)
+        p1.grad, p2.grad = g.clone(), g.clone()
+        if i == 1:
+            before = F.optimizer.host_moves()
+            F.GlobalPageManager.get_instance().prefetch_all(to_cpu=True)
+            assert F.optimizer.host_moves() > before  # the optimizer's state was among what moved
+        paged.step()
+        plain.step()
+    assert calls == [2, 2]
+    assert torch.equal(p1, p2)

@@ -1,6 +1,8 @@
 """Paged tensors under the reference library's names: `get_paged` allocates one (zeros in
 CUDA unified memory, through `paged_zeros`), `prefetch_tensor` migrates one to its GPU or to the host, and
 `GlobalPageManager` keeps the paged tensors of the optimizers so they can all be prefetched."""
+import weakref
+
 import torch
 
 from .optimizer import paged_zeros, prefetch_to_device, prefetch_to_host
@@ -35,8 +37,10 @@ def prefetch_tensor(A, to_cpu=False):
 
 
 class GlobalPageManager:
-    """The process-wide list of paged tensors (`paged_tensors`), as the paged optimizers
-    register their state there."""
+    """The process-wide list of paged tensors (`paged_tensors`, where `get_state_buffer`
+    registers a subclass's state, as in the reference), and the built-in paged optimizers'
+    state, held weakly (`register_weakly`: it is freed with its optimizer), so that
+    `prefetch_all` moves all of it."""
 
     _instance = None
 
@@ -45,6 +49,12 @@ class GlobalPageManager:
 
     def initialize(self):
         self.paged_tensors = []
+        self._weak = []  # weakref.ref of the built-in optimizers' paged state, in creation order
+
+    def register_weakly(self, t):
+        """Registers paged tensor `t` for prefetch_all without keeping it alive."""
+        self._weak = [r for r in self._weak if r() is not None]
+        self._weak.append(weakref.ref(t))
 
     @classmethod
     def get_instance(cls):
@@ -56,5 +66,6 @@ class GlobalPageManager:
     def prefetch_all(self, to_cpu=False):
         # The tensors registered first are used first in a step: migrate them last, so that
         # they are the least likely to be evicted again before use.
-        for t in self.paged_tensors[::-1]:
+        held = [t for t in (r() for r in self._weak) if t is not None]
+        for t in (self.paged_tensors + held)[::-1]:
             prefetch_tensor(t, to_cpu)

@@ -47,9 +47,12 @@ STATE_TENSOR_KEYS = frozenset({"state1", "state2", "qmap1", "qmap2", "absmax1", 
 
 def zeros(optimizer, shape, dtype, device, paged=False):
     """Zeros for state; in unified memory for the paged optimizers' element-wise state on CUDA,
-    marked as get_paged marks it (so F.prefetch_tensor takes it, as the reference's does)."""
+    marked as get_paged marks it (so F.prefetch_tensor takes it, as the reference's does) and
+    registered, weakly, with the GlobalPageManager (so its prefetch_all moves it)."""
     if paged and optimizer.is_paged and torch.device(device).type == "cuda":
-        return F.get_paged(*shape, dtype=dtype, device=device)
+        t = F.get_paged(*shape, dtype=dtype, device=device)
+        F.GlobalPageManager.get_instance().register_weakly(t)
+        return t
     return torch.zeros(shape, dtype=dtype, device=device)
 
 
