@@ -86,6 +86,36 @@ def test_leading_dims_and_non_contiguous_input(device):
     _check_bound(F.linear_4bit(A, packed, state), A, W64, None, torch.bfloat16)
 
 
+def test_strided_bias(device):
+    W = torch.randn(24, 256, device=device, dtype=torch.float16)
+    packed, state = F.quantize_4bit(W, quant_type="nf4")
+    W64 = _weight64(packed, state)
+    bias = torch.randn(48, device=device, dtype=torch.float16)[::2]  # every other value
+    for M in (1, 20, 80):  # tensor cores, CUDA cores (CPU: the fused kernel), dequantize + linear
+        A = torch.randn(M, 256, device=device, dtype=torch.float16)
+        _check_bound(F.linear_4bit(A, packed, state, bias), A, W64, bias, torch.float16)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("K,blocksize", [(128, 4096), (384, 256), (256, 64), (96, 256)])
+def test_non_finite_weight_reaches_its_feature_only(dtype, K, blocksize, device):
+    # Blocks of more than K weights, or not dividing K, hold the ends of several rows: a NaN or
+    # Inf weight makes only its own output feature NaN, as F.linear with that weight does.
+    N = 40
+    W = torch.randn(N, K, device=device, dtype=dtype)
+    bad = (3, 17, 30)
+    for n, x in zip(bad, (float("nan"), float("inf"), float("-inf"))):
+        W[n, K // 2 + n] = x
+    packed, state = F.quantize_4bit(W, blocksize=blocksize, quant_type="nf4")
+    good = torch.ones(N, dtype=torch.bool)
+    good[list(bad)] = False
+    for M in (1, 12, 20, 40, 70):
+        A = torch.randn(M, K, device=device, dtype=dtype)
+        out = F.linear_4bit(A, packed, state).cpu()
+        assert out[:, ~good].isnan().all()
+        assert out[:, good].isfinite().all(), f"M={M}: NaN in features {torch.where(~out.isfinite().all(0))[0].tolist()}"
+
+
 def test_empty_inputs(device):
     W = torch.randn(24, 128, device=device)
     packed, state = F.quantize_4bit(W, quant_type="nf4")

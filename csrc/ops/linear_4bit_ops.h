@@ -92,8 +92,10 @@ at::Tensor linear_4bit(const at::Tensor& A, const at::Tensor& B, c10::IntArrayRe
     const at::Tensor W = dequantize_with_code<Backend>(B, m, code, blocksize, {N, K}, A.scalar_type(), op);
     return at::linear(A, W, bias);
   }
-  return fused_product<Backend>(A, B, code, scales, bias.has_value() ? bias->const_data_ptr() : nullptr, shape,
-                                blocksize, op);
+  // The kernels read bias[n] for consecutive n: a strided view is copied to consecutive values.
+  const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
+  return fused_product<Backend>(A, B, code, scales, b.defined() ? b.const_data_ptr() : nullptr, shape, blocksize,
+                                op);
 }
 
 }  // namespace bnb::ops
