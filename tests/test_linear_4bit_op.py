@@ -13,7 +13,8 @@ UNIT = {torch.float32: 2.0**-24, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-
 
 def _weight64(packed, state):
     """The dequantized weight in float64, from the bytes: code of each nibble (first value in the
-    high one) times its block's absmax; a nested absmax is code2[q] * absmax2[b // 256] + offset."""
+    high one) times its block's absmax; a nested absmax is code2[q] * absmax2[b // 256] + offset,
+    or 0 where that is below zero (docs/robustness.md)."""
     N, K = state.shape
     n = N * K
     b = packed.reshape(-1).view(torch.uint8).cpu().long()
@@ -22,7 +23,7 @@ def _weight64(packed, state):
         s2 = state.state2
         q = state.absmax.cpu().long()
         blk = torch.arange(q.numel()) // s2.blocksize
-        absmax = (s2.code.cpu().float()[q] * s2.absmax.cpu().float()[blk]) + state.offset.cpu().float()
+        absmax = ((s2.code.cpu().float()[q] * s2.absmax.cpu().float()[blk]) + state.offset.cpu().float()).clamp_min(0)
     else:
         absmax = state.absmax.cpu().float()
     absmax = absmax.double()
@@ -69,6 +70,26 @@ def test_linear_4bit_against_float64(dtype, nested, N, K, blocksize, device):
     # dequantize + F.linear (the reference library's path) meets the same bound
     A = torch.randn(5, K, device=device, dtype=dtype)
     _check_bound(torch.nn.functional.linear(A, F.dequantize_4bit(packed, state).to(dtype), bias), A, W64, bias, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_nested_absmax_below_zero_reads_as_zero(dtype, device):
+    # Blocks of near-zero weights beside an outlier block: their nested absmax rounds below zero
+    # and reads as 0 on every path (not as a marked block, whose code 8 would give NaN).
+    N, K = 64, 256
+    W = torch.randn(N * K // 64, 64, generator=torch.Generator().manual_seed(0))
+    W[::2] *= torch.logspace(-4, -1, W[::2].shape[0])[:, None]
+    W[0, 0] = 60.0
+    W = W.reshape(N, K).to(device=device, dtype=dtype)
+    packed, state = F.quantize_4bit(W, quant_type="nf4", compress_statistics=True)
+    s2 = state.state2
+    assert ((F.dequantize_blockwise(state.absmax, s2) + state.offset) < 0).any()  # the case under test
+    W64 = _weight64(packed, state)
+    for M in ROWS:
+        A = torch.randn(M, K, device=device, dtype=dtype)
+        got = F.linear_4bit(A, packed, state)
+        assert not got.isnan().any(), f"M={M}"
+        _check_bound(got, A, W64, None, dtype)
 
 
 def test_leading_dims_and_non_contiguous_input(device):
