@@ -105,6 +105,12 @@ def test_leading_dims_and_non_contiguous_input(device):
     _check_bound(F.linear_4bit(A, packed, state), A, W64, None, torch.bfloat16)
     A = torch.randn(1, 257, device=device, dtype=torch.bfloat16)[:, 1:]  # misaligned start
     _check_bound(F.linear_4bit(A, packed, state), A, W64, None, torch.bfloat16)
+    shifted = torch.zeros(packed.numel() + 1, device=device, dtype=torch.uint8)
+    shifted[1:] = packed.reshape(-1)
+    packed_at_1 = shifted[1:].view(-1, 1)  # codes one byte past an aligned address
+    for M in (1, 20):
+        A = torch.randn(M, 256, device=device, dtype=torch.bfloat16)
+        _check_bound(F.linear_4bit(A, packed_at_1, state), A, W64, None, torch.bfloat16)
 
 
 def test_strided_bias(device):

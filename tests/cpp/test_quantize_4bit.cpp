@@ -286,6 +286,38 @@ TEST(Quantize4bit, EmptyInputWritesNothing) {
   }
 }
 
+// The reserved-code test of packed codes (the tensor-core product's marked blocks) against
+// nibble by nibble: every 16-bit half with the other half at each nibble value, and random words.
+TEST(Codes4bit, HoldsReservedCodeEqualsNibbleSearch) {
+  auto naive = [](uint32_t word) {
+    for (int i = 0; i < 8; ++i)
+      if (((word >> (4 * i)) & 15u) == bnb::kReservedCode4bit) return true;
+    return false;
+  };
+  for (uint32_t half = 0; half < 65536; ++half)
+    for (uint32_t other = 0; other < 16; ++other) {
+      const uint32_t fill = other * 0x1111u;
+      for (const uint32_t word : {half | (fill << 16), (half << 16) | fill})
+        ASSERT_EQ(bnb::holds_reserved_code_4bit(word), naive(word)) << std::hex << word;
+    }
+  std::mt19937 rng(5);
+  for (int i = 0; i < 1000000; ++i) {
+    const uint32_t word = uint32_t(rng());
+    ASSERT_EQ(bnb::holds_reserved_code_4bit(word), naive(word)) << std::hex << word;
+  }
+}
+
+// A marked block's scale for the tensor-core product: NaN only for weights that hold the
+// reserved code, |absmax| for the others; an unmarked block's absmax as it is.
+TEST(Codes4bit, BlockScaleOrNan) {
+  EXPECT_EQ(bnb::block_scale_or_nan(2.5f, true), 2.5f);
+  EXPECT_EQ(bnb::block_scale_or_nan(2.5f, false), 2.5f);
+  EXPECT_TRUE(std::isnan(bnb::block_scale_or_nan(-2.5f, true)));
+  EXPECT_EQ(bnb::block_scale_or_nan(-2.5f, false), 2.5f);
+  EXPECT_TRUE(std::isnan(bnb::block_scale_or_nan(-0.f, true)));
+  EXPECT_FALSE(std::signbit(bnb::block_scale_or_nan(-0.f, false)));
+}
+
 // An all-zero block: absmax 0, and every value code 0 (the reference scales by 1 / 0).
 TEST(Quantize4bit, ZeroBlock) {
   std::vector<float> a(64, 0.f);

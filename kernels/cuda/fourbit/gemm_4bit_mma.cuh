@@ -59,6 +59,14 @@ template <> struct Pair4bit<__nv_bfloat16> {
   }
 };
 
+// The scale of a lane's 32 weights of a row (its 16 bytes) in a block whose stored absmax is
+// `stored` (marked blocks: nonfinite.h); the check of the bytes only in a marked block.
+__device__ __forceinline__ float lane_scale(float stored, const uint32_t (&bytes)[4]) {
+  if (!is_marked(stored)) return stored;
+  return block_scale_or_nan(stored, holds_reserved_code_4bit(bytes[0]) || holds_reserved_code_4bit(bytes[1]) ||
+                                        holds_reserved_code_4bit(bytes[2]) || holds_reserved_code_4bit(bytes[3]));
+}
+
 // MT token tiles of 8 (M <= 8 MT); RT row tiles of 16 a warp (the activation fragments serve
 // RT tiles: the CTAs together read A N / (16 RT) times); U chunks a warp loads before using
 // any (the weight bytes in flight hide the memory latency). A_SMEM: the CTA first copies all of
@@ -151,7 +159,7 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
         for (int h = 0; h < 2; ++h) {
           w[u][r][h] = load_weight_stream(reinterpret_cast<const int8_t*>(w_row[r][h] + k0 / 2));
           // A lane's 32 weights of a row lie in one block (blocksize >= 32, rows start at multiples of 128).
-          m[u][r][h] = block_scale_or_nan(block_scale(scales, (first[r][h] + k0) >> log2_blocksize));
+          m[u][r][h] = block_scale(scales, (first[r][h] + k0) >> log2_blocksize);
         }
       }
     }
@@ -167,9 +175,10 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
       uint32_t frag[RT][8][4];
 #pragma unroll
       for (int r = 0; r < RT; ++r) {
-        const uint32_t s_lo = P::pack(m[u][r][0], m[u][r][0]), s_hi = P::pack(m[u][r][1], m[u][r][1]);
         const uint32_t lo[4] = {w[u][r][0].x, w[u][r][0].y, w[u][r][0].z, w[u][r][0].w};
         const uint32_t hi[4] = {w[u][r][1].x, w[u][r][1].y, w[u][r][1].z, w[u][r][1].w};
+        const float m_lo = lane_scale(m[u][r][0], lo), m_hi = lane_scale(m[u][r][1], hi);
+        const uint32_t s_lo = P::pack(m_lo, m_lo), s_hi = P::pack(m_hi, m_hi);
 #pragma unroll
         for (int j = 0; j < 8; ++j) {  // bytes 2j and 2j + 1 of each row
           const int shift = 16 * (j & 1);

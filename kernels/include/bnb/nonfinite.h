@@ -78,10 +78,22 @@ BNB_HD float dequantized_value(float entry, uint8_t q, uint8_t reserved, float s
   return (is_marked(stored) && q == reserved) ? NAN : entry * fabsf(stored);
 }
 
-// The scale of a block for a product that cannot single out the reserved code cheaply (the
-// tensor-core 4-bit GEMM): NaN for a marked block, whose NaN then reaches every output that
-// reads the block (the block's weight row, as F.linear's NaN would).
-BNB_HD float block_scale_or_nan(float stored) { return is_marked(stored) ? NAN : stored; }
+// Whether one of the eight 4-bit codes packed in `word` is the reserved code: x has a zero
+// nibble exactly where word has the reserved one, and (x - 0x1...1) & ~x sets the top bit of
+// some nibble if and only if x has a zero nibble.
+BNB_HD bool holds_reserved_code_4bit(uint32_t word) {
+  const uint32_t x = word ^ (0x11111111u * kReservedCode4bit);
+  return ((x - 0x11111111u) & ~x & 0x88888888u) != 0;
+}
+
+// The scale of some weights of one row of a block, for a product that cannot single out the
+// reserved code cheaply (the tensor-core 4-bit GEMM): in a marked block NaN where those
+// weights hold the reserved code (`holds_reserved`), so that their row's output is NaN, as
+// F.linear's with a NaN weight; else the block's |absmax|, so that the other rows of a block
+// that spans several rows keep their values.
+BNB_HD float block_scale_or_nan(float stored, bool holds_reserved) {
+  return is_marked(stored) ? (holds_reserved ? NAN : fabsf(stored)) : stored;
+}
 
 // Tensor-wise codes (one absmax for the whole tensor, `quantize` / `dequantize`): the tensor is
 // the block, and has no room for a mark, so a NaN or Inf anywhere makes the absmax non-finite

@@ -300,6 +300,12 @@ INSTANTIATE_TEST_SUITE_P(
                       std::make_tuple(DType::BFloat16, 9, 17, 1152, 128),  // 2 tiles, N % 16 != 0
                       std::make_tuple(DType::BFloat16, 65, 24, 256, 64),   // past the tensor-core rows
                       std::make_tuple(DType::BFloat16, 3, 11, 100, 64),   // K not a multiple of 32
-                      std::make_tuple(DType::Float32, 2, 7, 33, 32)));    // odd K: rows share bytes
+                      std::make_tuple(DType::Float32, 2, 7, 33, 32),      // odd K: rows share bytes
+                      // tensor cores with blocks spanning rows (a NaN weight's block holds other rows)
+                      std::make_tuple(DType::Float16, 4, 40, 128, 256),
+                      std::make_tuple(DType::BFloat16, 2, 24, 384, 256),   // K % blocksize != 0
+                      std::make_tuple(DType::BFloat16, 12, 40, 512, 4096),  // 2 token tiles, A staged
+                      std::make_tuple(DType::BFloat16, 8, 40, 1536, 64),   // 1 token tile, A through L1
+                      std::make_tuple(DType::Float16, 24, 72, 640, 64)));  // 3 token tiles (MT 4, RT 2)
 
 }  // namespace
