@@ -76,3 +76,24 @@ def test_trust_ratio_of_a_nonfinite_update_is_nan(device, cls, kwargs, value):
     assert torch.isfinite(p).all()
     p, _ = run(cls, kwargs, grads, device)
     assert p.isnan().all()
+
+
+def _torch_lion(p, grads, lr, beta1=0.9, beta2=0.99):
+    """Lion written with torch ops, the reference of the test below."""
+    p, m = p.clone(), torch.zeros_like(p)
+    for g in grads:
+        p = p - lr * (beta1 * m + (1 - beta1) * g).sign()
+        m = beta2 * m + (1 - beta2) * g
+    return p
+
+
+@pytest.mark.parametrize("cls", [bnb.optim.Lion8bit, bnb.optim.Lion32bit])
+def test_lion_nonfinite_gradient_is_nonfinite_where_torch_is(device, cls):
+    """torch.sign(NaN) is 0 and sign(+-Inf) is +-1: Lion written in torch keeps every element
+    finite through a NaN or Inf gradient, and so does ours (the kernel's sign must agree)."""
+    _, bad = grads_with_nonfinite(device)
+    p_bad, _ = run(cls, dict(lr=1e-3), bad, device)
+    torch.manual_seed(1)
+    want = _torch_lion(torch.randn(N, device=device), bad, 1e-3)
+    assert torch.equal(torch.isfinite(p_bad), torch.isfinite(want))
+    assert torch.equal(torch.isfinite(want), torch.ones_like(want, dtype=torch.bool))
