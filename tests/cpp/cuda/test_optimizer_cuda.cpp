@@ -85,13 +85,23 @@ HostTensor make_tensor(DType dtype, int64_t n, bnb::StateFormat format, bool blo
 }
 
 // The same tensor on the device.
+// shift: bytes of padding before the gradient (one element: not 16-byte aligned, so that
+// every chunk of the tensor takes the element-wise path).
+std::vector<uint8_t> padded(const std::vector<uint8_t>& bytes, size_t shift) {
+  std::vector<uint8_t> out(shift, 0);
+  out.insert(out.end(), bytes.begin(), bytes.end());
+  return out;
+}
 struct DeviceTensor {
   DeviceBuffer<uint8_t> p, g;
   DeviceBuffer<float> s1, s2;
   DeviceBuffer<uint8_t> q1, q2;
   DeviceBuffer<float> a1, a2;
-  explicit DeviceTensor(const HostTensor& t)
-      : p(t.p.bytes), g(t.g.bytes), s1(t.s1), s2(t.s2), q1(t.q1), q2(t.q2), a1(t.a1), a2(t.a2) {}
+  size_t shift;
+  explicit DeviceTensor(const HostTensor& t, size_t shift = 0)
+      : p(t.p.bytes), g(padded(t.g.bytes, shift)), s1(t.s1), s2(t.s2), q1(t.q1), q2(t.q2), a1(t.a1), a2(t.a2),
+        shift(shift) {}
+  uint8_t* grad() const { return g.get() + shift; }
 };
 
 class OptimizerCuda : public CudaTestWithParam<std::tuple<Algorithm, DType, int, bool>> {};
@@ -115,9 +125,9 @@ int code_at(const std::vector<uint8_t>& q, int64_t i, bool four_bit) {
 // mode 0: 32-bit states; 1: 8-bit block-wise; 2: 8-bit tensor-wise; 3: 4-bit (Adam). `several`:
 // five tensors of sizes that are not multiples of the 256-value block, one of them empty.
 // sizes_given: the tensors' sizes instead (non-empty). `nonfinite`: some gradient values are
-// NaN, +Inf or -Inf.
+// NaN, +Inf or -Inf. `misaligned`: every gradient starts one element past a 16-byte boundary.
 void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unorm,
-              const std::vector<int64_t>& sizes_given = {}, bool nonfinite = false) {
+              const std::vector<int64_t>& sizes_given = {}, bool nonfinite = false, bool misaligned = false) {
   const bnb::StateFormat format =
       mode == 0 ? bnb::StateFormat::Float32 : mode == 3 ? bnb::StateFormat::Code4 : bnb::StateFormat::Code8;
   const bool eight_bit = mode > 0, block_wise = mode != 2, four_bit = mode == 3;
@@ -139,7 +149,8 @@ void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unor
     if (nonfinite) sprinkle_nonfinite(cpu.back().g, 611);
   }
   std::deque<DeviceTensor> dev;  // buffers are not movable: a deque never moves them
-  for (const auto& t : cpu) dev.emplace_back(t);  // before the CPU update changes them
+  for (const auto& t : cpu)  // before the CPU update changes them
+    dev.emplace_back(t, misaligned ? size_t(bnb::dtype_size(dtype)) : 0);
   const int count = int(sizes.size());
 
   std::vector<float> stats_cpu(static_cast<size_t>(count) * bnb::kStats, 0.f);
@@ -152,7 +163,7 @@ void run_case(Algorithm alg, DType dtype, int mode, bool several, float max_unor
                          two ? (eight_bit ? (void*)t.q2.data() : (void*)t.s2.data()) : nullptr,
                          eight_bit ? t.a1.data() : nullptr, eight_bit && two ? t.a2.data() : nullptr, nullptr,
                          stats_cpu.data() + i * bnb::kStats, sizes[static_cast<size_t>(i)]});
-    dev_slots.push_back({d.p.get(), d.g.get(), eight_bit ? (void*)d.q1.get() : (void*)d.s1.get(),
+    dev_slots.push_back({d.p.get(), d.grad(), eight_bit ? (void*)d.q1.get() : (void*)d.s1.get(),
                          two ? (eight_bit ? (void*)d.q2.get() : (void*)d.s2.get()) : nullptr,
                          eight_bit ? d.a1.get() : nullptr, eight_bit && two ? d.a2.get() : nullptr, nullptr,
                          workspace.get() + i * bnb::kStats, sizes[static_cast<size_t>(i)]});
@@ -259,6 +270,41 @@ TEST_F(CudaTest, OptimizerTrustRatioMatchesCpu) {
     run_case(Algorithm::Adam, DType::Float32, mode, true, 1e-3f);
     run_case(Algorithm::Momentum, DType::BFloat16, mode, true, 1e-3f);
   }
+}
+
+// More chunks than the persistent grid has warps (132 SMs x 16 warps on an H100; these
+// sizes give every warp of a GPU of up to 244 SMs two chunks or more): a warp's later
+// chunks come from the registers its previous iteration loaded (8-bit and 4-bit state), its
+// walk crosses tensor boundaries inside the loop (an empty tensor and a one-value one among
+// them), and the pre-pass flushes one tensor's sums before the next. The sizes above fit in one
+// chunk per warp and reach none of this.
+TEST_F(CudaTest, OptimizerManyChunksPerWarpMatchesCpu) {
+  const std::vector<int64_t> sizes{1000003, 1, 0, 700000, 257, 300001};
+  for (const int mode : {0, 1, 2, 3}) {
+    SCOPED_TRACE("mode " + std::to_string(mode));
+    run_case(Algorithm::Adam, DType::Float32, mode, true, 0.f, sizes);
+    run_case(Algorithm::Adam, DType::BFloat16, mode, true, 0.f, sizes);
+  }
+  run_case(Algorithm::Lion, DType::Float16, 1, true, 0.f, sizes);
+  run_case(Algorithm::Momentum, DType::Float32, 2, true, 1e-3f, sizes);  // tensor-wise state and the trust ratio
+  run_case(Algorithm::Adam, DType::BFloat16, 1, true, 1e-3f, sizes, true);  // non-finite gradients
+  // AdEMAMix with sizes of whole 16-value runs: its third state takes the vector path too
+  run_case(Algorithm::AdEMAMix, DType::Float32, 1, true, 0.f, {1048576, 0, 524304, 4112});
+  run_case(Algorithm::AdEMAMix, DType::BFloat16, 1, true, 0.f, sizes);
+}
+
+// Gradients one element past a 16-byte boundary (a view into a larger buffer): every chunk,
+// full ones included, takes the element-wise loads and stores, for each state format and
+// parameter dtype. The other tests' buffers are all aligned.
+TEST_F(CudaTest, OptimizerMisalignedGradientMatchesCpu) {
+  for (const int mode : {0, 1, 2, 3})
+    for (const DType dtype : {DType::Float32, DType::Float16, DType::BFloat16}) {
+      SCOPED_TRACE("mode " + std::to_string(mode) + ", " + name(dtype));
+      run_case(Algorithm::Adam, dtype, mode, true, 0.f, {}, false, true);
+    }
+  run_case(Algorithm::Lion, DType::BFloat16, 1, true, 0.f, {}, false, true);
+  run_case(Algorithm::AdEMAMix, DType::Float32, 1, true, 0.f, {65536, 4112, 0, 300}, false, true);
+  run_case(Algorithm::Momentum, DType::Float32, 2, true, 1e-3f, {}, false, true);
 }
 
 }  // namespace
