@@ -183,3 +183,20 @@ def test_prefetch_all_to_cpu_moves_optimizer_state_and_the_next_step_brings_it_b
         plain.step()
     assert calls == [2, 2]
     assert torch.equal(p1, p2)
+
+
+def test_page_manager_forgets_freed_state(monkeypatch):
+    import gc
+
+    mng = F.GlobalPageManager.get_instance()
+    monkeypatch.setattr(mng, "_weak", [])
+    monkeypatch.setattr(mng, "_live", 0)
+    kept = [F.get_paged(2, device="cpu") for _ in range(10)]
+    for t in kept:
+        mng.register_weakly(t)
+    for _ in range(500):  # state of optimizers made and dropped
+        mng.register_weakly(F.get_paged(2, device="cpu"))
+    gc.collect()
+    mng.register_weakly(F.get_paged(2, device="cpu"))
+    assert len(mng._weak) < 200  # the freed are pruned as it goes
+    assert sum(r() is not None for r in mng._weak) >= len(kept)

@@ -50,11 +50,14 @@ class GlobalPageManager:
     def initialize(self):
         self.paged_tensors = []
         self._weak = []  # weakref.ref of the built-in optimizers' paged state, in creation order
+        self._live = 0  # how many of them were alive at the last pruning
 
     def register_weakly(self, t):
         """Registers paged tensor `t` for prefetch_all without keeping it alive."""
-        self._weak = [r for r in self._weak if r() is not None]
         self._weak.append(weakref.ref(t))
+        if len(self._weak) > 2 * self._live + 64:  # prune the freed now and then, not at every call
+            self._weak = [r for r in self._weak if r() is not None]
+            self._live = len(self._weak)
 
     @classmethod
     def get_instance(cls):
