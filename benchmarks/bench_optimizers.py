@@ -7,7 +7,8 @@ elements, for the paged/unpaged ratio only.
 Reports the median step time (CUDA events, after warm-up), the fraction of the measured
 device-to-device copy bandwidth the step reaches (bytes it must move / time), and the
 optimizer-state memory, and per workload the ratios of the AdEMAMix8bit step (three 8-bit
-states) to the AdamW8bit step and of each paged step to its unpaged one. Writes JSON to --out and prints markdown tables last.
+states) to the AdamW8bit step and of each paged step to its unpaged one. Writes JSON to
+--out and prints markdown tables last.
 
     python benchmarks/bench_optimizers.py --out bench_out
     python benchmarks/bench_optimizers.py --out bench_out --device cpu --scale 0.001   # smoke run
@@ -67,6 +68,7 @@ RATIOS = [("bnb AdEMAMix8bit", "bnb AdamW8bit"), ("bnb AdEMAMix8bit", "torch Ada
           ("bnb PagedAdamW4bit", "bnb AdamW4bit"), ("bnb PagedAdamW32bit", "bnb AdamW32bit")]
 # Workload (c) measures only what paging costs on a smaller tensor: the paths named here.
 PAGING_PATHS = ("bnb AdamW8bit", "bnb PagedAdamW8bit", "bnb AdamW4bit", "bnb PagedAdamW4bit")
+ALL_PATHS = tuple(PATHS)
 
 
 def moved_bytes(params, opt):
@@ -114,19 +116,19 @@ def copy_bandwidth(device, nbytes):
 def run(args):
     device = args.device
     workloads = {
-        "(a) 1 x 2^28 fp32": ([(max(1, int(2 ** 28 * args.scale)),)], torch.float32),
-        "(b) GPT-2 medium 292 x bf16": (scaled_shapes(gpt2_medium_shapes(), args.scale), torch.bfloat16),
-        "(c) 1 x 2^26 fp32": ([(max(1, int(2 ** 26 * args.scale)),)], torch.float32),
+        "(a) 1 x 2^28 fp32": ([(max(1, int(2 ** 28 * args.scale)),)], torch.float32, ALL_PATHS),
+        "(b) GPT-2 medium 292 x bf16": (scaled_shapes(gpt2_medium_shapes(), args.scale), torch.bfloat16, ALL_PATHS),
+        "(c) 1 x 2^26 fp32": ([(max(1, int(2 ** 26 * args.scale)),)], torch.float32, PAGING_PATHS),
     }
     bw = copy_bandwidth(device, max(1 << 20, int((1 << 30) * min(1.0, args.scale * 4))))
     results = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
                "copy_bandwidth_GBps": bw / 1e9, "rows": []}
-    for wname, (shapes, dtype) in workloads.items():
+    for wname, (shapes, dtype, paths) in workloads.items():
         n = sum(int(torch.Size(s).numel()) for s in shapes)
         for pname, make in PATHS.items():
             if args.paths and not any(k in pname for k in args.paths.split(",")):
                 continue
-            if wname.startswith("(c)") and pname not in PAGING_PATHS:
+            if pname not in paths:
                 continue
             params = make_params(shapes, dtype, device)
             opt = make(params)

@@ -46,6 +46,18 @@ def _pair(n=300_000, seed=0):
     return p1, p2
 
 
+def _step_both(paged, plain, p1, p2, steps, before=None):
+    """`steps` steps of both optimizers on the same random gradients; before(i) runs ahead of
+    step i."""
+    for i in range(steps):
+        g = torch.randn_like(p1)
+        p1.grad, p2.grad = g.clone(), g.clone()
+        if before is not None:
+            before(i)
+        paged.step()
+        plain.step()
+
+
 def _spy(monkeypatch):
     calls = []
     real = paging.prefetch_to_device
@@ -59,11 +71,7 @@ def test_state_that_fits_is_prefetched_once(monkeypatch):
     monkeypatch.setattr(paging, "pressure_possible", lambda *a: False)
     p1, p2 = _pair()
     paged, plain = bnb.optim.PagedAdamW8bit([p1]), bnb.optim.AdamW8bit([p2])
-    for _ in range(4):
-        g = torch.randn_like(p1)
-        p1.grad, p2.grad = g.clone(), g.clone()
-        paged.step()
-        plain.step()
+    _step_both(paged, plain, p1, p2, 4)
     assert calls == [2]  # state1 and state2, at the first step only
     assert torch.equal(p1, p2)
 
@@ -74,9 +82,8 @@ def test_state_sent_to_the_host_comes_back_and_steps_exactly(monkeypatch):
     monkeypatch.setattr(paging, "pressure_possible", lambda *a: False)
     p1, p2 = _pair(seed=1)
     paged, plain = bnb.optim.PagedAdamW8bit([p1]), bnb.optim.AdamW8bit([p2])
-    for i in range(4):
-        g = torch.randn_like(p1)
-        p1.grad, p2.grad = g.clone(), g.clone()
+
+    def to_host(i):
         if i == 2:  # as a user freeing GPU memory for something else would
             state = paged.state[p1]
             saved = state["state1"].clone(), state["state2"].clone()
@@ -84,8 +91,8 @@ def test_state_sent_to_the_host_comes_back_and_steps_exactly(monkeypatch):
                 F.prefetch_tensor(state[key], to_cpu=True)
             torch.cuda.synchronize()
             assert torch.equal(state["state1"], saved[0]) and torch.equal(state["state2"], saved[1])
-        paged.step()
-        plain.step()
+
+    _step_both(paged, plain, p1, p2, 4, to_host)
     assert calls == [2, 2]  # the first step, and the step after the move to the host
     assert torch.equal(p1, p2)
     for key in ("state1", "state2", "absmax1", "absmax2"):
@@ -98,11 +105,7 @@ def test_possible_pressure_prefetches_every_step(monkeypatch):
     monkeypatch.setattr(paging, "pressure_possible", lambda *a: True)
     p1, p2 = _pair(seed=2)
     paged, plain = bnb.optim.PagedAdam32bit([p1]), bnb.optim.Adam32bit([p2])
-    for _ in range(3):
-        g = torch.randn_like(p1)
-        p1.grad, p2.grad = g.clone(), g.clone()
-        paged.step()
-        plain.step()
+    _step_both(paged, plain, p1, p2, 3)
     assert calls == [2, 2, 2]
     assert torch.equal(p1, p2)
 
@@ -172,15 +175,14 @@ def test_prefetch_all_to_cpu_moves_optimizer_state_and_the_next_step_brings_it_b
     monkeypatch.setattr(paging, "pressure_possible", lambda *a: False)
     p1, p2 = _pair(seed=4)
     paged, plain = bnb.optim.PagedAdamW8bit([p1]), bnb.optim.AdamW8bit([p2])
-    for i in range(3):
-        g = torch.randn_like(p1)
-        p1.grad, p2.grad = g.clone(), g.clone()
+
+    def all_to_host(i):
         if i == 1:
             before = F.optimizer.host_moves()
             F.GlobalPageManager.get_instance().prefetch_all(to_cpu=True)
             assert F.optimizer.host_moves() > before  # the optimizer's state was among what moved
-        paged.step()
-        plain.step()
+
+    _step_both(paged, plain, p1, p2, 3, all_to_host)
     assert calls == [2, 2]
     assert torch.equal(p1, p2)
 
