@@ -115,7 +115,7 @@ def test_many_chunks_per_warp_and_misaligned_views_agree_with_cpu(dtype, bits, o
     grads = [[torch.randn(n + offset).to(dtype) for n in sizes] for _ in range(3)]
     out = {}
     for device in ("cpu", "cuda"):
-        params = [b.to(device)[offset:] for b in base]
+        params = [b.to(device, copy=True)[offset:] for b in base]  # the CPU run must not step `base`
         s1, s2, a1, a2 = _state_views(sizes, bits, device, offset)
         q1, q2 = state_maps(device, bits=bits) if bits < 32 else (None, None)
         for step, gs in enumerate(grads, 1):

@@ -149,13 +149,16 @@ def check_optimizer_update(device):
         assert err <= tol, f"AdEMAMix with {bits}-bit state is {err:.2e} from its plain-torch form"
 
 
-@self_check("paged_zeros", "prefetch_to_device")
+@self_check("paged_zeros", "prefetch_to_device", "prefetch_to_host")
 def check_paged(device):
     t = F.paged_zeros((3, 1000), dtype=torch.float32, device=device)
     assert t.shape == (3, 1000) and t.device.type == torch.device(device).type and torch.all(t == 0)
     t.add_(1.5)
-    F.prefetch_to_device(t)
+    F.prefetch_to_host(t)  # the values survive the round trip through host memory
     assert torch.all(t == 1.5)
+    F.prefetch_to_device(t)
+    t.add_(1.0)
+    assert torch.all(t == 2.5)
 
 
 @self_check("int8_vectorwise_quant_outliers", "int8_mm_dequant_outliers")
