@@ -4,7 +4,7 @@ dtype, in the same run: isolated calls (CUDA events around one call) and back to
 over copies of the layer so that the weights come from memory, not the L2, and replayed from a
 CUDA graph (device time only: small layers are bound by the host in eager mode, ours and torch's).
 
-    python benchmarks/bench_4bit.py [--log2n 28] [--out DIR] [--blocksizes 32,64,4096] [--no-linear]
+    python benchmarks/bench_4bit.py [--log2n 28] [--out DIR] [--blocksizes 32,64,4096] [--no-linear | --no-quantize]
 """
 import argparse
 import os
@@ -126,10 +126,12 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--blocksizes", default="64", help="comma-separated block sizes of the quantize rows")
     ap.add_argument("--no-linear", action="store_true", help="quantize and dequantize rows only")
+    ap.add_argument("--no-quantize", action="store_true", help="Linear4bit rows only")
     args = ap.parse_args()
     n = 2**args.log2n
     copy_gbs = copy_bandwidth_gbs()
-    qrows = [row for b in args.blocksizes.split(",") for row in quantize_rows(n, copy_gbs, int(b))]
+    qrows = [] if args.no_quantize else [row for b in args.blocksizes.split(",")
+                                         for row in quantize_rows(n, copy_gbs, int(b))]
     lrows = [] if args.no_linear else linear_rows(copy_gbs)
     write_json(args.out, "bench_4bit.json", {"device": device_name(), "n": n, "copy_GBps": copy_gbs,
                                              "quantize": qrows, "linear": lrows})

@@ -124,7 +124,7 @@ def test_strided_bias(device):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
-@pytest.mark.parametrize("K,blocksize", [(128, 4096), (384, 256), (256, 64), (96, 256)])
+@pytest.mark.parametrize("K,blocksize", [(128, 4096), (384, 256), (256, 64), (96, 256), (192, 64), (320, 32)])
 def test_non_finite_weight_reaches_its_feature_only(dtype, K, blocksize, device):
     # Blocks of more than K weights, or not dividing K, hold the ends of several rows: a NaN or
     # Inf weight makes only its own output feature NaN, as F.linear with that weight does.

@@ -7,31 +7,41 @@
 // mma.m16n8k16 (16 output features) and A the 16 x 8 one (8 tokens): one token wastes 7/8 of
 // a tensor-core instruction, which costs nothing here, and the weight is not staged at all.
 // Which physical k each fragment slot stands for is free (a dot product does not care about
-// the order of its terms) as long as W and A agree, so each lane takes 32 consecutive k of a
-// 128-wide chunk: 16 packed bytes of a weight row (one 16-byte load, rows g and g + 8) and 32
-// activations per token (four 16-byte loads). Step j of the chunk maps the fragment's k slots
-// {2t, 2t + 1} and {2t + 8, 2t + 9} to k = 32t + 4j + {0, 1} and {2, 3}: one packed byte each.
+// the order of its terms) as long as W and A agree. The unit is a sub-chunk of 64 k of a row:
+// lane t of a lane group takes its 16 k (8 packed bytes, one 8-byte load for rows g and g + 8),
+// and step s of the sub-chunk's four maps the fragment's k slots {2t, 2t + 1} and
+// {2t + 8, 2t + 9} to k = 16t + 4s + {0, 1} and {2, 3}: one packed byte each, and four
+// consecutive activations of a token.
 //
-// Dequantization: a 256-entry table in shared memory (16 interleaved copies) holds both values
-// of every byte (code of the high nibble, code of the low nibble, each rounded to the dtype),
-// and one paired multiply by the block's scale (rounded to the dtype) gives the two weights of a
-// fragment register: about two instructions per two weights.
+// Dequantization: a 256-entry table in shared memory (16 interleaved copies: a warp's 32
+// lookups of random bytes meet at most two to a bank) holds both code values of every byte,
+// rounded to the dtype; a lookup is a byte permute, a multiply-add and the load. The block's
+// scale is then applied in one of two ways:
+// - POST (blocks of 64 or more): a sub-chunk lies in one block, so its four mma steps sum
+//   code * activation into a float32 partial and one fma a partial applies the scale: no work
+//   per weight beyond the lookup (the weight's value, code * scale, is then exact in float32
+//   rather than rounded to the dtype);
+// - otherwise (blocks of 32, and 32 or more tokens, where a partial per token tile would cost
+//   more than it saves): each fragment register is multiplied by the scale rounded to the dtype.
 //
-// A CTA is one 16 RT-row slab of W with its K split over kMmaWarps warps (adjacent chunks, so
-// the CTA reads each row in long runs); their partial sums meet in shared memory.
+// A CTA is one 16 RT-row slab of W with its K split over its warps (adjacent sub-chunks, so the
+// CTA reads each row in long runs); their partial sums meet in shared memory. Each warp keeps
+// two rounds of U sub-chunks in flight: the next round is loaded before the current one is
+// used, and the first before the CTA fills its tables.
 #pragma once
 #include <cstdint>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "bnb/block_scales.h"
+#include "../common/device_caps.cuh"
 #include "../common/quant.cuh"
-#include "../int8/weight_linear_mma.cuh"  // MmaOp<T>::mma, load_weight_stream
+#include "../int8/weight_linear_mma.cuh"  // MmaOp<T>::mma
 
 namespace bnb::cuda {
 
-constexpr int kMmaWarps = 4;    // warps of a CTA, splitting K
-constexpr int kMmaChunk = 128;  // k per lane group and step: 16 packed bytes a lane and row
+constexpr int kMmaSubK = 64;      // k of a sub-chunk: 8 packed bytes a lane and row, four mma steps
+constexpr int kMmaMaxWarps = 8;   // warps of a CTA (one token tile: 4 or 8; more tokens: 4)
 
 // Two values of T in one register, the first (the lower k) in the low half.
 template <typename T> struct Pair4bit;
@@ -59,83 +69,156 @@ template <> struct Pair4bit<__nv_bfloat16> {
   }
 };
 
-// The scale of a lane's 32 weights of a row (its 16 bytes) in a block whose stored absmax is
+// The scale of a lane's 16 weights of a row (its 8 bytes) in a block whose stored absmax is
 // `stored` (marked blocks: nonfinite.h); the check of the bytes only in a marked block.
-__device__ __forceinline__ float lane_scale(float stored, const uint32_t (&bytes)[4]) {
+__device__ __forceinline__ float lane_scale(float stored, uint2 bytes) {
   if (!is_marked(stored)) return stored;
-  return block_scale_or_nan(stored, holds_reserved_code_4bit(bytes[0]) || holds_reserved_code_4bit(bytes[1]) ||
-                                        holds_reserved_code_4bit(bytes[2]) || holds_reserved_code_4bit(bytes[3]));
+  return block_scale_or_nan(stored, holds_reserved_code_4bit(bytes.x) || holds_reserved_code_4bit(bytes.y));
+}
+
+// The code pair of byte i (0..3) of `word` from this lane's copy of the byte table, at shared
+// address `table` (entry b of the copy 64 b bytes on): a byte permute brings the byte down (a
+// shift and a mask would be two instructions) and one multiply-add makes the address. (Left to
+// the compiler, the index arithmetic takes four instructions a lookup; the lookups are most of
+// the kernel's work.) Volatile: never moved above the barrier after which the table is full.
+__device__ __forceinline__ uint32_t code_pair(uint32_t table, uint32_t word, int i) {
+  uint32_t b, v;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(b) : "r"(word), "r"(0u), "r"(0x4440u | unsigned(i)));
+  asm volatile("ld.shared.b32 %0, [%1];" : "=r"(v) : "r"(table + (b << 6)));
+  return v;
+}
+
+// 8 bytes of the weight stream, not kept in the L1 (read once).
+__device__ __forceinline__ uint2 load_weight_stream8(const uint8_t* p) {
+  uint2 r;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
+  return r;
+}
+
+// A block's scale as loaded (the plain absmax; or the nested group absmax and code), made a
+// float only when used, so that loading the next round never waits for its loads.
+struct ScaleParts {
+  float a;
+  uint32_t q;
+};
+__device__ __forceinline__ ScaleParts load_scale_parts(const BlockScales& s, int b) {
+  if (s.nested) return {__ldg(s.nested_absmax + (b >> s.log2_nested_blocksize)), uint32_t(__ldg(s.nested + b))};
+  return {__ldg(s.absmax + b), 0u};
+}
+__device__ __forceinline__ float scale_of(const BlockScales& s, ScaleParts p, const float* s_ncode, float offset) {
+  return s.nested ? nested_scale_of(s_ncode[p.q], p.a, uint8_t(p.q), offset) : p.a;
 }
 
 // MT token tiles of 8 (M <= 8 MT); RT row tiles of 16 a warp (the activation fragments serve
-// RT tiles: the CTAs together read A N / (16 RT) times); U chunks a warp loads before using
-// any (the weight bytes in flight hide the memory latency). A_SMEM: the CTA first copies all of
-// A to shared memory (rows padded by 16 bytes: conflict-free fragment reads), all its loads in
-// flight at once, where it fits; else fragments come through the L1, a whole chunk's loaded
-// one chunk ahead when MT <= 2 (more would not fit the registers).
-template <typename T, int MT, int RT, int U, bool A_SMEM>
-__global__ void __launch_bounds__(kMmaWarps * 32)
+// RT tiles: the CTAs together read A N / (16 RT) times); U sub-chunks a warp's round. A_SMEM:
+// the CTA first copies all of A to shared memory (rows padded by 16 bytes: conflict-free
+// fragment reads), all its loads in flight at once, where it fits; else fragments come through
+// the L1 (one sub-chunk ahead for MT <= 2). POST: scales applied to partial sums (above).
+template <typename T, int MT, int RT, int U, bool A_SMEM, bool POST>
+__global__ void __launch_bounds__(kMmaMaxWarps * 32)
 gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, const float* __restrict__ code,
                      const BlockScales scales, const T* __restrict__ bias, T* __restrict__ out, int M, int64_t N,
                      int64_t K, int log2_blocksize) {
   using P = Pair4bit<T>;
   constexpr int kTokens = MT * 8, kRows = 16 * RT;
-  constexpr bool kWholeChunk = A_SMEM || MT <= 2;  // a chunk's fragments of every token tile at once
-  extern __shared__ uint4 s_a[];                   // A_SMEM: [M][K / 8 + 1]
-  // The byte table, 16 copies interleaved (entry b of copy c at 16 b + c): lane l reads copy
-  // l % 16, so a warp's 32 lookups of random bytes meet at most two to a bank (one copy: about
-  // four, and the lookups bound the kernel).
-  __shared__ uint32_t s_pair[256 * 16];
-  __shared__ float s_sum[kMmaWarps][kRows][kTokens + 1];  // + 1: no bank conflicts on the way in
-  for (int i = threadIdx.x; i < 256 * 16; i += blockDim.x) s_pair[i] = P::pack(code[i >> 8], code[(i >> 4) & 15]);
-  const int64_t row_vecs = K / 8 + 1;  // uint4 a padded row of A in shared memory
-  if constexpr (A_SMEM) {
-    const int64_t vecs = int64_t(M) * (K / 8);
-    const uint4* src = reinterpret_cast<const uint4*>(A);
-    for (int64_t i0 = threadIdx.x; i0 < vecs; i0 += 4 * blockDim.x) {
-      uint4 v[4];
-#pragma unroll
-      for (int u = 0; u < 4; ++u) {
-        const int64_t i = i0 + int64_t(u) * blockDim.x;
-        if (i < vecs) v[u] = __ldg(src + i);
-      }
-#pragma unroll
-      for (int u = 0; u < 4; ++u) {
-        const int64_t i = i0 + int64_t(u) * blockDim.x;
-        if (i < vecs) s_a[(i / (K / 8)) * row_vecs + i % (K / 8)] = v[u];
-      }
-    }
-  }
-  __syncthreads();
+  constexpr int kWarps = MT == 1 ? kMmaMaxWarps : 4;  // most warps a CTA of this shape is launched with
+  constexpr bool kAhead = MT <= 2;                    // activation fragments one sub-chunk ahead
+  extern __shared__ uint4 s_a[];                      // A_SMEM: [M][K / 8 + 1]
+  __shared__ __align__(16) uint32_t s_pair[256 * 16];
+  __shared__ float s_ncode[256];                      // nested scales: the values of their codes
+  __shared__ float s_sum[kWarps][kRows][kTokens + 1];  // + 1: no bank conflicts on the way in
 
+  const int warps = int(blockDim.x) / 32;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-  const uint32_t* table = s_pair + (lane & 15);  // this lane's copy
   const int64_t n0 = int64_t(blockIdx.x) * kRows;
   // Rows past N and tokens past M repeat the last one (their results are never written).
   // Row h * 8 + g of tile r (h = 0, 1: the fragment's two row halves).
   const uint8_t* w_row[RT][2];
-  int64_t first[RT][2];  // flattened index of the lane's first weight of the row in chunk 0
+  // Where the lane's scale of the row is read, in units of 16 weights (32-bit: the launcher's
+  // rule), from the row's start; its block is that >> (log2_blocksize - 4).
+  int first[RT][2];
 #pragma unroll
   for (int r = 0; r < RT; ++r) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int64_t row = min(n0 + 16 * r + 8 * h + g, N - 1);
-      w_row[r][h] = B + row * (K / 2) + 16 * t;
-      first[r][h] = row * K + 32 * t;
+      w_row[r][h] = B + row * (K / 2) + 8 * t;
+      first[r][h] = int((row * K) >> 4) + (POST ? 0 : t);
     }
   }
-  int64_t a_at[MT];  // the lane's first activation of each token tile: uint4 index (A_SMEM) or element
+  const int subs = int(K / kMmaSubK);  // K < 2^31 (the launcher's rule)
+  const int stride = warps * U;
+  // Round c0's weights and scales; sub-chunks past the end are not loaded (nor used).
+  auto load_round = [&](uint2 (&w)[U][RT][2], ScaleParts (&sp)[U][RT][2], int c0) {
+#pragma unroll
+    for (int r = 0; r < RT; ++r) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const uint8_t* p = w_row[r][h] + int64_t(c0) * (kMmaSubK / 2);
+        const int e = first[r][h] + c0 * (kMmaSubK / 16);
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          if (c0 + u < subs) {
+            w[u][r][h] = load_weight_stream8(p + u * (kMmaSubK / 2));
+            sp[u][r][h] = load_scale_parts(scales, (e + u * (kMmaSubK / 16)) >> (log2_blocksize - 4));
+          } else {
+            sp[u][r][h] = {0.f, 0u};  // its scale is still made (never used): a code inside the table
+          }
+        }
+      }
+    }
+  };
+  int c0 = warp * U;
+  uint2 w[U][RT][2];
+  ScaleParts sp[U][RT][2];
+  if (c0 < subs) load_round(w, sp, c0);  // in flight while the tables fill
+
+  for (int e = threadIdx.x; e < 256; e += blockDim.x) {
+    const uint32_t v = P::pack(code[e >> 4], code[e & 15]);
+    uint4* copies = reinterpret_cast<uint4*>(s_pair + 16 * e);
+#pragma unroll
+    for (int c = 0; c < 4; ++c) copies[c] = make_uint4(v, v, v, v);
+    if (scales.nested) s_ncode[e] = scales.nested_code[e];
+  }
+  const float offset = scales.nested ? __ldg(scales.offset) : 0.f;
+  const int row_vecs = int(K / 8) + 1;  // uint4 a padded row of A in shared memory
+  if constexpr (A_SMEM) {
+    // At most 20 KiB (the launcher's rule): 32-bit indices.
+    const int kv = int(K / 8), vecs = M * kv;
+    const uint4* src = reinterpret_cast<const uint4*>(A);
+    for (int i0 = threadIdx.x; i0 < vecs; i0 += 4 * blockDim.x) {
+      uint4 v[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int i = i0 + u * int(blockDim.x);
+        if (i < vecs) v[u] = __ldg(src + i);
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int i = i0 + u * int(blockDim.x);
+        if (i < vecs) s_a[(i / kv) * row_vecs + i % kv] = v[u];
+      }
+    }
+  }
+  __syncthreads();
+
+  // This lane's copy of the byte table (entry b of copy c at word 16 b + c).
+  const uint32_t table = uint32_t(__cvta_generic_to_shared(s_pair)) + 4u * uint32_t(lane & 15);
+  // The lane's first activation of each token tile: uint4 index in shared memory (A_SMEM) or
+  // pointer.
+  int a_at[MT];
+  const uint4* a_ptr[MT];
 #pragma unroll
   for (int nt = 0; nt < MT; ++nt) {
-    const int64_t tok = min(nt * 8 + g, M - 1);
-    a_at[nt] = A_SMEM ? tok * row_vecs + 4 * t : tok * K + 32 * t;
+    const int tok = min(nt * 8 + g, M - 1);
+    a_at[nt] = tok * row_vecs + 2 * t;
+    a_ptr[nt] = reinterpret_cast<const uint4*>(A + int64_t(tok) * K + 16 * t);
   }
-  // The 16 words of a lane's fragments of token tile nt in the chunk at k0.
-  auto load_a = [&](uint32_t (&a)[16], int nt, int64_t k0) {
+  // The 8 words of a lane's fragments of token tile nt in sub-chunk c.
+  auto load_a = [&](uint32_t (&a)[8], int nt, int c) {
 #pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const uint4 v = A_SMEM ? s_a[a_at[nt] + k0 / 8 + q]
-                             : __ldg(reinterpret_cast<const uint4*>(A + a_at[nt] + k0) + q);
+    for (int q = 0; q < 2; ++q) {
+      const uint4 v = A_SMEM ? s_a[a_at[nt] + c * (kMmaSubK / 8) + q] : __ldg(a_ptr[nt] + c * (kMmaSubK / 8) + q);
       a[4 * q] = v.x;
       a[4 * q + 1] = v.y;
       a[4 * q + 2] = v.z;
@@ -144,77 +227,123 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
   };
 
   float acc[RT][MT][4] = {};
-  const int64_t chunks = K / kMmaChunk;
-  // A warp takes U adjacent chunks a round, the CTA's warps 4 U adjacent ones: runs of
-  // 64 U bytes a row per warp.
-  for (int64_t c0 = int64_t(warp) * U; c0 < chunks; c0 += int64_t(kMmaWarps) * U) {
-    uint4 w[U][RT][2];
+  for (; c0 < subs; c0 += stride) {
+    const bool more = c0 + stride < subs;
+    uint2 wn[U][RT][2];
+    ScaleParts spn[U][RT][2];
+    if (more) load_round(wn, spn, c0 + stride);
+
     float m[U][RT][2];
+    bool marked = false;
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int64_t k0 = min(c0 + u, chunks - 1) * kMmaChunk;  // past the end: a repeat, unused
+    for (int u = 0; u < U; ++u)
 #pragma unroll
-      for (int r = 0; r < RT; ++r) {
+      for (int r = 0; r < RT; ++r)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          w[u][r][h] = load_weight_stream(reinterpret_cast<const int8_t*>(w_row[r][h] + k0 / 2));
-          // A lane's 32 weights of a row lie in one block (blocksize >= 32, rows start at multiples of 128).
-          m[u][r][h] = block_scale(scales, (first[r][h] + k0) >> log2_blocksize);
+          m[u][r][h] = scale_of(scales, sp[u][r][h], s_ncode, offset);
+          marked |= is_marked(m[u][r][h]);
         }
+    if constexpr (POST) {
+      // A block that held NaN or Inf (rare): the rows whose weights in it hold the reserved
+      // code read NaN, the others the block's |absmax|. A scale serves the lane group's whole
+      // sub-chunk of a row, so the group agrees on it.
+      if (__any_sync(0xffffffffu, marked)) {
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+#pragma unroll
+          for (int r = 0; r < RT; ++r)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const float s = m[u][r][h];
+              const bool mine = is_marked(s) && (holds_reserved_code_4bit(w[u][r][h].x) ||
+                                                 holds_reserved_code_4bit(w[u][r][h].y));
+              const bool group = (__ballot_sync(0xffffffffu, mine) >> (lane & ~3)) & 0xFu;
+              m[u][r][h] = block_scale_or_nan(s, group);
+            }
       }
     }
-    uint32_t a_next[kWholeChunk ? MT : 1][16];
-    if constexpr (kWholeChunk) {
+
+    uint32_t a_cur[kAhead ? MT : 1][8];
+    if constexpr (kAhead) {
 #pragma unroll
-      for (int nt = 0; nt < MT; ++nt) load_a(a_next[nt], nt, c0 * kMmaChunk);
+      for (int nt = 0; nt < MT; ++nt) load_a(a_cur[nt], nt, c0);
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      if (c0 + u >= chunks) break;
-      const int64_t k0 = (c0 + u) * kMmaChunk;
-      uint32_t frag[RT][8][4];
+      if (c0 + u >= subs) break;
+      uint32_t a_next[kAhead ? MT : 1][8];
+      if constexpr (kAhead) {
+        if (u + 1 < U && c0 + u + 1 < subs) {
+#pragma unroll
+          for (int nt = 0; nt < MT; ++nt) load_a(a_next[nt], nt, c0 + u + 1);
+        }
+      }
+      // The sub-chunk's weight fragments, step s: bytes 2s and 2s + 1 of each row.
+      uint32_t frag[RT][4][4];
 #pragma unroll
       for (int r = 0; r < RT; ++r) {
-        const uint32_t lo[4] = {w[u][r][0].x, w[u][r][0].y, w[u][r][0].z, w[u][r][0].w};
-        const uint32_t hi[4] = {w[u][r][1].x, w[u][r][1].y, w[u][r][1].z, w[u][r][1].w};
-        const float m_lo = lane_scale(m[u][r][0], lo), m_hi = lane_scale(m[u][r][1], hi);
-        const uint32_t s_lo = P::pack(m_lo, m_lo), s_hi = P::pack(m_hi, m_hi);
+        const uint2 lo = w[u][r][0], hi = w[u][r][1];
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {  // bytes 2j and 2j + 1 of each row
-          const int shift = 16 * (j & 1);
-          frag[r][j][0] = P::mul(table[((lo[j / 2] >> shift) & 0xff) << 4], s_lo);
-          frag[r][j][1] = P::mul(table[((hi[j / 2] >> shift) & 0xff) << 4], s_hi);
-          frag[r][j][2] = P::mul(table[((lo[j / 2] >> (shift + 8)) & 0xff) << 4], s_lo);
-          frag[r][j][3] = P::mul(table[((hi[j / 2] >> (shift + 8)) & 0xff) << 4], s_hi);
+        for (int s = 0; s < 4; ++s) {
+          const uint32_t lw = s < 2 ? lo.x : lo.y, hw = s < 2 ? hi.x : hi.y;
+          const int i = 2 * (s & 1);
+          frag[r][s][0] = code_pair(table, lw, i);
+          frag[r][s][1] = code_pair(table, hw, i);
+          frag[r][s][2] = code_pair(table, lw, i + 1);
+          frag[r][s][3] = code_pair(table, hw, i + 1);
+        }
+        if constexpr (!POST) {
+          const float m_lo = lane_scale(m[u][r][0], lo), m_hi = lane_scale(m[u][r][1], hi);
+          const uint32_t s_lo = P::pack(m_lo, m_lo), s_hi = P::pack(m_hi, m_hi);
+#pragma unroll
+          for (int s = 0; s < 4; ++s) {
+            frag[r][s][0] = P::mul(frag[r][s][0], s_lo);
+            frag[r][s][1] = P::mul(frag[r][s][1], s_hi);
+            frag[r][s][2] = P::mul(frag[r][s][2], s_lo);
+            frag[r][s][3] = P::mul(frag[r][s][3], s_hi);
+          }
         }
       }
-      if constexpr (kWholeChunk) {
-        uint32_t a[MT][16];
+#pragma unroll
+      for (int nt = 0; nt < MT; ++nt) {
+        uint32_t a_own[kAhead ? 1 : 8];
+        if constexpr (!kAhead) load_a(a_own, nt, c0 + u);  // several tiles: one at a time (registers)
+        const uint32_t* a = kAhead ? a_cur[nt] : a_own;
+#pragma unroll
+        for (int r = 0; r < RT; ++r) {
+          if constexpr (POST) {
+            float part[4] = {};
+#pragma unroll
+            for (int s = 0; s < 4; ++s) MmaOp<T>::mma(part, frag[r][s], a[2 * s], a[2 * s + 1]);
+            // c0, c1: row g; c2, c3: row g + 8.
+            acc[r][nt][0] = fmaf(m[u][r][0], part[0], acc[r][nt][0]);
+            acc[r][nt][1] = fmaf(m[u][r][0], part[1], acc[r][nt][1]);
+            acc[r][nt][2] = fmaf(m[u][r][1], part[2], acc[r][nt][2]);
+            acc[r][nt][3] = fmaf(m[u][r][1], part[3], acc[r][nt][3]);
+          } else {
+#pragma unroll
+            for (int s = 0; s < 4; ++s) MmaOp<T>::mma(acc[r][nt], frag[r][s], a[2 * s], a[2 * s + 1]);
+          }
+        }
+      }
+      if constexpr (kAhead) {
 #pragma unroll
         for (int nt = 0; nt < MT; ++nt)
 #pragma unroll
-          for (int i = 0; i < 16; ++i) a[nt][i] = a_next[nt][i];
-        if (u + 1 < U && c0 + u + 1 < chunks) {  // the next chunk's fragments, in flight meanwhile
-#pragma unroll
-          for (int nt = 0; nt < MT; ++nt) load_a(a_next[nt], nt, k0 + kMmaChunk);
-        }
-#pragma unroll
-        for (int nt = 0; nt < MT; ++nt)
-#pragma unroll
-          for (int r = 0; r < RT; ++r)
-#pragma unroll
-            for (int j = 0; j < 8; ++j) MmaOp<T>::mma(acc[r][nt], frag[r][j], a[nt][2 * j], a[nt][2 * j + 1]);
-      } else {
-#pragma unroll
-        for (int nt = 0; nt < MT; ++nt) {
-          uint32_t a[16];
-          load_a(a, nt, k0);
-#pragma unroll
-          for (int r = 0; r < RT; ++r)
-#pragma unroll
-            for (int j = 0; j < 8; ++j) MmaOp<T>::mma(acc[r][nt], frag[r][j], a[2 * j], a[2 * j + 1]);
-        }
+          for (int i = 0; i < 8; ++i) a_cur[nt][i] = a_next[nt][i];
       }
+    }
+    if (more) {
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int r = 0; r < RT; ++r)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            w[u][r][h] = wn[u][r][h];
+            sp[u][r][h] = spn[u][r][h];
+          }
     }
   }
 
@@ -235,16 +364,16 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
     const int64_t n = n0 + row;
     if (n >= N || tok >= M) continue;
     float sum = 0.f;
-#pragma unroll
-    for (int w = 0; w < kMmaWarps; ++w) sum += s_sum[w][row][tok];
+    for (int w = 0; w < warps; ++w) sum += s_sum[w][row][tok];
     if (bias != nullptr) sum += to_float(bias[n]);
     out[int64_t(tok) * N + n] = from_float<T>(sum);
   }
 }
 
 // Whether the tensor-core kernel takes this product (else the CUDA-core kernel does).
-template <typename T> bool gemm_4bit_mma_fits(const T* A, const uint8_t* B, int64_t M, int64_t K) {
-  return M >= 1 && M <= 64 && K % kMmaChunk == 0 && aligned16(A) && aligned16(B);
+template <typename T> bool gemm_4bit_mma_fits(const T* A, const uint8_t* B, int64_t M, int64_t N, int64_t K) {
+  return M >= 1 && M <= 64 && K % kMmaSubK == 0 && K < (int64_t(1) << 31) && N * K < (int64_t(1) << 35) &&
+         aligned16(A) && aligned16(B);
 }
 
 template <typename T>
@@ -252,36 +381,44 @@ cudaError_t launch_gemm_4bit_mma(const T* A, const uint8_t* B, const float* code
                                  const T* bias, T* out, int64_t M, int64_t N, int64_t K, int log2_blocksize,
                                  cudaStream_t stream) {
   const int m = int(M);
-  // All of A in shared memory where it fits beside the static 25 KiB in the default 48 KiB (a
-  // decode step's one or two rows; up to 16 tokens: more would not leave the registers the
+  const bool post = log2_blocksize >= 6;  // a sub-chunk in one block
+  // All of A in shared memory where it fits beside the static 22-26 KiB in the default 48 KiB
+  // (a decode step's one or two rows; up to 16 tokens: more would not leave the registers the
   // staged fragments need).
   const size_t a_bytes = size_t(M) * size_t(K / 8 + 1) * 16;
   const bool a_smem = a_bytes <= 20 * 1024;
-#define BNB_LAUNCH_AS(MT, RT, U, AS, SMEM)                                                                     \
+#define BNB_LAUNCH_AS(MT, RT, U, AS, PS, SMEM, WARPS)                                                          \
   do {                                                                                                        \
     const int64_t grid = (N + 16 * RT - 1) / (16 * RT);                                                       \
     if (grid > 0x7fffffff) return cudaErrorInvalidValue;                                                      \
-    gemm_4bit_mma_kernel<T, MT, RT, U, AS>                                                                    \
-        <<<int(grid), kMmaWarps * 32, SMEM, stream>>>(A, B, code, scales, bias, out, m, N, K, log2_blocksize); \
+    gemm_4bit_mma_kernel<T, MT, RT, U, AS, PS>                                                                \
+        <<<int(grid), (WARPS) * 32, SMEM, stream>>>(A, B, code, scales, bias, out, m, N, K, log2_blocksize);   \
   } while (0)
-#define BNB_LAUNCH(MT, RT, U)                  \
-  do {                                         \
-    if (a_smem) {                              \
-      BNB_LAUNCH_AS(MT, RT, U, true, a_bytes); \
-    } else {                                   \
-      BNB_LAUNCH_AS(MT, RT, U, false, 0);      \
-    }                                          \
+#define BNB_LAUNCH(MT, RT, U, WARPS)                            \
+  do {                                                          \
+    if (a_smem && post) {                                       \
+      BNB_LAUNCH_AS(MT, RT, U, true, true, a_bytes, WARPS);     \
+    } else if (a_smem) {                                        \
+      BNB_LAUNCH_AS(MT, RT, U, true, false, a_bytes, WARPS);    \
+    } else if (post) {                                          \
+      BNB_LAUNCH_AS(MT, RT, U, false, true, 0, WARPS);          \
+    } else {                                                    \
+      BNB_LAUNCH_AS(MT, RT, U, false, false, 0, WARPS);         \
+    }                                                           \
   } while (0)
-  // One token tile: the weight stream is everything, four chunks in flight. More tokens: two
+  // One token tile: the weight stream is everything; eight warps a CTA where four would leave
+  // the GPU with too few loads in flight (fewer than about 16 warps an SM). More tokens: two
   // row tiles a warp halve the activation reads; 64 tokens keep one (registers).
   if (M <= 8) {
-    BNB_LAUNCH(1, 1, 4);
+    const int64_t ctas = (N + 15) / 16;
+    const int warps = ctas * 4 < 12 * int64_t(device_caps().sm_count) ? 8 : 4;
+    BNB_LAUNCH(1, 1, 4, warps);
   } else if (M <= 16) {
-    BNB_LAUNCH(2, 2, 2);
+    BNB_LAUNCH(2, 2, 2, 4);
   } else if (M <= 32) {
-    BNB_LAUNCH_AS(4, 2, 2, false, 0);
+    BNB_LAUNCH_AS(4, 2, 4, false, false, 0, 4);
   } else {
-    BNB_LAUNCH_AS(8, 1, 2, false, 0);
+    BNB_LAUNCH_AS(8, 1, 2, false, false, 0, 4);
   }
 #undef BNB_LAUNCH
 #undef BNB_LAUNCH_AS

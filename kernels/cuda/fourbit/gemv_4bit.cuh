@@ -104,7 +104,7 @@ cudaError_t launch_gemv_4bit(const T* A, const uint8_t* B, const float* code, co
   if (M == 0 || N == 0) return cudaSuccess;
   const int log2_blocksize = log2_of(blocksize);
   if constexpr (!std::is_same_v<T, float>) {
-    if (gemm_4bit_mma_fits(A, B, M, K))
+    if (gemm_4bit_mma_fits(A, B, M, N, K))
       return launch_gemm_4bit_mma(A, B, code, scales, bias, out, M, N, K, log2_blocksize, stream);
   }
   const bool vector_ok = K % kGemvChunk == 0 && aligned16(A) && aligned16(B);

@@ -28,24 +28,33 @@ struct BlockScales {
   BNB_HD bool is_nested() const { return nested != nullptr; }
 };
 
-// The absmax of block b, as dequantize_blockwise(nested) + offset computes it in float32: one
+// The absmax of a block from its nested parts: the value of its code q, the absmax of its group
+// of blocks and the offset, as dequantize_blockwise(nested) + offset computes it in float32: one
 // product, one sum, each rounded (never contracted to an fma, so the value is that of the
 // unfused dequantization bit for bit). As functional.blockwise.block_absmax reads it: a nested
 // code marked non-finite (bnb/nonfinite.h: a block that held NaN or Inf) gives NaN, and a value
 // that rounds below zero (a block of values near zero) gives 0.
-BNB_HD float nested_scale(const BlockScales& s, int64_t b) {
+BNB_HD float nested_scale_of(float code_value, float amax, uint8_t q, float offset) {
 #if defined(__CUDA_ARCH__)
-  const uint8_t q = __ldg(s.nested + b);
-  const float amax = __ldg(s.nested_absmax + (b >> s.log2_nested_blocksize));
-  const float v = __fadd_rn(__fmul_rn(__ldg(s.nested_code + q), fabsf(amax)), __ldg(s.offset));
+  const float v = __fadd_rn(__fmul_rn(code_value, fabsf(amax)), offset);
 #else
-  const uint8_t q = s.nested[b];
-  const float amax = s.nested_absmax[b >> s.log2_nested_blocksize];
-  const float product = s.nested_code[q] * fabsf(amax);
-  const float v = product + *s.offset;  // ISO C++ mode (-std=c++17): no contraction to an fma
+  const float product = code_value * fabsf(amax);
+  const float v = product + offset;  // ISO C++ mode (-std=c++17): no contraction to an fma
 #endif
   if (is_marked(amax) && q == kReservedCode8bit) return NAN;
   return v > 0.f ? v : 0.f;
+}
+
+// The absmax of block b of nested scales.
+BNB_HD float nested_scale(const BlockScales& s, int64_t b) {
+#if defined(__CUDA_ARCH__)
+  const uint8_t q = __ldg(s.nested + b);
+  return nested_scale_of(__ldg(s.nested_code + q), __ldg(s.nested_absmax + (b >> s.log2_nested_blocksize)), q,
+                         __ldg(s.offset));
+#else
+  const uint8_t q = s.nested[b];
+  return nested_scale_of(s.nested_code[q], s.nested_absmax[b >> s.log2_nested_blocksize], q, *s.offset);
+#endif
 }
 
 BNB_HD float block_scale(const BlockScales& s, int64_t b) {

@@ -306,6 +306,14 @@ INSTANTIATE_TEST_SUITE_P(
                       std::make_tuple(DType::BFloat16, 2, 24, 384, 256),   // K % blocksize != 0
                       std::make_tuple(DType::BFloat16, 12, 40, 512, 4096),  // 2 token tiles, A staged
                       std::make_tuple(DType::BFloat16, 8, 40, 1536, 64),   // 1 token tile, A through L1
-                      std::make_tuple(DType::Float16, 24, 72, 640, 64)));  // 3 token tiles (MT 4, RT 2)
+                      std::make_tuple(DType::Float16, 24, 72, 640, 64),    // 3 token tiles (MT 4, RT 2)
+                      // One token tile: sub-chunks of 64 k, scales on partial sums (blocks >= 64) or
+                      // on the weights (32), rounds cut short at the end of a row, four or eight warps.
+                      std::make_tuple(DType::BFloat16, 1, 40, 192, 64),    // K % 128 != 0
+                      std::make_tuple(DType::Float16, 2, 24, 320, 32),     // blocks of 32: scaled weights
+                      std::make_tuple(DType::BFloat16, 1, 64, 8192, 256),  // many rounds a warp, 8 warps
+                      std::make_tuple(DType::BFloat16, 1, 8192, 256, 64),  // many CTAs: 4 warps
+                      std::make_tuple(DType::Float16, 6, 300, 2112, 128),  // A through the L1, 33 sub-chunks
+                      std::make_tuple(DType::BFloat16, 16, 40, 448, 64)));  // two token tiles, 7 sub-chunks
 
 }  // namespace
