@@ -59,6 +59,10 @@ TORCH_LIBRARY(bitsandbytes, m) {
   m.def("paged_zeros(Tensor like, int[] size, ScalarType dtype) -> Tensor");
   m.def("prefetch_to_device(Tensor(a!)[] tensors) -> ()");
   m.def("prefetch_to_host(Tensor(a!)[] tensors) -> ()");
+  // [total, free, reserved, peak_reserved] bytes of on_device's GPU: the driver's total and free
+  // memory, and what torch's caching allocator holds there now and has held at most. What a
+  // paged optimizer reads before each step to decide whether its state may have been evicted.
+  m.def("cuda_memory_numbers(Tensor on_device) -> int[]");
 }
 
 // LLM.int8(): row-wise int8 quantization with outlier columns, int8 GEMM, dequantization. The

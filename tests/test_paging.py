@@ -110,6 +110,35 @@ def test_possible_pressure_prefetches_every_step(monkeypatch):
     assert torch.equal(p1, p2)
 
 
+MB = 1 << 20
+
+
+@cuda_only
+def test_cuda_memory_numbers_agree_with_torch():
+    device = torch.device("cuda", torch.cuda.current_device())
+    torch.cuda.empty_cache()  # what earlier tests left cached: the large allocation below stays small
+    t = torch.empty(3 * MB + 5, dtype=torch.uint8, device=device)  # not a multiple of the allocator's blocks
+    torch.cuda.synchronize()
+    total, free, reserved, peak = F.optimizer.cuda_memory_numbers(t)
+    want_free, want_total = torch.cuda.mem_get_info(device)
+    assert total == want_total
+    assert abs(free - want_free) <= 8 * MB  # others may allocate between the two reads
+    assert reserved == torch.cuda.memory_reserved(device) and peak == torch.cuda.max_memory_reserved(device)
+    assert t.numel() <= reserved <= peak and 0 < free <= total
+    # the peak outlives what made it: an allocation larger than the device holds now, then freed
+    big = torch.empty(reserved + 64 * MB, dtype=torch.uint8, device=device)
+    del big
+    torch.cuda.empty_cache()
+    _, _, reserved_after, peak_after = F.optimizer.cuda_memory_numbers(t)
+    assert peak_after >= reserved + 64 * MB > reserved_after
+    assert (reserved_after, peak_after) == (torch.cuda.memory_reserved(device), torch.cuda.max_memory_reserved(device))
+
+
+def test_cuda_memory_numbers_wants_a_cuda_tensor():
+    with pytest.raises(ValueError, match="on_device"):
+        F.optimizer.cuda_memory_numbers(torch.zeros(1))
+
+
 @cuda_only
 def test_the_real_memory_figures_see_no_pressure_for_a_small_state():
     p = torch.randn(300_000, device="cuda", requires_grad=True)

@@ -161,6 +161,15 @@ def check_paged(device):
     assert torch.all(t == 2.5)
 
 
+@self_check("cuda_memory_numbers")
+def check_cuda_memory_numbers(device):
+    t = torch.empty(1 << 20, device=device)  # 4 MB, held by torch's allocator while read
+    total, free, reserved, peak = F.optimizer.cuda_memory_numbers(t)
+    assert 0 < free <= total, f"free {free} of total {total}"
+    assert t.numel() * t.element_size() <= reserved <= peak, f"reserved {reserved}, peak {peak}"
+    assert reserved + free <= total, f"reserved {reserved} and free {free} exceed total {total}"
+
+
 @self_check("int8_vectorwise_quant_outliers", "int8_mm_dequant_outliers")
 def check_int8_outliers(device):
     ops = torch.ops.bitsandbytes

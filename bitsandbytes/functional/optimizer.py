@@ -251,6 +251,15 @@ def host_moves():
     return _host_moves
 
 
+def cuda_memory_numbers(on_device):
+    """[total, free, reserved, peak_reserved] bytes of the GPU of the tensor `on_device`: the
+    driver's total and free memory, and what torch's caching allocator holds there now and has
+    held at most (torch.cuda.mem_get_info, memory_reserved and max_memory_reserved, in one op)."""
+    if on_device.device.type != "cuda":
+        raise ValueError(f"cuda_memory_numbers: on_device must be a CUDA tensor, got one on {on_device.device}")
+    return torch.ops.bitsandbytes.cuda_memory_numbers.default(on_device)
+
+
 # Fake kernels of the ops above (torch.compile, opcheck).
 
 

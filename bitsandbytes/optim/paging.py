@@ -12,9 +12,7 @@ when it may have left the GPU since the last migration:
   what everything else holds there now, plus the paged state again, comes near its capacity.
 A migration skipped wrongly would cost speed, never correctness: a kernel that touches an
 evicted page faults it back."""
-import torch
-
-from ..functional.optimizer import host_moves, prefetch_to_device
+from ..functional.optimizer import cuda_memory_numbers, host_moves, prefetch_to_device
 
 
 def pressure_possible(total, free, reserved, peak_reserved, paged_bytes):
@@ -25,15 +23,6 @@ def pressure_possible(total, free, reserved, peak_reserved, paged_bytes):
     room kept is a 32nd of the device (2.5 GB of 80)."""
     others = total - free - reserved
     return peak_reserved + others + paged_bytes > total - total // 32
-
-
-def allocator_reserved(device):
-    """(bytes reserved now, most bytes ever reserved) by torch's allocator on `device`."""
-    try:  # one call, without flattening every statistic into a dict
-        stats = torch._C._cuda_memoryStats(device.index)["reserved_bytes"]["all"]
-        return stats["current"], stats["peak"]
-    except (AttributeError, KeyError, TypeError):
-        return torch.cuda.memory_reserved(device), torch.cuda.max_memory_reserved(device)
 
 
 class Residency:
@@ -57,6 +46,5 @@ class Residency:
             self.seen[device] = host_moves()
 
     def _pressure(self, device):
-        free, total = torch.cuda.mem_get_info(device)
-        reserved, peak = allocator_reserved(device)
+        total, free, reserved, peak = cuda_memory_numbers(self.state[device][0])
         return pressure_possible(total, free, reserved, peak, self.bytes[device])

@@ -1,11 +1,14 @@
-// CUDA kernels of the optimizer update and of the paged-state ops. The device table of
+// CUDA kernels of the optimizer update and of the paged-state ops, and the memory figures that
+// decide when paged state is migrated. The device table of
 // tensor slots belongs to the launch the op layer keeps for these tensors (optimizer_launch.h);
 // it is uploaded again (an asynchronous copy from pinned memory on the current stream) only
 // when its contents change.
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/util/accumulate.h>
 #include <cstring>
+#include <vector>
 #include <torch/library.h>
 
 #include "bnb/optimizer_cuda.h"
@@ -65,6 +68,20 @@ void prefetch_managed(at::TensorList tensors, bool to_host, const char* op) {
 void prefetch_to_device_cuda(at::TensorList tensors) { prefetch_managed(tensors, false, "prefetch_to_device"); }
 void prefetch_to_host_cuda(at::TensorList tensors) { prefetch_managed(tensors, true, "prefetch_to_host"); }
 
+// One driver call and one read of the allocator's counters: torch.cuda.mem_get_info and the
+// allocator's statistics dictionary cost a paged step more host time than its kernel.
+std::vector<int64_t> cuda_memory_numbers_cuda(const at::Tensor& on_device) {
+  const c10::cuda::CUDAGuard guard(on_device.device());
+  size_t free = 0, total = 0;
+  const cudaError_t err = cudaMemGetInfo(&free, &total);
+  if (err != cudaSuccess) cudaGetLastError();  // cleared, so that the next CUDA check does not report it again
+  BNB_CHECK(err == cudaSuccess, "cuda_memory_numbers: cudaMemGetInfo failed on ", on_device.device(), ": ",
+            cudaGetErrorString(err));
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(on_device.get_device());
+  const auto& reserved = stats.reserved_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)];
+  return {int64_t(total), int64_t(free), reserved.current, reserved.peak};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bitsandbytes, CUDA, m) {
@@ -72,4 +89,5 @@ TORCH_LIBRARY_IMPL(bitsandbytes, CUDA, m) {
   m.impl("paged_zeros", &paged_zeros_cuda);
   m.impl("prefetch_to_device", &prefetch_to_device_cuda);
   m.impl("prefetch_to_host", &prefetch_to_host_cuda);
+  m.impl("cuda_memory_numbers", &cuda_memory_numbers_cuda);
 }
