@@ -12,6 +12,7 @@ import bitsandbytes as bnb
 import bitsandbytes.functional as F
 from bitsandbytes.functional.fourbit import block_absmax
 from bitsandbytes.functional.quant_state import QuantState
+from reference_4bit import check_product_bound, weight64
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 STORAGES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32)
@@ -239,37 +240,23 @@ def test_gemv_4bit_against_float64(dtype, quant_type, M, K, N, blocksize, device
     assert ((got.double() - ref).abs() <= tol * (A.double().abs() @ Wd.abs().t()) + 1e-6).all()
 
 
-def _assert_product_close(out, A, Wd, bias=None):
-    """out = A @ Wd^T (+ bias) within what separates the fused product from dequantize + linear:
-    each weight within a rounding to the dtype of Wd's (the fused kernel may keep code * scale
-    in float32), float32 sums, one rounding of the result (unit roundoff u of the dtype)."""
-    u = {torch.float32: 2.0**-24, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}[out.dtype]
-    A64, W64 = A.detach().double(), Wd.double()
-    ref, mag = A64 @ W64.t(), A64.abs() @ W64.abs().t()
-    if bias is not None:
-        ref, mag = ref + bias.detach().double(), mag + bias.detach().double().abs()
-    tol = 3 * u * mag + u * ref.abs() + A.shape[-1] * 2.0**-24 * mag + 1e-30
-    err = (out.double() - ref).abs()
-    assert (err <= tol).all(), f"max excess {(err - tol).max().item():.3g}"
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_matmul_4bit_gradient_flows_to_the_input(dtype, device):
     W = torch.randn(48, 64, device=device, dtype=dtype)
     packed, state = F.quantize_4bit(W, quant_type="nf4")
-    Wd = F.dequantize_4bit(packed, state)
+    Wd, W64 = F.dequantize_4bit(packed, state), weight64(packed, state)
     for rows in (1, 5):
         A = torch.randn(rows, 64, device=device, dtype=dtype, requires_grad=True)
         bias = torch.randn(48, device=device, dtype=dtype, requires_grad=True)
         out = bnb.matmul_4bit(A, packed.t(), quant_state=state, bias=bias)
-        _assert_product_close(out, A, Wd, bias)
+        check_product_bound(out.detach(), A.detach(), W64, bias.detach(), dtype)
         g = torch.randn_like(out)
         out.backward(g)
         torch.testing.assert_close(A.grad.double(), g.double() @ Wd.double(), rtol=2e-2, atol=2e-2)
         torch.testing.assert_close(bias.grad.double(), g.double().sum(0), rtol=2e-2, atol=2e-2)
     with torch.no_grad():  # one token, no gradient: the fused product
         a = torch.randn(1, 64, device=device, dtype=dtype)
-        _assert_product_close(bnb.matmul_4bit(a, packed.t(), quant_state=state), a, Wd)
+        check_product_bound(bnb.matmul_4bit(a, packed.t(), quant_state=state), a, W64, None, dtype)
 
 
 def test_opcheck(device):

@@ -1,51 +1,12 @@
 """The linear_4bit op (the product under Linear4bit and bnb.matmul_4bit): every path it picks
 (fused kernel for few rows, dequantize + linear for many; on CUDA the tensor-core and CUDA-core
-kernels) against a float64 product written here from the packed bytes, with plain and nested
+kernels) against a float64 product from the packed bytes (reference_4bit.py), with plain and nested
 scales, bias, odd shapes, empty inputs, bad arguments and opcheck."""
 import pytest
 import torch
 
 import bitsandbytes.functional as F
-
-# Unit roundoff of each dtype's significand (2^-p).
-UNIT = {torch.float32: 2.0**-24, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
-
-
-def _weight64(packed, state):
-    """The dequantized weight in float64, from the bytes: code of each nibble (first value in the
-    high one) times its block's absmax; a nested absmax is code2[q] * absmax2[b // 256] + offset,
-    or 0 where that is below zero (docs/robustness.md)."""
-    N, K = state.shape
-    n = N * K
-    b = packed.reshape(-1).view(torch.uint8).cpu().long()
-    codes = torch.stack([b >> 4, b & 15], dim=1).reshape(-1)[:n]
-    if state.nested:
-        s2 = state.state2
-        q = state.absmax.cpu().long()
-        blk = torch.arange(q.numel()) // s2.blocksize
-        absmax = ((s2.code.cpu().float()[q] * s2.absmax.cpu().float()[blk]) + state.offset.cpu().float()).clamp_min(0)
-    else:
-        absmax = state.absmax.cpu().float()
-    absmax = absmax.double()
-    return (state.code.cpu().double()[codes] * absmax[torch.arange(n) // state.blocksize]).reshape(N, K)
-
-
-def _check_bound(got, A, W64, bias, dtype):
-    """|got - ref| <= 3u * sum|a w| + u |ref| + K * 2^-24 * sum|a w|: each weight within three
-    roundings to the dtype of its float64 value (the tensor-core path rounds code and scale
-    before their product), float32 sums, one rounding of the result."""
-    A64 = A.reshape(-1, A.shape[-1]).double().cpu()
-    ref = A64 @ W64.t()
-    mag = A64.abs() @ W64.abs().t()
-    if bias is not None:
-        ref = ref + bias.double().cpu()
-        mag = mag + bias.double().cpu().abs()
-    u = UNIT[dtype]
-    K = A.shape[-1]
-    tol = 3 * u * mag + u * ref.abs() + K * 2.0**-24 * mag + 1e-30
-    err = (got.reshape(-1, got.shape[-1]).double().cpu() - ref).abs()
-    assert (err <= tol).all(), f"max excess {(err - tol).max().item():.3g}, max err {err.max().item():.3g}"
-
+from reference_4bit import check_product_bound, weight64
 
 ROWS = (1, 3, 8, 9, 16, 17, 33, 64, 65, 130)
 
@@ -58,7 +19,7 @@ def test_linear_4bit_against_float64(dtype, nested, N, K, blocksize, device):
     quant_type = "nf4" if (N + K) % 2 else "fp4"
     W = torch.randn(N, K, device=device, dtype=dtype)
     packed, state = F.quantize_4bit(W, blocksize=blocksize, quant_type=quant_type, compress_statistics=nested)
-    W64 = _weight64(packed, state)
+    W64 = weight64(packed, state)
     bias = torch.randn(N, device=device, dtype=dtype)
     for M in ROWS:
         for with_bias in (False, True):
@@ -66,10 +27,10 @@ def test_linear_4bit_against_float64(dtype, nested, N, K, blocksize, device):
             A = torch.randn(M, K, device=device, dtype=dtype)
             got = F.linear_4bit(A, packed, state, b)
             assert got.shape == (M, N) and got.dtype == dtype
-            _check_bound(got, A, W64, b, dtype)
+            check_product_bound(got, A, W64, b, dtype)
     # dequantize + F.linear (the reference library's path) meets the same bound
     A = torch.randn(5, K, device=device, dtype=dtype)
-    _check_bound(torch.nn.functional.linear(A, F.dequantize_4bit(packed, state).to(dtype), bias), A, W64, bias, dtype)
+    check_product_bound(torch.nn.functional.linear(A, F.dequantize_4bit(packed, state).to(dtype), bias), A, W64, bias, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
@@ -84,43 +45,43 @@ def test_nested_absmax_below_zero_reads_as_zero(dtype, device):
     packed, state = F.quantize_4bit(W, quant_type="nf4", compress_statistics=True)
     s2 = state.state2
     assert ((F.dequantize_blockwise(state.absmax, s2) + state.offset) < 0).any()  # the case under test
-    W64 = _weight64(packed, state)
+    W64 = weight64(packed, state)
     for M in ROWS:
         A = torch.randn(M, K, device=device, dtype=dtype)
         got = F.linear_4bit(A, packed, state)
         assert not got.isnan().any(), f"M={M}"
-        _check_bound(got, A, W64, None, dtype)
+        check_product_bound(got, A, W64, None, dtype)
 
 
 def test_leading_dims_and_non_contiguous_input(device):
     W = torch.randn(48, 256, device=device, dtype=torch.bfloat16)
     packed, state = F.quantize_4bit(W, quant_type="nf4", compress_statistics=True)
-    W64 = _weight64(packed, state)
+    W64 = weight64(packed, state)
     for shape in ((2, 3, 256), (1, 1, 256), (4, 16, 256)):
         A = torch.randn(*shape, device=device, dtype=torch.bfloat16)
         got = F.linear_4bit(A, packed, state)
         assert got.shape == (*shape[:-1], 48)
-        _check_bound(got, A, W64, None, torch.bfloat16)
+        check_product_bound(got, A, W64, None, torch.bfloat16)
     A = torch.randn(256, 6, device=device, dtype=torch.bfloat16).t()  # strided rows
-    _check_bound(F.linear_4bit(A, packed, state), A, W64, None, torch.bfloat16)
+    check_product_bound(F.linear_4bit(A, packed, state), A, W64, None, torch.bfloat16)
     A = torch.randn(1, 257, device=device, dtype=torch.bfloat16)[:, 1:]  # misaligned start
-    _check_bound(F.linear_4bit(A, packed, state), A, W64, None, torch.bfloat16)
+    check_product_bound(F.linear_4bit(A, packed, state), A, W64, None, torch.bfloat16)
     shifted = torch.zeros(packed.numel() + 1, device=device, dtype=torch.uint8)
     shifted[1:] = packed.reshape(-1)
     packed_at_1 = shifted[1:].view(-1, 1)  # codes one byte past an aligned address
     for M in (1, 20):
         A = torch.randn(M, 256, device=device, dtype=torch.bfloat16)
-        _check_bound(F.linear_4bit(A, packed_at_1, state), A, W64, None, torch.bfloat16)
+        check_product_bound(F.linear_4bit(A, packed_at_1, state), A, W64, None, torch.bfloat16)
 
 
 def test_strided_bias(device):
     W = torch.randn(24, 256, device=device, dtype=torch.float16)
     packed, state = F.quantize_4bit(W, quant_type="nf4")
-    W64 = _weight64(packed, state)
+    W64 = weight64(packed, state)
     bias = torch.randn(48, device=device, dtype=torch.float16)[::2]  # every other value
     for M in (1, 20, 80):  # tensor cores, CUDA cores (CPU: the fused kernel), dequantize + linear
         A = torch.randn(M, 256, device=device, dtype=torch.float16)
-        _check_bound(F.linear_4bit(A, packed, state, bias), A, W64, bias, torch.float16)
+        check_product_bound(F.linear_4bit(A, packed, state, bias), A, W64, bias, torch.float16)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])

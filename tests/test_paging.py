@@ -58,19 +58,20 @@ def _step_both(paged, plain, p1, p2, steps, before=None):
         plain.step()
 
 
-def _spy(monkeypatch):
+def _paged_and_plain(monkeypatch, pressure, seed=0, classes=(bnb.optim.PagedAdamW8bit, bnb.optim.AdamW8bit)):
+    """A paged optimizer and its unpaged twin on equal parameters, the memory check answering
+    `pressure`; `calls` records the size of each migration the paged one queues."""
     calls = []
     real = paging.prefetch_to_device
     monkeypatch.setattr(paging, "prefetch_to_device", lambda ts: (calls.append(len(ts)), real(ts)))
-    return calls
+    monkeypatch.setattr(paging, "pressure_possible", lambda *a: pressure)
+    p1, p2 = _pair(seed=seed)
+    return calls, p1, p2, classes[0]([p1]), classes[1]([p2])
 
 
 @cuda_only
 def test_state_that_fits_is_prefetched_once(monkeypatch):
-    calls = _spy(monkeypatch)
-    monkeypatch.setattr(paging, "pressure_possible", lambda *a: False)
-    p1, p2 = _pair()
-    paged, plain = bnb.optim.PagedAdamW8bit([p1]), bnb.optim.AdamW8bit([p2])
+    calls, p1, p2, paged, plain = _paged_and_plain(monkeypatch, False)
     _step_both(paged, plain, p1, p2, 4)
     assert calls == [2]  # state1 and state2, at the first step only
     assert torch.equal(p1, p2)
@@ -78,10 +79,7 @@ def test_state_that_fits_is_prefetched_once(monkeypatch):
 
 @cuda_only
 def test_state_sent_to_the_host_comes_back_and_steps_exactly(monkeypatch):
-    calls = _spy(monkeypatch)
-    monkeypatch.setattr(paging, "pressure_possible", lambda *a: False)
-    p1, p2 = _pair(seed=1)
-    paged, plain = bnb.optim.PagedAdamW8bit([p1]), bnb.optim.AdamW8bit([p2])
+    calls, p1, p2, paged, plain = _paged_and_plain(monkeypatch, False, seed=1)
 
     def to_host(i):
         if i == 2:  # as a user freeing GPU memory for something else would
@@ -101,10 +99,8 @@ def test_state_sent_to_the_host_comes_back_and_steps_exactly(monkeypatch):
 
 @cuda_only
 def test_possible_pressure_prefetches_every_step(monkeypatch):
-    calls = _spy(monkeypatch)
-    monkeypatch.setattr(paging, "pressure_possible", lambda *a: True)
-    p1, p2 = _pair(seed=2)
-    paged, plain = bnb.optim.PagedAdam32bit([p1]), bnb.optim.Adam32bit([p2])
+    calls, p1, p2, paged, plain = _paged_and_plain(monkeypatch, True, seed=2,
+                                                   classes=(bnb.optim.PagedAdam32bit, bnb.optim.Adam32bit))
     _step_both(paged, plain, p1, p2, 3)
     assert calls == [2, 2, 2]
     assert torch.equal(p1, p2)
@@ -200,10 +196,7 @@ def test_page_manager_holds_registered_state_weakly(monkeypatch):
 
 @cuda_only
 def test_prefetch_all_to_cpu_moves_optimizer_state_and_the_next_step_brings_it_back(monkeypatch):
-    calls = _spy(monkeypatch)
-    monkeypatch.setattr(paging, "pressure_possible", lambda *a: False)
-    p1, p2 = _pair(seed=4)
-    paged, plain = bnb.optim.PagedAdamW8bit([p1]), bnb.optim.AdamW8bit([p2])
+    calls, p1, p2, paged, plain = _paged_and_plain(monkeypatch, False, seed=4)
 
     def all_to_host(i):
         if i == 1:

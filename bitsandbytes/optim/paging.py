@@ -39,11 +39,12 @@ class Residency:
 
     def prefetch(self):
         """Queues the migration of the state of every GPU where it may have left the GPU."""
+        moves = host_moves()
         for device, tensors in self.state.items():
-            if self.seen.get(device) == host_moves() and not self._pressure(device):
+            if self.seen.get(device) == moves and not self._pressure(device):
                 continue
             prefetch_to_device(tensors)
-            self.seen[device] = host_moves()
+            self.seen[device] = moves
 
     def _pressure(self, device):
         total, free, reserved, peak = cuda_memory_numbers(self.state[device][0])
