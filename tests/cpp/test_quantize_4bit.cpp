@@ -176,7 +176,7 @@ TEST(Codes4bit, TableEqualsSearch) {
     if (bnb::fp4_code_by_table(x, fp4) != bnb::fp4_code_of(x) && ++bad <= 5) ADD_FAILURE() << "fp4 x " << x;
   };
   for (uint64_t u = 0; u <= 0xffffffffu; u += 97) check(from_bits(uint32_t(u)));
-  std::vector<float> centres = {0.f, limit, -limit};
+  std::vector<float> centres = {0.f, -0.f, limit, -limit};
   for (int i = -16; i <= 16; ++i) centres.push_back(float(i) / 16.f);
   for (float t : bnb::nf4_thresholds().t) centres.push_back(t);
   for (float t : bnb::fp4_magnitude_thresholds().t) centres.push_back(t), centres.push_back(-t);
@@ -210,6 +210,12 @@ TEST(Codes4bit, TableBucketsHoldOneThresholdAwayFromEdges) {
       }
       EXPECT_LE(inside, 1) << "bucket " << i;
     }
+  }
+  // FP4's table reads "above the threshold" from the top two bits of threshold - |x|, which
+  // asks every threshold (and the stand-in of a bucket without one) to lie in (0, 1.5].
+  for (int i = 0; i < bnb::kCodeBuckets4bit; ++i) {
+    const float t = bnb::code_bucket_entry_4bit<QuantType4bit::FP4>(i).threshold;
+    EXPECT_TRUE(t > 0.f && t <= bnb::kNoThreshold4bit) << "bucket " << i;
   }
   EXPECT_TRUE(bnb::code_table_applies_4bit(1.f));
   EXPECT_TRUE(bnb::code_table_applies_4bit(FLT_MIN));

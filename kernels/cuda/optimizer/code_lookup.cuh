@@ -17,10 +17,14 @@
 // the tables are built).
 //
 // The result equals nearest_code's: the number of midpoints strictly below x (ties go down).
+// The one compare is read from the sign of m - x (float_compare.h: a subtraction on the
+// floating-point pipe instead of a compare and a select on the integer pipe the update is
+// bound by); midpoints are stored with +0.0 for -0.0, as that asks.
 #pragma once
 #include <cstdint>
 
 #include "bnb/dtype.h"
+#include "bnb/float_compare.h"
 
 namespace bnb::cuda {
 
@@ -104,7 +108,7 @@ __device__ __forceinline__ int build_entry(CodeLookup t, int index, uint32_t key
 __device__ __forceinline__ bool build_lookup(const float* __restrict__ code, CodeLookup t, bool signed_values,
                                              int map_size = kCodeSize) {
   for (int i = threadIdx.x; i < kCodeSize; i += blockDim.x)
-    t.mid[i] = i < map_size - 1 ? 0.5f * (__ldg(code + i) + __ldg(code + i + 1)) : __int_as_float(0x7f800000);
+    t.mid[i] = i < map_size - 1 ? positive_zero(0.5f * (__ldg(code + i) + __ldg(code + i + 1))) : __int_as_float(0x7f800000);
   __syncthreads();
   const int entries = signed_values ? kSignedEntries : kUnsignedEntries;
   const int run = (entries + int(blockDim.x) - 1) / int(blockDim.x);
@@ -128,7 +132,7 @@ __device__ __forceinline__ bool build_lookup(const float* __restrict__ code, Cod
 __device__ __forceinline__ uint8_t finish_lookup(const CodeLookup& t, float2 e, float x, bool one_step) {
   int q = __float_as_int(e.y);
   if (one_step) {
-    q += int(e.x < x);
+    q += int(below_bit(e.x, x));
   } else {
     while (t.mid[q] < x) ++q;
   }
@@ -137,7 +141,7 @@ __device__ __forceinline__ uint8_t finish_lookup(const CodeLookup& t, float2 e, 
 
 // The nearest code of any x (a signed table).
 __device__ __forceinline__ uint8_t lookup_code(const CodeLookup& t, float x, bool one_step) {
-  const float m = fminf(fmaxf(fabsf(x), kClampLow), 1.f);
+  const float m = fmaxf(__saturatef(fabsf(x)), kClampLow);  // (saturation: a floating-point instruction)
   const uint32_t sign = uint32_t(__float_as_int(x) >> 31);  // all ones for negative x (and -0.0)
   const uint32_t index = (__float_as_uint(m) >> 16) ^ (sign & kNegativeFlip);
   return finish_lookup(t, t.entry[index - kSignedFirst], x, one_step);

@@ -431,16 +431,40 @@ __device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScal
   float m3 = 0.f;                          // the third state's (block-wise 8-bit)
 #pragma unroll
   for (int i = 0; i < L::kScales; ++i) bm1[i] = bm2[i] = 0.f;
+  // Quantized state stores a non-finite value as 0, outside its block's maximum. Checking
+  // each value (a compare and a select, integer-pipe instructions the update is bound by)
+  // is replaced by one fused multiply-add a value into `bad`, NaN once any value is not
+  // finite (x * 0 is NaN for infinite and NaN x, 0 otherwise), and a pass that cleans the
+  // chunk where some lane's is: rare, and warp-uniform.
+  float bad = 0.f;
 #pragma unroll
   for (int j = 0; j < kOptPerLane; ++j) {
     float u;
     step_element_as<A>(h, d.p[j], d.g[j], d.a[j], d.b[j], d.c[j], u);
     d.p[j] = d.p[j] * decay - step * u;
     if (!Full && chunk + L::offset(lane, j) >= s.n) d.a[j] = d.b[j] = d.c[j] = 0.f;  // past the end: not in the absmax
-    if constexpr (Q) d.a[j] = finite_or_zero(d.a[j]), d.b[j] = finite_or_zero(d.b[j]), d.c[j] = finite_or_zero(d.c[j]);
+    if constexpr (Q) {
+      bad = fmaf(d.a[j], 0.f, bad);
+      if constexpr (kTwo) bad = fmaf(d.b[j], 0.f, bad);
+      if constexpr (kThree) bad = fmaf(d.c[j], 0.f, bad);
+    }
     bm1[L::scale_of(j)] = fmaxf(bm1[L::scale_of(j)], fabsf(d.a[j]));
     bm2[L::scale_of(j)] = fmaxf(bm2[L::scale_of(j)], fabsf(d.b[j]));
     if constexpr (kThree) m3 = fmaxf(m3, fabsf(d.c[j]));
+  }
+  if constexpr (Q) {
+    if (__any_sync(0xffffffffu, bad != 0.f)) {
+#pragma unroll
+      for (int i = 0; i < L::kScales; ++i) bm1[i] = bm2[i] = 0.f;
+      m3 = 0.f;
+#pragma unroll
+      for (int j = 0; j < kOptPerLane; ++j) {
+        d.a[j] = finite_or_zero(d.a[j]), d.b[j] = finite_or_zero(d.b[j]), d.c[j] = finite_or_zero(d.c[j]);
+        bm1[L::scale_of(j)] = fmaxf(bm1[L::scale_of(j)], fabsf(d.a[j]));
+        bm2[L::scale_of(j)] = fmaxf(bm2[L::scale_of(j)], fabsf(d.b[j]));
+        if constexpr (kThree) m3 = fmaxf(m3, fabsf(d.c[j]));
+      }
+    }
   }
   store_params<T, Bits, Full>(s, chunk, lane, d.p);  // now: the parameter's registers are free for what follows
   if constexpr (Bits == 4) {

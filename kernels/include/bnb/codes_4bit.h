@@ -19,9 +19,9 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 
 #include "bnb/dtype.h"
+#include "bnb/float_compare.h"
 #include "bnb/nonfinite.h"
 
 namespace bnb {
@@ -108,28 +108,27 @@ BNB_HD uint8_t fp4_code_of(float x) {
 
 // The same codes by table, for the scaled values of a block where code_table_applies_4bit
 // (|x| at most 1 + 2^-23), the GPU's usual case: a compare-and-select
-// search spends some twenty integer-pipe instructions a value, a table lookup five.
+// search spends some twenty integer-pipe instructions a value, a table lookup a few.
 // y = x + 5 (NF4) or |x| + 4 (FP4) lies in [4, 8), so the top six bits of its mantissa cut
 // the range of x into 64 buckets of width 1/16 (bucket i: x in [-1 + i / 16, -1 + (i + 1) / 16)
 // for NF4, |x| in [i / 16, (i + 1) / 16) for FP4). Each bucket holds at most one threshold,
 // and none lies within 1e-3 of a bucket's edge, far beyond the rounding of y: so a value the
 // rounding puts into the neighbouring bucket gets the same code there. A bucket's entry is its
-// threshold (FLT_MAX when it holds none) and the codes of the values at or below it (bits 0..3)
-// and above it (bits 4..7): for FP4 the magnitude's three bits.
+// threshold (kNoThreshold4bit when it holds none) and the code of the values at or below it:
+// NF4's code above it is one more. FP4's entry holds four codes, one a byte: byte 2 * above +
+// negative, where above says |x| lies above the threshold and negative x < 0. Both are read
+// from sign bits (float_compare.h): above from threshold - |x|, whose magnitude is below 2, so
+// that its top two bits are 2 * above. That keeps all but a few instructions a value off the
+// integer pipe the quantize kernel is bound by.
 struct CodeBucket4bit {
   float threshold;
   uint32_t codes;
 };
 constexpr int kCodeBuckets4bit = 64;
+constexpr float kNoThreshold4bit = 1.5f;  // above every |x| the table is used for, and below 2
 
 BNB_HD int code_bucket_4bit(float y) {  // y in [4, 8)
-  uint32_t bits;
-#if defined(__CUDA_ARCH__)
-  bits = __float_as_uint(y);
-#else
-  std::memcpy(&bits, &y, sizeof bits);
-#endif
-  return int((bits >> 17) & (kCodeBuckets4bit - 1));
+  return int((float_bits(y) >> 17) & (kCodeBuckets4bit - 1));
 }
 
 // Bucket i's entry, from the thresholds above.
@@ -141,14 +140,16 @@ template <QuantType4bit Q> BNB_HD CodeBucket4bit code_bucket_entry_4bit(int i) {
     if constexpr (kNF4) return nf4_thresholds(); else return fp4_magnitude_thresholds();
   }();
   int below = 0;  // thresholds below the bucket
-  float inside = FLT_MAX;
+  float inside = kNoThreshold4bit;
   for (int k = 0; k < N; ++k) {
     below += t.t[k] < lo;
     if (t.t[k] >= lo && t.t[k] < hi) inside = t.t[k];
   }
-  const int above = below + (inside < FLT_MAX ? 1 : 0);
-  const auto bits = [](int rank) { return kNF4 ? uint32_t(rank) : (0x32547610u >> (4 * rank)) & 7u; };
-  return {inside, bits(below) | (bits(above) << 4)};
+  const int above = below + (inside < kNoThreshold4bit ? 1 : 0);
+  if constexpr (kNF4) return {inside, uint32_t(below)};
+  const auto bits = [](int rank) { return (0x32547610u >> (4 * rank)) & 7u; };
+  const uint32_t low = bits(below), high = bits(above);
+  return {inside, low | ((low | 8u) << 8) | (high << 16) | ((high | 8u) << 24)};
 }
 
 // Whether a block's scaled values are in the table's range: its absmax and 1 / absmax are
@@ -158,15 +159,17 @@ BNB_HD bool code_table_applies_4bit(float absmax) { return absmax >= FLT_MIN && 
 
 // The codes by table (`table`: code_bucket_entry_4bit of 0..63) of a scaled value x of a block
 // where the table applies; equal to nf4_code_of / fp4_code_of there (for every such x: the
-// tests check all floats of magnitude up to 1 + 2^-23).
+// tests check all floats of magnitude up to 1 + 2^-23). (Thresholds are never -0.0, which is
+// what below_bit asks of them.)
 BNB_HD uint8_t nf4_code_by_table(float x, const CodeBucket4bit* table) {
   const CodeBucket4bit e = table[code_bucket_4bit(x + 5.f)];
-  return uint8_t((e.codes & 15u) + (x > e.threshold ? 1u : 0u));  // NF4's code above is one more
+  return uint8_t(e.codes + below_bit(e.threshold, x));
 }
 BNB_HD uint8_t fp4_code_by_table(float x, const CodeBucket4bit* table) {
   const float a = fabsf(x);
   const CodeBucket4bit e = table[code_bucket_4bit(a + 4.f)];
-  return uint8_t(((e.codes >> (a > e.threshold ? 4 : 0)) & 7u) | (x < 0.f ? 8u : 0u));
+  // (the threshold's difference to |x| lies in (-2, 2): its bits' top two are 2 * above)
+  return uint8_t(byte_of(e.codes, (float_bits(sub_rn(e.threshold, a)) >> 30) + negative_bit(x)));
 }
 template <QuantType4bit Q> BNB_HD uint8_t code_4bit_by_table(float x, const CodeBucket4bit* table) {
   if constexpr (Q == QuantType4bit::NF4) {
