@@ -192,25 +192,29 @@ TEST(Codes4bit, TableEqualsSearch) {
   EXPECT_EQ(bad, 0);
 }
 
-// What the table's argument rests on: each bucket holds at most one threshold, at least 1e-3
-// from its edges (the rounding of x + 5 or |x| + 4 moves a value by 2.4e-7 at most).
-TEST(Codes4bit, TableBucketsHoldOneThresholdAwayFromEdges) {
+// What the table's argument rests on: each bucket holds at most one threshold, and the bucket
+// of a value is the floor of 16 x + offset exactly, also at the ends of the range.
+TEST(Codes4bit, TableBucketsHoldOneThreshold) {
   const bnb::Thresholds<15> nf4_t = bnb::nf4_thresholds();
   const bnb::Thresholds<7> fp4_t = bnb::fp4_magnitude_thresholds();
   const std::vector<float> nf4(std::begin(nf4_t.t), std::end(nf4_t.t)), fp4(std::begin(fp4_t.t), std::end(fp4_t.t));
-  for (const auto& [thresholds, lo0] : {std::make_pair(nf4, -1.f), std::make_pair(fp4, 0.f)}) {
+  for (const auto& [thresholds, lo0] : {std::make_pair(nf4, -1.0 - 1 / 16.0), std::make_pair(fp4, 0.0)}) {
     for (int i = 0; i < bnb::kCodeBuckets4bit; ++i) {
       const double lo = lo0 + i / 16.0, hi = lo + 1 / 16.0;
       int inside = 0;
-      for (float t : thresholds) {
-        if (t >= lo && t < hi) {
-          ++inside;
-          EXPECT_GE(std::min(t - lo, hi - t), 1e-3) << "threshold " << t;
-        }
-      }
+      for (float t : thresholds) inside += t >= lo && t < hi;
       EXPECT_LE(inside, 1) << "bucket " << i;
     }
   }
+  const float over = std::nextafter(1.f, 2.f);  // the largest |x| the table is used for
+  EXPECT_EQ(bnb::code_bucket_4bit<QuantType4bit::NF4>(-over), 0);
+  EXPECT_EQ(bnb::code_bucket_4bit<QuantType4bit::NF4>(-1.f), 1);
+  EXPECT_EQ(bnb::code_bucket_4bit<QuantType4bit::NF4>(std::nextafter(0.f, -1.f)), 16);
+  EXPECT_EQ(bnb::code_bucket_4bit<QuantType4bit::NF4>(0.f), 17);
+  EXPECT_EQ(bnb::code_bucket_4bit<QuantType4bit::NF4>(over), 33);
+  EXPECT_EQ(bnb::code_bucket_4bit<QuantType4bit::FP4>(-over), 16);
+  EXPECT_EQ(bnb::code_bucket_4bit<QuantType4bit::FP4>(std::nextafter(1.f / 16.f, 0.f)), 0);
+  EXPECT_EQ(bnb::code_bucket_4bit<QuantType4bit::FP4>(1.f / 16.f), 1);
   // FP4's table reads "above the threshold" from the top two bits of threshold - |x|, which
   // asks every threshold (and the stand-in of a bucket without one) to lie in (0, 1.5].
   for (int i = 0; i < bnb::kCodeBuckets4bit; ++i) {

@@ -11,9 +11,10 @@
 // four 16-bit values per SM cycle, and its integer/compare/select pipe (ALU) runs 64 lanes a
 // cycle, so a value may take some 16 ALU instructions in all. Hence: one reduction of absmax
 // keys per block (common/abs_key.cuh) instead of one for the absmax and one for the mark, two
-// 16-bit blocks a shuffle; the code from a 64-entry table in shared memory (codes_4bit.h: about
-// five ALU instructions a value, where the compare-and-select search takes some twenty); and
-// four 16-byte chunks a thread in flight.
+// 16-bit blocks a shuffle; the code from a 64-entry table in shared memory (codes_4bit.h: the
+// bucket by a rounded-down fused multiply-add, its address by a multiply-add, the compare by a
+// subtraction, so that NF4 leaves two ALU instructions a value and FP4 about four, where the
+// compare-and-select search takes some twenty); and four 16-byte chunks a thread in flight.
 #pragma once
 #include <algorithm>
 #include <cstring>
@@ -136,17 +137,39 @@ __device__ __forceinline__ void finite_block_keys(const uint4 (&raw)[NB * K], un
   group_max_keys<G, AbsKeys<float>, kKeyHalf<NB>>(key, s_warp, parity);
 }
 
+// The code table in shared memory, addressed by a value's bucket bits (codes_4bit.h): the
+// table's address less kBucketBits4bit entries, so that an entry's address is bits * 8 + base,
+// one instruction (the bits, 2^23 plus the bucket, would first need 2^23 taken off to index
+// the table as an array).
+struct CodeTable4bit {
+  uint32_t base;
+  // `stored`: the base, as one thread wrote it to shared memory before the table's barrier.
+  // Read back from memory, it is one number to the compiler, which otherwise splits the sum
+  // into the table's address and the offset again, adding both to every value's.
+  __device__ explicit CodeTable4bit(const uint32_t& stored) : base(stored) {}
+  __device__ static uint32_t base_of(const CodeBucket4bit* table) {
+    return uint32_t(__cvta_generic_to_shared(table)) - kBucketBits4bit * uint32_t(sizeof(CodeBucket4bit));
+  }
+  template <QuantType4bit Q> __device__ __forceinline__ uint8_t code(float x) const {
+    static_assert(sizeof(CodeBucket4bit) == 8, "one 8-byte load an entry");
+    const uint32_t addr = code_bucket_bits_4bit<Q>(x) * uint32_t(sizeof(CodeBucket4bit)) + base;  // wraps: exact
+    CodeBucket4bit e;
+    asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(*reinterpret_cast<uint32_t*>(&e.threshold)), "=r"(e.codes) : "r"(addr));
+    return code_4bit_from_entry<Q>(x, e);
+  }
+};
+
 // The V codes of a chunk, two a byte (the first value in the high nibble). A block that is not
 // marked and whose absmax the code table applies to (the usual case, and the same for the whole
 // block) takes the short path: code_4bit_in_block's (x * 1) * mul is x * mul, and the table
 // gives the search's code.
 template <QuantType4bit Q, int V>
 __device__ __forceinline__ void chunk_codes(const float (&v)[V], float amax, BlockScale scale, bool marked,
-                                            const CodeBucket4bit* table, uint8_t (&b)[V / 2]) {
+                                            const CodeTable4bit& table, uint8_t (&b)[V / 2]) {
   uint8_t q[V];
   if (!marked && code_table_applies_4bit(amax)) {
 #pragma unroll
-    for (int j = 0; j < V; ++j) q[j] = code_4bit_by_table<Q>(v[j] * scale.mul, table);
+    for (int j = 0; j < V; ++j) q[j] = table.template code<Q>(v[j] * scale.mul);
   } else {
 #pragma unroll
     for (int j = 0; j < V; ++j) q[j] = code_4bit_in_block<Q>(v[j], scale, marked);
@@ -163,8 +186,11 @@ quantize_4bit_kernel(const T* __restrict__ A, uint8_t* __restrict__ out, float* 
   constexpr int V = S::kVec, C = S::kChunks, K = S::kBlockChunks, G = S::kGroup, NB = C / K;
   __shared__ unsigned s_warp[2 * kKeyHalf<NB>];
   __shared__ CodeBucket4bit s_table[kCodeBuckets4bit];
+  __shared__ uint32_t s_table_base;
   if (threadIdx.x < kCodeBuckets4bit) s_table[threadIdx.x] = code_bucket_entry_4bit<Q>(threadIdx.x);
+  if (threadIdx.x == 0) s_table_base = CodeTable4bit::base_of(s_table);
   __syncthreads();
+  const CodeTable4bit table(s_table_base);
   int parity = 0;
   const bool vector_ok = aligned16(A) && aligned16(out);
   const int64_t tiles = (n + S::kTile - 1) / S::kTile;
@@ -198,7 +224,7 @@ quantize_4bit_kernel(const T* __restrict__ A, uint8_t* __restrict__ out, float* 
         float v[V];
         chunk_values<T>(raw[b * K + k], v);
         uint8_t q[V / 2];
-        chunk_codes<Q>(v, amax, scale, marked[b], s_table, q);
+        chunk_codes<Q>(v, amax, scale, marked[b], table, q);
         if (full) {
           store_packed<V / 2>(out + base / 2, q);
         } else {

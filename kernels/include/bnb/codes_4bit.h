@@ -109,11 +109,12 @@ BNB_HD uint8_t fp4_code_of(float x) {
 // The same codes by table, for the scaled values of a block where code_table_applies_4bit
 // (|x| at most 1 + 2^-23), the GPU's usual case: a compare-and-select
 // search spends some twenty integer-pipe instructions a value, a table lookup a few.
-// y = x + 5 (NF4) or |x| + 4 (FP4) lies in [4, 8), so the top six bits of its mantissa cut
-// the range of x into 64 buckets of width 1/16 (bucket i: x in [-1 + i / 16, -1 + (i + 1) / 16)
-// for NF4, |x| in [i / 16, (i + 1) / 16) for FP4). Each bucket holds at most one threshold,
-// and none lies within 1e-3 of a bucket's edge, far beyond the rounding of y: so a value the
-// rounding puts into the neighbouring bucket gets the same code there. A bucket's entry is its
+// Buckets of width 1/16: bucket i holds NF4's x in [-1 + (i - 1) / 16, -1 + i / 16) (bucket 0
+// the values just below -1 that rounding of the scale allows) and FP4's |x| in
+// [i / 16, (i + 1) / 16). Each bucket holds at most one threshold. The bucket is floor(16 x +
+// offset), which the GPU computes with one fused multiply-add rounded down onto the float grid
+// of [2^23, 2^24), whose spacing is 1: the bits of 16 x + offset + 2^23 so rounded, less 2^23's,
+// are the bucket, exactly, with no instruction on the integer pipe. A bucket's entry is its
 // threshold (kNoThreshold4bit when it holds none) and the code of the values at or below it:
 // NF4's code above it is one more. FP4's entry holds four codes, one a byte: byte 2 * above +
 // negative, where above says |x| lies above the threshold and negative x < 0. Both are read
@@ -126,16 +127,33 @@ struct CodeBucket4bit {
 };
 constexpr int kCodeBuckets4bit = 64;
 constexpr float kNoThreshold4bit = 1.5f;  // above every |x| the table is used for, and below 2
+constexpr float kNF4BucketOffset = 17.f, kFP4BucketOffset = 0.f;
+constexpr uint32_t kBucketBits4bit = 0x4b000000u;  // 2^23's bits: from here to 2^24 the floats are the integers
 
-BNB_HD int code_bucket_4bit(float y) {  // y in [4, 8)
-  return int((float_bits(y) >> 17) & (kCodeBuckets4bit - 1));
+// The bucket of x (floor(16 x + offset) for an integral offset, 16 x + offset in [0, 2^23)) plus
+// kBucketBits4bit: that integer's bits as a float, which a kernel turns into a shared-memory
+// address with one instruction. (On the GPU: 16 x + offset + 2^23 rounded down, exactly.)
+BNB_HD uint32_t code_bucket_bits_4bit(float x, float offset) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(__fmaf_rd(x, 16.f, 8388608.f + offset));
+#else
+  return kBucketBits4bit + uint32_t(std::floor(16.0 * double(x)) + double(offset));  // offset: an integer
+#endif
 }
+template <QuantType4bit Q> BNB_HD uint32_t code_bucket_bits_4bit(float x) {
+  if constexpr (Q == QuantType4bit::NF4) {
+    return code_bucket_bits_4bit(x, kNF4BucketOffset);
+  } else {
+    return code_bucket_bits_4bit(fabsf(x), kFP4BucketOffset);
+  }
+}
+template <QuantType4bit Q> BNB_HD int code_bucket_4bit(float x) { return int(code_bucket_bits_4bit<Q>(x) - kBucketBits4bit); }
 
 // Bucket i's entry, from the thresholds above.
 template <QuantType4bit Q> BNB_HD CodeBucket4bit code_bucket_entry_4bit(int i) {
   constexpr bool kNF4 = Q == QuantType4bit::NF4;
   constexpr int N = kNF4 ? 15 : 7;
-  const float lo = (kNF4 ? -1.f : 0.f) + float(i) / 16.f, hi = lo + 1.f / 16.f;
+  const float lo = (kNF4 ? -1.f - 1.f / 16.f : 0.f) + float(i) / 16.f, hi = lo + 1.f / 16.f;
   const Thresholds<N> t = [] {
     if constexpr (kNF4) return nf4_thresholds(); else return fp4_magnitude_thresholds();
   }();
@@ -161,22 +179,26 @@ BNB_HD bool code_table_applies_4bit(float absmax) { return absmax >= FLT_MIN && 
 // where the table applies; equal to nf4_code_of / fp4_code_of there (for every such x: the
 // tests check all floats of magnitude up to 1 + 2^-23). (Thresholds are never -0.0, which is
 // what below_bit asks of them.)
-BNB_HD uint8_t nf4_code_by_table(float x, const CodeBucket4bit* table) {
-  const CodeBucket4bit e = table[code_bucket_4bit(x + 5.f)];
-  return uint8_t(e.codes + below_bit(e.threshold, x));
-}
-BNB_HD uint8_t fp4_code_by_table(float x, const CodeBucket4bit* table) {
-  const float a = fabsf(x);
-  const CodeBucket4bit e = table[code_bucket_4bit(a + 4.f)];
+BNB_HD uint8_t nf4_code_from_entry(float x, CodeBucket4bit e) { return uint8_t(e.codes + below_bit(e.threshold, x)); }
+BNB_HD uint8_t fp4_code_from_entry(float x, CodeBucket4bit e) {
   // (the threshold's difference to |x| lies in (-2, 2): its bits' top two are 2 * above)
-  return uint8_t(byte_of(e.codes, (float_bits(sub_rn(e.threshold, a)) >> 30) + negative_bit(x)));
+  return uint8_t(byte_of(e.codes, (float_bits(sub_rn(e.threshold, fabsf(x))) >> 30) + negative_bit(x)));
+}
+template <QuantType4bit Q> BNB_HD uint8_t code_4bit_from_entry(float x, CodeBucket4bit e) {
+  if constexpr (Q == QuantType4bit::NF4) {
+    return nf4_code_from_entry(x, e);
+  } else {
+    return fp4_code_from_entry(x, e);
+  }
 }
 template <QuantType4bit Q> BNB_HD uint8_t code_4bit_by_table(float x, const CodeBucket4bit* table) {
-  if constexpr (Q == QuantType4bit::NF4) {
-    return nf4_code_by_table(x, table);
-  } else {
-    return fp4_code_by_table(x, table);
-  }
+  return code_4bit_from_entry<Q>(x, table[code_bucket_4bit<Q>(x)]);
+}
+BNB_HD uint8_t nf4_code_by_table(float x, const CodeBucket4bit* table) {
+  return code_4bit_by_table<QuantType4bit::NF4>(x, table);
+}
+BNB_HD uint8_t fp4_code_by_table(float x, const CodeBucket4bit* table) {
+  return code_4bit_by_table<QuantType4bit::FP4>(x, table);
 }
 
 template <QuantType4bit Q> BNB_HD uint8_t code_4bit_of(float x) {
