@@ -151,10 +151,11 @@ struct CodeTable4bit {
     return uint32_t(__cvta_generic_to_shared(table)) - kBucketBits4bit * uint32_t(sizeof(CodeBucket4bit));
   }
   template <QuantType4bit Q> __device__ __forceinline__ uint8_t code(float x) const {
-    static_assert(sizeof(CodeBucket4bit) == 8, "one 8-byte load an entry");
     const uint32_t addr = code_bucket_bits_4bit<Q>(x) * uint32_t(sizeof(CodeBucket4bit)) + base;  // wraps: exact
+    // (The address depends on the base read after the table's barrier, which keeps the load
+    // after it.)
     CodeBucket4bit e;
-    asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(*reinterpret_cast<uint32_t*>(&e.threshold)), "=r"(e.codes) : "r"(addr));
+    asm("ld.shared.v2.b32 {%0, %1}, [%2];" : "=f"(e.threshold), "=r"(e.codes) : "r"(addr));
     return code_4bit_from_entry<Q>(x, e);
   }
 };

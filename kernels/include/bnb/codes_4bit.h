@@ -121,10 +121,11 @@ BNB_HD uint8_t fp4_code_of(float x) {
 // from sign bits (float_compare.h): above from threshold - |x|, whose magnitude is below 2, so
 // that its top two bits are 2 * above. That keeps all but a few instructions a value off the
 // integer pipe the quantize kernel is bound by.
-struct CodeBucket4bit {
+struct alignas(8) CodeBucket4bit {  // (8-aligned: the GPU loads an entry in one 8-byte access)
   float threshold;
   uint32_t codes;
 };
+static_assert(sizeof(CodeBucket4bit) == 8 && alignof(CodeBucket4bit) == 8, "one 8-byte entry");
 constexpr int kCodeBuckets4bit = 64;
 constexpr float kNoThreshold4bit = 1.5f;  // above every |x| the table is used for, and below 2
 constexpr float kNF4BucketOffset = 17.f, kFP4BucketOffset = 0.f;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <tuple>
 
@@ -187,6 +188,63 @@ TEST_F(CudaTest, Quantize4bitThresholdBlocksMatchCpu) {
       std::vector<uint8_t> q_cpu;
       std::vector<float> absmax_cpu;
       expect_quantize_matches_cpu(q, from_floats(DType::Float32, x), blocksize, 0, q_cpu, absmax_cpu);
+    }
+  }
+}
+
+// The GPU's code table (an exact bucket by a rounded-down fused multiply-add, the compare and
+// FP4's sign by sign bits) against the CPU's search over a dense sweep of scaled values: blocks
+// of 64 whose first value is +-absmax, the rest every 389th float32 of magnitude up to 1 (both
+// signs), every float32 within 2048 units in the last place of each bucket edge k / 16 and each
+// threshold, -0.0 and the negative subnormals nearest zero; then every 16-bit pattern of
+// magnitude up to 1 in bfloat16 and float16. Absmax 1 makes the scaled values the values
+// themselves; absmax 3 (float32, a sparser sweep) adds the rounding of the scale.
+TEST_F(CudaTest, Quantize4bitDenseSweepMatchesCpu) {
+  constexpr int64_t kBlock = 64;
+  std::vector<float> sweep;
+  for (uint32_t u = 0; u <= 0x3f800000u; u += 389) {
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    sweep.push_back(f), sweep.push_back(-f);
+  }
+  std::vector<float> centres;
+  for (int k = -16; k <= 16; ++k) centres.push_back(float(k) / 16.f);
+  for (float t : bnb::nf4_thresholds().t) centres.push_back(t);
+  for (float t : bnb::fp4_magnitude_thresholds().t) centres.push_back(t), centres.push_back(-t);
+  for (float c : centres) {
+    float up = c, down = c;
+    for (int k = 0; k < 2048; ++k) {
+      up = std::nextafter(up, INFINITY), down = std::nextafter(down, -INFINITY);
+      if (std::fabs(up) <= 1.f) sweep.push_back(up);
+      if (std::fabs(down) <= 1.f) sweep.push_back(down);
+    }
+  }
+  for (float f : {-0.f, -FLT_TRUE_MIN, -2 * FLT_TRUE_MIN, -FLT_MIN, FLT_TRUE_MIN}) sweep.push_back(f);
+  const auto blocks_of = [&](const std::vector<float>& values, float absmax, size_t stride) {
+    std::vector<float> x;
+    for (size_t i = 0; i < values.size(); i += stride) {
+      if (int64_t(x.size()) % kBlock == 0) x.push_back(x.size() % (2 * kBlock) ? -absmax : absmax);
+      x.push_back(values[i] * absmax);
+    }
+    return x;
+  };
+  std::vector<uint8_t> q_cpu;
+  std::vector<float> absmax_cpu;
+  for (QuantType4bit q : kQuantTypes) {
+    SCOPED_TRACE(bnb::quant_type_name(q));
+    expect_quantize_matches_cpu(q, from_floats(DType::Float32, blocks_of(sweep, 1.f, 1)), kBlock, 0, q_cpu,
+                                absmax_cpu);
+    expect_quantize_matches_cpu(q, from_floats(DType::Float32, blocks_of(sweep, 3.f, 7)), kBlock, 0, q_cpu,
+                                absmax_cpu);
+    for (DType dtype : {DType::BFloat16, DType::Float16}) {
+      SCOPED_TRACE(bnb::dtype_name(dtype));
+      std::vector<float> all16;  // every 16-bit pattern of magnitude up to 1, as a float
+      for (uint32_t u = 0; u <= 0xffffu; ++u) {
+        const Values one = Values{dtype, {uint8_t(u & 0xff), uint8_t(u >> 8)}};
+        const float f = one.at(0);
+        if (std::fabs(f) <= 1.f) all16.push_back(f);
+      }
+      expect_quantize_matches_cpu(q, from_floats(dtype, blocks_of(all16, 1.f, 1)), kBlock, 0, q_cpu, absmax_cpu);
     }
   }
 }
