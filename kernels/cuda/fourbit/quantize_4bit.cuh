@@ -5,7 +5,8 @@
 // Work split, as in the 8-bit kernels: a thread's chunk is one 16-byte access of the wide side
 // (V = 4 floats or 8 halves: the input of quantize, the output of dequantize) and V / 2 bytes of
 // codes; chunk c of a tile holds V * kThreads consecutive values, one chunk a thread, so every
-// warp-wide access is contiguous on both sides. The grid is persistent, striding over tiles.
+// warp-wide access is contiguous on both sides (quantize's tiles: common/block_tiles.cuh). The
+// grid is persistent, striding over tiles.
 //
 // Quantize is memory-bound only if it spends few instructions a value: an H100 streams about
 // four 16-bit values per SM cycle, and its integer/compare/select pipe (ALU) runs 64 lanes a
@@ -17,31 +18,14 @@
 // compare-and-select search takes some twenty); and four 16-byte chunks a thread in flight.
 #pragma once
 #include <algorithm>
-#include <cstring>
-#include <type_traits>
 
 #include "bnb/codes_4bit.h"
 #include "bnb/quantize_4bit_cuda.h"
-#include "../common/abs_key.cuh"
+#include "../common/block_tiles.cuh"
 #include "../common/launch.cuh"
 #include "../common/quant.cuh"
 
 namespace bnb::cuda {
-
-// A quantize tile: kChunks chunks a thread. A block is kBlockChunks consecutive chunks (one, or
-// whole chunks of the CTA for a block larger than a chunk) of kGroup consecutive threads.
-template <typename T, int BLOCK> struct Blockwise4bitShape {
-  static constexpr int kVec = 16 / sizeof(T);         // values per 16-byte chunk
-  static constexpr int kChunkSpan = kThreads * kVec;  // values of one chunk across the CTA
-  static constexpr bool kBlockInChunk = BLOCK <= kChunkSpan;
-  static constexpr int kGroup = kBlockInChunk ? BLOCK / kVec : kThreads;
-  static constexpr int kBlockChunks = kBlockInChunk ? 1 : BLOCK / kChunkSpan;
-  // 64 bytes of input in flight per thread, or one block if that is more.
-  static constexpr int kChunks = kBlockChunks > 4 ? kBlockChunks : 4;
-  static constexpr int kTile = kChunks * kChunkSpan;
-  static_assert(BLOCK % kVec == 0 && kGroup <= kThreads, "a block is whole chunks of one CTA");
-  static_assert(kChunks % kBlockChunks == 0, "a tile is whole blocks");
-};
 
 // V / 2 packed bytes (2 or 4) as one access; p aligned to its size.
 template <int B> __device__ __forceinline__ void store_packed(uint8_t* p, const uint8_t (&b)[B]) {
@@ -59,82 +43,6 @@ template <int B> __device__ __forceinline__ void load_packed(const uint8_t* p, u
                         : __ldcs(reinterpret_cast<const unsigned int*>(p));
 #pragma unroll
   for (int j = 0; j < B; ++j) b[j] = uint8_t(raw >> (8 * j));
-}
-
-// The chunk of 16 bytes at A + base, kept raw until its block's scale is known. Past the end of
-// the input (or wherever the tile cannot be read whole and aligned) element by element, the
-// values past n as +0.0, which also pads an odd n's last byte.
-template <typename T> __device__ __forceinline__ uint4 load_chunk(const T* A, int64_t base, int64_t n, bool full) {
-  if (full) return __ldcs(reinterpret_cast<const uint4*>(A + base));  // streamed: read once
-  using Bits = std::conditional_t<sizeof(T) == 2, uint16_t, uint32_t>;
-  constexpr int V = 16 / sizeof(T);
-  Bits e[V];
-#pragma unroll
-  for (int j = 0; j < V; ++j) e[j] = base + j < n ? reinterpret_cast<const Bits*>(A)[base + j] : Bits(0);
-  uint4 raw;
-  memcpy(&raw, e, 16);
-  return raw;
-}
-
-template <typename T, int V> __device__ __forceinline__ void chunk_values(const uint4& raw, float (&v)[V]) {
-  static_assert(V * sizeof(T) == 16, "one chunk");
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {  // a bf16 is the top half of its float32
-    const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) v[2 * i] = __uint_as_float(w[i] << 16), v[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  } else {
-    const T* e = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-    for (int j = 0; j < V; ++j) v[j] = to_float(e[j]);
-  }
-}
-
-// Words in each half of the kernel's `s_warp` (2 * kKeyHalf words), shared by both reductions
-// below: the first reduces NB / 2 words a warp for 16-bit input, the second NB, and with halves
-// sized by the call a block_keys of parity 1 would overlap the finite_block_keys of parity 0
-// that follows it.
-template <int NB> constexpr int kKeyHalf = NB * kThreads / 32;
-
-// The float32 absmax keys (common/abs_key.cuh) of a thread's NB blocks of K chunks each, reduced
-// over each block's group of G threads. Returns whether some block in the reduction's scope
-// (warp or CTA, the same answer for all its threads) holds a non-finite value.
-template <typename T, int K, int G, int NB>
-__device__ __forceinline__ bool block_keys(const uint4 (&raw)[NB * K], unsigned (&key)[NB], unsigned* s_warp,
-                                           int& parity) {
-  using Keys = AbsKeys<T>;
-  constexpr int P = Keys::kPerWord, W = (NB + P - 1) / P;
-  unsigned w[W] = {};
-#pragma unroll
-  for (int b = 0; b < NB; ++b) {
-    unsigned m = 0;
-#pragma unroll
-    for (int k = 0; k < K; ++k) m = max(m, Keys::of_chunk(raw[b * K + k]));
-    w[b / P] |= m << (32 / P * (b % P));
-  }
-  const bool any = group_max_keys<G, Keys, kKeyHalf<NB>>(w, s_warp, parity);
-#pragma unroll
-  for (int b = 0; b < NB; ++b) key[b] = Keys::to_float_key(P == 1 ? w[b] : (w[b / P] >> (16 * (b % P))) & 0xffffu);
-  return any;
-}
-
-// The keys of the largest finite |x| of the same blocks: the second reduction, for blocks that
-// hold a non-finite value.
-template <typename T, int K, int G, int NB>
-__device__ __forceinline__ void finite_block_keys(const uint4 (&raw)[NB * K], unsigned (&key)[NB], unsigned* s_warp,
-                                                  int& parity) {
-  constexpr int V = 16 / sizeof(T);
-#pragma unroll
-  for (int b = 0; b < NB; ++b) {
-    key[b] = 0;
-#pragma unroll
-    for (int k = 0; k < K; ++k) {
-      float v[V];
-      chunk_values<T>(raw[b * K + k], v);
-#pragma unroll
-      for (int j = 0; j < V; ++j) key[b] = max(key[b], finite_abs_key(v[j]));
-    }
-  }
-  group_max_keys<G, AbsKeys<float>, kKeyHalf<NB>>(key, s_warp, parity);
 }
 
 // The code table in shared memory, addressed by a value's bucket bits (codes_4bit.h): the
@@ -181,10 +89,10 @@ __device__ __forceinline__ void chunk_codes(const float (&v)[V], float amax, Blo
 
 // Two CTAs an SM at least (64 registers a thread), so that one loads while the other computes.
 template <typename T, int BLOCK, QuantType4bit Q>
-__global__ void __launch_bounds__(kThreads, 2)
+__global__ void __launch_bounds__(kThreads, kTileCtasPerSM)
 quantize_4bit_kernel(const T* __restrict__ A, uint8_t* __restrict__ out, float* __restrict__ absmax, int64_t n) {
-  using S = Blockwise4bitShape<T, BLOCK>;
-  constexpr int V = S::kVec, C = S::kChunks, K = S::kBlockChunks, G = S::kGroup, NB = C / K;
+  using S = BlockTileShape<T, BLOCK>;
+  constexpr int V = S::kVec, C = S::kChunks, K = S::kBlockChunks, G = S::kGroup, NB = S::kBlocksPerThread;
   __shared__ unsigned s_warp[2 * kKeyHalf<NB>];
   __shared__ CodeBucket4bit s_table[kCodeBuckets4bit];
   __shared__ uint32_t s_table_base;
@@ -199,33 +107,23 @@ quantize_4bit_kernel(const T* __restrict__ A, uint8_t* __restrict__ out, float* 
     const int64_t first = tile * S::kTile + int64_t(threadIdx.x) * V;  // this thread's chunk 0
     const bool full = vector_ok && (tile + 1) * S::kTile <= n;
     uint4 raw[C];
-#pragma unroll
-    for (int c = 0; c < C; ++c) raw[c] = load_chunk(A, first + int64_t(c) * S::kChunkSpan, n, full);
+    load_tile<T, BLOCK>(A, first, n, full, raw);
     // This thread's NB blocks: block b is chunks b * K .. b * K + K - 1.
-    unsigned key[NB];
+    float amax[NB];  // the finite absmax
     bool marked[NB];
-    const bool any_nonfinite = block_keys<T, K, G>(raw, key, s_warp, parity);
-#pragma unroll
-    for (int b = 0; b < NB; ++b) marked[b] = key[b] >= kInfKey;
-    if (any_nonfinite) {  // rare; taken alike by every thread of the reduction's scope
-      unsigned finite[NB];
-      finite_block_keys<T, K, G>(raw, finite, s_warp, parity);
-#pragma unroll
-      for (int b = 0; b < NB; ++b) key[b] = marked[b] ? finite[b] : key[b];
-    }
+    tile_block_absmax<T, K, G>(raw, amax, marked, s_warp, parity);
 #pragma unroll
     for (int b = 0; b < NB; ++b) {
-      const float amax = __uint_as_float(key[b]);  // the finite absmax
       const int64_t block_first = first + int64_t(b) * K * S::kChunkSpan;
-      if (threadIdx.x % G == 0 && block_first < n) absmax[block_first / BLOCK] = marked[b] ? -amax : amax;
-      const BlockScale scale = block_scale_4bit(amax);
+      if (threadIdx.x % G == 0 && block_first < n) absmax[block_first / BLOCK] = marked[b] ? -amax[b] : amax[b];
+      const BlockScale scale = block_scale_4bit(amax[b]);
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int64_t base = block_first + int64_t(k) * S::kChunkSpan;
         float v[V];
         chunk_values<T>(raw[b * K + k], v);
         uint8_t q[V / 2];
-        chunk_codes<Q>(v, amax, scale, marked[b], table, q);
+        chunk_codes<Q>(v, amax[b], scale, marked[b], table, q);
         if (full) {
           store_packed<V / 2>(out + base / 2, q);
         } else {
@@ -293,7 +191,7 @@ dequantize_4bit_kernel(const uint8_t* __restrict__ A, const float* __restrict__ 
 
 template <typename T, int BLOCK, QuantType4bit Q>
 cudaError_t launch_quantize_4bit_bs(const T* A, uint8_t* out, float* absmax, int64_t n, cudaStream_t stream) {
-  using S = Blockwise4bitShape<T, BLOCK>;
+  using S = BlockTileShape<T, BLOCK>;
   const int64_t tiles = (n + S::kTile - 1) / S::kTile;
   const auto kernel = quantize_4bit_kernel<T, BLOCK, Q>;
   const int64_t grid = std::min<int64_t>(tiles, persistent_grid((const void*)kernel, kThreads, 0));

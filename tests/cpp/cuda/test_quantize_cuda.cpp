@@ -1,6 +1,8 @@
 // The CUDA quantization launchers (bnb/quantize_cuda.h) against their CPU twins on the same
 // inputs: codes and absmax exactly (both divide once, IEEE, and search the same midpoints),
 // dequantized values exactly (one product, one rounding to the dtype).
+#include <algorithm>
+#include <string>
 #include <tuple>
 
 #include "bnb/quantize_cpu.h"
@@ -22,32 +24,55 @@ int count_mismatches(const std::vector<uint8_t>& a, const std::vector<uint8_t>& 
 
 class QuantizeBlockwiseCuda : public CudaTestWithParam<std::tuple<DType, int64_t, int64_t>> {};
 
-// Codes, absmax and dequantized values of the CUDA launchers equal the CPU ones; with
-// `nonfinite`, some blocks hold NaN and +-Inf (marked blocks, reserved code).
-void expect_blockwise_matches_cpu(DType dtype, int64_t blocksize, int64_t n, bool nonfinite) {
-  Values a = random_values(dtype, n, uint32_t(n + blocksize), 3.f);
-  if (nonfinite) sprinkle_nonfinite(a);
-  const std::vector<float> code = dense_map();
-  const int64_t blocks = bnb::num_blocks(n, blocksize);
+// Quantizes `a` on the GPU (the input `offset` elements and the codes `offset` bytes into their
+// buffers, so that an offset of 1 leaves both unaligned) and compares codes and absmax with the
+// CPU twin's, which it returns.
+void expect_quantize_matches_cpu(const Values& a, const std::vector<float>& code, int64_t blocksize, int64_t offset,
+                                 std::vector<uint8_t>& q_cpu, std::vector<float>& absmax_cpu) {
+  const int64_t n = a.size(), blocks = bnb::num_blocks(n, blocksize);
+  q_cpu.assign(static_cast<size_t>(n), 0);
+  absmax_cpu.assign(static_cast<size_t>(blocks), 0.f);
+  bnb::cpu::quantize_blockwise(a.dtype, a.data(), code.data(), q_cpu.data(), absmax_cpu.data(), n, blocksize);
 
-  std::vector<uint8_t> q_cpu(static_cast<size_t>(n));
-  std::vector<float> absmax_cpu(static_cast<size_t>(blocks));
-  bnb::cpu::quantize_blockwise(dtype, a.data(), code.data(), q_cpu.data(), absmax_cpu.data(), n, blocksize);
-
-  DeviceBuffer<uint8_t> a_d = to_device(a);
+  Values shifted = empty_values(a.dtype, offset);
+  shifted.bytes.insert(shifted.bytes.end(), a.bytes.begin(), a.bytes.end());
+  DeviceBuffer<uint8_t> a_d = to_device(shifted);
   DeviceBuffer<float> code_d(code);
-  DeviceBuffer<uint8_t> q_d(static_cast<size_t>(n));
+  DeviceBuffer<uint8_t> q_d(static_cast<size_t>(n + offset));
   DeviceBuffer<float> absmax_d(static_cast<size_t>(blocks));
-  ASSERT_EQ(bnb::cuda::quantize_blockwise(dtype, a_d.get(), code_d.get(), q_d.get(), absmax_d.get(), n, blocksize,
-                                          nullptr),
+  q_d.fill_bytes(0xAA);
+  ASSERT_EQ(bnb::cuda::quantize_blockwise(a.dtype, a_d.get() + offset * bnb::dtype_size(a.dtype), code_d.get(),
+                                          q_d.get() + offset, absmax_d.get(), n, blocksize, nullptr),
             cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   EXPECT_EQ(absmax_d.host(), absmax_cpu);
-  EXPECT_EQ(count_mismatches(q_d.host(), q_cpu), 0);
+  std::vector<uint8_t> q_gpu = q_d.host();
+  for (int64_t i = 0; i < offset; ++i) EXPECT_EQ(q_gpu[size_t(i)], 0xAA) << "byte before the codes";
+  q_gpu.erase(q_gpu.begin(), q_gpu.begin() + offset);
+  EXPECT_EQ(count_mismatches(q_gpu, q_cpu), 0);
+}
+
+// Codes, absmax and dequantized values of the CUDA launchers equal the CPU ones, on random
+// values with an all-zero block and (every > 0) NaN, +Inf and -Inf every `every` values (marked
+// blocks, reserved code).
+void expect_blockwise_matches_cpu(DType dtype, int64_t blocksize, int64_t n, int64_t every) {
+  Values a = random_values(dtype, n, uint32_t(n + blocksize), 3.f);
+  // An all-zero block where there is room for one (its scale multiplies by 0).
+  if (n >= 3 * blocksize) {
+    const Values zeros = empty_values(dtype, blocksize);
+    std::copy(zeros.bytes.begin(), zeros.bytes.end(), a.bytes.begin() + blocksize * bnb::dtype_size(dtype));
+  }
+  if (every > 0) sprinkle_nonfinite(a, every);
+  const std::vector<float> code = dense_map();
+  std::vector<uint8_t> q_cpu;
+  std::vector<float> absmax_cpu;
+  expect_quantize_matches_cpu(a, code, blocksize, 0, q_cpu, absmax_cpu);
 
   // Dequantize the same codes on both.
   Values back_cpu = empty_values(dtype, n);
   bnb::cpu::dequantize_blockwise(dtype, q_cpu.data(), code.data(), absmax_cpu.data(), back_cpu.data(), n, blocksize);
   DeviceBuffer<uint8_t> qc_d(q_cpu);
+  DeviceBuffer<float> code_d(code);
   DeviceBuffer<float> absmax_c(absmax_cpu);
   DeviceBuffer<uint8_t> back_d(static_cast<size_t>(n) * static_cast<size_t>(bnb::dtype_size(dtype)));
   ASSERT_EQ(bnb::cuda::dequantize_blockwise(dtype, qc_d.get(), code_d.get(), absmax_c.get(), back_d.get(), n,
@@ -58,19 +83,68 @@ void expect_blockwise_matches_cpu(DType dtype, int64_t blocksize, int64_t n, boo
 
 TEST_P(QuantizeBlockwiseCuda, MatchesCpu) {
   const auto [dtype, blocksize, n] = GetParam();
-  expect_blockwise_matches_cpu(dtype, blocksize, n, false);
+  expect_blockwise_matches_cpu(dtype, blocksize, n, 0);
 }
 
+// Some blocks hold NaN and +-Inf: most blocks at the small stride (every block of a large block
+// size), or here and there among unmarked ones in the same warp or the same tile of several
+// blocks a thread (the second reduction runs for the whole warp or CTA, its result used only
+// by the marked blocks).
 TEST_P(QuantizeBlockwiseCuda, NonFiniteMatchesCpu) {
   const auto [dtype, blocksize, n] = GetParam();
-  expect_blockwise_matches_cpu(dtype, blocksize, n, true);
+  for (const int64_t every : {700, 9001}) {
+    SCOPED_TRACE("non-finite every " + std::to_string(every));
+    expect_blockwise_matches_cpu(dtype, blocksize, n, every);
+  }
+}
+
+// Input and codes one element / one byte past 16-byte alignment: the element-wise path.
+TEST_P(QuantizeBlockwiseCuda, UnalignedMatchesCpu) {
+  const auto [dtype, blocksize, n] = GetParam();
+  Values a = random_values(dtype, n, uint32_t(n * 3 + blocksize), 2.f);
+  sprinkle_nonfinite(a, 5003);
+  std::vector<uint8_t> q_cpu;
+  std::vector<float> absmax_cpu;
+  expect_quantize_matches_cpu(a, dense_map(), blocksize, 1, q_cpu, absmax_cpu);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     DTypesBlocksSizes, QuantizeBlockwiseCuda,
     ::testing::Combine(::testing::ValuesIn(kDTypes), ::testing::Values<int64_t>(64, 128, 256, 512, 1024, 2048, 4096),
-                       // empty, one value, not a multiple of any block size, several tiles of a CTA
-                       ::testing::Values<int64_t>(0, 1, 1000, 3 * 4096 + 5, 1000003)));
+                       // empty, one value, odd, not a multiple of any block size or tile (ending mid-tile),
+                       // several tiles of a CTA
+                       ::testing::Values<int64_t>(0, 1, 1000, 14997, 3 * 4096 + 5, 1000003)));
+
+// Several tiles a CTA (the persistent grid's loop): more tiles than the device holds CTAs of 512
+// threads at once, twice over, with the first round of tiles finite and NaN, +Inf and -Inf here
+// and there after it. So CTAs reach a tile with a marked block after an odd number of
+// reductions, where the second reduction of the absmax keys must not share shared-memory words
+// with the first.
+TEST_F(CudaTest, QuantizeBlockwiseManyTilesPerCtaMatchCpu) {
+  int device = 0, sms = 0, threads_per_sm = 0;
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&threads_per_sm, cudaDevAttrMaxThreadsPerMultiProcessor, device), cudaSuccess);
+  const int64_t resident = int64_t(sms) * std::max(1, threads_per_sm / 512);  // CTAs at once, at most
+  constexpr int64_t kTile16 = 4 * 512 * 8;  // values of a 16-bit tile (float32's are half as many)
+  const int64_t first_round = resident * kTile16, n = 2 * first_round + 3 * kTile16 + 5;
+  const std::vector<float> code = dense_map();
+  for (const DType dtype : kDTypes) {
+    Values a = random_values(dtype, n, uint32_t(n) + uint32_t(dtype), 1.f);
+    Values tail = empty_values(dtype, n - first_round);
+    std::copy(a.bytes.begin() + first_round * bnb::dtype_size(dtype), a.bytes.end(), tail.bytes.begin());
+    sprinkle_nonfinite(tail, 50021);  // one tile in three or so
+    std::copy(tail.bytes.begin(), tail.bytes.end(), a.bytes.begin() + first_round * bnb::dtype_size(dtype));
+    // a block within a warp, across warps, across the CTA with four blocks a thread (float32),
+    // two chunks a thread (float32)
+    for (const int64_t blocksize : {64, 512, 1024, 4096}) {
+      SCOPED_TRACE(std::string(bnb::dtype_name(dtype)) + " blocksize " + std::to_string(blocksize));
+      std::vector<uint8_t> q_cpu;
+      std::vector<float> absmax_cpu;
+      expect_quantize_matches_cpu(a, code, blocksize, 0, q_cpu, absmax_cpu);
+    }
+  }
+}
 
 class QuantizeTensorwiseCuda : public CudaTestWithParam<std::tuple<DType, int64_t>> {};
 
