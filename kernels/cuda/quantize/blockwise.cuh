@@ -57,16 +57,12 @@ quantize_blockwise_kernel(const T* __restrict__ A, const float* __restrict__ cod
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int64_t base = block_first + int64_t(k) * S::kChunkSpan;
+        float v[V];
+        chunk_values<T>(raw[b * K + k], v);
         uint8_t q[V];
-        {
-          float v[V];
-          chunk_values<T>(raw[b * K + k], v);
 #pragma unroll
-          for (int j = 0; j < V; ++j) q[j] = nearest_code(lane_table, middle, scale.apply(v[j]));
-        }
+        for (int j = 0; j < V; ++j) q[j] = nearest_code(lane_table, middle, scale.apply(v[j]));
         if (marked[b]) {  // rare: the block's non-finite values take the reserved code
-          float v[V];  // again from the raw chunk, fewer registers than the values across the search
-          chunk_values<T>(raw[b * K + k], v);
 #pragma unroll
           for (int j = 0; j < V; ++j) q[j] = marked_code_8bit(q[j], v[j], true);
         }
