@@ -97,8 +97,8 @@ __device__ __forceinline__ bool group_max_keys(unsigned (&w)[N], unsigned* s_war
     const bool any = __syncthreads_or(nonfinite) != 0;
     // The group's kWarps * N words, lane l taking words l, l + 32, ...: word t is word t % N of
     // warp t / N, so a lane holds one word index throughout, and the shuffles at distances N
-    // and above meet the same word of the other warps. (A few registers, where reading every
-    // word into every thread held them all at once.)
+    // and above meet the same word of the other warps. A few registers: every thread reading
+    // every word would hold up to 64 at once, and spill at 64 registers a thread.
     constexpr int kWords = kWarps * N;
     static_assert((N & (N - 1)) == 0 && 32 % N == 0, "a power of two of words that divides a warp");
     const int lane = threadIdx.x % 32;
@@ -107,7 +107,8 @@ __device__ __forceinline__ bool group_max_keys(unsigned (&w)[N], unsigned* s_war
 #pragma unroll
     for (int t = 32; t < kWords; t += 32) m = Keys::max(m, group[t + lane]);
 #pragma unroll
-    for (int o = (kWords < 32 ? kWords : 32) / 2; o >= N; o >>= 1) m = Keys::max(m, __shfl_xor_sync(0xffffffffu, m, o));
+    for (int o = (kWords < 32 ? kWords : 32) / 2; o >= N; o >>= 1)
+      m = Keys::max(m, __shfl_xor_sync(0xffffffffu, m, o));
 #pragma unroll
     for (int i = 0; i < N; ++i) w[i] = __shfl_sync(0xffffffffu, m, i);
     return any;

@@ -55,8 +55,9 @@ template <typename T> __device__ __forceinline__ uint4 load_chunk(const T* A, in
 // A thread's C chunks of a tile: chunk c at first + c * kChunkSpan.
 template <typename T, int BLOCK, int C>
 __device__ __forceinline__ void load_tile(const T* A, int64_t first, int64_t n, bool full, uint4 (&raw)[C]) {
+  constexpr int kSpan = BlockTileShape<T, BLOCK>::kChunkSpan;
 #pragma unroll
-  for (int c = 0; c < C; ++c) raw[c] = load_chunk(A, first + int64_t(c) * BlockTileShape<T, BLOCK>::kChunkSpan, n, full);
+  for (int c = 0; c < C; ++c) raw[c] = load_chunk(A, first + int64_t(c) * kSpan, n, full);
 }
 
 template <typename T, int V> __device__ __forceinline__ void chunk_values(const uint4& raw, float (&v)[V]) {
