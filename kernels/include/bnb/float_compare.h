@@ -14,21 +14,11 @@
 // thresholds that are never -0.0, or make zeros positive first (positive_zero).
 #pragma once
 #include <cstdint>
-#include <cstring>
 
 #include "bnb/dtype.h"
+#include "bnb/float_bits.h"
 
 namespace bnb {
-
-BNB_HD uint32_t float_bits(float x) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(x);
-#else
-  uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  return u;
-#endif
-}
 
 // a - b rounded to nearest, never fused with a product into one rounding.
 BNB_HD float sub_rn(float a, float b) {

@@ -16,9 +16,9 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 
 #include "bnb/dtype.h"
+#include "bnb/float_bits.h"
 
 namespace bnb {
 
@@ -41,15 +41,7 @@ BNB_HD float nonfinite_flag(float x) { return is_finite_value(x) ? 0.f : 1.f; }
 // The absmax a block stores: its finite absmax, negated when the block is marked.
 BNB_HD float stored_absmax(float amax, float flag) { return flag > 0.f ? -amax : amax; }
 
-BNB_HD bool is_marked(float stored) {
-#if defined(__CUDA_ARCH__)
-  return (__float_as_uint(stored) >> 31) != 0;
-#else
-  uint32_t bits;
-  std::memcpy(&bits, &stored, sizeof bits);
-  return (bits >> 31) != 0;
-#endif
-}
+BNB_HD bool is_marked(float stored) { return (float_bits(stored) >> 31) != 0; }
 
 // The scale that takes a block's values into [-1, 1]: value = (x * pre) * mul. A subnormal
 // absmax has no finite reciprocal, so it (and the values) are first multiplied by 2^64; for

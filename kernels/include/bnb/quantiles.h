@@ -23,9 +23,9 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 
 #include "bnb/dtype.h"
+#include "bnb/float_bits.h"
 
 namespace bnb::quantiles {
 
@@ -40,26 +40,6 @@ constexpr int kLevel1Shift = 32 - kLevel1Bits;       // key >> 17 = level-1 bin
 constexpr int kFinalShift = 32 - kKeyBits;           // key >> 11 = final bin
 constexpr uint32_t kFinalBinFloats = 1u << kFinalShift;  // 2048 floats per final bin
 constexpr uint32_t kPositionMask = kFinalBinFloats - 1u;  // a key's position in its final bin
-
-BNB_HD uint32_t float_bits(float f) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(f);
-#else
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-#endif
-}
-
-BNB_HD float bits_float(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-#endif
-}
 
 // Negative floats order in reverse of their bits, positive ones like their bits with the
 // sign bit set. NaN (either sign) sorts above +inf, as torch.sort puts it.
