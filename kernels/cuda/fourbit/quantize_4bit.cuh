@@ -2,10 +2,10 @@
 // quantize, block size and code format). Each dtype's instantiations live in their own .cu
 // file so the build compiles them in parallel.
 //
-// Work split, as in the 8-bit kernels: a thread's chunk is one 16-byte access of the wide side
+// Work split: a thread's chunk is one 16-byte access of the wide side
 // (V = 4 floats or 8 halves: the input of quantize, the output of dequantize) and V / 2 bytes of
 // codes; chunk c of a tile holds V * kThreads consecutive values, one chunk a thread, so every
-// warp-wide access is contiguous on both sides (quantize's tiles: common/block_tiles.cuh). The
+// warp-wide access is contiguous on both sides (quantize's tiles: block_tiles.cuh). The
 // grid is persistent, striding over tiles.
 //
 // Quantize is memory-bound only if it spends few instructions a value: an H100 streams about
@@ -21,7 +21,7 @@
 
 #include "bnb/codes_4bit.h"
 #include "bnb/quantize_4bit_cuda.h"
-#include "../common/block_tiles.cuh"
+#include "block_tiles.cuh"
 #include "../common/launch.cuh"
 #include "../common/quant.cuh"
 
