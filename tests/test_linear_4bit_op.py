@@ -14,7 +14,7 @@ ROWS = (1, 3, 8, 9, 16, 17, 33, 64, 65, 130)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("nested", [False, True])
 @pytest.mark.parametrize("N,K,blocksize", [(40, 256, 64), (257, 384, 128), (16, 1024, 4096), (33, 200, 32),
-                                           (7, 96, 64)])
+                                           (7, 96, 64), (24, 4352, 64)])
 def test_linear_4bit_against_float64(dtype, nested, N, K, blocksize, device):
     quant_type = "nf4" if (N + K) % 2 else "fp4"
     W = torch.randn(N, K, device=device, dtype=dtype)
@@ -85,7 +85,8 @@ def test_strided_bias(device):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
-@pytest.mark.parametrize("K,blocksize", [(128, 4096), (384, 256), (256, 64), (96, 256), (192, 64), (320, 32)])
+@pytest.mark.parametrize("K,blocksize", [(128, 4096), (384, 256), (256, 64), (96, 256), (192, 64), (320, 32),
+                                         (4352, 64), (4352, 128)])
 def test_non_finite_weight_reaches_its_feature_only(dtype, K, blocksize, device):
     # Blocks of more than K weights, or not dividing K, hold the ends of several rows: a NaN or
     # Inf weight makes only its own output feature NaN, as F.linear with that weight does.
