@@ -136,3 +136,46 @@ def test_an_8bit_state_without_its_map_is_refused(device):
     _, opt = stepped(device, bnb.optim.Adam8bit, steps=1)
     with pytest.raises(ValueError, match="the quantized state2 needs qmap2"):
         opt.load_state_dict(sd)
+
+
+def test_states_in_different_maps_are_each_updated_in_their_own(device):
+    # A state dict whose second parameter keeps its first moment in another map (a linear one):
+    # each parameter steps as it would alone, where one update handing every parameter the first
+    # one's map would read the second's codes in the wrong map.
+    torch.manual_seed(1)
+    ps = [torch.nn.Parameter(torch.randn(N, device=device)) for _ in range(2)]
+    opt = bnb.optim.Adam8bit(ps, lr=1e-2)
+    for _ in range(2):
+        for p in ps:
+            p.grad = torch.randn(N, device=device)
+        opt.step()
+    sd = copy.deepcopy(opt.state_dict())
+    inner = sd["state"][1]["__bnb_optimizer_quant_state__"]
+    linear = bnb.functional.create_linear_map(signed=True).to(device)
+    values = bnb.functional.dequantize_blockwise(inner["state1"], absmax=inner["absmax1"], code=inner["qmap1"],
+                                                 blocksize=256)
+    q, qs = bnb.functional.quantize_blockwise(values, code=linear, blocksize=256)
+    inner["state1"], inner["absmax1"], inner["qmap1"] = q, qs.absmax, linear
+    grads = [torch.randn(N, device=device) for _ in ps]
+
+    start = [p.detach().clone() for p in ps]
+    both = bnb.optim.Adam8bit(ps, lr=1e-2)
+    both.load_state_dict(copy.deepcopy(sd))
+    for p, g in zip(ps, grads):
+        p.grad = g.clone()
+    both.step()
+    for i, p in enumerate(ps):
+        alone_p = torch.nn.Parameter(start[i].clone())
+        alone = bnb.optim.Adam8bit([alone_p], lr=1e-2)
+        part = copy.deepcopy(sd)
+        part["state"] = {0: part["state"][i]}
+        part["param_groups"][0]["params"] = [0]
+        alone.load_state_dict(part)
+        alone_p.grad = grads[i].clone()
+        alone.step()
+        assert torch.equal(p.detach(), alone_p.detach()), f"parameter {i}"
+        assert torch.equal(both.state[p]["state1"], alone.state[alone_p]["state1"]), f"parameter {i}"
+    # the default maps loaded from a state dict are shared again: the other parameter's launch
+    # is one with no other map
+    assert both.state[ps[0]]["qmap2"] is both.state[ps[1]]["qmap2"]
+    assert len(both._plan) == 2

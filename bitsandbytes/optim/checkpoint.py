@@ -12,7 +12,7 @@ from .. import functional as F
 from ..functional.algorithms import ALGORITHMS, BLOCKSIZE, BLOCKSIZE_4BIT
 from .group_keys import named_from_betas, set_betas_and_eps
 from .sharding import from_saved, local, to_saved
-from .state import as_paged, num_blocks, quantize_into, scale_key, state_bits
+from .state import as_paged, num_blocks, quantize_into, scale_key, shared_map, state_bits
 
 QUANT_STATE_KEY = "__bnb_optimizer_quant_state__"
 # Blocksizes an older checkpoint's absmax may have been made with, most likely first.
@@ -103,6 +103,9 @@ def _load_param_state(optimizer, p, saved, config, move_to_device, name, stacked
         for i in ("1", "2"):
             if f"state{i}" in st:
                 _to_layout(st, i, shard.numel(), config["block_wise"], stacked1 if i == "1" else 1)
+    for i in ("1", "2"):  # one update for all states in the default maps (a check at load, not a step)
+        if isinstance(st.get(f"qmap{i}"), torch.Tensor):
+            st[f"qmap{i}"] = shared_map(st[f"qmap{i}"])
     if "state1" in st:  # state the settings need that an older checkpoint may lack
         dev = st["state1"].device
         if config["percentile_clipping"] < 100 and "gnorm_vec" not in st:

@@ -1,14 +1,14 @@
 """The launch plan of a step: the parameters with a gradient, grouped into launches of one
-multi-tensor update each (same group, overrides, dtype, device, state kind and step count).
-It is rebuilt only when the set of parameters with a gradient changes, or the state or groups
-are replaced."""
+multi-tensor update each (same group, overrides, dtype, device, state kind, code maps and step
+count). It is rebuilt only when the set of parameters with a gradient changes, or the state or
+groups are replaced."""
 import torch
 
 from .._extension import GradsRecord
 from ..functional.optimizer import prepare_update
 from . import config as C
 from .sharding import local
-from .state import scale_of, state_bits
+from .state import maps_key, scale_of, state_bits
 
 
 class Launch:
@@ -48,7 +48,7 @@ class Plan:
                 if len(state) == 0:
                     optimizer.init_state(group, p, gindex, pindex)
                 override, override_key = C.launch_overrides(optimizer, p, gindex, pindex)
-                key = (gindex, override_key, p.dtype, p.device, state_bits(state), state["step"])
+                key = (gindex, override_key, p.dtype, p.device, state_bits(state), maps_key(state), state["step"])
                 if key not in launches:
                     launches[key] = (override, [], [])
                 launches[key][1].append(p)

@@ -30,6 +30,27 @@ def state_bits(state):
     return 4 if state["qmap1"].numel() == 16 else 8
 
 
+def maps_key(state):
+    """Which code maps a quantized state is kept in, as a key: one multi-tensor update hands its
+    kernel one map per state, so parameters whose maps are different tensors go to different
+    updates. Tensors over the same storage are the same map (as torch.load restores maps that
+    were one tensor when saved); 32-bit state: ()."""
+    return tuple((q.untyped_storage().data_ptr(), q.storage_offset(), q.numel())
+                 for q in (state.get("qmap1"), state.get("qmap2")) if isinstance(q, torch.Tensor))
+
+
+def shared_map(qmap):
+    """The shared default map (default_code) where a loaded map holds its values, else the map
+    itself, so that loaded states keep sharing one update (maps_key). Meta tensors hold no values."""
+    if qmap.device.type == "meta":
+        return qmap
+    for signed in (True, False):
+        code = default_code(qmap.device, signed=signed, bits=4 if qmap.numel() == 16 else 8)
+        if qmap.dtype == code.dtype and qmap.shape == code.shape and torch.equal(qmap, code):
+            return code
+    return qmap
+
+
 def check_optim_bits(optimizer, optim_bits, optimizer_name):
     """A ValueError for optim_bits this optimizer cannot keep its state in."""
     if optim_bits not in STATE_BITS:
