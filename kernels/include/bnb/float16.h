@@ -3,17 +3,15 @@
 // GPU does, without depending on compiler extensions.
 #pragma once
 #include <cstdint>
-#include <cstring>
+
+#include "bnb/float_bits.h"
 
 namespace bnb {
 
-inline float bits_to_float(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
-inline uint32_t float_to_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
-
-inline float bf16_to_float(uint16_t h) { return bits_to_float(uint32_t(h) << 16); }
+inline float bf16_to_float(uint16_t h) { return bits_float(uint32_t(h) << 16); }
 
 inline uint16_t float_to_bf16(float f) {
-  uint32_t u = float_to_bits(f);
+  uint32_t u = float_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // quiet NaN
   u += 0x7fffu + ((u >> 16) & 1u);
   return uint16_t(u >> 16);
@@ -23,25 +21,25 @@ inline float fp16_to_float(uint16_t h) {
   uint32_t sign = uint32_t(h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1fu;
   uint32_t man = h & 0x3ffu;
-  if (exp == 0x1f) return bits_to_float(sign | 0x7f800000u | (man << 13));  // inf / nan
+  if (exp == 0x1f) return bits_float(sign | 0x7f800000u | (man << 13));  // inf / nan
   if (exp == 0) {
-    if (man == 0) return bits_to_float(sign);
+    if (man == 0) return bits_float(sign);
     // subnormal: value = man * 2^-24
     float v = float(man) * (1.0f / 16777216.0f);
     return sign ? -v : v;
   }
-  return bits_to_float(sign | ((exp + 112u) << 23) | (man << 13));
+  return bits_float(sign | ((exp + 112u) << 23) | (man << 13));
 }
 
 inline uint16_t float_to_fp16(float f) {
-  uint32_t u = float_to_bits(f);
+  uint32_t u = float_bits(f);
   uint16_t sign = uint16_t((u >> 16) & 0x8000u);
   uint32_t a = u & 0x7fffffffu;
   if (a > 0x7f800000u) return sign | 0x7e00u;          // NaN
   if (a >= 0x477ff000u) return sign | 0x7c00u;         // rounds to inf (>= 65520)
   if (a < 0x38800000u) {                               // below the smallest normal 2^-14
     // subnormal or zero: round a * 2^24 to the nearest integer, ties to even
-    float v = bits_to_float(a) * 16777216.0f;
+    float v = bits_float(a) * 16777216.0f;
     uint32_t i = uint32_t(v);
     float r = v - float(i);
     if (r > 0.5f || (r == 0.5f && (i & 1u))) ++i;
