@@ -14,7 +14,7 @@ ROWS = (1, 3, 8, 9, 16, 17, 33, 64, 65, 130)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("nested", [False, True])
 @pytest.mark.parametrize("N,K,blocksize", [(40, 256, 64), (257, 384, 128), (16, 1024, 4096), (33, 200, 32),
-                                           (7, 96, 64), (24, 4352, 64)])
+                                           (7, 96, 64), (24, 4352, 64), (5, 33, 64)])
 def test_linear_4bit_against_float64(dtype, nested, N, K, blocksize, device):
     quant_type = "nf4" if (N + K) % 2 else "fp4"
     W = torch.randn(N, K, device=device, dtype=dtype)
