@@ -12,6 +12,24 @@ namespace bnb::cpu {
 
 namespace {
 
+constexpr int kChunk = 256;  // values of a block coded at a time (even: chunks start on a byte)
+
+// code_4bit_in_block, in a form the compiler makes branch-free code of: FP4's rank of |x| as a
+// sum of compares (the number of thresholds strictly below it, as count_below counts them;
+// NaN: 0) instead of the search's selects. Tested against the search at every threshold.
+template <QuantType4bit Q> uint8_t code_in_block(float x, BlockScale scale, bool marked) {
+  if constexpr (Q == QuantType4bit::NF4) {
+    return code_4bit_in_block<Q>(x, scale, marked);
+  } else {
+    constexpr Thresholds<7> kT = fp4_magnitude_thresholds();
+    const float xs = scale.apply(x), m = std::fabs(xs);
+    int rank = 0;
+    for (int k = 0; k < 7; ++k) rank += m > kT.t[k];
+    const uint8_t q = uint8_t((xs < 0.f ? 8u : 0u) | ((0x32547610u >> (4 * rank)) & 7u));
+    return marked_code_4bit<Q>(q, x, xs, marked);
+  }
+}
+
 template <DType T, QuantType4bit Q>
 void quantize_blocks(const void* A, uint8_t* out, float* absmax, int64_t n, int64_t blocksize) {
   using E = Element<T>;
@@ -24,10 +42,17 @@ void quantize_blocks(const void* A, uint8_t* out, float* absmax, int64_t n, int6
     bool marked;
     absmax[b] = stored_block_absmax<E>(a, lo, hi, amax, marked);
     const BlockScale scale = block_scale_4bit(amax);
-    for (int64_t i = lo; i < hi; i += 2) {
-      const float second = i + 1 < hi ? E::load(a, i + 1) : 0.f;  // odd n: pad with 0.0
-      out[i / 2] = pack_4bit(code_4bit_in_block<Q>(E::load(a, i), scale, marked),
-                             code_4bit_in_block<Q>(second, scale, marked));
+    // The codes of a chunk first, then packed: the code loop alone is one the compiler makes
+    // branch-free vector code of (with the packing in it, its selects became branches that
+    // random data mispredicts: 3.5 times the time).
+    float values[kChunk];
+    uint8_t codes[kChunk + 1];
+    for (int64_t c0 = lo; c0 < hi; c0 += kChunk) {
+      const int len = int(std::min<int64_t>(kChunk, hi - c0));
+      for (int j = 0; j < len; ++j) values[j] = E::load(a, c0 + j);  // (float16's has branches)
+      for (int j = 0; j < len; ++j) codes[j] = code_in_block<Q>(values[j], scale, marked);
+      codes[len] = code_in_block<Q>(0.f, scale, marked);  // odd n: the last byte pads with 0.0
+      for (int j = 0; j < len; j += 2) out[(c0 + j) / 2] = pack_4bit(codes[j], codes[j + 1]);
     }
   }
 }

@@ -289,6 +289,42 @@ INSTANTIATE_TEST_SUITE_P(
                        // one value, odd, not a multiple of any block size, several blocks
                        ::testing::Values<int64_t>(1, 31, 777, 4097, 20001)));
 
+// The quantize kernel's codes equal the search's (nf4_code_of / fp4_code_of) at and around
+// every decision threshold, at +-0.0 and at the ends: a block of absmax 1 scales by exactly 1,
+// so each value is its own scaled value; the kernel computes FP4's rank its own way (a sum of
+// compares), and a strict or non-strict compare would differ exactly here.
+TEST(Quantize4bit, CodesAtThresholdsEqualSearch) {
+  for (QuantType4bit q : kQuantTypes) {
+    std::vector<float> x = {1.f, -1.f, 0.f, -0.f, FLT_MIN, -FLT_MIN, 1e-30f, -1e-30f};
+    const auto add_around = [&x](float t) {
+      for (float v : {t, std::nextafter(t, 2.f), std::nextafter(t, -2.f)}) {
+        x.push_back(v);
+        x.push_back(-v);
+      }
+    };
+    const auto nf4 = bnb::nf4_thresholds();
+    const auto fp4 = bnb::fp4_magnitude_thresholds();
+    for (float t : nf4.t) add_around(t);
+    for (float t : fp4.t) add_around(t);
+    const int64_t blocksize = 32;
+    // blocks of 32 each start with +-1: every block's absmax is exactly 1
+    std::vector<float> a;
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (a.size() % blocksize == 0) a.push_back(i % 2 ? -1.f : 1.f);
+      a.push_back(x[i]);
+    }
+    const int64_t m = int64_t(a.size());
+    std::vector<uint8_t> packed(static_cast<size_t>(bnb::packed_bytes_4bit(m)));
+    std::vector<float> absmax(static_cast<size_t>(bnb::num_blocks(m, blocksize)));
+    bnb::cpu::quantize_4bit(DType::Float32, a.data(), q, packed.data(), absmax.data(), m, blocksize);
+    for (float v : absmax) ASSERT_EQ(v, 1.f);
+    for (int64_t i = 0; i < m; ++i) {
+      const int want = q == QuantType4bit::NF4 ? bnb::nf4_code_of(a[size_t(i)]) : bnb::fp4_code_of(a[size_t(i)]);
+      EXPECT_EQ(nibble(packed, i), want) << bnb::quant_type_name(q) << " x " << a[size_t(i)];
+    }
+  }
+}
+
 TEST(Quantize4bit, EmptyInputWritesNothing) {
   for (QuantType4bit q : kQuantTypes) {
     bnb::cpu::quantize_4bit(DType::Float32, nullptr, q, nullptr, nullptr, 0, 64);
