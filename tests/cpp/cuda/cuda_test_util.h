@@ -3,6 +3,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -134,6 +135,26 @@ inline void sprinkle_nonfinite(Values& v, int64_t every = 700) {
       std::memcpy(v.bytes.data() + 2 * i, &h, 2);
     }
   }
+}
+
+// An input that makes a persistent quantize grid loop: more tiles of 512 threads x 4 chunks of
+// 16 bytes than the device holds CTAs of 512 threads at once, twice over, plus a partial tile;
+// finite over the first such round, then NaN, +Inf and -Inf here and there (one tile in three or
+// so), so that CTAs meet a marked block after a varying number of tiles.
+inline void many_tiles_input(bnb::DType dtype, Values& a) {
+  int device = 0, sms = 0, threads_per_sm = 0;
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&threads_per_sm, cudaDevAttrMaxThreadsPerMultiProcessor, device), cudaSuccess);
+  const int64_t resident = int64_t(sms) * std::max(1, threads_per_sm / 512);  // CTAs at once, at most
+  constexpr int64_t kTile16 = 4 * 512 * 8;  // values of a 16-bit tile (float32's are half as many)
+  const int64_t first_round = resident * kTile16, n = 2 * first_round + 3 * kTile16 + 5;
+  a = random_values(dtype, n, uint32_t(n) + uint32_t(dtype), 1.f);
+  Values tail = empty_values(dtype, n - first_round);
+  const size_t at = static_cast<size_t>(first_round * bnb::dtype_size(dtype));
+  std::copy(a.bytes.begin() + at, a.bytes.end(), tail.bytes.begin());
+  sprinkle_nonfinite(tail, 50021);
+  std::copy(tail.bytes.begin(), tail.bytes.end(), a.bytes.begin() + at);
 }
 
 // Elements whose values differ; NaN equals NaN (the GPU's conversions may give another NaN

@@ -117,25 +117,14 @@ INSTANTIATE_TEST_SUITE_P(
                        // empty, one value, odd, not a multiple of any block or tile, many tiles
                        ::testing::Values<int64_t>(0, 1, 14997, 3 * 4096 + 5, 1000003)));
 
-// Several tiles a CTA (the persistent grid's loop): more tiles than the device holds CTAs
-// of 512 threads at once, twice over, with the first round of tiles finite and NaN, +Inf and
-// -Inf here and there after it. So CTAs reach a tile with a marked block after an odd number of
-// reductions, where the second reduction of the absmax keys (16-bit input: twice the words of
-// the first) must not share shared-memory words with the first (racecheck watches this too).
+// Several tiles a CTA (the persistent grid's loop, many_tiles_input): CTAs reach a tile with a
+// marked block after an odd number of reductions, where the second reduction of the absmax keys
+// (16-bit input: twice the words of the first) must not share shared-memory words with the first
+// (racecheck watches this too).
 TEST_F(CudaTest, Quantize4bitManyTilesPerCtaMatchCpu) {
-  int device = 0, sms = 0, threads_per_sm = 0;
-  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
-  ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), cudaSuccess);
-  ASSERT_EQ(cudaDeviceGetAttribute(&threads_per_sm, cudaDevAttrMaxThreadsPerMultiProcessor, device), cudaSuccess);
-  const int64_t resident = int64_t(sms) * std::max(1, threads_per_sm / 512);  // CTAs at once, at most
-  constexpr int64_t kTile16 = 4 * 512 * 8;  // values of a 16-bit tile (float32's are half as many)
-  const int64_t first_round = resident * kTile16, n = 2 * first_round + 3 * kTile16 + 5;
   for (const DType dtype : kDTypes) {
-    Values a = random_values(dtype, n, uint32_t(n) + uint32_t(dtype), 1.f);
-    Values tail = empty_values(dtype, n - first_round);
-    std::copy(a.bytes.begin() + first_round * bnb::dtype_size(dtype), a.bytes.end(), tail.bytes.begin());
-    sprinkle_nonfinite(tail, 50021);  // one tile in three or so
-    std::copy(tail.bytes.begin(), tail.bytes.end(), a.bytes.begin() + first_round * bnb::dtype_size(dtype));
+    Values a;
+    ASSERT_NO_FATAL_FAILURE(many_tiles_input(dtype, a));
     // a block within a warp, across warps, across the CTA (float32: two chunks a thread)
     for (const auto [blocksize, q] : {std::make_pair(int64_t(64), QuantType4bit::NF4),
                                       std::make_pair(int64_t(512), QuantType4bit::FP4),

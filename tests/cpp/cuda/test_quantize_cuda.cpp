@@ -115,28 +115,13 @@ INSTANTIATE_TEST_SUITE_P(
                        // several tiles of a CTA
                        ::testing::Values<int64_t>(0, 1, 1000, 14997, 3 * 4096 + 5, 1000003)));
 
-// Several tiles a CTA (the persistent grid's loop): more tiles than the device holds CTAs of 512
-// threads at once, twice over, with the first round of tiles finite and NaN, +Inf and -Inf here
-// and there after it. So CTAs reach a tile with a marked block after an odd number of
-// reductions, where the second reduction of the absmax keys must not share shared-memory words
-// with the first.
+// Several tiles a CTA (the persistent grid's loop, many_tiles_input), with marked blocks only
+// after the first round of tiles, at block sizes within a warp, across warps and across the CTA.
 TEST_F(CudaTest, QuantizeBlockwiseManyTilesPerCtaMatchCpu) {
-  int device = 0, sms = 0, threads_per_sm = 0;
-  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
-  ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), cudaSuccess);
-  ASSERT_EQ(cudaDeviceGetAttribute(&threads_per_sm, cudaDevAttrMaxThreadsPerMultiProcessor, device), cudaSuccess);
-  const int64_t resident = int64_t(sms) * std::max(1, threads_per_sm / 512);  // CTAs at once, at most
-  constexpr int64_t kTile16 = 4 * 512 * 8;  // values of a 16-bit tile (float32's are half as many)
-  const int64_t first_round = resident * kTile16, n = 2 * first_round + 3 * kTile16 + 5;
   const std::vector<float> code = dense_map();
   for (const DType dtype : kDTypes) {
-    Values a = random_values(dtype, n, uint32_t(n) + uint32_t(dtype), 1.f);
-    Values tail = empty_values(dtype, n - first_round);
-    std::copy(a.bytes.begin() + first_round * bnb::dtype_size(dtype), a.bytes.end(), tail.bytes.begin());
-    sprinkle_nonfinite(tail, 50021);  // one tile in three or so
-    std::copy(tail.bytes.begin(), tail.bytes.end(), a.bytes.begin() + first_round * bnb::dtype_size(dtype));
-    // a block within a warp, across warps, across the CTA with four blocks a thread (float32),
-    // two chunks a thread (float32)
+    Values a;
+    ASSERT_NO_FATAL_FAILURE(many_tiles_input(dtype, a));
     for (const int64_t blocksize : {64, 512, 1024, 4096}) {
       SCOPED_TRACE(std::string(bnb::dtype_name(dtype)) + " blocksize " + std::to_string(blocksize));
       std::vector<uint8_t> q_cpu;
