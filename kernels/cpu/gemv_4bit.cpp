@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "bnb/quantize_4bit_cpu.h"
+#include "blockwise_dequantize.h"
 #include "element_io.h"
 
 namespace bnb::cpu {
@@ -23,13 +24,10 @@ void dequantize_row(const uint8_t* B, const float* code, const BlockScales& scal
   for (int64_t k = 0; k < K;) {
     const int64_t block = (first + k) / blocksize;
     const int64_t end = std::min(K, (block + 1) * blocksize - first);
-    const float scale = block_scale(scales, block);
+    typename E::storage rounded[16];
+    block_values_4bit<E>(code, block_scale(scales, block), rounded);
     float value[16];
-    for (int q = 0; q < 16; ++q) {
-      typename E::storage rounded;
-      E::store(&rounded, 0, dequantized_value(code[q], uint8_t(q), kReservedCode4bit, scale));
-      value[q] = E::load(&rounded, 0);
-    }
+    for (int q = 0; q < 16; ++q) value[q] = E::load(rounded, q);
     if (k < end && ((first + k) & 1)) {  // a block starting on a byte's second code
       w[k] = value[B[(first + k) / 2] & 0xF];
       ++k;

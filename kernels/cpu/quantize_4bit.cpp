@@ -6,6 +6,7 @@
 #include "bnb/nonfinite.h"
 #include "bnb/quantize_4bit_cpu.h"
 #include "block_absmax.h"
+#include "blockwise_dequantize.h"
 #include "element_io.h"
 
 namespace bnb::cpu {
@@ -71,29 +72,20 @@ void quantize_4bit(DType dtype, const void* A, QuantType4bit quant_type, uint8_t
   });
 }
 
-// out[i] = code[q(i)] * absmax[block], rounded once to the dtype, as the 8-bit loop
-// (blockwise_dequantize.h) makes it, but with a block's 16 possible outputs made once: a byte is
-// then two lookups.
+// out[i] = code[q(i)] * absmax[block], rounded once to the dtype, as dequantize_blocks makes
+// it, from the block's 16 possible values (block_values_4bit): a byte is two lookups.
 void dequantize_4bit(DType dtype, const uint8_t* A, const float* code, const float* absmax, void* out, int64_t n,
                      int64_t blocksize) {
-  const int64_t blocks = num_blocks(n, blocksize);
-  dispatch_dtype(dtype, [&](auto tag) {
-    using E = Element<decltype(tag)::value>;
-    auto* o = static_cast<typename E::storage*>(out);
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t lo = b * blocksize, hi = std::min(n, lo + blocksize);  // lo even: whole bytes
-      typename E::storage value[16];
-      for (int q = 0; q < 16; ++q)
-        E::store(value, q, dequantized_value(code[q], uint8_t(q), kReservedCode4bit, absmax[b]));
-      int64_t i = lo;
-      for (; i + 1 < hi; i += 2) {
-        const uint8_t byte = A[i / 2];
-        o[i] = value[byte >> 4];
-        o[i + 1] = value[byte & 0xF];
-      }
-      if (i < hi) o[i] = value[A[i / 2] >> 4];
+  for_each_block_of(dtype, out, n, blocksize, [&](auto e, auto* o, int64_t b, int64_t lo, int64_t hi) {
+    typename decltype(e)::storage value[16];
+    block_values_4bit<decltype(e)>(code, absmax[b], value);
+    int64_t i = lo;  // even: blocks hold whole bytes
+    for (; i + 1 < hi; i += 2) {
+      const uint8_t byte = A[i / 2];
+      o[i] = value[byte >> 4];
+      o[i + 1] = value[byte & 0xF];
     }
+    if (i < hi) o[i] = value[A[i / 2] >> 4];
   });
 }
 
