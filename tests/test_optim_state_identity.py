@@ -138,6 +138,26 @@ def test_an_8bit_state_without_its_map_is_refused(device):
         opt.load_state_dict(sd)
 
 
+@pytest.mark.parametrize("cls,key,edit,match", [
+    (bnb.optim.Adam8bit, "qmap2", lambda q: q - 0.5, r"qmap2 must be finite, ascending and non-negative \(it maps a "
+                                                     r"second moment\); got minimum -0.5"),
+    (bnb.optim.AdamW4bit, "qmap2", lambda q: -q.flip(0), "qmap2 must be finite, ascending and non-negative"),
+    (bnb.optim.Adam8bit, "qmap1", lambda q: q.flip(0), "qmap1 must be finite and ascending"),
+    (bnb.optim.Lion8bit, "qmap1", lambda q: torch.where(q > 0.9, float("nan"), q), "qmap1 must be finite and ascending"),
+    (bnb.optim.Adam8bit, "qmap1", lambda q: q.double(), "qmap1 must be float32, got torch.float64"),
+], ids=["negative-second-moment", "negative-second-moment-4bit", "descending", "nan", "float64"])
+def test_a_map_the_kernels_cannot_requantize_into_is_refused(device, cls, key, edit, match):
+    # A map with a negative entry for the second moment would make its square root NaN on the
+    # next step; an unsorted or non-finite map would requantize to wrong codes, silently.
+    sd = _sd(cls, device)
+    qs = sd["state"][0]["__bnb_optimizer_quant_state__"]
+    qs[key] = edit(qs[key])
+    _, opt = stepped(device, cls, steps=1)
+    with pytest.raises(ValueError, match="parameter 0 of group 0: " + match):
+        opt.load_state_dict(sd)
+    opt.load_state_dict(_sd(cls, device))  # the unedited state dict still loads
+
+
 def test_states_in_different_maps_are_each_updated_in_their_own(device):
     # A state dict whose second parameter keeps its first moment in another map (a linear one):
     # each parameter steps as it would alone, where one update handing every parameter the first

@@ -150,6 +150,7 @@ def _check_loaded(optimizer, st, shard, name, stacked1=1):
                                  f"absmax{i} (or max{i}), got " + ", ".join(
                                      f"{k} {tuple(v.shape) if isinstance(v, torch.Tensor) else v!r}"
                                      for k, v in ((f"qmap{i}", qmap), (f"absmax{i}", absmax))))
+            _check_map(qmap, f"qmap{i}", name, nonnegative=i == 2 and states == 2)
             if qmap.numel() == 16:
                 continue  # 4-bit codes, two a byte: _check_4bit checks their size
         elif t.dtype != torch.float32:
@@ -160,6 +161,24 @@ def _check_loaded(optimizer, st, shard, name, stacked1=1):
             raise ValueError(f"load_state_dict: {name}: {key} has shape {tuple(t.shape)}, the parameter has shape "
                              f"{tuple(shard.shape)}")
         st[key] = t.view(shape)
+
+
+def _check_map(qmap, key, name, nonnegative):
+    """Refuses a loaded code map the kernels cannot requantize into: not float32, not finite, not
+    ascending (the nearest code is found by searching it), or, for a second moment's map
+    (state2 of Adam and AdEMAMix), with a negative entry: the second moment is never negative,
+    and a negative code would make its square root, and so the parameter, NaN."""
+    if qmap.device.type == "meta":
+        return  # no values to read
+    if qmap.dtype != torch.float32:
+        raise ValueError(f"load_state_dict: {name}: {key} must be float32, got {qmap.dtype}")
+    ok = torch.isfinite(qmap).all() & (qmap[1:] >= qmap[:-1]).all()
+    if nonnegative:
+        ok &= (qmap >= 0).all()
+    if not bool(ok):
+        need = "finite, ascending and non-negative (it maps a second moment)" if nonnegative else "finite and ascending"
+        raise ValueError(f"load_state_dict: {name}: {key} must be {need}; got minimum {qmap.min().item():g}, "
+                         f"maximum {qmap.max().item():g}")
 
 
 def _check_4bit(st, n):
