@@ -30,20 +30,22 @@ def _code_for(code, A, fn, search=False):
     if code is None:
         return default_code(A.device)
     check_tensor(code, "code", fn)
-    _check_code_values(code, fn, search)
+    check_code_values(code, fn, search)
     return code.to(A.device)
 
 
-def _check_code_values(code, fn, search):
+def check_code_values(code, fn, search, name="code"):
+    """A ValueError naming `name` where a map's values cannot be quantized into: not finite, or
+    (search: quantization searches it) not ascending. Checked once per version of the tensor."""
     if torch.compiler.is_compiling():
         return  # a traced map has no values to read
     key = (code._version, search)
     if getattr(code, "_bnb_checked", None) == key or code.dtype != torch.float32:
         return  # checked already, or a dtype the op rejects with its own error
     if not bool(torch.isfinite(code).all()):
-        raise ValueError(f"{fn}: code must hold finite values only, got NaN or Inf")
+        raise ValueError(f"{fn}: {name} must hold finite values only, got NaN or Inf")
     if search and code.numel() > 1 and not bool((code[1:] >= code[:-1]).all()):
-        raise ValueError(f"{fn}: code must be sorted in ascending order (quantization searches it)")
+        raise ValueError(f"{fn}: {name} must be sorted in ascending order (quantization searches it)")
     code._bnb_checked = key
 
 

@@ -10,6 +10,7 @@ import torch
 
 from .. import functional as F
 from ..functional.algorithms import ALGORITHMS, BLOCKSIZE, BLOCKSIZE_4BIT
+from ..functional.blockwise import check_code_values
 from .group_keys import named_from_betas, set_betas_and_eps
 from .sharding import from_saved, local, to_saved
 from .state import as_paged, num_blocks, quantize_into, scale_key, shared_map, state_bits
@@ -164,21 +165,19 @@ def _check_loaded(optimizer, st, shard, name, stacked1=1):
 
 
 def _check_map(qmap, key, name, nonnegative):
-    """Refuses a loaded code map the kernels cannot requantize into: not float32, not finite, not
-    ascending (the nearest code is found by searching it), or, for a second moment's map
-    (state2 of Adam and AdEMAMix), with a negative entry: the second moment is never negative,
-    and a negative code would make its square root, and so the parameter, NaN."""
+    """Refuses a loaded code map the kernels cannot requantize into: not float32, not finite or
+    not ascending (check_code_values, as quantize_blockwise checks its map), or, for a second
+    moment's map (state2 of Adam and AdEMAMix), with a negative entry: the second moment is
+    never negative, and a negative code would make its square root, and so the parameter, NaN."""
     if qmap.device.type == "meta":
         return  # no values to read
+    where = f"load_state_dict: {name}"
     if qmap.dtype != torch.float32:
-        raise ValueError(f"load_state_dict: {name}: {key} must be float32, got {qmap.dtype}")
-    ok = torch.isfinite(qmap).all() & (qmap[1:] >= qmap[:-1]).all()
-    if nonnegative:
-        ok &= (qmap >= 0).all()
-    if not bool(ok):
-        need = "finite, ascending and non-negative (it maps a second moment)" if nonnegative else "finite and ascending"
-        raise ValueError(f"load_state_dict: {name}: {key} must be {need}; got minimum {qmap.min().item():g}, "
-                         f"maximum {qmap.max().item():g}")
+        raise ValueError(f"{where}: {key} must be float32, got {qmap.dtype}")
+    check_code_values(qmap, where, search=True, name=key)
+    if nonnegative and not bool((qmap >= 0).all()):
+        raise ValueError(f"{where}: {key} maps a second moment and must be non-negative (a negative code would make "
+                         f"the step's square root NaN); got minimum {qmap.min().item():g}")
 
 
 def _check_4bit(st, n):
