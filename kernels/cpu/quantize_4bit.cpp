@@ -26,8 +26,7 @@ template <QuantType4bit Q> uint8_t code_in_block(float x, BlockScale scale, bool
     const float xs = scale.apply(x), m = std::fabs(xs);
     int rank = 0;
     for (int k = 0; k < 7; ++k) rank += m > kT.t[k];
-    const uint8_t q = uint8_t((xs < 0.f ? 8u : 0u) | ((0x32547610u >> (4 * rank)) & 7u));
-    return marked_code_4bit<Q>(q, x, xs, marked);
+    return marked_code_4bit<Q>(fp4_code_of_rank(xs < 0.f ? 8u : 0u, rank), x, xs, marked);
   }
 }
 

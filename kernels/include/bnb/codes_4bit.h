@@ -97,13 +97,15 @@ BNB_HD uint8_t nf4_code_of(float x) {
   return uint8_t(count_below(x, kT.t));
 }
 
-// FP4 code of x: the rank r of |x| among the eight magnitudes, then the three bits that
-// magnitude has in the table (rank r's bits at nibble r of 0x32547610).
+// The FP4 code of the magnitude of rank r (0..7) among the eight: the three bits that
+// magnitude has in the table (rank r's at nibble r of 0x32547610) and `sign` (8: negative, or 0).
+BNB_HD uint8_t fp4_code_of_rank(uint32_t sign, int r) { return uint8_t(sign | ((0x32547610u >> (4 * r)) & 7u)); }
+
+// FP4 code of x: the rank of |x| among the eight magnitudes.
 BNB_HD uint8_t fp4_code_of(float x) {
   constexpr Thresholds<7> kT = fp4_magnitude_thresholds();
   const uint32_t sign = x < 0.f ? 8u : 0u;
-  const int r = count_below(fabsf(x), kT.t);  // NaN stays NaN: rank 0
-  return uint8_t(sign | ((0x32547610u >> (4 * r)) & 7u));
+  return fp4_code_of_rank(sign, count_below(fabsf(x), kT.t));  // NaN stays NaN: rank 0
 }
 
 // The same codes by table, for the scaled values of a block where code_table_applies_4bit
@@ -166,8 +168,7 @@ template <QuantType4bit Q> BNB_HD CodeBucket4bit code_bucket_entry_4bit(int i) {
   }
   const int above = below + (inside < kNoThreshold4bit ? 1 : 0);
   if constexpr (kNF4) return {inside, uint32_t(below)};
-  const auto bits = [](int rank) { return (0x32547610u >> (4 * rank)) & 7u; };
-  const uint32_t low = bits(below), high = bits(above);
+  const uint32_t low = fp4_code_of_rank(0u, below), high = fp4_code_of_rank(0u, above);
   return {inside, low | ((low | 8u) << 8) | (high << 16) | ((high | 8u) << 24)};
 }
 
