@@ -192,34 +192,37 @@ TEST(Codes4bit, TableEqualsSearch) {
   EXPECT_EQ(bad, 0);
 }
 
-// What the table's argument rests on: each bucket holds at most one threshold, and the bucket
-// of a value is the floor of 16 x + offset exactly, also at the ends of the range.
+// What the table's argument rests on: each bucket holds at most one threshold (NF4's, or FP4's
+// magnitude thresholds and their negatives), and the bucket of a value is the floor of 16 x + 17
+// exactly, also at the ends of the range.
 TEST(Codes4bit, TableBucketsHoldOneThreshold) {
   const bnb::Thresholds<15> nf4_t = bnb::nf4_thresholds();
   const bnb::Thresholds<7> fp4_t = bnb::fp4_magnitude_thresholds();
-  const std::vector<float> nf4(std::begin(nf4_t.t), std::end(nf4_t.t)), fp4(std::begin(fp4_t.t), std::end(fp4_t.t));
-  for (const auto& [thresholds, lo0] : {std::make_pair(nf4, -1.0 - 1 / 16.0), std::make_pair(fp4, 0.0)}) {
+  const std::vector<float> nf4(std::begin(nf4_t.t), std::end(nf4_t.t));
+  std::vector<float> fp4;
+  for (float t : fp4_t.t) fp4.push_back(t), fp4.push_back(-t);
+  for (const auto& thresholds : {nf4, fp4}) {
     for (int i = 0; i < bnb::kCodeBuckets4bit; ++i) {
-      const double lo = lo0 + i / 16.0, hi = lo + 1 / 16.0;
+      const double lo = -1.0 - 1 / 16.0 + i / 16.0, hi = lo + 1 / 16.0;
       int inside = 0;
       for (float t : thresholds) inside += t >= lo && t < hi;
       EXPECT_LE(inside, 1) << "bucket " << i;
     }
   }
   const float over = std::nextafter(1.f, 2.f);  // the largest |x| the table is used for
-  EXPECT_EQ(bnb::code_bucket_4bit<QuantType4bit::NF4>(-over), 0);
-  EXPECT_EQ(bnb::code_bucket_4bit<QuantType4bit::NF4>(-1.f), 1);
-  EXPECT_EQ(bnb::code_bucket_4bit<QuantType4bit::NF4>(std::nextafter(0.f, -1.f)), 16);
-  EXPECT_EQ(bnb::code_bucket_4bit<QuantType4bit::NF4>(0.f), 17);
-  EXPECT_EQ(bnb::code_bucket_4bit<QuantType4bit::NF4>(over), 33);
-  EXPECT_EQ(bnb::code_bucket_4bit<QuantType4bit::FP4>(-over), 16);
-  EXPECT_EQ(bnb::code_bucket_4bit<QuantType4bit::FP4>(std::nextafter(1.f / 16.f, 0.f)), 0);
-  EXPECT_EQ(bnb::code_bucket_4bit<QuantType4bit::FP4>(1.f / 16.f), 1);
-  // FP4's table reads "above the threshold" from the top two bits of threshold - |x|, which
-  // asks every threshold (and the stand-in of a bucket without one) to lie in (0, 1.5].
+  EXPECT_EQ(bnb::code_bucket_4bit(-over), 0);
+  EXPECT_EQ(bnb::code_bucket_4bit(-1.f), 1);
+  EXPECT_EQ(bnb::code_bucket_4bit(std::nextafter(0.f, -1.f)), 16);
+  EXPECT_EQ(bnb::code_bucket_4bit(-0.f), 17);  // with +0.0: FP4's -0.0 gets a clear sign bit
+  EXPECT_EQ(bnb::code_bucket_4bit(0.f), 17);
+  EXPECT_EQ(bnb::code_bucket_4bit(over), 33);
+  // FP4's table reads its byte from the top two bits of threshold - x: in a bucket with a
+  // threshold |threshold - x| < 1/16 (0 or 1 at or below it, 2 or 3 above); in one without,
+  // the stand-in 1.5 less any x of the table's range is positive and below 4 (0 or 1).
   for (int i = 0; i < bnb::kCodeBuckets4bit; ++i) {
+    const double lo = -1.0 - 1 / 16.0 + i / 16.0, hi = lo + 1 / 16.0;
     const float t = bnb::code_bucket_entry_4bit<QuantType4bit::FP4>(i).threshold;
-    EXPECT_TRUE(t > 0.f && t <= bnb::kNoThreshold4bit) << "bucket " << i;
+    EXPECT_TRUE(t == bnb::kNoThreshold4bit || (t >= lo - 1e-7 && t < hi)) << "bucket " << i;
   }
   EXPECT_TRUE(bnb::code_table_applies_4bit(1.f));
   EXPECT_TRUE(bnb::code_table_applies_4bit(FLT_MIN));

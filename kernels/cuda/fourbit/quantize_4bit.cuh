@@ -59,7 +59,7 @@ struct CodeTable4bit {
     return uint32_t(__cvta_generic_to_shared(table)) - kBucketBits4bit * uint32_t(sizeof(CodeBucket4bit));
   }
   template <QuantType4bit Q> __device__ __forceinline__ uint8_t code(float x) const {
-    const uint32_t addr = code_bucket_bits_4bit<Q>(x) * uint32_t(sizeof(CodeBucket4bit)) + base;  // wraps: exact
+    const uint32_t addr = code_bucket_bits_4bit(x) * uint32_t(sizeof(CodeBucket4bit)) + base;  // wraps: exact
     // (The address depends on the base read after the table's barrier, which keeps the load
     // after it.)
     CodeBucket4bit e;

@@ -111,18 +111,23 @@ BNB_HD uint8_t fp4_code_of(float x) {
 // The same codes by table, for the scaled values of a block where code_table_applies_4bit
 // (|x| at most 1 + 2^-23), the GPU's usual case: a compare-and-select
 // search spends some twenty integer-pipe instructions a value, a table lookup a few.
-// Buckets of width 1/16: bucket i holds NF4's x in [-1 + (i - 1) / 16, -1 + i / 16) (bucket 0
-// the values just below -1 that rounding of the scale allows) and FP4's |x| in
-// [i / 16, (i + 1) / 16). Each bucket holds at most one threshold. The bucket is floor(16 x +
-// offset), which the GPU computes with one fused multiply-add rounded down onto the float grid
-// of [2^23, 2^24), whose spacing is 1: the bits of 16 x + offset + 2^23 so rounded, less 2^23's,
-// are the bucket, exactly, with no instruction on the integer pipe. A bucket's entry is its
-// threshold (kNoThreshold4bit when it holds none) and the code of the values at or below it:
-// NF4's code above it is one more. FP4's entry holds four codes, one a byte: byte 2 * above +
-// negative, where above says |x| lies above the threshold and negative x < 0. Both are read
-// from sign bits (float_compare.h): above from threshold - |x|, whose magnitude is below 2, so
-// that its top two bits are 2 * above. That keeps all but a few instructions a value off the
-// integer pipe the quantize kernel is bound by.
+// Buckets of width 1/16: bucket i holds x in [-1 + (i - 1) / 16, -1 + i / 16) (bucket 0 the
+// values just below -1 that rounding of the scale allows), for both formats. Each bucket holds
+// at most one threshold (NF4's, or FP4's magnitude thresholds t and their negatives). The
+// bucket is floor(16 x + 17), which the GPU computes with one fused multiply-add rounded down
+// onto the float grid of [2^23, 2^24), whose spacing is 1: the bits of 16 x + 17 + 2^23 so
+// rounded, less 2^23's, are the bucket, exactly, with no instruction on the integer pipe
+// (-0.0 lands in bucket 17 with +0.0, which gives FP4's -0.0 a clear sign bit). A bucket's
+// entry is its threshold (kNoThreshold4bit when it holds none) and the codes either side:
+// - NF4: the code of the values at or below it; above it the code is one more.
+// - FP4 (not monotonic in x): bytes 0 and 1 hold the code at or below the threshold, bytes 2
+//   and 3 the code above, so that the byte is the top two bits of threshold - x (whose
+//   magnitude is below 1/16 in a bucket with a threshold, and positive and below 4 in one
+//   without). FP4 breaks a tie towards the smaller magnitude, which for a negative threshold
+//   -t is the code above it: the entry holds the float just below -t instead, so that x = -t
+//   lies above it.
+// Both read their compare from a sign bit (float_compare.h), which keeps all but a few
+// instructions a value off the integer pipe the quantize kernel is bound by.
 struct alignas(8) CodeBucket4bit {  // (8-aligned: the GPU loads an entry in one 8-byte access)
   float threshold;
   uint32_t codes;
@@ -130,7 +135,7 @@ struct alignas(8) CodeBucket4bit {  // (8-aligned: the GPU loads an entry in one
 static_assert(sizeof(CodeBucket4bit) == 8 && alignof(CodeBucket4bit) == 8, "one 8-byte entry");
 constexpr int kCodeBuckets4bit = 64;
 constexpr float kNoThreshold4bit = 1.5f;  // above every |x| the table is used for, and below 2
-constexpr float kNF4BucketOffset = 17.f, kFP4BucketOffset = 0.f;
+constexpr float kBucketOffset4bit = 17.f;
 constexpr uint32_t kBucketBits4bit = 0x4b000000u;  // 2^23's bits: from here to 2^24 the floats are the integers
 
 // The bucket of x (floor(16 x + offset) for an integral offset, 16 x + offset in [0, 2^23)) plus
@@ -143,33 +148,35 @@ BNB_HD uint32_t code_bucket_bits_4bit(float x, float offset) {
   return kBucketBits4bit + uint32_t(std::floor(16.0 * double(x)) + double(offset));  // offset: an integer
 #endif
 }
-template <QuantType4bit Q> BNB_HD uint32_t code_bucket_bits_4bit(float x) {
-  if constexpr (Q == QuantType4bit::NF4) {
-    return code_bucket_bits_4bit(x, kNF4BucketOffset);
-  } else {
-    return code_bucket_bits_4bit(fabsf(x), kFP4BucketOffset);
-  }
-}
-template <QuantType4bit Q> BNB_HD int code_bucket_4bit(float x) { return int(code_bucket_bits_4bit<Q>(x) - kBucketBits4bit); }
+BNB_HD uint32_t code_bucket_bits_4bit(float x) { return code_bucket_bits_4bit(x, kBucketOffset4bit); }
+BNB_HD int code_bucket_4bit(float x) { return int(code_bucket_bits_4bit(x) - kBucketBits4bit); }
 
-// Bucket i's entry, from the thresholds above.
+// Bucket i's entry, from the thresholds above (FP4's codes from fp4_code_of either side of the
+// threshold, so that the table follows the search by construction).
 template <QuantType4bit Q> BNB_HD CodeBucket4bit code_bucket_entry_4bit(int i) {
-  constexpr bool kNF4 = Q == QuantType4bit::NF4;
-  constexpr int N = kNF4 ? 15 : 7;
-  const float lo = (kNF4 ? -1.f - 1.f / 16.f : 0.f) + float(i) / 16.f, hi = lo + 1.f / 16.f;
-  const Thresholds<N> t = [] {
-    if constexpr (kNF4) return nf4_thresholds(); else return fp4_magnitude_thresholds();
-  }();
-  int below = 0;  // thresholds below the bucket
-  float inside = kNoThreshold4bit;
-  for (int k = 0; k < N; ++k) {
-    below += t.t[k] < lo;
-    if (t.t[k] >= lo && t.t[k] < hi) inside = t.t[k];
+  const float lo = -1.f - 1.f / 16.f + float(i) / 16.f, hi = lo + 1.f / 16.f;
+  if constexpr (Q == QuantType4bit::NF4) {
+    const Thresholds<15> t = nf4_thresholds();
+    int below = 0;  // thresholds below the bucket
+    float inside = kNoThreshold4bit;
+    for (int k = 0; k < 15; ++k) {
+      below += t.t[k] < lo;
+      if (t.t[k] >= lo && t.t[k] < hi) inside = t.t[k];
+    }
+    return {inside, uint32_t(below)};
+  } else {
+    const Thresholds<7> t = fp4_magnitude_thresholds();
+    float inside = kNoThreshold4bit;
+    for (int k = 0; k < 7; ++k) {
+      if (t.t[k] >= lo && t.t[k] < hi) inside = t.t[k];
+      if (-t.t[k] >= lo && -t.t[k] < hi) inside = bits_float(float_bits(-t.t[k]) + 1u);  // just below -t
+    }
+    const float at = inside < kNoThreshold4bit ? inside : 0.5f * (lo + hi);
+    const uint32_t below = fp4_code_of(at);
+    const float next = bits_float(at < 0.f ? float_bits(at) - 1u : float_bits(at) + 1u);  // the float above `at`
+    const uint32_t above = inside < kNoThreshold4bit ? fp4_code_of(next) : below;
+    return {inside, below | below << 8 | above << 16 | above << 24};
   }
-  const int above = below + (inside < kNoThreshold4bit ? 1 : 0);
-  if constexpr (kNF4) return {inside, uint32_t(below)};
-  const uint32_t low = fp4_code_of_rank(0u, below), high = fp4_code_of_rank(0u, above);
-  return {inside, low | ((low | 8u) << 8) | (high << 16) | ((high | 8u) << 24)};
 }
 
 // Whether a block's scaled values are in the table's range: its absmax and 1 / absmax are
@@ -183,8 +190,8 @@ BNB_HD bool code_table_applies_4bit(float absmax) { return absmax >= FLT_MIN && 
 // what below_bit asks of them.)
 BNB_HD uint8_t nf4_code_from_entry(float x, CodeBucket4bit e) { return uint8_t(e.codes + below_bit(e.threshold, x)); }
 BNB_HD uint8_t fp4_code_from_entry(float x, CodeBucket4bit e) {
-  // (the threshold's difference to |x| lies in (-2, 2): its bits' top two are 2 * above)
-  return uint8_t(byte_of(e.codes, (float_bits(sub_rn(e.threshold, fabsf(x))) >> 30) + negative_bit(x)));
+  // (the top two bits of threshold - x: 2 or 3 where x lies above it, else 0 or 1)
+  return byte_of(e.codes, float_bits(sub_rn(e.threshold, x)) >> 30);
 }
 template <QuantType4bit Q> BNB_HD uint8_t code_4bit_from_entry(float x, CodeBucket4bit e) {
   if constexpr (Q == QuantType4bit::NF4) {
@@ -194,7 +201,7 @@ template <QuantType4bit Q> BNB_HD uint8_t code_4bit_from_entry(float x, CodeBuck
   }
 }
 template <QuantType4bit Q> BNB_HD uint8_t code_4bit_by_table(float x, const CodeBucket4bit* table) {
-  return code_4bit_from_entry<Q>(x, table[code_bucket_4bit<Q>(x)]);
+  return code_4bit_from_entry<Q>(x, table[code_bucket_4bit(x)]);
 }
 BNB_HD uint8_t nf4_code_by_table(float x, const CodeBucket4bit* table) {
   return code_4bit_by_table<QuantType4bit::NF4>(x, table);

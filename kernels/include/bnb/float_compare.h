@@ -42,9 +42,6 @@ BNB_HD float positive_zero(float x) {
 #endif
 }
 
-// 1 if x < 0, else 0, for non-NaN x.
-BNB_HD uint32_t negative_bit(float x) { return float_bits(positive_zero(x)) >> 31; }
-
 // Byte i (0..3) of w: one byte permute on the GPU (its other three bytes, copies of w's
 // first, are what the narrowing drops).
 BNB_HD uint8_t byte_of(uint32_t w, uint32_t i) {
