@@ -1,8 +1,8 @@
 // The fused 4-bit matrix-vector product out[M, N] = A[M, K] @ dequant(W)[N, K]^T (+ bias) on
-// CUDA cores: for float32 activations and for shapes the tensor-core kernel
-// (gemm_4bit_mma.cuh) does not take. One warp per output feature (a row of W), its lanes
-// striding over the row 32 weights (16 bytes) at a time;
-// every weight is read once, dequantized in registers (rounded to T, as dequantize_4bit
+// CUDA cores: for float32 activations and for shapes the tensor-core kernels
+// (gemm_4bit_stream.cuh for a decode step, gemm_4bit_mma.cuh) do not take. One warp per output
+// feature (a row of W), its lanes striding over the row 32 weights (16 bytes) at a time; every
+// weight is read once, dequantized in registers (rounded to T, as dequantize_4bit
 // writes it) and applied to up to kGemvRows rows of A, whose sums stay in registers (float32)
 // and meet by shuffles at the end. A is small and read through the caches.
 #pragma once
@@ -13,6 +13,7 @@
 #include "../common/reduce.cuh"
 #include "../common/quant.cuh"
 #include "gemm_4bit_mma.cuh"
+#include "gemm_4bit_stream.cuh"
 
 namespace bnb::cuda {
 
@@ -104,6 +105,8 @@ cudaError_t launch_gemv_4bit(const T* A, const uint8_t* B, const float* code, co
   if (M == 0 || N == 0) return cudaSuccess;
   const int log2_blocksize = log2_of(blocksize);
   if constexpr (!std::is_same_v<T, float>) {
+    if (gemm_4bit_stream_fits(A, B, M, N, K, log2_blocksize))
+      return launch_gemm_4bit_stream(A, B, code, scales, bias, out, M, N, K, log2_blocksize, stream);
     if (gemm_4bit_mma_fits(A, B, M, N, K))
       return launch_gemm_4bit_mma(A, B, code, scales, bias, out, M, N, K, log2_blocksize, stream);
   }
