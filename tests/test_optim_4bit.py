@@ -179,6 +179,33 @@ def test_requantization_is_the_nearest_code_for_any_map(name, device):
         assert torch.equal(q.cpu(), want_q.cpu())
 
 
+def test_second_moment_on_the_linear_maps_midpoints(device):
+    """Second moments that land exactly on a midpoint (2k + 3) / 32 of the linear map go to the
+    lower code, and those a little above or below to their side (the GPU computes these codes
+    without a table). With beta2 = 0.5, block maxima 1 and old codes i, the new moment is
+    (i + 1) / 32 + g^2 / 2 exactly: g = 0 and g = 1/4 give every midpoint and every code value,
+    g = (1 +- 2^-11) / 4 values beside them, and one g = 1 a block holds its maximum at 1."""
+    code1, code2 = state_maps(device, bits=4)
+    n = 128 * 37 + 77
+    gen = torch.Generator().manual_seed(5)
+    old = torch.randint(0, 16, (n,), generator=gen)
+    quarter = torch.tensor([0.0, 0.25, 0.25 * (1 + 2.0 ** -11), 0.25 * (1 - 2.0 ** -11)])
+    g = quarter[torch.randint(0, 4, (n,), generator=gen)]
+    old[::BLOCK], g[::BLOCK] = 15, 1.0  # each block's maximum: 1/2 + 1/2
+    q1, q2, a1, a2 = zero_state(n, device)
+    q2.copy_(pack(old).to(device))
+    a2.fill_(1.0)
+    p = torch.zeros(n, device=device)
+    step4(p, g.to(device), q1, q2, a1, a2, 2, code1, code2, b2=0.5)
+    v = (old.double() + 1) / 32 + g.double() ** 2 / 2
+    assert torch.equal(a2.cpu(), torch.ones_like(a2.cpu()))
+    want = nearest_codes(v.float(), code2.cpu())
+    ties = (v * 32 % 2 == 1) & (v * 32 >= 3)
+    assert int(ties.sum()) > 500  # many exact midpoints among them
+    assert torch.equal(unpack(q2, n).cpu(), want)
+    assert torch.equal(want[ties], ((v[ties] * 32 - 3) / 2).long())  # a tie keeps the lower code
+
+
 def test_empty_tensor_and_several_in_one_launch(device):
     """An empty tensor among others in one launch is passed over; each tensor's update equals its
     own one-tensor update."""

@@ -23,6 +23,10 @@ using bnb::ops::CudaBackend;
 struct CudaOptimizerUpdate {
   static void update(const at::Tensor& like, bnb::DType dt, const bnb::OptimizerHyper& h, bnb::StateFormat format,
                      std::vector<bnb::TensorSlot>& slots, const float* code1, const float* code2) {
+    // The kernels index a tensor's 256-value chunks in 32 bits (its addresses by one multiply-add).
+    for (const auto& s : slots)
+      BNB_CHECK_VALUE(s.n < (int64_t(1) << 40), "optimizer_update: params on CUDA hold at most 2^40 values a tensor, got ",
+                      s.n);
     const auto launch = bnb::ops::optimizer_launch_for(like.device(), slots);
     float* stats = launch->workspace.mutable_data_ptr<float>();
     for (size_t i = 0; i < slots.size(); ++i) slots[i].stats = stats + i * bnb::kStats;

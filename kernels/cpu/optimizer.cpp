@@ -137,8 +137,8 @@ void update_quantized(const OptimizerHyper& h, const TensorSlot& s, const Maps<B
     if constexpr (Bits == 8) {
       if (three) {
         s.absmax3[b] = m3;
-        const float r3 = m3 > 0.f ? 1.f / m3 : 0.f;
-        for (int64_t i = lo; i < hi; ++i) q3[i] = m.mid1->nearest(n3[i - lo] * r3);
+        const BlockScale r3 = block_scale(m3, true);  // (bnb/nonfinite.h: a subnormal maximum is prescaled)
+        for (int64_t i = lo; i < hi; ++i) q3[i] = m.mid1->nearest(r3.apply(n3[i - lo]));
       }
     }
     if (!bw) {
@@ -148,17 +148,17 @@ void update_quantized(const OptimizerHyper& h, const TensorSlot& s, const Maps<B
       s.absmax1[b] = m1;
       if (two) s.absmax2[b] = m2;
     }
-    const float r1 = m1 > 0.f ? 1.f / m1 : 0.f, r2 = m2 > 0.f ? 1.f / m2 : 0.f;
+    const BlockScale r1 = block_scale(m1, true), r2 = block_scale(m2, true);
     if constexpr (Bits == 8) {
       for (int64_t i = lo; i < hi; ++i) {
-        q1[i] = m.mid1->nearest(n1[i - lo] * r1);
-        if (two) q2[i] = m.mid2->nearest(n2[i - lo] * r2);
+        q1[i] = m.mid1->nearest(r1.apply(n1[i - lo]));
+        if (two) q2[i] = m.mid2->nearest(r2.apply(n2[i - lo]));
       }
     } else {
       // a byte a pair, the even value high; past an odd end the low nibble is 0
-      auto pair = [&](const Midpoints<C::kMapSize>* mid, const float* v, float r, int64_t i) {
-        const int low = i + 1 < hi ? mid->nearest(v[i + 1 - lo] * r) : 0;
-        return uint8_t(mid->nearest(v[i - lo] * r) << 4 | low);
+      auto pair = [&](const Midpoints<C::kMapSize>* mid, const float* v, const BlockScale& r, int64_t i) {
+        const int low = i + 1 < hi ? mid->nearest(r.apply(v[i + 1 - lo])) : 0;
+        return uint8_t(mid->nearest(r.apply(v[i - lo])) << 4 | low);
       };
       for (int64_t i = lo; i < hi; i += 2) {
         q1[i >> 1] = pair(m.mid1, n1, r1, i);

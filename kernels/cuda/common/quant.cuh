@@ -8,6 +8,7 @@
 // conflict-free shared-memory transaction, whatever the data.
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -31,6 +32,17 @@ template <> struct DeviceType<DType::BFloat16> { using type = __nv_bfloat16; };
 __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+// The two 16-bit values of a 32-bit word (element 0 in the low half, as in memory) as floats.
+// For bf16 one shift or one mask each: converting element by element extracted the high half
+// first, two instructions.
+__device__ __forceinline__ float2 word_to_float2(uint32_t w, __nv_bfloat16) {
+  return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
+}
+__device__ __forceinline__ float2 word_to_float2(uint32_t w, __half) {
+  __half2 h;
+  memcpy(&h, &w, sizeof(h));
+  return __half22float2(h);
+}
 template <typename T> __device__ __forceinline__ T from_float(float v);
 template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
 template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }

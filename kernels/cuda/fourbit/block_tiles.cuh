@@ -62,10 +62,13 @@ __device__ __forceinline__ void load_tile(const T* A, int64_t first, int64_t n, 
 
 template <typename T, int V> __device__ __forceinline__ void chunk_values(const uint4& raw, float (&v)[V]) {
   static_assert(V * sizeof(T) == 16, "one chunk");
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {  // a bf16 is the top half of its float32
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {  // (quant.cuh: a shift or a mask a value)
     const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
-    for (int i = 0; i < 4; ++i) v[2 * i] = __uint_as_float(w[i] << 16), v[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = word_to_float2(w[i], T());
+      v[2 * i] = f.x, v[2 * i + 1] = f.y;
+    }
   } else {
     const T* e = reinterpret_cast<const T*>(&raw);
 #pragma unroll

@@ -10,11 +10,14 @@
 // any other sorted map (a quantile or linear map from a checkpoint) stays exact by walking
 // the midpoints up from c.
 //
-// Magnitudes are clamped to [2^-25, 1] before the bucket is taken: state values are scaled
-// by their block maximum, so |x| <= 1 up to rounding, and the smallest dynamic-map midpoint
-// is about 2^-22.6. The lowest and highest buckets stand for everything beyond them, which
-// the one-compare form allows only where no midpoint lies in that extension (checked when
-// the tables are built).
+// Magnitudes are clamped below at 2^-25 before the bucket is taken (the smallest dynamic-map
+// midpoint is about 2^-22.6); the lowest bucket stands for everything below it, the highest
+// (1.0) for everything up to 1 + 2^-7, which the one-compare form allows only where no
+// midpoint lies in those extensions (checked when the tables are built). No clamp above:
+// callers pass finite values scaled by the reciprocal of the exact maximum magnitude of the
+// values scaled (optimizer.cuh: inverse_block_max, within an ulp or two of 1 / m), so |x| <=
+// 1 + 2^-21; a clamp there cost an instruction a value and state. A caller whose maximum was
+// found elsewhere (the tensor-wise state's, by a pre-pass kernel) asks for the clamp.
 //
 // The result equals nearest_code's: the number of midpoints strictly below x (ties go down).
 // The one compare is read from the sign of m - x (float_compare.h: a subtraction on the
@@ -127,30 +130,54 @@ __device__ __forceinline__ bool build_lookup(const float* __restrict__ code, Cod
   return __syncthreads_or(crowded) == 0;
 }
 
-// The code of x from entry e: one compare (one_step), else a walk up the midpoints. NaN gets
-// a valid code (which one is unspecified: the update that made it has already failed).
-__device__ __forceinline__ uint8_t finish_lookup(const CodeLookup& t, float2 e, float x, bool one_step) {
-  int q = __float_as_int(e.y);
+// The code of x from entry e: one compare (one_step), else a walk up the midpoints. For finite
+// x the code is below the map's size (midpoints past its last are +inf), so callers may pack
+// codes by adding them at their bit positions, without masks; x must not be NaN (the
+// optimizer stores a non-finite state as 0 before requantizing), for which the one-compare
+// form could return the map's size.
+__device__ __forceinline__ uint32_t finish_lookup(const CodeLookup& t, float2 e, float x, bool one_step) {
+  uint32_t q = __float_as_uint(e.y);
   if (one_step) {
-    q += int(below_bit(e.x, x));
+    q += below_bit(e.x, x);
   } else {
     while (t.mid[q] < x) ++q;
   }
-  return uint8_t(q);
+  return q;
 }
 
-// The nearest code of any x (a signed table).
-__device__ __forceinline__ uint8_t lookup_code(const CodeLookup& t, float x, bool one_step) {
-  const float m = fmaxf(__saturatef(fabsf(x)), kClampLow);  // (saturation: a floating-point instruction)
+// The nearest code of any x (a signed table). Saturate: the magnitude is clamped to 1 before the
+// bucket is taken, for callers whose scale is not the exact maximum of the values it scales.
+template <bool Saturate = false>
+__device__ __forceinline__ uint32_t lookup_code(const CodeLookup& t, float x, bool one_step) {
+  const float m = fmaxf(Saturate ? __saturatef(fabsf(x)) : fabsf(x), kClampLow);
   const uint32_t sign = uint32_t(__float_as_int(x) >> 31);  // all ones for negative x (and -0.0)
   const uint32_t index = (__float_as_uint(m) >> 16) ^ (sign & kNegativeFlip);
   return finish_lookup(t, t.entry[index - kSignedFirst], x, one_step);
 }
 
 // The nearest code of x >= 0 (or -0.0), as second moments are: an unsigned table.
-__device__ __forceinline__ uint8_t lookup_code_nonneg(const CodeLookup& t, float x, bool one_step) {
-  const float m = fmaxf(__saturatef(x), kClampLow);
+template <bool Saturate = false>
+__device__ __forceinline__ uint32_t lookup_code_nonneg(const CodeLookup& t, float x, bool one_step) {
+  const float m = fmaxf(Saturate ? __saturatef(x) : x, kClampLow);  // (-0.0 as well)
   return finish_lookup(t, t.entry[(__float_as_uint(m) >> 16) - kBucketLow], x, one_step);
+}
+
+// The 4-bit second moment's map, (i + 1) / 16 for i < 16 (create_optimizer_4bit_map), needs no
+// table: its midpoints (2i + 3) / 32 lie below x ceil(16x - 1.5) times, clamped to [0, 15]. For
+// x in [0, 1 + 2^-21] (as lookup_code asks) 16x - 1.5 is exact where 16x >= 1 (1.5 is a
+// multiple of the ulp of 16x there, and the difference needs no more bits); below, it is under
+// -0.5, and the clamp gives code 0 as the exact value would; then 1.5 * 2^23 added rounding up
+// leaves the ceiling in the low mantissa bits (whose ulp is 1). Checked over every float.
+// Exact ties go down, as the lookup's. Four instructions where the lookup takes about nine.
+__device__ __forceinline__ uint32_t linear16_code(float x) {
+  const float y = fmaxf(fmaf(x, 16.f, -1.5f), 0.f);
+  return __float_as_uint(__fadd_ru(y, 12582912.f)) - 0x4b400000u;  // the bits of 1.5 * 2^23
+}
+
+// Whether the 16 values of `code` are that map (the same answer in every thread; a barrier).
+__device__ __forceinline__ bool is_linear16_map(const float* __restrict__ code) {
+  const int i = int(threadIdx.x);
+  return __syncthreads_and(i >= 16 || __ldg(code + i) == float(i + 1) * 0.0625f) != 0;
 }
 
 }  // namespace bnb::cuda

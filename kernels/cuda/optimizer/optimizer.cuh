@@ -8,9 +8,9 @@
 // warp shuffle reduction and requantization needs no other warp: dequantize, update in
 // float32, requantize and write the parameter in one pass over memory. The grid is
 // persistent; a warp walks the device table forward to find the tensor of its next chunk.
-// With 8-bit state a warp loads its next chunk while it computes the current one (see
+// With quantized state a warp loads its next chunk while it computes the current one (see
 // update_chunks). Requantization finds each value's nearest code by table lookup
-// (code_lookup.cuh). 4-bit state (Adam only) has two 128-value blocks a chunk: in a lane's
+// (code_lookup.cuh), or by arithmetic for the 4-bit second moment's linear map. 4-bit state (Adam only) has two 128-value blocks a chunk: in a lane's
 // layout each run of values lies in one block, so a block's absmax is a reduction over the
 // lanes holding it (all 32 with float32 parameters, 16 with 16-bit ones).
 //
@@ -19,6 +19,7 @@
 // final tiny kernel stores the tensor-wise absmax. Nothing synchronises with the host.
 #pragma once
 #include <algorithm>
+#include <cfloat>
 #include <type_traits>
 
 #include "bnb/nonfinite.h"
@@ -37,14 +38,17 @@ constexpr int kOptWarps = kOptThreads / 32;
 constexpr int kOptPerLane = 8;  // 32 lanes x 8 = one 256-value chunk per warp
 static_assert(kOptPerLane * 32 == kOptimizerBlock, "a warp covers one quantization block");
 
-// Shared memory of the 8-bit kernels: the nearest-code lookup of each map (code_lookup.cuh;
-// the first map's signed, the second's, Adam's second moment, unsigned) and the 256 code
-// values of each (one lookup a value to dequantize). Two maps: about 88 KB, within the 99 KB
-// a CTA may have on sm_86/sm_89; the kernel's registers allow one CTA an SM anyway.
+// Shared memory of the quantized-state kernels: the nearest-code lookup of each map
+// (code_lookup.cuh; the first map's signed, the second's, Adam's second moment, unsigned) and
+// the values of each map (one lookup a code to dequantize). Two maps: about 88 KB, within the
+// 99 KB a CTA may have on sm_86/sm_89; the kernel's registers allow one CTA an SM anyway.
+// (A 4-bit table of the 256 bytes' value pairs, one lookup for two codes, measured 4% slower
+// on bf16 parameters despite fewer instructions: random lookups into 2 KiB conflict on the
+// banks, where the 16 values of a 4-bit map sit in 16 banks and never do.)
 constexpr int kValFloats = kCodeSize;
-inline int optimizer_smem_bytes(bool eight_bit, int states) {
-  if (!eight_bit) return 0;
-  return lookup_bytes(true) + (states == 2 ? lookup_bytes(false) : 0) + states * kValFloats * int(sizeof(float));
+inline int optimizer_smem_bytes(bool quantized, int states) {
+  if (!quantized) return 0;
+  return lookup_bytes(true) + (states == 2 ? lookup_bytes(false) : 0);  // (+ the value tables, static)
 }
 
 struct OptTable {
@@ -164,13 +168,13 @@ struct RawLane {
 
   // Full: vector loads; otherwise element by element, zeros past the end of the tensor.
   // three: AdEMAMix's slow EMA (state3) as well (8-bit or 32-bit state).
-  __device__ __forceinline__ void load(const TensorSlot& s, int64_t blk, int lane, bool full, bool two,
+  __device__ __forceinline__ void load(const TensorSlot& s, uint32_t blk, int lane, bool full, bool two,
                                        bool block_wise, bool three = false) {
     if constexpr (Bits == 4) {
       load_4bit(s, blk, lane, full, two);
       return;
     }
-    const int64_t chunk = blk * kOptimizerBlock;
+    const int64_t chunk = int64_t(blk) * kOptimizerBlock;
     const T* P = static_cast<const T*>(s.p) + chunk;
     const T* G = static_cast<const T*>(s.g) + chunk;
     const char* S1 = static_cast<const char*>(s.state1) + chunk * L::kStateBytes;
@@ -203,7 +207,7 @@ struct RawLane {
       }
     }
     if constexpr (Q) {
-      const int64_t ablk = block_wise ? blk : 0;
+      const int64_t ablk = block_wise ? int64_t(blk) : 0;
       amax1[0] = s.absmax1[ablk];
       amax2[0] = two ? s.absmax2[ablk] : 0.f;
       amax3 = three ? s.absmax3[ablk] : 0.f;
@@ -212,8 +216,8 @@ struct RawLane {
 
   // 4-bit state (always block-wise): the codes into one word each, and per run the absmax of
   // its block (0 for a block past the end of the tensor).
-  __device__ __forceinline__ void load_4bit(const TensorSlot& s, int64_t blk, int lane, bool full, bool two) {
-    const int64_t chunk = blk * kOptimizerBlock;
+  __device__ __forceinline__ void load_4bit(const TensorSlot& s, uint32_t blk, int lane, bool full, bool two) {
+    const int64_t chunk = int64_t(blk) * kOptimizerBlock;
     const T* P = static_cast<const T*>(s.p) + chunk;
     const T* G = static_cast<const T*>(s.g) + chunk;
     const char* S1 = static_cast<const char*>(s.state1) + chunk / 2;
@@ -242,34 +246,40 @@ struct RawLane {
     }
 #pragma unroll
     for (int r = 0; r < L::kRuns; ++r) {
-      const int64_t ablk = 2 * blk + L::run_block(lane, r);
-      const bool in = ablk * kOptimizerBlock4bit < s.n;
+      const int64_t ablk = 2 * int64_t(blk) + L::run_block(lane, r);
+      const bool in = full || ablk * kOptimizerBlock4bit < s.n;
       amax1[r] = in ? s.absmax1[ablk] : 0.f;
       amax2[r] = in && two ? s.absmax2[ablk] : 0.f;
     }
   }
 };
 
-// Asks L2 for the 128-byte lines of chunk `blk` (full, vectorizable), one line per lane:
-// the chunk after the warp's next one, so that its register loads find it in L2.
+// Asks L2 for the 128-byte lines of a chunk (full, vectorizable), one line per lane: the chunk
+// after the warp's next one, so that its register loads find it in L2. Which line of which
+// stream a lane asks for is the same for every chunk of a tensor: found once per tensor
+// (l2_lane), so that a chunk's request is one multiply-add.
+struct L2Lane {
+  const char* line;  // the lane's line in chunk 0 of the tensor, null for a lane without one
+  uint32_t stride;   // bytes of that stream per chunk
+};
+
 template <typename T, int Bits>
-__device__ __forceinline__ void prefetch_chunk_l2(const TensorSlot& s, int64_t blk, int lane, bool two,
-                                                  bool three = false) {
+__device__ __forceinline__ L2Lane l2_lane(const TensorSlot& s, int lane, bool two, bool three = false) {
   constexpr int kLines = kOptimizerBlock * int(sizeof(T)) / 128;  // of p, and of g
   constexpr int kCodeBytes = int(kOptimizerBlock) * Bits / 8;      // of each state
   constexpr int kCodeLines = kCodeBytes / 128;
-  const int64_t base = blk * kOptimizerBlock;
-  const int64_t code_base = blk * kCodeBytes;
-  const char* a = nullptr;
-  if (lane < kLines) a = reinterpret_cast<const char*>(static_cast<const T*>(s.p) + base) + lane * 128;
-  else if (lane < 2 * kLines) a = reinterpret_cast<const char*>(static_cast<const T*>(s.g) + base) + (lane - kLines) * 128;
-  else if (lane < 2 * kLines + kCodeLines)
-    a = static_cast<const char*>(s.state1) + code_base + (lane - 2 * kLines) * 128;
-  else if (two && lane < 2 * kLines + 2 * kCodeLines)
-    a = static_cast<const char*>(s.state2) + code_base + (lane - 2 * kLines - kCodeLines) * 128;
-  else if (three && lane >= 2 * kLines + 2 * kCodeLines && lane < 2 * kLines + 3 * kCodeLines)
-    a = static_cast<const char*>(s.state3) + code_base + (lane - 2 * kLines - 2 * kCodeLines) * 128;
-  if (a) asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+  if (lane < kLines) return {static_cast<const char*>(s.p) + lane * 128, kLines * 128};
+  if (lane < 2 * kLines) return {static_cast<const char*>(s.g) + (lane - kLines) * 128, kLines * 128};
+  if (lane < 2 * kLines + kCodeLines) return {static_cast<const char*>(s.state1) + (lane - 2 * kLines) * 128, kCodeBytes};
+  if (two && lane < 2 * kLines + 2 * kCodeLines)
+    return {static_cast<const char*>(s.state2) + (lane - 2 * kLines - kCodeLines) * 128, kCodeBytes};
+  if (three && lane >= 2 * kLines + 2 * kCodeLines && lane < 2 * kLines + 3 * kCodeLines)
+    return {static_cast<const char*>(s.state3) + (lane - 2 * kLines - 2 * kCodeLines) * 128, kCodeBytes};
+  return {nullptr, 0};
+}
+
+__device__ __forceinline__ void prefetch_chunk_l2(const L2Lane& l, uint32_t blk) {
+  if (l.line) asm volatile("prefetch.global.L2 [%0];" ::"l"(l.line + uint64_t(blk) * l.stride));
 }
 
 // One lane's 8 values in float32, and the new codes of quantized state.
@@ -277,29 +287,44 @@ template <typename T, int Bits>
 struct LaneData {
   using L = LaneLayout<T, Bits>;
   float p[kOptPerLane], g[kOptPerLane], a[kOptPerLane], b[kOptPerLane], c[kOptPerLane];
-  uint8_t qa[kOptPerLane], qb[kOptPerLane], qc[kOptPerLane];
+  uint32_t qa[kOptPerLane], qb[kOptPerLane], qc[kOptPerLane];  // codes (< the map's size)
 
   // The gradient times the clipping factor gs; quantized state: codes to values, code[q] *
   // absmax, from the value tables in shared memory (state3 shares state1's map; 8-bit only).
   __device__ __forceinline__ void unpack(const RawLane<T, Bits>& r, float gs, const float* val1, const float* val2,
                                          bool two, bool three = false) {
-    const T* P = reinterpret_cast<const T*>(r.p);
-    const T* G = reinterpret_cast<const T*>(r.g);
+    if constexpr (sizeof(T) == 2) {  // two values a word
 #pragma unroll
-    for (int j = 0; j < kOptPerLane; ++j) {
-      p[j] = to_float(P[j]);
-      g[j] = to_float(G[j]) * gs;
-      if constexpr (Bits == 4) {
+      for (int i = 0; i < kOptPerLane / 2; ++i) {
+        const float2 pv = word_to_float2(r.p[i], T()), gv = word_to_float2(r.g[i], T());
+        p[2 * i] = pv.x, p[2 * i + 1] = pv.y;
+        g[2 * i] = gv.x * gs, g[2 * i + 1] = gv.y * gs;
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < kOptPerLane; ++j) {
+        p[j] = __uint_as_float(r.p[j]);
+        g[j] = __uint_as_float(r.g[j]) * gs;
+      }
+    }
+    if constexpr (Bits == 4) {
+#pragma unroll
+      for (int j = 0; j < kOptPerLane; ++j) {
         a[j] = val1[nibble(r.a[0], j)] * r.amax1[L::scale_of(j)];
         b[j] = two ? val2[nibble(r.b[0], j)] * r.amax2[L::scale_of(j)] : 0.f;
-      } else if constexpr (Bits == 8) {
-        a[j] = val1[reinterpret_cast<const uint8_t*>(r.a)[j]] * r.amax1[0];
-        b[j] = two ? val2[reinterpret_cast<const uint8_t*>(r.b)[j]] * r.amax2[0] : 0.f;
-        c[j] = three ? val1[reinterpret_cast<const uint8_t*>(r.c)[j]] * r.amax3 : 0.f;
-      } else {
-        a[j] = reinterpret_cast<const float*>(r.a)[j];
-        b[j] = two ? reinterpret_cast<const float*>(r.b)[j] : 0.f;
-        c[j] = three ? reinterpret_cast<const float*>(r.c)[j] : 0.f;
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < kOptPerLane; ++j) {
+        if constexpr (Bits == 8) {
+          a[j] = val1[reinterpret_cast<const uint8_t*>(r.a)[j]] * r.amax1[0];
+          b[j] = two ? val2[reinterpret_cast<const uint8_t*>(r.b)[j]] * r.amax2[0] : 0.f;
+          c[j] = three ? val1[reinterpret_cast<const uint8_t*>(r.c)[j]] * r.amax3 : 0.f;
+        } else {
+          a[j] = reinterpret_cast<const float*>(r.a)[j];
+          b[j] = two ? reinterpret_cast<const float*>(r.b)[j] : 0.f;
+          c[j] = three ? reinterpret_cast<const float*>(r.c)[j] : 0.f;
+        }
       }
     }
   }
@@ -329,7 +354,7 @@ __device__ __forceinline__ void store_params(const TensorSlot& s, int64_t chunk,
 
 template <typename T, int Bits, bool Full>
 __device__ __forceinline__ void store_state(void* state, int64_t chunk, int lane, int64_t n, const float (&v)[kOptPerLane],
-                                            const uint8_t (&q)[kOptPerLane]) {
+                                            const uint32_t (&q)[kOptPerLane]) {
   using L = LaneLayout<T, Bits>;
   constexpr bool Q = L::kQ;
   if constexpr (Bits == 4) {  // two codes a byte, the even value high; past an odd end the low nibble is 0
@@ -337,10 +362,9 @@ __device__ __forceinline__ void store_state(void* state, int64_t chunk, int lane
     if constexpr (Full) {
 #pragma unroll
       for (int r = 0; r < L::kRuns; ++r) {
-        uint32_t w = 0;
+        uint32_t w = 0;  // (codes < 16: added at their nibbles, one instruction each)
 #pragma unroll
-        for (int i = 0; i < L::kRun; i += 2)
-          w |= uint32_t(q[r * L::kRun + i] << 4 | q[r * L::kRun + i + 1]) << (8 * (i / 2));
+        for (int i = 0; i < L::kRun; ++i) w += q[r * L::kRun + i] << (8 * (i / 2) + 4 * (1 - i % 2));
         store_codes<L::kCodeBytes>(S + L::run_start(lane, r) / 2, w);
       }
     } else {
@@ -360,7 +384,7 @@ __device__ __forceinline__ void store_state(void* state, int64_t chunk, int lane
       uint32_t w[L::kStateWords];
 #pragma unroll
       for (int i = 0; i < L::kRun; ++i) {
-        if constexpr (Q) reinterpret_cast<uint8_t*>(w)[i] = q[r * L::kRun + i];
+        if constexpr (Q) reinterpret_cast<uint8_t*>(w)[i] = uint8_t(q[r * L::kRun + i]);
         else w[i] = __float_as_uint(v[r * L::kRun + i]);
       }
       store_words<L::kStateWords>(S + L::run_start(lane, r) * L::kStateBytes, w);
@@ -370,7 +394,7 @@ __device__ __forceinline__ void store_state(void* state, int64_t chunk, int lane
     for (int j = 0; j < kOptPerLane; ++j) {
       const int o = L::offset(lane, j);
       if (chunk + o >= n) continue;
-      if constexpr (Q) reinterpret_cast<uint8_t*>(S)[o] = q[j];
+      if constexpr (Q) reinterpret_cast<uint8_t*>(S)[o] = uint8_t(q[j]);
       else reinterpret_cast<float*>(S)[o] = v[j];
     }
   }
@@ -409,19 +433,55 @@ __device__ __forceinline__ SlotScalars slot_scalars(const OptimizerHyper& h, con
   return k;
 }
 
+// max(a, b), NaN where either is (fmaxf drops a NaN operand).
+__device__ __forceinline__ float max_keeping_nan(float a, float b) {
+  float r;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+}
+
+// 1 / m for a block's new maximum m (0 for m = 0): the hardware's approximate reciprocal and
+// one Newton step, which is the correctly rounded 1 / m but for rare last-bit differences, in
+// three instructions (the IEEE division it replaces took about ten, with a branch to a slow
+// path, per state and chunk). m above 2^126, where the approximation flushes to zero, takes
+// the division. A subnormal m has no finite reciprocal: prescale_block first scales it and
+// its values by block_prescale (bnb/nonfinite.h, as the CPU kernel does).
+__device__ __forceinline__ float inverse_block_max(float m) {
+  if (!(m > 0.f)) return 0.f;
+  if (m > 0x1p126f) return 1.f / m;
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(m));
+  return fmaf(r, fmaf(-m, r, 1.f), r);
+}
+
+// The reciprocal of block maximum m for the lane's values v[first, first + count) in that
+// block, scaling those values first where m is subnormal (rare, and the same in every lane
+// of the block). The scaled values then lie in [-1, 1] up to rounding, as lookup_code asks.
+template <int N>
+__device__ __forceinline__ float prescale_block(float m, float (&v)[N], int first, int count) {
+  const float pre = block_prescale(m);
+  if (pre != 1.f) {
+#pragma unroll
+    for (int j = 0; j < N; ++j)
+      if (j >= first && j < first + count) v[j] *= pre;
+  }
+  return inverse_block_max(m * pre);
+}
+
 // One 256-value chunk (block `blk` of tensor slot `s`, loaded into `raw`) by one warp. Full:
 // the whole chunk lies in the tensor and every pointer allows vector access (the same for
 // every lane, so that the warp reductions below run converged); otherwise every access is
 // checked against the end.
-template <typename T, int Bits, Algorithm A, bool Full, bool OneStep>
-__device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScalars& k, int64_t blk, int lane,
+// Linear2: the second map is the 4-bit linear map (i + 1) / 16, whose codes need no lookup.
+template <typename T, int Bits, Algorithm A, bool Full, bool OneStep, bool Linear2>
+__device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScalars& k, uint32_t blk, int lane,
                                              const RawLane<T, Bits>& raw, const OptimizerHyper& h,
                                              const StateMaps& maps) {
   constexpr bool kTwo = num_states(A) == 2;
   constexpr bool kThree = has_state3(A);
   using L = LaneLayout<T, Bits>;
   constexpr bool Q = L::kQ;
-  const int64_t chunk = blk * kOptimizerBlock;
+  const int64_t chunk = int64_t(blk) * kOptimizerBlock;
   LaneData<T, Bits> d;
   d.unpack(raw, k.gs, maps.val1, maps.val2, kTwo, kThree);
   const float step = k.step;
@@ -433,27 +493,24 @@ __device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScal
   for (int i = 0; i < L::kScales; ++i) bm1[i] = bm2[i] = 0.f;
   // Quantized state stores a non-finite value as 0, outside its block's maximum. Checking
   // each value (a compare and a select, integer-pipe instructions the update is bound by)
-  // is replaced by one fused multiply-add a value into `bad`, NaN once any value is not
-  // finite (x * 0 is NaN for infinite and NaN x, 0 otherwise), and a pass that cleans the
-  // chunk where some lane's is: rare, and warp-uniform.
-  float bad = 0.f;
+  // is left to the maxima, taken by a maximum that keeps NaN (and infinity, as any maximum
+  // does): a lane's maxima are finite exactly when its values are, one check a lane, and a
+  // pass cleans the chunk where some lane's are not: rare, and warp-uniform.
 #pragma unroll
   for (int j = 0; j < kOptPerLane; ++j) {
     float u;
     step_element_as<A>(h, d.p[j], d.g[j], d.a[j], d.b[j], d.c[j], u);
     d.p[j] = d.p[j] * decay - step * u;
     if (!Full && chunk + L::offset(lane, j) >= s.n) d.a[j] = d.b[j] = d.c[j] = 0.f;  // past the end: not in the absmax
-    if constexpr (Q) {
-      bad = fmaf(d.a[j], 0.f, bad);
-      if constexpr (kTwo) bad = fmaf(d.b[j], 0.f, bad);
-      if constexpr (kThree) bad = fmaf(d.c[j], 0.f, bad);
-    }
-    bm1[L::scale_of(j)] = fmaxf(bm1[L::scale_of(j)], fabsf(d.a[j]));
-    bm2[L::scale_of(j)] = fmaxf(bm2[L::scale_of(j)], fabsf(d.b[j]));
-    if constexpr (kThree) m3 = fmaxf(m3, fabsf(d.c[j]));
+    bm1[L::scale_of(j)] = max_keeping_nan(bm1[L::scale_of(j)], fabsf(d.a[j]));
+    bm2[L::scale_of(j)] = max_keeping_nan(bm2[L::scale_of(j)], fabsf(d.b[j]));
+    if constexpr (kThree) m3 = max_keeping_nan(m3, fabsf(d.c[j]));
   }
   if constexpr (Q) {
-    if (__any_sync(0xffffffffu, bad != 0.f)) {
+    bool bad = !(m3 <= FLT_MAX);
+#pragma unroll
+    for (int i = 0; i < L::kScales; ++i) bad |= !(max_keeping_nan(bm1[i], bm2[i]) <= FLT_MAX);
+    if (__any_sync(0xffffffffu, bad)) {
 #pragma unroll
       for (int i = 0; i < L::kScales; ++i) bm1[i] = bm2[i] = 0.f;
       m3 = 0.f;
@@ -475,18 +532,19 @@ __device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScal
     for (int r = 0; r < L::kScales; ++r) {
       const float b1 = warp_max<L::kBlockLanes>(bm1[r]);
       const float b2 = warp_max<L::kBlockLanes>(bm2[r]);
-      const int64_t ablk = 2 * blk + L::run_block(lane, r);
-      if (lane % L::kBlockLanes == 0 && ablk * kOptimizerBlock4bit < s.n) {
+      const int64_t ablk = 2 * int64_t(blk) + L::run_block(lane, r);
+      if (lane % L::kBlockLanes == 0 && (Full || ablk * kOptimizerBlock4bit < s.n)) {
         s.absmax1[ablk] = b1;
         s.absmax2[ablk] = b2;
       }
-      r1[r] = b1 > 0.f ? 1.f / b1 : 0.f;
-      r2[r] = b2 > 0.f ? 1.f / b2 : 0.f;
+      r1[r] = prescale_block(b1, d.a, r * L::kRun, L::kRun);
+      r2[r] = prescale_block(b2, d.b, r * L::kRun, L::kRun);
     }
 #pragma unroll
     for (int j = 0; j < kOptPerLane; ++j) {
       d.qa[j] = lookup_code(maps.look1, d.a[j] * r1[L::scale_of(j)], OneStep);
-      d.qb[j] = lookup_code_nonneg(maps.look2, d.b[j] * r2[L::scale_of(j)], OneStep);  // Adam's v >= 0
+      const float x = d.b[j] * r2[L::scale_of(j)];  // Adam's v >= 0
+      d.qb[j] = Linear2 ? linear16_code(x) : lookup_code_nonneg(maps.look2, x, OneStep);
     }
   } else if constexpr (Q) {
     float m1 = bm1[0], m2 = bm2[0];
@@ -503,13 +561,23 @@ __device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScal
       m1 = k.max1;
       m2 = k.max2;
     }
-    const float r1 = m1 > 0.f ? 1.f / m1 : 0.f, r2 = m2 > 0.f ? 1.f / m2 : 0.f, r3 = m3 > 0.f ? 1.f / m3 : 0.f;
+    const float r1 = prescale_block(m1, d.a, 0, kOptPerLane);
+    const float r2 = kTwo ? prescale_block(m2, d.b, 0, kOptPerLane) : 0.f;
+    const float r3 = kThree ? prescale_block(m3, d.c, 0, kOptPerLane) : 0.f;
+    // Block-wise maxima are of this chunk's own values; the tensor-wise state's comes from the
+    // pre-pass kernel, whose values could round a little differently, so its magnitudes are
+    // saturated before the lookup (code_lookup.cuh).
+    auto requantize = [&](auto saturate) {
+      constexpr bool kSat = decltype(saturate)::value;
 #pragma unroll
-    for (int j = 0; j < kOptPerLane; ++j) {
-      d.qa[j] = lookup_code(maps.look1, d.a[j] * r1, OneStep);
-      if constexpr (kTwo) d.qb[j] = lookup_code_nonneg(maps.look2, d.b[j] * r2, OneStep);  // second moment >= 0
-      if constexpr (kThree) d.qc[j] = lookup_code(maps.look1, d.c[j] * r3, OneStep);
-    }
+      for (int j = 0; j < kOptPerLane; ++j) {
+        d.qa[j] = lookup_code<kSat>(maps.look1, d.a[j] * r1, OneStep);
+        if constexpr (kTwo) d.qb[j] = lookup_code_nonneg<kSat>(maps.look2, d.b[j] * r2, OneStep);  // second moment >= 0
+        if constexpr (kThree) d.qc[j] = lookup_code<kSat>(maps.look1, d.c[j] * r3, OneStep);
+      }
+    };
+    if (h.block_wise) requantize(std::false_type());
+    else requantize(std::true_type());
   }
   store_states<T, Bits, Full>(s, chunk, lane, d, kTwo, kThree);
 }
@@ -534,7 +602,7 @@ __device__ __forceinline__ int tensor_of_chunk(const OptTable& tab, int count, i
 // third of the time, and one chunk ahead was not enough bytes in flight to cover DRAM's
 // latency under load. Prefetching stops at the end of a tensor (reading the next tensor's
 // slot early measured slower).
-template <typename T, int Bits, Algorithm A, bool OneStep>
+template <typename T, int Bits, Algorithm A, bool OneStep, bool Linear2>
 __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, const OptimizerHyper& h,
                                               const StateMaps& maps) {
   constexpr bool Q = Bits < 32;
@@ -547,16 +615,16 @@ __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, co
   if (begin >= stop) return;
   int t = tensor_of_chunk(tab, count, begin);
   TensorSlot s = tab.slots[t];
-  bool vec = slot_vectorizable(s);
   SlotScalars k = slot_scalars<Q>(h, s);
-  int64_t first = __ldg(tab.starts + t), end = __ldg(tab.starts + t + 1);  // the chunks of tensor t
+  // The chunks of tensor t are [first, end); those before full_end are full (whole chunks of a
+  // slot that allows vector access), so that "full" is one compare (end <= stop).
+  int64_t first = __ldg(tab.starts + t), end = __ldg(tab.starts + t + 1);
+  int64_t full_end = first + (slot_vectorizable(s) ? s.n / kOptimizerBlock : 0);
+  L2Lane l2 = l2_lane<T, Bits>(s, lane, kTwo, kThree);
   RawLane<T, Bits> next;
   bool prefetched = false;
-  // (Written out rather than through a helper for "chunk x is full": that form compiled to a
-  // loop 9% slower.)
   for (int64_t c = begin; c < stop; c += stride) {
     RawLane<T, Bits> cur;
-    bool full = true;
     if (prefetched) {
       cur = next;
     } else {
@@ -565,22 +633,21 @@ __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, co
         while (c >= end);
         first = __ldg(tab.starts + t);
         s = tab.slots[t];
-        vec = slot_vectorizable(s);
+        full_end = first + (slot_vectorizable(s) ? s.n / kOptimizerBlock : 0);
+        l2 = l2_lane<T, Bits>(s, lane, kTwo, kThree);
         k = slot_scalars<Q>(h, s);
       }
-      full = vec && (c - first + 1) * kOptimizerBlock <= s.n;
-      cur.load(s, c - first, lane, full, kTwo, h.block_wise, kThree);
+      cur.load(s, uint32_t(c - first), lane, c < full_end, kTwo, h.block_wise, kThree);
     }
-    const int64_t cn = c + stride;
-    prefetched = kPrefetch && full && cn < stop && cn < end && (cn + 1 - first) * kOptimizerBlock <= s.n;
-    if (prefetched) next.load(s, cn - first, lane, true, kTwo, h.block_wise, kThree);
-    const int64_t c2 = cn + stride;
-    if (prefetched && c2 < stop && c2 < end && (c2 + 1 - first) * kOptimizerBlock <= s.n)
-      prefetch_chunk_l2<T, Bits>(s, c2 - first, lane, kTwo, kThree);
+    const bool full = c < full_end;
+    const int64_t cn = c + stride, c2 = cn + stride;
+    prefetched = kPrefetch && cn < full_end;
+    if (prefetched) next.load(s, uint32_t(cn - first), lane, true, kTwo, h.block_wise, kThree);
+    if (prefetched && c2 < full_end) prefetch_chunk_l2(l2, uint32_t(c2 - first));
     if (full)
-      update_chunk<T, Bits, A, true, OneStep>(s, k, c - first, lane, cur, h, maps);
+      update_chunk<T, Bits, A, true, OneStep, Linear2>(s, k, uint32_t(c - first), lane, cur, h, maps);
     else
-      update_chunk<T, Bits, A, false, OneStep>(s, k, c - first, lane, cur, h, maps);
+      update_chunk<T, Bits, A, false, OneStep, Linear2>(s, k, uint32_t(c - first), lane, cur, h, maps);
   }
 }
 
@@ -596,8 +663,9 @@ __device__ __forceinline__ void prefetch_first_chunks_l2(const OptTable& tab, in
   const TensorSlot s = tab.slots[t];
   const int64_t first = __ldg(tab.starts + t), end = __ldg(tab.starts + t + 1);
   if (!slot_vectorizable(s)) return;
+  const L2Lane l2 = l2_lane<T, Bits>(s, lane, two, three);
   for (int64_t x = c; x < end && x <= c + stride && (x - first + 1) * kOptimizerBlock <= s.n; x += stride)
-    prefetch_chunk_l2<T, Bits>(s, x - first, lane, two, three);
+    prefetch_chunk_l2(l2, uint32_t(x - first));
 }
 
 // 512 threads of about 120 registers fill an SM's register file: one CTA an SM. Smaller
@@ -612,8 +680,11 @@ optimizer_update_kernel(OptTable tab, int count, OptimizerHyper h, const float* 
   StateMaps maps;
   maps.look1 = carve_lookup(opt_smem, true);
   maps.look2 = carve_lookup(opt_smem + lookup_bytes(true), false);
-  float* val1 = reinterpret_cast<float*>(opt_smem + lookup_bytes(true) + (kTwo ? lookup_bytes(false) : 0));
-  float* val2 = val1 + kValFloats;
+  // The value tables in static shared memory: their addresses are constants of the load
+  // instructions (in the dynamic allocation, the compiler may add its base to every offset).
+  __shared__ __align__(16) float opt_values[2 * kValFloats];
+  float* val1 = opt_values;
+  float* val2 = opt_values + kValFloats;
   maps.val1 = val1;
   maps.val2 = val2;
   bool one_step = true;
@@ -627,10 +698,16 @@ optimizer_update_kernel(OptTable tab, int count, OptimizerHyper h, const float* 
     one_step = build_lookup(code1, maps.look1, true, kMapSize);  // ends with a barrier
     if constexpr (kTwo) one_step = build_lookup(code2, maps.look2, false, kMapSize) && one_step;
   }
+  if constexpr (Bits == 4) {  // (AdamW4bit's default maps: the one-compare lookup and the linear map)
+    if (one_step && is_linear16_map(code2)) {
+      update_chunks<T, Bits, A, true, true>(tab, count, h, maps);
+      return;
+    }
+  }
   if (!Q || one_step)  // 32-bit state: no lookup, one instance
-    update_chunks<T, Bits, A, true>(tab, count, h, maps);
+    update_chunks<T, Bits, A, true, false>(tab, count, h, maps);
   else if constexpr (Q)
-    update_chunks<T, Bits, A, false>(tab, count, h, maps);
+    update_chunks<T, Bits, A, false, false>(tab, count, h, maps);
 }
 
 // Pre-pass: per tensor, ||u||^2, ||p||^2 and the max of the new states, without writing
@@ -687,7 +764,7 @@ optimizer_prepass_kernel(OptTable tab, OptimizerHyper h, const float* __restrict
     const int64_t blk = c - __ldg(tab.starts + t);
     const int64_t chunk = blk * kOptimizerBlock;
     RawLane<T, Bits> raw;
-    raw.load(s, blk, lane, vec && chunk + kOptimizerBlock <= s.n, kTwo, h.block_wise);
+    raw.load(s, uint32_t(blk), lane, vec && chunk + kOptimizerBlock <= s.n, kTwo, h.block_wise);
     LaneData<T, Bits> d;
     d.unpack(raw, s.gnorm_scale ? *s.gnorm_scale : 1.f, val1, val2, kTwo);
 #pragma unroll

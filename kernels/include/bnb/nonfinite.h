@@ -52,8 +52,9 @@ struct BlockScale {
   float pre, mul;
   BNB_HD float apply(float x) const { return (x * pre) * mul; }
 };
+BNB_HD float block_prescale(float amax) { return (amax > 0.f && amax < FLT_MIN) ? 18446744073709551616.f : 1.f; }
 BNB_HD BlockScale block_scale(float amax, bool zero_to_zero) {
-  const float pre = (amax > 0.f && amax < FLT_MIN) ? 18446744073709551616.f : 1.f;
+  const float pre = block_prescale(amax);
   const float mul = (zero_to_zero && !(amax > 0.f)) ? 0.f : 1.0f / (amax * pre);
   return {pre, mul};
 }
