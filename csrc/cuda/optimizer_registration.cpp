@@ -23,10 +23,6 @@ using bnb::ops::CudaBackend;
 struct CudaOptimizerUpdate {
   static void update(const at::Tensor& like, bnb::DType dt, const bnb::OptimizerHyper& h, bnb::StateFormat format,
                      std::vector<bnb::TensorSlot>& slots, const float* code1, const float* code2) {
-    // The kernels index a tensor's 256-value chunks in 32 bits (its addresses by one multiply-add).
-    for (const auto& s : slots)
-      BNB_CHECK_VALUE(s.n < (int64_t(1) << 40), "optimizer_update: params on CUDA hold at most 2^40 values a tensor, got ",
-                      s.n);
     const auto launch = bnb::ops::optimizer_launch_for(like.device(), slots);
     float* stats = launch->workspace.mutable_data_ptr<float>();
     for (size_t i = 0; i < slots.size(); ++i) slots[i].stats = stats + i * bnb::kStats;
@@ -34,6 +30,10 @@ struct CudaOptimizerUpdate {
     const int64_t bytes = int64_t(bnb::optimizer_table_bytes(count));
     std::vector<uint8_t> fresh(bytes);
     const int64_t total_chunks = bnb::fill_optimizer_table(slots.data(), count, fresh.data());
+    // The kernels index 256-value chunks in 32 bits (addresses by one multiply-add).
+    BNB_CHECK_VALUE(total_chunks < (int64_t(1) << 32),
+                    "optimizer_update: params on CUDA hold at most 2^40 values a launch, got ", total_chunks, " chunks of ",
+                    bnb::kOptimizerBlock);
     const c10::cuda::CUDAGuard guard(like.device());
     if (!launch->table.defined() || launch->mirror != fresh) {
       // A new device buffer rather than an overwrite: a step queued on another stream may still

@@ -109,6 +109,22 @@ __device__ __forceinline__ float scale_of(const BlockScales& s, ScaleParts p, co
   return s.nested ? nested_scale_of(s_ncode[p.q], p.a, uint8_t(p.q), offset) : p.a;
 }
 
+// Fills, with the whole CTA, the table of each byte's two code values (Pair4bit<T>::pack), COPIES
+// interleaved copies an entry (entry e at words COPIES e .. COPIES e + COPIES - 1, so that lanes
+// reading their own copy never meet in a bank), and the nested scales' code values.
+template <typename T, int COPIES>
+__device__ __forceinline__ void fill_code_pairs(uint32_t* s_pair, float* s_ncode, const float* __restrict__ code,
+                                                const BlockScales& scales) {
+  static_assert(COPIES % 4 == 0, "whole 16-byte stores");
+  for (int e = threadIdx.x; e < 256; e += blockDim.x) {
+    const uint32_t v = Pair4bit<T>::pack(code[e >> 4], code[e & 15]);
+    uint4* copies = reinterpret_cast<uint4*>(s_pair + COPIES * e);
+#pragma unroll
+    for (int c = 0; c < COPIES / 4; ++c) copies[c] = make_uint4(v, v, v, v);
+    if (scales.nested) s_ncode[e] = scales.nested_code[e];
+  }
+}
+
 // MT token tiles of 8 (M <= 8 MT); RT row tiles of 16 a warp (the activation fragments serve
 // RT tiles: the CTAs together read A N / (16 RT) times); U sub-chunks a warp's round. A_SMEM:
 // the CTA first copies all of A to shared memory (rows padded by 16 bytes: conflict-free
@@ -173,13 +189,7 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
   ScaleParts sp[U][RT][2];
   if (c0 < subs) load_round(w, sp, c0);  // in flight while the tables fill
 
-  for (int e = threadIdx.x; e < 256; e += blockDim.x) {
-    const uint32_t v = P::pack(code[e >> 4], code[e & 15]);
-    uint4* copies = reinterpret_cast<uint4*>(s_pair + 16 * e);
-#pragma unroll
-    for (int c = 0; c < 4; ++c) copies[c] = make_uint4(v, v, v, v);
-    if (scales.nested) s_ncode[e] = scales.nested_code[e];
-  }
+  fill_code_pairs<T, 16>(s_pair, s_ncode, code, scales);
   const float offset = scales.nested ? __ldg(scales.offset) : 0.f;
   const int row_vecs = int(K / 8) + 1;  // uint4 a padded row of A in shared memory
   if constexpr (A_SMEM) {

@@ -31,15 +31,6 @@ constexpr int kStreamK = 128;     // k of a step-group: 16 bytes a lane and row
 constexpr int kStreamWarps = 8;   // warps of a CTA, splitting K
 constexpr int kStreamRound = 2;   // step-groups a warp loads ahead, as one round
 
-// 16 bytes of the weight stream, not kept in the L1 (read once).
-__device__ __forceinline__ uint4 load_weight_stream16(const uint8_t* p) {
-  uint4 r;
-  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-               : "l"(p));
-  return r;
-}
-
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
@@ -60,7 +51,6 @@ __global__ void __launch_bounds__(kStreamWarps * 32, MINB)
 gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, const float* __restrict__ code,
                         const BlockScales scales, const T* __restrict__ bias, T* __restrict__ out, int M,
                         int64_t N, int64_t K, int log2_blocksize) {
-  using P = Pair4bit<T>;
   constexpr int kTokens = MT * 8, kParts = SPLIT ? 2 : 1;
   __shared__ __align__(16) uint32_t s_pair[256 * 32];  // after the loop: the warps' partial sums
   __shared__ float s_ncode[256];                       // nested scales: the values of their codes
@@ -84,7 +74,7 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
     for (int u = 0; u < U; ++u) {
       if (c0 + u < groups) {
 #pragma unroll
-        for (int h = 0; h < 2; ++h) w[u][h] = load_weight_stream16(w_row[h] + int64_t(c0 + u) * (kStreamK / 2));
+        for (int h = 0; h < 2; ++h) w[u][h] = load_weight_stream(w_row[h] + int64_t(c0 + u) * (kStreamK / 2));
         sp[u] = load_scale_parts(scales, (scale_at + 2 * (c0 + u)) >> shift);
       } else {
         sp[u] = {0.f, 0u};  // its scale is still made (never used): a code inside the table
@@ -96,13 +86,7 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
   ScaleParts sp[U];
   if (c0 < groups) load_round(w, sp, c0);  // in flight while the tables fill
 
-  for (int e = threadIdx.x; e < 256; e += blockDim.x) {
-    const uint32_t v = P::pack(code[e >> 4], code[e & 15]);
-    uint4* copies = reinterpret_cast<uint4*>(s_pair + 32 * e);
-#pragma unroll
-    for (int c = 0; c < 8; ++c) copies[c] = make_uint4(v, v, v, v);
-    if (scales.nested) s_ncode[e] = scales.nested_code[e];
-  }
+  fill_code_pairs<T, 32>(s_pair, s_ncode, code, scales);
   const float offset = scales.nested ? __ldg(scales.offset) : 0.f;
   __syncthreads();
 

@@ -69,9 +69,10 @@ __device__ __forceinline__ uint4 load_weight16(const int8_t* __restrict__ CB, in
   return r;
 }
 
-// 16 bytes of the weight: cached in L2 only, and the L2 fetches the whole 256-byte
-// neighbourhood (the other lanes of the row ask for it at the same time).
-__device__ __forceinline__ uint4 load_weight_stream(const int8_t* p) {
+// 16 bytes of a weight read once (8-bit codes here, packed 4-bit codes in gemm_4bit_stream.cuh):
+// cached in L2 only, and the L2 fetches the whole 256-byte neighbourhood (the other lanes of the
+// row ask for it at the same time).
+__device__ __forceinline__ uint4 load_weight_stream(const void* p) {
   uint4 r;
   asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
                : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)

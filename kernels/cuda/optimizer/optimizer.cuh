@@ -39,9 +39,10 @@ constexpr int kOptPerLane = 8;  // 32 lanes x 8 = one 256-value chunk per warp
 static_assert(kOptPerLane * 32 == kOptimizerBlock, "a warp covers one quantization block");
 
 // Shared memory of the quantized-state kernels: the nearest-code lookup of each map
-// (code_lookup.cuh; the first map's signed, the second's, Adam's second moment, unsigned) and
-// the values of each map (one lookup a code to dequantize). Two maps: about 88 KB, within the
-// 99 KB a CTA may have on sm_86/sm_89; the kernel's registers allow one CTA an SM anyway.
+// (code_lookup.cuh; the first map's signed, the second's, Adam's second moment, unsigned),
+// dynamic, and the values of each map (one lookup a code to dequantize), static (see the
+// kernel). Two maps: about 88 KB, within the 99 KB a CTA may have on sm_86/sm_89; the kernel's
+// registers allow one CTA an SM anyway.
 // (A 4-bit table of the 256 bytes' value pairs, one lookup for two codes, measured 4% slower
 // on bf16 parameters despite fewer instructions: random lookups into 2 KiB conflict on the
 // banks, where the 16 values of a 4-bit map sit in 16 banks and never do.)
