@@ -13,7 +13,7 @@ from ..functional.algorithms import ALGORITHMS, BLOCKSIZE, BLOCKSIZE_4BIT
 from ..functional.blockwise import check_code_values
 from .group_keys import named_from_betas, set_betas_and_eps
 from .sharding import from_saved, local, to_saved
-from .state import as_paged, num_blocks, quantize_into, scale_key, shared_map, state_bits
+from .state import as_paged, num_blocks, paged_copy, quantize_into, scale_key, shared_map, state_bits
 
 QUANT_STATE_KEY = "__bnb_optimizer_quant_state__"
 # Blocksizes an older checkpoint's absmax may have been made with, most likely first.
@@ -81,16 +81,22 @@ def load_state_dict(optimizer, sd, move_to_device=True):
 
 
 def _load_param_state(optimizer, p, saved, config, move_to_device, name, stacked1=1):
-    def load(t):  # a copy, so that the state dict and the optimizer never share a tensor
+    def load(t, key):  # a copy, so that the state dict and the optimizer never share a tensor
+        if move_to_device and key in ("state1", "state2"):
+            # a paged optimizer's state straight into unified memory: moved to the device first
+            # and paged after, it was copied twice and held twice on the device at the peak
+            paged = paged_copy(optimizer, t, p.device)
+            if paged is not None:
+                return paged
         return t.to(p.device, copy=True) if move_to_device else t.clone()
 
     st = {}
     for key, val in saved.items():
         if key == QUANT_STATE_KEY:
             for kk, vv in val.items():
-                st[kk] = load(vv) if isinstance(vv, torch.Tensor) else vv
+                st[kk] = load(vv, kk) if isinstance(vv, torch.Tensor) else vv
         elif isinstance(val, torch.Tensor) and key != "step":
-            st[key] = load(val)
+            st[key] = load(val, key)
         else:
             st[key] = val
     if isinstance(st.get("step"), torch.Tensor):

@@ -77,16 +77,23 @@ def zeros(optimizer, shape, dtype, device, paged=False):
     return torch.zeros(shape, dtype=dtype, device=device)
 
 
+def paged_copy(optimizer, t, device):
+    """A copy of t (on any device) in unified memory on `device`, where a paged optimizer keeps
+    its state there (CUDA); else None."""
+    if not optimizer.is_paged or type(t) is not torch.Tensor or torch.device(device).type != "cuda":
+        return None
+    out = zeros(optimizer, t.shape, t.dtype, device, paged=True)
+    out.copy_(t)
+    return out
+
+
 def as_paged(optimizer, t):
     """t, or for a paged optimizer's state on CUDA a copy of it in unified memory: a loaded state
     dict's tensors are ordinary device memory, which the driver could not evict."""
-    if not optimizer.is_paged or type(t) is not torch.Tensor or t.device.type != "cuda":
-        return t
     if getattr(t, "is_paged", False):
         return t
-    out = zeros(optimizer, t.shape, t.dtype, t.device, paged=True)
-    out.copy_(t)
-    return out
+    out = paged_copy(optimizer, t, t.device) if isinstance(t, torch.Tensor) else None
+    return t if out is None else out
 
 
 def num_blocks(n, block_wise):
