@@ -105,6 +105,26 @@ def test_non_finite_weight_reaches_its_feature_only(dtype, K, blocksize, device)
         assert out[:, good].isfinite().all(), f"M={M}: NaN in features {torch.where(~out.isfinite().all(0))[0].tolist()}"
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("K,blocksize", [(256, 64), (4352, 128), (128, 4096)])
+def test_nested_non_finite_weight_as_dequantize_reads_it(dtype, K, blocksize, device):
+    # Nested scales of a weight with NaN and Inf: the nested statistics mark whole groups of
+    # blocks, so more features than the bad weights' own may turn NaN; every path gives the
+    # features that dequantize_4bit + F.linear gives (those scales read back in Python).
+    N = 600
+    W = torch.randn(N, K, device=device, dtype=dtype)
+    for n, x in zip((3, 170, 590), (float("nan"), float("inf"), float("-inf"))):
+        W[n, K // 2 + n % 7] = x
+    packed, state = F.quantize_4bit(W, blocksize=blocksize, quant_type="nf4", compress_statistics=True)
+    W_back = F.dequantize_4bit(packed, state).to(dtype)
+    for M in (1, 12, 20, 70, 130):
+        A = torch.randn(M, K, device=device, dtype=dtype)
+        want = torch.nn.functional.linear(A, W_back).isfinite().all(0)
+        got = F.linear_4bit(A, packed, state).isfinite().all(0)
+        assert not want.all() and want.any(), "the case under test: some features finite, some not"
+        assert torch.equal(got, want), f"M={M}: {torch.where(got != want)[0].tolist()[:10]}"
+
+
 def test_empty_inputs(device):
     W = torch.randn(24, 128, device=device)
     packed, state = F.quantize_4bit(W, quant_type="nf4")

@@ -85,15 +85,8 @@ at::Tensor linear_4bit(const at::Tensor& A, const at::Tensor& B, c10::IntArrayRe
     return bias.has_value() ? out.add_(*bias) : out;
   }
   if (M > Backend::kFused4bitMaxRows) {
-    at::Tensor m = absmax;
-    // A nested absmax that rounds below zero reads as +0.0, as in the fused kernels
-    // (bnb/block_scales.h): a negative one would read as a marked block (NaN for code 8).
-    if (scales.is_nested())
-      m = dequantize_blockwise<Backend>(absmax, *nested_absmax, *nested_code, nested_blocksize, at::kFloat)
-              .add_(*nested_offset)
-              .clamp_min_(0.0)
-              .add_(0.0);
-    const at::Tensor W = dequantize_with_code<Backend>(B, m, code, blocksize, {N, K}, A.scalar_type(), op);
+    // (nested scales read as they are stored, by the dequantize kernel itself)
+    const at::Tensor W = dequantize_with_scales<Backend>(B, scales, code, blocksize, {N, K}, A.scalar_type(), op);
     return at::linear(A, W, bias);
   }
   // The kernels read bias[n] for consecutive n: a strided view is copied to consecutive values.

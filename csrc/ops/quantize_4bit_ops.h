@@ -107,21 +107,48 @@ std::tuple<at::Tensor, at::Tensor> quantize_4bit(const at::Tensor& A, int64_t bl
 
 namespace fourbit_detail {
 
-// dequantize_4bit with a given code table (16 float32 values on A's device).
-template <class Backend>
-at::Tensor dequantize_with_code(const at::Tensor& A, const at::Tensor& absmax, const at::Tensor& code,
-                                int64_t blocksize, c10::IntArrayRef shape, c10::ScalarType dtype, const char* op) {
-  const DType dt = kernel_dtype(dtype, op, "dtype");
+// What dequantizing the n = product(shape) packed codes of A to dtype checks first; returns n.
+inline int64_t check_dequantize(const at::Tensor& A, int64_t blocksize, c10::IntArrayRef shape,
+                                c10::ScalarType dtype, const char* op) {
+  kernel_dtype(dtype, op, "dtype");
   check_blocksize(blocksize, kFormat4bit, op);
   const int64_t n = product(shape, op);
   packed_bytes(A, n, op, "A");
-  check_block_absmax(absmax, A, n, blocksize, op);
+  return n;
+}
+
+// The checked codes of A dequantized with a code table (16 float32 values on A's device) and
+// scales checked against n and blocksize by the caller.
+template <class Backend>
+at::Tensor launch_dequantize(const at::Tensor& A, const BlockScales& scales, const at::Tensor& code,
+                             int64_t blocksize, c10::IntArrayRef shape, c10::ScalarType dtype, int64_t n,
+                             const char* op) {
   at::Tensor out = at::empty(shape, A.options().dtype(dtype));
   if (n == 0) return out;
-  const at::Tensor a = A.contiguous(), m = absmax.contiguous(), c = code.contiguous();
-  Backend::launch(A, Backend::dequantize_4bit, dt, static_cast<const uint8_t*>(a.const_data_ptr()),
-                  c.const_data_ptr<float>(), m.const_data_ptr<float>(), out.mutable_data_ptr(), n, blocksize);
+  const at::Tensor a = A.contiguous(), c = code.contiguous();
+  Backend::launch(A, Backend::dequantize_4bit, kernel_dtype(dtype, op, "dtype"),
+                  static_cast<const uint8_t*>(a.const_data_ptr()), c.const_data_ptr<float>(), scales,
+                  out.mutable_data_ptr(), n, blocksize);
   return out;
+}
+
+// dequantize_4bit with given scales (plain or nested, checked by the caller: linear_4bit's).
+template <class Backend>
+at::Tensor dequantize_with_scales(const at::Tensor& A, const BlockScales& scales, const at::Tensor& code,
+                                  int64_t blocksize, c10::IntArrayRef shape, c10::ScalarType dtype, const char* op) {
+  const int64_t n = check_dequantize(A, blocksize, shape, dtype, op);
+  return launch_dequantize<Backend>(A, scales, code, blocksize, shape, dtype, n, op);
+}
+
+// dequantize_4bit with a given code table and a plain float32 absmax.
+template <class Backend>
+at::Tensor dequantize_with_code(const at::Tensor& A, const at::Tensor& absmax, const at::Tensor& code,
+                                int64_t blocksize, c10::IntArrayRef shape, c10::ScalarType dtype, const char* op) {
+  const int64_t n = check_dequantize(A, blocksize, shape, dtype, op);
+  check_block_absmax(absmax, A, n, blocksize, op);
+  const at::Tensor m = absmax.contiguous();
+  return launch_dequantize<Backend>(A, BlockScales::plain(m.const_data_ptr<float>()), code, blocksize, shape, dtype,
+                                    n, op);
 }
 
 }  // namespace fourbit_detail

@@ -73,11 +73,11 @@ void quantize_4bit(DType dtype, const void* A, QuantType4bit quant_type, uint8_t
 
 // out[i] = code[q(i)] * absmax[block], rounded once to the dtype, as dequantize_blocks makes
 // it, from the block's 16 possible values (block_values_4bit): a byte is two lookups.
-void dequantize_4bit(DType dtype, const uint8_t* A, const float* code, const float* absmax, void* out, int64_t n,
+void dequantize_4bit(DType dtype, const uint8_t* A, const float* code, const BlockScales& scales, void* out, int64_t n,
                      int64_t blocksize) {
   for_each_block_of(dtype, out, n, blocksize, [&](auto e, auto* o, int64_t b, int64_t lo, int64_t hi) {
     typename decltype(e)::storage value[16];
-    block_values_4bit<decltype(e)>(code, absmax[b], value);
+    block_values_4bit<decltype(e)>(code, block_scale(scales, b), value);
     int64_t i = lo;  // even: blocks hold whole bytes
     for (; i + 1 < hi; i += 2) {
       const uint8_t byte = A[i / 2];

@@ -279,7 +279,7 @@ TEST_P(Quantize4bit, MatchesDefinition) {
 
   // Dequantize: one product, one rounding to the dtype.
   Values back(dtype, n);
-  bnb::cpu::dequantize_4bit(dtype, packed.data(), bnb::code_4bit(q), absmax.data(), back.data(), n, blocksize);
+  bnb::cpu::dequantize_4bit(dtype, packed.data(), bnb::code_4bit(q), bnb::BlockScales::plain(absmax.data()), back.data(), n, blocksize);
   Values want(dtype, n);
   for (int64_t i = 0; i < n; ++i) want.set(i, bnb::code_4bit(q)[nibble(packed, i)] * absmax[i / blocksize]);
   EXPECT_EQ(back.bytes, want.bytes);
@@ -331,7 +331,7 @@ TEST(Quantize4bit, CodesAtThresholdsEqualSearch) {
 TEST(Quantize4bit, EmptyInputWritesNothing) {
   for (QuantType4bit q : kQuantTypes) {
     bnb::cpu::quantize_4bit(DType::Float32, nullptr, q, nullptr, nullptr, 0, 64);
-    bnb::cpu::dequantize_4bit(DType::Float32, nullptr, bnb::code_4bit(q), nullptr, nullptr, 0, 64);
+    bnb::cpu::dequantize_4bit(DType::Float32, nullptr, bnb::code_4bit(q), bnb::BlockScales{}, nullptr, 0, 64);
   }
 }
 
@@ -379,7 +379,7 @@ TEST(Quantize4bit, ZeroBlock) {
     EXPECT_EQ(absmax[1], 3.f);
     for (int i = 0; i < 16; ++i) EXPECT_EQ(packed[i], 0) << i;
     std::vector<float> back(64);
-    bnb::cpu::dequantize_4bit(DType::Float32, packed.data(), bnb::code_4bit(q), absmax.data(), back.data(), 64, 32);
+    bnb::cpu::dequantize_4bit(DType::Float32, packed.data(), bnb::code_4bit(q), bnb::BlockScales::plain(absmax.data()), back.data(), 64, 32);
     for (int i = 0; i < 64; ++i) EXPECT_EQ(back[i], a[i]) << i;
   }
 }
@@ -393,7 +393,7 @@ TEST(Quantize4bit, RelativeErrorOfNormalData) {
     std::vector<uint8_t> packed(static_cast<size_t>(n / 2));
     std::vector<float> absmax(static_cast<size_t>(n / 64)), back(static_cast<size_t>(n));
     bnb::cpu::quantize_4bit(DType::Float32, a.data(), q, packed.data(), absmax.data(), n, 64);
-    bnb::cpu::dequantize_4bit(DType::Float32, packed.data(), bnb::code_4bit(q), absmax.data(), back.data(), n, 64);
+    bnb::cpu::dequantize_4bit(DType::Float32, packed.data(), bnb::code_4bit(q), bnb::BlockScales::plain(absmax.data()), back.data(), n, 64);
     double err = 0, norm = 0;
     for (int64_t i = 0; i < n; ++i) {
       err += std::fabs(double(back[i]) - a.at(i));
@@ -438,10 +438,10 @@ TEST(Quantize4bitReference, CodesAbsmaxAndDequantizedValues) {
     float code[16];
     std::memcpy(code, bnb::code_4bit(fc.quant_type), sizeof code);
     Values plain(fc.dtype, n);
-    bnb::cpu::dequantize_4bit(fc.dtype, fc.packed.data(), code, fc.absmax.data(), plain.data(), n, fc.blocksize);
+    bnb::cpu::dequantize_4bit(fc.dtype, fc.packed.data(), code, bnb::BlockScales::plain(fc.absmax.data()), plain.data(), n, fc.blocksize);
     if (fc.quant_type == QuantType4bit::FP4) code[8] = -0.0f;
     Values back(fc.dtype, n);
-    bnb::cpu::dequantize_4bit(fc.dtype, fc.packed.data(), code, fc.absmax.data(), back.data(), n, fc.blocksize);
+    bnb::cpu::dequantize_4bit(fc.dtype, fc.packed.data(), code, bnb::BlockScales::plain(fc.absmax.data()), back.data(), n, fc.blocksize);
     EXPECT_EQ(back.bytes, fc.dequant);
     Values want(fc.dtype, n);
     want.bytes = fc.dequant;
@@ -464,7 +464,7 @@ TEST_P(Gemv4bit, MatchesDequantizeThenProduct) {
   std::vector<float> absmax(static_cast<size_t>(bnb::num_blocks(N * K, blocksize)));
   bnb::cpu::quantize_4bit(DType::Float32, w.data(), q, packed.data(), absmax.data(), N * K, blocksize);
   Values wd(dtype, N * K);  // the weight as dequantize_4bit writes it in this dtype
-  bnb::cpu::dequantize_4bit(dtype, packed.data(), bnb::code_4bit(q), absmax.data(), wd.data(), N * K, blocksize);
+  bnb::cpu::dequantize_4bit(dtype, packed.data(), bnb::code_4bit(q), bnb::BlockScales::plain(absmax.data()), wd.data(), N * K, blocksize);
 
   for (bool with_bias : {false, true}) {
     Values out(dtype, M * N);

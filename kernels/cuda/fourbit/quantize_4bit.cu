@@ -7,7 +7,7 @@ namespace bnb::cuda {
 #define BNB_DECLARE_4BIT(T)                                                                                \
   extern template cudaError_t launch_quantize_4bit<T>(const T*, QuantType4bit, uint8_t*, float*, int64_t, \
                                                       int64_t, cudaStream_t);                             \
-  extern template cudaError_t launch_dequantize_4bit<T>(const uint8_t*, const float*, const float*, T*,   \
+  extern template cudaError_t launch_dequantize_4bit<T>(const uint8_t*, const float*, const BlockScales&, T*, \
                                                         int64_t, int64_t, cudaStream_t);
 BNB_DECLARE_4BIT(float)
 BNB_DECLARE_4BIT(__half)
@@ -28,15 +28,15 @@ cudaError_t quantize_4bit(DType dtype, const void* A, QuantType4bit quant_type, 
   return cudaErrorInvalidValue;
 }
 
-cudaError_t dequantize_4bit(DType dtype, const uint8_t* A, const float* code, const float* absmax, void* out,
+cudaError_t dequantize_4bit(DType dtype, const uint8_t* A, const float* code, const BlockScales& scales, void* out,
                             int64_t n, int64_t blocksize, cudaStream_t stream) {
   switch (dtype) {
     case DType::Float32:
-      return launch_dequantize_4bit(A, code, absmax, static_cast<float*>(out), n, blocksize, stream);
+      return launch_dequantize_4bit(A, code, scales, static_cast<float*>(out), n, blocksize, stream);
     case DType::Float16:
-      return launch_dequantize_4bit(A, code, absmax, static_cast<__half*>(out), n, blocksize, stream);
+      return launch_dequantize_4bit(A, code, scales, static_cast<__half*>(out), n, blocksize, stream);
     case DType::BFloat16:
-      return launch_dequantize_4bit(A, code, absmax, static_cast<__nv_bfloat16*>(out), n, blocksize, stream);
+      return launch_dequantize_4bit(A, code, scales, static_cast<__nv_bfloat16*>(out), n, blocksize, stream);
   }
   return cudaErrorInvalidValue;
 }

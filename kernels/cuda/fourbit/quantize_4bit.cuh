@@ -141,15 +141,35 @@ quantize_4bit_kernel(const T* __restrict__ A, uint8_t* __restrict__ out, float* 
 // (V <= 8 < 32), so each chunk reads one absmax, found by a shift.
 constexpr int kDequant4bitChunks = 4;
 
-template <typename T>
+// Nested: the scales as a nested state stores them (bnb/block_scales.h), each block's read
+// where it is used, so that a nested weight needs no float32 absmax made first (for the
+// prefill path of linear_4bit: four small launches and their host time fewer); the 256
+// values of the nested code in shared memory.
+template <typename T, bool Nested>
 __global__ void __launch_bounds__(kThreads)
-dequantize_4bit_kernel(const uint8_t* __restrict__ A, const float* __restrict__ code,
-                       const float* __restrict__ absmax, T* __restrict__ out, int64_t n, int log2_blocksize) {
+dequantize_4bit_kernel(const uint8_t* __restrict__ A, const float* __restrict__ code, BlockScales scales,
+                       T* __restrict__ out, int64_t n, int log2_blocksize) {
   constexpr int V = 16 / sizeof(T), C = kDequant4bitChunks, kSpan = kThreads * V, kTile = C * kSpan;
   // 16 entries in 16 banks: any pattern of lookups by a warp is conflict-free.
   __shared__ float s_code[16];
+  __shared__ float s_nested_code[Nested ? kCodeSize : 1];
   if (threadIdx.x < 16) s_code[threadIdx.x] = code[threadIdx.x];
+  if constexpr (Nested) {
+    for (int i = threadIdx.x; i < kCodeSize; i += blockDim.x) s_nested_code[i] = __ldg(scales.nested_code + i);
+  }
+  const float offset = Nested ? __ldg(scales.offset) : 0.f;
   __syncthreads();
+  // The absmax of block b: the plain float, or the nested code's value times its group's absmax
+  // plus the offset, as nested_scale computes it.
+  auto scale_of = [&](int64_t b) {
+    if constexpr (Nested) {
+      const uint8_t q = __ldg(scales.nested + b);
+      return nested_scale_of(s_nested_code[q], __ldg(scales.nested_absmax + (b >> scales.log2_nested_blocksize)), q,
+                             offset);
+    } else {
+      return __ldg(scales.absmax + b);
+    }
+  };
   const bool vector_ok = aligned16(A) && aligned16(out);
   const int64_t tiles = (n + kTile - 1) / kTile;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
@@ -166,7 +186,7 @@ dequantize_4bit_kernel(const uint8_t* __restrict__ A, const float* __restrict__ 
 #pragma unroll
         for (int j = 0; j < V / 2; ++j) q[c][j] = base + 2 * j < n ? A[base / 2 + j] : 0;
       }
-      m[c] = base < n ? __ldg(absmax + (base >> log2_blocksize)) : 0.f;
+      m[c] = base < n ? scale_of(base >> log2_blocksize) : 0.f;
     }
 #pragma unroll
     for (int c = 0; c < C; ++c) {
@@ -223,16 +243,16 @@ cudaError_t launch_quantize_4bit(const T* A, QuantType4bit quant_type, uint8_t* 
 }
 
 template <typename T>
-cudaError_t launch_dequantize_4bit(const uint8_t* A, const float* code, const float* absmax, T* out, int64_t n,
+cudaError_t launch_dequantize_4bit(const uint8_t* A, const float* code, const BlockScales& scales, T* out, int64_t n,
                                    int64_t blocksize, cudaStream_t stream) {
   if (!is_supported_blocksize(kFormat4bit, blocksize)) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
   int log2_blocksize = 0;
   while ((int64_t(1) << log2_blocksize) < blocksize) ++log2_blocksize;
   constexpr int64_t kTile = int64_t(kDequant4bitChunks) * kThreads * (16 / sizeof(T));
-  const auto kernel = dequantize_4bit_kernel<T>;
+  const auto kernel = scales.is_nested() ? dequantize_4bit_kernel<T, true> : dequantize_4bit_kernel<T, false>;
   const int64_t grid = std::min<int64_t>((n + kTile - 1) / kTile, persistent_grid((const void*)kernel, kThreads, 0));
-  kernel<<<int(grid), kThreads, 0, stream>>>(A, code, absmax, out, n, log2_blocksize);
+  kernel<<<int(grid), kThreads, 0, stream>>>(A, code, scales, out, n, log2_blocksize);
   return cudaGetLastError();
 }
 
@@ -240,7 +260,7 @@ cudaError_t launch_dequantize_4bit(const uint8_t* A, const float* code, const fl
 #define BNB_INSTANTIATE_4BIT(T)                                                                             \
   template cudaError_t launch_quantize_4bit<T>(const T*, QuantType4bit, uint8_t*, float*, int64_t, int64_t, \
                                                cudaStream_t);                                               \
-  template cudaError_t launch_dequantize_4bit<T>(const uint8_t*, const float*, const float*, T*, int64_t,   \
+  template cudaError_t launch_dequantize_4bit<T>(const uint8_t*, const float*, const BlockScales&, T*, int64_t, \
                                                  int64_t, cudaStream_t);
 
 }  // namespace bnb::cuda

@@ -16,9 +16,10 @@ namespace bnb::cpu {
 // A (n values of dtype) -> out (packed_bytes_4bit(n) bytes), absmax (num_blocks(n, blocksize)).
 void quantize_4bit(DType dtype, const void* A, QuantType4bit quant_type, uint8_t* out, float* absmax, int64_t n,
                    int64_t blocksize);
-// out[i] = code[nibble i] * absmax[i / blocksize], rounded once to dtype. `code` holds 16
-// values indexed by the nibble (kNF4Code, kFP4Code, or a checkpoint's quant_map).
-void dequantize_4bit(DType dtype, const uint8_t* A, const float* code, const float* absmax, void* out, int64_t n,
+// out[i] = code[nibble i] * absmax of block i / blocksize (plain or nested scales), rounded
+// once to dtype. `code` holds 16 values indexed by the nibble (kNF4Code, kFP4Code, or a
+// checkpoint's quant_map).
+void dequantize_4bit(DType dtype, const uint8_t* A, const float* code, const BlockScales& scales, void* out, int64_t n,
                      int64_t blocksize);
 // out[M, N] = A[M, K] @ W[N, K]^T (+ bias[N]), W the packed codes of N * K values (row-major,
 // block-wise scales over the flattened weight, plain or nested). A, bias and out share dtype;

@@ -16,7 +16,7 @@ namespace bnb::cuda {
 
 cudaError_t quantize_4bit(DType dtype, const void* A, QuantType4bit quant_type, uint8_t* out, float* absmax,
                           int64_t n, int64_t blocksize, cudaStream_t stream);
-cudaError_t dequantize_4bit(DType dtype, const uint8_t* A, const float* code, const float* absmax, void* out,
+cudaError_t dequantize_4bit(DType dtype, const uint8_t* A, const float* code, const BlockScales& scales, void* out,
                             int64_t n, int64_t blocksize, cudaStream_t stream);
 // `code` is 16 floats on the device; bias may be null; any M. fp16/bf16 activations with
 // K % 128 == 0 and M <= kGemm4bitMaxRows take the tensor-core kernel, whose weights are the

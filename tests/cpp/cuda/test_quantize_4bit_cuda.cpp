@@ -74,12 +74,12 @@ void expect_4bit_matches_cpu(QuantType4bit q, DType dtype, int64_t blocksize, in
   // Dequantize the same codes on both.
   const std::vector<float> code = table(q);
   Values back_cpu = empty_values(dtype, n);
-  bnb::cpu::dequantize_4bit(dtype, q_cpu.data(), code.data(), absmax_cpu.data(), back_cpu.data(), n, blocksize);
+  bnb::cpu::dequantize_4bit(dtype, q_cpu.data(), code.data(), bnb::BlockScales::plain(absmax_cpu.data()), back_cpu.data(), n, blocksize);
   DeviceBuffer<uint8_t> qc_d(q_cpu);
   DeviceBuffer<float> absmax_c(absmax_cpu);
   DeviceBuffer<float> code_d(code);
   DeviceBuffer<uint8_t> back_d(static_cast<size_t>(n) * static_cast<size_t>(bnb::dtype_size(dtype)));
-  ASSERT_EQ(bnb::cuda::dequantize_4bit(dtype, qc_d.get(), code_d.get(), absmax_c.get(), back_d.get(), n, blocksize,
+  ASSERT_EQ(bnb::cuda::dequantize_4bit(dtype, qc_d.get(), code_d.get(), bnb::BlockScales::plain(absmax_c.get()), back_d.get(), n, blocksize,
                                        nullptr),
             cudaSuccess);
   EXPECT_EQ(count_value_mismatches(from_device(dtype, back_d), back_cpu), 0);
@@ -259,17 +259,69 @@ TEST_F(CudaTest, Quantize4bitMatchesReferenceFixture) {
     if (fc.quant_type == QuantType4bit::FP4) code[8] = -0.0f;  // the reference writes -0.0 for code 8
     DeviceBuffer<float> code_d(code);
     DeviceBuffer<uint8_t> back_d(static_cast<size_t>(n) * static_cast<size_t>(bnb::dtype_size(fc.dtype)));
-    ASSERT_EQ(bnb::cuda::dequantize_4bit(fc.dtype, q_d.get(), code_d.get(), absmax_d.get(), back_d.get(), n,
+    ASSERT_EQ(bnb::cuda::dequantize_4bit(fc.dtype, q_d.get(), code_d.get(), bnb::BlockScales::plain(absmax_d.get()), back_d.get(), n,
                                          fc.blocksize, nullptr),
               cudaSuccess);
     EXPECT_EQ(back_d.host(), fc.dequant);
   }
 }
 
+// Nested scales read by the dequantize kernel itself (linear_4bit's prefill path): equal bit
+// for bit to the CPU's, and to a plain dequantize with each block's absmax computed here (code
+// value times |group absmax|, plus the offset, each rounded; below zero read as +0; NaN for the
+// reserved code in a marked group). Sizes not multiples of a tile, a group of 256 blocks or a
+// block; group 1 marked (a negative stored absmax).
+TEST_F(CudaTest, Dequantize4bitNestedScalesMatchCpuAndPlain) {
+  for (const auto& [dtype, n, blocksize] : {std::make_tuple(DType::BFloat16, int64_t(64) * 1000 + 37, int64_t(64)),
+                                            std::make_tuple(DType::Float16, int64_t(128) * 700 + 2, int64_t(128)),
+                                            std::make_tuple(DType::Float32, int64_t(4096) * 300 + 5, int64_t(4096))}) {
+    SCOPED_TRACE(std::to_string(n) + " values, blocks of " + std::to_string(blocksize));
+    const QuantType4bit q = blocksize == 128 ? QuantType4bit::FP4 : QuantType4bit::NF4;
+    const Values w = random_values(DType::Float32, n, uint32_t(n), 1.f);
+    const int64_t blocks = bnb::num_blocks(n, blocksize);
+    std::vector<uint8_t> packed(static_cast<size_t>(bnb::packed_bytes_4bit(n)));
+    std::vector<float> absmax(static_cast<size_t>(blocks));
+    bnb::cpu::quantize_4bit(DType::Float32, w.data(), q, packed.data(), absmax.data(), n, blocksize);
+    std::vector<uint8_t> nested(static_cast<size_t>(blocks));
+    for (int64_t b = 0; b < blocks; ++b) nested[size_t(b)] = uint8_t((b * 37 + 11) % 256);
+    std::vector<float> nested_code(256), nested_absmax(static_cast<size_t>(bnb::num_blocks(blocks, 256)));
+    for (int i = 0; i < 256; ++i) nested_code[size_t(i)] = -1.f + 2.f * float(i) / 255.f;
+    for (size_t i = 0; i < nested_absmax.size(); ++i) nested_absmax[i] = 0.25f + 0.125f * float(i % 5);
+    if (nested_absmax.size() > 1) nested_absmax[1] = -nested_absmax[1];
+    const std::vector<float> offset = {0.3f};
+    std::vector<float> plain(static_cast<size_t>(blocks));
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint8_t c = nested[size_t(b)];
+      const float amax = nested_absmax[size_t(b / 256)];
+      const volatile float product = nested_code[c] * std::fabs(amax);  // (rounded before the sum)
+      const float v = product + offset[0];
+      plain[size_t(b)] = amax < 0.f && c == bnb::kReservedCode8bit ? NAN : (v > 0.f ? v : 0.f);
+    }
+    const std::vector<float> code = table(q);
+    const bnb::BlockScales cpu_nested{nullptr, nested.data(), nested_code.data(), nested_absmax.data(), offset.data(),
+                                      8};
+    Values back_nested = empty_values(dtype, n), back_plain = empty_values(dtype, n);
+    bnb::cpu::dequantize_4bit(dtype, packed.data(), code.data(), cpu_nested, back_nested.data(), n, blocksize);
+    bnb::cpu::dequantize_4bit(dtype, packed.data(), code.data(), bnb::BlockScales::plain(plain.data()),
+                              back_plain.data(), n, blocksize);
+    EXPECT_EQ(count_value_mismatches(back_nested, back_plain), 0);
+
+    DeviceBuffer<uint8_t> packed_d(packed), nested_d(nested);
+    DeviceBuffer<float> code_d(code), nested_code_d(nested_code), nested_absmax_d(nested_absmax), offset_d(offset);
+    const bnb::BlockScales gpu_nested{nullptr, nested_d.get(), nested_code_d.get(), nested_absmax_d.get(),
+                                      offset_d.get(), 8};
+    DeviceBuffer<uint8_t> back_d(static_cast<size_t>(n) * static_cast<size_t>(bnb::dtype_size(dtype)));
+    ASSERT_EQ(bnb::cuda::dequantize_4bit(dtype, packed_d.get(), code_d.get(), gpu_nested, back_d.get(), n, blocksize,
+                                         nullptr),
+              cudaSuccess);
+    EXPECT_EQ(count_value_mismatches(from_device(dtype, back_d), back_nested), 0);
+  }
+}
+
 TEST_F(CudaTest, Quantize4bitRejectsBadBlocksize) {
   EXPECT_EQ(bnb::cuda::quantize_4bit(DType::Float32, nullptr, QuantType4bit::NF4, nullptr, nullptr, 64, 48, nullptr),
             cudaErrorInvalidValue);
-  EXPECT_EQ(bnb::cuda::dequantize_4bit(DType::Float32, nullptr, nullptr, nullptr, nullptr, 64, 8192, nullptr),
+  EXPECT_EQ(bnb::cuda::dequantize_4bit(DType::Float32, nullptr, nullptr, bnb::BlockScales{}, nullptr, 64, 8192, nullptr),
             cudaErrorInvalidValue);
 }
 
