@@ -172,6 +172,43 @@ def test_loaded_state_stays_paged_and_resumes_exactly(cls):
     assert torch.equal(p1, p2)
 
 
+@pytest.mark.parametrize("cls", [bnb.optim.PagedAdamW8bit, bnb.optim.PagedAdamW4bit, bnb.optim.PagedAdam32bit,
+                                 bnb.optim.PagedAdEMAMix8bit])
+def test_loaded_state_is_paged_once(cls, monkeypatch):
+    # A paged optimizer copies each loaded state into unified memory once: a second copy would
+    # hold the state twice on the device at the peak. Counted on any device by standing in for
+    # the copy into unified memory (on the CPU the paged classes keep ordinary tensors).
+    import bitsandbytes.optim.checkpoint as checkpoint
+    import bitsandbytes.optim.state as state
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    g = torch.Generator(device=device).manual_seed(5)
+    p1 = torch.randn(10_000, device=device, generator=g).requires_grad_()
+    p2 = p1.detach().clone().requires_grad_()
+    first = cls([p1])
+    p1.grad = torch.randn_like(p1)
+    first.step()
+    sd = first.state_dict()
+    copies = []
+
+    def paged_copy(optimizer, t, device):
+        if not optimizer.is_paged:
+            return None
+        out = t.to(device, copy=True)
+        out.is_paged = True
+        copies.append(out)
+        return out
+
+    monkeypatch.setattr(checkpoint, "paged_copy", paged_copy)
+    monkeypatch.setattr(state, "paged_copy", paged_copy)
+    second = cls([p2])
+    second.load_state_dict(sd)
+    loaded = [second.state[p2][k] for k in ("state1", "state2")]
+    assert len(copies) == 2 and all(any(c is t for c in copies) for t in loaded)
+    for key in ("state1", "state2"):
+        assert torch.equal(second.state[p2][key].cpu(), first.state[p1][key].cpu())
+
+
 def test_page_manager_holds_registered_state_weakly(monkeypatch):
     import gc
 

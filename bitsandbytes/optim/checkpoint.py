@@ -167,7 +167,8 @@ def _check_loaded(optimizer, st, shard, name, stacked1=1):
         if t.numel() != shard.numel() * (stacked1 if i == 1 else 1):
             raise ValueError(f"load_state_dict: {name}: {key} has shape {tuple(t.shape)}, the parameter has shape "
                              f"{tuple(shard.shape)}")
-        st[key] = t.view(shape)
+        if tuple(t.shape) != shape:  # (a view would drop a paged copy's mark, and it would be paged again)
+            st[key] = t.view(shape)
 
 
 def _check_map(qmap, key, name, nonnegative):
@@ -218,7 +219,8 @@ def _to_layout(st, i, n, block_wise, stacked=1):
             _to_layout(part, i, n, block_wise)
             parts.append(part)
         key = scale_key(i, block_wise)
-        st[f"state{i}"] = torch.stack([part[f"state{i}"] for part in parts])
+        # (the parts' codes are views of state{i}, requantized in place: no new tensor, which a
+        # paged optimizer would copy into unified memory again)
         st[key] = torch.stack([part[key] for part in parts])
         return
     scale = st.pop(saved_key).reshape(-1).float()

@@ -107,28 +107,31 @@ std::tuple<at::Tensor, at::Tensor> quantize_4bit(const at::Tensor& A, int64_t bl
 
 namespace fourbit_detail {
 
-// What dequantizing the n = product(shape) packed codes of A to dtype checks first; returns n.
-inline int64_t check_dequantize(const at::Tensor& A, int64_t blocksize, c10::IntArrayRef shape,
-                                c10::ScalarType dtype, const char* op) {
-  kernel_dtype(dtype, op, "dtype");
+// What dequantizing the n = product(shape) packed codes of A to dtype checks first.
+struct DequantizeTarget {
+  DType dtype;
+  int64_t n;
+};
+inline DequantizeTarget check_dequantize(const at::Tensor& A, int64_t blocksize, c10::IntArrayRef shape,
+                                         c10::ScalarType dtype, const char* op) {
+  const DType dt = kernel_dtype(dtype, op, "dtype");
   check_blocksize(blocksize, kFormat4bit, op);
   const int64_t n = product(shape, op);
   packed_bytes(A, n, op, "A");
-  return n;
+  return {dt, n};
 }
 
 // The checked codes of A dequantized with a code table (16 float32 values on A's device) and
-// scales checked against n and blocksize by the caller.
+// scales checked against the n values and blocksize by the caller.
 template <class Backend>
 at::Tensor launch_dequantize(const at::Tensor& A, const BlockScales& scales, const at::Tensor& code,
-                             int64_t blocksize, c10::IntArrayRef shape, c10::ScalarType dtype, int64_t n,
-                             const char* op) {
+                             int64_t blocksize, c10::IntArrayRef shape, c10::ScalarType dtype,
+                             const DequantizeTarget& target) {
   at::Tensor out = at::empty(shape, A.options().dtype(dtype));
-  if (n == 0) return out;
+  if (target.n == 0) return out;
   const at::Tensor a = A.contiguous(), c = code.contiguous();
-  Backend::launch(A, Backend::dequantize_4bit, kernel_dtype(dtype, op, "dtype"),
-                  static_cast<const uint8_t*>(a.const_data_ptr()), c.const_data_ptr<float>(), scales,
-                  out.mutable_data_ptr(), n, blocksize);
+  Backend::launch(A, Backend::dequantize_4bit, target.dtype, static_cast<const uint8_t*>(a.const_data_ptr()),
+                  c.const_data_ptr<float>(), scales, out.mutable_data_ptr(), target.n, blocksize);
   return out;
 }
 
@@ -136,19 +139,19 @@ at::Tensor launch_dequantize(const at::Tensor& A, const BlockScales& scales, con
 template <class Backend>
 at::Tensor dequantize_with_scales(const at::Tensor& A, const BlockScales& scales, const at::Tensor& code,
                                   int64_t blocksize, c10::IntArrayRef shape, c10::ScalarType dtype, const char* op) {
-  const int64_t n = check_dequantize(A, blocksize, shape, dtype, op);
-  return launch_dequantize<Backend>(A, scales, code, blocksize, shape, dtype, n, op);
+  return launch_dequantize<Backend>(A, scales, code, blocksize, shape, dtype,
+                                    check_dequantize(A, blocksize, shape, dtype, op));
 }
 
 // dequantize_4bit with a given code table and a plain float32 absmax.
 template <class Backend>
 at::Tensor dequantize_with_code(const at::Tensor& A, const at::Tensor& absmax, const at::Tensor& code,
                                 int64_t blocksize, c10::IntArrayRef shape, c10::ScalarType dtype, const char* op) {
-  const int64_t n = check_dequantize(A, blocksize, shape, dtype, op);
-  check_block_absmax(absmax, A, n, blocksize, op);
+  const DequantizeTarget target = check_dequantize(A, blocksize, shape, dtype, op);
+  check_block_absmax(absmax, A, target.n, blocksize, op);
   const at::Tensor m = absmax.contiguous();
   return launch_dequantize<Backend>(A, BlockScales::plain(m.const_data_ptr<float>()), code, blocksize, shape, dtype,
-                                    n, op);
+                                    target);
 }
 
 }  // namespace fourbit_detail

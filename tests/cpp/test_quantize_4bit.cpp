@@ -384,6 +384,53 @@ TEST(Quantize4bit, ZeroBlock) {
   }
 }
 
+// Nested scales (one 8-bit code a block, its group's absmax, an offset) read by dequantize as
+// the plain scales they stand for, computed here: code value times |group absmax|, plus the
+// offset, each rounded; below zero read as +0; NaN for the reserved code in a marked group (a
+// negative group absmax). Odd sizes, a group of 256 blocks and a block not filled.
+TEST(Quantize4bit, NestedScalesDequantizeAsTheirValues) {
+  for (const auto& [n, blocksize] : {std::make_pair(int64_t(64) * 700 + 37, int64_t(64)),
+                                     std::make_pair(int64_t(4096) * 300 + 5, int64_t(4096))}) {
+    const Values w = normal_values(DType::Float32, n, uint32_t(n), 1.f);
+    const int64_t blocks = bnb::num_blocks(n, blocksize);
+    std::vector<uint8_t> packed(static_cast<size_t>(bnb::packed_bytes_4bit(n)));
+    std::vector<float> absmax(static_cast<size_t>(blocks));
+    bnb::cpu::quantize_4bit(DType::Float32, w.data(), QuantType4bit::NF4, packed.data(), absmax.data(), n, blocksize);
+    std::vector<uint8_t> nested(static_cast<size_t>(blocks));
+    for (int64_t b = 0; b < blocks; ++b) nested[size_t(b)] = uint8_t((b * 37 + 11) % 256);
+    std::vector<float> nested_code(256), nested_absmax(static_cast<size_t>(bnb::num_blocks(blocks, 256)));
+    for (int i = 0; i < 256; ++i) nested_code[size_t(i)] = -1.f + 2.f * float(i) / 255.f;
+    for (size_t i = 0; i < nested_absmax.size(); ++i) nested_absmax[i] = 0.25f + 0.125f * float(i % 5);
+    if (nested_absmax.size() > 1) nested_absmax[1] = -nested_absmax[1];  // a marked group
+    const float offset = 0.3f;
+    std::vector<float> plain(static_cast<size_t>(blocks));
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint8_t c = nested[size_t(b)];
+      const float amax = nested_absmax[size_t(b / 256)];
+      const volatile float product = nested_code[c] * std::fabs(amax);  // (rounded before the sum)
+      const float v = product + offset;
+      plain[size_t(b)] = amax < 0.f && c == bnb::kReservedCode8bit ? NAN : (v > 0.f ? v : 0.f);
+    }
+    const bnb::BlockScales scales{nullptr, nested.data(), nested_code.data(), nested_absmax.data(), &offset, 8};
+    for (DType dtype : kDTypes) {
+      Values by_nested(dtype, n), by_plain(dtype, n);
+      bnb::cpu::dequantize_4bit(dtype, packed.data(), bnb::code_4bit(QuantType4bit::NF4), scales, by_nested.data(), n,
+                                blocksize);
+      bnb::cpu::dequantize_4bit(dtype, packed.data(), bnb::code_4bit(QuantType4bit::NF4),
+                                bnb::BlockScales::plain(plain.data()), by_plain.data(), n, blocksize);
+      int64_t bad = 0, nan = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const float x = by_nested.at(i), y = by_plain.at(i);
+        nan += std::isnan(y);
+        bad += !(std::isnan(x) ? std::isnan(y) : std::memcmp(&x, &y, 4) == 0);
+      }
+      EXPECT_EQ(bad, 0) << n << " values, blocks of " << blocksize;
+      // (block 401, in the marked group, holds the reserved code where there are that many)
+      EXPECT_EQ(nan > 0, blocks > 401) << "the marked group's reserved code";
+    }
+  }
+}
+
 // NF4 round trip of N(0, 1) data at blocksize 64: about 9.2% relative error (the reference's
 // own figure); FP4 about 12%.
 TEST(Quantize4bit, RelativeErrorOfNormalData) {
