@@ -21,7 +21,7 @@
 
 #include "bnb/codes_4bit.h"
 #include "bnb/quantize_4bit_cuda.h"
-#include "block_tiles.cuh"
+#include "../common/block_tiles.cuh"
 #include "../common/launch.cuh"
 #include "../common/quant.cuh"
 

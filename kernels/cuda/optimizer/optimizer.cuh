@@ -25,7 +25,7 @@
 #include "bnb/nonfinite.h"
 #include "bnb/optimizer.h"
 #include "bnb/optimizer_cuda.h"
-#include "code_lookup.cuh"
+#include "../common/code_lookup.cuh"
 #include "../common/atomics.cuh"
 #include "../common/launch.cuh"
 #include "../common/reduce.cuh"

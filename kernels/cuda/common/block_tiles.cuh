@@ -1,4 +1,5 @@
-// Tiles of whole quantization blocks for the 4-bit quantize kernel, apart from its code format:
+// Tiles of whole quantization blocks for the block-wise quantize kernels (8-bit and 4-bit codes),
+// apart from their code formats:
 // how a tile splits into 16-byte chunks and blocks, the raw loads, and each block's absmax and
 // non-finite mark from one reduction of integer keys (abs_key.cuh).
 //
@@ -12,8 +13,8 @@
 #include <cstring>
 #include <type_traits>
 
-#include "../common/abs_key.cuh"
-#include "../common/quant.cuh"
+#include "abs_key.cuh"
+#include "quant.cuh"
 
 namespace bnb::cuda {
 
