@@ -36,6 +36,31 @@ def test_quantize_matches_reference(device, blocksize, dtype, shape):
     torch.testing.assert_close(out.cpu(), want, rtol=0, atol=0)
 
 
+def crowded_maps():
+    """Sorted maps whose nearest codes need more than one compare after the bucket lookup (two or
+    more midpoints within 2^-7 of a magnitude): a dense cluster, repeated entries, entries past 1."""
+    base = torch.linspace(-1, 1, 200)
+    cluster = torch.cat([base, 0.5 + torch.arange(56) * 1e-5]).sort().values
+    repeats = torch.cat([torch.linspace(-1, 1, 250), torch.full((6,), 0.25)]).sort().values
+    beyond = torch.cat([torch.linspace(-1, 1, 240), torch.linspace(1.001, 1.02, 16)]).sort().values
+    return {"cluster": cluster, "repeats": repeats, "beyond one": beyond}
+
+
+@pytest.mark.parametrize("name", ["cluster", "repeats", "beyond one"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("blocksize", [64, 4096])
+def test_crowded_maps_take_the_nearest_code(device, name, dtype, blocksize):
+    code = crowded_maps()[name].to(device)
+    A = random_input((3, 7001), dtype, device)
+    A.view(-1)[::97] = 0.5 * A.view(-1)[::97].abs().max() + 1e-6  # values inside the cluster
+    q, state = F.quantize_blockwise(A, code=code, blocksize=blocksize)
+    q_ref, absmax_ref = quantize_blockwise_ref(A, code, blocksize)
+    torch.testing.assert_close(state.absmax.cpu().double(), absmax_ref, rtol=0, atol=0)
+    scaled = (A.double().cpu().reshape(-1) / absmax_ref.repeat_interleave(blocksize)[: A.numel()])
+    ok, _ = tie_tolerant_equal(q, q_ref, scaled, code, atol=1e-6)
+    assert ok, "a code differs from the nearest one by more than a tie"
+
+
 @pytest.mark.parametrize("blocksize", [1, 3, 100, 777, 5000, 10000])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cpu_takes_any_blocksize(blocksize, dtype):

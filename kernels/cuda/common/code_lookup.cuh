@@ -1,7 +1,8 @@
 // Nearest code of a sorted 256-entry map by table lookup instead of a binary search.
 //
 // Why: the 8-bit optimizer requantizes two states per value, and an 8-step search per state
-// made its update bound by instructions, not memory. Here a value's float bits pick a bucket
+// made its update bound by instructions, not memory; the block-wise quantize of 16-bit input was
+// bound the same way by its one search a value. Here a value's float bits pick a bucket
 // (sign, exponent and the top kBucketMantBits mantissa bits: the top 16 bits of the float, so
 // a bucket spans at most 2^-7 of its magnitude). Each bucket's entry holds, in one 8-byte
 // word, the code c of its lowest value and the first midpoint m at or above that value; the
@@ -17,7 +18,10 @@
 // callers pass finite values scaled by the reciprocal of the exact maximum magnitude of the
 // values scaled (optimizer.cuh: inverse_block_max, within an ulp or two of 1 / m), so |x| <=
 // 1 + 2^-21; a clamp there cost an instruction a value and state. A caller whose maximum was
-// found elsewhere (the tensor-wise state's, by a pre-pass kernel) asks for the clamp.
+// found elsewhere (the tensor-wise state's, by a pre-pass kernel) asks for the clamp, as does
+// the block-wise quantize (quantize/blockwise.cuh), whose values may be NaN or infinite: the
+// clamp (saturation) keeps any x inside the table, and that kernel replaces such a value's
+// code afterwards (nonfinite.h).
 //
 // The result equals nearest_code's: the number of midpoints strictly below x (ties go down).
 // The one compare is read from the sign of m - x (float_compare.h: a subtraction on the
@@ -132,9 +136,9 @@ __device__ __forceinline__ bool build_lookup(const float* __restrict__ code, Cod
 
 // The code of x from entry e: one compare (one_step), else a walk up the midpoints. For finite
 // x the code is below the map's size (midpoints past its last are +inf), so callers may pack
-// codes by adding them at their bit positions, without masks; x must not be NaN (the
-// optimizer stores a non-finite state as 0 before requantizing), for which the one-compare
-// form could return the map's size.
+// codes by adding them at their bit positions, without masks; for NaN or infinite x (reached
+// only through the saturated lookup: the optimizer stores a non-finite state as 0 before
+// requantizing) the one-compare form may return the map's size, which such callers discard.
 __device__ __forceinline__ uint32_t finish_lookup(const CodeLookup& t, float2 e, float x, bool one_step) {
   uint32_t q = __float_as_uint(e.y);
   if (one_step) {

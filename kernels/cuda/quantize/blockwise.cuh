@@ -26,14 +26,13 @@
 
 namespace bnb::cuda {
 
-template <typename T, int BLOCK> struct BlockwiseShape {
-  static constexpr int kVec = 16 / sizeof(T);               // values per 16-byte chunk
-  static constexpr int kChunkSpan = kThreads * kVec;        // values of one chunk across the CTA
-  static constexpr bool kBlockInChunk = BLOCK <= kChunkSpan;
-  // Dequantize reads only a quarter of what it writes: four chunks per thread keep enough
-  // reads in flight (a block larger than a chunk of the CTA: whole blocks a tile).
-  static constexpr int kDequantChunks = kBlockInChunk ? 4 : BLOCK / kChunkSpan;
-  static constexpr int kDequantTile = kDequantChunks * kChunkSpan;
+// Dequantize's tiles: the quantize tiles' chunks (16 bytes of output a thread), four a thread,
+// since it reads only a quarter of what it writes (a block larger than a chunk of the CTA:
+// whole blocks a tile).
+template <typename T, int BLOCK> struct DequantizeTileShape : BlockTileShape<T, BLOCK> {
+  using Base = BlockTileShape<T, BLOCK>;
+  static constexpr int kChunks = Base::kBlockInChunk ? 4 : Base::kBlockChunks;
+  static constexpr int kTile = kChunks * Base::kChunkSpan;
 };
 
 // The V codes of one chunk of a block with scale `scale`; marked: the block holds a non-finite
@@ -111,16 +110,16 @@ template <typename T, int BLOCK>
 __global__ void __launch_bounds__(kThreads, kMinBlocksPerSM)
 dequantize_blockwise_kernel(const uint8_t* __restrict__ A, const float* __restrict__ code,
                             const float* __restrict__ absmax, T* __restrict__ out, int64_t n) {
-  using S = BlockwiseShape<T, BLOCK>;
-  constexpr int V = S::kVec, C = S::kDequantChunks;
+  using S = DequantizeTileShape<T, BLOCK>;
+  constexpr int V = S::kVec, C = S::kChunks;
   extern __shared__ float table[];
   fill_replicated_code(code, table);
   const float* lane_table = table + threadIdx.x % kLanes;
   const bool vector_ok = aligned16(A) && aligned16(out);
-  const int64_t tiles = (n + S::kDequantTile - 1) / S::kDequantTile;
+  const int64_t tiles = (n + S::kTile - 1) / S::kTile;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    const int64_t first = tile * S::kDequantTile + int64_t(threadIdx.x) * V;
-    const bool full = vector_ok && (tile + 1) * S::kDequantTile <= n;
+    const int64_t first = tile * S::kTile + int64_t(threadIdx.x) * V;
+    const bool full = vector_ok && (tile + 1) * S::kTile <= n;
     uint8_t q[C][V];
     float m[C];
 #pragma unroll
@@ -169,8 +168,8 @@ cudaError_t launch_quantize_blockwise_bs(const T* A, const float* code, uint8_t*
 template <typename T, int BLOCK>
 cudaError_t launch_dequantize_blockwise_bs(const uint8_t* A, const float* code, const float* absmax, T* out,
                                            int64_t n, cudaStream_t stream) {
-  using S = BlockwiseShape<T, BLOCK>;
-  const int64_t tiles = (n + S::kDequantTile - 1) / S::kDequantTile;
+  using S = DequantizeTileShape<T, BLOCK>;
+  const int64_t tiles = (n + S::kTile - 1) / S::kTile;
   const auto kernel = dequantize_blockwise_kernel<T, BLOCK>;
   const int smem = kReplicatedTableBytes;
   const int64_t grid = std::min<int64_t>(tiles, persistent_grid((const void*)kernel, kThreads, smem));
