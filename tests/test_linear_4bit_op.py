@@ -125,6 +125,26 @@ def test_nested_non_finite_weight_as_dequantize_reads_it(dtype, K, blocksize, de
         assert torch.equal(got, want), f"M={M}: {torch.where(got != want)[0].tolist()[:10]}"
 
 
+@pytest.mark.parametrize("damage", ["offset", "group absmax"])
+def test_nested_nan_parts_read_as_dequantize_reads_them(damage, device):
+    # A NaN offset or group absmax (a damaged checkpoint) makes the blocks it scales NaN on every
+    # path, as dequantize_4bit (the scales read back in Python) makes them: never a silent 0.
+    N, K = 300, 256
+    W = torch.randn(N, K, device=device, dtype=torch.bfloat16)
+    packed, state = F.quantize_4bit(W, blocksize=64, quant_type="nf4", compress_statistics=True)
+    if damage == "offset":
+        state.offset = torch.tensor(float("nan"), device=device)
+    else:
+        state.state2.absmax[0] = float("nan")
+    W_back = F.dequantize_4bit(packed, state).to(torch.bfloat16)
+    for M in (1, 12, 20, 70):
+        A = torch.randn(M, K, device=device, dtype=torch.bfloat16)
+        want = torch.nn.functional.linear(A, W_back).isnan().all(0)
+        got = F.linear_4bit(A, packed, state).isnan().all(0)
+        assert want.any(), "the case under test: NaN features"
+        assert torch.equal(got, want), f"M={M}: {torch.where(got != want)[0].tolist()[:10]}"
+
+
 def test_empty_inputs(device):
     W = torch.randn(24, 128, device=device)
     packed, state = F.quantize_4bit(W, quant_type="nf4")

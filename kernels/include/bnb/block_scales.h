@@ -32,8 +32,9 @@ struct BlockScales {
 // of blocks and the offset, as dequantize_blockwise(nested) + offset computes it in float32: one
 // product, one sum, each rounded (never contracted to an fma, so the value is that of the
 // unfused dequantization bit for bit). As functional.blockwise.block_absmax reads it: a nested
-// code marked non-finite (bnb/nonfinite.h: a block that held NaN or Inf) gives NaN, and a value
-// that rounds below zero (a block of values near zero) gives 0.
+// code marked non-finite (bnb/nonfinite.h: a block that held NaN or Inf) gives NaN, a value
+// that rounds below zero (a block of values near zero) gives 0, and a NaN from the parts
+// themselves (a damaged checkpoint's offset or group absmax) stays NaN, as it does there.
 BNB_HD float nested_scale_of(float code_value, float amax, uint8_t q, float offset) {
 #if defined(__CUDA_ARCH__)
   const float v = __fadd_rn(__fmul_rn(code_value, fabsf(amax)), offset);
@@ -42,7 +43,7 @@ BNB_HD float nested_scale_of(float code_value, float amax, uint8_t q, float offs
   const float v = product + offset;  // ISO C++ mode (-std=c++17): no contraction to an fma
 #endif
   if (is_marked(amax) && q == kReservedCode8bit) return NAN;
-  return v > 0.f ? v : 0.f;
+  return v <= 0.f ? 0.f : v;
 }
 
 // The absmax of block b of nested scales.
