@@ -37,6 +37,7 @@
 #include "../common/device_caps.cuh"
 #include "../common/quant.cuh"
 #include "../int8/weight_linear_mma.cuh"  // MmaOp<T>::mma
+#include "block_scale_parts.cuh"
 
 namespace bnb::cuda {
 
@@ -93,20 +94,6 @@ __device__ __forceinline__ uint2 load_weight_stream8(const uint8_t* p) {
   uint2 r;
   asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
   return r;
-}
-
-// A block's scale as loaded (the plain absmax; or the nested group absmax and code), made a
-// float only when used, so that loading the next round never waits for its loads.
-struct ScaleParts {
-  float a;
-  uint32_t q;
-};
-__device__ __forceinline__ ScaleParts load_scale_parts(const BlockScales& s, int b) {
-  if (s.nested) return {__ldg(s.nested_absmax + (b >> s.log2_nested_blocksize)), uint32_t(__ldg(s.nested + b))};
-  return {__ldg(s.absmax + b), 0u};
-}
-__device__ __forceinline__ float scale_of(const BlockScales& s, ScaleParts p, const float* s_ncode, float offset) {
-  return s.nested ? nested_scale_of(s_ncode[p.q], p.a, uint8_t(p.q), offset) : p.a;
 }
 
 // Fills, with the whole CTA, the table of each byte's two code values (Pair4bit<T>::pack), COPIES

@@ -22,6 +22,7 @@
 #include "bnb/codes_4bit.h"
 #include "bnb/quantize_4bit_cuda.h"
 #include "../common/block_tiles.cuh"
+#include "block_scale_parts.cuh"
 #include "../common/launch.cuh"
 #include "../common/quant.cuh"
 
@@ -141,35 +142,23 @@ quantize_4bit_kernel(const T* __restrict__ A, uint8_t* __restrict__ out, float* 
 // (V <= 8 < 32), so each chunk reads one absmax, found by a shift.
 constexpr int kDequant4bitChunks = 4;
 
-// Nested: the scales as a nested state stores them (bnb/block_scales.h), each block's read
-// where it is used, so that a nested weight needs no float32 absmax made first (for the
-// prefill path of linear_4bit: four small launches and their host time fewer); the 256
-// values of the nested code in shared memory.
-template <typename T, bool Nested>
+// The scales plain or nested, read as stored (block_scale_parts.cuh, as the products read
+// them), so that a nested weight needs no float32 absmax made first (linear_4bit's prefill
+// path: four small launches and their host time fewer).
+template <typename T>
 __global__ void __launch_bounds__(kThreads)
 dequantize_4bit_kernel(const uint8_t* __restrict__ A, const float* __restrict__ code, BlockScales scales,
                        T* __restrict__ out, int64_t n, int log2_blocksize) {
   constexpr int V = 16 / sizeof(T), C = kDequant4bitChunks, kSpan = kThreads * V, kTile = C * kSpan;
   // 16 entries in 16 banks: any pattern of lookups by a warp is conflict-free.
   __shared__ float s_code[16];
-  __shared__ float s_nested_code[Nested ? kCodeSize : 1];
+  __shared__ float s_ncode[kCodeSize];  // nested scales: the values of their codes
   if (threadIdx.x < 16) s_code[threadIdx.x] = code[threadIdx.x];
-  if constexpr (Nested) {
-    for (int i = threadIdx.x; i < kCodeSize; i += blockDim.x) s_nested_code[i] = __ldg(scales.nested_code + i);
+  if (scales.nested) {
+    for (int i = threadIdx.x; i < kCodeSize; i += blockDim.x) s_ncode[i] = __ldg(scales.nested_code + i);
   }
-  const float offset = Nested ? __ldg(scales.offset) : 0.f;
+  const float offset = scales.nested ? __ldg(scales.offset) : 0.f;
   __syncthreads();
-  // The absmax of block b: the plain float, or the nested code's value times its group's absmax
-  // plus the offset, as nested_scale computes it.
-  auto scale_of = [&](int64_t b) {
-    if constexpr (Nested) {
-      const uint8_t q = __ldg(scales.nested + b);
-      return nested_scale_of(s_nested_code[q], __ldg(scales.nested_absmax + (b >> scales.log2_nested_blocksize)), q,
-                             offset);
-    } else {
-      return __ldg(scales.absmax + b);
-    }
-  };
   const bool vector_ok = aligned16(A) && aligned16(out);
   const int64_t tiles = (n + kTile - 1) / kTile;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
@@ -186,7 +175,7 @@ dequantize_4bit_kernel(const uint8_t* __restrict__ A, const float* __restrict__ 
 #pragma unroll
         for (int j = 0; j < V / 2; ++j) q[c][j] = base + 2 * j < n ? A[base / 2 + j] : 0;
       }
-      m[c] = base < n ? scale_of(base >> log2_blocksize) : 0.f;
+      m[c] = base < n ? scale_of(scales, load_scale_parts(scales, base >> log2_blocksize), s_ncode, offset) : 0.f;
     }
 #pragma unroll
     for (int c = 0; c < C; ++c) {
@@ -250,7 +239,7 @@ cudaError_t launch_dequantize_4bit(const uint8_t* A, const float* code, const Bl
   int log2_blocksize = 0;
   while ((int64_t(1) << log2_blocksize) < blocksize) ++log2_blocksize;
   constexpr int64_t kTile = int64_t(kDequant4bitChunks) * kThreads * (16 / sizeof(T));
-  const auto kernel = scales.is_nested() ? dequantize_4bit_kernel<T, true> : dequantize_4bit_kernel<T, false>;
+  const auto kernel = dequantize_4bit_kernel<T>;
   const int64_t grid = std::min<int64_t>((n + kTile - 1) / kTile, persistent_grid((const void*)kernel, kThreads, 0));
   kernel<<<int(grid), kThreads, 0, stream>>>(A, code, scales, out, n, log2_blocksize);
   return cudaGetLastError();
