@@ -61,6 +61,20 @@ __device__ __forceinline__ void load_tile(const T* A, int64_t first, int64_t n, 
   for (int c = 0; c < C; ++c) raw[c] = load_chunk(A, first + int64_t(c) * kSpan, n, full);
 }
 
+// Asks the L2 for a thread's C chunks of its CTA's next tile (`first` is its chunk 0 there) while
+// this tile is reduced and quantized, so that the next tile's loads find their lines in the L2
+// rather than in memory. On an H200 (same run, one alternation) the 4-bit quantize gained 1-14
+// points of the copy bandwidth on every dtype, type and blocksize; the 8-bit one moved -2..+3.
+template <typename T, int BLOCK, int C>
+__device__ __forceinline__ void prefetch_tile_l2(const T* A, int64_t first, int64_t n) {
+  constexpr int kSpan = BlockTileShape<T, BLOCK>::kChunkSpan;
+#pragma unroll
+  for (int c = 0; c < C; ++c) {
+    const int64_t base = first + int64_t(c) * kSpan;
+    if (base < n) asm volatile("prefetch.global.L2 [%0];" ::"l"(A + base));
+  }
+}
+
 template <typename T, int V> __device__ __forceinline__ void chunk_values(const uint4& raw, float (&v)[V]) {
   static_assert(V * sizeof(T) == 16, "one chunk");
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {  // (quant.cuh: a shift or a mask a value)

@@ -63,6 +63,7 @@ __device__ __forceinline__ void quantize_tiles_8bit(const T* __restrict__ A, uin
     const bool full = vector_ok && (tile + 1) * S::kTile <= n;
     uint4 raw[C];
     load_tile<T, BLOCK>(A, first, n, full, raw);
+    prefetch_tile_l2<T, BLOCK, C>(A, first + int64_t(gridDim.x) * S::kTile, n);
     // This thread's NB blocks: block b is chunks b * K .. b * K + K - 1.
     float amax[NB];  // the finite absmax
     bool marked[NB];
