@@ -46,6 +46,37 @@ def test_quantizes_on_move_and_matches_dequantize_plus_linear(quant_type, nested
             torch.testing.assert_close(got.double(), ref[: rows.shape[0]], rtol=2e-2, atol=5e-2)
 
 
+class _Doubled(torch.nn.Module):
+    def forward(self, b):
+        return 2 * b
+
+
+def test_forward_reads_replaced_dropped_and_parametrized_bias(device):
+    """forward reads its parameters from the module's table (no __getattr__ per call): a bias
+    replaced by assignment, one made a plain attribute, and one under a parametrization (a
+    property, not in the table) must all be the ones used."""
+    import torch.nn.utils.parametrize as P
+    _, q = _layer(device=device)
+    x = torch.randn(3, 320, dtype=torch.bfloat16, device=device)
+    W = F.dequantize_4bit(q.weight.data, q.weight.quant_state).double()
+    with torch.no_grad():
+        for rows in (x, x[:1]):  # both paths of the product
+            q.bias = torch.nn.Parameter(torch.linspace(-1, 1, 192, dtype=torch.bfloat16, device=device))
+            ref = torch.nn.functional.linear(rows.double(), W, q.bias.double())
+            torch.testing.assert_close(q(rows).double(), ref, rtol=2e-2, atol=5e-2)
+            P.register_parametrization(q, "bias", _Doubled())
+            assert "bias" not in q._parameters
+            ref = torch.nn.functional.linear(rows.double(), W, 2 * q.parametrizations.bias.original.double())
+            torch.testing.assert_close(q(rows).double(), ref, rtol=2e-2, atol=5e-2)
+            P.remove_parametrizations(q, "bias", leave_parametrized=False)
+            del q._parameters["bias"]
+            q.bias = None  # a plain attribute now
+            torch.testing.assert_close(q(rows).double(), torch.nn.functional.linear(rows.double(), W), rtol=2e-2,
+                                       atol=5e-2)
+            del q.bias
+            q.register_parameter("bias", None)
+
+
 @pytest.mark.parametrize("case", ["nf4_nested", "fp4_plain"])
 def test_reference_checkpoint_loads_and_reproduces_outputs(ref_linear4bit, case, device):
     quant_type, kind = case.split("_")

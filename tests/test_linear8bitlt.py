@@ -65,6 +65,32 @@ def test_forward_close_to_linear(device, dtype, rows):
     assert rel_err(out, fp(x)) < 0.02
 
 
+class _Doubled(torch.nn.Module):
+    def forward(self, b):
+        return 2 * b
+
+
+@pytest.mark.parametrize("rows", [1, 100])
+def test_forward_reads_parametrized_and_dropped_bias(device, rows):
+    """forward reads its parameters from the module's table (no __getattr__ per call); a bias
+    under a parametrization (a property, not in the table) or made a plain attribute must still
+    be the one used, on the decode path (1 row) and the general one."""
+    import torch.nn.utils.parametrize as P
+    fp, layer = quantized_layer(device)
+    x = torch.randn(rows, 96, dtype=torch.float16, device=device)
+    with torch.no_grad():
+        plain = layer(x).float()
+        P.register_parametrization(layer, "bias", _Doubled())
+        assert "bias" not in layer._parameters
+        doubled = layer(x).float()
+        torch.testing.assert_close(doubled - plain, layer.parametrizations.bias.original.float().expand_as(plain),
+                                   rtol=1e-2, atol=2e-2)
+        P.remove_parametrizations(layer, "bias", leave_parametrized=False)
+        bias = layer._parameters.pop("bias")
+        layer.bias = None  # a plain attribute now
+        torch.testing.assert_close(layer(x).float(), plain - bias.float(), rtol=1e-2, atol=2e-2)
+
+
 def test_fp16_weights_training(device):
     torch.manual_seed(0)
     layer = Linear8bitLt(32, 16, has_fp16_weights=True, threshold=6.0).to(device)

@@ -168,7 +168,7 @@ class Linear4bit(QuantizedParameterModule, torch.nn.Linear):
         _check_compute_dtype(self, x)
 
     def forward(self, x):
-        w = self.weight
+        w = self._param("weight")
         if not w.bnb_quantized:
             w.quantize_()  # never moved to a device: quantize on first use, where it is
             self.quant_state = w.quant_state
@@ -180,7 +180,7 @@ class Linear4bit(QuantizedParameterModule, torch.nn.Linear):
         in_dtype = x.dtype
         if self.compute_dtype is not None and in_dtype != self.compute_dtype:
             x = x.to(self.compute_dtype)
-        bias = self.bias
+        bias = self._param("bias")
         if bias is not None and bias.dtype != x.dtype:
             bias = bias.to(x.dtype)  # a copy: the parameter keeps its dtype
         out = linear_4bit(x, w, w.quant_state, bias)

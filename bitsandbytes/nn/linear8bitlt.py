@@ -169,8 +169,8 @@ class Linear8bitLt(QuantizedParameterModule, torch.nn.Linear):
         # Decoding with an int8 weight: the weight-streaming op is the whole forward (its
         # Autograd kernel gives the gradients of x and bias). At these sizes the kernel takes
         # tens of microseconds, so the general path's Python steps would show in the latency.
-        w = self.weight
-        bias = self.bias
+        w = self._param("weight")
+        bias = self._param("bias")
         if (not _is_compiling() and w.dtype == torch.int8 and getattr(w, "SCB", None) is not None
                 and x.dim() >= 1 and x.shape[-1] > 0
                 and 0 < x.numel() // x.shape[-1] <= WEIGHT_STREAM_MAX_ROWS):
