@@ -1,7 +1,8 @@
 // Tiles of whole quantization blocks for the block-wise quantize kernels (8-bit and 4-bit codes),
 // apart from their code formats:
-// how a tile splits into 16-byte chunks and blocks, the raw loads, and each block's absmax and
-// non-finite mark from one reduction of integer keys (abs_key.cuh).
+// how a tile splits into 16-byte chunks and blocks, the raw loads, each block's absmax and
+// non-finite mark from one reduction of integer keys (abs_key.cuh), and the tile loop itself
+// (quantize_block_tiles), to which each kernel hands its own codes and stores.
 //
 // A thread's chunk is one 16-byte access of the input (V = 4 floats or 8 halves); chunk c of a
 // tile holds V * kThreads consecutive values, one chunk a thread, so every warp-wide access is
@@ -157,6 +158,47 @@ __device__ __forceinline__ void tile_block_absmax(const uint4 (&raw)[NB * K], fl
   }
 #pragma unroll
   for (int b = 0; b < NB; ++b) amax[b] = __uint_as_float(key[b]);
+}
+
+// The persistent loop of a block-wise quantize kernel over its tiles (every thread of the CTA
+// calls it): a thread's chunks loaded raw, the L2 asked for its next tile, each block's absmax
+// and mark found and stored by the block's first thread (a marked block's negated), then each
+// chunk's values handed on: scale_of(amax) once a block, and codes(v, scale, amax, marked,
+// base, full) a chunk, with base the index of its first value and full whether the tile is
+// whole and aligned (vector stores; otherwise the chunk may run past n). `out_aligned`: the
+// codes' output allows the vector stores.
+template <typename T, int BLOCK, class ScaleOf, class ChunkCodes>
+__device__ __forceinline__ void quantize_block_tiles(const T* __restrict__ A, bool out_aligned,
+                                                     float* __restrict__ absmax, int64_t n, unsigned* s_warp,
+                                                     ScaleOf&& scale_of, ChunkCodes&& codes) {
+  using S = BlockTileShape<T, BLOCK>;
+  constexpr int V = S::kVec, C = S::kChunks, K = S::kBlockChunks, G = S::kGroup, NB = S::kBlocksPerThread;
+  int parity = 0;
+  const bool vector_ok = aligned16(A) && out_aligned;
+  const int64_t tiles = (n + S::kTile - 1) / S::kTile;
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int64_t first = tile * S::kTile + int64_t(threadIdx.x) * V;  // this thread's chunk 0
+    const bool full = vector_ok && (tile + 1) * S::kTile <= n;
+    uint4 raw[C];
+    load_tile<T, BLOCK>(A, first, n, full, raw);
+    prefetch_tile_l2<T, BLOCK, C>(A, first + int64_t(gridDim.x) * S::kTile, n);
+    // This thread's NB blocks: block b is chunks b * K .. b * K + K - 1.
+    float amax[NB];  // the finite absmax
+    bool marked[NB];
+    tile_block_absmax<T, K, G>(raw, amax, marked, s_warp, parity);
+#pragma unroll
+    for (int b = 0; b < NB; ++b) {
+      const int64_t block_first = first + int64_t(b) * K * S::kChunkSpan;
+      if (threadIdx.x % G == 0 && block_first < n) absmax[block_first / BLOCK] = marked[b] ? -amax[b] : amax[b];
+      const auto scale = scale_of(amax[b]);
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        float v[V];
+        chunk_values<T>(raw[b * K + k], v);
+        codes(v, scale, amax[b], marked[b], block_first + int64_t(k) * S::kChunkSpan, full);
+      }
+    }
+  }
 }
 
 }  // namespace bnb::cuda

@@ -93,39 +93,19 @@ template <typename T, int BLOCK, QuantType4bit Q>
 __global__ void __launch_bounds__(kThreads, kTileCtasPerSM)
 quantize_4bit_kernel(const T* __restrict__ A, uint8_t* __restrict__ out, float* __restrict__ absmax, int64_t n) {
   using S = BlockTileShape<T, BLOCK>;
-  constexpr int V = S::kVec, C = S::kChunks, K = S::kBlockChunks, G = S::kGroup, NB = S::kBlocksPerThread;
-  __shared__ unsigned s_warp[2 * kKeyHalf<NB>];
+  constexpr int V = S::kVec;
+  __shared__ unsigned s_warp[2 * kKeyHalf<S::kBlocksPerThread>];
   __shared__ CodeBucket4bit s_table[kCodeBuckets4bit];
   __shared__ uint32_t s_table_base;
   if (threadIdx.x < kCodeBuckets4bit) s_table[threadIdx.x] = code_bucket_entry_4bit<Q>(threadIdx.x);
   if (threadIdx.x == 0) s_table_base = CodeTable4bit::base_of(s_table);
   __syncthreads();
   const CodeTable4bit table(s_table_base);
-  int parity = 0;
-  const bool vector_ok = aligned16(A) && aligned16(out);
-  const int64_t tiles = (n + S::kTile - 1) / S::kTile;
-  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    const int64_t first = tile * S::kTile + int64_t(threadIdx.x) * V;  // this thread's chunk 0
-    const bool full = vector_ok && (tile + 1) * S::kTile <= n;
-    uint4 raw[C];
-    load_tile<T, BLOCK>(A, first, n, full, raw);
-    prefetch_tile_l2<T, BLOCK, C>(A, first + int64_t(gridDim.x) * S::kTile, n);
-    // This thread's NB blocks: block b is chunks b * K .. b * K + K - 1.
-    float amax[NB];  // the finite absmax
-    bool marked[NB];
-    tile_block_absmax<T, K, G>(raw, amax, marked, s_warp, parity);
-#pragma unroll
-    for (int b = 0; b < NB; ++b) {
-      const int64_t block_first = first + int64_t(b) * K * S::kChunkSpan;
-      if (threadIdx.x % G == 0 && block_first < n) absmax[block_first / BLOCK] = marked[b] ? -amax[b] : amax[b];
-      const BlockScale scale = block_scale_4bit(amax[b]);
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int64_t base = block_first + int64_t(k) * S::kChunkSpan;
-        float v[V];
-        chunk_values<T>(raw[b * K + k], v);
+  quantize_block_tiles<T, BLOCK>(
+      A, aligned16(out), absmax, n, s_warp, [](float amax) { return block_scale_4bit(amax); },
+      [&](const float (&v)[V], BlockScale scale, float amax, bool marked, int64_t base, bool full) {
         uint8_t q[V / 2];
-        chunk_codes<Q>(v, amax[b], scale, marked[b], table, q);
+        chunk_codes<Q>(v, amax, scale, marked, table, q);
         if (full) {
           store_packed<V / 2>(out + base / 2, q);
         } else {
@@ -133,9 +113,7 @@ quantize_4bit_kernel(const T* __restrict__ A, uint8_t* __restrict__ out, float* 
           for (int j = 0; j < V / 2; ++j)
             if (base + 2 * j < n) out[base / 2 + j] = q[j];
         }
-      }
-    }
-  }
+      });
 }
 
 // Dequantize: four chunks a thread (it reads an eighth or a quarter of what it writes, so

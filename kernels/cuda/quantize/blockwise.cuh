@@ -53,33 +53,12 @@ template <typename T, int BLOCK, bool OneStep>
 __device__ __forceinline__ void quantize_tiles_8bit(const T* __restrict__ A, uint8_t* __restrict__ out,
                                                     float* __restrict__ absmax, int64_t n, unsigned* s_warp,
                                                     const CodeLookup& look) {
-  using S = BlockTileShape<T, BLOCK>;
-  constexpr int V = S::kVec, C = S::kChunks, K = S::kBlockChunks, G = S::kGroup, NB = S::kBlocksPerThread;
-  int parity = 0;
-  const bool vector_ok = aligned16(A) && aligned16(out);
-  const int64_t tiles = (n + S::kTile - 1) / S::kTile;
-  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    const int64_t first = tile * S::kTile + int64_t(threadIdx.x) * V;  // this thread's chunk 0
-    const bool full = vector_ok && (tile + 1) * S::kTile <= n;
-    uint4 raw[C];
-    load_tile<T, BLOCK>(A, first, n, full, raw);
-    prefetch_tile_l2<T, BLOCK, C>(A, first + int64_t(gridDim.x) * S::kTile, n);
-    // This thread's NB blocks: block b is chunks b * K .. b * K + K - 1.
-    float amax[NB];  // the finite absmax
-    bool marked[NB];
-    tile_block_absmax<T, K, G>(raw, amax, marked, s_warp, parity);
-#pragma unroll
-    for (int b = 0; b < NB; ++b) {
-      const int64_t block_first = first + int64_t(b) * K * S::kChunkSpan;
-      if (threadIdx.x % G == 0 && block_first < n) absmax[block_first / BLOCK] = marked[b] ? -amax[b] : amax[b];
-      const BlockScale scale = block_scale(amax[b], true);
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int64_t base = block_first + int64_t(k) * S::kChunkSpan;
-        float v[V];
-        chunk_values<T>(raw[b * K + k], v);
+  constexpr int V = BlockTileShape<T, BLOCK>::kVec;
+  quantize_block_tiles<T, BLOCK>(
+      A, aligned16(out), absmax, n, s_warp, [](float amax) { return block_scale(amax, true); },
+      [&](const float (&v)[V], BlockScale scale, float, bool marked, int64_t base, bool full) {
         uint8_t q[V];
-        chunk_codes_8bit<OneStep>(v, scale, marked[b], look, q);
+        chunk_codes_8bit<OneStep>(v, scale, marked, look, q);
         if (full) {
           store_code_vec<V>(out + base, q);
         } else {
@@ -87,9 +66,7 @@ __device__ __forceinline__ void quantize_tiles_8bit(const T* __restrict__ A, uin
           for (int j = 0; j < V; ++j)
             if (base + j < n) out[base + j] = q[j];
         }
-      }
-    }
-  }
+      });
 }
 
 // Two CTAs an SM at least (64 registers a thread), so that one loads while the other computes;
