@@ -1,5 +1,5 @@
 """4-bit (NF4/FP4) on the GPU: quantize_4bit and dequantize_4bit of 2^28 values against the
-measured copy bandwidth, and Linear4bit (nf4, nested statistics) against F.linear in the same
+measured copy bandwidth (beside torch's cast kernel moving the same bytes), and Linear4bit (nf4, nested statistics) against F.linear in the same
 dtype, in the same run: isolated calls (CUDA events around one call) and back to back, cycling
 over copies of the layer so that the weights come from memory, not the L2, and replayed from a
 CUDA graph (device time only: small layers are bound by the host in eager mode, ours and torch's).
@@ -16,7 +16,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]  # bench_common, and this checkout's bitsandbytes
 import bitsandbytes as bnb  # noqa: E402
 import bitsandbytes.functional as F  # noqa: E402
-from bench_common import copy_bandwidth_gbs, device_name, host_us, markdown_table, time_cuda_ms, write_json  # noqa: E402
+from bench_common import (copy_bandwidth_gbs, device_name, host_us, markdown_table, same_bytes_cast_gbs,  # noqa: E402
+                          time_cuda_ms, write_json)
 
 # (name, M, K, N): decode and short prefill through an 8192^2 layer and LLaMA-7B-shaped layers,
 # then prefill shapes (dequantize + torch's matmul).
@@ -27,7 +28,10 @@ ROTATE_BYTES = 256 * 2**20  # weights cycled through per timing: several times t
 
 
 def quantize_rows(n, copy_gbs, blocksize=64):
+    """quantize_4bit and dequantize_4bit of n values, as a fraction of the copy bandwidth and
+    beside torch's cast of the same bytes (same mix of reads and writes), same run."""
     rows = []
+
     for quant_type in ("nf4", "fp4"):
         for dtype in (torch.bfloat16, torch.float16, torch.float32):
             A = torch.randn(n, device="cuda", dtype=dtype)
@@ -36,11 +40,13 @@ def quantize_rows(n, copy_gbs, blocksize=64):
             ms_q = time_cuda_ms(lambda: torch.ops.bitsandbytes.quantize_4bit(A, blocksize, quant_type, torch.uint8))
             ms_dq = time_cuda_ms(lambda: torch.ops.bitsandbytes.dequantize_4bit(packed, absmax, blocksize, quant_type,
                                                                                 [n], dtype))
-            for op, ms in (("quantize_4bit", ms_q), ("dequantize_4bit", ms_dq)):
+            size = A.element_size()
+            for op, ms, cast in (("quantize_4bit", ms_q, same_bytes_cast_gbs(n, size, 0.5)),
+                                 ("dequantize_4bit", ms_dq, same_bytes_cast_gbs(n, 0.5, size))):
                 gbs = nbytes / ms / 1e6
                 rows.append({"op": op, "type": quant_type, "dtype": str(dtype).removeprefix("torch."),
                              "blocksize": blocksize, "ms": f"{ms:.3f}", "GB/s": f"{gbs:.0f}",
-                             "of copy": f"{gbs / copy_gbs:.0%}"})
+                             "of copy": f"{gbs / copy_gbs:.0%}", "torch cast, same bytes": f"{cast / copy_gbs:.0%}"})
             del A, packed, absmax
             torch.cuda.empty_cache()
     return rows
@@ -136,7 +142,8 @@ def main():
     write_json(args.out, "bench_4bit.json", {"device": device_name(), "n": n, "copy_GBps": copy_gbs,
                                              "quantize": qrows, "linear": lrows})
     print(f"device: {device_name()}  n = 2^{args.log2n}  copy bandwidth: {copy_gbs:.0f} GB/s (read + write)")
-    print(markdown_table(qrows, ["op", "type", "dtype", "blocksize", "ms", "GB/s", "of copy"]))
+    print(markdown_table(qrows, ["op", "type", "dtype", "blocksize", "ms", "GB/s", "of copy",
+                                 "torch cast, same bytes"]))
     print()
     print(markdown_table(lrows, ["shape", "M", "dtype", "Linear4bit ms", "F.linear ms", "speedup",
                                  "back to back ours / torch", "b2b speedup", "graph ours / torch", "graph speedup",

@@ -1,5 +1,6 @@
 """Timing and reporting shared by the benchmark scripts: CUDA-event medians after warm-up,
 the device's measured copy bandwidth, JSON output and a markdown table."""
+import functools
 import json
 import os
 import statistics
@@ -48,6 +49,27 @@ def copy_bandwidth_gbs(nbytes=2**31, warmup=3, iters=20):
     dst = torch.empty_like(src)
     ms = time_cuda_ms(lambda: dst.copy_(src), warmup=warmup, iters=iters)
     return 2 * nbytes / ms / 1e6
+
+
+_BY_SIZE = {1: torch.uint8, 2: torch.bfloat16, 4: torch.float32, 8: torch.float64}
+
+
+@functools.lru_cache(maxsize=None)  # once a mix and size per run
+def same_bytes_cast_gbs(n, read_per_value, write_per_value, device="cuda"):
+    """GB/s (read + write) of torch's own cast kernel moving the bytes of a kernel that reads
+    `read_per_value` and writes `write_per_value` bytes for each of n values (0.5 for 4-bit
+    codes): a baseline with the same mix of reads and writes, which a plain copy (half each)
+    is not. The dtypes are chosen by the two sizes' ratio (uint8 -> float32 moves what a 4-bit
+    dequantize to 16 bits does)."""
+    unit = min(read_per_value, write_per_value)
+    src_size, dst_size = int(read_per_value / unit), int(write_per_value / unit)
+    if src_size not in _BY_SIZE or dst_size not in _BY_SIZE:
+        raise ValueError(f"same_bytes_cast_gbs: no cast moves {read_per_value} : {write_per_value} bytes a value")
+    count = int(n * unit)
+    src = torch.ones(count, dtype=_BY_SIZE[src_size], device=device)
+    dst = torch.empty(count, dtype=_BY_SIZE[dst_size], device=device)
+    ms = time_cuda_ms(lambda: dst.copy_(src))
+    return count * (src_size + dst_size) / ms / 1e6
 
 
 def markdown_table(rows, columns):
