@@ -595,14 +595,27 @@ __device__ __forceinline__ int tensor_of_chunk(const OptTable& tab, int count, i
   return lo;
 }
 
-// The persistent loop: warp w of W takes chunks w, w + W, w + 2W, ... (all warps sweep the
-// tensors together, which keeps DRAM pages open: a contiguous run of chunks per warp measured
-// 4% slower on one large tensor). With 8-bit state a warp issues the loads of its next chunk
+// The chunks of the CTA: an equal share of all of them, contiguous ([begin, stop) with begin
+// its first warp's), which its 16 warps sweep together, warp w taking chunks w, w + 16, ...
+// of it: a CTA's loads stay in a few DRAM pages at a time, and a warp meets only the tensor
+// ends that fall inside its CTA's share (one or two of the GPT-2-medium set's 292), where
+// chunks dealt over the whole grid met every large tensor's end, each without the next chunk
+// in flight. (A contiguous run of chunks a warp measured 4% slower on one large tensor.)
+struct CtaChunks {
+  int64_t begin, stop;  // this warp's first chunk; the end of the CTA's share
+};
+__device__ __forceinline__ CtaChunks cta_chunks(int64_t total) {
+  const int64_t share = (total + gridDim.x - 1) / gridDim.x;
+  const int64_t lo = int64_t(blockIdx.x) * share;
+  return {lo + threadIdx.x / kLanes, lo + share < total ? lo + share : total};
+}
+
+// With 8-bit state a warp issues the loads of its next chunk
 // (into registers) and asks L2 for the one after, before it computes the current one: one CTA
 // of 16 warps an SM, each waiting for a chunk loaded only when needed, left the SM idle a
 // third of the time, and one chunk ahead was not enough bytes in flight to cover DRAM's
 // latency under load. Prefetching stops at the end of a tensor (reading the next tensor's
-// slot early measured slower).
+// slot early measured slower) and of the CTA's share.
 template <typename T, int Bits, Algorithm A, bool OneStep, bool Linear2>
 __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, const OptimizerHyper& h,
                                               const StateMaps& maps) {
@@ -611,8 +624,8 @@ __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, co
   constexpr bool kThree = has_state3(A);
   constexpr bool kPrefetch = Q;  // 32-bit state moves 4x the bytes per value: already memory bound
   const int lane = threadIdx.x % kLanes;
-  const int64_t stop = tab.total_chunks, stride = int64_t(gridDim.x) * kOptWarps;
-  const int64_t begin = int64_t(blockIdx.x) * kOptWarps + threadIdx.x / kLanes;
+  const CtaChunks mine = cta_chunks(tab.total_chunks);
+  const int64_t begin = mine.begin, stop = mine.stop, stride = kOptWarps;
   if (begin >= stop) return;
   int t = tensor_of_chunk(tab, count, begin);
   TensorSlot s = tab.slots[t];
@@ -642,9 +655,9 @@ __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, co
     }
     const bool full = c < full_end;
     const int64_t cn = c + stride, c2 = cn + stride;
-    prefetched = kPrefetch && cn < full_end;
+    prefetched = kPrefetch && cn < full_end && cn < stop;
     if (prefetched) next.load(s, uint32_t(cn - first), lane, true, kTwo, h.block_wise, kThree);
-    if (prefetched && c2 < full_end) prefetch_chunk_l2(l2, uint32_t(c2 - first));
+    if (prefetched && c2 < full_end && c2 < stop) prefetch_chunk_l2(l2, uint32_t(c2 - first));
     if (full)
       update_chunk<T, Bits, A, true, OneStep, Linear2>(s, k, uint32_t(c - first), lane, cur, h, maps);
     else
@@ -657,15 +670,17 @@ __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, co
 template <typename T, int Bits>
 __device__ __forceinline__ void prefetch_first_chunks_l2(const OptTable& tab, int count, bool two, bool three) {
   const int lane = threadIdx.x % kLanes;
-  const int64_t stride = int64_t(gridDim.x) * kOptWarps;
-  const int64_t c = int64_t(blockIdx.x) * kOptWarps + threadIdx.x / kLanes;
-  if (c >= tab.total_chunks) return;
+  const int64_t stride = kOptWarps;
+  const CtaChunks mine = cta_chunks(tab.total_chunks);
+  const int64_t c = mine.begin;
+  if (c >= mine.stop) return;
   const int t = tensor_of_chunk(tab, count, c);
   const TensorSlot s = tab.slots[t];
   const int64_t first = __ldg(tab.starts + t), end = __ldg(tab.starts + t + 1);
   if (!slot_vectorizable(s)) return;
   const L2Lane l2 = l2_lane<T, Bits>(s, lane, two, three);
-  for (int64_t x = c; x < end && x <= c + stride && (x - first + 1) * kOptimizerBlock <= s.n; x += stride)
+  for (int64_t x = c; x < end && x < mine.stop && x <= c + stride && (x - first + 1) * kOptimizerBlock <= s.n;
+       x += stride)
     prefetch_chunk_l2(l2, uint32_t(x - first));
 }
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <deque>
+#include <random>
 #include <string>
 #include <tuple>
 
@@ -291,6 +292,44 @@ TEST_F(CudaTest, OptimizerManyChunksPerWarpMatchesCpu) {
   // AdEMAMix with sizes of whole 16-value runs: its third state takes the vector path too
   run_case(Algorithm::AdEMAMix, DType::Float32, 1, true, 0.f, {1048576, 0, 524304, 4112});
   run_case(Algorithm::AdEMAMix, DType::BFloat16, 1, true, 0.f, sizes);
+}
+
+// Each CTA takes a contiguous equal share of the launch's chunks, swept by its 16 warps, and a
+// warp reads its next chunk ahead only within its tensor and its share. Four hundred tensors of
+// odd sizes in a shuffled order (empty, one value, one chunk less one value, whole runs, a
+// partial last chunk), far more chunks than the full grid has warps: whatever the GPU's SM
+// count, shares begin and end inside tensors, at partial last chunks and next to empty ones, and
+// read-ahead stops at both ends. Then fewer chunks than one CTA has warps; 20 chunks in two
+// CTAs, the second's share starting inside a tensor; two CTAs whose shares are one tensor each,
+// the first ending at its partial last chunk with an empty tensor at the seam; and one chunk
+// more than the warps of one CTA an SM (shares of 17 chunks: the last CTAs get none). A
+// chunk skipped, updated twice or read ahead from another tensor or share leaves its states
+// unlike the CPU's.
+TEST_F(CudaTest, OptimizerChunkSharesMatchCpu) {
+  const int64_t kinds[] = {1, 255, 256, 257, 4097, 70001, 0, 4112, 3, 511};
+  std::vector<int64_t> many;
+  for (int i = 0; i < 400; ++i) many.push_back(kinds[i % 10]);
+  std::shuffle(many.begin(), many.end(), std::mt19937(7));
+  int device = 0, sms = 0;
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), cudaSuccess);
+  // 274 + 1 + 0 + 2 chunks, then the rest of 16 * sms + 1 in one tensor with a partial last chunk
+  const int64_t rest = std::max<int64_t>(1, 16 * int64_t(sms) + 1 - 277);
+  const std::vector<int64_t> past_full_grid{70001, 1, 0, 257, 256 * (rest - 1) + 129};
+  const std::vector<std::vector<int64_t>> cases{
+      many, {1, 255, 0, 257, 513, 1000, 3}, {4097, 1, 257}, {2305, 0, 2305}, past_full_grid};
+  for (size_t c = 0; c < cases.size(); ++c)
+    for (const int mode : {0, 1, 2, 3})
+      for (const DType dtype : {DType::Float32, DType::Float16, DType::BFloat16}) {
+        SCOPED_TRACE("case " + std::to_string(c) + ", mode " + std::to_string(mode) + ", " + name(dtype));
+        run_case(Algorithm::Adam, dtype, mode, true, 0.f, cases[c]);
+      }
+  // AdEMAMix's third state lies n values into state1: its tensors of whole 16-value runs take
+  // the vector path and read ahead, the others the element-wise path, mixed within shares.
+  for (const int mode : {0, 1}) {
+    SCOPED_TRACE("AdEMAMix, mode " + std::to_string(mode));
+    run_case(Algorithm::AdEMAMix, DType::BFloat16, mode, true, 0.f, many);
+  }
 }
 
 // Gradients one element past a 16-byte boundary (a view into a larger buffer): every chunk,
