@@ -1,8 +1,9 @@
 """4-bit (NF4/FP4) on the GPU: quantize_4bit and dequantize_4bit of 2^28 values against the
-measured copy bandwidth (beside torch's cast kernel moving the same bytes), and Linear4bit (nf4, nested statistics) against F.linear in the same
-dtype, in the same run: isolated calls (CUDA events around one call) and back to back, cycling
-over copies of the layer so that the weights come from memory, not the L2, and replayed from a
-CUDA graph (device time only: small layers are bound by the host in eager mode, ours and torch's).
+measured copy bandwidth (beside torch's cast kernel moving the same bytes), and Linear4bit (nf4,
+nested statistics) against F.linear in the same dtype, in the same run: isolated calls (CUDA
+events around one call) and back to back, cycling over copies of the layer so that the weights
+come from memory, not the L2, and replayed from a CUDA graph (device time only: small layers are
+bound by the host in eager mode, ours and torch's).
 
     python benchmarks/bench_4bit.py [--log2n 28] [--out DIR] [--blocksizes 32,64,4096] [--no-linear | --no-quantize]
 """
@@ -31,7 +32,6 @@ def quantize_rows(n, copy_gbs, blocksize=64):
     """quantize_4bit and dequantize_4bit of n values, as a fraction of the copy bandwidth and
     beside torch's cast of the same bytes (same mix of reads and writes), same run."""
     rows = []
-
     for quant_type in ("nf4", "fp4"):
         for dtype in (torch.bfloat16, torch.float16, torch.float32):
             A = torch.randn(n, device="cuda", dtype=dtype)

@@ -25,7 +25,6 @@ struct BlockScales {
     s.absmax = absmax;
     return s;
   }
-  BNB_HD bool is_nested() const { return nested != nullptr; }
 };
 
 // The absmax of a block from its nested parts: the value of its code q, the absmax of its group
