@@ -38,37 +38,13 @@
 #include "../common/quant.cuh"
 #include "../int8/weight_linear_mma.cuh"  // MmaOp<T>::mma
 #include "block_scale_parts.cuh"
+#include "code_planes.cuh"
 
 namespace bnb::cuda {
 
 constexpr int kMmaSubK = 64;      // k of a sub-chunk: 8 packed bytes a lane and row, four mma steps
 constexpr int kMmaMaxWarps = 8;   // warps of a CTA (one token tile: 4 or 8; more tokens: 4)
-
-// Two values of T in one register, the first (the lower k) in the low half.
-template <typename T> struct Pair4bit;
-template <> struct Pair4bit<__half> {
-  static __device__ __forceinline__ uint32_t pack(float first, float second) {
-    const __half2 h = __floats2half2_rn(first, second);
-    return *reinterpret_cast<const uint32_t*>(&h);
-  }
-  static __device__ __forceinline__ uint32_t mul(uint32_t a, uint32_t b) {
-    uint32_t d;
-    asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
-    return d;
-  }
-};
-template <> struct Pair4bit<__nv_bfloat16> {
-  static __device__ __forceinline__ uint32_t pack(float first, float second) {
-    const __nv_bfloat162 h = __floats2bfloat162_rn(first, second);
-    return *reinterpret_cast<const uint32_t*>(&h);
-  }
-  // a * b + (-0.0): one rounding, and the sign of a zero product kept (mul.bf16x2 needs sm_90).
-  static __device__ __forceinline__ uint32_t mul(uint32_t a, uint32_t b) {
-    uint32_t d;
-    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(0x80008000u));
-    return d;
-  }
-};
+constexpr int kMmaRegWords = 0;   // words of a lane's 8 bytes a row dequantized in registers (as kStreamRegWords)
 
 // The scale of a lane's 16 weights of a row (its 8 bytes) in a block whose stored absmax is
 // `stored` (marked blocks: nonfinite.h); the check of the bytes only in a marked block.
@@ -117,7 +93,7 @@ __device__ __forceinline__ void fill_code_pairs(uint32_t* s_pair, float* s_ncode
 // the CTA first copies all of A to shared memory (rows padded by 16 bytes: conflict-free
 // fragment reads), all its loads in flight at once, where it fits; else fragments come through
 // the L1 (one sub-chunk ahead for MT <= 2). POST: scales applied to partial sums (above).
-template <typename T, int MT, int RT, int U, bool A_SMEM, bool POST>
+template <typename T, int MT, int RT, int U, bool A_SMEM, bool POST, int REG_W = 0>
 __global__ void __launch_bounds__(kMmaMaxWarps * 32)
 gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, const float* __restrict__ code,
                      const BlockScales scales, const T* __restrict__ bias, T* __restrict__ out, int M, int64_t N,
@@ -176,7 +152,12 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
   ScaleParts sp[U][RT][2];
   if (c0 < subs) load_round(w, sp, c0);  // in flight while the tables fill
 
-  fill_code_pairs<T, 16>(s_pair, s_ncode, code, scales);
+  if constexpr (REG_W < 2) {
+    fill_code_pairs<T, 16>(s_pair, s_ncode, code, scales);
+  } else if (scales.nested) {
+    for (int e = threadIdx.x; e < 256; e += blockDim.x) s_ncode[e] = scales.nested_code[e];
+  }
+  const CodePlanes planes = REG_W > 0 ? code_planes<T>(code) : CodePlanes{};
   const float offset = scales.nested ? __ldg(scales.offset) : 0.f;
   const int row_vecs = int(K / 8) + 1;  // uint4 a padded row of A in shared memory
   if constexpr (A_SMEM) {
@@ -281,14 +262,27 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
 #pragma unroll
       for (int r = 0; r < RT; ++r) {
         const uint2 lo = w[u][r][0], hi = w[u][r][1];
+        uint32_t reg_pairs[2][2][4];  // [word][row half][byte]
+#pragma unroll
+        for (int x = 0; x < REG_W; ++x) {
+          code_pairs_from_planes(planes, x ? lo.y : lo.x, reg_pairs[x][0]);
+          code_pairs_from_planes(planes, x ? hi.y : hi.x, reg_pairs[x][1]);
+        }
 #pragma unroll
         for (int s = 0; s < 4; ++s) {
           const uint32_t lw = s < 2 ? lo.x : lo.y, hw = s < 2 ? hi.x : hi.y;
-          const int i = 2 * (s & 1);
-          frag[r][s][0] = code_pair(table, lw, i);
-          frag[r][s][1] = code_pair(table, hw, i);
-          frag[r][s][2] = code_pair(table, lw, i + 1);
-          frag[r][s][3] = code_pair(table, hw, i + 1);
+          const int i = 2 * (s & 1), x = s / 2;
+          if (x < REG_W) {
+            frag[r][s][0] = reg_pairs[x][0][i];
+            frag[r][s][1] = reg_pairs[x][1][i];
+            frag[r][s][2] = reg_pairs[x][0][i + 1];
+            frag[r][s][3] = reg_pairs[x][1][i + 1];
+          } else {
+            frag[r][s][0] = code_pair(table, lw, i);
+            frag[r][s][1] = code_pair(table, hw, i);
+            frag[r][s][2] = code_pair(table, lw, i + 1);
+            frag[r][s][3] = code_pair(table, hw, i + 1);
+          }
         }
         if constexpr (!POST) {
           const float m_lo = lane_scale(m[u][r][0], lo), m_hi = lane_scale(m[u][r][1], hi);
@@ -388,7 +382,7 @@ cudaError_t launch_gemm_4bit_mma(const T* A, const uint8_t* B, const float* code
   do {                                                                                                        \
     const int64_t grid = (N + 16 * RT - 1) / (16 * RT);                                                       \
     if (grid > 0x7fffffff) return cudaErrorInvalidValue;                                                      \
-    gemm_4bit_mma_kernel<T, MT, RT, U, AS, PS>                                                                \
+    gemm_4bit_mma_kernel<T, MT, RT, U, AS, PS, kMmaRegWords>                                                  \
         <<<int(grid), (WARPS) * 32, SMEM, stream>>>(A, B, code, scales, bias, out, m, N, K, log2_blocksize);   \
   } while (0)
 #define BNB_LAUNCH(MT, RT, U, WARPS)                            \

@@ -30,6 +30,10 @@ namespace bnb::cuda {
 constexpr int kStreamK = 128;     // k of a step-group: 16 bytes a lane and row
 constexpr int kStreamWarps = 8;   // warps of a CTA, splitting K
 constexpr int kStreamRound = 2;   // step-groups a warp loads ahead, as one round
+// Words of a lane's 16 bytes a row dequantized in registers (code_planes.cuh), the rest by the
+// table: 0 (all by the table) until the whole suite has run with the setting that
+// benchmarks/ab_4bit_lookup.cu measures fastest.
+constexpr int kStreamRegWords = 0;
 
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
@@ -45,8 +49,9 @@ __device__ __forceinline__ uint32_t code_pair32(uint32_t table, uint32_t word, i
   return v;
 }
 
-// MT token tiles of 8 (M <= 8 MT). SPLIT: blocks of 64, two to a step-group's row.
-template <typename T, int MT, bool SPLIT, int U = kStreamRound, int MINB = 1>
+// MT token tiles of 8 (M <= 8 MT). SPLIT: blocks of 64, two to a step-group's row. REG_J: the
+// words j < REG_J of a lane's 16 bytes a row are dequantized in registers, the rest by the table.
+template <typename T, int MT, bool SPLIT, int U = kStreamRound, int MINB = 1, int REG_J = 0>
 __global__ void __launch_bounds__(kStreamWarps * 32, MINB)
 gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, const float* __restrict__ code,
                         const BlockScales scales, const T* __restrict__ bias, T* __restrict__ out, int M,
@@ -86,7 +91,12 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
   ScaleParts sp[U];
   if (c0 < groups) load_round(w, sp, c0);  // in flight while the tables fill
 
-  fill_code_pairs<T, 32>(s_pair, s_ncode, code, scales);
+  if constexpr (REG_J < 4) {
+    fill_code_pairs<T, 32>(s_pair, s_ncode, code, scales);
+  } else if (scales.nested) {
+    for (int e = threadIdx.x; e < 256; e += blockDim.x) s_ncode[e] = scales.nested_code[e];
+  }
+  const CodePlanes planes = REG_J > 0 ? code_planes<T>(code) : CodePlanes{};
   const float offset = scales.nested ? __ldg(scales.offset) : 0.f;
   __syncthreads();
 
@@ -149,12 +159,27 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
           a[nt][q] = __ldg(reinterpret_cast<const uint4*>(a_row[nt] + int64_t(c0 + u) * kStreamK) + q);
 
       float part[kParts][MT][4] = {};
+      uint32_t reg_pairs[2][4];
 #pragma unroll
       for (int s = 0; s < 8; ++s) {
         const uint32_t lw = word_of(w[u][0], s / 2), hw = word_of(w[u][1], s / 2);
         const int i = 2 * (s & 1);
-        const uint32_t frag[4] = {code_pair32(table, lw, i), code_pair32(table, hw, i), code_pair32(table, lw, i + 1),
-                                  code_pair32(table, hw, i + 1)};
+        uint32_t frag[4];
+        if (s / 2 < REG_J) {
+          if ((s & 1) == 0) {
+            code_pairs_from_planes(planes, lw, reg_pairs[0]);
+            code_pairs_from_planes(planes, hw, reg_pairs[1]);
+          }
+          frag[0] = reg_pairs[0][i];
+          frag[1] = reg_pairs[1][i];
+          frag[2] = reg_pairs[0][i + 1];
+          frag[3] = reg_pairs[1][i + 1];
+        } else {
+          frag[0] = code_pair32(table, lw, i);
+          frag[1] = code_pair32(table, hw, i);
+          frag[2] = code_pair32(table, lw, i + 1);
+          frag[3] = code_pair32(table, hw, i + 1);
+        }
 #pragma unroll
         for (int nt = 0; nt < MT; ++nt) {
           const uint32_t b0 = word_of(a[nt][s / 2], 2 * (s & 1)), b1 = word_of(a[nt][s / 2], 2 * (s & 1) + 1);
@@ -224,7 +249,7 @@ cudaError_t launch_gemm_4bit_stream(const T* A, const uint8_t* B, const float* c
   if (grid > 0x7fffffff) return cudaErrorInvalidValue;
   const int m = int(M);
 #define BNB_LAUNCH_STREAM(MT, SPLIT)                                                                  \
-  gemm_4bit_stream_kernel<T, MT, SPLIT>                                                               \
+  gemm_4bit_stream_kernel<T, MT, SPLIT, kStreamRound, 1, kStreamRegWords>                              \
       <<<int(grid), kStreamWarps * 32, 0, stream>>>(A, B, code, scales, bias, out, m, N, K, log2_blocksize)
   if (log2_blocksize == 6) BNB_LAUNCH_STREAM(1, true);
   else BNB_LAUNCH_STREAM(1, false);
