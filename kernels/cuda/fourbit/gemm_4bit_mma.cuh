@@ -59,8 +59,8 @@ __device__ __forceinline__ float lane_scale(float stored, uint2 bytes) {
 // the compiler, the index arithmetic takes four instructions a lookup; the lookups are most of
 // the kernel's work.) Volatile: never moved above the barrier after which the table is full.
 __device__ __forceinline__ uint32_t code_pair(uint32_t table, uint32_t word, int i) {
-  uint32_t b, v;
-  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(b) : "r"(word), "r"(0u), "r"(0x4440u | unsigned(i)));
+  const uint32_t b = byte_perm(word, 0u, 0x4440u | unsigned(i));
+  uint32_t v;
   asm volatile("ld.shared.b32 %0, [%1];" : "=r"(v) : "r"(table + (b << 6)));
   return v;
 }
@@ -74,16 +74,19 @@ __device__ __forceinline__ uint2 load_weight_stream8(const uint8_t* p) {
 
 // Fills, with the whole CTA, the table of each byte's two code values (Pair4bit<T>::pack), COPIES
 // interleaved copies an entry (entry e at words COPIES e .. COPIES e + COPIES - 1, so that lanes
-// reading their own copy never meet in a bank), and the nested scales' code values.
-template <typename T, int COPIES>
+// reading their own copy never meet in a bank; not where TABLE is false, for kernels that make
+// every pair in registers), and the nested scales' code values.
+template <typename T, int COPIES, bool TABLE = true>
 __device__ __forceinline__ void fill_code_pairs(uint32_t* s_pair, float* s_ncode, const float* __restrict__ code,
                                                 const BlockScales& scales) {
   static_assert(COPIES % 4 == 0, "whole 16-byte stores");
   for (int e = threadIdx.x; e < 256; e += blockDim.x) {
-    const uint32_t v = Pair4bit<T>::pack(code[e >> 4], code[e & 15]);
-    uint4* copies = reinterpret_cast<uint4*>(s_pair + COPIES * e);
+    if constexpr (TABLE) {
+      const uint32_t v = Pair4bit<T>::pack(code[e >> 4], code[e & 15]);
+      uint4* copies = reinterpret_cast<uint4*>(s_pair + COPIES * e);
 #pragma unroll
-    for (int c = 0; c < COPIES / 4; ++c) copies[c] = make_uint4(v, v, v, v);
+      for (int c = 0; c < COPIES / 4; ++c) copies[c] = make_uint4(v, v, v, v);
+    }
     if (scales.nested) s_ncode[e] = scales.nested_code[e];
   }
 }
@@ -152,11 +155,7 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
   ScaleParts sp[U][RT][2];
   if (c0 < subs) load_round(w, sp, c0);  // in flight while the tables fill
 
-  if constexpr (REG_W < 2) {
-    fill_code_pairs<T, 16>(s_pair, s_ncode, code, scales);
-  } else if (scales.nested) {
-    for (int e = threadIdx.x; e < 256; e += blockDim.x) s_ncode[e] = scales.nested_code[e];
-  }
+  fill_code_pairs<T, 16, (REG_W < 2)>(s_pair, s_ncode, code, scales);
   const CodePlanes planes = REG_W > 0 ? code_planes<T>(code) : CodePlanes{};
   const float offset = scales.nested ? __ldg(scales.offset) : 0.f;
   const int row_vecs = int(K / 8) + 1;  // uint4 a padded row of A in shared memory

@@ -43,8 +43,8 @@ __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
 // address `table` (entry b of the copy 128 b bytes on). Volatile: never moved above the barrier
 // after which the table is full.
 __device__ __forceinline__ uint32_t code_pair32(uint32_t table, uint32_t word, int i) {
-  uint32_t b, v;
-  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(b) : "r"(word), "r"(0u), "r"(0x4440u | unsigned(i)));
+  const uint32_t b = byte_perm(word, 0u, 0x4440u | unsigned(i));
+  uint32_t v;
   asm volatile("ld.shared.b32 %0, [%1];" : "=r"(v) : "r"(table + (b << 7)));
   return v;
 }
@@ -91,11 +91,7 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
   ScaleParts sp[U];
   if (c0 < groups) load_round(w, sp, c0);  // in flight while the tables fill
 
-  if constexpr (REG_J < 4) {
-    fill_code_pairs<T, 32>(s_pair, s_ncode, code, scales);
-  } else if (scales.nested) {
-    for (int e = threadIdx.x; e < 256; e += blockDim.x) s_ncode[e] = scales.nested_code[e];
-  }
+  fill_code_pairs<T, 32, (REG_J < 4)>(s_pair, s_ncode, code, scales);
   const CodePlanes planes = REG_J > 0 ? code_planes<T>(code) : CodePlanes{};
   const float offset = scales.nested ? __ldg(scales.offset) : 0.f;
   __syncthreads();
