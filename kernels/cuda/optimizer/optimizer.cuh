@@ -26,8 +26,6 @@
 #include "bnb/optimizer.h"
 #include "bnb/optimizer_cuda.h"
 #include "../common/code_lookup.cuh"
-#include "../common/device_caps.cuh"
-#include "../common/async_copy.cuh"
 #include "../common/atomics.cuh"
 #include "../common/launch.cuh"
 #include "../common/reduce.cuh"
@@ -49,18 +47,10 @@ static_assert(kOptPerLane * 32 == kOptimizerBlock, "a warp covers one quantizati
 // on bf16 parameters despite fewer instructions: random lookups into 2 KiB conflict on the
 // banks, where the 16 values of a 4-bit map sit in 16 banks and never do.)
 constexpr int kValFloats = kCodeSize;
-constexpr int optimizer_smem_bytes(bool quantized, int states) {
+inline int optimizer_smem_bytes(bool quantized, int states) {
   if (!quantized) return 0;
   return lookup_bytes(true) + (states == 2 ? lookup_bytes(false) : 0);  // (+ the value tables, static)
 }
-// The staged kernels' ring (update_chunks_staged) follows the lookups, 16-byte aligned.
-constexpr int optimizer_ring_offset(bool quantized, int states) {
-  return (optimizer_smem_bytes(quantized, states) + 15) / 16 * 16;
-}
-// The stages of a warp's ring of chunks in shared memory (update_chunks_staged) where the
-// device has the room; 0: the register prefetch of update_chunks only. Measured against each
-// other by benchmarks/ab_optimizer_stages.cu.
-constexpr int kOptStages = 0;
 
 struct OptTable {
   const TensorSlot* slots;
@@ -100,20 +90,6 @@ __device__ __forceinline__ void load_words(const void* src, uint32_t* w) {
       const uint4 v = __ldcg(static_cast<const uint4*>(src) + i);
       w[4 * i] = v.x, w[4 * i + 1] = v.y, w[4 * i + 2] = v.z, w[4 * i + 3] = v.w;
     }
-  }
-}
-// n 32-bit words (1, 2 or 4) from shared memory in one access.
-template <int N>
-__device__ __forceinline__ void load_shared_words(const uint32_t* src, uint32_t* w) {
-  static_assert(N == 1 || N == 2 || N == 4, "one access of 4, 8 or 16 bytes");
-  if constexpr (N == 1) {
-    w[0] = src[0];
-  } else if constexpr (N == 2) {
-    const uint2 v = *reinterpret_cast<const uint2*>(src);
-    w[0] = v.x, w[1] = v.y;
-  } else {
-    const uint4 v = *reinterpret_cast<const uint4*>(src);
-    w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
   }
 }
 template <int N>
@@ -276,77 +252,6 @@ struct RawLane {
       amax1[r] = in ? s.absmax1[ablk] : 0.f;
       amax2[r] = in && two ? s.absmax2[ablk] : 0.f;
     }
-  }
-
-  // A warp's ring of staged chunks (shared memory filled by async copies, update_chunks_staged):
-  // stageable where every piece of a full chunk is one copy of 4, 8 or 16 bytes (not the 2-byte
-  // code runs of 4-bit state with float32 parameters). A stage holds what load() reads, unit by
-  // unit (each run of p, of g, of each state; each absmax), a unit's 32 lanes side by side so
-  // that a warp's accesses to one unit are consecutive bytes (no bank conflicts).
-  static constexpr bool kStageable = Q && (Bits != 4 || L::kCodeBytes == 4);
-  static constexpr int kStateUnit = Bits == 4 ? 1 : L::kStateWords;  // words of one state's run
-  static_assert(!kStageable || L::kValueWords == 4, "a run of p (and g) is one 16-byte copy");
-  template <bool Two, bool Three>
-  struct Stage {  // offsets in 32-bit words
-    static constexpr int kG = 32 * L::kRuns * L::kValueWords;
-    static constexpr int kA = 2 * kG;
-    static constexpr int kB = kA + 32 * L::kRuns * kStateUnit;
-    static constexpr int kC = kB + (Two ? 32 * L::kRuns * kStateUnit : 0);
-    static constexpr int kM1 = kC + (Three ? 32 * L::kRuns * kStateUnit : 0);
-    static constexpr int kM2 = kM1 + 32 * L::kScales;
-    static constexpr int kM3 = kM2 + (Two ? 32 * L::kScales : 0);
-    static constexpr int kWords = kM3 + (Three ? 32 : 0);
-  };
-
-  // Issues the copies of a full chunk's loads into stage `st` (no registers held while they fly).
-  template <bool Two, bool Three>
-  __device__ __forceinline__ static void stage(const TensorSlot& s, uint32_t blk, int lane, bool block_wise,
-                                               uint32_t* st) {
-    using S = Stage<Two, Three>;
-    constexpr int kUnitBytes = kStateUnit * 4;
-    const int64_t chunk = int64_t(blk) * kOptimizerBlock;
-    const T* P = static_cast<const T*>(s.p) + chunk;
-    const T* G = static_cast<const T*>(s.g) + chunk;
-    const char* S1 = static_cast<const char*>(s.state1) + chunk * Bits / 8;
-    const char* S2 = static_cast<const char*>(s.state2) + chunk * Bits / 8;
-    const char* S3 = static_cast<const char*>(s.state3) + chunk * Bits / 8;
-#pragma unroll
-    for (int r = 0; r < L::kRuns; ++r) {
-      const int o = L::run_start(lane, r), u = r * 32 + lane;
-      copy_async<16>(st + u * 4, P + o);
-      copy_async<16>(st + S::kG + u * 4, G + o);
-      copy_async<kUnitBytes>(st + S::kA + u * kStateUnit, S1 + o * Bits / 8);
-      if constexpr (Two) copy_async<kUnitBytes>(st + S::kB + u * kStateUnit, S2 + o * Bits / 8);
-      if constexpr (Three) copy_async<kUnitBytes>(st + S::kC + u * kStateUnit, S3 + o * Bits / 8);
-    }
-#pragma unroll
-    for (int r = 0; r < L::kScales; ++r) {
-      const int64_t ablk = Bits == 4 ? 2 * int64_t(blk) + L::run_block(lane, r) : (block_wise ? int64_t(blk) : 0);
-      copy_async<4>(st + S::kM1 + r * 32 + lane, s.absmax1 + ablk);
-      if constexpr (Two) copy_async<4>(st + S::kM2 + r * 32 + lane, s.absmax2 + ablk);
-    }
-    if constexpr (Three) copy_async<4>(st + S::kM3 + lane, s.absmax3 + (block_wise ? int64_t(blk) : 0));
-  }
-
-  // The lane's part of a stage whose copies have landed (each lane reads only what it copied).
-  template <bool Two, bool Three>
-  __device__ __forceinline__ void unstage(const uint32_t* st, int lane) {
-    using S = Stage<Two, Three>;
-#pragma unroll
-    for (int r = 0; r < L::kRuns; ++r) {
-      const int u = r * 32 + lane;
-      load_shared_words<4>(st + u * 4, p + r * 4);
-      load_shared_words<4>(st + S::kG + u * 4, g + r * 4);
-      load_shared_words<kStateUnit>(st + S::kA + u * kStateUnit, a + r * kStateUnit);
-      if constexpr (Two) load_shared_words<kStateUnit>(st + S::kB + u * kStateUnit, b + r * kStateUnit);
-      if constexpr (Three) load_shared_words<kStateUnit>(st + S::kC + u * kStateUnit, c + r * kStateUnit);
-    }
-#pragma unroll
-    for (int r = 0; r < L::kScales; ++r) {
-      amax1[r] = __uint_as_float(st[S::kM1 + r * 32 + lane]);
-      amax2[r] = Two ? __uint_as_float(st[S::kM2 + r * 32 + lane]) : 0.f;
-    }
-    amax3 = Three ? __uint_as_float(st[S::kM3 + lane]) : 0.f;
   }
 };
 
@@ -760,66 +665,6 @@ __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, co
   }
 }
 
-// update_chunks with the chunks ahead in shared memory: a ring of Stages chunks a warp, filled
-// by async copies, keeps Stages - 1 chunks in flight while the warp computes one, where the
-// registers hold one (with one more asked of L2). The H200's bandwidth needs more bytes in
-// flight than registers allow: 16-bit parameters move 10 bytes a value with 8-bit state.
-// Stage the chunks of the current tensor only, as update_chunks prefetches; the ring refills
-// the stage the warp read in its previous chunk, never the one it reads now.
-template <typename T, int Bits, Algorithm A, bool OneStep, bool Linear2, int Stages>
-__device__ __forceinline__ void update_chunks_staged(const OptTable& tab, int count, const OptimizerHyper& h,
-                                                     const StateMaps& maps, uint32_t* ring) {
-  static_assert(Stages >= 2, "a ring of one stage holds no chunk ahead");
-  constexpr bool Q = Bits < 32;
-  constexpr bool kTwo = num_states(A) == 2;
-  constexpr bool kThree = has_state3(A);
-  using Raw = RawLane<T, Bits>;
-  using S = typename Raw::template Stage<kTwo, kThree>;
-  const int lane = threadIdx.x % kLanes;
-  const CtaChunks mine = cta_chunks(tab.total_chunks);
-  const int64_t begin = mine.begin, stop = mine.stop, stride = kOptWarps;
-  if (begin >= stop) return;
-  ring += (threadIdx.x / kLanes) * Stages * S::kWords;
-  int t = tensor_of_chunk(tab, count, begin);
-  TensorSlot s = tab.slots[t];
-  SlotScalars k = slot_scalars<Q>(h, s);
-  int64_t first = __ldg(tab.starts + t), end = __ldg(tab.starts + t + 1);
-  int64_t full_end = first + (slot_vectorizable(s) ? s.n / kOptimizerBlock : 0);
-  int64_t staged_end = begin;  // the warp's chunks in [c, staged_end) are in the ring
-  int slot = 0, fill = 0;      // the stages of chunk c and of chunk staged_end
-  for (int64_t c = begin; c < stop; c += stride) {
-    Raw cur;
-    if (c < staged_end) {
-      copy_async_wait<Stages - 1>(int((staged_end - c) / stride) - 1);  // chunk c's group has landed
-      cur.template unstage<kTwo, kThree>(ring + slot * S::kWords, lane);
-    } else {
-      if (c >= end) {
-        do end = __ldg(tab.starts + (++t) + 1);
-        while (c >= end);
-        first = __ldg(tab.starts + t);
-        s = tab.slots[t];
-        full_end = first + (slot_vectorizable(s) ? s.n / kOptimizerBlock : 0);
-        k = slot_scalars<Q>(h, s);
-      }
-      cur.load(s, uint32_t(c - first), lane, c < full_end, kTwo, h.block_wise, kThree);
-      staged_end = c + stride;
-      fill = slot + 1 == Stages ? 0 : slot + 1;
-    }
-    const int64_t bound = full_end < stop ? full_end : stop;
-    const int64_t limit = c + Stages * stride < bound ? c + Stages * stride : bound;
-    for (; staged_end < limit; staged_end += stride) {
-      Raw::template stage<kTwo, kThree>(s, uint32_t(staged_end - first), lane, h.block_wise, ring + fill * S::kWords);
-      copy_async_commit();
-      fill = fill + 1 == Stages ? 0 : fill + 1;
-    }
-    if (c < full_end)
-      update_chunk<T, Bits, A, true, OneStep, Linear2>(s, k, uint32_t(c - first), lane, cur, h, maps);
-    else
-      update_chunk<T, Bits, A, false, OneStep, Linear2>(s, k, uint32_t(c - first), lane, cur, h, maps);
-    slot = slot + 1 == Stages ? 0 : slot + 1;
-  }
-}
-
 // Asks L2 for the warp's first two chunks (full ones): they arrive while the CTA builds its
 // lookup tables, instead of after.
 template <typename T, int Bits>
@@ -839,50 +684,9 @@ __device__ __forceinline__ void prefetch_first_chunks_l2(const OptTable& tab, in
     prefetch_chunk_l2(l2, uint32_t(x - first));
 }
 
-// The chunks of a warp, staged in shared memory or prefetched into registers.
-template <typename T, int Bits, Algorithm A, bool OneStep, bool Linear2, int Stages>
-__device__ __forceinline__ void update_warp_chunks(const OptTable& tab, int count, const OptimizerHyper& h,
-                                                   const StateMaps& maps, uint32_t* ring) {
-  if constexpr (Stages > 0)
-    update_chunks_staged<T, Bits, A, OneStep, Linear2, Stages>(tab, count, h, maps, ring);
-  else
-    update_chunks<T, Bits, A, OneStep, Linear2>(tab, count, h, maps);
-}
-
-// Bytes of one stage of a warp's ring (0 where the kernel cannot stage), and the dynamic shared
-// memory of the update kernel with a ring of Stages (the value tables are static, 2 KiB).
-template <typename T, int Bits, Algorithm A>
-constexpr int optimizer_stage_bytes() {
-  using Raw = RawLane<T, Bits>;
-  if constexpr (Raw::kStageable) return Raw::template Stage<num_states(A) == 2, has_state3(A)>::kWords * 4;
-  else return 0;
-}
-template <typename T, int Bits, Algorithm A, int Stages>
-constexpr int optimizer_update_smem() {
-  constexpr bool Q = Bits < 32;
-  if constexpr (Stages == 0) return optimizer_smem_bytes(Q, num_states(A));
-  else return optimizer_ring_offset(Q, num_states(A)) + Stages * kOptWarps * optimizer_stage_bytes<T, Bits, A>();
-}
-constexpr int kOptStaticSmem = 2 * kValFloats * int(sizeof(float));
-constexpr int kSmemOptinMost = 227 * 1024;  // the most a CTA may have on any GPU (sm_90)
-// The ring the launcher uses: kOptStages where the kernel can stage, fewer where that many do
-// not fit any GPU, none below 3 (one chunk ahead is what the registers hold).
-template <typename T, int Bits, Algorithm A>
-constexpr int optimizer_ring_stages() {
-  constexpr int stage = optimizer_stage_bytes<T, Bits, A>();
-  if constexpr (stage == 0) {
-    return 0;
-  } else {
-    const int fit = (kSmemOptinMost - kOptStaticSmem - optimizer_ring_offset(true, num_states(A))) / (kOptWarps * stage);
-    const int stages = kOptStages < fit ? kOptStages : fit;
-    return stages >= 3 ? stages : 0;
-  }
-}
-
 // 512 threads of about 120 registers fill an SM's register file: one CTA an SM. Smaller
-// register budgets (two CTAs) spill and measured slower. Stages: the chunks of a warp's ring in
-// shared memory after the lookups (0: none, update_chunks).
-template <typename T, int Bits, Algorithm A, int Stages = 0>
+// register budgets (two CTAs) spill and measured slower.
+template <typename T, int Bits, Algorithm A>
 __global__ void __launch_bounds__(kOptThreads, 1)
 optimizer_update_kernel(OptTable tab, int count, OptimizerHyper h, const float* __restrict__ code1,
                         const float* __restrict__ code2) {
@@ -892,7 +696,6 @@ optimizer_update_kernel(OptTable tab, int count, OptimizerHyper h, const float* 
   StateMaps maps;
   maps.look1 = carve_lookup(opt_smem, true);
   maps.look2 = carve_lookup(opt_smem + lookup_bytes(true), false);
-  uint32_t* ring = reinterpret_cast<uint32_t*>(opt_smem + optimizer_ring_offset(Q, num_states(A)));  // (Stages > 0)
   // The value tables in static shared memory: their addresses are constants of the load
   // instructions (in the dynamic allocation, the compiler may add its base to every offset).
   __shared__ __align__(16) float opt_values[2 * kValFloats];
@@ -913,14 +716,14 @@ optimizer_update_kernel(OptTable tab, int count, OptimizerHyper h, const float* 
   }
   if constexpr (Bits == 4) {  // (AdamW4bit's default maps: the one-compare lookup and the linear map)
     if (one_step && is_linear16_map(code2)) {
-      update_warp_chunks<T, Bits, A, true, true, Stages>(tab, count, h, maps, ring);
+      update_chunks<T, Bits, A, true, true>(tab, count, h, maps);
       return;
     }
   }
   if (!Q || one_step)  // 32-bit state: no lookup, one instance
-    update_warp_chunks<T, Bits, A, true, false, Stages>(tab, count, h, maps, ring);
+    update_chunks<T, Bits, A, true, false>(tab, count, h, maps);
   else if constexpr (Q)
-    update_warp_chunks<T, Bits, A, false, false, Stages>(tab, count, h, maps, ring);
+    update_chunks<T, Bits, A, false, false>(tab, count, h, maps);
 }
 
 // Pre-pass: per tensor, ||u||^2, ||p||^2 and the max of the new states, without writing
@@ -1021,12 +824,8 @@ cudaError_t launch_optimizer_kernels(const OptTable& tab, int count, const Optim
     pre<<<int(grid), kOptThreads, smem, stream>>>(tab, h, code1, code2);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
   }
-  // The kernel with a ring of chunks in shared memory where it fits the device, else without.
-  constexpr int kStages = optimizer_ring_stages<T, Bits, A>();
-  constexpr int kRingSmem = optimizer_update_smem<T, Bits, A, kStages>();
-  const bool ring = kStages > 0 && kRingSmem + kOptStaticSmem <= device_caps().smem_optin;
-  const auto main = ring ? optimizer_update_kernel<T, Bits, A, kStages> : optimizer_update_kernel<T, Bits, A, 0>;
-  const int smem = ring ? kRingSmem : optimizer_update_smem<T, Bits, A, 0>();
+  const auto main = optimizer_update_kernel<T, Bits, A>;
+  const int smem = optimizer_smem_bytes(Q, states);
   const cudaError_t attr_main =
       cudaFuncSetAttribute((const void*)main, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (attr_main != cudaSuccess) return attr_main;
