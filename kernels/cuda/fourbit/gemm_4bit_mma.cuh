@@ -28,13 +28,21 @@
 // CTA reads each row in long runs); their partial sums meet in shared memory. Each warp keeps
 // two rounds of U sub-chunks in flight: the next round is loaded before the current one is
 // used, and the first before the CTA fills its tables.
+//
+// SPLIT (sm_90): a thread-block cluster of S CTAs takes one slab, each CTA a slice of its K, and
+// their sums meet through distributed shared memory, added in rank order (deterministic; no
+// workspace, no second launch). Where N / (16 RT) slabs are few against what the GPU holds at
+// once (4096 rows at 16-32 tokens: 128 CTAs of 4 warps on 132 SMs) or fill its last wave
+// badly (8192 rows at 64 tokens: 512 CTAs where 396 fit), the split multiplies the CTAs.
 #pragma once
 #include <cstdint>
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "bnb/block_scales.h"
 #include "../common/device_caps.cuh"
+#include "../common/launch.cuh"
 #include "../common/quant.cuh"
 #include "../int8/weight_linear_mma.cuh"  // MmaOp<T>::mma
 #include "block_scale_parts.cuh"
@@ -45,6 +53,10 @@ namespace bnb::cuda {
 constexpr int kMmaSubK = 64;      // k of a sub-chunk: 8 packed bytes a lane and row, four mma steps
 constexpr int kMmaMaxWarps = 8;   // warps of a CTA (one token tile: 4 or 8; more tokens: 4)
 constexpr int kMmaRegWords = 0;   // words of a lane's 8 bytes a row dequantized in registers (as kStreamRegWords)
+// The most CTAs a cluster splits a slab's K over (SPLIT above; 1: never split), and the
+// fraction of its last wave a launch should fill before the launcher splits further.
+constexpr int kMmaMaxSplit = 1;
+constexpr double kMmaWaveFill = 0.85;
 
 // The scale of a lane's 16 weights of a row (its 8 bytes) in a block whose stored absmax is
 // `stored` (marked blocks: nonfinite.h); the check of the bytes only in a marked block.
@@ -96,7 +108,7 @@ __device__ __forceinline__ void fill_code_pairs(uint32_t* s_pair, float* s_ncode
 // the CTA first copies all of A to shared memory (rows padded by 16 bytes: conflict-free
 // fragment reads), all its loads in flight at once, where it fits; else fragments come through
 // the L1 (one sub-chunk ahead for MT <= 2). POST: scales applied to partial sums (above).
-template <typename T, int MT, int RT, int U, bool A_SMEM, bool POST, int REG_W = 0>
+template <typename T, int MT, int RT, int U, bool A_SMEM, bool POST, int REG_W = 0, bool SPLIT = false>
 __global__ void __launch_bounds__(kMmaMaxWarps * 32)
 gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, const float* __restrict__ code,
                      const BlockScales scales, const T* __restrict__ bias, T* __restrict__ out, int M, int64_t N,
@@ -112,7 +124,8 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
 
   const int warps = int(blockDim.x) / 32;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-  const int64_t n0 = int64_t(blockIdx.x) * kRows;
+  // SPLIT: the cluster of gridDim.x CTAs shares slab blockIdx.y, rank blockIdx.x its slice of K.
+  const int64_t n0 = int64_t(SPLIT ? blockIdx.y : blockIdx.x) * kRows;
   // Rows past N and tokens past M repeat the last one (their results are never written).
   // Row h * 8 + g of tile r (h = 0, 1: the fragment's two row halves).
   const uint8_t* w_row[RT][2];
@@ -128,7 +141,13 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
       first[r][h] = int((row * K) >> 4) + (POST ? 0 : t);
     }
   }
-  const int subs = int(K / kMmaSubK);  // K < 2^31 (the launcher's rule)
+  // This CTA's sub-chunks [sub_begin, subs) of the row (K < 2^31: the launcher's rule).
+  int sub_begin = 0, subs = int(K / kMmaSubK);
+  if constexpr (SPLIT) {
+    const int per = (subs + int(gridDim.x) - 1) / int(gridDim.x);
+    sub_begin = min(subs, int(blockIdx.x) * per);
+    subs = min(subs, sub_begin + per);
+  }
   const int stride = warps * U;
   // Round c0's weights and scales; sub-chunks past the end are not loaded (nor used).
   auto load_round = [&](uint2 (&w)[U][RT][2], ScaleParts (&sp)[U][RT][2], int c0) {
@@ -150,7 +169,7 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
       }
     }
   };
-  int c0 = warp * U;
+  int c0 = sub_begin + warp * U;
   uint2 w[U][RT][2];
   ScaleParts sp[U][RT][2];
   if (c0 < subs) load_round(w, sp, c0);  // in flight while the tables fill
@@ -349,14 +368,43 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
     }
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < kRows * kTokens; i += blockDim.x) {
-    const int row = i % kRows, tok = i / kRows;  // consecutive features a token: wide stores
-    const int64_t n = n0 + row;
-    if (n >= N || tok >= M) continue;
-    float sum = 0.f;
-    for (int w = 0; w < warps; ++w) sum += s_sum[w][row][tok];
-    if (bias != nullptr) sum += to_float(bias[n]);
-    out[int64_t(tok) * N + n] = from_float<T>(sum);
+  if constexpr (SPLIT) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    // The CTA's sum over its warps into s_sum[0]; then each rank adds up its share of the
+    // slab's outputs over the ranks' sums, in rank order.
+    for (int i = threadIdx.x; i < kRows * kTokens; i += blockDim.x) {
+      const int row = i % kRows, tok = i / kRows;
+      float sum = 0.f;
+      for (int w = 0; w < warps; ++w) sum += s_sum[w][row][tok];
+      s_sum[0][row][tok] = sum;
+    }
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    cluster.sync();  // release / acquire: every rank's sums are visible
+    const int ranks = int(gridDim.x), rank = int(blockIdx.x);
+    const int share = (kRows * kTokens + ranks - 1) / ranks;
+    const int stop = min(kRows * kTokens, (rank + 1) * share);
+    for (int i = rank * share + int(threadIdx.x); i < stop; i += int(blockDim.x)) {
+      const int row = i % kRows, tok = i / kRows;  // consecutive features a token: wide stores
+      const int64_t n = n0 + row;
+      if (n >= N || tok >= M) continue;
+      float sum = 0.f;
+      for (int q = 0; q < ranks; ++q) sum += cluster.map_shared_rank(&s_sum[0][0][0], q)[row * (kTokens + 1) + tok];
+      if (bias != nullptr) sum += to_float(bias[n]);
+      out[int64_t(tok) * N + n] = from_float<T>(sum);
+    }
+    cluster.sync();  // no CTA leaves while another may still read its shared memory
+#endif
+  } else {
+    for (int i = threadIdx.x; i < kRows * kTokens; i += blockDim.x) {
+      const int row = i % kRows, tok = i / kRows;  // consecutive features a token: wide stores
+      const int64_t n = n0 + row;
+      if (n >= N || tok >= M) continue;
+      float sum = 0.f;
+      for (int w = 0; w < warps; ++w) sum += s_sum[w][row][tok];
+      if (bias != nullptr) sum += to_float(bias[n]);
+      out[int64_t(tok) * N + n] = from_float<T>(sum);
+    }
   }
 }
 
@@ -366,11 +414,67 @@ template <typename T> bool gemm_4bit_mma_fits(const T* A, const uint8_t* B, int6
          aligned16(A) && aligned16(B);
 }
 
+// The fill of the last wave where `units` CTAs (or clusters) run `per_wave` at a time.
+inline double wave_fill(int64_t units, int64_t per_wave) {
+  if (units <= 0 || per_wave <= 0) return 0.0;
+  const int64_t waves = (units + per_wave - 1) / per_wave;
+  return double(units) / double(waves * per_wave);
+}
+
+// The CTAs of a cluster that each slab is split over (SPLIT): none (1) where the slabs alone
+// fill the GPU's last wave to kMmaWaveFill, else the fewest up to kMmaMaxSplit that do, or the
+// best filling; each CTA keeps at least one round of sub-chunks a warp (`rounds` at 1).
+inline int gemm_4bit_mma_split(const void* plain, const void* split, int threads, int smem, int64_t slabs,
+                               int rounds, int max_split = kMmaMaxSplit) {
+  if (max_split <= 1 || !device_caps().clusters() || slabs > 65535) return 1;
+  double best_fill = wave_fill(slabs, persistent_grid(plain, threads, smem));
+  if (best_fill >= kMmaWaveFill) return 1;
+  int best = 1;
+  for (int s = 2; s <= max_split && s <= rounds; ++s) {
+    const double fill = wave_fill(slabs, max_active_clusters(split, threads, s, smem));
+    if (fill >= kMmaWaveFill) return s;
+    if (fill > best_fill + 0.02) best = s, best_fill = fill;  // (a near tie keeps fewer)
+  }
+  return best;
+}
+
+// One kernel shape over the N / (16 RT) slabs, split over clusters where that fills the GPU.
+template <typename T, int MT, int RT, int U, bool AS, bool PS>
+cudaError_t launch_gemm_4bit_mma_slabs(const T* A, const uint8_t* B, const float* code, const BlockScales& scales,
+                                       const T* bias, T* out, int64_t M, int64_t N, int64_t K, int log2_blocksize,
+                                       int warps, int smem, cudaStream_t stream) {
+  const int64_t slabs = (N + 16 * RT - 1) / (16 * RT);
+  if (slabs > 0x7fffffff) return cudaErrorInvalidValue;
+  const int threads = warps * 32, m = int(M);
+  const auto plain = gemm_4bit_mma_kernel<T, MT, RT, U, AS, PS, kMmaRegWords, false>;
+  if constexpr (kMmaMaxSplit > 1 && MT >= 2) {  // (one token tile: eight warps a CTA instead)
+    const auto split = gemm_4bit_mma_kernel<T, MT, RT, U, AS, PS, kMmaRegWords, true>;
+    const int s = gemm_4bit_mma_split((const void*)plain, (const void*)split, threads, smem, slabs,
+                                      int(K / kMmaSubK) / (warps * U));
+    if (s > 1) {
+      cudaLaunchAttribute attr[1];
+      attr[0].id = cudaLaunchAttributeClusterDimension;
+      attr[0].val.clusterDim.x = unsigned(s);
+      attr[0].val.clusterDim.y = attr[0].val.clusterDim.z = 1;
+      cudaLaunchConfig_t cfg{};
+      cfg.gridDim = dim3(unsigned(s), unsigned(slabs), 1);
+      cfg.blockDim = dim3(unsigned(threads));
+      cfg.dynamicSmemBytes = size_t(smem);
+      cfg.stream = stream;
+      cfg.attrs = attr;
+      cfg.numAttrs = 1;
+      const cudaError_t e = cudaLaunchKernelEx(&cfg, split, A, B, code, scales, bias, out, m, N, K, log2_blocksize);
+      return e != cudaSuccess ? e : cudaGetLastError();
+    }
+  }
+  plain<<<int(slabs), threads, smem, stream>>>(A, B, code, scales, bias, out, m, N, K, log2_blocksize);
+  return cudaGetLastError();
+}
+
 template <typename T>
 cudaError_t launch_gemm_4bit_mma(const T* A, const uint8_t* B, const float* code, const BlockScales& scales,
                                  const T* bias, T* out, int64_t M, int64_t N, int64_t K, int log2_blocksize,
                                  cudaStream_t stream) {
-  const int m = int(M);
   const bool post = log2_blocksize >= 6;  // a sub-chunk in one block
   // All of A in shared memory where it fits beside the static 22-26 KiB in the default 48 KiB
   // (a decode step's one or two rows; up to 16 tokens: more would not leave the registers the
@@ -378,12 +482,8 @@ cudaError_t launch_gemm_4bit_mma(const T* A, const uint8_t* B, const float* code
   const size_t a_bytes = size_t(M) * size_t(K / 8 + 1) * 16;
   const bool a_smem = a_bytes <= 20 * 1024;
 #define BNB_LAUNCH_AS(MT, RT, U, AS, PS, SMEM, WARPS)                                                          \
-  do {                                                                                                        \
-    const int64_t grid = (N + 16 * RT - 1) / (16 * RT);                                                       \
-    if (grid > 0x7fffffff) return cudaErrorInvalidValue;                                                      \
-    gemm_4bit_mma_kernel<T, MT, RT, U, AS, PS, kMmaRegWords>                                                  \
-        <<<int(grid), (WARPS) * 32, SMEM, stream>>>(A, B, code, scales, bias, out, m, N, K, log2_blocksize);   \
-  } while (0)
+  return launch_gemm_4bit_mma_slabs<T, MT, RT, U, AS, PS>(A, B, code, scales, bias, out, M, N, K, log2_blocksize, \
+                                                          WARPS, int(SMEM), stream)
 #define BNB_LAUNCH(MT, RT, U, WARPS)                            \
   do {                                                          \
     if (a_smem && post) {                                       \
@@ -412,7 +512,6 @@ cudaError_t launch_gemm_4bit_mma(const T* A, const uint8_t* B, const float* code
   }
 #undef BNB_LAUNCH
 #undef BNB_LAUNCH_AS
-  return cudaGetLastError();
 }
 
 }  // namespace bnb::cuda

@@ -1,0 +1,172 @@
+// gemm_4bit_mma with each slab of rows split over a thread-block cluster (SPLIT, sm_90) against
+// the kernel without: the same data (bf16, NF4, blocks of 64 with nested scales), the decode
+// shapes at 16, 32 and 64 tokens, weights cycled over 256 MiB so that they come from memory.
+// Each split's output must match the unsplit kernel's within the rounding of a reordered float32
+// sum (|a - b| <= 2^-7 |b| + 2^-12 max|b|); the row `rule` is what gemm_4bit_mma_split picks
+// with up to 4 CTAs a cluster. The last lines give the geometric mean of the unsplit kernel,
+// of the rule's choice and of the best split a case. On an sm_90 machine, from the repository's root:
+//   nvcc -std=c++17 -O3 -DNDEBUG --expt-relaxed-constexpr -arch=sm_90 -Ikernels/include -Ikernels/cuda \
+//     -Ikernels -o /tmp/ab_4bit_split benchmarks/ab_4bit_split.cu kernels/cuda/common/launch.cu \
+//     kernels/cuda/common/device_caps.cu && /tmp/ab_4bit_split
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include <cuda_bf16.h>
+#include "fourbit/gemm_4bit_mma.cuh"
+using namespace bnb;
+using namespace bnb::cuda;
+using bf = __nv_bfloat16;
+#define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("CUDA %s line %d\n", cudaGetErrorString(e), __LINE__); exit(1); } } while (0)
+
+static const float kNF4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+  -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f, 0.07958029955625534f,
+  0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
+  0.7229568362236023f, 1.0f};
+
+typedef void (*Kern)(const bf*, const uint8_t*, const float*, const BlockScales, const bf*, bf*, int, int64_t, int64_t, int);
+struct Config { int M; Kern plain, split; int rows, threads, u; };
+
+template <int MT, int RT, int U> Config config(int M) {
+  return {M, gemm_4bit_mma_kernel<bf, MT, RT, U, false, false, 0, false>,
+          gemm_4bit_mma_kernel<bf, MT, RT, U, false, false, 0, true>, 16 * RT, 128, U};
+}
+
+static void launch(const Config& c, int split, const bf* A, const uint8_t* W, const float* code, const BlockScales& sc,
+                   bf* out, int M, int64_t N, int64_t K) {
+  const int64_t slabs = (N + c.rows - 1) / c.rows;
+  if (split <= 1) {
+    c.plain<<<int(slabs), c.threads>>>(A, W, code, sc, nullptr, out, M, N, K, 6);
+    return;
+  }
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = unsigned(split);
+  attr[0].val.clusterDim.y = attr[0].val.clusterDim.z = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(unsigned(split), unsigned(slabs), 1);
+  cfg.blockDim = dim3(unsigned(c.threads));
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  CK(cudaLaunchKernelEx(&cfg, c.split, A, W, code, sc, (const bf*)nullptr, out, M, N, K, 6));
+}
+
+int main() {
+  struct Shape { const char* name; int64_t N, K; };
+  const Shape shapes[] = {{"8192^2", 8192, 8192}, {"4096->11008", 11008, 4096}, {"11008->4096", 4096, 11008},
+                          {"4096^2", 4096, 4096}};
+  int dev;
+  CK(cudaGetDevice(&dev));
+  cudaDeviceProp pr;
+  CK(cudaGetDeviceProperties(&pr, dev));
+  if (pr.major < 9) {
+    printf("%s: clusters need sm_90\n", pr.name);
+    return 0;
+  }
+  printf("device: %s, %d SMs\n", pr.name, pr.multiProcessorCount);
+  float* d_code;
+  CK(cudaMalloc(&d_code, 64));
+  CK(cudaMemcpy(d_code, kNF4, 64, cudaMemcpyHostToDevice));
+  std::vector<float> ncode(256);
+  for (int i = 0; i < 256; ++i) ncode[i] = (i - 127.5f) / 127.5f;
+  float* d_ncode;
+  CK(cudaMalloc(&d_ncode, 1024));
+  CK(cudaMemcpy(d_ncode, ncode.data(), 1024, cudaMemcpyHostToDevice));
+  srand(1);
+  const Config configs[] = {config<2, 2, 2>(16), config<4, 2, 4>(32), config<8, 1, 2>(64)};
+  const int splits[] = {1, 2, 3, 4};
+  bool all_close = true;
+  double log_plain = 0, log_rule = 0, log_best = 0;
+  int cases = 0;
+  for (const Config& cf : configs) {
+    for (const Shape& sh : shapes) {
+      const int M = cf.M;
+      const int64_t N = sh.N, K = sh.K, nbytes = N * K / 2, blocks = N * K >> 6, groups = (blocks + 255) / 256;
+      const int copies = int(std::max<int64_t>(2, (int64_t(256) << 20) / nbytes));
+      std::vector<uint8_t> hw(nbytes), hq(blocks);
+      for (auto& b : hw) b = rand() & 0xff;
+      for (auto& q : hq) q = rand() % 255;
+      std::vector<float> hna(groups);
+      for (auto& a : hna) a = 0.5f + (rand() % 1000) / 1000.f;
+      const float hoff = 0.9f;
+      std::vector<bf> hA(size_t(M) * K);
+      for (auto& a : hA) a = __float2bfloat16((rand() % 2001 - 1000) / 1000.f);
+      uint8_t *dW, *dq;
+      float *dna, *doff;
+      CK(cudaMalloc(&dW, nbytes * copies));
+      CK(cudaMalloc(&dq, blocks * copies));
+      for (int c = 0; c < copies; ++c) {
+        CK(cudaMemcpy(dW + c * nbytes, hw.data(), nbytes, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(dq + c * blocks, hq.data(), blocks, cudaMemcpyHostToDevice));
+      }
+      CK(cudaMalloc(&dna, groups * 4));
+      CK(cudaMalloc(&doff, 4));
+      CK(cudaMemcpy(dna, hna.data(), groups * 4, cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(doff, &hoff, 4, cudaMemcpyHostToDevice));
+      bf *dA, *dout;
+      CK(cudaMalloc(&dA, size_t(M) * K * 2));
+      CK(cudaMalloc(&dout, size_t(N) * M * 2));
+      CK(cudaMemcpy(dA, hA.data(), size_t(M) * K * 2, cudaMemcpyHostToDevice));
+      auto scales_of = [&](int c) {
+        BlockScales s;
+        s.nested = dq + c * blocks;
+        s.nested_code = d_ncode;
+        s.nested_absmax = dna;
+        s.offset = doff;
+        s.log2_nested_blocksize = 8;
+        return s;
+      };
+      const int64_t slabs = (N + cf.rows - 1) / cf.rows;
+      const int rule = gemm_4bit_mma_split((const void*)cf.plain, (const void*)cf.split, cf.threads, 0, slabs,
+                                           int(K / kMmaSubK) / (4 * cf.u), 4);
+      std::vector<bf> ref(size_t(N) * M), got(ref.size());
+      cudaEvent_t e0, e1;
+      cudaEventCreate(&e0);
+      cudaEventCreate(&e1);
+      printf("M=%-2d %-12s rule %d:", M, sh.name, rule);
+      double best = 1e30, t_plain = 0, t_rule = 0;
+      for (int sp : splits) {
+        launch(cf, sp, dA, dW, d_code, scales_of(0), dout, M, N, K);
+        CK(cudaGetLastError());
+        CK(cudaDeviceSynchronize());
+        CK(cudaMemcpy(sp == 1 ? ref.data() : got.data(), dout, ref.size() * 2, cudaMemcpyDeviceToHost));
+        bool close = true;
+        if (sp > 1) {
+          float most = 0.f;
+          for (const bf& r : ref) most = std::max(most, std::fabs(__bfloat162float(r)));
+          for (size_t i = 0; i < ref.size(); ++i) {
+            const float a = __bfloat162float(got[i]), b = __bfloat162float(ref[i]);
+            if (!(std::fabs(a - b) <= 0x1p-7f * std::fabs(b) + 0x1p-12f * most)) close = false;
+          }
+        }
+        all_close &= close;
+        std::vector<float> t;
+        for (int r = 0; r < 9; ++r) {
+          cudaEventRecord(e0);
+          for (int i = 0; i < 40; ++i) launch(cf, sp, dA, dW + (i % copies) * nbytes, d_code, scales_of(i % copies), dout, M, N, K);
+          cudaEventRecord(e1);
+          CK(cudaEventSynchronize(e1));
+          float ms;
+          cudaEventElapsedTime(&ms, e0, e1);
+          t.push_back(ms * 1000 / 40);
+        }
+        std::sort(t.begin(), t.end());
+        const double us = t[4];
+        if (sp == 1) t_plain = us;
+        if (sp == rule) t_rule = us;
+        best = std::min(best, us);
+        printf("  s%d %.1fus %.0fGB/s%s", sp, us, (nbytes + blocks) / us / 1e3, close ? "" : " MISMATCH");
+      }
+      printf("\n");
+      log_plain += std::log(t_plain), log_rule += std::log(t_rule), log_best += std::log(best), ++cases;
+      cudaFree(dW), cudaFree(dq), cudaFree(dna), cudaFree(doff), cudaFree(dA), cudaFree(dout);
+    }
+  }
+  printf("outputs close across splits: %s\n", all_close ? "yes" : "NO");
+  printf("geomean over %d cases: unsplit %.2f us, rule %.2f us, best split %.2f us\n", cases,
+         std::exp(log_plain / cases), std::exp(log_rule / cases), std::exp(log_best / cases));
+  return all_close ? 0 : 2;
+}
