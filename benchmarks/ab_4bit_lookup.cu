@@ -17,16 +17,12 @@
 #include <cmath>
 #include <map>
 #include <cuda_bf16.h>
+#include "bnb/codes_4bit.h"
 #include "fourbit/gemm_4bit_stream.cuh"
 using namespace bnb;
 using namespace bnb::cuda;
 using bf = __nv_bfloat16;
 #define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("CUDA %s line %d\n", cudaGetErrorString(e), __LINE__); exit(1);} } while (0)
-
-static const float kNF4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
-  -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f, 0.07958029955625534f,
-  0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
-  0.7229568362236023f, 1.0f};
 
 typedef void (*Kern)(const bf*, const uint8_t*, const float*, const BlockScales, const bf*, bf*, int, int64_t, int64_t, int);
 struct Variant { int family, param; Kern k; int rows_per_cta; int threads; };
@@ -47,7 +43,7 @@ int main(int argc, char** argv) {
     cudaEventRecord(e0); for (int i = 0; i < 10; ++i) cudaMemcpyAsync(b, a, nb, cudaMemcpyDeviceToDevice); cudaEventRecord(e1);
     CK(cudaEventSynchronize(e1)); float ms; cudaEventElapsedTime(&ms, e0, e1);
     printf("copy bandwidth %.0f GB/s\n", 2.0 * nb * 10 / ms / 1e6); cudaFree(a); cudaFree(b); }
-  float* d_code; CK(cudaMalloc(&d_code, 64)); CK(cudaMemcpy(d_code, kNF4, 64, cudaMemcpyHostToDevice));
+  float* d_code; CK(cudaMalloc(&d_code, 64)); CK(cudaMemcpy(d_code, bnb::kNF4Code, 64, cudaMemcpyHostToDevice));
   std::vector<float> ncode(256); for (int i = 0; i < 256; ++i) ncode[i] = (i - 127.5f) / 127.5f;
   float* d_ncode; CK(cudaMalloc(&d_ncode, 1024)); CK(cudaMemcpy(d_ncode, ncode.data(), 1024, cudaMemcpyHostToDevice));
   srand(1);

@@ -16,16 +16,12 @@
 #include <vector>
 
 #include <cuda_bf16.h>
+#include "bnb/codes_4bit.h"
 #include "fourbit/gemm_4bit_mma.cuh"
 using namespace bnb;
 using namespace bnb::cuda;
 using bf = __nv_bfloat16;
 #define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("CUDA %s line %d\n", cudaGetErrorString(e), __LINE__); exit(1); } } while (0)
-
-static const float kNF4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
-  -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f, 0.07958029955625534f,
-  0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
-  0.7229568362236023f, 1.0f};
 
 typedef void (*Kern)(const bf*, const uint8_t*, const float*, const BlockScales, const bf*, bf*, int, int64_t, int64_t, int);
 struct Config { int M; Kern plain, split; int rows, threads, u; };
@@ -42,16 +38,8 @@ static void launch(const Config& c, int split, const bf* A, const uint8_t* W, co
     c.plain<<<int(slabs), c.threads>>>(A, W, code, sc, nullptr, out, M, N, K, 6);
     return;
   }
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = unsigned(split);
-  attr[0].val.clusterDim.y = attr[0].val.clusterDim.z = 1;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(unsigned(split), unsigned(slabs), 1);
-  cfg.blockDim = dim3(unsigned(c.threads));
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  CK(cudaLaunchKernelEx(&cfg, c.split, A, W, code, sc, (const bf*)nullptr, out, M, N, K, 6));
+  CK(launch_in_clusters(c.split, split, dim3(unsigned(split), unsigned(slabs)), c.threads, 0, nullptr, A, W, code, sc,
+                        (const bf*)nullptr, out, M, N, K, 6));
 }
 
 int main() {
@@ -69,7 +57,7 @@ int main() {
   printf("device: %s, %d SMs\n", pr.name, pr.multiProcessorCount);
   float* d_code;
   CK(cudaMalloc(&d_code, 64));
-  CK(cudaMemcpy(d_code, kNF4, 64, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(d_code, bnb::kNF4Code, 64, cudaMemcpyHostToDevice));
   std::vector<float> ncode(256);
   for (int i = 0; i < 256; ++i) ncode[i] = (i - 127.5f) / 127.5f;
   float* d_ncode;

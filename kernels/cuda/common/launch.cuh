@@ -18,4 +18,24 @@ int max_active_clusters(const void* kernel, int threads, int cluster, int dynami
 // below the default 48 KiB and once a kernel has been allowed as much.
 cudaError_t allow_dynamic_smem(const void* kernel, int bytes);
 
+// Launches `kernel` on `grid` in thread-block clusters of `cluster` blocks along x (sm_90), and
+// reports the launch's error.
+template <typename... Params, typename... Args>
+cudaError_t launch_in_clusters(void (*kernel)(Params...), int cluster, dim3 grid, int threads, size_t smem,
+                               cudaStream_t stream, Args... args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = unsigned(cluster);
+  attr[0].val.clusterDim.y = attr[0].val.clusterDim.z = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = dim3(unsigned(threads));
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, args...);
+  return e != cudaSuccess ? e : cudaGetLastError();
+}
+
 }  // namespace bnb::cuda

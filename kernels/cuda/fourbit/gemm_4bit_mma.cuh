@@ -368,15 +368,18 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
     }
   }
   __syncthreads();
+  auto warps_sum = [&](int row, int tok) {
+    float sum = 0.f;
+    for (int w = 0; w < warps; ++w) sum += s_sum[w][row][tok];
+    return sum;
+  };
   if constexpr (SPLIT) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     // The CTA's sum over its warps into s_sum[0]; then each rank adds up its share of the
     // slab's outputs over the ranks' sums, in rank order.
     for (int i = threadIdx.x; i < kRows * kTokens; i += blockDim.x) {
       const int row = i % kRows, tok = i / kRows;
-      float sum = 0.f;
-      for (int w = 0; w < warps; ++w) sum += s_sum[w][row][tok];
-      s_sum[0][row][tok] = sum;
+      s_sum[0][row][tok] = warps_sum(row, tok);
     }
     namespace cg = cooperative_groups;
     cg::cluster_group cluster = cg::this_cluster();
@@ -400,8 +403,7 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
       const int row = i % kRows, tok = i / kRows;  // consecutive features a token: wide stores
       const int64_t n = n0 + row;
       if (n >= N || tok >= M) continue;
-      float sum = 0.f;
-      for (int w = 0; w < warps; ++w) sum += s_sum[w][row][tok];
+      float sum = warps_sum(row, tok);
       if (bias != nullptr) sum += to_float(bias[n]);
       out[int64_t(tok) * N + n] = from_float<T>(sum);
     }
@@ -451,21 +453,9 @@ cudaError_t launch_gemm_4bit_mma_slabs(const T* A, const uint8_t* B, const float
     const auto split = gemm_4bit_mma_kernel<T, MT, RT, U, AS, PS, kMmaRegWords, true>;
     const int s = gemm_4bit_mma_split((const void*)plain, (const void*)split, threads, smem, slabs,
                                       int(K / kMmaSubK) / (warps * U));
-    if (s > 1) {
-      cudaLaunchAttribute attr[1];
-      attr[0].id = cudaLaunchAttributeClusterDimension;
-      attr[0].val.clusterDim.x = unsigned(s);
-      attr[0].val.clusterDim.y = attr[0].val.clusterDim.z = 1;
-      cudaLaunchConfig_t cfg{};
-      cfg.gridDim = dim3(unsigned(s), unsigned(slabs), 1);
-      cfg.blockDim = dim3(unsigned(threads));
-      cfg.dynamicSmemBytes = size_t(smem);
-      cfg.stream = stream;
-      cfg.attrs = attr;
-      cfg.numAttrs = 1;
-      const cudaError_t e = cudaLaunchKernelEx(&cfg, split, A, B, code, scales, bias, out, m, N, K, log2_blocksize);
-      return e != cudaSuccess ? e : cudaGetLastError();
-    }
+    if (s > 1)
+      return launch_in_clusters(split, s, dim3(unsigned(s), unsigned(slabs)), threads, size_t(smem), stream, A, B,
+                                code, scales, bias, out, m, N, K, log2_blocksize);
   }
   plain<<<int(slabs), threads, smem, stream>>>(A, B, code, scales, bias, out, m, N, K, log2_blocksize);
   return cudaGetLastError();

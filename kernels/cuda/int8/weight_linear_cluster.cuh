@@ -201,22 +201,10 @@ cudaError_t launch_cluster_tokens(const T* A, const int8_t* CB, const float* SCB
   if (clusters <= 0) clusters = 1;
   const int64_t rounds = (tiles + clusters - 1) / clusters;
   const int64_t groups = (tiles + rounds - 1) / rounds;
-  cudaLaunchConfig_t cfg{};
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = unsigned(slices);
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  cfg.gridDim = dim3(unsigned(slices), unsigned(groups), 1);
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = size_t(smem);
-  cfg.stream = stream;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
   const bool weights_aligned = K % 16 == 0 && (reinterpret_cast<uintptr_t>(CB) & 15u) == 0;
   const bool a_aligned = K % 4 == 0 && (reinterpret_cast<uintptr_t>(A) & 7u) == 0;
-  e = cudaLaunchKernelEx(&cfg, kernel, A, CB, SCB, bias, M, N, K, ks, tiles, out, weights_aligned, a_aligned);
-  return e != cudaSuccess ? e : cudaGetLastError();
+  return launch_in_clusters(kernel, slices, dim3(unsigned(slices), unsigned(groups)), kThreads, size_t(smem), stream,
+                            A, CB, SCB, bias, M, N, K, ks, tiles, out, weights_aligned, a_aligned);
 }
 
 template <typename T>
