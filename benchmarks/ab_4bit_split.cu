@@ -3,7 +3,7 @@
 // shapes at 16, 32 and 64 tokens, weights cycled over 256 MiB so that they come from memory.
 // Each split's output must match the unsplit kernel's within the rounding of a reordered float32
 // sum (|a - b| <= 2^-7 |b| + 2^-12 max|b|); the row `rule` is what gemm_4bit_mma_split picks
-// with up to 4 CTAs a cluster. The last lines give the geometric mean of the unsplit kernel,
+// (up to kMmaMaxSplit CTAs a cluster). The last lines give the geometric mean of the unsplit kernel,
 // of the rule's choice and of the best split a case. On an sm_90 machine, from the repository's root:
 //   nvcc -std=c++17 -O3 -DNDEBUG --expt-relaxed-constexpr -arch=sm_90 -Ikernels/include -Ikernels/cuda \
 //     -Ikernels -o /tmp/ab_4bit_split benchmarks/ab_4bit_split.cu kernels/cuda/common/launch.cu \
@@ -108,8 +108,7 @@ int main() {
         return s;
       };
       const int64_t slabs = (N + cf.rows - 1) / cf.rows;
-      const int rule = gemm_4bit_mma_split((const void*)cf.plain, (const void*)cf.split, cf.threads, 0, slabs,
-                                           int(K / kMmaSubK) / (4 * cf.u), 4);
+      const int rule = gemm_4bit_mma_split((const void*)cf.split, cf.threads, 0, slabs, int(K / kMmaSubK) / (4 * cf.u));
       std::vector<bf> ref(size_t(N) * M), got(ref.size());
       cudaEvent_t e0, e1;
       cudaEventCreate(&e0);

@@ -31,9 +31,8 @@
 //
 // SPLIT (sm_90): a thread-block cluster of S CTAs takes one slab, each CTA a slice of its K, and
 // their sums meet through distributed shared memory, added in rank order (deterministic; no
-// workspace, no second launch). Where N / (16 RT) slabs are few against what the GPU holds at
-// once (4096 rows at 16-32 tokens: 128 CTAs of 4 warps on 132 SMs) or fill its last wave
-// badly (8192 rows at 64 tokens: 512 CTAs where 396 fit), the split multiplies the CTAs.
+// workspace, no second launch). Where N / (16 RT) slabs are fewer than the SMs (4096 rows at
+// 16-32 tokens: 128 CTAs of 4 warps on 132 SMs), the split multiplies the CTAs.
 #pragma once
 #include <cstdint>
 #include <cooperative_groups.h>
@@ -53,10 +52,8 @@ namespace bnb::cuda {
 constexpr int kMmaSubK = 64;      // k of a sub-chunk: 8 packed bytes a lane and row, four mma steps
 constexpr int kMmaMaxWarps = 8;   // warps of a CTA (one token tile: 4 or 8; more tokens: 4)
 constexpr int kMmaRegWords = 0;   // words of a lane's 8 bytes a row dequantized in registers (as kStreamRegWords)
-// The most CTAs a cluster splits a slab's K over (SPLIT above; 1: never split), and the
-// fraction of its last wave a launch should fill before the launcher splits further.
-constexpr int kMmaMaxSplit = 1;
-constexpr double kMmaWaveFill = 0.85;
+// The most CTAs a cluster splits a slab's K over (SPLIT above; 1: never split).
+constexpr int kMmaMaxSplit = 2;
 
 // The scale of a lane's 16 weights of a row (its 8 bytes) in a block whose stored absmax is
 // `stored` (marked blocks: nonfinite.h); the check of the bytes only in a marked block.
@@ -416,28 +413,20 @@ template <typename T> bool gemm_4bit_mma_fits(const T* A, const uint8_t* B, int6
          aligned16(A) && aligned16(B);
 }
 
-// The fill of the last wave where `units` CTAs (or clusters) run `per_wave` at a time.
-inline double wave_fill(int64_t units, int64_t per_wave) {
-  if (units <= 0 || per_wave <= 0) return 0.0;
-  const int64_t waves = (units + per_wave - 1) / per_wave;
-  return double(units) / double(waves * per_wave);
-}
-
-// The CTAs of a cluster that each slab is split over (SPLIT): none (1) where the slabs alone
-// fill the GPU's last wave to kMmaWaveFill, else the fewest up to kMmaMaxSplit that do, or the
-// best filling; each CTA keeps at least one round of sub-chunks a warp (`rounds` at 1).
-inline int gemm_4bit_mma_split(const void* plain, const void* split, int threads, int smem, int64_t slabs,
-                               int rounds, int max_split = kMmaMaxSplit) {
-  if (max_split <= 1 || !device_caps().clusters() || slabs > 65535) return 1;
-  double best_fill = wave_fill(slabs, persistent_grid(plain, threads, smem));
-  if (best_fill >= kMmaWaveFill) return 1;
-  int best = 1;
-  for (int s = 2; s <= max_split && s <= rounds; ++s) {
-    const double fill = wave_fill(slabs, max_active_clusters(split, threads, s, smem));
-    if (fill >= kMmaWaveFill) return s;
-    if (fill > best_fill + 0.02) best = s, best_fill = fill;  // (a near tie keeps fewer)
-  }
-  return best;
+// The CTAs of a cluster that each slab is split over (SPLIT): where the slabs are fewer than
+// the SMs, the fewest up to kMmaMaxSplit that give every SM a CTA, each CTA keeping at least one
+// round of sub-chunks a warp (`rounds` at 1); else none (1). Measured on an H100 (docs/4bit.md,
+// benchmarks/ab_4bit_split.cu): two CTAs a slab gained 17-32% at 16 tokens and 2-17% at 32
+// where 4096 rows make 128 slabs; where the slabs already give every SM one or more CTAs the
+// split lost up to 41% (a last wave's fill alone misled at 64 tokens on 4096 rows), and three
+// or four CTAs a cluster never won.
+inline int gemm_4bit_mma_split(const void* split, int threads, int smem, int64_t slabs, int rounds,
+                               int max_split = kMmaMaxSplit) {
+  const int sms = device_caps().sm_count;
+  if (max_split <= 1 || rounds < 2 || !device_caps().clusters() || slabs >= sms || slabs > 65535) return 1;
+  int s = 2;
+  while (s < max_split && s < rounds && s * slabs < sms) ++s;
+  return max_active_clusters(split, threads, s, smem) > 0 ? s : 1;
 }
 
 // One kernel shape over the N / (16 RT) slabs, split over clusters where that fills the GPU.
@@ -451,8 +440,7 @@ cudaError_t launch_gemm_4bit_mma_slabs(const T* A, const uint8_t* B, const float
   const auto plain = gemm_4bit_mma_kernel<T, MT, RT, U, AS, PS, kMmaRegWords, false>;
   if constexpr (kMmaMaxSplit > 1 && MT >= 2) {  // (one token tile: eight warps a CTA instead)
     const auto split = gemm_4bit_mma_kernel<T, MT, RT, U, AS, PS, kMmaRegWords, true>;
-    const int s = gemm_4bit_mma_split((const void*)plain, (const void*)split, threads, smem, slabs,
-                                      int(K / kMmaSubK) / (warps * U));
+    const int s = gemm_4bit_mma_split((const void*)split, threads, smem, slabs, int(K / kMmaSubK) / (warps * U));
     if (s > 1)
       return launch_in_clusters(split, s, dim3(unsigned(s), unsigned(slabs)), threads, size_t(smem), stream, A, B,
                                 code, scales, bias, out, m, N, K, log2_blocksize);

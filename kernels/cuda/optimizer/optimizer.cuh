@@ -37,6 +37,10 @@ constexpr int kOptThreads = 512;
 constexpr int kOptWarps = kOptThreads / 32;
 constexpr int kOptPerLane = 8;  // 32 lanes x 8 = one 256-value chunk per warp
 static_assert(kOptPerLane * 32 == kOptimizerBlock, "a warp covers one quantization block");
+// How many of a warp's chunks ahead of the current one are asked for with quantized state: the
+// next in registers, the rest of L2 (2: one in registers, one in L2). On an H100, 1, 3, 4 and 6
+// measured slower (docs/optimizers.md, benchmarks/ab_optimizer_ahead.cu).
+constexpr int kOptAhead = 2;
 
 // Shared memory of the quantized-state kernels: the nearest-code lookup of each map
 // (code_lookup.cuh; the first map's signed, the second's, Adam's second moment, unsigned),
@@ -616,7 +620,7 @@ __device__ __forceinline__ CtaChunks cta_chunks(int64_t total) {
 // third of the time, and one chunk ahead was not enough bytes in flight to cover DRAM's
 // latency under load. Prefetching stops at the end of a tensor (reading the next tensor's
 // slot early measured slower) and of the CTA's share.
-template <typename T, int Bits, Algorithm A, bool OneStep, bool Linear2>
+template <typename T, int Bits, Algorithm A, bool OneStep, bool Linear2, int Ahead>
 __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, const OptimizerHyper& h,
                                               const StateMaps& maps) {
   constexpr bool Q = Bits < 32;
@@ -654,10 +658,10 @@ __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, co
       cur.load(s, uint32_t(c - first), lane, c < full_end, kTwo, h.block_wise, kThree);
     }
     const bool full = c < full_end;
-    const int64_t cn = c + stride, c2 = cn + stride;
+    const int64_t cn = c + stride, cl2 = c + Ahead * stride;
     prefetched = kPrefetch && cn < full_end && cn < stop;
     if (prefetched) next.load(s, uint32_t(cn - first), lane, true, kTwo, h.block_wise, kThree);
-    if (prefetched && c2 < full_end && c2 < stop) prefetch_chunk_l2(l2, uint32_t(c2 - first));
+    if (Ahead > 1 && prefetched && cl2 < full_end && cl2 < stop) prefetch_chunk_l2(l2, uint32_t(cl2 - first));
     if (full)
       update_chunk<T, Bits, A, true, OneStep, Linear2>(s, k, uint32_t(c - first), lane, cur, h, maps);
     else
@@ -665,9 +669,9 @@ __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, co
   }
 }
 
-// Asks L2 for the warp's first two chunks (full ones): they arrive while the CTA builds its
+// Asks L2 for the warp's first Ahead chunks (full ones): they arrive while the CTA builds its
 // lookup tables, instead of after.
-template <typename T, int Bits>
+template <typename T, int Bits, int Ahead>
 __device__ __forceinline__ void prefetch_first_chunks_l2(const OptTable& tab, int count, bool two, bool three) {
   const int lane = threadIdx.x % kLanes;
   const int64_t stride = kOptWarps;
@@ -679,14 +683,14 @@ __device__ __forceinline__ void prefetch_first_chunks_l2(const OptTable& tab, in
   const int64_t first = __ldg(tab.starts + t), end = __ldg(tab.starts + t + 1);
   if (!slot_vectorizable(s)) return;
   const L2Lane l2 = l2_lane<T, Bits>(s, lane, two, three);
-  for (int64_t x = c; x < end && x < mine.stop && x <= c + stride && (x - first + 1) * kOptimizerBlock <= s.n;
+  for (int64_t x = c; x < end && x < mine.stop && x < c + Ahead * stride && (x - first + 1) * kOptimizerBlock <= s.n;
        x += stride)
     prefetch_chunk_l2(l2, uint32_t(x - first));
 }
 
 // 512 threads of about 120 registers fill an SM's register file: one CTA an SM. Smaller
 // register budgets (two CTAs) spill and measured slower.
-template <typename T, int Bits, Algorithm A>
+template <typename T, int Bits, Algorithm A, int Ahead = kOptAhead>
 __global__ void __launch_bounds__(kOptThreads, 1)
 optimizer_update_kernel(OptTable tab, int count, OptimizerHyper h, const float* __restrict__ code1,
                         const float* __restrict__ code2) {
@@ -706,7 +710,7 @@ optimizer_update_kernel(OptTable tab, int count, OptimizerHyper h, const float* 
   bool one_step = true;
   if constexpr (Q) {
     constexpr int kMapSize = 1 << Bits;
-    prefetch_first_chunks_l2<T, Bits>(tab, count, kTwo, has_state3(A));
+    prefetch_first_chunks_l2<T, Bits, Ahead>(tab, count, kTwo, has_state3(A));
     for (int i = threadIdx.x; i < kMapSize; i += blockDim.x) {
       val1[i] = __ldg(code1 + i);
       if constexpr (kTwo) val2[i] = __ldg(code2 + i);
@@ -716,14 +720,14 @@ optimizer_update_kernel(OptTable tab, int count, OptimizerHyper h, const float* 
   }
   if constexpr (Bits == 4) {  // (AdamW4bit's default maps: the one-compare lookup and the linear map)
     if (one_step && is_linear16_map(code2)) {
-      update_chunks<T, Bits, A, true, true>(tab, count, h, maps);
+      update_chunks<T, Bits, A, true, true, Ahead>(tab, count, h, maps);
       return;
     }
   }
   if (!Q || one_step)  // 32-bit state: no lookup, one instance
-    update_chunks<T, Bits, A, true, false>(tab, count, h, maps);
+    update_chunks<T, Bits, A, true, false, Ahead>(tab, count, h, maps);
   else if constexpr (Q)
-    update_chunks<T, Bits, A, false, false>(tab, count, h, maps);
+    update_chunks<T, Bits, A, false, false, Ahead>(tab, count, h, maps);
 }
 
 // Pre-pass: per tensor, ||u||^2, ||p||^2 and the max of the new states, without writing
