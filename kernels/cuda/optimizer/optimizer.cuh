@@ -37,10 +37,20 @@ constexpr int kOptThreads = 512;
 constexpr int kOptWarps = kOptThreads / 32;
 constexpr int kOptPerLane = 8;  // 32 lanes x 8 = one 256-value chunk per warp
 static_assert(kOptPerLane * 32 == kOptimizerBlock, "a warp covers one quantization block");
-// How many of a warp's chunks ahead of the current one are asked for with quantized state: the
-// next in registers, the rest of L2 (2: one in registers, one in L2). On an H100, 1, 3, 4 and 6
-// measured slower (docs/optimizers.md, benchmarks/ab_optimizer_ahead.cu).
-constexpr int kOptAhead = 2;
+// How the update kernel is built (benchmarks/ab_optimizer_tuning.cu measures the settings
+// against each other; docs/optimizers.md has the numbers):
+// - Ahead: how many of a warp's chunks ahead of the current one are asked for with quantized
+//   state, the next in registers, the rest of L2 (2: one in registers, one in L2). On an H100,
+//   1, 3, 4 and 6 measured slower.
+// - OneBranch: the reciprocals of a chunk's block maxima behind one test of all of them (the
+//   common case: every maximum a normal float up to 2^126) instead of each maximum's own
+//   tests and predicated prescale; the same results, fewer instructions issued.
+template <int Ahead, bool OneBranch>
+struct OptTuning {
+  static constexpr int kAhead = Ahead;
+  static constexpr bool kOneBranch = OneBranch;
+};
+using OptDefaultTuning = OptTuning<2, false>;
 
 // Shared memory of the quantized-state kernels: the nearest-code lookup of each map
 // (code_lookup.cuh; the first map's signed, the second's, Adam's second moment, unsigned),
@@ -451,13 +461,20 @@ __device__ __forceinline__ float max_keeping_nan(float a, float b) {
 // path, per state and chunk). m above 2^126, where the approximation flushes to zero, takes
 // the division. A subnormal m has no finite reciprocal: prescale_block first scales it and
 // its values by block_prescale (bnb/nonfinite.h, as the CPU kernel does).
-__device__ __forceinline__ float inverse_block_max(float m) {
-  if (!(m > 0.f)) return 0.f;
-  if (m > 0x1p126f) return 1.f / m;
+__device__ __forceinline__ float plain_inverse(float m) {
   float r;
   asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(m));
   return fmaf(r, fmaf(-m, r, 1.f), r);
 }
+__device__ __forceinline__ float inverse_block_max(float m) {
+  if (!(m > 0.f)) return 0.f;
+  if (m > 0x1p126f) return 1.f / m;
+  return plain_inverse(m);
+}
+
+// Whether block maximum m takes neither rare path of prescale_block: a normal float up to
+// 2^126 (no prescale; 1 / m is plain_inverse(m)).
+__device__ __forceinline__ bool plain_block_max(float m) { return m >= FLT_MIN && m <= 0x1p126f; }
 
 // The reciprocal of block maximum m for the lane's values v[first, first + count) in that
 // block, scaling those values first where m is subnormal (rare, and the same in every lane
@@ -478,7 +495,7 @@ __device__ __forceinline__ float prescale_block(float m, float (&v)[N], int firs
 // every lane, so that the warp reductions below run converged); otherwise every access is
 // checked against the end.
 // Linear2: the second map is the 4-bit linear map (i + 1) / 16, whose codes need no lookup.
-template <typename T, int Bits, Algorithm A, bool Full, bool OneStep, bool Linear2>
+template <typename T, int Bits, Algorithm A, bool Full, bool OneStep, bool Linear2, typename Tune>
 __device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScalars& k, uint32_t blk, int lane,
                                              const RawLane<T, Bits>& raw, const OptimizerHyper& h,
                                              const StateMaps& maps) {
@@ -533,17 +550,36 @@ __device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScal
     // Each run's block maximum over the lanes holding that block, stored by the block's first
     // lane where the block lies in the tensor; then the nearest of the 16 codes.
     float r1[L::kScales], r2[L::kScales];
+    float b1[L::kScales], b2[L::kScales];  // (OneBranch: the maxima until all are tested)
+    bool plain = true;
 #pragma unroll
     for (int r = 0; r < L::kScales; ++r) {
-      const float b1 = warp_max<L::kBlockLanes>(bm1[r]);
-      const float b2 = warp_max<L::kBlockLanes>(bm2[r]);
+      const float x1 = warp_max<L::kBlockLanes>(bm1[r]);
+      const float x2 = warp_max<L::kBlockLanes>(bm2[r]);
       const int64_t ablk = 2 * int64_t(blk) + L::run_block(lane, r);
       if (lane % L::kBlockLanes == 0 && (Full || ablk * kOptimizerBlock4bit < s.n)) {
-        s.absmax1[ablk] = b1;
-        s.absmax2[ablk] = b2;
+        s.absmax1[ablk] = x1;
+        s.absmax2[ablk] = x2;
       }
-      r1[r] = prescale_block(b1, d.a, r * L::kRun, L::kRun);
-      r2[r] = prescale_block(b2, d.b, r * L::kRun, L::kRun);
+      if constexpr (Tune::kOneBranch) {
+        b1[r] = x1, b2[r] = x2;
+        plain &= plain_block_max(x1) & plain_block_max(x2);
+      } else {
+        r1[r] = prescale_block(x1, d.a, r * L::kRun, L::kRun);
+        r2[r] = prescale_block(x2, d.b, r * L::kRun, L::kRun);
+      }
+    }
+    if constexpr (Tune::kOneBranch) {
+      if (plain) {
+#pragma unroll
+        for (int r = 0; r < L::kScales; ++r) r1[r] = plain_inverse(b1[r]), r2[r] = plain_inverse(b2[r]);
+      } else {
+#pragma unroll
+        for (int r = 0; r < L::kScales; ++r) {
+          r1[r] = prescale_block(b1[r], d.a, r * L::kRun, L::kRun);
+          r2[r] = prescale_block(b2[r], d.b, r * L::kRun, L::kRun);
+        }
+      }
     }
 #pragma unroll
     for (int j = 0; j < kOptPerLane; ++j) {
@@ -566,9 +602,16 @@ __device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScal
       m1 = k.max1;
       m2 = k.max2;
     }
-    const float r1 = prescale_block(m1, d.a, 0, kOptPerLane);
-    const float r2 = kTwo ? prescale_block(m2, d.b, 0, kOptPerLane) : 0.f;
-    const float r3 = kThree ? prescale_block(m3, d.c, 0, kOptPerLane) : 0.f;
+    float r1, r2 = 0.f, r3 = 0.f;
+    if (Tune::kOneBranch && plain_block_max(m1) & (!kTwo || plain_block_max(m2)) & (!kThree || plain_block_max(m3))) {
+      r1 = plain_inverse(m1);
+      if constexpr (kTwo) r2 = plain_inverse(m2);
+      if constexpr (kThree) r3 = plain_inverse(m3);
+    } else {
+      r1 = prescale_block(m1, d.a, 0, kOptPerLane);
+      if constexpr (kTwo) r2 = prescale_block(m2, d.b, 0, kOptPerLane);
+      if constexpr (kThree) r3 = prescale_block(m3, d.c, 0, kOptPerLane);
+    }
     // Block-wise maxima are of this chunk's own values; the tensor-wise state's comes from the
     // pre-pass kernel, whose values could round a little differently, so its magnitudes are
     // saturated before the lookup (code_lookup.cuh).
@@ -620,7 +663,7 @@ __device__ __forceinline__ CtaChunks cta_chunks(int64_t total) {
 // third of the time, and one chunk ahead was not enough bytes in flight to cover DRAM's
 // latency under load. Prefetching stops at the end of a tensor (reading the next tensor's
 // slot early measured slower) and of the CTA's share.
-template <typename T, int Bits, Algorithm A, bool OneStep, bool Linear2, int Ahead>
+template <typename T, int Bits, Algorithm A, bool OneStep, bool Linear2, typename Tune>
 __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, const OptimizerHyper& h,
                                               const StateMaps& maps) {
   constexpr bool Q = Bits < 32;
@@ -658,14 +701,14 @@ __device__ __forceinline__ void update_chunks(const OptTable& tab, int count, co
       cur.load(s, uint32_t(c - first), lane, c < full_end, kTwo, h.block_wise, kThree);
     }
     const bool full = c < full_end;
-    const int64_t cn = c + stride, cl2 = c + Ahead * stride;
+    const int64_t cn = c + stride, cl2 = c + Tune::kAhead * stride;
     prefetched = kPrefetch && cn < full_end && cn < stop;
     if (prefetched) next.load(s, uint32_t(cn - first), lane, true, kTwo, h.block_wise, kThree);
-    if (Ahead > 1 && prefetched && cl2 < full_end && cl2 < stop) prefetch_chunk_l2(l2, uint32_t(cl2 - first));
+    if (Tune::kAhead > 1 && prefetched && cl2 < full_end && cl2 < stop) prefetch_chunk_l2(l2, uint32_t(cl2 - first));
     if (full)
-      update_chunk<T, Bits, A, true, OneStep, Linear2>(s, k, uint32_t(c - first), lane, cur, h, maps);
+      update_chunk<T, Bits, A, true, OneStep, Linear2, Tune>(s, k, uint32_t(c - first), lane, cur, h, maps);
     else
-      update_chunk<T, Bits, A, false, OneStep, Linear2>(s, k, uint32_t(c - first), lane, cur, h, maps);
+      update_chunk<T, Bits, A, false, OneStep, Linear2, Tune>(s, k, uint32_t(c - first), lane, cur, h, maps);
   }
 }
 
@@ -690,7 +733,7 @@ __device__ __forceinline__ void prefetch_first_chunks_l2(const OptTable& tab, in
 
 // 512 threads of about 120 registers fill an SM's register file: one CTA an SM. Smaller
 // register budgets (two CTAs) spill and measured slower.
-template <typename T, int Bits, Algorithm A, int Ahead = kOptAhead>
+template <typename T, int Bits, Algorithm A, typename Tune = OptDefaultTuning>
 __global__ void __launch_bounds__(kOptThreads, 1)
 optimizer_update_kernel(OptTable tab, int count, OptimizerHyper h, const float* __restrict__ code1,
                         const float* __restrict__ code2) {
@@ -710,7 +753,7 @@ optimizer_update_kernel(OptTable tab, int count, OptimizerHyper h, const float* 
   bool one_step = true;
   if constexpr (Q) {
     constexpr int kMapSize = 1 << Bits;
-    prefetch_first_chunks_l2<T, Bits, Ahead>(tab, count, kTwo, has_state3(A));
+    prefetch_first_chunks_l2<T, Bits, Tune::kAhead>(tab, count, kTwo, has_state3(A));
     for (int i = threadIdx.x; i < kMapSize; i += blockDim.x) {
       val1[i] = __ldg(code1 + i);
       if constexpr (kTwo) val2[i] = __ldg(code2 + i);
@@ -720,14 +763,14 @@ optimizer_update_kernel(OptTable tab, int count, OptimizerHyper h, const float* 
   }
   if constexpr (Bits == 4) {  // (AdamW4bit's default maps: the one-compare lookup and the linear map)
     if (one_step && is_linear16_map(code2)) {
-      update_chunks<T, Bits, A, true, true, Ahead>(tab, count, h, maps);
+      update_chunks<T, Bits, A, true, true, Tune>(tab, count, h, maps);
       return;
     }
   }
   if (!Q || one_step)  // 32-bit state: no lookup, one instance
-    update_chunks<T, Bits, A, true, false, Ahead>(tab, count, h, maps);
+    update_chunks<T, Bits, A, true, false, Tune>(tab, count, h, maps);
   else if constexpr (Q)
-    update_chunks<T, Bits, A, false, false, Ahead>(tab, count, h, maps);
+    update_chunks<T, Bits, A, false, false, Tune>(tab, count, h, maps);
 }
 
 // Pre-pass: per tensor, ||u||^2, ||p||^2 and the max of the new states, without writing

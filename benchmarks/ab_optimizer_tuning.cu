@@ -1,15 +1,16 @@
-// The quantized-state optimizer update with its warps asking for 2, 1, 3 or 4 chunks ahead
-// of the one they compute (kOptAhead: the next in registers, the rest of L2), side by side on
-// the same data: AdamW with 8-bit state over the GPT-2-medium set (292 tensors, 355M values)
-// in bfloat16 and in float32, one float32 tensor of 2^28 values, AdamW with 4-bit state and
-// AdEMAMix with 8-bit state over the bfloat16 set. Every setting's parameters, states and
-// absmax must equal setting 2's bit for bit; times are medians of single launches, also as a
-// fraction of the copy floor (the bytes a step must move at the bandwidth of cudaMemcpy
-// measured here). The last line names the fastest setting by the geometric mean over the
-// bfloat16 cases. On a CUDA machine, from the repository's root:
+// Settings of the quantized-state optimizer update (OptTuning, optimizer.cuh) side by side:
+// how many chunks ahead of the one it computes a warp asks for (2 or 3: the next in registers,
+// the rest of L2) and whether the block maxima's reciprocals sit behind one branch. The same
+// data for every setting: AdamW with 8-bit state over the GPT-2-medium set (292 tensors, 355M
+// values) in bfloat16 and in float32, one float32 tensor of 2^28 values, AdamW with 4-bit
+// state and AdEMAMix with 8-bit state over the bfloat16 set. Every setting's parameters,
+// states and absmax must equal the first setting's (the library's default) bit for bit; times
+// are medians of single launches, also as a fraction of the copy floor (the bytes a step must
+// move at the bandwidth of cudaMemcpy measured here). The last line names the fastest setting
+// by the geometric mean over the bfloat16 cases. On a CUDA machine, from the repository's root:
 //   nvcc -std=c++17 -O3 -DNDEBUG --expt-relaxed-constexpr -arch=sm_90 -Ikernels/include \
-//     -Ikernels/cuda -Ikernels -o /tmp/ab_optimizer_ahead benchmarks/ab_optimizer_ahead.cu \
-//     kernels/cuda/common/launch.cu kernels/cuda/common/device_caps.cu && /tmp/ab_optimizer_ahead
+//     -Ikernels/cuda -Ikernels -o /tmp/ab_optimizer_tuning benchmarks/ab_optimizer_tuning.cu \
+//     kernels/cuda/common/launch.cu kernels/cuda/common/device_caps.cu && /tmp/ab_optimizer_tuning
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -57,8 +58,8 @@ static std::vector<int64_t> gpt2_medium() {
 }
 
 typedef void (*Kern)(OptTable, int, OptimizerHyper, const float*, const float*);
-constexpr int kNumSettings = 4;
-constexpr int kSettings[kNumSettings] = {2, 1, 3, 4};  // chunks ahead; the first is the reference
+constexpr int kNumSettings = 4;  // the first is the library's default, the reference
+const char* const kSettingNames[kNumSettings] = {"a2", "a2+1br", "a3", "a3+1br"};
 
 struct Case {
   const char* name;
@@ -73,8 +74,9 @@ struct Case {
 template <typename T, int Bits, Algorithm A>
 Case make_case(const char* name, bool three, std::vector<int64_t> sizes) {
   return {name, int(sizeof(T)), Bits, three, std::move(sizes),
-          {optimizer_update_kernel<T, Bits, A, 2>, optimizer_update_kernel<T, Bits, A, 1>,
-           optimizer_update_kernel<T, Bits, A, 3>, optimizer_update_kernel<T, Bits, A, 4>},
+          {optimizer_update_kernel<T, Bits, A, OptDefaultTuning>, optimizer_update_kernel<T, Bits, A, OptTuning<2, true>>,
+           optimizer_update_kernel<T, Bits, A, OptTuning<3, false>>,
+           optimizer_update_kernel<T, Bits, A, OptTuning<3, true>>},
           optimizer_smem_bytes(true, num_states(A))};
 }
 
@@ -228,7 +230,7 @@ int main() {
     std::vector<float> ref_a(size_t(total_blocks) * states), got_a(ref_a.size());
     printf("%-34s floor %7.1f us:", cs.name, floor_us);
     for (int v = 0; v < kNumSettings; ++v) {
-      const int ahead = kSettings[v], smem = cs.smem;
+      const int smem = cs.smem;
       const Kern kernel = cs.kernel[v];
       CK(cudaFuncSetAttribute((const void*)kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
       int per_sm = 0;
@@ -256,8 +258,8 @@ int main() {
         t.push_back(ms * 1000);
       }
       std::sort(t.begin(), t.end());
-      if (cs.elem == 2) logsum[ahead] += std::log(t[7]), count[ahead] += 1;
-      printf("  a%d %7.1f us %.2f%s", ahead, t[7], floor_us / t[7], eq ? "" : " MISMATCH");
+      if (cs.elem == 2) logsum[v] += std::log(t[7]), count[v] += 1;
+      printf("  %s %7.1f us %.2f%s", kSettingNames[v], t[7], floor_us / t[7], eq ? "" : " MISMATCH");
     }
     printf("\n");
     cudaFree(p), cudaFree(p0), cudaFree(g), cudaFree(st), cudaFree(st0), cudaFree(am), cudaFree(am0);
@@ -270,9 +272,9 @@ int main() {
   for (auto& [k, n] : count) {
     if (n != most) continue;
     const double gm = std::exp(logsum[k] / n);
-    printf("ahead %d: geomean %.1f us over %d bf16 cases\n", k, gm, n);
+    printf("%s: geomean %.1f us over %d bf16 cases\n", kSettingNames[k], gm, n);
     if (gm < best_t) best_t = gm, best = k;
   }
-  printf("BEST_AHEAD=%d\n", best);
+  printf("BEST=%s\n", kSettingNames[best]);
   return all_equal ? 0 : 2;
 }
