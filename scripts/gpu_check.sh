@@ -52,20 +52,27 @@ run_gtests() {
 }
 step gtest gtest.log run_gtests
 step selfcheck selfcheck.log python3 -m bitsandbytes
-# PYTEST_JOBS=J splits the test files over J processes sharing the GPU (their logs follow one
-# another in pytest.log); the default is one process.
+# PYTEST_JOBS=J deals the collected tests round-robin over J processes sharing the GPU (each
+# file's tests spread over all of them, so that no process holds the long files alone; their
+# logs follow one another in pytest.log); the default is one process.
 run_pytest() {
   local j=${PYTEST_JOBS:-1} i rc=0 pids=()
   if [ "$j" -le 1 ]; then python3 -m pytest -q -rs -p no:cacheprovider "$@" tests; return; fi
-  local files=(tests/test_*.py)
+  python3 -m pytest --collect-only -q -p no:cacheprovider "$@" tests | grep '::' >"$out/tests.txt" || return 1
+  awk -v j="$j" -v dir="$out" '{ print > (dir "/tests." ((NR - 1) % j) ".txt") }' "$out/tests.txt"
   for ((i = 0; i < j; i++)); do
-    local part=()
-    for ((k = i; k < ${#files[@]}; k += j)); do part+=("${files[k]}"); done
-    python3 -m pytest -q -rs -p no:cacheprovider "$@" "${part[@]}" >"$out/pytest.$i.log" 2>&1 &
+    [ -s "$out/tests.$i.txt" ] || continue
+    local ids=()
+    mapfile -t ids <"$out/tests.$i.txt"
+    python3 -m pytest -q -rs -p no:cacheprovider "$@" "${ids[@]}" >"$out/pytest.$i.log" 2>&1 &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
-  for ((i = 0; i < j; i++)); do cat "$out/pytest.$i.log"; rm -f "$out/pytest.$i.log"; done
+  for ((i = 0; i < j; i++)); do
+    [ -f "$out/pytest.$i.log" ] && cat "$out/pytest.$i.log"
+    rm -f "$out/pytest.$i.log" "$out/tests.$i.txt"
+  done
+  rm -f "$out/tests.txt"
   return $rc
 }
 step pytest pytest.log run_pytest "$@"
