@@ -4,7 +4,8 @@
 # Full logs go to the folder given as the first argument; a summary is printed last.
 #   bash scripts/gpu_check.sh OUT_DIR [pytest args...]
 # Switches: BENCH=0 skips the benchmarks, BENCHES="a b" runs only benchmarks/bench_{a,b}.py,
-# PYTEST_JOBS=J runs the tests in J processes, GTEST_SHARDS=S the CUDA GoogleTests in S (4).
+# PYTEST_JOBS=J runs the tests in J processes, GTEST_SHARDS=S the CUDA GoogleTests in S (4),
+# AB="x y" first builds and runs the standalone A/B harnesses benchmarks/ab_{x,y}.cu (sm_90).
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [pytest args]}
 shift
@@ -25,6 +26,19 @@ step() {  # step NAME LOG COMMAND...: runs a command, logs it, records pass/fail
 }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/gpu.txt" 2>&1
+# The A/B harnesses first, each built beside the others (one compiler process each) and run
+# alone: they time kernels against each other, and their verdicts (equal outputs, the fastest
+# setting) are their last lines.
+if [ -n "${AB:-}" ]; then
+  mkdir -p build/ab
+  for h in $AB; do
+    nvcc -std=c++17 -O3 -DNDEBUG --expt-relaxed-constexpr -arch=sm_90 -Ikernels/include -Ikernels/cuda \
+      -Ikernels -o "build/ab/$h" "benchmarks/ab_$h.cu" kernels/cuda/common/launch.cu \
+      kernels/cuda/common/device_caps.cu >"$out/ab_$h.build.log" 2>&1 &
+  done
+  wait
+  for h in $AB; do step "ab_$h" "ab_$h.log" "build/ab/$h"; done
+fi
 # The interpreter that holds torch builds and installs (a bare `pip` may belong to another).
 if python3 -m pip --version >/dev/null 2>&1; then
   build=(python3 -m pip install --no-build-isolation --no-deps -v -e .)
@@ -91,6 +105,11 @@ echo "== pytest: $(grep -E '(passed|failed|error)' "$out/pytest.log" | grep -E '
 grep -E "^(FAILED|ERROR)" "$out/pytest.log" | head -20
 echo "== gtest: $(grep -E '^\[  PASSED  \]' "$out/gtest.log" | tr '\n' ' ')"
 grep -E "^\[  FAILED  \]" "$out/gtest.log" | head -20
+for f in "$out"/ab_*.log; do
+  case $f in *.build.log) continue ;; esac
+  echo "== $(basename "$f")"
+  tail -6 "$f"
+done
 for f in "$out"/bench_*.log; do
   [ -f "$f" ] || continue
   echo "== $(basename "$f")"
