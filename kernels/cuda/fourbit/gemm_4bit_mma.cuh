@@ -115,9 +115,16 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
   constexpr int kWarps = MT == 1 ? kMmaMaxWarps : 4;  // most warps a CTA of this shape is launched with
   constexpr bool kAhead = MT <= 2;                    // activation fragments one sub-chunk ahead
   extern __shared__ uint4 s_a[];                      // A_SMEM: [M][K / 8 + 1]
-  __shared__ __align__(16) uint32_t s_pair[256 * 16];
+  // The warps' partial sums ([kWarps][kRows][kTokens + 1]: + 1, no bank conflicts on the way
+  // in) take the byte table's place once the K loop is done (a barrier between) where both
+  // would not fit the 48 KiB of static shared memory (64 tokens at RT 2); else each its own.
+  constexpr int kSumWords = kWarps * kRows * (kTokens + 1), kTableWords = 256 * 16;
+  constexpr bool kSumOverTable = 4 * (kSumWords + kTableWords + 256) > 48 * 1024;
+  __shared__ __align__(16) uint32_t s_pair[kSumOverTable && kSumWords > kTableWords ? kSumWords : kTableWords];
   __shared__ float s_ncode[256];                      // nested scales: the values of their codes
-  __shared__ float s_sum[kWarps][kRows][kTokens + 1];  // + 1: no bank conflicts on the way in
+  __shared__ float s_sum_own[kSumOverTable ? 1 : kSumWords];
+  using SumRows = float[kRows][kTokens + 1];
+  SumRows* const s_sum = reinterpret_cast<SumRows*>(kSumOverTable ? reinterpret_cast<float*>(s_pair) : s_sum_own);
 
   const int warps = int(blockDim.x) / 32;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
@@ -353,6 +360,7 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
     }
   }
 
+  if constexpr (kSumOverTable) __syncthreads();  // every warp's last lookup is done
   // c0, c1: row g, tokens 2t and 2t + 1 of the tile; c2, c3: row g + 8.
 #pragma unroll
   for (int r = 0; r < RT; ++r) {
