@@ -123,6 +123,11 @@ def gemv_4bit(A, B, out=None, transposed_A=False, transposed_B=False, state=None
     return into(out, result, "out", fn)
 
 
+# The op's overload itself: a decode step calls it for every layer, and the namespace lookup
+# and the overload packet's dispatch cost about a microsecond of host time a call.
+_linear_4bit_op = torch.ops.bitsandbytes.linear_4bit.default
+
+
 def linear_4bit(A, B, quant_state, bias=None):
     """A[..., K] @ dequant(B)^T (+ bias) for the packed 4-bit weight B of shape quant_state.shape
     = [N, K], with its scales as stored (nested ones are dequantized inside the kernel). A few rows
@@ -134,13 +139,13 @@ def linear_4bit(A, B, quant_state, bias=None):
     if not qs.nested:
         if absmax.dtype != torch.float32:
             absmax = absmax.float()
-        return torch.ops.bitsandbytes.linear_4bit(A, B, qs.shape, absmax, qs.code, qs.blocksize, bias)
+        return _linear_4bit_op(A, B, qs.shape, absmax, qs.code, qs.blocksize, bias)
     s2 = qs.state2
     offset = qs.offset
     if not isinstance(offset, torch.Tensor) or offset.dtype != torch.float32:
         offset = torch.as_tensor(offset, dtype=torch.float32, device=A.device)
-    return torch.ops.bitsandbytes.linear_4bit(A, B, qs.shape, absmax, qs.code, qs.blocksize, bias, s2.code, s2.absmax,
-                                              offset, s2.blocksize)
+    return _linear_4bit_op(A, B, qs.shape, absmax, qs.code, qs.blocksize, bias, s2.code, s2.absmax, offset,
+                           s2.blocksize)
 
 
 # Fake kernels (torch.compile, meta tensors): shapes and dtypes of each op's results.
