@@ -20,32 +20,10 @@
 #include <random>
 #include <vector>
 
+#include "harness_common.h"
 #include "optimizer/optimizer.cuh"
 using namespace bnb;
 using namespace bnb::cuda;
-#define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("CUDA %s line %d\n", cudaGetErrorString(e), __LINE__); exit(1); } } while (0)
-
-// The dynamic tree map (bitsandbytes.functional.create_dynamic_map, in float64 here: the
-// settings compare with each other, not with the library's map).
-static std::vector<float> dynamic_map(bool is_signed, int max_exp, int total_bits) {
-  const int value_bits = total_bits - 1;
-  std::vector<double> v;
-  for (int e = 0; e < max_exp; ++e) {
-    const int frac = e + value_bits - max_exp + (is_signed ? 0 : 1);
-    const int count = (1 << frac);
-    const double scale = std::pow(10.0, -(max_exp - 1) + e);
-    for (int i = 0; i < count; ++i) {
-      const double lo = 0.1 + 0.9 * i / count, hi = 0.1 + 0.9 * (i + 1) / count;
-      v.push_back(scale * (lo + hi) / 2);
-      if (is_signed) v.push_back(-scale * (lo + hi) / 2);
-    }
-  }
-  v.push_back(0.0);
-  v.push_back(1.0);
-  while (v.size() < size_t(1) << total_bits) v.push_back(0.0);
-  std::sort(v.begin(), v.end());
-  return std::vector<float>(v.begin(), v.end());
-}
 
 static std::vector<int64_t> gpt2_medium() {
   const int64_t d = 1024, vocab = 50304, ctx = 1024;
@@ -87,29 +65,7 @@ int main() {
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, dev));
-  // Copy bandwidth: a 1 GiB device-to-device copy, read + write bytes over its median time.
-  double copy_gbs = 0;
-  {
-    const size_t bytes = size_t(1) << 30;
-    void *a, *b;
-    CK(cudaMalloc(&a, bytes));
-    CK(cudaMalloc(&b, bytes));
-    cudaEvent_t e0, e1;
-    cudaEventCreate(&e0), cudaEventCreate(&e1);
-    std::vector<float> t;
-    for (int i = 0; i < 12; ++i) {
-      cudaEventRecord(e0);
-      CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
-      cudaEventRecord(e1);
-      CK(cudaEventSynchronize(e1));
-      float ms;
-      cudaEventElapsedTime(&ms, e0, e1);
-      t.push_back(ms);
-    }
-    std::sort(t.begin(), t.end());
-    copy_gbs = 2.0 * bytes / (t[6] * 1e6);
-    cudaFree(a), cudaFree(b);
-  }
+  const double copy_gbs = copy_bandwidth_gbs();
   printf("%s, %d SMs, %d KiB shared memory a CTA, copy %.0f GB/s\n", prop.name, sms, optin / 1024, copy_gbs);
 
   const std::vector<float> map8s = dynamic_map(true, 7, 8), map8u = dynamic_map(false, 7, 8);
@@ -245,21 +201,9 @@ int main() {
       CK(cudaMemcpy(v ? got_a.data() : ref_a.data(), am, ref_a.size() * 4, cudaMemcpyDeviceToHost));
       const bool eq = v == 0 || (ref_p == got_p && ref_s == got_s && memcmp(ref_a.data(), got_a.data(), ref_a.size() * 4) == 0);
       all_equal &= eq;
-      cudaEvent_t e0, e1;
-      cudaEventCreate(&e0), cudaEventCreate(&e1);
-      std::vector<float> t;
-      for (int r = 0; r < 15; ++r) {
-        cudaEventRecord(e0);
-        kernel<<<int(grid), kOptThreads, smem>>>(tab, count_t, hp, c1, c2);
-        cudaEventRecord(e1);
-        CK(cudaEventSynchronize(e1));
-        float ms;
-        cudaEventElapsedTime(&ms, e0, e1);
-        t.push_back(ms * 1000);
-      }
-      std::sort(t.begin(), t.end());
-      if (cs.elem == 2) logsum[v] += std::log(t[7]), count[v] += 1;
-      printf("  %s %7.1f us %.2f%s", kSettingNames[v], t[7], floor_us / t[7], eq ? "" : " MISMATCH");
+      const float us = 1000.f * median_ms([&] { kernel<<<int(grid), kOptThreads, smem>>>(tab, count_t, hp, c1, c2); });
+      if (cs.elem == 2) logsum[v] += std::log(us), count[v] += 1;
+      printf("  %s %7.1f us %.2f%s", kSettingNames[v], us, floor_us / us, eq ? "" : " MISMATCH");
     }
     printf("\n");
     cudaFree(p), cudaFree(p0), cudaFree(g), cudaFree(st), cudaFree(st0), cudaFree(am), cudaFree(am0);

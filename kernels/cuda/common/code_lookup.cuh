@@ -30,21 +30,14 @@
 #pragma once
 #include <cstdint>
 
+#include "bnb/code_buckets.h"
 #include "bnb/dtype.h"
 #include "bnb/float_compare.h"
 
 namespace bnb::cuda {
 
-constexpr int kBucketMantBits = 7;
-constexpr uint32_t kBucketLow = 0x3300;   // bucket key (top 16 float bits) of 2^-25
-constexpr uint32_t kBucketHigh = 0x3f80;  // bucket key of 1.0
-constexpr float kClampLow = 2.98023223876953125e-8f;  // 2^-25
-// Signed tables index a bucket by key ^ 0x1000 for negative x: keys of [2^-25, 1] all have
-// bit 12 set, so negative buckets land just below the positive ones, in one array.
-constexpr uint32_t kNegativeFlip = 0x1000;
-constexpr uint32_t kSignedFirst = kBucketLow ^ kNegativeFlip;
-constexpr int kSignedEntries = int(kBucketHigh - kSignedFirst + 1);
-constexpr int kUnsignedEntries = int(kBucketHigh - kBucketLow + 1);
+// The buckets (kBucketLow .. kBucketHigh, kNegativeFlip, kSignedFirst, the entry counts):
+// bnb/code_buckets.h.
 // Midpoints: mid[i] between code i and i + 1 for i < 255, mid[255] = +inf (no walk steps
 // past the last code).
 constexpr int kMidFloats = kCodeSize;
@@ -58,6 +51,21 @@ struct CodeLookup {
   float2* entry;  // per bucket: (first midpoint at or above its lowest value, that value's code as bits)
   float* mid;
 };
+
+// The same with 4-byte entries (bnb/code_buckets.h): half the shared-memory traffic a lookup.
+struct CodeLookup32 {
+  uint32_t* entry;
+  float* mid;
+};
+constexpr int lookup32_bytes(bool signed_values) {
+  return (signed_values ? kSignedEntries : kUnsignedEntries) * 4 + kMidFloats * int(sizeof(float));
+}
+__device__ __forceinline__ CodeLookup32 carve_lookup32(unsigned char* smem, bool signed_values) {
+  CodeLookup32 t;
+  t.entry = reinterpret_cast<uint32_t*>(smem);
+  t.mid = reinterpret_cast<float*>(smem + (signed_values ? kSignedEntries : kUnsignedEntries) * 4);
+  return t;
+}
 
 // Carves one map's lookup out of `smem` (lookup_bytes(signed_values) bytes, 8-byte aligned).
 __device__ __forceinline__ CodeLookup carve_lookup(unsigned char* smem, bool signed_values) {
@@ -97,14 +105,30 @@ __device__ __forceinline__ void bucket_range(uint32_t key, bool negative, float&
   hi = negative ? -small : large;
 }
 
-// Fills the entry of one bucket (c: the count of a nearby bucket's lowest value, or -1);
-// returns 1 where the bucket holds two or more midpoints (then only the walk is exact), else 0.
+// The bucket `key` (sign `negative`) as its closed range [lo, hi] and c, the count of midpoints
+// below lo (c on entry: the count of a nearby bucket's lowest value, or -1).
+__device__ __forceinline__ void locate_bucket(const float* mid, uint32_t key, bool negative, int& c, float& lo,
+                                              float& hi) {
+  bucket_range(key, negative, lo, hi);
+  c = c < 0 ? count_below(mid, lo) : count_below_from(mid, lo, c);
+}
+
+// Fills the entry of one bucket (c as locate_bucket takes it); returns 1 where only the walk
+// is exact for the bucket (it holds two or more midpoints; a 4-byte entry also where it cannot
+// say the midpoint), else 0.
 __device__ __forceinline__ int build_entry(CodeLookup t, int index, uint32_t key, bool negative, int& c) {
   float lo, hi;
-  bucket_range(key, negative, lo, hi);
-  c = c < 0 ? count_below(t.mid, lo) : count_below_from(t.mid, lo, c);
+  locate_bucket(t.mid, key, negative, c, lo, hi);
   t.entry[index] = make_float2(t.mid[c], __int_as_float(c));
   return c + 1 < kCodeSize && t.mid[c + 1] < hi;
+}
+__device__ __forceinline__ int build_entry(CodeLookup32 t, int index, uint32_t key, bool negative, int& c) {
+  float lo, hi;
+  locate_bucket(t.mid, key, negative, c, lo, hi);
+  uint32_t e = 0;
+  const bool fits = bucket_entry32(t.mid[c], hi, uint32_t(c), key, negative, e);
+  t.entry[index] = e;
+  return !fits || (c + 1 < kCodeSize && t.mid[c + 1] < hi);
 }
 
 // Builds the lookup of `code` (map_size entries: 256, or 16 for 4-bit codes) with the whole CTA
@@ -112,7 +136,8 @@ __device__ __forceinline__ int build_entry(CodeLookup t, int index, uint32_t key
 // one-compare form is exact for it. A smaller map's midpoints past its last are +inf, so that
 // every search and walk stops at its last code. Each thread fills a run of neighbouring
 // buckets. Ends with a barrier.
-__device__ __forceinline__ bool build_lookup(const float* __restrict__ code, CodeLookup t, bool signed_values,
+template <typename Lookup>
+__device__ __forceinline__ bool build_lookup(const float* __restrict__ code, Lookup t, bool signed_values,
                                              int map_size = kCodeSize) {
   for (int i = threadIdx.x; i < kCodeSize; i += blockDim.x)
     t.mid[i] = i < map_size - 1 ? positive_zero(0.5f * (__ldg(code + i) + __ldg(code + i + 1))) : __int_as_float(0x7f800000);
@@ -157,6 +182,19 @@ __device__ __forceinline__ uint32_t lookup_code(const CodeLookup& t, float x, bo
   const uint32_t sign = uint32_t(__float_as_int(x) >> 31);  // all ones for negative x (and -0.0)
   const uint32_t index = (__float_as_uint(m) >> 16) ^ (sign & kNegativeFlip);
   return finish_lookup(t, t.entry[index - kSignedFirst], x, one_step);
+}
+
+// The same from 4-byte entries: only the low byte of the result is the code (callers narrow it).
+template <bool Saturate = false>
+__device__ __forceinline__ uint32_t lookup_code(const CodeLookup32& t, float x, bool one_step) {
+  const float m = fmaxf(Saturate ? __saturatef(fabsf(x)) : fabsf(x), kClampLow);
+  const uint32_t mag = __float_as_uint(m);
+  const uint32_t sign = uint32_t(__float_as_int(x) >> 31);
+  const uint32_t e = t.entry[((mag >> 16) ^ (sign & kNegativeFlip)) - kSignedFirst];
+  if (one_step) return code_from_entry32(e, mag, sign);
+  uint32_t q = e & 0xffu;
+  while (t.mid[q] < x) ++q;
+  return q;
 }
 
 // The nearest code of x >= 0 (or -0.0), as second moments are: an unsigned table.

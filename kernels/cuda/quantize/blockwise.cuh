@@ -35,11 +35,17 @@ template <typename T, int BLOCK> struct DequantizeTileShape : BlockTileShape<T, 
   static constexpr int kTile = kChunks * Base::kChunkSpan;
 };
 
+// Whether the quantize kernel's lookup takes 4-byte entries (common/code_lookup.cuh,
+// CodeLookup32: half the shared-memory traffic a value, three integer instructions for one
+// subtraction); off until benchmarks/ab_quantize_lookup.cu has measured it.
+constexpr bool kQuantizeEntry32 = false;
+
 // The V codes of one chunk of a block with scale `scale`; marked: the block holds a non-finite
-// value (its non-finite values take the reserved code, no other value does).
-template <bool OneStep, int V>
+// value (its non-finite values take the reserved code, no other value does). Look: CodeLookup
+// or CodeLookup32.
+template <bool OneStep, int V, typename Look>
 __device__ __forceinline__ void chunk_codes_8bit(const float (&v)[V], BlockScale scale, bool marked,
-                                                 const CodeLookup& look, uint8_t (&q)[V]) {
+                                                 const Look& look, uint8_t (&q)[V]) {
 #pragma unroll
   for (int j = 0; j < V; ++j)  // (saturated: a non-finite x, whose code the mark replaces, stays inside the table)
     q[j] = uint8_t(lookup_code<true>(look, scale.apply(v[j]), OneStep));
@@ -49,10 +55,10 @@ __device__ __forceinline__ void chunk_codes_8bit(const float (&v)[V], BlockScale
   }
 }
 
-template <typename T, int BLOCK, bool OneStep>
+template <typename T, int BLOCK, bool OneStep, typename Look>
 __device__ __forceinline__ void quantize_tiles_8bit(const T* __restrict__ A, uint8_t* __restrict__ out,
                                                     float* __restrict__ absmax, int64_t n, unsigned* s_warp,
-                                                    const CodeLookup& look) {
+                                                    const Look& look) {
   constexpr int V = BlockTileShape<T, BLOCK>::kVec;
   quantize_block_tiles<T, BLOCK>(
       A, aligned16(out), absmax, n, s_warp, [](float amax) { return block_scale(amax, true); },
@@ -70,18 +76,26 @@ __device__ __forceinline__ void quantize_tiles_8bit(const T* __restrict__ A, uin
 }
 
 // Two CTAs an SM at least (64 registers a thread), so that one loads while the other computes;
-// the map's lookup (about 59 KB) in dynamic shared memory.
-template <typename T, int BLOCK>
+// the map's lookup (about 59 KB; 34 KB with 4-byte entries) in dynamic shared memory.
+template <typename T, int BLOCK, bool Entry32 = kQuantizeEntry32>
 __global__ void __launch_bounds__(kThreads, kTileCtasPerSM)
 quantize_blockwise_kernel(const T* __restrict__ A, const float* __restrict__ code, uint8_t* __restrict__ out,
                           float* __restrict__ absmax, int64_t n) {
   __shared__ unsigned s_warp[2 * kKeyHalf<BlockTileShape<T, BLOCK>::kBlocksPerThread>];
   extern __shared__ __align__(16) unsigned char lookup_smem[];
-  const CodeLookup look = carve_lookup(lookup_smem, true);
+  const auto look = [&] {
+    if constexpr (Entry32) return carve_lookup32(lookup_smem, true);
+    else return carve_lookup(lookup_smem, true);
+  }();
   if (build_lookup(code, look, true))  // the one-compare form is exact for this map (ends with a barrier)
     quantize_tiles_8bit<T, BLOCK, true>(A, out, absmax, n, s_warp, look);
   else
     quantize_tiles_8bit<T, BLOCK, false>(A, out, absmax, n, s_warp, look);
+}
+
+// Dynamic shared memory of quantize_blockwise_kernel.
+template <bool Entry32 = kQuantizeEntry32> constexpr int quantize_lookup_bytes() {
+  return Entry32 ? lookup32_bytes(true) : lookup_bytes(true);
 }
 
 template <typename T, int BLOCK>
@@ -135,7 +149,7 @@ cudaError_t launch_quantize_blockwise_bs(const T* A, const float* code, uint8_t*
   using S = BlockTileShape<T, BLOCK>;
   const int64_t tiles = (n + S::kTile - 1) / S::kTile;
   const auto kernel = quantize_blockwise_kernel<T, BLOCK>;
-  const int smem = lookup_bytes(true);
+  const int smem = quantize_lookup_bytes();
   const cudaError_t allowed = allow_dynamic_smem((const void*)kernel, smem);
   if (allowed != cudaSuccess) return allowed;
   const int64_t grid = std::min<int64_t>(tiles, persistent_grid((const void*)kernel, kThreads, smem));
