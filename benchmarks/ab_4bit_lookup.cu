@@ -18,11 +18,11 @@
 #include <map>
 #include <cuda_bf16.h>
 #include "bnb/codes_4bit.h"
+#include "harness_common.h"
 #include "fourbit/gemm_4bit_stream.cuh"
 using namespace bnb;
 using namespace bnb::cuda;
 using bf = __nv_bfloat16;
-#define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("CUDA %s line %d\n", cudaGetErrorString(e), __LINE__); exit(1);} } while (0)
 
 typedef void (*Kern)(const bf*, const uint8_t*, const float*, const BlockScales, const bf*, bf*, int, int64_t, int64_t, int);
 struct Variant { int family, param; Kern k; int rows_per_cta; int threads; };
@@ -37,12 +37,7 @@ int main(int argc, char** argv) {
   Shape shapes[] = {{"8192^2", 8192, 8192}, {"4096->11008", 11008, 4096}, {"11008->4096", 4096, 11008}, {"4096^2", 4096, 4096}};
   int dev; CK(cudaGetDevice(&dev)); cudaDeviceProp pr; CK(cudaGetDeviceProperties(&pr, dev));
   printf("device: %s, %d SMs\n", pr.name, pr.multiProcessorCount);
-  { size_t nb = size_t(1) << 31; void *a, *b; CK(cudaMalloc(&a, nb)); CK(cudaMalloc(&b, nb));
-    cudaEvent_t e0, e1; cudaEventCreate(&e0); cudaEventCreate(&e1);
-    for (int i = 0; i < 3; ++i) cudaMemcpyAsync(b, a, nb, cudaMemcpyDeviceToDevice);
-    cudaEventRecord(e0); for (int i = 0; i < 10; ++i) cudaMemcpyAsync(b, a, nb, cudaMemcpyDeviceToDevice); cudaEventRecord(e1);
-    CK(cudaEventSynchronize(e1)); float ms; cudaEventElapsedTime(&ms, e0, e1);
-    printf("copy bandwidth %.0f GB/s\n", 2.0 * nb * 10 / ms / 1e6); cudaFree(a); cudaFree(b); }
+  printf("copy bandwidth %.0f GB/s\n", copy_bandwidth_gbs());
   float* d_code; CK(cudaMalloc(&d_code, 64)); CK(cudaMemcpy(d_code, bnb::kNF4Code, 64, cudaMemcpyHostToDevice));
   std::vector<float> ncode(256); for (int i = 0; i < 256; ++i) ncode[i] = (i - 127.5f) / 127.5f;
   float* d_ncode; CK(cudaMalloc(&d_ncode, 1024)); CK(cudaMemcpy(d_ncode, ncode.data(), 1024, cudaMemcpyHostToDevice));

@@ -20,11 +20,11 @@
 
 #include <cuda_bf16.h>
 #include "bnb/codes_4bit.h"
+#include "harness_common.h"
 #include "fourbit/gemm_4bit_mma.cuh"
 using namespace bnb;
 using namespace bnb::cuda;
 using bf = __nv_bfloat16;
-#define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("CUDA %s line %d\n", cudaGetErrorString(e), __LINE__); exit(1); } } while (0)
 
 typedef void (*Kern)(const bf*, const uint8_t*, const float*, const BlockScales, const bf*, bf*, int, int64_t, int64_t, int);
 // A kernel shape: the library's for M tokens (launch_gemm_4bit_mma), or another tiling of the
