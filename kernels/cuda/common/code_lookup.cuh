@@ -29,6 +29,7 @@
 // bound by); midpoints are stored with +0.0 for -0.0, as that asks.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 #include "bnb/code_buckets.h"
 #include "bnb/dtype.h"
@@ -42,11 +43,6 @@ namespace bnb::cuda {
 // past the last code).
 constexpr int kMidFloats = kCodeSize;
 
-// Shared memory of one map's lookup: the entries (8 bytes each), then the midpoints.
-constexpr int lookup_bytes(bool signed_values) {
-  return (signed_values ? kSignedEntries : kUnsignedEntries) * 8 + kMidFloats * int(sizeof(float));
-}
-
 struct CodeLookup {
   float2* entry;  // per bucket: (first midpoint at or above its lowest value, that value's code as bits)
   float* mid;
@@ -57,21 +53,23 @@ struct CodeLookup32 {
   uint32_t* entry;
   float* mid;
 };
-constexpr int lookup32_bytes(bool signed_values) {
-  return (signed_values ? kSignedEntries : kUnsignedEntries) * 4 + kMidFloats * int(sizeof(float));
-}
-__device__ __forceinline__ CodeLookup32 carve_lookup32(unsigned char* smem, bool signed_values) {
-  CodeLookup32 t;
-  t.entry = reinterpret_cast<uint32_t*>(smem);
-  t.mid = reinterpret_cast<float*>(smem + (signed_values ? kSignedEntries : kUnsignedEntries) * 4);
-  return t;
+
+// Bytes of an entry (8 or 4), and the shared memory of one map's lookup: the entries, then the
+// midpoints.
+template <typename Lookup>
+constexpr int kEntryBytes = int(sizeof(std::remove_pointer_t<decltype(Lookup::entry)>));
+template <typename Lookup = CodeLookup>
+constexpr int lookup_bytes(bool signed_values) {
+  return (signed_values ? kSignedEntries : kUnsignedEntries) * kEntryBytes<Lookup> + kMidFloats * int(sizeof(float));
 }
 
-// Carves one map's lookup out of `smem` (lookup_bytes(signed_values) bytes, 8-byte aligned).
-__device__ __forceinline__ CodeLookup carve_lookup(unsigned char* smem, bool signed_values) {
-  CodeLookup t;
-  t.entry = reinterpret_cast<float2*>(smem);
-  t.mid = reinterpret_cast<float*>(smem + (signed_values ? kSignedEntries : kUnsignedEntries) * 8);
+// Carves one map's lookup out of `smem` (lookup_bytes<Lookup>(signed_values) bytes, 8-byte
+// aligned).
+template <typename Lookup = CodeLookup>
+__device__ __forceinline__ Lookup carve_lookup(unsigned char* smem, bool signed_values) {
+  Lookup t;
+  t.entry = reinterpret_cast<decltype(t.entry)>(smem);
+  t.mid = reinterpret_cast<float*>(smem + (signed_values ? kSignedEntries : kUnsignedEntries) * kEntryBytes<Lookup>);
   return t;
 }
 
@@ -176,22 +174,29 @@ __device__ __forceinline__ uint32_t finish_lookup(const CodeLookup& t, float2 e,
 
 // The nearest code of any x (a signed table). Saturate: the magnitude is clamped to 1 before the
 // bucket is taken, for callers whose scale is not the exact maximum of the values it scales.
+// The signed table's bucket of x: its clamped magnitude's bits, its sign (all ones for negative
+// x and -0.0) and the entry's index.
+struct SignedBucket {
+  uint32_t mag, sign, index;
+};
+template <bool Saturate>
+__device__ __forceinline__ SignedBucket signed_bucket(float x) {
+  const float m = fmaxf(Saturate ? __saturatef(fabsf(x)) : fabsf(x), kClampLow);
+  const uint32_t mag = __float_as_uint(m), sign = uint32_t(__float_as_int(x) >> 31);
+  return {mag, sign, ((mag >> 16) ^ (sign & kNegativeFlip)) - kSignedFirst};
+}
+
 template <bool Saturate = false>
 __device__ __forceinline__ uint32_t lookup_code(const CodeLookup& t, float x, bool one_step) {
-  const float m = fmaxf(Saturate ? __saturatef(fabsf(x)) : fabsf(x), kClampLow);
-  const uint32_t sign = uint32_t(__float_as_int(x) >> 31);  // all ones for negative x (and -0.0)
-  const uint32_t index = (__float_as_uint(m) >> 16) ^ (sign & kNegativeFlip);
-  return finish_lookup(t, t.entry[index - kSignedFirst], x, one_step);
+  return finish_lookup(t, t.entry[signed_bucket<Saturate>(x).index], x, one_step);
 }
 
 // The same from 4-byte entries: only the low byte of the result is the code (callers narrow it).
 template <bool Saturate = false>
 __device__ __forceinline__ uint32_t lookup_code(const CodeLookup32& t, float x, bool one_step) {
-  const float m = fmaxf(Saturate ? __saturatef(fabsf(x)) : fabsf(x), kClampLow);
-  const uint32_t mag = __float_as_uint(m);
-  const uint32_t sign = uint32_t(__float_as_int(x) >> 31);
-  const uint32_t e = t.entry[((mag >> 16) ^ (sign & kNegativeFlip)) - kSignedFirst];
-  if (one_step) return code_from_entry32(e, mag, sign);
+  const SignedBucket b = signed_bucket<Saturate>(x);
+  const uint32_t e = t.entry[b.index];
+  if (one_step) return code_from_entry32(e, b.mag, b.sign);
   uint32_t q = e & 0xffu;
   while (t.mid[q] < x) ++q;
   return q;

@@ -428,12 +428,12 @@ template <typename T> bool gemm_4bit_mma_fits(const T* A, const uint8_t* B, int6
 // where 4096 rows make 128 slabs; where the slabs already give every SM one or more CTAs the
 // split lost up to 41% (a last wave's fill alone misled at 64 tokens on 4096 rows), and three
 // or four CTAs a cluster never won.
-inline int gemm_4bit_mma_split(const void* split, int threads, int smem, int64_t slabs, int rounds,
-                               int max_split = kMmaMaxSplit) {
+inline int gemm_4bit_mma_split(const void* split, int threads, int smem, int64_t slabs, int rounds) {
   const int sms = device_caps().sm_count;
-  if (max_split <= 1 || rounds < 2 || !device_caps().clusters() || slabs >= sms || slabs > 65535) return 1;
+  // (fewer slabs than SMs also keeps grid.y, the slabs, far below its limit of 65535)
+  if (kMmaMaxSplit <= 1 || rounds < 2 || !device_caps().clusters() || slabs >= sms) return 1;
   int s = 2;
-  while (s < max_split && s < rounds && s * slabs < sms) ++s;
+  while (s < kMmaMaxSplit && s < rounds && s * slabs < sms) ++s;
   return max_active_clusters(split, threads, s, smem) > 0 ? s : 1;
 }
 

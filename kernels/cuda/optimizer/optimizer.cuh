@@ -604,7 +604,7 @@ __device__ __forceinline__ void update_chunk(const TensorSlot& s, const SlotScal
       m2 = k.max2;
     }
     float r1, r2 = 0.f, r3 = 0.f;
-    if (Tune::kOneBranch && plain_block_max(m1) & (!kTwo || plain_block_max(m2)) & (!kThree || plain_block_max(m3))) {
+    if (Tune::kOneBranch && (plain_block_max(m1) & (!kTwo || plain_block_max(m2)) & (!kThree || plain_block_max(m3)))) {
       r1 = plain_inverse(m1);
       if constexpr (kTwo) r2 = plain_inverse(m2);
       if constexpr (kThree) r3 = plain_inverse(m3);

@@ -16,6 +16,7 @@
 // builds its tables once.
 #pragma once
 #include <algorithm>
+#include <type_traits>
 
 #include "bnb/nonfinite.h"
 #include "bnb/quantize_cuda.h"
@@ -39,6 +40,7 @@ template <typename T, int BLOCK> struct DequantizeTileShape : BlockTileShape<T, 
 // CodeLookup32: half the shared-memory traffic a value, three integer instructions for one
 // subtraction); off until benchmarks/ab_quantize_lookup.cu has measured it.
 constexpr bool kQuantizeEntry32 = false;
+template <bool Entry32> using QuantizeLookup = std::conditional_t<Entry32, CodeLookup32, CodeLookup>;
 
 // The V codes of one chunk of a block with scale `scale`; marked: the block holds a non-finite
 // value (its non-finite values take the reserved code, no other value does). Look: CodeLookup
@@ -83,10 +85,7 @@ quantize_blockwise_kernel(const T* __restrict__ A, const float* __restrict__ cod
                           float* __restrict__ absmax, int64_t n) {
   __shared__ unsigned s_warp[2 * kKeyHalf<BlockTileShape<T, BLOCK>::kBlocksPerThread>];
   extern __shared__ __align__(16) unsigned char lookup_smem[];
-  const auto look = [&] {
-    if constexpr (Entry32) return carve_lookup32(lookup_smem, true);
-    else return carve_lookup(lookup_smem, true);
-  }();
+  const auto look = carve_lookup<QuantizeLookup<Entry32>>(lookup_smem, true);
   if (build_lookup(code, look, true))  // the one-compare form is exact for this map (ends with a barrier)
     quantize_tiles_8bit<T, BLOCK, true>(A, out, absmax, n, s_warp, look);
   else
@@ -95,7 +94,7 @@ quantize_blockwise_kernel(const T* __restrict__ A, const float* __restrict__ cod
 
 // Dynamic shared memory of quantize_blockwise_kernel.
 template <bool Entry32 = kQuantizeEntry32> constexpr int quantize_lookup_bytes() {
-  return Entry32 ? lookup32_bytes(true) : lookup_bytes(true);
+  return lookup_bytes<QuantizeLookup<Entry32>>(true);
 }
 
 template <typename T, int BLOCK>
