@@ -6,7 +6,7 @@
 # Switches: BENCH=0 skips the benchmarks, BENCHES="a b" runs only benchmarks/bench_{a,b}.py,
 # PYTEST_JOBS=J runs the tests in J processes, GTEST_SHARDS=S the CUDA GoogleTests in S (4),
 # AB="x y" first builds and runs the standalone A/B harnesses benchmarks/ab_{x,y}.cu (sm_90),
-# GTEST=0 skips the GoogleTests (a short call: the pytest suite alone).
+# GTEST=0 skips the GoogleTests (a short call: the pytest suite alone), PYTEST=0 the pytest suite.
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [pytest args]}
 shift
@@ -90,7 +90,7 @@ run_pytest() {
   rm -f "$out/tests.txt"
   return $rc
 }
-step pytest pytest.log run_pytest "$@"
+[ "${PYTEST:-1}" = 1 ] && step pytest pytest.log run_pytest "$@"
 if [ "${BENCH:-1}" = 1 ]; then
   for b in benchmarks/bench_*.py; do
     name=$(basename "$b" .py); name=${name#bench_}
