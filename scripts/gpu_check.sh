@@ -6,7 +6,8 @@
 # Switches: BENCH=0 skips the benchmarks, BENCHES="a b" runs only benchmarks/bench_{a,b}.py,
 # PYTEST_JOBS=J runs the tests in J processes, GTEST_SHARDS=S the CUDA GoogleTests in S (4),
 # AB="x y" first builds and runs the standalone A/B harnesses benchmarks/ab_{x,y}.cu (sm_90),
-# GTEST=0 skips the GoogleTests (a short call: the pytest suite alone), PYTEST=0 the pytest suite.
+# GTEST=0 skips the GoogleTests (a short call: the pytest suite alone), PYTEST=0 the pytest suite,
+# BUILD=0 the build (a second call on the tree an earlier one built).
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [pytest args]}
 shift
@@ -46,8 +47,8 @@ if python3 -m pip --version >/dev/null 2>&1; then
 else
   build=(python3 setup.py build_ext --inplace)
 fi
-step build build.log env MAX_JOBS=$jobs "${build[@]}" || {
-  tail -40 "$out/build.log"; printf '%s\n' "${summary[@]}"; exit 1; }
+[ "${BUILD:-1}" = 1 ] && { step build build.log env MAX_JOBS=$jobs "${build[@]}" || {
+  tail -40 "$out/build.log"; printf '%s\n' "${summary[@]}"; exit 1; }; }
 # The GoogleTest binaries run directly (one process per test, as ctest runs them, pays a CUDA
 # context per test): the CPU kernels' at once, the CUDA launchers' in GTEST_SHARDS shards side by
 # side.
