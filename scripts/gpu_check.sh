@@ -36,7 +36,8 @@ if [ -n "${AB:-}" ]; then
   for h in $AB; do
     nvcc -std=c++17 -O3 -DNDEBUG --expt-relaxed-constexpr -arch=sm_90 -Ikernels/include -Ikernels/cuda \
       -Ikernels -o "build/ab/$h" "benchmarks/ab_$h.cu" kernels/cuda/common/launch.cu \
-      kernels/cuda/common/device_caps.cu >"$out/ab_$h.build.log" 2>&1 &
+      kernels/cuda/common/device_caps.cu $(grep -q '<cublas_v2.h>' "benchmarks/ab_$h.cu" && echo -lcublas) \
+      >"$out/ab_$h.build.log" 2>&1 &
   done
   wait
   for h in $AB; do step "ab_$h" "ab_$h.log" "build/ab/$h"; done

@@ -24,10 +24,8 @@
 // - otherwise (blocks of 32, and 32 or more tokens, where a partial per token tile would cost
 //   more than it saves): each fragment register is multiplied by the scale rounded to the dtype.
 //
-// A CTA is one 16 RT WR-row slab of W: its warps in WR row groups of 16 RT rows, each group's K
-// split over its warps (adjacent sub-chunks, so the CTA reads each row in long runs); the
-// partial sums meet in shared memory. The WR groups read the same activations at about the same
-// time, so that the L1 serves a CTA's A once for all of them (WR 1: every warp its own). Each warp keeps
+// A CTA is one 16 RT-row slab of W with its K split over its warps (adjacent sub-chunks, so the
+// CTA reads each row in long runs); their partial sums meet in shared memory. Each warp keeps
 // two rounds of U sub-chunks in flight: the next round is loaded before the current one is
 // used, and the first before the CTA fills its tables.
 //
@@ -107,22 +105,20 @@ __device__ __forceinline__ void fill_code_pairs(uint32_t* s_pair, float* s_ncode
 // the CTA first copies all of A to shared memory (rows padded by 16 bytes: conflict-free
 // fragment reads), all its loads in flight at once, where it fits; else fragments come through
 // the L1 (one sub-chunk ahead for MT <= 2). POST: scales applied to partial sums (above).
-template <typename T, int MT, int RT, int U, bool A_SMEM, bool POST, int REG_W = 0, bool SPLIT = false, int WR = 1>
+template <typename T, int MT, int RT, int U, bool A_SMEM, bool POST, int REG_W = 0, bool SPLIT = false>
 __global__ void __launch_bounds__(kMmaMaxWarps * 32)
 gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, const float* __restrict__ code,
                      const BlockScales scales, const T* __restrict__ bias, T* __restrict__ out, int M, int64_t N,
                      int64_t K, int log2_blocksize) {
   using P = Pair4bit<T>;
-  constexpr int kTokens = MT * 8, kRows = 16 * RT * WR;  // a CTA's rows
-  constexpr int kWarps = MT == 1 || WR > 1 ? kMmaMaxWarps : 4;  // most warps a CTA of this shape is launched with
-  constexpr int kParts = kWarps / WR;                 // most warps a row group's K is split over
-  static_assert(kParts >= 1 && kWarps % WR == 0, "whole row groups");
+  constexpr int kTokens = MT * 8, kRows = 16 * RT;
+  constexpr int kWarps = MT == 1 ? kMmaMaxWarps : 4;  // most warps a CTA of this shape is launched with
   constexpr bool kAhead = MT <= 2;                    // activation fragments one sub-chunk ahead
   extern __shared__ uint4 s_a[];                      // A_SMEM: [M][K / 8 + 1]
-  // The K parts' partial sums ([kParts][kRows][kTokens + 1]: + 1, no bank conflicts on the way
+  // The warps' partial sums ([kWarps][kRows][kTokens + 1]: + 1, no bank conflicts on the way
   // in) take the byte table's place once the K loop is done (a barrier between) where both
   // would not fit the 48 KiB of static shared memory (64 tokens at RT 2); else each its own.
-  constexpr int kSumWords = kParts * kRows * (kTokens + 1), kTableWords = 256 * 16;
+  constexpr int kSumWords = kWarps * kRows * (kTokens + 1), kTableWords = 256 * 16;
   constexpr bool kSumOverTable = 4 * (kSumWords + kTableWords + 256) > 48 * 1024;
   __shared__ __align__(16) uint32_t s_pair[kSumOverTable && kSumWords > kTableWords ? kSumWords : kTableWords];
   __shared__ float s_ncode[256];                      // nested scales: the values of their codes
@@ -130,12 +126,10 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
   using SumRows = float[kRows][kTokens + 1];
   SumRows* const s_sum = reinterpret_cast<SumRows*>(kSumOverTable ? reinterpret_cast<float*>(s_pair) : s_sum_own);
 
-  const int parts = int(blockDim.x) / (32 * WR);  // warps a row group's K is split over
-  const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-  const int warp = threadIdx.x / 32 / WR, group = threadIdx.x / 32 % WR;  // K part, row group
+  const int warps = int(blockDim.x) / 32;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   // SPLIT: the cluster of gridDim.x CTAs shares slab blockIdx.y, rank blockIdx.x its slice of K.
   const int64_t n0 = int64_t(SPLIT ? blockIdx.y : blockIdx.x) * kRows;
-  const int r0 = group * 16 * RT;  // the group's first row in the slab
   // Rows past N and tokens past M repeat the last one (their results are never written).
   // Row h * 8 + g of tile r (h = 0, 1: the fragment's two row halves).
   const uint8_t* w_row[RT][2];
@@ -146,7 +140,7 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
   for (int r = 0; r < RT; ++r) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int64_t row = min(n0 + r0 + 16 * r + 8 * h + g, N - 1);
+      const int64_t row = min(n0 + 16 * r + 8 * h + g, N - 1);
       w_row[r][h] = B + row * (K / 2) + 8 * t;
       first[r][h] = int((row * K) >> 4) + (POST ? 0 : t);
     }
@@ -158,7 +152,7 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
     sub_begin = min(subs, int(blockIdx.x) * per);
     subs = min(subs, sub_begin + per);
   }
-  const int stride = parts * U;
+  const int stride = warps * U;
   // Round c0's weights and scales; sub-chunks past the end are not loaded (nor used).
   auto load_round = [&](uint2 (&w)[U][RT][2], ScaleParts (&sp)[U][RT][2], int c0) {
 #pragma unroll
@@ -372,16 +366,16 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
   for (int r = 0; r < RT; ++r) {
 #pragma unroll
     for (int nt = 0; nt < MT; ++nt) {
-      s_sum[warp][r0 + 16 * r + g][nt * 8 + 2 * t] = acc[r][nt][0];
-      s_sum[warp][r0 + 16 * r + g][nt * 8 + 2 * t + 1] = acc[r][nt][1];
-      s_sum[warp][r0 + 16 * r + g + 8][nt * 8 + 2 * t] = acc[r][nt][2];
-      s_sum[warp][r0 + 16 * r + g + 8][nt * 8 + 2 * t + 1] = acc[r][nt][3];
+      s_sum[warp][16 * r + g][nt * 8 + 2 * t] = acc[r][nt][0];
+      s_sum[warp][16 * r + g][nt * 8 + 2 * t + 1] = acc[r][nt][1];
+      s_sum[warp][16 * r + g + 8][nt * 8 + 2 * t] = acc[r][nt][2];
+      s_sum[warp][16 * r + g + 8][nt * 8 + 2 * t + 1] = acc[r][nt][3];
     }
   }
   __syncthreads();
   auto warps_sum = [&](int row, int tok) {
     float sum = 0.f;
-    for (int w = 0; w < parts; ++w) sum += s_sum[w][row][tok];
+    for (int w = 0; w < warps; ++w) sum += s_sum[w][row][tok];
     return sum;
   };
   if constexpr (SPLIT) {
