@@ -54,7 +54,7 @@ int max_active_clusters(const void* kernel, int threads, int cluster, int dynami
 }
 
 cudaError_t allow_dynamic_smem(const void* kernel, int bytes) {
-  if (bytes <= 48 * 1024) return cudaSuccess;
+  if (bytes <= 0) return cudaSuccess;
   static std::mutex mutex;
   static std::map<std::tuple<int, const void*>, int> allowed;
   const DeviceCaps& caps = device_caps();
@@ -63,7 +63,12 @@ cudaError_t allow_dynamic_smem(const void* kernel, int bytes) {
   std::lock_guard<std::mutex> lock(mutex);
   auto it = allowed.find(key);
   if (it != allowed.end() && it->second >= bytes) return cudaSuccess;
-  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  // The default 48 KiB holds the kernel's static shared memory and the dynamic bytes together.
+  cudaFuncAttributes attributes;
+  cudaError_t err = cudaFuncGetAttributes(&attributes, kernel);
+  if (err != cudaSuccess) return err;
+  if (attributes.sharedSizeBytes + size_t(bytes) > size_t(48 * 1024))
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   if (err != cudaSuccess) return err;
   allowed[key] = bytes;
   return cudaSuccess;

@@ -14,8 +14,9 @@ int persistent_grid(const void* kernel, int threads, int dynamic_smem);
 // when none fit or the query failed (the caller then launches without clusters or with one).
 int max_active_clusters(const void* kernel, int threads, int cluster, int dynamic_smem);
 
-// Lets `kernel` use `bytes` of dynamic shared memory on the current device; a no-op at or
-// below the default 48 KiB and once a kernel has been allowed as much.
+// Lets `kernel` use `bytes` of dynamic shared memory on the current device: asks for more than
+// the default only where its static shared memory and `bytes` together pass 48 KiB; a lookup
+// once a kernel has been allowed as much.
 cudaError_t allow_dynamic_smem(const void* kernel, int bytes);
 
 // Launches `kernel` on `grid` in thread-block clusters of `cluster` blocks along x (sm_90), and

@@ -193,10 +193,9 @@ gemm_4bit_tile_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, co
   }
 
   // The CTA's sums, [kRows][kTokens + 1] in the stages' place (every stage is consumed: the
-  // loop's last barrier, or no stage at all). c0, c1: row g, tokens 2t, 2t + 1; c2, c3: row g + 8.
+  // loop's last barrier; with no stage, the buffers were never used). c0, c1: row g, tokens 2t, 2t + 1; c2, c3: row g + 8.
   using SumRows = float[kTokens + 1];
   SumRows* const s_sum = reinterpret_cast<SumRows*>(s_dyn);
-  if (stages == 0) __syncthreads();  // (no stage: the tables' fill is the last use of shared memory)
 #pragma unroll
   for (int r = 0; r < RT; ++r) {
     const int row = warp * 16 * RT + 16 * r + g;
@@ -246,15 +245,17 @@ template <typename T> bool gemm_4bit_tile_fits(const T* A, const uint8_t* B, int
   return M > 16 && gemm_4bit_mma_fits(A, B, M, N, K) && N <= int64_t(65535) * 16;
 }
 
-// The CTAs of a cluster each slab's K is split over: of 1..kTileMaxSplit (each rank at least
-// one stage of `subs_a_stage` sub-chunks), the one whose CTAs best fill whole waves of `per_sm`
-// CTAs an SM; the fewest of equals.
+// The CTAs of a cluster each slab's K is split over: of 1..kTileMaxSplit (every rank at least
+// one stage of `subs_a_stage` sub-chunks, as the kernel deals them), the one whose CTAs best
+// fill whole waves of `per_sm` CTAs an SM; the fewest of equals.
 inline int gemm_4bit_tile_split(int64_t slabs, int subs, int subs_a_stage, int per_sm) {
   const int64_t slots = int64_t(device_caps().sm_count) * (per_sm > 0 ? per_sm : 1);
   const int most = device_caps().clusters() ? kTileMaxSplit : 1;
   int best = 1;
   double best_fill = 0.0;
-  for (int s = 1; s <= most && (s == 1 || s * subs_a_stage <= subs); ++s) {
+  for (int s = 1; s <= most; ++s) {
+    const int per = ((subs + s - 1) / s + subs_a_stage - 1) / subs_a_stage * subs_a_stage;
+    if (s > 1 && (s - 1) * per >= subs) continue;  // the last rank would have nothing
     const int64_t ctas = slabs * s, waves = (ctas + slots - 1) / slots;
     const double fill = double(ctas) / double(waves * slots);
     if (fill > best_fill + 1e-9) best = s, best_fill = fill;
@@ -268,6 +269,7 @@ template <typename T, int MT, int RT, int WARPS, int SUBS>
 cudaError_t launch_gemm_4bit_tile(const T* A, const uint8_t* B, const float* code, const BlockScales& scales,
                                   const T* bias, T* out, int64_t M, int64_t N, int64_t K, int log2_blocksize,
                                   cudaStream_t stream, int split = 0) {
+  if (M < 1 || M > 8 * MT || split > kTileMaxSplit) return cudaErrorInvalidValue;
   const auto kernel = gemm_4bit_tile_kernel<T, MT, RT, WARPS, SUBS>;
   const int smem = gemm_4bit_tile_smem<MT, RT, WARPS, SUBS>(int(M)), threads = WARPS * 32;
   cudaError_t err = allow_dynamic_smem((const void*)kernel, smem);
@@ -280,6 +282,9 @@ cudaError_t launch_gemm_4bit_tile(const T* A, const uint8_t* B, const float* cod
     if (err != cudaSuccess) return err;
     split = gemm_4bit_tile_split(slabs, int(K / kMmaSubK), SUBS, per_sm);
     if (split > 1 && max_active_clusters((const void*)kernel, threads, split, smem) <= 0) split = 1;
+  } else if (split > 1 && (!device_caps().clusters() ||
+                            max_active_clusters((const void*)kernel, threads, split, smem) <= 0)) {
+    return cudaErrorInvalidConfiguration;  // a cluster asked for that this device cannot run
   }
   const dim3 grid{unsigned(split), unsigned(slabs)};
   if (split > 1)
