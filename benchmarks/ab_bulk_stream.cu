@@ -13,36 +13,10 @@
 #include <cstdio>
 #include <vector>
 
+#include "bulk_copy.h"
 #include "harness_common.h"
 
 constexpr int kMaxStages = 16;
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
-__device__ __forceinline__ void bar_init(uint64_t* bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void bar_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(bar)) : "memory");
-}
-__device__ __forceinline__ void bar_arrive_expect(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
-}
-// Waits until the phase of parity `parity` has completed.
-__device__ __forceinline__ void bar_wait(uint64_t* bar, uint32_t parity) {
-  asm volatile(
-      "{\n.reg .pred done;\n"
-      "WAIT_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra WAIT_%=;\n}" ::"r"(smem_addr(bar)),
-      "r"(parity)
-      : "memory");
-}
-__device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                   smem_addr(dst)),
-               "l"(src), "r"(bytes), "r"(smem_addr(bar))
-               : "memory");
-}
 
 // Warp 0 (one lane) fills the ring; warps 1..consumers read it. CTA c streams bytes
 // [c * per_cta, (c + 1) * per_cta) in slots of `slot` bytes.
@@ -53,7 +27,7 @@ __global__ void bulk_stream(const uint8_t* __restrict__ src, int64_t per_cta, in
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, consumers = int(blockDim.x) / 32 - 1;
   if (threadIdx.x == 0) {
     for (int s = 0; s < stages; ++s) bar_init(&full[s], 1), bar_init(&empty[s], uint32_t(consumers));
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");  // visible to the copy engine too
+    bars_initialized();
   }
   __syncthreads();
   const uint8_t* base = src + int64_t(blockIdx.x) * per_cta;
