@@ -109,6 +109,7 @@ int main() {
           CK(cudaGetLastError());
           CK(cudaDeviceSynchronize());
           const float ms = median_ms([&] { bulk_stream<<<ctas, 32 * (1 + consumers), smem>>>(src, per_cta, slot, stages, sink); });
+          CK(cudaGetLastError());
           const double gbs = double(per_cta) * ctas / (ms * 1e6);
           best = gbs > best ? gbs : best;
           printf("%d CTA/SM  slot %5d  stages %2d  consumers %d: %.0f GB/s (%.0f%% of copy, %.0f%% of plain read)\n",
