@@ -22,9 +22,8 @@
 #include <vector>
 
 #include <cuda_bf16.h>
-#include "bnb/codes_4bit.h"
 #include "bulk_copy.h"
-#include "harness_common.h"
+#include "harness_4bit.h"
 #include "fourbit/gemm_4bit_stream.cuh"
 using namespace bnb;
 using namespace bnb::cuda;
@@ -196,62 +195,23 @@ int main() {
       {gemm_4bit_bulk_kernel<bf, true, 8>, 8, 2048, 4, 1, "C8 KC2048 S4 1/SM"},
       {gemm_4bit_bulk_kernel<bf, true, 4>, 4, 512, 6, 2, "C4 KC512 S6 2/SM"},
       {gemm_4bit_bulk_kernel<bf, true, 4>, 4, 1024, 4, 2, "C4 KC1024 S4 2/SM"}};
-  float* d_code;
-  CK(cudaMalloc(&d_code, 64));
-  CK(cudaMemcpy(d_code, bnb::kNF4Code, 64, cudaMemcpyHostToDevice));
-  std::vector<float> ncode(256);
-  for (int i = 0; i < 256; ++i) ncode[i] = (i - 127.5f) / 127.5f;
-  float* d_ncode;
-  CK(cudaMalloc(&d_ncode, 1024));
-  CK(cudaMemcpy(d_ncode, ncode.data(), 1024, cudaMemcpyHostToDevice));
   bool all_close = true;
   for (int si = 0; si < int(sizeof(shapes) / sizeof(shapes[0])); ++si) {
     const Shape& sh = shapes[si];
-    const int64_t N = sh.N, K = sh.K, nbytes = N * K / 2, blocks = N * K >> 6, groups = (blocks + 255) / 256;
-    const int copies = int(std::max<int64_t>(2, (int64_t(256) << 20) / nbytes));
-    srand(unsigned(si + 1));
-    std::vector<uint8_t> hw(nbytes), hq(blocks);
-    for (auto& b : hw) b = rand() & 0xff;
-    for (auto& q : hq) q = rand() % 255;
-    std::vector<float> hna(groups);
-    for (auto& a : hna) a = 0.5f + (rand() % 1000) / 1000.f;
-    const float hoff = 0.9f;
-    std::vector<bf> hA(size_t(8) * K);
-    for (auto& a : hA) a = __float2bfloat16((rand() % 2001 - 1000) / 1000.f);
-    uint8_t *dW, *dq;
-    float *dna, *doff;
-    bf *dA, *dout;
-    CK(cudaMalloc(&dW, nbytes * copies));
-    CK(cudaMalloc(&dq, blocks * copies));
-    for (int c = 0; c < copies; ++c) {
-      CK(cudaMemcpy(dW + c * nbytes, hw.data(), nbytes, cudaMemcpyHostToDevice));
-      CK(cudaMemcpy(dq + c * blocks, hq.data(), blocks, cudaMemcpyHostToDevice));
-    }
-    CK(cudaMalloc(&dna, groups * 4));
-    CK(cudaMalloc(&doff, 4));
-    CK(cudaMemcpy(dna, hna.data(), groups * 4, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(doff, &hoff, 4, cudaMemcpyHostToDevice));
-    CK(cudaMalloc(&dA, size_t(8) * K * 2));
+    const Weights4bit wt(sh.N, sh.K, 8, unsigned(si + 1));
+    const int64_t N = wt.N, K = wt.K;
+    bf* dout;
     CK(cudaMalloc(&dout, size_t(N) * 8 * 2));
-    CK(cudaMemcpy(dA, hA.data(), size_t(8) * K * 2, cudaMemcpyHostToDevice));
-    auto scales_of = [&](int c) {
-      BlockScales s;
-      s.nested = dq + c * blocks;
-      s.nested_code = d_ncode;
-      s.nested_absmax = dna;
-      s.offset = doff;
-      s.log2_nested_blocksize = 8;
-      return s;
-    };
-    const double weight_bytes = double(nbytes + blocks);
+    const bf* dA = wt.A;
+    const double weight_bytes = wt.bytes();
     for (const int M : {1, 8}) {
       std::vector<bf> ref(size_t(N) * M), got(ref.size());
-      CK(launch_gemm_4bit_stream(dA, dW, d_code, scales_of(0), (const bf*)nullptr, dout, M, N, K, 6, nullptr));
+      CK(launch_gemm_4bit_stream(dA, wt.weight(0), wt.code, wt.scales(0), (const bf*)nullptr, dout, M, N, K, 6, nullptr));
       CK(cudaDeviceSynchronize());
       CK(cudaMemcpy(ref.data(), dout, ref.size() * 2, cudaMemcpyDeviceToHost));
       const float lib_ms = median_ms([&, n = 1]() mutable {  // (copy 0 was just read: in the L2)
-        const int c = n++ % copies;
-        launch_gemm_4bit_stream(dA, dW + c * nbytes, d_code, scales_of(c), (const bf*)nullptr, dout, M, N, K, 6, nullptr);
+        const int c = n++;
+        launch_gemm_4bit_stream(dA, wt.weight(c), wt.code, wt.scales(c), (const bf*)nullptr, dout, M, N, K, 6, nullptr);
       });
       CK(cudaGetLastError());
       printf("M=%d %-12s library %.1fus (%.0f%% of copy)\n", M, sh.name, lib_ms * 1e3,
@@ -265,8 +225,8 @@ int main() {
         CK(cudaFuncSetAttribute(cf.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         const int grid = pr.multiProcessorCount * cf.per_sm;
         auto run = [&](int c) {
-          cf.kernel<<<grid, 32 * (cf.consumers + 1), smem>>>(dA, dW + c * nbytes, d_code, scales_of(c), dout, M, N, K,
-                                                             6, cf.kc, cf.stages);
+          cf.kernel<<<grid, 32 * (cf.consumers + 1), smem>>>(dA, wt.weight(c), wt.code, wt.scales(c), dout, M, N, K, 6,
+                                                             cf.kc, cf.stages);
         };
         CK(cudaMemset(dout, 0xff, ref.size() * 2));
         run(0);
@@ -281,13 +241,13 @@ int main() {
           close &= std::fabs(x - y) <= 0x1p-7f * std::fabs(y) + 0x1p-12f * most;
         }
         all_close &= close;
-        const float ms = median_ms([&, n = 1]() mutable { run(n++ % copies); });
+        const float ms = median_ms([&, n = 1]() mutable { run(n++); });
         CK(cudaGetLastError());
         printf("    %-20s %.1fus (%.0f%% of copy, %.2fx the library)%s\n", cf.name, ms * 1e3,
                100 * weight_bytes / (ms * 1e6) / copy, lib_ms / ms, close ? "" : " MISMATCH");
       }
     }
-    cudaFree(dW), cudaFree(dq), cudaFree(dna), cudaFree(doff), cudaFree(dA), cudaFree(dout);
+    cudaFree(dout);
   }
   printf("outputs close to the library's: %s\n", all_close ? "yes" : "NO");
   return all_close ? 0 : 2;

@@ -19,8 +19,7 @@
 #include <vector>
 
 #include <cuda_bf16.h>
-#include "bnb/codes_4bit.h"
-#include "harness_common.h"
+#include "harness_4bit.h"
 #include "fourbit/gemm_4bit_mma.cuh"
 using namespace bnb;
 using namespace bnb::cuda;
@@ -60,14 +59,6 @@ int main() {
     return 0;
   }
   printf("device: %s, %d SMs\n", pr.name, pr.multiProcessorCount);
-  float* d_code;
-  CK(cudaMalloc(&d_code, 64));
-  CK(cudaMemcpy(d_code, bnb::kNF4Code, 64, cudaMemcpyHostToDevice));
-  std::vector<float> ncode(256);
-  for (int i = 0; i < 256; ++i) ncode[i] = (i - 127.5f) / 127.5f;
-  float* d_ncode;
-  CK(cudaMalloc(&d_ncode, 1024));
-  CK(cudaMemcpy(d_ncode, ncode.data(), 1024, cudaMemcpyHostToDevice));
   // Other tilings at 64 tokens: two row tiles a warp read A half as often through the L2
   // (the library's one: every 16 rows read all of A; 179 registers at U 1, 248 at U 2).
   const Config configs[] = {config<2, 2, 2>(16, "MT2 RT2 U2"), config<4, 2, 4>(32, "MT4 RT2 U4"),
@@ -82,42 +73,10 @@ int main() {
     for (int si = 0; si < int(sizeof(shapes) / sizeof(shapes[0])); ++si) {
       const Shape& sh = shapes[si];
       const int M = cf.M;
-      const int64_t N = sh.N, K = sh.K, nbytes = N * K / 2, blocks = N * K >> 6, groups = (blocks + 255) / 256;
-      srand(unsigned(64 * si + M));  // the same data for every tiling of a case
-      const int copies = int(std::max<int64_t>(2, (int64_t(256) << 20) / nbytes));
-      std::vector<uint8_t> hw(nbytes), hq(blocks);
-      for (auto& b : hw) b = rand() & 0xff;
-      for (auto& q : hq) q = rand() % 255;
-      std::vector<float> hna(groups);
-      for (auto& a : hna) a = 0.5f + (rand() % 1000) / 1000.f;
-      const float hoff = 0.9f;
-      std::vector<bf> hA(size_t(M) * K);
-      for (auto& a : hA) a = __float2bfloat16((rand() % 2001 - 1000) / 1000.f);
-      uint8_t *dW, *dq;
-      float *dna, *doff;
-      CK(cudaMalloc(&dW, nbytes * copies));
-      CK(cudaMalloc(&dq, blocks * copies));
-      for (int c = 0; c < copies; ++c) {
-        CK(cudaMemcpy(dW + c * nbytes, hw.data(), nbytes, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(dq + c * blocks, hq.data(), blocks, cudaMemcpyHostToDevice));
-      }
-      CK(cudaMalloc(&dna, groups * 4));
-      CK(cudaMalloc(&doff, 4));
-      CK(cudaMemcpy(dna, hna.data(), groups * 4, cudaMemcpyHostToDevice));
-      CK(cudaMemcpy(doff, &hoff, 4, cudaMemcpyHostToDevice));
-      bf *dA, *dout;
-      CK(cudaMalloc(&dA, size_t(M) * K * 2));
+      const Weights4bit wt(sh.N, sh.K, M, unsigned(64 * si + M));  // the same data for every tiling of a case
+      const int64_t N = wt.N, K = wt.K;
+      bf* dout;
       CK(cudaMalloc(&dout, size_t(N) * M * 2));
-      CK(cudaMemcpy(dA, hA.data(), size_t(M) * K * 2, cudaMemcpyHostToDevice));
-      auto scales_of = [&](int c) {
-        BlockScales s;
-        s.nested = dq + c * blocks;
-        s.nested_code = d_ncode;
-        s.nested_absmax = dna;
-        s.offset = doff;
-        s.log2_nested_blocksize = 8;
-        return s;
-      };
       const int64_t slabs = (N + cf.rows - 1) / cf.rows;
       const int rule = gemm_4bit_mma_split((const void*)cf.split, cf.threads, 0, slabs, int(K / kMmaSubK) / (4 * cf.u));
       std::vector<bf> ref(size_t(N) * M), got(ref.size());
@@ -127,7 +86,7 @@ int main() {
       printf("M=%-2d %-12s %s%s rule %d:", M, sh.name, cf.name, cf.alt ? " (alt)" : "", rule);
       double best = 1e30, t_plain = 0, t_rule = 0;
       for (int sp : cf.alt ? alt_splits : all_splits) {
-        launch(cf, sp, dA, dW, d_code, scales_of(0), dout, M, N, K);
+        launch(cf, sp, wt.A, wt.weight(0), wt.code, wt.scales(0), dout, M, N, K);
         CK(cudaGetLastError());
         CK(cudaDeviceSynchronize());
         CK(cudaMemcpy(sp == 1 ? ref.data() : got.data(), dout, ref.size() * 2, cudaMemcpyDeviceToHost));
@@ -150,7 +109,7 @@ int main() {
         std::vector<float> t;
         for (int r = 0; r < 9; ++r) {
           cudaEventRecord(e0);
-          for (int i = 0; i < 40; ++i) launch(cf, sp, dA, dW + (i % copies) * nbytes, d_code, scales_of(i % copies), dout, M, N, K);
+          for (int i = 0; i < 40; ++i) launch(cf, sp, wt.A, wt.weight(i), wt.code, wt.scales(i), dout, M, N, K);
           cudaEventRecord(e1);
           CK(cudaEventSynchronize(e1));
           float ms;
@@ -162,11 +121,11 @@ int main() {
         if (sp == 1) t_plain = us;
         if (sp == rule) t_rule = us;
         best = std::min(best, us);
-        printf("  s%d %.1fus %.0fGB/s%s", sp, us, (nbytes + blocks) / us / 1e3, close ? "" : " MISMATCH");
+        printf("  s%d %.1fus %.0fGB/s%s", sp, us, wt.bytes() / us / 1e3, close ? "" : " MISMATCH");
       }
       printf("\n");
       if (!cf.alt) log_plain += std::log(t_plain), log_rule += std::log(t_rule), log_best += std::log(best), ++cases;
-      cudaFree(dW), cudaFree(dq), cudaFree(dna), cudaFree(doff), cudaFree(dA), cudaFree(dout);
+      cudaFree(dout);
     }
   }
   printf("outputs close across splits: %s\n", all_close ? "yes" : "NO");

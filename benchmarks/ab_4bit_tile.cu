@@ -22,8 +22,7 @@
 #else
 #define HAVE_CUBLAS 0  // (a toolkit without cuBLAS: its column reads 0)
 #endif
-#include "bnb/codes_4bit.h"
-#include "harness_common.h"
+#include "harness_4bit.h"
 #include "fourbit/gemm_4bit_tile.cuh"
 using namespace bnb;
 using namespace bnb::cuda;
@@ -85,68 +84,30 @@ int main() {
   cublasHandle_t handle;
   if (cublasCreate(&handle) != CUBLAS_STATUS_SUCCESS) return 1;
 #endif
-  float* d_code;
-  CK(cudaMalloc(&d_code, 64));
-  CK(cudaMemcpy(d_code, bnb::kNF4Code, 64, cudaMemcpyHostToDevice));
-  std::vector<float> ncode(256);
-  for (int i = 0; i < 256; ++i) ncode[i] = (i - 127.5f) / 127.5f;
-  float* d_ncode;
-  CK(cudaMalloc(&d_ncode, 1024));
-  CK(cudaMemcpy(d_ncode, ncode.data(), 1024, cudaMemcpyHostToDevice));
   bool all_close = true;
   double log_lib = 0, log_tile = 0, log_best = 0, log_cublas = 0;
   int cases = 0;
   for (int si = 0; si < int(sizeof(shapes) / sizeof(shapes[0])); ++si) {
     const Shape& sh = shapes[si];
-    const int64_t N = sh.N, K = sh.K, nbytes = N * K / 2, blocks = N * K >> 6, groups = (blocks + 255) / 256;
-    const int copies = int(std::max<int64_t>(2, (int64_t(256) << 20) / nbytes));
+    const Weights4bit wt(sh.N, sh.K, 64, unsigned(si + 1));
+    const int64_t N = wt.N, K = wt.K;
+    // cuBLAS's operand: random bf16 weights of the same shape (its time only), cycled as well.
     const int dense_copies = int(std::max<int64_t>(2, (int64_t(256) << 20) / (N * K * 2)));
-    srand(unsigned(si + 1));
-    std::vector<uint8_t> hw(nbytes), hq(blocks);
-    for (auto& b : hw) b = rand() & 0xff;
-    for (auto& q : hq) q = rand() % 255;
-    std::vector<float> hna(groups);
-    for (auto& a : hna) a = 0.5f + (rand() % 1000) / 1000.f;
-    const float hoff = 0.9f;
-    std::vector<bf> hA(size_t(64) * K), hdense(size_t(N) * K);
-    for (auto& a : hA) a = __float2bfloat16((rand() % 2001 - 1000) / 1000.f);
-    for (auto& d : hdense) d = __float2bfloat16((rand() % 2001 - 1000) / 1000.f);  // cuBLAS: timing only
-    uint8_t *dW, *dq;
-    float *dna, *doff;
-    bf *dA, *dout, *ddense;
-    CK(cudaMalloc(&dW, nbytes * copies));
-    CK(cudaMalloc(&dq, blocks * copies));
-    for (int c = 0; c < copies; ++c) {
-      CK(cudaMemcpy(dW + c * nbytes, hw.data(), nbytes, cudaMemcpyHostToDevice));
-      CK(cudaMemcpy(dq + c * blocks, hq.data(), blocks, cudaMemcpyHostToDevice));
-    }
+    std::vector<bf> hdense(size_t(N) * K);
+    for (auto& d : hdense) d = __float2bfloat16((rand() % 2001 - 1000) / 1000.f);
+    bf *dout, *ddense;
     CK(cudaMalloc(&ddense, size_t(N) * K * 2 * dense_copies));
     for (int c = 0; c < dense_copies; ++c)
       CK(cudaMemcpy(ddense + size_t(c) * N * K, hdense.data(), size_t(N) * K * 2, cudaMemcpyHostToDevice));
-    CK(cudaMalloc(&dna, groups * 4));
-    CK(cudaMalloc(&doff, 4));
-    CK(cudaMemcpy(dna, hna.data(), groups * 4, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(doff, &hoff, 4, cudaMemcpyHostToDevice));
-    CK(cudaMalloc(&dA, size_t(64) * K * 2));
     CK(cudaMalloc(&dout, size_t(N) * 64 * 2));
-    CK(cudaMemcpy(dA, hA.data(), size_t(64) * K * 2, cudaMemcpyHostToDevice));
-    auto scales_of = [&](int c) {
-      BlockScales s;
-      s.nested = dq + c * blocks;
-      s.nested_code = d_ncode;
-      s.nested_absmax = dna;
-      s.offset = doff;
-      s.log2_nested_blocksize = 8;
-      return s;
-    };
+    const bf* dA = wt.A;
     for (const int M : tokens) {
       std::vector<bf> ref(size_t(N) * M), got(ref.size());
-      CK(launch_gemm_4bit_mma(dA, dW, d_code, scales_of(0), (const bf*)nullptr, dout, M, N, K, 6, nullptr));
+      CK(launch_gemm_4bit_mma(dA, wt.weight(0), wt.code, wt.scales(0), (const bf*)nullptr, dout, M, N, K, 6, nullptr));
       CK(cudaDeviceSynchronize());
       CK(cudaMemcpy(ref.data(), dout, ref.size() * 2, cudaMemcpyDeviceToHost));
       const double t_lib = time_us([&](int i) {
-        launch_gemm_4bit_mma(dA, dW + (i % copies) * nbytes, d_code, scales_of(i % copies), (const bf*)nullptr, dout,
-                             M, N, K, 6, nullptr);
+        launch_gemm_4bit_mma(dA, wt.weight(i), wt.code, wt.scales(i), (const bf*)nullptr, dout, M, N, K, 6, nullptr);
       });
       double t_cublas = 0;
 #if HAVE_CUBLAS
@@ -165,8 +126,8 @@ int main() {
         printf("      %-14s", tl.name);
         for (int sp : {0, 1, 2, 4, 8}) {
           CK(cudaMemset(dout, 0xff, ref.size() * 2));
-          const cudaError_t launched = tl.launch(dA, dW, d_code, scales_of(0), (const bf*)nullptr, dout, M, N, K, 6,
-                                                 nullptr, sp);
+          const cudaError_t launched = tl.launch(dA, wt.weight(0), wt.code, wt.scales(0), (const bf*)nullptr, dout, M, N,
+                                                 K, 6, nullptr, sp);
           if (launched != cudaSuccess) {  // (a cluster this device cannot hold)
             printf("  s%d n/a (%s)", sp, cudaGetErrorString(launched));
             (void)cudaGetLastError();
@@ -177,8 +138,7 @@ int main() {
           const bool close = near(got, ref);
           all_close &= close;
           const double us = time_us([&](int i) {
-            tl.launch(dA, dW + (i % copies) * nbytes, d_code, scales_of(i % copies), (const bf*)nullptr, dout, M, N, K,
-                      6, nullptr, sp);
+            tl.launch(dA, wt.weight(i), wt.code, wt.scales(i), (const bf*)nullptr, dout, M, N, K, 6, nullptr, sp);
           });
           if (sp == 0) t_rule = std::min(t_rule, us);
           best = std::min(best, us);
@@ -192,7 +152,7 @@ int main() {
         log_cublas += std::log(t_cublas), ++cases;
       }
     }
-    cudaFree(dW), cudaFree(dq), cudaFree(dna), cudaFree(doff), cudaFree(dA), cudaFree(dout), cudaFree(ddense);
+    cudaFree(dout), cudaFree(ddense);
   }
   printf("outputs close to the library's: %s\n", all_close ? "yes" : "NO");
   printf("geomean over %d cases of 17-64 tokens: cublas %.2f us, library %.2f us, tile (rule) %.2f us, tile (best) %.2f us\n",

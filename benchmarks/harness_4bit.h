@@ -1,0 +1,72 @@
+// The data the 4-bit product harnesses (benchmarks/ab_4bit_*.cu) time their kernels on: random
+// packed NF4 codes of an N x K weight with nested scales (blocks of 64, groups of 256 blocks),
+// `copies` copies of both so that cycling over them reads the weights from memory (256 MiB at
+// least), and random bf16 activations, all drawn from one seed.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <vector>
+
+#include <cuda_bf16.h>
+#include "bnb/block_scales.h"
+#include "bnb/codes_4bit.h"
+#include "harness_common.h"
+
+struct Weights4bit {
+  int64_t N, K, nbytes, blocks, groups;
+  int copies, tokens;
+  uint8_t *w = nullptr, *q = nullptr;
+  float *group_absmax = nullptr, *offset = nullptr, *nested_code = nullptr, *code = nullptr;
+  __nv_bfloat16* A = nullptr;  // [tokens][K]
+
+  Weights4bit(int64_t n, int64_t k, int max_tokens, unsigned seed)
+      : N(n), K(k), nbytes(n * k / 2), blocks(n * k >> 6), groups((n * k / 64 + 255) / 256), tokens(max_tokens) {
+    copies = int(std::max<int64_t>(2, (int64_t(256) << 20) / nbytes));
+    srand(seed);
+    std::vector<uint8_t> hw(nbytes), hq(blocks);
+    for (auto& b : hw) b = rand() & 0xff;
+    for (auto& c : hq) c = rand() % 255;  // (255: the code of a block that held NaN or Inf)
+    std::vector<float> hna(groups);
+    for (auto& a : hna) a = 0.5f + (rand() % 1000) / 1000.f;
+    std::vector<__nv_bfloat16> hA(size_t(tokens) * K);
+    for (auto& a : hA) a = __float2bfloat16((rand() % 2001 - 1000) / 1000.f);
+    std::vector<float> ncode(256);
+    for (int i = 0; i < 256; ++i) ncode[i] = (i - 127.5f) / 127.5f;
+    const float hoff = 0.9f;
+    CK(cudaMalloc(&w, nbytes * copies));
+    CK(cudaMalloc(&q, blocks * copies));
+    for (int c = 0; c < copies; ++c) {
+      CK(cudaMemcpy(w + c * nbytes, hw.data(), nbytes, cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(q + c * blocks, hq.data(), blocks, cudaMemcpyHostToDevice));
+    }
+    CK(cudaMalloc(&group_absmax, groups * 4));
+    CK(cudaMemcpy(group_absmax, hna.data(), groups * 4, cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&offset, 4));
+    CK(cudaMemcpy(offset, &hoff, 4, cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&nested_code, 1024));
+    CK(cudaMemcpy(nested_code, ncode.data(), 1024, cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&code, 64));
+    CK(cudaMemcpy(code, bnb::kNF4Code, 64, cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&A, hA.size() * 2));
+    CK(cudaMemcpy(A, hA.data(), hA.size() * 2, cudaMemcpyHostToDevice));
+  }
+  Weights4bit(const Weights4bit&) = delete;
+  Weights4bit& operator=(const Weights4bit&) = delete;
+  ~Weights4bit() {
+    cudaFree(w), cudaFree(q), cudaFree(group_absmax), cudaFree(offset), cudaFree(nested_code), cudaFree(code);
+    cudaFree(A);
+  }
+  const uint8_t* weight(int c) const { return w + (c % copies) * nbytes; }
+  bnb::BlockScales scales(int c) const {
+    bnb::BlockScales s;
+    s.nested = q + (c % copies) * blocks;
+    s.nested_code = nested_code;
+    s.nested_absmax = group_absmax;
+    s.offset = offset;
+    s.log2_nested_blocksize = 8;
+    return s;
+  }
+  // The bytes a product must read: the codes and one nested code a block.
+  double bytes() const { return double(nbytes + blocks); }
+};
