@@ -4,7 +4,7 @@
 // NF4, blocks of 64 with nested scales, weights cycled over 256 MiB so that they come from
 // memory. The tile kernel's output must match the library's within the rounding of a reordered
 // float32 sum (|a - b| <= 2^-7 |b| + 2^-12 max|b|). Each tiling (token tiles MT, row tiles RT
-// a warp, warps W, sub-chunks S a stage) by the split rule and at 1, 2, 4 and 8 CTAs a
+// a warp, warps W, sub-chunks S a stage; reg: code pairs by permutes, not the table) by the split rule and at 1, 2, 4 and 8 CTAs a
 // cluster. On an sm_90 machine, from the repository's root:
 //   nvcc -std=c++17 -O3 -DNDEBUG --expt-relaxed-constexpr -arch=sm_90 -Ikernels/include -Ikernels/cuda \
 //     -Ikernels -o /tmp/ab_4bit_tile benchmarks/ab_4bit_tile.cu kernels/cuda/common/launch.cu \
@@ -66,7 +66,10 @@ int main() {
       {32, launch_gemm_4bit_tile<bf, 4, 1, 8, 4>, "MT4 RT1 W8 S4"}, {32, launch_gemm_4bit_tile<bf, 4, 2, 8, 2>, "MT4 RT2 W8 S2"},
       {32, launch_gemm_4bit_tile<bf, 4, 1, 4, 4>, "MT4 RT1 W4 S4"}, {64, launch_gemm_4bit_tile<bf, 8, 1, 8, 4>, "MT8 RT1 W8 S4"},
       {64, launch_gemm_4bit_tile<bf, 8, 2, 8, 2>, "MT8 RT2 W8 S2"}, {64, launch_gemm_4bit_tile<bf, 8, 1, 4, 4>, "MT8 RT1 W4 S4"},
-      {64, launch_gemm_4bit_tile<bf, 8, 2, 4, 2>, "MT8 RT2 W4 S2"}};
+      {64, launch_gemm_4bit_tile<bf, 8, 2, 4, 2>, "MT8 RT2 W4 S2"},
+      {32, launch_gemm_4bit_tile<bf, 4, 2, 8, 2, true>, "MT4 RT2 W8 S2 reg"},
+      {64, launch_gemm_4bit_tile<bf, 8, 2, 8, 2, true>, "MT8 RT2 W8 S2 reg"},
+      {64, launch_gemm_4bit_tile<bf, 8, 1, 8, 4, true>, "MT8 RT1 W8 S4 reg"}};
   struct Shape { const char* name; int64_t N, K; };
   const Shape shapes[] = {{"8192^2", 8192, 8192}, {"4096->11008", 11008, 4096}, {"11008->4096", 4096, 11008},
                           {"4096^2", 4096, 4096}};
@@ -123,7 +126,7 @@ int main() {
       double t_rule = 1e30, best = 1e30;  // the best tiling by its rule; the best of all
       for (const Tiling& tl : tilings) {
         if (M > tl.most_tokens || (M <= 16 && tl.most_tokens > 32)) continue;
-        printf("      %-14s", tl.name);
+        printf("      %-18s", tl.name);
         for (int sp : {0, 1, 2, 4, 8}) {
           CK(cudaMemset(dout, 0xff, ref.size() * 2));
           const cudaError_t launched = tl.launch(dA, wt.weight(0), wt.code, wt.scales(0), (const bf*)nullptr, dout, M, N,

@@ -12,9 +12,10 @@
 // through distributed shared memory in rank order (deterministic).
 //
 // Fragments, lookups and scales are gemm_4bit_mma's (its header says how a lane's 16 k map
-// to the mma's k slots): the byte table in shared memory, and each fragment register
-// multiplied by its block's scale rounded to the dtype (any blocksize), so a weight is
-// rounded as dequantize_4bit writes it.
+// to the mma's k slots): the byte table in shared memory, or (REG) byte permutes of the code
+// planes in registers (code_planes.cuh: no lookups, whose shared-memory reads beside the
+// activations' may bound this kernel), and each fragment register multiplied by its block's
+// scale rounded to the dtype (any blocksize), so a weight is rounded as dequantize_4bit writes it.
 #pragma once
 #include <cstdint>
 #include <cooperative_groups.h>
@@ -43,9 +44,9 @@ template <int MT, int RT, int WARPS, int SUBS> int gemm_4bit_tile_smem(int M) {
 }
 
 // MT token tiles of 8 (M <= 8 MT); RT row tiles of 16 a warp; WARPS warps; SUBS sub-chunks a
-// stage. Grid: (ranks, slabs), ranks the CTAs of a cluster along x (1: no cluster) that split
-// the slab's K.
-template <typename T, int MT, int RT, int WARPS, int SUBS>
+// stage; REG: code pairs from the planes. Grid: (ranks, slabs), ranks the CTAs of a cluster
+// along x (1: no cluster) that split the slab's K.
+template <typename T, int MT, int RT, int WARPS, int SUBS, bool REG = false>
 __global__ void __launch_bounds__(WARPS * 32)
 gemm_4bit_tile_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, const float* __restrict__ code,
                       const BlockScales scales, const T* __restrict__ bias, T* __restrict__ out, int M, int64_t N,
@@ -118,7 +119,8 @@ gemm_4bit_tile_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, co
     issue_stage(0);
     load_weights(w, sp, 0);
   }
-  fill_code_pairs<T, 16>(s_pair, s_ncode, code, scales);
+  fill_code_pairs<T, 16, !REG>(s_pair, s_ncode, code, scales);
+  const CodePlanes planes = REG ? code_planes<T>(code) : CodePlanes{};
   const float offset = scales.nested ? __ldg(scales.offset) : 0.f;
   const uint32_t table = uint32_t(__cvta_generic_to_shared(s_pair)) + 4u * uint32_t(lane & 15);
   int a_at[MT];  // the lane's first activation of each token tile in a stage, uint4 index
@@ -147,14 +149,21 @@ gemm_4bit_tile_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, co
 #pragma unroll
       for (int r = 0; r < RT; ++r) {
         const uint2 lo = w[u][r][0], hi = w[u][r][1];
+        uint32_t pairs[2][2][4];  // REG: [word][row half][byte]
+        if constexpr (REG) {
+          code_pairs_from_planes(planes, lo.x, pairs[0][0]);
+          code_pairs_from_planes(planes, hi.x, pairs[0][1]);
+          code_pairs_from_planes(planes, lo.y, pairs[1][0]);
+          code_pairs_from_planes(planes, hi.y, pairs[1][1]);
+        }
 #pragma unroll
         for (int s = 0; s < 4; ++s) {
           const uint32_t lw = s < 2 ? lo.x : lo.y, hw = s < 2 ? hi.x : hi.y;
-          const int i = 2 * (s & 1);
-          frag[r][s][0] = code_pair(table, lw, i);
-          frag[r][s][1] = code_pair(table, hw, i);
-          frag[r][s][2] = code_pair(table, lw, i + 1);
-          frag[r][s][3] = code_pair(table, hw, i + 1);
+          const int i = 2 * (s & 1), x = s / 2;
+          frag[r][s][0] = REG ? pairs[x][0][i] : code_pair(table, lw, i);
+          frag[r][s][1] = REG ? pairs[x][1][i] : code_pair(table, hw, i);
+          frag[r][s][2] = REG ? pairs[x][0][i + 1] : code_pair(table, lw, i + 1);
+          frag[r][s][3] = REG ? pairs[x][1][i + 1] : code_pair(table, hw, i + 1);
         }
         const float m_lo = lane_scale(scale_of(scales, sp[u][r][0], s_ncode, offset), lo);
         const float m_hi = lane_scale(scale_of(scales, sp[u][r][1], s_ncode, offset), hi);
@@ -265,12 +274,12 @@ inline int gemm_4bit_tile_split(int64_t slabs, int subs, int subs_a_stage, int p
 
 // One tiling over the N / (16 RT WARPS) slabs; `split` 0: the rule above, else that many CTAs
 // a cluster.
-template <typename T, int MT, int RT, int WARPS, int SUBS>
+template <typename T, int MT, int RT, int WARPS, int SUBS, bool REG = false>
 cudaError_t launch_gemm_4bit_tile(const T* A, const uint8_t* B, const float* code, const BlockScales& scales,
                                   const T* bias, T* out, int64_t M, int64_t N, int64_t K, int log2_blocksize,
                                   cudaStream_t stream, int split = 0) {
   if (M < 1 || M > 8 * MT || split > kTileMaxSplit) return cudaErrorInvalidValue;
-  const auto kernel = gemm_4bit_tile_kernel<T, MT, RT, WARPS, SUBS>;
+  const auto kernel = gemm_4bit_tile_kernel<T, MT, RT, WARPS, SUBS, REG>;
   const int smem = gemm_4bit_tile_smem<MT, RT, WARPS, SUBS>(int(M)), threads = WARPS * 32;
   cudaError_t err = allow_dynamic_smem((const void*)kernel, smem);
   if (err != cudaSuccess) return err;
