@@ -3,9 +3,12 @@
 // the dequantized weight (F.linear's stand-in), at 16-64 tokens on the decode shapes: bf16,
 // NF4, blocks of 64 with nested scales, weights cycled over 256 MiB so that they come from
 // memory. The tile kernel's output must match the library's within the rounding of a reordered
-// float32 sum (|a - b| <= 2^-7 |b| + 2^-12 max|b|). Each tiling (token tiles MT, row tiles RT
-// a warp, warps W, sub-chunks S a stage; reg: code pairs by permutes, not the table) by the split rule and at 1, 2, 4 and 8 CTAs a
-// cluster. On an sm_90 machine, from the repository's root:
+// float32 sum (|a - b| <= 2^-7 |b| + 2^-12 max|b|); at 16 tokens, where the library applies the
+// scales to float32 partial sums and the tile kernel to weights rounded to bf16, within that
+// rounding too (2^-9 max|b|: about seven of its standard deviations over K random terms). Each
+// tiling (token tiles MT, row tiles RT a warp, warps W, sub-chunks S a stage; reg: code pairs by
+// permutes, not the table) by the split rule and at 1, 2, 4 and 8 CTAs a cluster. On an sm_90
+// machine, from the repository's root:
 //   nvcc -std=c++17 -O3 -DNDEBUG --expt-relaxed-constexpr -arch=sm_90 -Ikernels/include -Ikernels/cuda \
 //     -Ikernels -o /tmp/ab_4bit_tile benchmarks/ab_4bit_tile.cu kernels/cuda/common/launch.cu \
 //     kernels/cuda/common/device_caps.cu -lcublas && /tmp/ab_4bit_tile
@@ -47,12 +50,12 @@ template <typename Launch> static double time_us(Launch launch) {
   return t[4];
 }
 
-static bool near(const std::vector<bf>& x, const std::vector<bf>& want) {
+static bool near(const std::vector<bf>& x, const std::vector<bf>& want, float of_most) {
   float most = 0.f;
   for (const bf& r : want) most = std::max(most, std::fabs(__bfloat162float(r)));
   for (size_t i = 0; i < want.size(); ++i) {
     const float a = __bfloat162float(x[i]), b = __bfloat162float(want[i]);
-    if (!(std::fabs(a - b) <= 0x1p-7f * std::fabs(b) + 0x1p-12f * most)) return false;
+    if (!(std::fabs(a - b) <= 0x1p-7f * std::fabs(b) + of_most * most)) return false;
   }
   return true;
 }
@@ -138,7 +141,7 @@ int main() {
           }
           CK(cudaDeviceSynchronize());
           CK(cudaMemcpy(got.data(), dout, got.size() * 2, cudaMemcpyDeviceToHost));
-          const bool close = near(got, ref);
+          const bool close = near(got, ref, M <= 16 ? 0x1p-9f : 0x1p-12f);
           all_close &= close;
           const double us = time_us([&](int i) {
             tl.launch(dA, wt.weight(i), wt.code, wt.scales(i), (const bf*)nullptr, dout, M, N, K, 6, nullptr, sp);
