@@ -1,7 +1,8 @@
 // The data the 4-bit product harnesses (benchmarks/ab_4bit_*.cu) time their kernels on: random
 // packed NF4 codes of an N x K weight with nested scales (blocks of 64, groups of 256 blocks),
 // `copies` copies of both so that cycling over them reads the weights from memory (256 MiB at
-// least), and random bf16 activations, all drawn from one seed.
+// least; one copy where `cycle` is false: a correctness check), and random bf16 activations, all
+// drawn from one seed.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -20,9 +21,9 @@ struct Weights4bit {
   float *group_absmax = nullptr, *offset = nullptr, *nested_code = nullptr, *code = nullptr;
   __nv_bfloat16* A = nullptr;  // [tokens][K]
 
-  Weights4bit(int64_t n, int64_t k, int max_tokens, unsigned seed)
+  Weights4bit(int64_t n, int64_t k, int max_tokens, unsigned seed, bool cycle = true)
       : N(n), K(k), nbytes(n * k / 2), blocks(n * k >> 6), groups((n * k / 64 + 255) / 256), tokens(max_tokens) {
-    copies = int(std::max<int64_t>(2, (int64_t(256) << 20) / nbytes));
+    copies = cycle ? int(std::max<int64_t>(2, (int64_t(256) << 20) / nbytes)) : 1;
     srand(seed);
     std::vector<uint8_t> hw(nbytes), hq(blocks);
     for (auto& b : hw) b = rand() & 0xff;
