@@ -175,17 +175,8 @@ typedef void (*Kern)(const bf*, const uint8_t*, const float*, const BlockScales,
 struct Config { Kern kernel; int consumers, kc, stages, per_sm; const char* name; };
 
 int main() {
-  struct Shape { const char* name; int64_t N, K; };
-  const Shape shapes[] = {{"8192^2", 8192, 8192}, {"4096->11008", 11008, 4096}, {"11008->4096", 4096, 11008},
-                          {"4096^2", 4096, 4096}};
-  int dev;
-  CK(cudaGetDevice(&dev));
   cudaDeviceProp pr;
-  CK(cudaGetDeviceProperties(&pr, dev));
-  if (pr.major < 9) {
-    printf("%s: bulk copies need sm_90\n", pr.name);
-    return 0;
-  }
+  if (!sm90_device(pr, "bulk copies")) return 0;
   const double copy = copy_bandwidth_gbs();
   printf("device: %s, %d SMs, copy %.0f GB/s\n", pr.name, pr.multiProcessorCount, copy);
   const Config configs[] = {
@@ -196,8 +187,8 @@ int main() {
       {gemm_4bit_bulk_kernel<bf, true, 4>, 4, 512, 6, 2, "C4 KC512 S6 2/SM"},
       {gemm_4bit_bulk_kernel<bf, true, 4>, 4, 1024, 4, 2, "C4 KC1024 S4 2/SM"}};
   bool all_close = true;
-  for (int si = 0; si < int(sizeof(shapes) / sizeof(shapes[0])); ++si) {
-    const Shape& sh = shapes[si];
+  for (int si = 0; si < int(sizeof(kDecodeShapes) / sizeof(kDecodeShapes[0])); ++si) {
+    const DecodeShape& sh = kDecodeShapes[si];
     const Weights4bit wt(sh.N, sh.K, 8, unsigned(si + 1));
     const int64_t N = wt.N, K = wt.K;
     bf* dout;

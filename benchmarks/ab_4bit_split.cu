@@ -47,17 +47,8 @@ static void launch(const Config& c, int split, const bf* A, const uint8_t* W, co
 }
 
 int main() {
-  struct Shape { const char* name; int64_t N, K; };
-  const Shape shapes[] = {{"8192^2", 8192, 8192}, {"4096->11008", 11008, 4096}, {"11008->4096", 4096, 11008},
-                          {"4096^2", 4096, 4096}};
-  int dev;
-  CK(cudaGetDevice(&dev));
   cudaDeviceProp pr;
-  CK(cudaGetDeviceProperties(&pr, dev));
-  if (pr.major < 9) {
-    printf("%s: clusters need sm_90\n", pr.name);
-    return 0;
-  }
+  if (!sm90_device(pr, "clusters")) return 0;
   printf("device: %s, %d SMs\n", pr.name, pr.multiProcessorCount);
   // Other tilings at 64 tokens: two row tiles a warp read A half as often through the L2
   // (the library's one: every 16 rows read all of A; 179 registers at U 1, 248 at U 2).
@@ -70,8 +61,8 @@ int main() {
   double log_plain = 0, log_rule = 0, log_best = 0;
   int cases = 0;
   for (const Config& cf : configs) {
-    for (int si = 0; si < int(sizeof(shapes) / sizeof(shapes[0])); ++si) {
-      const Shape& sh = shapes[si];
+    for (int si = 0; si < int(sizeof(kDecodeShapes) / sizeof(kDecodeShapes[0])); ++si) {
+      const DecodeShape& sh = kDecodeShapes[si];
       const int M = cf.M;
       const Weights4bit wt(sh.N, sh.K, M, unsigned(64 * si + M));  // the same data for every tiling of a case
       const int64_t N = wt.N, K = wt.K;

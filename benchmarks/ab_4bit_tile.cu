@@ -73,18 +73,9 @@ int main() {
       {32, launch_gemm_4bit_tile<bf, 4, 2, 8, 2, true>, "MT4 RT2 W8 S2 reg"},
       {64, launch_gemm_4bit_tile<bf, 8, 2, 8, 2, true>, "MT8 RT2 W8 S2 reg"},
       {64, launch_gemm_4bit_tile<bf, 8, 1, 8, 4, true>, "MT8 RT1 W8 S4 reg"}};
-  struct Shape { const char* name; int64_t N, K; };
-  const Shape shapes[] = {{"8192^2", 8192, 8192}, {"4096->11008", 11008, 4096}, {"11008->4096", 4096, 11008},
-                          {"4096^2", 4096, 4096}};
   const int tokens[] = {16, 17, 32, 48, 64};
-  int dev;
-  CK(cudaGetDevice(&dev));
   cudaDeviceProp pr;
-  CK(cudaGetDeviceProperties(&pr, dev));
-  if (pr.major < 9) {
-    printf("%s: the tile kernel's clusters need sm_90\n", pr.name);
-    return 0;
-  }
+  if (!sm90_device(pr, "the tile kernel's clusters")) return 0;
   printf("device: %s, %d SMs, copy %.0f GB/s\n", pr.name, pr.multiProcessorCount, copy_bandwidth_gbs());
 #if HAVE_CUBLAS
   cublasHandle_t handle;
@@ -140,8 +131,8 @@ int main() {
   }
   double log_lib = 0, log_tile = 0, log_best = 0, log_cublas = 0;
   int cases = 0;
-  for (int si = 0; si < int(sizeof(shapes) / sizeof(shapes[0])); ++si) {
-    const Shape& sh = shapes[si];
+  for (int si = 0; si < int(sizeof(kDecodeShapes) / sizeof(kDecodeShapes[0])); ++si) {
+    const DecodeShape& sh = kDecodeShapes[si];
     const Weights4bit wt(sh.N, sh.K, 64, unsigned(si + 1));
     const int64_t N = wt.N, K = wt.K;
     // cuBLAS's operand: random bf16 weights of the same shape (its time only), cycled as well.

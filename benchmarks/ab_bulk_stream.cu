@@ -75,14 +75,8 @@ __global__ void plain_read(const uint4* __restrict__ src, int64_t n, uint32_t* _
 }
 
 int main() {
-  int dev;
-  CK(cudaGetDevice(&dev));
   cudaDeviceProp pr;
-  CK(cudaGetDeviceProperties(&pr, dev));
-  if (pr.major < 9) {
-    printf("%s: bulk copies need sm_90\n", pr.name);
-    return 0;
-  }
+  if (!sm90_device(pr, "bulk copies")) return 0;
   const double copy = copy_bandwidth_gbs();
   const int64_t bytes = int64_t(1) << 30;
   uint8_t* src;

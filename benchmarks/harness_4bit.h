@@ -14,6 +14,12 @@
 #include "bnb/codes_4bit.h"
 #include "harness_common.h"
 
+// The decode shapes the harnesses time: a square layer of a large model, a LLaMA MLP's up and
+// down projections, and a square layer of a 7B one.
+struct DecodeShape { const char* name; int64_t N, K; };
+constexpr DecodeShape kDecodeShapes[] = {{"8192^2", 8192, 8192}, {"4096->11008", 11008, 4096},
+                                         {"11008->4096", 4096, 11008}, {"4096^2", 4096, 4096}};
+
 struct Weights4bit {
   int64_t N, K, nbytes, blocks, groups;
   int copies, tokens;

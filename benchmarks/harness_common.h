@@ -31,6 +31,17 @@ float median_ms(Launch launch, int reps = 15) {
   return t[reps / 2];
 }
 
+// The current device's properties, or false (after saying so) where it is older than sm_90,
+// which the harnesses' clusters and bulk copies need; `what` names what needs it.
+inline bool sm90_device(cudaDeviceProp& pr, const char* what) {
+  int dev;
+  CK(cudaGetDevice(&dev));
+  CK(cudaGetDeviceProperties(&pr, dev));
+  if (pr.major >= 9) return true;
+  printf("%s: %s need sm_90\n", pr.name, what);
+  return false;
+}
+
 // Copy bandwidth: a 1 GiB device-to-device copy, bytes read + written over its median time.
 inline double copy_bandwidth_gbs() {
   const size_t bytes = size_t(1) << 30;

@@ -100,6 +100,51 @@ __device__ __forceinline__ void fill_code_pairs(uint32_t* s_pair, float* s_ncode
   }
 }
 
+// The four mma steps' weight fragments of a sub-chunk of 16 rows: lo and hi are the lane's 8
+// bytes of rows g and g + 8; step s takes bytes 2s and 2s + 1 (word s / 2). The first REG_W
+// words' code pairs come from the planes' permutes, the rest from the lane's copy of the table.
+template <int REG_W>
+__device__ __forceinline__ void weight_fragments(uint32_t (&frag)[4][4], uint32_t table, const CodePlanes& planes,
+                                                 const uint2& lo, const uint2& hi) {
+  uint32_t reg_pairs[2][2][4];  // [word][row half][byte]
+#pragma unroll
+  for (int x = 0; x < REG_W; ++x) {
+    code_pairs_from_planes(planes, x ? lo.y : lo.x, reg_pairs[x][0]);
+    code_pairs_from_planes(planes, x ? hi.y : hi.x, reg_pairs[x][1]);
+  }
+#pragma unroll
+  for (int s = 0; s < 4; ++s) {
+    const uint32_t lw = s < 2 ? lo.x : lo.y, hw = s < 2 ? hi.x : hi.y;
+    const int i = 2 * (s & 1), x = s / 2;
+    if (x < REG_W) {
+      frag[s][0] = reg_pairs[x][0][i];
+      frag[s][1] = reg_pairs[x][1][i];
+      frag[s][2] = reg_pairs[x][0][i + 1];
+      frag[s][3] = reg_pairs[x][1][i + 1];
+    } else {
+      frag[s][0] = code_pair(table, lw, i);
+      frag[s][1] = code_pair(table, hw, i);
+      frag[s][2] = code_pair(table, lw, i + 1);
+      frag[s][3] = code_pair(table, hw, i + 1);
+    }
+  }
+}
+
+// Each fragment register times its row's scale rounded to T (rows g: m_lo, g + 8: m_hi): a
+// weight rounded as dequantize_4bit writes it (the kernels' scaling where it is not POST).
+template <typename T>
+__device__ __forceinline__ void scale_fragments(uint32_t (&frag)[4][4], float m_lo, float m_hi) {
+  using P = Pair4bit<T>;
+  const uint32_t s_lo = P::pack(m_lo, m_lo), s_hi = P::pack(m_hi, m_hi);
+#pragma unroll
+  for (int s = 0; s < 4; ++s) {
+    frag[s][0] = P::mul(frag[s][0], s_lo);
+    frag[s][1] = P::mul(frag[s][1], s_hi);
+    frag[s][2] = P::mul(frag[s][2], s_lo);
+    frag[s][3] = P::mul(frag[s][3], s_hi);
+  }
+}
+
 // MT token tiles of 8 (M <= 8 MT); RT row tiles of 16 a warp (the activation fragments serve
 // RT tiles: the CTAs together read A N / (16 RT) times); U sub-chunks a warp's round. A_SMEM:
 // the CTA first copies all of A to shared memory (rows padded by 16 bytes: conflict-free
@@ -110,7 +155,6 @@ __global__ void __launch_bounds__(kMmaMaxWarps * 32)
 gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, const float* __restrict__ code,
                      const BlockScales scales, const T* __restrict__ bias, T* __restrict__ out, int M, int64_t N,
                      int64_t K, int log2_blocksize) {
-  using P = Pair4bit<T>;
   constexpr int kTokens = MT * 8, kRows = 16 * RT;
   constexpr int kWarps = MT == 1 ? kMmaMaxWarps : 4;  // most warps a CTA of this shape is launched with
   constexpr bool kAhead = MT <= 2;                    // activation fragments one sub-chunk ahead
@@ -284,39 +328,8 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
 #pragma unroll
       for (int r = 0; r < RT; ++r) {
         const uint2 lo = w[u][r][0], hi = w[u][r][1];
-        uint32_t reg_pairs[2][2][4];  // [word][row half][byte]
-#pragma unroll
-        for (int x = 0; x < REG_W; ++x) {
-          code_pairs_from_planes(planes, x ? lo.y : lo.x, reg_pairs[x][0]);
-          code_pairs_from_planes(planes, x ? hi.y : hi.x, reg_pairs[x][1]);
-        }
-#pragma unroll
-        for (int s = 0; s < 4; ++s) {
-          const uint32_t lw = s < 2 ? lo.x : lo.y, hw = s < 2 ? hi.x : hi.y;
-          const int i = 2 * (s & 1), x = s / 2;
-          if (x < REG_W) {
-            frag[r][s][0] = reg_pairs[x][0][i];
-            frag[r][s][1] = reg_pairs[x][1][i];
-            frag[r][s][2] = reg_pairs[x][0][i + 1];
-            frag[r][s][3] = reg_pairs[x][1][i + 1];
-          } else {
-            frag[r][s][0] = code_pair(table, lw, i);
-            frag[r][s][1] = code_pair(table, hw, i);
-            frag[r][s][2] = code_pair(table, lw, i + 1);
-            frag[r][s][3] = code_pair(table, hw, i + 1);
-          }
-        }
-        if constexpr (!POST) {
-          const float m_lo = lane_scale(m[u][r][0], lo), m_hi = lane_scale(m[u][r][1], hi);
-          const uint32_t s_lo = P::pack(m_lo, m_lo), s_hi = P::pack(m_hi, m_hi);
-#pragma unroll
-          for (int s = 0; s < 4; ++s) {
-            frag[r][s][0] = P::mul(frag[r][s][0], s_lo);
-            frag[r][s][1] = P::mul(frag[r][s][1], s_hi);
-            frag[r][s][2] = P::mul(frag[r][s][2], s_lo);
-            frag[r][s][3] = P::mul(frag[r][s][3], s_hi);
-          }
-        }
+        weight_fragments<REG_W>(frag[r], table, planes, lo, hi);
+        if constexpr (!POST) scale_fragments<T>(frag[r], lane_scale(m[u][r][0], lo), lane_scale(m[u][r][1], hi));
       }
 #pragma unroll
       for (int nt = 0; nt < MT; ++nt) {

@@ -51,7 +51,6 @@ __global__ void __launch_bounds__(WARPS * 32)
 gemm_4bit_tile_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, const float* __restrict__ code,
                       const BlockScales scales, const T* __restrict__ bias, T* __restrict__ out, int M, int64_t N,
                       int64_t K, int log2_blocksize) {
-  using P = Pair4bit<T>;
   static_assert(WARPS <= kTileMaxWarps, "CTA size");
   constexpr int kTokens = MT * 8, kRows = 16 * RT * WARPS;
   constexpr int kRowVecs = SUBS * kMmaSubK / 8 + 1;  // uint4 a padded row of a stage
@@ -149,32 +148,9 @@ gemm_4bit_tile_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, co
 #pragma unroll
       for (int r = 0; r < RT; ++r) {
         const uint2 lo = w[u][r][0], hi = w[u][r][1];
-        uint32_t pairs[2][2][4];  // REG: [word][row half][byte]
-        if constexpr (REG) {
-          code_pairs_from_planes(planes, lo.x, pairs[0][0]);
-          code_pairs_from_planes(planes, hi.x, pairs[0][1]);
-          code_pairs_from_planes(planes, lo.y, pairs[1][0]);
-          code_pairs_from_planes(planes, hi.y, pairs[1][1]);
-        }
-#pragma unroll
-        for (int s = 0; s < 4; ++s) {
-          const uint32_t lw = s < 2 ? lo.x : lo.y, hw = s < 2 ? hi.x : hi.y;
-          const int i = 2 * (s & 1), x = s / 2;
-          frag[r][s][0] = REG ? pairs[x][0][i] : code_pair(table, lw, i);
-          frag[r][s][1] = REG ? pairs[x][1][i] : code_pair(table, hw, i);
-          frag[r][s][2] = REG ? pairs[x][0][i + 1] : code_pair(table, lw, i + 1);
-          frag[r][s][3] = REG ? pairs[x][1][i + 1] : code_pair(table, hw, i + 1);
-        }
-        const float m_lo = lane_scale(scale_of(scales, sp[u][r][0], s_ncode, offset), lo);
-        const float m_hi = lane_scale(scale_of(scales, sp[u][r][1], s_ncode, offset), hi);
-        const uint32_t s_lo = P::pack(m_lo, m_lo), s_hi = P::pack(m_hi, m_hi);
-#pragma unroll
-        for (int s = 0; s < 4; ++s) {
-          frag[r][s][0] = P::mul(frag[r][s][0], s_lo);
-          frag[r][s][1] = P::mul(frag[r][s][1], s_hi);
-          frag[r][s][2] = P::mul(frag[r][s][2], s_lo);
-          frag[r][s][3] = P::mul(frag[r][s][3], s_hi);
-        }
+        weight_fragments<REG ? 2 : 0>(frag[r], table, planes, lo, hi);
+        scale_fragments<T>(frag[r], lane_scale(scale_of(scales, sp[u][r][0], s_ncode, offset), lo),
+                           lane_scale(scale_of(scales, sp[u][r][1], s_ncode, offset), hi));
       }
 #pragma unroll
       for (int nt = 0; nt < MT; ++nt) {
@@ -245,13 +221,6 @@ gemm_4bit_tile_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, co
   }
   cluster.sync();  // no CTA leaves while another may still read its shared memory
 #endif
-}
-
-// Whether this kernel takes the product: more than 16 tokens, as gemm_4bit_mma's rules (K a
-// multiple of 64 under 2^31, 16-byte aligned operands: every row of a stage starts on 16
-// bytes), and the slabs within the grid's y limit.
-template <typename T> bool gemm_4bit_tile_fits(const T* A, const uint8_t* B, int64_t M, int64_t N, int64_t K) {
-  return M > 16 && gemm_4bit_mma_fits(A, B, M, N, K) && N <= int64_t(65535) * 16;
 }
 
 // The CTAs of a cluster each slab's K is split over: of 1..kTileMaxSplit (every rank at least
