@@ -7,7 +7,8 @@
 # PYTEST_JOBS=J runs the tests in J processes, GTEST_SHARDS=S the CUDA GoogleTests in S (4),
 # AB="x y" first builds and runs the standalone A/B harnesses benchmarks/ab_{x,y}.cu (sm_90),
 # GTEST=0 skips the GoogleTests (a short call: the pytest suite alone), PYTEST=0 the pytest suite,
-# BUILD=0 the build (a second call on the tree an earlier one built).
+# BUILD=0 the build (a second call on the tree an earlier one built), AB_TIMEOUT=S stops each
+# harness after S seconds (300).
 set -u
 out=${1:?usage: gpu_check.sh OUT_DIR [pytest args]}
 shift
@@ -40,7 +41,7 @@ if [ -n "${AB:-}" ]; then
       >"$out/ab_$h.build.log" 2>&1 &
   done
   wait
-  for h in $AB; do step "ab_$h" "ab_$h.log" "build/ab/$h"; done
+  for h in $AB; do step "ab_$h" "ab_$h.log" timeout "${AB_TIMEOUT:-300}" "build/ab/$h"; done
 fi
 # The interpreter that holds torch builds and installs (a bare `pip` may belong to another).
 if python3 -m pip --version >/dev/null 2>&1; then
