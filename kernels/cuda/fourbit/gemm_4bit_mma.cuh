@@ -497,7 +497,8 @@ cudaError_t launch_gemm_4bit_mma(const T* A, const uint8_t* B, const float* code
   } while (0)
   // One token tile: the weight stream is everything; eight warps a CTA where four would leave
   // the GPU with too few loads in flight (fewer than about 16 warps an SM). More tokens: two
-  // row tiles a warp halve the activation reads; 64 tokens keep one (registers).
+  // row tiles a warp halve the activation reads; at 64 tokens that leaves one k sub-chunk a
+  // step (U 1: 179 registers, where U 2 would need 248).
   if (M <= 8) {
     const int64_t ctas = (N + 15) / 16;
     const int warps = ctas * 4 < 12 * int64_t(device_caps().sm_count) ? 8 : 4;
@@ -507,7 +508,7 @@ cudaError_t launch_gemm_4bit_mma(const T* A, const uint8_t* B, const float* code
   } else if (M <= 32) {
     BNB_LAUNCH_AS(4, 2, 4, false, false, 0, 4);
   } else {
-    BNB_LAUNCH_AS(8, 1, 2, false, false, 0, 4);
+    BNB_LAUNCH_AS(8, 2, 1, false, false, 0, 4);
   }
 #undef BNB_LAUNCH
 #undef BNB_LAUNCH_AS
