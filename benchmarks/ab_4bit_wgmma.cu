@@ -34,6 +34,7 @@
 #include <cuda_bf16.h>
 #include "harness_4bit.h"
 #include "fourbit/gemm_4bit_mma.cuh"
+#include "fourbit/gemm_4bit_stream.cuh"  // word_of
 using namespace bnb;
 using namespace bnb::cuda;
 using bf = __nv_bfloat16;
@@ -107,7 +108,8 @@ __global__ void __launch_bounds__(128)
 gemm_4bit_wg_kernel(const bf* __restrict__ A, const uint8_t* __restrict__ B, const float* __restrict__ code,
                     const BlockScales scales, float* __restrict__ partial, bf* __restrict__ out, int M, int64_t N,
                     int64_t K, int log2_blocksize) {
-  constexpr int kPer = NT * SUBS * 8 / 128;  // uint4 of A a thread stages a stage
+  constexpr int kItems = NT * SUBS * 2 / 128;  // staging items a thread has a stage (below)
+  static_assert(NT * SUBS * 2 % 128 == 0, "whole items a thread");
   constexpr int kStage = SUBS * kWgSubBytes(NT);
   extern __shared__ __align__(128) uint8_t s_b[];  // two stages
   __shared__ __align__(16) uint32_t s_pair[256 * 16];
@@ -122,24 +124,37 @@ gemm_4bit_wg_kernel(const bf* __restrict__ A, const uint8_t* __restrict__ B, con
   const int sub_begin = min(subs, int(blockIdx.x) * per), sub_end = min(subs, sub_begin + per);
 
   // A stage's activations: loaded to registers, then stored in the staged layout (zeros past M
-  // and past this rank's sub-chunks).
-  auto load_stage = [&](uint4 (&v)[kPer], int c0) {
+  // and past this rank's sub-chunks). A thread's share is kItems items; an item is the half of a
+  // token's sub-chunk of parity p (its uint4 q = p, p + 2, p + 4, p + 6), which fills whole
+  // 16-byte rows of the staged layout (steps 2p and 2p + 1, both k halves): four 16-byte stores
+  // an item. Tokens vary fastest over the lanes, so that eight lanes' stores of a row fall in
+  // eight distinct 16-byte bank groups.
+  auto item_of = [&](int j, int& tok, int& sub, int& p) {
+    const int i = int(threadIdx.x) + 128 * j;
+    tok = i % NT, p = (i / NT) & 1, sub = i / (2 * NT);
+  };
+  auto load_stage = [&](uint4 (&v)[kItems][4], int c0) {
 #pragma unroll
-    for (int j = 0; j < kPer; ++j) {
-      const int i = int(threadIdx.x) + 128 * j, tok = i / (SUBS * 8), sub = (i / 8) % SUBS, q = i % 8;
-      v[j] = make_uint4(0u, 0u, 0u, 0u);
-      if (tok < M && c0 + sub < sub_end)
-        v[j] = __ldg(reinterpret_cast<const uint4*>(A + int64_t(tok) * K + int64_t(c0 + sub) * kMmaSubK) + q);
+    for (int j = 0; j < kItems; ++j) {
+      int tok, sub, p;
+      item_of(j, tok, sub, p);
+      const bool live = tok < M && c0 + sub < sub_end;
+      const uint4* src = reinterpret_cast<const uint4*>(A + int64_t(live ? tok : 0) * K +
+                                                        int64_t(live ? c0 + sub : 0) * kMmaSubK);
+#pragma unroll
+      for (int w = 0; w < 4; ++w) v[j][w] = live ? __ldg(src + p + 2 * w) : make_uint4(0u, 0u, 0u, 0u);
     }
   };
-  auto store_stage = [&](const uint4 (&v)[kPer], int buf) {
+  auto store_stage = [&](const uint4 (&v)[kItems][4], int buf) {
 #pragma unroll
-    for (int j = 0; j < kPer; ++j) {
-      const int i = int(threadIdx.x) + 128 * j, tok = i / (SUBS * 8), sub = (i / 8) % SUBS, q = i % 8;
-      uint32_t* base = reinterpret_cast<uint32_t*>(s_b + buf * kStage + sub * kWgSubBytes(NT));
-      const uint32_t words[4] = {v[j].x, v[j].y, v[j].z, v[j].w};
+    for (int j = 0; j < kItems; ++j) {
+      int tok, sub, p;
+      item_of(j, tok, sub, p);
+      uint8_t* base = s_b + buf * kStage + sub * kWgSubBytes(NT);
 #pragma unroll
-      for (int x = 0; x < 4; ++x) base[staged_offset<NT>(tok, q, x) / 4] = words[x];
+      for (int x = 0; x < 4; ++x)  // the row of step 2p + x / 2, k half x % 2: word x of each uint4
+        *reinterpret_cast<uint4*>(base + staged_offset<NT>(tok, p, x)) =
+            make_uint4(word_of(v[j][0], x), word_of(v[j][1], x), word_of(v[j][2], x), word_of(v[j][3], x));
     }
   };
 
@@ -152,7 +167,7 @@ gemm_4bit_wg_kernel(const bf* __restrict__ A, const uint8_t* __restrict__ B, con
     sp_hi = load_scale_parts(scales, (first_hi + c * (kMmaSubK / 16)) >> (log2_blocksize - 4));
   };
   if (sub_begin < sub_end) load_weights(sub_begin);
-  uint4 staged[kPer];
+  uint4 staged[kItems][4];
   load_stage(staged, sub_begin);
   fill_code_pairs<bf, 16>(s_pair, s_ncode, code, scales);
   const float offset = scales.nested ? __ldg(scales.offset) : 0.f;
