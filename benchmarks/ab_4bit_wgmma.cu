@@ -83,7 +83,10 @@ __device__ __forceinline__ void wgmma_bf16(float (&d)[NT / 2], const uint32_t (&
 }
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
+// Until at most PENDING of this warpgroup's committed groups are still running.
+template <int PENDING> __device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(PENDING) : "memory");
+}
 // Generic-proxy writes of shared memory (the staging stores) made visible to the tensor cores.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 
@@ -103,7 +106,10 @@ __device__ __forceinline__ int staged_offset(int tok, int v, int i) {
   return s * (NT * 32) + ((tok >> 3) * 2 + h) * 128 + (tok & 7) * 16 + w * 4;
 }
 
-template <int NT, int SUBS>
+// PIPE: two sets of weight fragments, so that a sub-chunk's dequantization overlaps the
+// previous sub-chunk's MMAs (wait for all but the last group; all at the end of a stage, before
+// its buffer can be refilled); else every sub-chunk waits for its own MMAs.
+template <int NT, int SUBS, bool PIPE>
 __global__ void __launch_bounds__(128)
 gemm_4bit_wg_kernel(const bf* __restrict__ A, const uint8_t* __restrict__ B, const float* __restrict__ code,
                     const BlockScales scales, float* __restrict__ partial, bf* __restrict__ out, int M, int64_t N,
@@ -175,6 +181,7 @@ gemm_4bit_wg_kernel(const bf* __restrict__ A, const uint8_t* __restrict__ B, con
   const uint32_t b_base = uint32_t(__cvta_generic_to_shared(s_b));
 
   float acc[NT / 2] = {};
+  uint32_t frag[PIPE ? 2 : 1][4][4];
   int buf = 0;
   for (int c0 = sub_begin; c0 < sub_end; c0 += SUBS, buf ^= 1) {
     store_stage(staged, buf);
@@ -188,16 +195,19 @@ gemm_4bit_wg_kernel(const bf* __restrict__ A, const uint8_t* __restrict__ B, con
       const uint2 cl = lo, ch = hi;
       const float m_lo = scale_of(scales, sp_lo, s_ncode, offset), m_hi = scale_of(scales, sp_hi, s_ncode, offset);
       if (c + 1 < sub_end) load_weights(c + 1);
-      uint32_t frag[4][4];
-      weight_fragments<0>(frag, table, CodePlanes{}, cl, ch);
-      scale_fragments<bf>(frag, lane_scale(m_lo, cl), lane_scale(m_hi, ch));
+      uint32_t (&f)[4][4] = frag[PIPE ? (sub & 1) : 0];
+      weight_fragments<0>(f, table, CodePlanes{}, cl, ch);
+      scale_fragments<bf>(f, lane_scale(m_lo, cl), lane_scale(m_hi, ch));
       wgmma_fence();
 #pragma unroll
       for (int s = 0; s < 4; ++s)
-        wgmma_bf16<NT>(acc, frag[s], smem_desc(b_base + buf * kStage + sub * kWgSubBytes(NT) + s * NT * 32, 128, 256));
+        wgmma_bf16<NT>(acc, f[s], smem_desc(b_base + buf * kStage + sub * kWgSubBytes(NT) + s * NT * 32, 128, 256));
       wgmma_commit();
-      wgmma_wait_all();  // the registers of frag and acc are the tensor cores' until here
+      // The registers of a fragment set (and acc, for any code but the next MMA) are the tensor
+      // cores' until its group is waited for.
+      wgmma_wait<PIPE ? 1 : 0>();
     }
+    if constexpr (PIPE) wgmma_wait<0>();
   }
   // This CTA's sums: its own outputs (one rank) or its part of them (atomics into `partial`).
 #pragma unroll
@@ -223,8 +233,8 @@ struct Variant {
   void (*kernel)(const bf*, const uint8_t*, const float*, const BlockScales, float*, bf*, int, int64_t, int64_t, int);
   const char* name;
 };
-template <int NT, int SUBS> Variant variant(const char* name) {
-  return {NT, SUBS, gemm_4bit_wg_kernel<NT, SUBS>, name};
+template <int NT, int SUBS, bool PIPE = false> Variant variant(const char* name) {
+  return {NT, SUBS, gemm_4bit_wg_kernel<NT, SUBS, PIPE>, name};
 }
 
 static void launch_wg(const Variant& v, int split, const Weights4bit& wt, int c, float* partial, bf* out, int M) {
@@ -240,8 +250,9 @@ int main() {
   cudaDeviceProp pr;
   if (!sm90_device(pr, "warpgroup MMA")) return 0;
   printf("device: %s, %d SMs\n", pr.name, pr.multiProcessorCount);
-  const Variant variants[] = {variant<32, 2>("N32 S2"), variant<32, 4>("N32 S4"), variant<64, 1>("N64 S1"),
-                              variant<64, 2>("N64 S2")};
+  const Variant variants[] = {variant<32, 2>("N32 S2"),        variant<32, 4>("N32 S4"),
+                              variant<32, 2, true>("N32 S2 pipe"), variant<64, 1>("N64 S1"),
+                              variant<64, 2>("N64 S2"),        variant<64, 2, true>("N64 S2 pipe")};
   for (const Variant& v : variants)
     CK(cudaFuncSetAttribute(v.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 2 * v.subs * v.nt * 128));
   bool all_close = true;
