@@ -108,8 +108,11 @@ __device__ __forceinline__ int staged_offset(int tok, int v, int i) {
 
 // PIPE: two sets of weight fragments, so that a sub-chunk's dequantization overlaps the
 // previous sub-chunk's MMAs (wait for all but the last group; all at the end of a stage, before
-// its buffer can be refilled); else every sub-chunk waits for its own MMAs.
-template <int NT, int SUBS, bool PIPE>
+// its buffer can be refilled); else every sub-chunk waits for its own MMAs. DEPTH: sub-chunks of
+// weights a lane holds in registers, the current one first; each sub-chunk asks for the one DEPTH
+// ahead (a warp's 512 bytes a sub-chunk: at one or two ahead, four CTAs of four warps an SM keep
+// too few bytes in flight for the bandwidth).
+template <int NT, int SUBS, bool PIPE, int DEPTH>
 __global__ void __launch_bounds__(128)
 gemm_4bit_wg_kernel(const bf* __restrict__ A, const uint8_t* __restrict__ B, const float* __restrict__ code,
                     const BlockScales scales, float* __restrict__ partial, bf* __restrict__ out, int M, int64_t N,
@@ -164,15 +167,21 @@ gemm_4bit_wg_kernel(const bf* __restrict__ A, const uint8_t* __restrict__ B, con
     }
   };
 
-  uint2 lo = {0u, 0u}, hi = {0u, 0u};
-  ScaleParts sp_lo = {0.f, 0u}, sp_hi = {0.f, 0u};
-  auto load_weights = [&](int c) {
-    lo = load_weight_stream8(w_lo + int64_t(c) * (kMmaSubK / 2));
-    hi = load_weight_stream8(w_hi + int64_t(c) * (kMmaSubK / 2));
-    sp_lo = load_scale_parts(scales, (first_lo + c * (kMmaSubK / 16)) >> (log2_blocksize - 4));
-    sp_hi = load_scale_parts(scales, (first_hi + c * (kMmaSubK / 16)) >> (log2_blocksize - 4));
+  // The lane's weights and scales of DEPTH sub-chunks in registers, the current one first: a
+  // queue shifted by one a sub-chunk (unrolled: the shifts are register renames).
+  struct SubWeights { uint2 lo, hi; ScaleParts sp_lo, sp_hi; };
+  SubWeights queue[DEPTH];
+  auto load_weights = [&](SubWeights& q, int c) {
+    q.lo = load_weight_stream8(w_lo + int64_t(c) * (kMmaSubK / 2));
+    q.hi = load_weight_stream8(w_hi + int64_t(c) * (kMmaSubK / 2));
+    q.sp_lo = load_scale_parts(scales, (first_lo + c * (kMmaSubK / 16)) >> (log2_blocksize - 4));
+    q.sp_hi = load_scale_parts(scales, (first_hi + c * (kMmaSubK / 16)) >> (log2_blocksize - 4));
   };
-  if (sub_begin < sub_end) load_weights(sub_begin);
+#pragma unroll
+  for (int i = 0; i < DEPTH; ++i) {
+    queue[i] = {{0u, 0u}, {0u, 0u}, {0.f, 0u}, {0.f, 0u}};
+    if (sub_begin + i < sub_end) load_weights(queue[i], sub_begin + i);
+  }
   uint4 staged[kItems][4];
   load_stage(staged, sub_begin);
   fill_code_pairs<bf, 16>(s_pair, s_ncode, code, scales);
@@ -192,9 +201,12 @@ gemm_4bit_wg_kernel(const bf* __restrict__ A, const uint8_t* __restrict__ B, con
     for (int sub = 0; sub < SUBS; ++sub) {
       const int c = c0 + sub;
       if (c >= sub_end) break;
-      const uint2 cl = lo, ch = hi;
-      const float m_lo = scale_of(scales, sp_lo, s_ncode, offset), m_hi = scale_of(scales, sp_hi, s_ncode, offset);
-      if (c + 1 < sub_end) load_weights(c + 1);
+      const uint2 cl = queue[0].lo, ch = queue[0].hi;
+      const float m_lo = scale_of(scales, queue[0].sp_lo, s_ncode, offset);
+      const float m_hi = scale_of(scales, queue[0].sp_hi, s_ncode, offset);
+#pragma unroll
+      for (int i = 0; i + 1 < DEPTH; ++i) queue[i] = queue[i + 1];
+      if (c + DEPTH < sub_end) load_weights(queue[DEPTH - 1], c + DEPTH);
       uint32_t (&f)[4][4] = frag[PIPE ? (sub & 1) : 0];
       weight_fragments<0>(f, table, CodePlanes{}, cl, ch);
       scale_fragments<bf>(f, lane_scale(m_lo, cl), lane_scale(m_hi, ch));
@@ -233,8 +245,8 @@ struct Variant {
   void (*kernel)(const bf*, const uint8_t*, const float*, const BlockScales, float*, bf*, int, int64_t, int64_t, int);
   const char* name;
 };
-template <int NT, int SUBS, bool PIPE = false> Variant variant(const char* name) {
-  return {NT, SUBS, gemm_4bit_wg_kernel<NT, SUBS, PIPE>, name};
+template <int NT, int SUBS, bool PIPE = false, int DEPTH = 2> Variant variant(const char* name) {
+  return {NT, SUBS, gemm_4bit_wg_kernel<NT, SUBS, PIPE, DEPTH>, name};
 }
 
 static void launch_wg(const Variant& v, int split, const Weights4bit& wt, int c, float* partial, bf* out, int M) {
@@ -252,7 +264,8 @@ int main() {
   printf("device: %s, %d SMs\n", pr.name, pr.multiProcessorCount);
   const Variant variants[] = {variant<32, 2>("N32 S2"),        variant<32, 4>("N32 S4"),
                               variant<32, 2, true>("N32 S2 pipe"), variant<64, 1>("N64 S1"),
-                              variant<64, 2>("N64 S2"),        variant<64, 2, true>("N64 S2 pipe")};
+                              variant<64, 2>("N64 S2"),        variant<64, 2, true>("N64 S2 pipe"),
+                              variant<32, 2, true, 4>("N32 S2 pipe D4"), variant<64, 2, true, 4>("N64 S2 pipe D4")};
   for (const Variant& v : variants)
     CK(cudaFuncSetAttribute(v.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 2 * v.subs * v.nt * 128));
   bool all_close = true;
