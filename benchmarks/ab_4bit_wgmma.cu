@@ -295,7 +295,7 @@ int main() {
       double best = 1e30;
       for (const Variant& v : variants) {
         if (M > v.nt) continue;
-        printf("      %-8s", v.name);
+        printf("      %-15s", v.name);
         for (const int split : {1, 2, 4, 8}) {
           // NaN first (bf16 0xFFFF): an output the kernel leaves unwritten cannot pass on the
           // library's (or the previous variant's) value left in dout.
