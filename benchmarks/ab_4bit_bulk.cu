@@ -187,10 +187,10 @@ int main() {
       {gemm_4bit_bulk_kernel<bf, true, 4>, 4, 512, 6, 2, "C4 KC512 S6 2/SM"},
       {gemm_4bit_bulk_kernel<bf, true, 4>, 4, 1024, 4, 2, "C4 KC1024 S4 2/SM"},
       // More consumers an SM (on one H100, C8 1/SM beat C4 1/SM by 10-30%: the consumers' math,
-      // not the stream, sets the time).
+      // not the stream, sets the time). Sixteen a CTA would not fit: the table and the sums'
+      // buffers take 52.5 KiB of static shared memory, over its 48 KiB.
       {gemm_4bit_bulk_kernel<bf, true, 8>, 8, 512, 6, 2, "C8 KC512 S6 2/SM"},
-      {gemm_4bit_bulk_kernel<bf, true, 12>, 12, 1024, 8, 1, "C12 KC1024 S8 1/SM"},
-      {gemm_4bit_bulk_kernel<bf, true, 16>, 16, 1024, 8, 1, "C16 KC1024 S8 1/SM"}};
+      {gemm_4bit_bulk_kernel<bf, true, 12>, 12, 1024, 8, 1, "C12 KC1024 S8 1/SM"}};
   bool all_close = true;
   for (int si = 0; si < int(sizeof(kDecodeShapes) / sizeof(kDecodeShapes[0])); ++si) {
     const DecodeShape& sh = kDecodeShapes[si];
@@ -229,13 +229,7 @@ int main() {
         CK(cudaGetLastError());
         CK(cudaDeviceSynchronize());
         CK(cudaMemcpy(got.data(), dout, got.size() * 2, cudaMemcpyDeviceToHost));
-        float most = 0.f;
-        for (const bf& r : ref) most = std::max(most, std::fabs(__bfloat162float(r)));
-        bool close = true;
-        for (size_t j = 0; j < ref.size(); ++j) {
-          const float x = __bfloat162float(got[j]), y = __bfloat162float(ref[j]);
-          close &= std::fabs(x - y) <= 0x1p-7f * std::fabs(y) + 0x1p-12f * most;
-        }
+        const bool close = first_far(got, ref) < 0;
         all_close &= close;
         const float ms = median_ms([&, n = 1]() mutable { run(n++); });
         CK(cudaGetLastError());

@@ -5,6 +5,7 @@
 // drawn from one seed.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <vector>
@@ -77,3 +78,15 @@ struct Weights4bit {
   // The bytes a product must read: the codes and one nested code a block.
   double bytes() const { return double(nbytes + blocks); }
 };
+
+// Where `got` first differs from `want` by more than the rounding of a reordered float32 sum
+// (|a - b| <= 2^-7 |b| + 2^-12 max|b|, the products' outputs in bf16), or -1 where nowhere.
+inline int64_t first_far(const std::vector<__nv_bfloat16>& got, const std::vector<__nv_bfloat16>& want) {
+  float most = 0.f;
+  for (const __nv_bfloat16& r : want) most = std::max(most, std::fabs(__bfloat162float(r)));
+  for (size_t i = 0; i < want.size(); ++i) {
+    const float a = __bfloat162float(got[i]), b = __bfloat162float(want[i]);
+    if (!(std::fabs(a - b) <= 0x1p-7f * std::fabs(b) + 0x1p-12f * most)) return int64_t(i);
+  }
+  return -1;
+}
