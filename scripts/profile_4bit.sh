@@ -5,6 +5,8 @@
 # its peak, occupancy, the warps' stall reasons, shared-memory and cache traffic. A report per
 # case goes to OUT_DIR (open it with ncu-ui); the key lines of each are printed.
 #   bash scripts/profile_4bit.sh OUT_DIR [M:N:K ...]   (default: 1:8192:8192 16:8192:8192 64:4096:4096)
+# NCU_SET=full collects every section instead (each unit's breakdown, the source counters); either
+# way each report's details and raw metrics are also written as text beside it.
 set -u
 out=${1:?usage: profile_4bit.sh OUT_DIR [M:N:K ...]}
 shift
@@ -35,9 +37,11 @@ for c in "${cases[@]}"; do
   # goes again without them.
   stalls=(--metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio')
   for attempt in 1 2; do
+    sections=(--section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats
+      --section MemoryWorkloadAnalysis --section SchedulerStats)
+    [ -n "${NCU_SET:-}" ] && sections=(--set "$NCU_SET")
     ncu --kernel-name regex:gemm_4bit --launch-skip 2 --launch-count 1 \
-      --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-      --section MemoryWorkloadAnalysis --section SchedulerStats "${stalls[@]}" -o "$out/$name" -f \
+      "${sections[@]}" "${stalls[@]}" -o "$out/$name" -f \
       python3 -c "$program" "$m" "$n" "$k" >"$out/$name.log" 2>&1 && break
     stalls=()
   done
@@ -48,4 +52,6 @@ for c in "${cases[@]}"; do
     "gemm_4bit|Duration|Throughput|Registers Per Thread|Achieved Occupancy|Issue Slots Busy|Warp Cycles|issue_stalled" \
     | awk '!/issue_stalled/ || $NF + 0 >= 0.1' | sed 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//'
   tail -3 "$out/$name.log" | grep -iE "error|warn" || true
+  ncu --import "$out/$name.ncu-rep" --page details --print-details all >"$out/$name.details.txt" 2>&1
+  ncu --import "$out/$name.ncu-rep" --page raw --csv >"$out/$name.raw.csv" 2>&1
 done
