@@ -1,6 +1,5 @@
 // Bulk copies into shared memory and the mbarriers that count them (sm_90), for the standalone
-// harnesses that feed a CTA's shared memory from a producer warp (benchmarks/ab_bulk_stream.cu,
-// benchmarks/ab_4bit_bulk.cu).
+// harness that feeds a CTA's shared memory from a producer warp (benchmarks/ab_bulk_stream.cu).
 #pragma once
 #include <cstdint>
 

@@ -50,10 +50,7 @@ if [ -n "${AB:-}" ]; then
   fi
   nvcc_pids=()
   for h in $AB; do
-    # (harnesses of warpgroup MMA need the architecture-specific target, sm_90a)
-    arch=(-arch=sm_90)
-    grep -q 'wgmma' "benchmarks/ab_$h.cu" && arch=(-gencode arch=compute_90a,code=sm_90a)
-    nvcc -std=c++17 -O3 -DNDEBUG --expt-relaxed-constexpr "${arch[@]}" -Ikernels/include -Ikernels/cuda \
+    nvcc -std=c++17 -O3 -DNDEBUG --expt-relaxed-constexpr -arch=sm_90 -Ikernels/include -Ikernels/cuda \
       -Ikernels -o "build/ab/$h" "benchmarks/ab_$h.cu" kernels/cuda/common/launch.cu \
       kernels/cuda/common/device_caps.cu $(grep -q '<cublas_v2.h>' "benchmarks/ab_$h.cu" && echo -lcublas) \
       >"$out/ab_$h.build.log" 2>&1 &
