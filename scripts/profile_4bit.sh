@@ -36,10 +36,10 @@ for c in "${cases[@]}"; do
   # stall-reason metrics are asked for by pattern; where this ncu does not know it, the run
   # goes again without them.
   stalls=(--metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio')
+  sections=(--section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats
+    --section MemoryWorkloadAnalysis --section SchedulerStats)
+  [ -n "${NCU_SET:-}" ] && sections=(--set "$NCU_SET")
   for attempt in 1 2; do
-    sections=(--section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats
-      --section MemoryWorkloadAnalysis --section SchedulerStats)
-    [ -n "${NCU_SET:-}" ] && sections=(--set "$NCU_SET")
     ncu --kernel-name regex:gemm_4bit --launch-skip 2 --launch-count 1 \
       "${sections[@]}" "${stalls[@]}" -o "$out/$name" -f \
       python3 -c "$program" "$m" "$n" "$k" >"$out/$name.log" 2>&1 && break

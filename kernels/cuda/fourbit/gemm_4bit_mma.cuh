@@ -85,8 +85,8 @@ __device__ __forceinline__ uint2 load_weight_stream8(const uint8_t* p) {
 // interleaved copies an entry (entry e at words COPIES e .. COPIES e + COPIES - 1, so that lanes
 // reading their own copy never meet in a bank; not where TABLE is false, for kernels that make
 // every pair in registers), and the nested scales' code values. A thread an entry stores its
-// COPIES / 4 16-byte words starting at a different one for each pair of neighbours, so that the
-// eight lanes of each quarter-warp store to eight different 16-byte bank groups: no conflicts.
+// COPIES / 4 16-byte words in an order rotated by the entry (below), so that the eight lanes of
+// each quarter-warp store to eight different 16-byte bank groups: no conflicts.
 // (In order from the first word, a quarter-warp's stores met 4-way (16 copies) or 8-way (32) in
 // the same banks: at one token through 8192^2 they took as many shared-memory wavefronts as all
 // the lookups, 1.09 M against 1.14 M, 86% of them in excess.)
