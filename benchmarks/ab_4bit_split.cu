@@ -28,33 +28,41 @@ using bf = __nv_bfloat16;
 typedef void (*Kern)(const bf*, const uint8_t*, const float*, const BlockScales, const bf*, bf*, int, int64_t, int64_t, int);
 // A kernel shape: the library's for M tokens (launch_gemm_4bit_mma), or another tiling of the
 // same kernel measured beside it (`alt`: only unsplit and two a cluster, outside the geomean).
-struct Config { int M; Kern plain, split; int rows, threads, u; const char* name; bool alt; };
+// RING: the activations through each warp's two buffers of shared memory (A_RING), with the
+// dynamic shared memory that takes.
+struct Config { int M; Kern plain, split; int rows, threads, u; const char* name; bool alt; int smem; };
 
-template <int MT, int RT, int U> Config config(int M, const char* name, bool alt = false) {
-  return {M, gemm_4bit_mma_kernel<bf, MT, RT, U, false, false, 0, false>,
-          gemm_4bit_mma_kernel<bf, MT, RT, U, false, false, 0, true>, 16 * RT, 128, U, name, alt};
+template <int MT, int RT, int U, bool RING = false> Config config(int M, const char* name, bool alt = false) {
+  return {M, gemm_4bit_mma_kernel<bf, MT, RT, U, false, false, 0, false, RING>,
+          gemm_4bit_mma_kernel<bf, MT, RT, U, false, false, 0, true, RING>, 16 * RT, 128, U, name, alt,
+          RING ? a_ring_bytes(MT, 4) : 0};
 }
 
 static void launch(const Config& c, int split, const bf* A, const uint8_t* W, const float* code, const BlockScales& sc,
                    bf* out, int M, int64_t N, int64_t K) {
   const int64_t slabs = (N + c.rows - 1) / c.rows;
   if (split <= 1) {
-    c.plain<<<int(slabs), c.threads>>>(A, W, code, sc, nullptr, out, M, N, K, 6);
+    c.plain<<<int(slabs), c.threads, c.smem>>>(A, W, code, sc, nullptr, out, M, N, K, 6);
     return;
   }
-  CK(launch_in_clusters(c.split, split, dim3(unsigned(split), unsigned(slabs)), c.threads, 0, nullptr, A, W, code, sc,
-                        (const bf*)nullptr, out, M, N, K, 6));
+  CK(launch_in_clusters(c.split, split, dim3(unsigned(split), unsigned(slabs)), c.threads, size_t(c.smem), nullptr, A,
+                        W, code, sc, (const bf*)nullptr, out, M, N, K, 6));
 }
 
 int main() {
   cudaDeviceProp pr;
   if (!sm90_device(pr, "clusters")) return 0;
   printf("device: %s, %d SMs\n", pr.name, pr.multiProcessorCount);
-  // Other tilings at 64 tokens: one row tile a warp (every 16 rows read all of A through the
-  // L2) and two with two sub-chunks a step (248 registers against the library's 179).
+  // Other settings (alt): 32 tokens one sub-chunk a round, and 32 and 64 tokens with the
+  // activations through each warp's ring in shared memory (A_RING) instead of the L1.
   const Config configs[] = {config<2, 2, 2>(16, "MT2 RT2 U2"), config<4, 2, 4>(32, "MT4 RT2 U4"),
-                            config<8, 2, 1>(64, "MT8 RT2 U1"), config<8, 1, 2>(64, "MT8 RT1 U2", true),
-                            config<8, 2, 2>(64, "MT8 RT2 U2", true)};
+                            config<8, 2, 1>(64, "MT8 RT2 U1"), config<4, 2, 1>(32, "MT4 RT2 U1", true),
+                            config<4, 2, 1, true>(32, "MT4 RT2 U1 ring", true),
+                            config<8, 2, 1, true>(64, "MT8 RT2 U1 ring", true)};
+  for (const Config& cf : configs) {
+    CK(allow_dynamic_smem((const void*)cf.plain, cf.smem));
+    CK(allow_dynamic_smem((const void*)cf.split, cf.smem));
+  }
   const std::vector<int> all_splits = {1, 2, 3, 4}, alt_splits = {1, 2};
   std::map<std::pair<int, int>, std::vector<bf>> library_out;  // (M, shape): the library shape's unsplit output
   bool all_close = true;
@@ -69,7 +77,8 @@ int main() {
       bf* dout;
       CK(cudaMalloc(&dout, size_t(N) * M * 2));
       const int64_t slabs = (N + cf.rows - 1) / cf.rows;
-      const int rule = gemm_4bit_mma_split((const void*)cf.split, cf.threads, 0, slabs, int(K / kMmaSubK) / (4 * cf.u));
+      const int rule =
+          gemm_4bit_mma_split((const void*)cf.split, cf.threads, cf.smem, slabs, int(K / kMmaSubK) / (4 * cf.u));
       std::vector<bf> ref(size_t(N) * M), got(ref.size());
       cudaEvent_t e0, e1;
       cudaEventCreate(&e0);
