@@ -253,15 +253,16 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
   uint2 w[U][RT][2];
   ScaleParts sp[U][RT][2];
   if (c0 < subs) load_round(w, sp, c0);  // in flight while the tables fill
-  // A_RING: sub-chunk c's activations (all kTokens rows; rows past M repeat the last) into buffer
-  // `buf` of this warp's two, a cp.async group of 16 bytes a copy, 8 lanes a row.
+  // A_RING: sub-chunk c's activations (the M rows; the fragments of tokens past M read the last)
+  // into buffer `buf` of this warp's two, a cp.async group of 16 bytes a copy, 8 lanes a row.
   uint4* const ring = s_a + (A_RING ? 2 * kRingBuf * warp : 0);
   auto copy_a = [&](int buf, int c) {
 #pragma unroll
     for (int x = 0; x < kTokens * 8 / 32; ++x) {
       const int i = lane + 32 * x, r = i / 8, j = i % 8;
-      const uint4* src = reinterpret_cast<const uint4*>(A + int64_t(min(r, M - 1)) * K) + c * (kMmaSubK / 8) + j;
-      cp_async16(ring + buf * kRingBuf + r * kRingRow + j, src);
+      if (r < M)
+        cp_async16(ring + buf * kRingBuf + r * kRingRow + j,
+                   reinterpret_cast<const uint4*>(A + int64_t(r) * K) + c * (kMmaSubK / 8) + j);
     }
     cp_async_commit();
   };
@@ -306,11 +307,12 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
     a_at[nt] = tok * row_vecs + 2 * t;
     a_ptr[nt] = reinterpret_cast<const uint4*>(A + int64_t(tok) * K + 16 * t);
   }
-  // The 8 words of a lane's fragments of token tile nt in sub-chunk c.
+  // The 8 words of a lane's fragments of token tile nt in sub-chunk c (A_RING: the round's
+  // buffer holds sub-chunk c, a round being one sub-chunk).
   auto load_a = [&](uint32_t (&a)[8], int nt, int c) {
 #pragma unroll
     for (int q = 0; q < 2; ++q) {
-      const uint4 v = A_RING   ? ring[ring_buf * kRingBuf + (nt * 8 + g) * kRingRow + 2 * t + q]
+      const uint4 v = A_RING   ? ring[ring_buf * kRingBuf + min(nt * 8 + g, M - 1) * kRingRow + 2 * t + q]
                       : A_SMEM ? s_a[a_at[nt] + c * (kMmaSubK / 8) + q]
                                : __ldg(a_ptr[nt] + c * (kMmaSubK / 8) + q);
       a[4 * q] = v.x;
