@@ -221,11 +221,14 @@ int main() {
   printf("device: %s, %d SMs, copy %.0f GB/s\n", pr.name, pr.multiProcessorCount, copy);
   // The persistent kernel is held to two CTAs an SM (at most 128 registers a thread); the
   // library's kernel so held too, a slab a CTA, separates that from the persistence.
-  struct Setting { const char* name; Kern k; bool a_smem, persistent; };
+  // `per_sm`: CTAs an SM in the persistent grid (0: as many as fit; 1: one, so that every CTA
+  // takes several slabs even where the slabs are about two an SM).
+  struct Setting { const char* name; Kern k; bool a_smem, persistent; int per_sm; };
   const Setting settings[] = {
-      {"library, 2 an SM", gemm_4bit_stream_kernel<bf, 1, true, kStreamRound, 2, 0>, false, false},
-      {"persistent", gemm_4bit_persist_kernel<bf, true, false>, false, true},
-      {"persistent, A in smem", gemm_4bit_persist_kernel<bf, true, true>, true, true}};
+      {"library, 2 an SM", gemm_4bit_stream_kernel<bf, 1, true, kStreamRound, 2, 0>, false, false, 0},
+      {"persistent", gemm_4bit_persist_kernel<bf, true, false>, false, true, 0},
+      {"persistent, 1 an SM", gemm_4bit_persist_kernel<bf, true, false>, false, true, 1},
+      {"persistent, A in smem", gemm_4bit_persist_kernel<bf, true, true>, true, true, 0}};
   constexpr int kSettings = sizeof(settings) / sizeof(settings[0]);
   bool all_equal = true;
   double log_lib = 0, log_set[kSettings] = {};
@@ -270,6 +273,7 @@ int main() {
         CK(allow_dynamic_smem((const void*)st.k, smem));
         int per_sm = 0;
         CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, st.k, kStreamWarps * 32, smem));
+        if (st.per_sm > 0) per_sm = std::min(per_sm, st.per_sm);
         const int grid = int(st.persistent ? std::min<int64_t>(slabs, int64_t(per_sm) * pr.multiProcessorCount) : slabs);
         auto launch = [&](int c) {
           st.k<<<grid, kStreamWarps * 32, smem>>>(wt.A, wt.weight(c), wt.code, wt.scales(c), nullptr, dout, M, N, K, 6);

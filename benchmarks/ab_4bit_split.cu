@@ -53,12 +53,13 @@ int main() {
   cudaDeviceProp pr;
   if (!sm90_device(pr, "clusters")) return 0;
   printf("device: %s, %d SMs\n", pr.name, pr.multiProcessorCount);
-  // Other settings (alt): 32 tokens one sub-chunk a round, and 32 and 64 tokens with the
+  // Other settings (alt): 16 and 32 tokens one sub-chunk a round, and 32 and 64 tokens with the
   // activations through each warp's ring in shared memory (A_RING) instead of the L1. (At 32
   // tokens the ring's 36 KiB a CTA, beside 34 KiB of static shared memory, allows three CTAs an
   // SM where 128 registers allow four: compare it with both rows above it.)
   const Config configs[] = {config<2, 2, 2>(16, "MT2 RT2 U2"), config<4, 2, 4>(32, "MT4 RT2 U4"),
-                            config<8, 2, 1>(64, "MT8 RT2 U1"), config<4, 2, 1>(32, "MT4 RT2 U1", true),
+                            config<8, 2, 1>(64, "MT8 RT2 U1"), config<2, 2, 1>(16, "MT2 RT2 U1", true),
+                            config<4, 2, 1>(32, "MT4 RT2 U1", true),
                             config<4, 2, 1, true>(32, "MT4 RT2 U1 ring", true),
                             config<8, 2, 1, true>(64, "MT8 RT2 U1 ring", true)};
   for (const Config& cf : configs) {
