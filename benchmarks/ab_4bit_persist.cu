@@ -255,6 +255,7 @@ int main() {
   struct Setting { const char* name; Kern k; bool a_smem, persistent; int per_sm; bool exact; };
   const Setting settings[] = {
       {"library, 2 an SM", gemm_4bit_stream_kernel<bf, 1, true, kStreamRound, 2, 0>, false, false, 0, true},
+      {"library, halves", gemm_4bit_stream_kernel<bf, 1, true, kStreamRound, 1, 0, true>, false, false, 0, false},
       {"persistent", gemm_4bit_persist_kernel<bf, true, false>, false, true, 0, true},
       {"persistent, 1 an SM", gemm_4bit_persist_kernel<bf, true, false>, false, true, 1, true},
       {"persistent, A in smem", gemm_4bit_persist_kernel<bf, true, true>, true, true, 0, true},

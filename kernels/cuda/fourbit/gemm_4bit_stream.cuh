@@ -51,12 +51,17 @@ __device__ __forceinline__ uint32_t code_pair32(uint32_t table, uint32_t word, i
 
 // MT token tiles of 8 (M <= 8 MT). SPLIT: blocks of 64, two to a step-group's row. REG_J: the
 // words j < REG_J of a lane's 16 bytes a row are dequantized in registers, the rest by the table.
-template <typename T, int MT, bool SPLIT, int U = kStreamRound, int MINB = 1, int REG_J = 0>
+// HALVES (with SPLIT; measured by benchmarks/ab_4bit_persist.cu, not yet taken by the launcher):
+// a lane's 16 bytes of a row are two 8-byte loads, its 16 k of each of the step-group's two
+// blocks, so that steps 0-3 lie in the first block and 4-7 in the second: one mma a step on
+// unmasked activations instead of two on masked ones (the same products summed in another order).
+template <typename T, int MT, bool SPLIT, int U = kStreamRound, int MINB = 1, int REG_J = 0, bool HALVES = false>
 __global__ void __launch_bounds__(kStreamWarps * 32, MINB)
 gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, const float* __restrict__ code,
                         const BlockScales scales, const T* __restrict__ bias, T* __restrict__ out, int M,
                         int64_t N, int64_t K, int log2_blocksize) {
   constexpr int kTokens = MT * 8, kParts = SPLIT ? 2 : 1;
+  static_assert(!HALVES || SPLIT, "halves are the two blocks of 64 of a step-group");
   __shared__ __align__(16) uint32_t s_pair[256 * 32];  // after the loop: the warps' partial sums
   __shared__ float s_ncode[256];                       // nested scales: the values of their codes
   static_assert(kStreamWarps * 16 * (kTokens + 1) <= 256 * 32, "partial sums fit the table's place");
@@ -66,7 +71,7 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
   // Rows past N repeat the last one (their results are never written). h = 0, 1: rows g, g + 8.
   const uint8_t* w_row[2];
 #pragma unroll
-  for (int h = 0; h < 2; ++h) w_row[h] = B + min(n0 + 8 * h + g, N - 1) * (K / 2) + 16 * t;
+  for (int h = 0; h < 2; ++h) w_row[h] = B + min(n0 + 8 * h + g, N - 1) * (K / 2) + (HALVES ? 8 : 16) * t;
   // The scale this lane loads for its quad: row g + 8 (t & 1), in units of 64 k from the
   // tensor's start; SPLIT: the half t >> 1 of the step-group (else both halves: one block).
   const int64_t scale_row = min(n0 + 8 * (t & 1) + g, N - 1);
@@ -79,7 +84,15 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
     for (int u = 0; u < U; ++u) {
       if (c0 + u < groups) {
 #pragma unroll
-        for (int h = 0; h < 2; ++h) w[u][h] = load_weight_stream(w_row[h] + int64_t(c0 + u) * (kStreamK / 2));
+        for (int h = 0; h < 2; ++h) {
+          const uint8_t* at = w_row[h] + int64_t(c0 + u) * (kStreamK / 2);
+          if constexpr (HALVES) {  // bytes 8t and 32 + 8t of the step-group's 64
+            const uint2 lo = load_weight_stream8(at), hi = load_weight_stream8(at + kStreamK / 4);
+            w[u][h] = make_uint4(lo.x, lo.y, hi.x, hi.y);
+          } else {
+            w[u][h] = load_weight_stream(at);
+          }
+        }
         sp[u] = load_scale_parts(scales, (scale_at + 2 * (c0 + u)) >> shift);
       } else {
         sp[u] = {0.f, 0u};  // its scale is still made (never used): a code inside the table
@@ -100,7 +113,7 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
   // The lane's first activations of each token tile (tokens past M repeat the last one).
   const T* a_row[MT];
 #pragma unroll
-  for (int nt = 0; nt < MT; ++nt) a_row[nt] = A + int64_t(min(nt * 8 + g, M - 1)) * K + 32 * t;
+  for (int nt = 0; nt < MT; ++nt) a_row[nt] = A + int64_t(min(nt * 8 + g, M - 1)) * K + (HALVES ? 16 : 32) * t;
   // SPLIT: the activations of the lanes of each half (t < 2: the first block).
   const uint32_t half_mask[2] = {t < 2 ? ~0u : 0u, t < 2 ? 0u : ~0u};
 
@@ -121,19 +134,32 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
     if (__any_sync(0xffffffffu, marked)) {
       // A block that held NaN or Inf (rare): rows whose weights in it hold the reserved code read
       // NaN, the others the block's |absmax|. The lanes holding a scale's weights: the quad's
-      // lanes of its half (SPLIT) or the whole quad.
+      // lanes of its half (SPLIT) or the whole quad; HALVES: the whole quad's half t >> 1 of
+      // their 16 bytes.
 #pragma unroll
       for (int u = 0; u < U; ++u) {
-        unsigned held[2];
+        bool group;
+        if constexpr (HALVES) {
+          unsigned held[2][2];  // [the first or last 8 of a lane's bytes][row half]
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const uint4 v = w[u][h];
-          const bool r = holds_reserved_code_4bit(v.x) || holds_reserved_code_4bit(v.y) ||
-                         holds_reserved_code_4bit(v.z) || holds_reserved_code_4bit(v.w);
-          held[h] = __ballot_sync(0xffffffffu, r);
+          for (int h = 0; h < 2; ++h) {
+            const uint4 v = w[u][h];
+            held[0][h] = __ballot_sync(0xffffffffu, holds_reserved_code_4bit(v.x) || holds_reserved_code_4bit(v.y));
+            held[1][h] = __ballot_sync(0xffffffffu, holds_reserved_code_4bit(v.z) || holds_reserved_code_4bit(v.w));
+          }
+          group = ((held[t >> 1][t & 1] >> (4 * g)) & 0xFu) != 0;
+        } else {
+          unsigned held[2];
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const uint4 v = w[u][h];
+            const bool r = holds_reserved_code_4bit(v.x) || holds_reserved_code_4bit(v.y) ||
+                           holds_reserved_code_4bit(v.z) || holds_reserved_code_4bit(v.w);
+            held[h] = __ballot_sync(0xffffffffu, r);
+          }
+          const unsigned lanes = SPLIT ? (0x3u << (2 * (t >> 1))) : 0xFu;
+          group = ((held[t & 1] >> (4 * g)) & lanes) != 0;
         }
-        const unsigned lanes = SPLIT ? (0x3u << (2 * (t >> 1))) : 0xFu;
-        const bool group = ((held[t & 1] >> (4 * g)) & lanes) != 0;
         mine[u] = block_scale_or_nan(mine[u], group);
       }
     }
@@ -151,8 +177,9 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
 #pragma unroll
       for (int nt = 0; nt < MT; ++nt)
 #pragma unroll
-        for (int q = 0; q < 4; ++q)
-          a[nt][q] = __ldg(reinterpret_cast<const uint4*>(a_row[nt] + int64_t(c0 + u) * kStreamK) + q);
+        for (int q = 0; q < 4; ++q)  // HALVES: 16-byte word q % 2 of the lane's 16 k of block q / 2
+          a[nt][q] = __ldg(reinterpret_cast<const uint4*>(a_row[nt] + int64_t(c0 + u) * kStreamK) +
+                           (HALVES ? 8 * (q / 2) + q % 2 : q));
 
       float part[kParts][MT][4] = {};
       uint32_t reg_pairs[2][4];
@@ -179,10 +206,14 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
 #pragma unroll
         for (int nt = 0; nt < MT; ++nt) {
           const uint32_t b0 = word_of(a[nt][s / 2], 2 * (s & 1)), b1 = word_of(a[nt][s / 2], 2 * (s & 1) + 1);
+          if constexpr (HALVES) {
+            MmaOp<T>::mma(part[s / 4][nt], frag, b0, b1);
+          } else {
 #pragma unroll
-          for (int p = 0; p < kParts; ++p) {
-            const uint32_t m = SPLIT ? half_mask[p] : ~0u;
-            MmaOp<T>::mma(part[p][nt], frag, b0 & m, b1 & m);
+            for (int p = 0; p < kParts; ++p) {
+              const uint32_t m = SPLIT ? half_mask[p] : ~0u;
+              MmaOp<T>::mma(part[p][nt], frag, b0 & m, b1 & m);
+            }
           }
         }
       }
