@@ -73,15 +73,7 @@ gemm_4bit_persist_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B,
     for (int u = 0; u < U; ++u) {
       if (c0 + u < groups) {
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const uint8_t* at = r.w[h] + int64_t(c0 + u) * (kStreamK / 2);
-          if constexpr (HALVES) {
-            const uint2 lo = load_weight_stream8(at), hi = load_weight_stream8(at + kStreamK / 4);
-            w[u][h] = make_uint4(lo.x, lo.y, hi.x, hi.y);
-          } else {
-            w[u][h] = load_weight_stream(at);
-          }
-        }
+        for (int h = 0; h < 2; ++h) w[u][h] = load_step_group<HALVES>(r.w[h] + int64_t(c0 + u) * (kStreamK / 2));
         sp[u] = load_scale_parts(scales, (r.scale_at + 2 * (c0 + u)) >> shift);
       } else {
         sp[u] = {0.f, 0u};
@@ -134,21 +126,19 @@ gemm_4bit_persist_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B,
       if (__any_sync(0xffffffffu, marked)) {
 #pragma unroll
         for (int u = 0; u < U; ++u) {
-          // held[b][h]: the lanes whose weights of row half h hold the reserved code, in the
-          // first 8 bytes (b = 0) or the last (b = 1) of their 16 (HALVES: block b).
-          unsigned held[2][2];
+          bool group;
+          if constexpr (HALVES) {
+            group = halves_hold_reserved(w[u], g, t);
+          } else {  // as the library's kernel: the quad's lanes of the scale's half (SPLIT) or all
+            unsigned held[2];
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const uint4 v = w[u][h];
-            held[0][h] = __ballot_sync(0xffffffffu, holds_reserved_code_4bit(v.x) || holds_reserved_code_4bit(v.y));
-            held[1][h] = __ballot_sync(0xffffffffu, holds_reserved_code_4bit(v.z) || holds_reserved_code_4bit(v.w));
+            for (int h = 0; h < 2; ++h) {
+              const uint4 v = w[u][h];
+              held[h] = __ballot_sync(0xffffffffu, holds_reserved_code_4bit(v.x) || holds_reserved_code_4bit(v.y) ||
+                                                       holds_reserved_code_4bit(v.z) || holds_reserved_code_4bit(v.w));
+            }
+            group = ((held[t & 1] >> (4 * g)) & (SPLIT ? (0x3u << (2 * (t >> 1))) : 0xFu)) != 0;
           }
-          // The lanes of the quad holding this lane's scale's weights (its block t >> 1 under
-          // SPLIT): all four lanes' half t >> 1 (HALVES), lanes of that half (SPLIT), or all.
-          const unsigned quad = HALVES ? held[t >> 1][t & 1]
-                                       : (held[0][t & 1] | held[1][t & 1]) & (SPLIT ? 0x33333333u << (2 * (t >> 1))
-                                                                                   : 0xFFFFFFFFu);
-          const bool group = ((quad >> (4 * g)) & 0xFu) != 0;
           mine[u] = block_scale_or_nan(mine[u], group);
         }
       }
@@ -166,7 +156,7 @@ gemm_4bit_persist_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B,
         for (int q = 0; q < 4; ++q) {
           // The lane's activations: 32 consecutive (the library's), or HALVES 16 of each block
           // (word q: block q / 2, at 16-byte word 8 (q / 2) + 2t + q % 2 of the step-group).
-          const int word = HALVES ? 8 * (q / 2) + 2 * t + q % 2 : 4 * t + q;
+          const int word = (HALVES ? 2 : 4) * t + step_group_a_word<HALVES>(q);
           a[q] = A_SMEM ? s_a[a_word(tok, row_words, 16 * (c0 + u) + word)]
                         : __ldg(reinterpret_cast<const uint4*>(A + int64_t(tok) * K + int64_t(c0 + u) * kStreamK) + word);
         }

@@ -39,6 +39,35 @@ __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
 
+// A lane's 16 bytes of a row's step-group, `at` its first: one load, or (HALVES, blocks of 64)
+// 8 bytes of each block, 32 bytes apart.
+template <bool HALVES>
+__device__ __forceinline__ uint4 load_step_group(const uint8_t* at) {
+  if constexpr (HALVES) {
+    const uint2 lo = load_weight_stream8(at), hi = load_weight_stream8(at + kStreamK / 4);
+    return make_uint4(lo.x, lo.y, hi.x, hi.y);
+  } else {
+    return load_weight_stream(at);
+  }
+}
+
+// The 16-byte word of a lane's q-th activation load (0..3) of a step-group, from its first: 32
+// consecutive activations, or (HALVES) 16 of each block of 64.
+template <bool HALVES> __device__ __forceinline__ int step_group_a_word(int q) { return HALVES ? 8 * (q / 2) + q % 2 : q; }
+
+// HALVES: whether the block of the scale lane (g, t) holds (block t >> 1 of row g + 8 (t & 1))
+// has a weight with the reserved code in `w` (the lanes' 16 bytes of rows g and g + 8, 8 of
+// each block): the whole quad's half t >> 1 of their bytes. Warp-collective.
+__device__ __forceinline__ bool halves_hold_reserved(const uint4 (&w)[2], int g, int t) {
+  unsigned held[2][2];  // [the first or last 8 of a lane's bytes][row half]
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    held[0][h] = __ballot_sync(0xffffffffu, holds_reserved_code_4bit(w[h].x) || holds_reserved_code_4bit(w[h].y));
+    held[1][h] = __ballot_sync(0xffffffffu, holds_reserved_code_4bit(w[h].z) || holds_reserved_code_4bit(w[h].w));
+  }
+  return ((held[t >> 1][t & 1] >> (4 * g)) & 0xFu) != 0;
+}
+
 // The code pair of byte i (0..3) of `word` from this lane's copy of the 32-copy table at shared
 // address `table` (entry b of the copy 128 b bytes on). Volatile: never moved above the barrier
 // after which the table is full.
@@ -84,15 +113,7 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
     for (int u = 0; u < U; ++u) {
       if (c0 + u < groups) {
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const uint8_t* at = w_row[h] + int64_t(c0 + u) * (kStreamK / 2);
-          if constexpr (HALVES) {  // bytes 8t and 32 + 8t of the step-group's 64
-            const uint2 lo = load_weight_stream8(at), hi = load_weight_stream8(at + kStreamK / 4);
-            w[u][h] = make_uint4(lo.x, lo.y, hi.x, hi.y);
-          } else {
-            w[u][h] = load_weight_stream(at);
-          }
-        }
+        for (int h = 0; h < 2; ++h) w[u][h] = load_step_group<HALVES>(w_row[h] + int64_t(c0 + u) * (kStreamK / 2));
         sp[u] = load_scale_parts(scales, (scale_at + 2 * (c0 + u)) >> shift);
       } else {
         sp[u] = {0.f, 0u};  // its scale is still made (never used): a code inside the table
@@ -134,20 +155,12 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
     if (__any_sync(0xffffffffu, marked)) {
       // A block that held NaN or Inf (rare): rows whose weights in it hold the reserved code read
       // NaN, the others the block's |absmax|. The lanes holding a scale's weights: the quad's
-      // lanes of its half (SPLIT) or the whole quad; HALVES: the whole quad's half t >> 1 of
-      // their 16 bytes.
+      // lanes of its half (SPLIT) or the whole quad (HALVES: halves_hold_reserved).
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         bool group;
         if constexpr (HALVES) {
-          unsigned held[2][2];  // [the first or last 8 of a lane's bytes][row half]
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const uint4 v = w[u][h];
-            held[0][h] = __ballot_sync(0xffffffffu, holds_reserved_code_4bit(v.x) || holds_reserved_code_4bit(v.y));
-            held[1][h] = __ballot_sync(0xffffffffu, holds_reserved_code_4bit(v.z) || holds_reserved_code_4bit(v.w));
-          }
-          group = ((held[t >> 1][t & 1] >> (4 * g)) & 0xFu) != 0;
+          group = halves_hold_reserved(w[u], g, t);
         } else {
           unsigned held[2];
 #pragma unroll
@@ -177,9 +190,9 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
 #pragma unroll
       for (int nt = 0; nt < MT; ++nt)
 #pragma unroll
-        for (int q = 0; q < 4; ++q)  // HALVES: 16-byte word q % 2 of the lane's 16 k of block q / 2
+        for (int q = 0; q < 4; ++q)
           a[nt][q] = __ldg(reinterpret_cast<const uint4*>(a_row[nt] + int64_t(c0 + u) * kStreamK) +
-                           (HALVES ? 8 * (q / 2) + q % 2 : q));
+                           step_group_a_word<HALVES>(q));
 
       float part[kParts][MT][4] = {};
       uint32_t reg_pairs[2][4];
