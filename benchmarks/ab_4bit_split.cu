@@ -28,44 +28,34 @@ using bf = __nv_bfloat16;
 typedef void (*Kern)(const bf*, const uint8_t*, const float*, const BlockScales, const bf*, bf*, int, int64_t, int64_t, int);
 // A kernel shape: the library's for M tokens (launch_gemm_4bit_mma), or another tiling of the
 // same kernel measured beside it (`alt`: only unsplit and two a cluster, outside the geomean).
-// RING: the activations through each warp's two buffers of shared memory (A_RING), with the
-// dynamic shared memory that takes.
-struct Config { int M; Kern plain, split; int rows, threads, u; const char* name; bool alt; int smem; };
+struct Config { int M; Kern plain, split; int rows, threads, u; const char* name; bool alt; };
 
-template <int MT, int RT, int U, bool RING = false> Config config(int M, const char* name, bool alt = false) {
-  return {M, gemm_4bit_mma_kernel<bf, MT, RT, U, false, false, 0, false, RING>,
-          gemm_4bit_mma_kernel<bf, MT, RT, U, false, false, 0, true, RING>, 16 * RT, 128, U, name, alt,
-          RING ? a_ring_bytes(MT, 4) : 0};
+template <int MT, int RT, int U> Config config(int M, const char* name, bool alt = false) {
+  return {M, gemm_4bit_mma_kernel<bf, MT, RT, U, false, false, 0, false>,
+          gemm_4bit_mma_kernel<bf, MT, RT, U, false, false, 0, true>, 16 * RT, 128, U, name, alt};
 }
 
 static void launch(const Config& c, int split, const bf* A, const uint8_t* W, const float* code, const BlockScales& sc,
                    bf* out, int M, int64_t N, int64_t K) {
   const int64_t slabs = (N + c.rows - 1) / c.rows;
   if (split <= 1) {
-    c.plain<<<int(slabs), c.threads, c.smem>>>(A, W, code, sc, nullptr, out, M, N, K, 6);
+    c.plain<<<int(slabs), c.threads>>>(A, W, code, sc, nullptr, out, M, N, K, 6);
     return;
   }
-  CK(launch_in_clusters(c.split, split, dim3(unsigned(split), unsigned(slabs)), c.threads, size_t(c.smem), nullptr, A,
-                        W, code, sc, (const bf*)nullptr, out, M, N, K, 6));
+  CK(launch_in_clusters(c.split, split, dim3(unsigned(split), unsigned(slabs)), c.threads, 0, nullptr, A, W, code, sc,
+                        (const bf*)nullptr, out, M, N, K, 6));
 }
 
 int main() {
   cudaDeviceProp pr;
   if (!sm90_device(pr, "clusters")) return 0;
   printf("device: %s, %d SMs\n", pr.name, pr.multiProcessorCount);
-  // Other settings (alt): 16 and 32 tokens one sub-chunk a round, and 32 and 64 tokens with the
-  // activations through each warp's ring in shared memory (A_RING) instead of the L1. (At 32
-  // tokens the ring's 36 KiB a CTA, beside 34 KiB of static shared memory, allows three CTAs an
-  // SM where 128 registers allow four: compare it with both rows above it.)
-  const Config configs[] = {config<2, 2, 2>(16, "MT2 RT2 U2"), config<4, 2, 4>(32, "MT4 RT2 U4"),
-                            config<8, 2, 1>(64, "MT8 RT2 U1"), config<2, 2, 1>(16, "MT2 RT2 U1", true),
-                            config<4, 2, 1>(32, "MT4 RT2 U1", true),
-                            config<4, 2, 1, true>(32, "MT4 RT2 U1 ring", true),
-                            config<8, 2, 1, true>(64, "MT8 RT2 U1 ring", true)};
-  for (const Config& cf : configs) {
-    CK(allow_dynamic_smem((const void*)cf.plain, cf.smem));
-    CK(allow_dynamic_smem((const void*)cf.split, cf.smem));
-  }
+  // Other tilings: 16 and 32 tokens two and four sub-chunks a round (the library's until one a
+  // round measured faster: 174 and 254 registers against 112 and 128, two CTAs an SM against
+  // four).
+  const Config configs[] = {config<2, 2, 1>(16, "MT2 RT2 U1"), config<4, 2, 1>(32, "MT4 RT2 U1"),
+                            config<8, 2, 1>(64, "MT8 RT2 U1"), config<2, 2, 2>(16, "MT2 RT2 U2", true),
+                            config<4, 2, 4>(32, "MT4 RT2 U4", true)};
   const std::vector<int> all_splits = {1, 2, 3, 4}, alt_splits = {1, 2};
   std::map<std::pair<int, int>, std::vector<bf>> library_out;  // (M, shape): the library shape's unsplit output
   bool all_close = true;
@@ -80,8 +70,7 @@ int main() {
       bf* dout;
       CK(cudaMalloc(&dout, size_t(N) * M * 2));
       const int64_t slabs = (N + cf.rows - 1) / cf.rows;
-      const int rule =
-          gemm_4bit_mma_split((const void*)cf.split, cf.threads, cf.smem, slabs, int(K / kMmaSubK) / (4 * cf.u));
+      const int rule = gemm_4bit_mma_split((const void*)cf.split, cf.threads, 0, slabs, int(K / kMmaSubK) / (4 * cf.u));
       std::vector<bf> ref(size_t(N) * M), got(ref.size());
       cudaEvent_t e0, e1;
       cudaEventCreate(&e0);

@@ -17,6 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]  # bench_common, and this checkout's bitsandbytes
 import bitsandbytes as bnb  # noqa: E402
 import bitsandbytes.functional as F  # noqa: E402
+from bitsandbytes.functional.blockwise import block_absmax  # noqa: E402
 from bench_common import (copy_bandwidth_gbs, device_name, host_us, markdown_table, same_bytes_cast_gbs,  # noqa: E402
                           time_cuda_ms, write_json)
 
@@ -120,6 +121,14 @@ def linear_rows(copy_gbs, dtype=torch.bfloat16):
                "host us ours / torch": f"{h_ours:.1f} / {h_torch:.1f}"}
         if M <= 64:
             row["kernel of copy"] = f"{nbytes / g_ours / 1e6 / copy_gbs:.0%}"
+        else:
+            # A prefill's first part alone: the weight dequantized (with float32 block scales, as
+            # the nested ones dequantize to), against the copy bandwidth for its bytes.
+            w, absmax = quants[0].weight, block_absmax(qs)
+            g_dq = graph_ms([lambda: torch.ops.bitsandbytes.dequantize_4bit(w, absmax, qs.blocksize, qs.quant_type,
+                                                                            [N, K], dtype)])
+            dq_bytes = N * K // 2 + absmax.numel() * 4 + N * K * x.element_size()
+            row["kernel of copy"] = f"dequantize {g_dq:.4f} ms, {dq_bytes / g_dq / 1e6 / copy_gbs:.0%}"
         rows.append(row)
         del lins, quants, x
         torch.cuda.empty_cache()

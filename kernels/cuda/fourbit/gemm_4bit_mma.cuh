@@ -81,17 +81,6 @@ __device__ __forceinline__ uint2 load_weight_stream8(const uint8_t* p) {
   return r;
 }
 
-// 16 bytes from global to shared memory, asynchronously (cp.async, sm_80), not kept in the L1;
-// a group of them is committed, then waited for (all but the latest `pending` groups).
-__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(uint32_t(__cvta_generic_to_shared(dst))), "l"(src)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int PENDING> __device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(PENDING) : "memory");
-}
-
 // Fills, with the whole CTA, the table of each byte's two code values (Pair4bit<T>::pack), COPIES
 // interleaved copies an entry (entry e at words COPIES e .. COPIES e + COPIES - 1, so that lanes
 // reading their own copy never meet in a bank; not where TABLE is false, for kernels that make
@@ -170,14 +159,7 @@ __device__ __forceinline__ void scale_fragments(uint32_t (&frag)[4][4], float m_
 // the CTA first copies all of A to shared memory (rows padded by 16 bytes: conflict-free
 // fragment reads), all its loads in flight at once, where it fits; else fragments come through
 // the L1 (one sub-chunk ahead for MT <= 2). POST: scales applied to partial sums (above).
-// A_RING (one sub-chunk a round, more than two token tiles; measured by benchmarks/ab_4bit_split.cu,
-// not yet taken by the launcher): each warp copies the next round's activations into the other of
-// its two buffers in shared memory by cp.async while it computes the current round, so that the
-// fragments are short shared-memory reads rather than L2 misses at the round's start (at 64
-// tokens the warps waited on those loads for 37% of their cycles, Nsight Compute, H100). Dynamic
-// shared memory: a_ring_bytes(MT, warps).
-template <typename T, int MT, int RT, int U, bool A_SMEM, bool POST, int REG_W = 0, bool SPLIT = false,
-          bool A_RING = false>
+template <typename T, int MT, int RT, int U, bool A_SMEM, bool POST, int REG_W = 0, bool SPLIT = false>
 __global__ void __launch_bounds__(kMmaMaxWarps * 32)
 gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, const float* __restrict__ code,
                      const BlockScales scales, const T* __restrict__ bias, T* __restrict__ out, int M, int64_t N,
@@ -185,12 +167,7 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
   constexpr int kTokens = MT * 8, kRows = 16 * RT;
   constexpr int kWarps = MT == 1 ? kMmaMaxWarps : 4;  // most warps a CTA of this shape is launched with
   constexpr bool kAhead = MT <= 2;                    // activation fragments one sub-chunk ahead
-  static_assert(!A_RING || (U == 1 && !A_SMEM && !kAhead), "the ring holds one sub-chunk a round");
-  // A ring buffer: kTokens rows of 9 16-byte words (8 of a sub-chunk's activations and one of
-  // padding, so that a quarter-warp's fragment reads, rows g and g + 1 at words 2t + q, meet eight
-  // different bank groups).
-  constexpr int kRingRow = kMmaSubK / 8 + 1, kRingBuf = kTokens * kRingRow;
-  extern __shared__ uint4 s_a[];                      // A_SMEM: [M][K / 8 + 1]; A_RING: [warps][2][kRingBuf]
+  extern __shared__ uint4 s_a[];                      // A_SMEM: [M][K / 8 + 1]
   // The warps' partial sums ([kWarps][kRows][kTokens + 1]: + 1, no bank conflicts on the way
   // in) take the byte table's place once the K loop is done (a barrier between) where both
   // would not fit the 48 KiB of static shared memory (64 tokens at RT 2); else each its own.
@@ -253,23 +230,6 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
   uint2 w[U][RT][2];
   ScaleParts sp[U][RT][2];
   if (c0 < subs) load_round(w, sp, c0);  // in flight while the tables fill
-  // A_RING: sub-chunk c's activations (the M rows; the fragments of tokens past M read the last)
-  // into buffer `buf` of this warp's two, a cp.async group of 16 bytes a copy, 8 lanes a row.
-  uint4* const ring = s_a + (A_RING ? 2 * kRingBuf * warp : 0);
-  auto copy_a = [&](int buf, int c) {
-#pragma unroll
-    for (int x = 0; x < kTokens * 8 / 32; ++x) {
-      const int i = lane + 32 * x, r = i / 8, j = i % 8;
-      if (r < M)
-        cp_async16(ring + buf * kRingBuf + r * kRingRow + j,
-                   reinterpret_cast<const uint4*>(A + int64_t(r) * K) + c * (kMmaSubK / 8) + j);
-    }
-    cp_async_commit();
-  };
-  int ring_buf = 0;
-  if constexpr (A_RING) {
-    if (c0 < subs) copy_a(0, c0);
-  }
 
   fill_code_pairs<T, 16, (REG_W < 2)>(s_pair, s_ncode, code, scales);
   const CodePlanes planes = REG_W > 0 ? code_planes<T>(code) : CodePlanes{};
@@ -307,14 +267,11 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
     a_at[nt] = tok * row_vecs + 2 * t;
     a_ptr[nt] = reinterpret_cast<const uint4*>(A + int64_t(tok) * K + 16 * t);
   }
-  // The 8 words of a lane's fragments of token tile nt in sub-chunk c (A_RING: the round's
-  // buffer holds sub-chunk c, a round being one sub-chunk).
+  // The 8 words of a lane's fragments of token tile nt in sub-chunk c.
   auto load_a = [&](uint32_t (&a)[8], int nt, int c) {
 #pragma unroll
     for (int q = 0; q < 2; ++q) {
-      const uint4 v = A_RING   ? ring[ring_buf * kRingBuf + min(nt * 8 + g, M - 1) * kRingRow + 2 * t + q]
-                      : A_SMEM ? s_a[a_at[nt] + c * (kMmaSubK / 8) + q]
-                               : __ldg(a_ptr[nt] + c * (kMmaSubK / 8) + q);
+      const uint4 v = A_SMEM ? s_a[a_at[nt] + c * (kMmaSubK / 8) + q] : __ldg(a_ptr[nt] + c * (kMmaSubK / 8) + q);
       a[4 * q] = v.x;
       a[4 * q + 1] = v.y;
       a[4 * q + 2] = v.z;
@@ -328,17 +285,6 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
     uint2 wn[U][RT][2];
     ScaleParts spn[U][RT][2];
     if (more) load_round(wn, spn, c0 + stride);
-    if constexpr (A_RING) {
-      // The other buffer was read last round: every lane is past that before it is refilled.
-      __syncwarp();
-      if (more) {
-        copy_a(ring_buf ^ 1, c0 + stride);
-        cp_async_wait<1>();
-      } else {
-        cp_async_wait<0>();
-      }
-      __syncwarp();  // every lane's copies into this round's buffer are visible to the warp
-    }
 
     float m[U][RT][2];
     bool marked = false;
@@ -434,7 +380,6 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
             sp[u][r][h] = spn[u][r][h];
           }
     }
-    if constexpr (A_RING) ring_buf ^= 1;
   }
 
   if constexpr (kSumOverTable) __syncthreads();  // every warp's last lookup is done
@@ -491,9 +436,6 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
     }
   }
 }
-
-// The dynamic shared memory of A_RING: two buffers of 8 MT rows of 9 16-byte words a warp.
-constexpr int a_ring_bytes(int mt, int warps) { return warps * 2 * (8 * mt) * (kMmaSubK / 8 + 1) * 16; }
 
 // Whether the tensor-core kernel takes this product (else the CUDA-core kernel does).
 template <typename T> bool gemm_4bit_mma_fits(const T* A, const uint8_t* B, int64_t M, int64_t N, int64_t K) {
@@ -564,16 +506,20 @@ cudaError_t launch_gemm_4bit_mma(const T* A, const uint8_t* B, const float* code
   } while (0)
   // One token tile: the weight stream is everything; eight warps a CTA where four would leave
   // the GPU with too few loads in flight (fewer than about 16 warps an SM). More tokens: two
-  // row tiles a warp halve the activation reads; at 64 tokens that leaves one k sub-chunk a
-  // step (U 1: 179 registers, where U 2 would need 248).
+  // row tiles a warp halve the activation reads, with one k sub-chunk a round: 112-128
+  // registers at 16-32 tokens let four CTAs share an SM where two or four sub-chunks a round
+  // (174 and 254 registers) let two, and a LLaMA MLP's 344 slabs of 4096 -> 11008 then run in
+  // one wave instead of 1.3 (H100, benchmarks/ab_4bit_split.cu: 27.3 against 42.3 us at 16
+  // tokens, 31.6 against 46.2 at 32; the other decode shapes within 2% or faster). At 64 tokens
+  // one sub-chunk a round takes 179 registers already (two would need 248).
   if (M <= 8) {
     const int64_t ctas = (N + 15) / 16;
     const int warps = ctas * 4 < 12 * int64_t(device_caps().sm_count) ? 8 : 4;
     BNB_LAUNCH(1, 1, 4, warps);
   } else if (M <= 16) {
-    BNB_LAUNCH(2, 2, 2, 4);
+    BNB_LAUNCH(2, 2, 1, 4);
   } else if (M <= 32) {
-    BNB_LAUNCH_AS(4, 2, 4, false, false, 0, 4);
+    BNB_LAUNCH_AS(4, 2, 1, false, false, 0, 4);
   } else {
     BNB_LAUNCH_AS(8, 2, 1, false, false, 0, 4);
   }

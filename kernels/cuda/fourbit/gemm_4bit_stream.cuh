@@ -16,9 +16,12 @@
 //   {0, 1} and {2, 3} (bytes 2s and 2s + 1 of the lane's 16), so a lane's activations of a
 //   step-group are 32 consecutive values of each token, four 16-byte loads;
 // - a block's scale is applied to float32 partial sums (a weight's value, code * scale, exact in
-//   float32, as in the general kernel): blocks of 128 or more hold a whole step-group; a block of
-//   64 holds the half of lanes t < 2 or t >= 2, so the step's activations are masked to each half
-//   and the step is two mma, one a block (an and a register, no work per weight).
+//   float32, as in the general kernel): blocks of 128 or more hold a whole step-group; blocks of
+//   64 (SPLIT) are read as halves: a lane's 16 bytes of a row are two 8-byte loads, its 16 k of
+//   each of the step-group's two blocks (k = 16 t and 64 + 16 t), so that steps 0-3 lie in the
+//   first block and 4-7 in the second, one mma a step. (Masking each step's activations to the
+//   lanes of each block instead, two mma a step, was 5-12% slower at one to eight tokens on an
+//   H100: benchmarks/ab_4bit_split.cu's notes in docs/4bit.md.)
 // Each lane loads one of the four (or two) scales its quad needs, and shuffles them around.
 #pragma once
 #include <cstdint>
@@ -39,11 +42,11 @@ __device__ __forceinline__ uint32_t word_of(const uint4& v, int i) {
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
 
-// A lane's 16 bytes of a row's step-group, `at` its first: one load, or (HALVES, blocks of 64)
+// A lane's 16 bytes of a row's step-group, `at` its first: one load, or (SPLIT, blocks of 64)
 // 8 bytes of each block, 32 bytes apart.
-template <bool HALVES>
+template <bool SPLIT>
 __device__ __forceinline__ uint4 load_step_group(const uint8_t* at) {
-  if constexpr (HALVES) {
+  if constexpr (SPLIT) {
     const uint2 lo = load_weight_stream8(at), hi = load_weight_stream8(at + kStreamK / 4);
     return make_uint4(lo.x, lo.y, hi.x, hi.y);
   } else {
@@ -52,10 +55,12 @@ __device__ __forceinline__ uint4 load_step_group(const uint8_t* at) {
 }
 
 // The 16-byte word of a lane's q-th activation load (0..3) of a step-group, from its first: 32
-// consecutive activations, or (HALVES) 16 of each block of 64.
-template <bool HALVES> __device__ __forceinline__ int step_group_a_word(int q) { return HALVES ? 8 * (q / 2) + q % 2 : q; }
+// consecutive activations, or (SPLIT) 16 of each block of 64.
+template <bool SPLIT> __device__ __forceinline__ int step_group_a_word(int q) {
+  return SPLIT ? 8 * (q / 2) + q % 2 : q;
+}
 
-// HALVES: whether the block of the scale lane (g, t) holds (block t >> 1 of row g + 8 (t & 1))
+// SPLIT: whether the block of the scale lane (g, t) holds (block t >> 1 of row g + 8 (t & 1))
 // has a weight with the reserved code in `w` (the lanes' 16 bytes of rows g and g + 8, 8 of
 // each block): the whole quad's half t >> 1 of their bytes. Warp-collective.
 __device__ __forceinline__ bool halves_hold_reserved(const uint4 (&w)[2], int g, int t) {
@@ -78,19 +83,15 @@ __device__ __forceinline__ uint32_t code_pair32(uint32_t table, uint32_t word, i
   return v;
 }
 
-// MT token tiles of 8 (M <= 8 MT). SPLIT: blocks of 64, two to a step-group's row. REG_J: the
-// words j < REG_J of a lane's 16 bytes a row are dequantized in registers, the rest by the table.
-// HALVES (with SPLIT; measured by benchmarks/ab_4bit_persist.cu, not yet taken by the launcher):
-// a lane's 16 bytes of a row are two 8-byte loads, its 16 k of each of the step-group's two
-// blocks, so that steps 0-3 lie in the first block and 4-7 in the second: one mma a step on
-// unmasked activations instead of two on masked ones (the same products summed in another order).
-template <typename T, int MT, bool SPLIT, int U = kStreamRound, int MINB = 1, int REG_J = 0, bool HALVES = false>
+// MT token tiles of 8 (M <= 8 MT). SPLIT: blocks of 64, two to a step-group's row, read as
+// halves. REG_J: the words j < REG_J of a lane's 16 bytes a row are dequantized in registers, the
+// rest by the table.
+template <typename T, int MT, bool SPLIT, int U = kStreamRound, int MINB = 1, int REG_J = 0>
 __global__ void __launch_bounds__(kStreamWarps * 32, MINB)
 gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, const float* __restrict__ code,
                         const BlockScales scales, const T* __restrict__ bias, T* __restrict__ out, int M,
                         int64_t N, int64_t K, int log2_blocksize) {
   constexpr int kTokens = MT * 8, kParts = SPLIT ? 2 : 1;
-  static_assert(!HALVES || SPLIT, "halves are the two blocks of 64 of a step-group");
   __shared__ __align__(16) uint32_t s_pair[256 * 32];  // after the loop: the warps' partial sums
   __shared__ float s_ncode[256];                       // nested scales: the values of their codes
   static_assert(kStreamWarps * 16 * (kTokens + 1) <= 256 * 32, "partial sums fit the table's place");
@@ -100,7 +101,7 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
   // Rows past N repeat the last one (their results are never written). h = 0, 1: rows g, g + 8.
   const uint8_t* w_row[2];
 #pragma unroll
-  for (int h = 0; h < 2; ++h) w_row[h] = B + min(n0 + 8 * h + g, N - 1) * (K / 2) + (HALVES ? 8 : 16) * t;
+  for (int h = 0; h < 2; ++h) w_row[h] = B + min(n0 + 8 * h + g, N - 1) * (K / 2) + (SPLIT ? 8 : 16) * t;
   // The scale this lane loads for its quad: row g + 8 (t & 1), in units of 64 k from the
   // tensor's start; SPLIT: the half t >> 1 of the step-group (else both halves: one block).
   const int64_t scale_row = min(n0 + 8 * (t & 1) + g, N - 1);
@@ -113,7 +114,7 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
     for (int u = 0; u < U; ++u) {
       if (c0 + u < groups) {
 #pragma unroll
-        for (int h = 0; h < 2; ++h) w[u][h] = load_step_group<HALVES>(w_row[h] + int64_t(c0 + u) * (kStreamK / 2));
+        for (int h = 0; h < 2; ++h) w[u][h] = load_step_group<SPLIT>(w_row[h] + int64_t(c0 + u) * (kStreamK / 2));
         sp[u] = load_scale_parts(scales, (scale_at + 2 * (c0 + u)) >> shift);
       } else {
         sp[u] = {0.f, 0u};  // its scale is still made (never used): a code inside the table
@@ -134,9 +135,7 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
   // The lane's first activations of each token tile (tokens past M repeat the last one).
   const T* a_row[MT];
 #pragma unroll
-  for (int nt = 0; nt < MT; ++nt) a_row[nt] = A + int64_t(min(nt * 8 + g, M - 1)) * K + (HALVES ? 16 : 32) * t;
-  // SPLIT: the activations of the lanes of each half (t < 2: the first block).
-  const uint32_t half_mask[2] = {t < 2 ? ~0u : 0u, t < 2 ? 0u : ~0u};
+  for (int nt = 0; nt < MT; ++nt) a_row[nt] = A + int64_t(min(nt * 8 + g, M - 1)) * K + (SPLIT ? 16 : 32) * t;
 
   float acc[MT][4] = {};
   for (; c0 < groups; c0 += stride) {
@@ -154,12 +153,12 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
     }
     if (__any_sync(0xffffffffu, marked)) {
       // A block that held NaN or Inf (rare): rows whose weights in it hold the reserved code read
-      // NaN, the others the block's |absmax|. The lanes holding a scale's weights: the quad's
-      // lanes of its half (SPLIT) or the whole quad (HALVES: halves_hold_reserved).
+      // NaN, the others the block's |absmax|. The lanes holding a scale's weights: the whole
+      // quad, their bytes of the scale's half (SPLIT: halves_hold_reserved) or all of them.
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         bool group;
-        if constexpr (HALVES) {
+        if constexpr (SPLIT) {
           group = halves_hold_reserved(w[u], g, t);
         } else {
           unsigned held[2];
@@ -170,8 +169,7 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
                            holds_reserved_code_4bit(v.z) || holds_reserved_code_4bit(v.w);
             held[h] = __ballot_sync(0xffffffffu, r);
           }
-          const unsigned lanes = SPLIT ? (0x3u << (2 * (t >> 1))) : 0xFu;
-          group = ((held[t & 1] >> (4 * g)) & lanes) != 0;
+          group = ((held[t & 1] >> (4 * g)) & 0xFu) != 0;
         }
         mine[u] = block_scale_or_nan(mine[u], group);
       }
@@ -192,7 +190,7 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
 #pragma unroll
         for (int q = 0; q < 4; ++q)
           a[nt][q] = __ldg(reinterpret_cast<const uint4*>(a_row[nt] + int64_t(c0 + u) * kStreamK) +
-                           step_group_a_word<HALVES>(q));
+                           step_group_a_word<SPLIT>(q));
 
       float part[kParts][MT][4] = {};
       uint32_t reg_pairs[2][4];
@@ -219,15 +217,7 @@ gemm_4bit_stream_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
 #pragma unroll
         for (int nt = 0; nt < MT; ++nt) {
           const uint32_t b0 = word_of(a[nt][s / 2], 2 * (s & 1)), b1 = word_of(a[nt][s / 2], 2 * (s & 1) + 1);
-          if constexpr (HALVES) {
-            MmaOp<T>::mma(part[s / 4][nt], frag, b0, b1);
-          } else {
-#pragma unroll
-            for (int p = 0; p < kParts; ++p) {
-              const uint32_t m = SPLIT ? half_mask[p] : ~0u;
-              MmaOp<T>::mma(part[p][nt], frag, b0 & m, b1 & m);
-            }
-          }
+          MmaOp<T>::mma(part[SPLIT ? s / 4 : 0][nt], frag, b0, b1);  // (SPLIT: steps 4-7 in the second block)
         }
       }
       // c0, c1: row g; c2, c3: row g + 8.
