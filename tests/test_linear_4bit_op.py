@@ -89,16 +89,19 @@ def test_strided_bias(device):
                                          (4352, 64), (4352, 128)])
 def test_non_finite_weight_reaches_its_feature_only(dtype, K, blocksize, device):
     # Blocks of more than K weights, or not dividing K, hold the ends of several rows: a NaN or
-    # Inf weight makes only its own output feature NaN, as F.linear with that weight does.
+    # Inf weight makes only its own output feature NaN, as F.linear with that weight does. The
+    # bad weights sit in the first and second block of 64 of a 128-wide group where K allows
+    # (kernels that read a group's two blocks apart mark each on its own).
     N = 40
     W = torch.randn(N, K, device=device, dtype=dtype)
     bad = (3, 17, 30)
-    for n, x in zip(bad, (float("nan"), float("inf"), float("-inf"))):
-        W[n, K // 2 + n] = x
+    cols = (K // 2 + 3, min(K - 1, K // 2 + 64 + 17), K - 1)
+    for n, k, x in zip(bad, cols, (float("nan"), float("inf"), float("-inf"))):
+        W[n, k] = x
     packed, state = F.quantize_4bit(W, blocksize=blocksize, quant_type="nf4")
     good = torch.ones(N, dtype=torch.bool)
     good[list(bad)] = False
-    for M in (1, 12, 20, 40, 70):
+    for M in (1, 5, 12, 20, 40, 70):
         A = torch.randn(M, K, device=device, dtype=dtype)
         out = F.linear_4bit(A, packed, state).cpu()
         assert out[:, ~good].isnan().all()
@@ -113,11 +116,12 @@ def test_nested_non_finite_weight_as_dequantize_reads_it(dtype, K, blocksize, de
     # features that dequantize_4bit + F.linear gives (those scales read back in Python).
     N = 600
     W = torch.randn(N, K, device=device, dtype=dtype)
-    for n, x in zip((3, 170, 590), (float("nan"), float("inf"), float("-inf"))):
-        W[n, K // 2 + n % 7] = x
+    cols = (K // 2 + 3, min(K - 1, K // 2 + 64 + 17), K - 1)  # first and second block of 64 of a group
+    for n, k, x in zip((3, 170, 590), cols, (float("nan"), float("inf"), float("-inf"))):
+        W[n, k] = x
     packed, state = F.quantize_4bit(W, blocksize=blocksize, quant_type="nf4", compress_statistics=True)
     W_back = F.dequantize_4bit(packed, state).to(dtype)
-    for M in (1, 12, 20, 70, 130):
+    for M in (1, 5, 12, 20, 70, 130):
         A = torch.randn(M, K, device=device, dtype=dtype)
         want = torch.nn.functional.linear(A, W_back).isfinite().all(0)
         got = F.linear_4bit(A, packed, state).isfinite().all(0)
