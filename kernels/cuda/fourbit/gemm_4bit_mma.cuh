@@ -506,18 +506,18 @@ cudaError_t launch_gemm_4bit_mma(const T* A, const uint8_t* B, const float* code
   } while (0)
   // One token tile: the weight stream is everything; eight warps a CTA where four would leave
   // the GPU with too few loads in flight (fewer than about 16 warps an SM). More tokens: two
-  // row tiles a warp halve the activation reads, with one k sub-chunk a round: 112-128
-  // registers at 16-32 tokens let four CTAs share an SM where two or four sub-chunks a round
-  // (174 and 254 registers) let two, and a LLaMA MLP's 344 slabs of 4096 -> 11008 then run in
-  // one wave instead of 1.3 (H100, benchmarks/ab_4bit_split.cu: 27.3 against 42.3 us at 16
-  // tokens, 31.6 against 46.2 at 32; the other decode shapes within 2% or faster). At 64 tokens
-  // one sub-chunk a round takes 179 registers already (two would need 248).
+  // row tiles a warp halve the activation reads. At 32 tokens one k sub-chunk a round: 128
+  // registers let four CTAs share an SM where four sub-chunks a round (254 registers) let two,
+  // and a LLaMA MLP's 344 slabs of 4096 -> 11008 then run in one wave instead of 1.3 (H100,
+  // bench_4bit.py: 0.0308 ms against 0.0377 for F.linear, where four sub-chunks took 0.047; the
+  // other shapes within 3%). At 16 tokens two sub-chunks a round stay (one was 5-37% slower with
+  // blocks of 64: docs/4bit.md). At 64 tokens one sub-chunk a round takes 179 registers already.
   if (M <= 8) {
     const int64_t ctas = (N + 15) / 16;
     const int warps = ctas * 4 < 12 * int64_t(device_caps().sm_count) ? 8 : 4;
     BNB_LAUNCH(1, 1, 4, warps);
   } else if (M <= 16) {
-    BNB_LAUNCH(2, 2, 1, 4);
+    BNB_LAUNCH(2, 2, 2, 4);
   } else if (M <= 32) {
     BNB_LAUNCH_AS(4, 2, 1, false, false, 0, 4);
   } else {
