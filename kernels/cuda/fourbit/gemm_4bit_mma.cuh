@@ -509,7 +509,7 @@ cudaError_t launch_gemm_4bit_mma(const T* A, const uint8_t* B, const float* code
   // row tiles a warp halve the activation reads. At 32 tokens one k sub-chunk a round: 128
   // registers let four CTAs share an SM where four sub-chunks a round (254 registers) let two,
   // and a LLaMA MLP's 344 slabs of 4096 -> 11008 then run in one wave instead of 1.3 (H100,
-  // bench_4bit.py: 0.0308 ms against 0.0377 for F.linear, where four sub-chunks took 0.047; the
+  // bench_4bit.py: 0.0306 ms against 0.0364 for F.linear, where four sub-chunks took 0.045; the
   // other shapes within 3%). At 16 tokens two sub-chunks a round stay (one was 5-37% slower with
   // blocks of 64: docs/4bit.md). At 64 tokens one sub-chunk a round takes 179 registers already.
   if (M <= 8) {

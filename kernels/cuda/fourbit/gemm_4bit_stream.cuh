@@ -20,8 +20,8 @@
 //   64 (SPLIT) are read as halves: a lane's 16 bytes of a row are two 8-byte loads, its 16 k of
 //   each of the step-group's two blocks (k = 16 t and 64 + 16 t), so that steps 0-3 lie in the
 //   first block and 4-7 in the second, one mma a step. (Masking each step's activations to the
-//   lanes of each block instead, two mma a step, was 5-12% slower at one to eight tokens on an
-//   H100: benchmarks/ab_4bit_split.cu's notes in docs/4bit.md.)
+//   lanes of each block instead, two mma a step, took 1-11% more time at one to eight tokens on
+//   an H100: docs/4bit.md.)
 // Each lane loads one of the four (or two) scales its quad needs, and shuffles them around.
 #pragma once
 #include <cstdint>
