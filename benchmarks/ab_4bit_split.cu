@@ -26,13 +26,14 @@ using namespace bnb::cuda;
 using bf = __nv_bfloat16;
 
 typedef void (*Kern)(const bf*, const uint8_t*, const float*, const BlockScales, const bf*, bf*, int, int64_t, int64_t, int);
-// A kernel shape: the library's for M tokens (launch_gemm_4bit_mma), or another tiling of the
-// same kernel measured beside it (`alt`: only unsplit and two a cluster, outside the geomean).
+// A kernel shape: the library's for M tokens (launch_gemm_4bit_mma: with these blocks of 64,
+// POST up to 16 tokens), or another tiling of the same kernel measured beside it (`alt`: only
+// unsplit and two a cluster, outside the geomean).
 struct Config { int M; Kern plain, split; int rows, threads, u; const char* name; bool alt; };
 
-template <int MT, int RT, int U> Config config(int M, const char* name, bool alt = false) {
-  return {M, gemm_4bit_mma_kernel<bf, MT, RT, U, false, false, 0, false>,
-          gemm_4bit_mma_kernel<bf, MT, RT, U, false, false, 0, true>, 16 * RT, 128, U, name, alt};
+template <int MT, int RT, int U, bool POST> Config config(int M, const char* name, bool alt = false) {
+  return {M, gemm_4bit_mma_kernel<bf, MT, RT, U, false, POST, 0, false>,
+          gemm_4bit_mma_kernel<bf, MT, RT, U, false, POST, 0, true>, 16 * RT, 128, U, name, alt};
 }
 
 static void launch(const Config& c, int split, const bf* A, const uint8_t* W, const float* code, const BlockScales& sc,
@@ -50,12 +51,15 @@ int main() {
   cudaDeviceProp pr;
   if (!sm90_device(pr, "clusters")) return 0;
   printf("device: %s, %d SMs\n", pr.name, pr.multiProcessorCount);
-  // Other tilings: 16 and 32 tokens two and four sub-chunks a round (the library's until one a
-  // round measured faster: 174 and 254 registers against 112 and 128, two CTAs an SM against
-  // four).
-  const Config configs[] = {config<2, 2, 1>(16, "MT2 RT2 U1"), config<4, 2, 1>(32, "MT4 RT2 U1"),
-                            config<8, 2, 1>(64, "MT8 RT2 U1"), config<2, 2, 2>(16, "MT2 RT2 U2", true),
-                            config<4, 2, 4>(32, "MT4 RT2 U4", true)};
+  // Other settings: 16 tokens one sub-chunk a round (with and without POST: without it, one was
+  // faster here than the library's two, and slower in the library with it), 32 tokens four
+  // (the library's until one measured faster: 254 registers against 128) and one with POST.
+  const Config configs[] = {config<2, 2, 2, true>(16, "MT2 RT2 U2 post"), config<4, 2, 1, false>(32, "MT4 RT2 U1"),
+                            config<8, 2, 1, false>(64, "MT8 RT2 U1"),
+                            config<2, 2, 1, true>(16, "MT2 RT2 U1 post", true),
+                            config<2, 2, 1, false>(16, "MT2 RT2 U1", true),
+                            config<4, 2, 4, false>(32, "MT4 RT2 U4", true),
+                            config<4, 2, 1, true>(32, "MT4 RT2 U1 post", true)};
   const std::vector<int> all_splits = {1, 2, 3, 4}, alt_splits = {1, 2};
   std::map<std::pair<int, int>, std::vector<bf>> library_out;  // (M, shape): the library shape's unsplit output
   bool all_close = true;
