@@ -16,7 +16,6 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]  # bench_common, and this checkout's bitsandbytes
 import bitsandbytes as bnb  # noqa: E402
-import bitsandbytes.functional as F  # noqa: E402
 from bitsandbytes.functional.blockwise import block_absmax  # noqa: E402
 from bench_common import (copy_bandwidth_gbs, device_name, host_us, markdown_table, same_bytes_cast_gbs,  # noqa: E402
                           time_cuda_ms, write_json)
