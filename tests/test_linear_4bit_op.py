@@ -33,6 +33,18 @@ def test_linear_4bit_against_float64(dtype, nested, N, K, blocksize, device):
     check_product_bound(torch.nn.functional.linear(A, F.dequantize_4bit(packed, state).to(dtype), bias), A, W64, bias, dtype)
 
 
+@pytest.mark.parametrize("M", [16, 32, 64])
+def test_many_slabs_at_the_split_rule(M, device):
+    """Rows enough for more slabs of 32 than the SMs but fewer than the clusters of two that fit
+    at once (the CUDA launcher splits each slab's K over two CTAs there at 32 tokens)."""
+    N, K = 8200, 1024  # 257 slabs of 32 rows, the last one partial; four rounds of K a warp
+    W = torch.randn(N, K, device=device, dtype=torch.bfloat16)
+    packed, state = F.quantize_4bit(W, blocksize=64, quant_type="nf4", compress_statistics=True)
+    A = torch.randn(M, K, device=device, dtype=torch.bfloat16)
+    bias = torch.randn(N, device=device, dtype=torch.bfloat16)
+    check_product_bound(F.linear_4bit(A, packed, state, bias), A, weight64(packed, state), bias, torch.bfloat16)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 def test_nested_absmax_below_zero_reads_as_zero(dtype, device):
     # Blocks of near-zero weights beside an outlier block: their nested absmax rounds below zero
