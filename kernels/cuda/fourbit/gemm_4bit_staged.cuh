@@ -326,4 +326,25 @@ cudaError_t launch_gemm_4bit_staged_as(const T* A, const uint8_t* B, const float
   return cudaGetLastError();
 }
 
+// Whether the staged kernel takes this product: 17-64 tokens on a GPU with clusters (without
+// them 128 rows a CTA leave most SMs idle), in the tensor-core kernels' bounds.
+template <typename T> bool gemm_4bit_staged_fits(const T* A, const uint8_t* B, int64_t M, int64_t N, int64_t K) {
+  return M > 16 && gemm_4bit_mma_fits(A, B, M, N, K) && (N + kStagedRows - 1) / kStagedRows <= 65535 &&
+         device_caps().clusters();
+}
+
+// 17-32 tokens: four token tiles, four stages; 33-64: eight, three stages (two CTAs an SM).
+// POST for blocks of 64 or more (each sub-chunk in one block).
+template <typename T>
+cudaError_t launch_gemm_4bit_staged(const T* A, const uint8_t* B, const float* code, const BlockScales& scales,
+                                    const T* bias, T* out, int64_t M, int64_t N, int64_t K, int log2_blocksize,
+                                    cudaStream_t stream) {
+  const bool post = log2_blocksize >= 6;
+  if (M <= 32)
+    return post ? launch_gemm_4bit_staged_as<T, 4, 4, true>(A, B, code, scales, bias, out, M, N, K, log2_blocksize, 0, stream)
+                : launch_gemm_4bit_staged_as<T, 4, 4, false>(A, B, code, scales, bias, out, M, N, K, log2_blocksize, 0, stream);
+  return post ? launch_gemm_4bit_staged_as<T, 8, 3, true>(A, B, code, scales, bias, out, M, N, K, log2_blocksize, 0, stream)
+              : launch_gemm_4bit_staged_as<T, 8, 3, false>(A, B, code, scales, bias, out, M, N, K, log2_blocksize, 0, stream);
+}
+
 }  // namespace bnb::cuda
