@@ -1,6 +1,7 @@
 // The staged 4-bit product (gemm_4bit_staged.cuh: 128 rows a CTA, activations and weight copied
-// through shared memory stages, K split over clusters) against the library's product at 17-64
-// tokens (launch_gemm_4bit_mma, its own tiling and split), on the decode shapes: bf16, NF4,
+// through shared memory stages, K split over clusters) against the library's tensor-core products
+// at 1-64 tokens (launch_gemm_4bit_stream up to 8, launch_gemm_4bit_mma beyond, each with its own
+// tiling and split), on the decode shapes: bf16, NF4,
 // blocks of 64 with nested scales, weights cycled over 256 MiB so that they come from memory.
 // Every output is checked against a float64 product of the same bytes on the host (the bound of
 // tests/reference_4bit.py: 3u sum|a w| + u |ref| + K 2^-24 sum|a w|, u = 2^-8); each staged
@@ -19,6 +20,7 @@
 #include <cuda_bf16.h>
 #include "harness_4bit.h"
 #include "fourbit/gemm_4bit_staged.cuh"
+#include "fourbit/gemm_4bit_stream.cuh"
 using namespace bnb;
 using namespace bnb::cuda;
 using bf = __nv_bfloat16;
@@ -27,7 +29,7 @@ typedef cudaError_t (*Launch)(const bf*, const uint8_t*, const float*, const Blo
                               int64_t, int64_t, int, int, cudaStream_t);
 struct Setting { const char* name; int min_tokens, max_tokens; Launch launch; };
 template <int MT, int STAGES, bool POST> Setting setting(const char* name) {
-  return {name, MT * 4 + 1, MT * 8, launch_gemm_4bit_staged_as<bf, MT, STAGES, POST>};
+  return {name, MT == 1 ? 1 : MT * 4 + 1, MT * 8, launch_gemm_4bit_staged_as<bf, MT, STAGES, POST>};
 }
 
 // The float64 product of A's first `tokens` rows with the weight of copy 0, and sum |a w|.
@@ -87,11 +89,12 @@ int main() {
   cudaDeviceProp pr;
   if (!sm90_device(pr, "clusters")) return 0;
   printf("device: %s, %d SMs\n", pr.name, pr.multiProcessorCount);
-  const Setting settings[] = {setting<4, 4, true>("MT4 S4 post"), setting<4, 4, false>("MT4 S4"),
+  const Setting settings[] = {setting<1, 6, true>("MT1 S6 post"), setting<2, 4, true>("MT2 S4 post"),
+                              setting<2, 6, true>("MT2 S6 post"), setting<4, 4, true>("MT4 S4 post"), setting<4, 4, false>("MT4 S4"),
                               setting<4, 3, true>("MT4 S3 post"), setting<8, 3, true>("MT8 S3 post"),
                               setting<8, 3, false>("MT8 S3"), setting<8, 4, true>("MT8 S4 post")};
   constexpr int kSettings = sizeof(settings) / sizeof(settings[0]);
-  const int token_counts[] = {20, 32, 48, 64};
+  const int token_counts[] = {1, 8, 16, 20, 32, 48, 64};
   bool all_ok = true;
   double log_lib = 0, log_best = 0, log_rule[kSettings] = {};
   int cases = 0, rule_cases[kSettings] = {};
@@ -117,7 +120,8 @@ int main() {
       };
       bool ok;
       const double lib = measure([&](int c) {
-        return launch_gemm_4bit_mma<bf>(wt.A, wt.weight(c), wt.code, wt.scales(c), nullptr, dout, M, N, K, 6, nullptr);
+        return M <= 8 ? launch_gemm_4bit_stream<bf>(wt.A, wt.weight(c), wt.code, wt.scales(c), nullptr, dout, M, N, K, 6, nullptr)
+                      : launch_gemm_4bit_mma<bf>(wt.A, wt.weight(c), wt.code, wt.scales(c), nullptr, dout, M, N, K, 6, nullptr);
       }, ok);
       all_ok &= ok;
       printf("M=%-2d %-12s library %.1fus %.0fGB/s%s\n", M, sh.name, lib, wt.bytes() / lib / 1e3, ok ? "" : " FAR");
