@@ -33,16 +33,19 @@ def test_linear_4bit_against_float64(dtype, nested, N, K, blocksize, device):
     check_product_bound(torch.nn.functional.linear(A, F.dequantize_4bit(packed, state).to(dtype), bias), A, W64, bias, dtype)
 
 
-@pytest.mark.parametrize("M", [16, 32, 64])
-def test_many_slabs_at_the_split_rule(M, device):
-    """Rows enough for more slabs of 32 than the SMs but fewer than the clusters of two that fit
-    at once (the CUDA launcher splits each slab's K over two CTAs there at 32 tokens)."""
-    N, K = 8200, 1024  # 257 slabs of 32 rows, the last one partial; four rounds of K a warp
-    W = torch.randn(N, K, device=device, dtype=torch.bfloat16)
-    packed, state = F.quantize_4bit(W, blocksize=64, quant_type="nf4", compress_statistics=True)
-    A = torch.randn(M, K, device=device, dtype=torch.bfloat16)
-    bias = torch.randn(N, device=device, dtype=torch.bfloat16)
-    check_product_bound(F.linear_4bit(A, packed, state, bias), A, weight64(packed, state), bias, torch.bfloat16)
+@pytest.mark.parametrize("M,dtype,blocksize", [(16, torch.bfloat16, 64), (32, torch.bfloat16, 64),
+                                               (33, torch.float16, 32), (64, torch.bfloat16, 128)])
+def test_many_slabs_split_over_clusters(M, dtype, blocksize, device):
+    """More rows than an H100 has SMs for slabs of 32 (8200 rows: 257 slabs; 65 of 128 rows) and
+    K of 17 sub-chunks of 64: on CUDA each launcher's rule decides whether a thread-block cluster
+    shares a slab's K (17-64 tokens, the staged kernel: four CTAs, unequal shares), and blocks
+    of 32 take the path that scales each weight."""
+    N, K = 8200, 1088
+    W = torch.randn(N, K, device=device, dtype=dtype)
+    packed, state = F.quantize_4bit(W, blocksize=blocksize, quant_type="nf4", compress_statistics=True)
+    A = torch.randn(M, K, device=device, dtype=dtype)
+    bias = torch.randn(N, device=device, dtype=dtype)
+    check_product_bound(F.linear_4bit(A, packed, state, bias), A, weight64(packed, state), bias, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])

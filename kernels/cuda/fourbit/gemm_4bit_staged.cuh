@@ -85,10 +85,9 @@ gemm_4bit_staged_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
   // This CTA's sub-chunks [sub_begin, sub_end) (K < 2^31: the launcher's rule).
   const int subs = int(K / kMmaSubK);
   int sub_begin = 0, sub_end = subs;
-  if constexpr (SPLIT) {
-    const int per = (subs + int(gridDim.x) - 1) / int(gridDim.x);
-    sub_begin = min(subs, int(blockIdx.x) * per);
-    sub_end = min(subs, sub_begin + per);
+  if constexpr (SPLIT) {  // as even as whole sub-chunks allow
+    sub_begin = int(int64_t(subs) * blockIdx.x / gridDim.x);
+    sub_end = int(int64_t(subs) * (blockIdx.x + 1) / gridDim.x);
   }
   const int stages = (sub_end - sub_begin + kSubs - 1) / kSubs;
   const uint32_t smem = uint32_t(__cvta_generic_to_shared(s_stage));
@@ -206,6 +205,7 @@ gemm_4bit_staged_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
       }
 #pragma unroll
       for (int nt = 0; nt < MT; ++nt) {
+        if (nt * 8 >= M) break;  // a tile of tokens past M only (17 or 33 tokens: most of the last)
         uint32_t a[8];
 #pragma unroll
         for (int q = 0; q < 2; ++q) {
@@ -265,10 +265,10 @@ gemm_4bit_staged_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
 #else
   __syncthreads();
 #endif
-  // Each rank writes its share of the slab's outputs, summed over the ranks in rank order;
-  // consecutive threads take consecutive features of a token (wide stores).
-  const int share = (kStagedRows * kTokens + ranks - 1) / ranks;
-  const int stop = min(kStagedRows * kTokens, (rank + 1) * share);
+  // Each rank writes its share of the slab's outputs (of the M tokens), summed over the ranks in
+  // rank order; consecutive threads take consecutive features of a token (wide stores).
+  const int outputs = kStagedRows * min(M, kTokens), share = (outputs + ranks - 1) / ranks;
+  const int stop = min(outputs, (rank + 1) * share);
   for (int i = rank * share + int(threadIdx.x); i < stop; i += int(blockDim.x)) {
     const int row = i % kStagedRows, tok = i / kStagedRows;
     const int64_t n = n0 + row;
