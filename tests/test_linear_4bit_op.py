@@ -36,10 +36,10 @@ def test_linear_4bit_against_float64(dtype, nested, N, K, blocksize, device):
 @pytest.mark.parametrize("M,dtype,blocksize", [(16, torch.bfloat16, 64), (32, torch.bfloat16, 64),
                                                (33, torch.float16, 32), (64, torch.bfloat16, 128)])
 def test_many_slabs_split_over_clusters(M, dtype, blocksize, device):
-    """More rows than an H100 has SMs for slabs of 32 (8200 rows: 257 slabs; 65 of 128 rows) and
-    K of 17 sub-chunks of 64: on CUDA each launcher's rule decides whether a thread-block cluster
-    shares a slab's K (17-64 tokens, the staged kernel: four CTAs, unequal shares), and blocks
-    of 32 take the path that scales each weight."""
+    """More rows than an H100 has SMs for slabs of 32 (8200 rows: 257 slabs) and K of 17
+    sub-chunks of 64: on CUDA the launcher's rule decides whether a thread-block cluster shares
+    a slab's K (unequal shares where it does), and blocks of 32 take the path that scales each
+    weight."""
     N, K = 8200, 1088
     W = torch.randn(N, K, device=device, dtype=dtype)
     packed, state = F.quantize_4bit(W, blocksize=blocksize, quant_type="nf4", compress_statistics=True)

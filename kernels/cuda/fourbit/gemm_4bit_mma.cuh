@@ -445,18 +445,15 @@ template <typename T> bool gemm_4bit_mma_fits(const T* A, const uint8_t* B, int6
 
 // The CTAs of a cluster that each slab is split over (SPLIT): where the slabs are fewer than
 // the SMs, the fewest up to kMmaMaxSplit that give every SM a CTA, each CTA keeping at least one
-// round of sub-chunks a warp (`rounds` at 1); else two where clusters of two for every slab are
-// resident at once (one wave, as at 32 tokens through 8192^2: 256 slabs, four CTAs an SM); else
-// none (1). Measured on an H100 (docs/4bit.md, benchmarks/ab_4bit_split.cu): two CTAs a slab
-// gained 17-32% at 16 tokens and 2-17% at 32 where 4096 rows make 128 slabs, and 8% at 32
-// tokens through 8192^2; where the halves of the slabs take more than one wave the split lost up
-// to 41% (a last wave's fill alone misled at 64 tokens on 4096 rows), and three or four CTAs a
-// cluster never won.
+// round of sub-chunks a warp (`rounds` at 1); else none (1). Measured on an H100 (docs/4bit.md,
+// benchmarks/ab_4bit_split.cu): two CTAs a slab gained 17-32% at 16 tokens and 2-17% at 32
+// where 4096 rows make 128 slabs; where the slabs already give every SM one or more CTAs the
+// split lost up to 41% (a last wave's fill alone misled at 64 tokens on 4096 rows), and three
+// or four CTAs a cluster never won.
 inline int gemm_4bit_mma_split(const void* split, int threads, int smem, int64_t slabs, int rounds) {
-  if (kMmaMaxSplit <= 1 || rounds < 2 || !device_caps().clusters()) return 1;
   const int sms = device_caps().sm_count;
-  if (slabs >= sms)  // (the resident clusters also keep grid.y, the slabs, far below its 65535)
-    return slabs <= max_active_clusters(split, threads, 2, smem) ? 2 : 1;
+  // (fewer slabs than SMs also keeps grid.y, the slabs, far below its limit of 65535)
+  if (kMmaMaxSplit <= 1 || rounds < 2 || !device_caps().clusters() || slabs >= sms) return 1;
   int s = 2;
   while (s < kMmaMaxSplit && s < rounds && s * slabs < sms) ++s;
   return max_active_clusters(split, threads, s, smem) > 0 ? s : 1;

@@ -15,6 +15,9 @@
 // cluster of S CTAs (sm_90), whose float32 sums meet through distributed shared memory in rank
 // order (deterministic, as in gemm_4bit_mma's SPLIT).
 //
+// Not yet taken by the library's dispatch (gemv_4bit.cuh): benchmarks/ab_4bit_staged.cu measures
+// it against the library's products and a float64 reference first (docs/4bit.md).
+//
 // Shared memory a stage: A as [tokens][128 k] bf16 rows padded by 16 bytes (a lane group's
 // fragment reads meet no bank twice), W as [128 rows][64 bytes] with the two 32-byte halves of a
 // row swapped on every other pair of rows (a half-warp's 8-byte reads of four rows fall in 32

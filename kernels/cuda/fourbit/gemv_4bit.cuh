@@ -13,7 +13,6 @@
 #include "../common/reduce.cuh"
 #include "../common/quant.cuh"
 #include "gemm_4bit_mma.cuh"
-#include "gemm_4bit_staged.cuh"
 #include "gemm_4bit_stream.cuh"
 
 namespace bnb::cuda {
@@ -108,8 +107,6 @@ cudaError_t launch_gemv_4bit(const T* A, const uint8_t* B, const float* code, co
   if constexpr (!std::is_same_v<T, float>) {
     if (gemm_4bit_stream_fits(A, B, M, N, K, log2_blocksize))
       return launch_gemm_4bit_stream(A, B, code, scales, bias, out, M, N, K, log2_blocksize, stream);
-    if (gemm_4bit_staged_fits(A, B, M, N, K))
-      return launch_gemm_4bit_staged(A, B, code, scales, bias, out, M, N, K, log2_blocksize, stream);
     if (gemm_4bit_mma_fits(A, B, M, N, K))
       return launch_gemm_4bit_mma(A, B, code, scales, bias, out, M, N, K, log2_blocksize, stream);
   }
