@@ -186,18 +186,11 @@ gemm_4bit_staged_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, 
           marked |= is_marked(m[r][h]);
         }
       if constexpr (POST) {
-        // A block that held NaN or Inf (rare): as in gemm_4bit_mma, the rows whose weights in it
-        // hold the reserved code read NaN, the others the block's |absmax|.
-        if (__any_sync(0xffffffffu, marked)) {
+        if (__any_sync(0xffffffffu, marked)) {  // a block that held NaN or Inf (rare)
 #pragma unroll
           for (int r = 0; r < kRT; ++r)
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              const float s = m[r][h];
-              const bool mine = is_marked(s) && (holds_reserved_code_4bit(w[r][h].x) || holds_reserved_code_4bit(w[r][h].y));
-              const bool group = (__ballot_sync(0xffffffffu, mine) >> (lane & ~3)) & 0xFu;
-              m[r][h] = block_scale_or_nan(s, group);
-            }
+            for (int h = 0; h < 2; ++h) m[r][h] = group_scale_or_nan(m[r][h], w[r][h], lane);
         }
       }
       uint32_t frag[kRT][4][4];
