@@ -98,3 +98,22 @@ def test_dynamic_map_eight_exponent_bits():
 def test_dynamic_map_bad_arguments(kw):
     with pytest.raises(ValueError, match=next(iter(kw))):
         F.create_dynamic_map(**kw)
+
+
+@pytest.mark.parametrize("signed, exponent_bits, precision_bits", [
+    (True, 1, 0), (True, 1, 1), (True, 2, 1), (True, 3, 1), (True, 3, 2), (True, 4, 2), (False, 2, 2), (False, 4, 3),
+])
+def test_fp8_maps_of_fewer_bits_ascending(signed, exponent_bits, precision_bits):
+    """A small-float map of fewer than 8 bits fills its 256 entries with zeros, placed in
+    ascending order among the format's values (the library we replace sorts after padding)."""
+    total_bits = exponent_bits + precision_bits + signed
+    code = F.create_fp8_map(signed, exponent_bits, precision_bits, total_bits)
+    assert code.numel() == 256 and code.dtype == torch.float32
+    assert bool((code[1:] >= code[:-1]).all())
+    assert code.max().item() == 1.0
+    # The format's zero (two with a sign) and the padding are the map's only zeros.
+    zeros_of_format = 2 if signed else 1
+    assert int((code == 0).sum()) == 256 - 2 ** total_bits + zeros_of_format
+    nonzero = code[code != 0]
+    if signed:
+        assert torch.equal(nonzero, -nonzero.flip(0))

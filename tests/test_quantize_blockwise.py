@@ -198,3 +198,45 @@ def test_cuda_equals_cpu(dtype):
         assert torch.equal(sc.absmax, sg.absmax.cpu())
         assert (qc != qg.cpu()).sum().item() <= A.numel() // 10000 + 1
         assert torch.equal(F.dequantize_blockwise(qg, sg).cpu(), F.dequantize_blockwise(qg.cpu(), sc))
+
+
+@pytest.mark.parametrize("bits", [3, 4, 5, 7])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_maps_of_fewer_bits_out_of_order(device, bits, dtype):
+    """create_linear_map pads a map of fewer than 8 bits with zeros between its halves, beside a
+    value that rounds to -4.5e-8: not ascending, as the library we replace makes it too.
+    Quantizing into it still takes a nearest entry, and the codes index the map as given."""
+    code = F.create_linear_map(signed=True, total_bits=bits).to(device)
+    assert not bool((code[1:] >= code[:-1]).all())
+    A = random_input((3, 1001), dtype, device)
+    q, state = F.quantize_blockwise(A, code=code, blocksize=64)
+    q_ref, absmax_ref = quantize_blockwise_ref(A, code, 64)
+    torch.testing.assert_close(state.absmax.cpu().double(), absmax_ref, rtol=0, atol=0)
+    scaled = (A.double().cpu().reshape(-1) / absmax_ref.repeat_interleave(64)[: A.numel()])
+    ok, _ = tie_tolerant_equal(q, q_ref, scaled, code, atol=1e-6)
+    assert ok, "a code differs from the nearest one by more than a tie"
+    torch.testing.assert_close(F.dequantize_blockwise(q, state).double().cpu(),
+                               dequantize_blockwise_ref(q, absmax_ref, code, 64).to(dtype).double(),
+                               rtol=0, atol=0)
+
+
+def test_shuffled_map_takes_the_same_values(device):
+    """A map in any order: every quantizer's codes index it as given and pick the values the
+    ascending map picks; an edit of the map in place is seen by the next call."""
+    code = F.create_dynamic_map().to(device)
+    shuffled = code[torch.randperm(256, generator=torch.Generator().manual_seed(5)).to(device)]
+    A = random_input((2, 3000), torch.float32, device)
+    q1, s1 = F.quantize_blockwise(A, code=code, blocksize=256)
+    out = torch.empty_like(q1)
+    q2, s2 = F.quantize_blockwise(A, code=shuffled, blocksize=256, out=out)
+    assert q2.data_ptr() == out.data_ptr() and s2.code is shuffled
+    assert torch.equal(shuffled[q2.long()], code[q1.long()])
+    assert torch.equal(F.dequantize_blockwise(q2, s2), F.dequantize_blockwise(q1, s1))
+    t1, _ = F.quantize(A, code=code)
+    t2, _ = F.quantize(A, code=shuffled)
+    assert torch.equal(shuffled[t2.long()], code[t1.long()])
+    X = A / A.abs().max()
+    assert torch.equal(shuffled[F.quantize_no_absmax(X, shuffled).long()], code[F.quantize_no_absmax(X, code).long()])
+    shuffled.copy_(code)  # now ascending: the codes are the ascending map's own
+    assert torch.equal(F.quantize_blockwise(A, code=shuffled, blocksize=256)[0], q1)
+    assert F.quantize_blockwise(A.new_empty(0), code=shuffled, blocksize=256)[0].numel() == 0

@@ -23,20 +23,47 @@ def default_code(device, signed=True, bits=8):
     return _default_codes[key]
 
 
-def _code_for(code, A, fn, search=False):
+def _code_for(code, A, fn):
     # The map's dtype and size are the op's to check (csrc/ops/checks.h); a map on another device is
     # moved for the caller, as earlier releases did. Its values are checked here, once per
-    # version of the tensor: finite, and ascending where quantization searches it.
+    # version of the tensor: finite.
     if code is None:
         return default_code(A.device)
     check_tensor(code, "code", fn)
-    check_code_values(code, fn, search)
+    check_code_values(code, fn, search=False)
     return code.to(A.device)
+
+
+def _search_order(code):
+    """The map quantization searches (ascending) for `code`, and the way back to `code`'s own
+    indices: None where `code` is ascending, else the uint8 position in `code` of each entry of
+    the sorted map. Maps of fewer than 8 bits fill their 256 entries with zeros that need not sit
+    in order (create_linear_map puts them between its halves, beside a value that rounds to
+    -4.5e-8); the nearest entry of the sorted map is a nearest entry of the map itself. Found
+    once per version of the tensor."""
+    if torch.compiler.is_compiling():
+        return code, None  # a traced map has no values to read
+    cached = getattr(code, "_bnb_search", None)
+    if cached is not None and cached[0] == code._version:
+        return cached[1] if cached[1] is not None else code, cached[2]
+    if code.numel() < 2 or bool((code[1:] >= code[:-1]).all()):
+        ordered, back = None, None
+    else:
+        ordered, position = torch.sort(code, stable=True)
+        back = position.to(torch.uint8)
+    code._bnb_search = (code._version, ordered, back)
+    return ordered if ordered is not None else code, back
+
+
+def _codes_of(codes, back):
+    """Codes found in the sorted map, as indices into the caller's map (_search_order)."""
+    return codes if back is None else back[codes.int()]
 
 
 def check_code_values(code, fn, search, name="code"):
     """A ValueError naming `name` where a map's values cannot be quantized into: not finite, or
-    (search: quantization searches it) not ascending. Checked once per version of the tensor."""
+    (search: a kernel searches it as it is, as the optimizers do their state's maps) not
+    ascending. Checked once per version of the tensor."""
     if torch.compiler.is_compiling():
         return  # a traced map has no values to read
     key = (code._version, search)
@@ -55,8 +82,10 @@ def quantize_blockwise(A, code=None, absmax=None, out=None, blocksize=4096, nest
     QuantState). With nested=True the absmax vector is quantized again (less memory)."""
     fn = "quantize_blockwise"
     check_tensor(A, "A", fn)
-    code = _code_for(code, A, fn, search=True)
-    codes, amax = torch.ops.bitsandbytes.quantize_blockwise(A, code, blocksize)
+    code = _code_for(code, A, fn)
+    searched, back = _search_order(code)
+    codes, amax = torch.ops.bitsandbytes.quantize_blockwise(A, searched, blocksize)
+    codes = _codes_of(codes, back)
     amax = into(absmax, amax, "absmax", fn)
     codes = into(out, codes, "out", fn)
     if not nested:
@@ -114,9 +143,10 @@ def quantize(A, code=None, out=None):
     """Quantizes A with one absmax for the whole tensor: returns (codes, (absmax, code))."""
     fn = "quantize"
     check_tensor(A, "A", fn)
-    code = _code_for(code, A, fn, search=True)
-    codes, amax = torch.ops.bitsandbytes.quantize(A, code)
-    return into(out, codes, "out", fn), (amax, code)
+    code = _code_for(code, A, fn)
+    searched, back = _search_order(code)
+    codes, amax = torch.ops.bitsandbytes.quantize(A, searched)
+    return into(out, _codes_of(codes, back), "out", fn), (amax, code)
 
 
 def dequantize(A, state=None, absmax=None, code=None, out=None):
@@ -138,8 +168,8 @@ def quantize_no_absmax(A, code, out=None):
     """The nearest entry of `code` to each value of A, no scaling."""
     fn = "quantize_no_absmax"
     check_tensor(A, "A", fn)
-    code = _code_for(code, A, fn, search=True)
-    return into(out, torch.ops.bitsandbytes.quantize_no_absmax(A, code), "out", fn)
+    searched, back = _search_order(_code_for(code, A, fn))
+    return into(out, _codes_of(torch.ops.bitsandbytes.quantize_no_absmax(A, searched), back), "out", fn)
 
 
 def dequantize_no_absmax(A, code, out=None):

@@ -99,8 +99,8 @@ def create_fp8_map(signed=True, exponent_bits=5, precision_bits=2, total_bits=8)
                 values.append(-v)
     if len(values) != 2 ** total_bits:
         raise ValueError(f"create_fp8_map: {len(values)} values for total_bits={total_bits}")
-    values.sort()
     if total_bits < 8:
         values = _pad_to_map_size(values)
+    values.sort()  # (with the padding zeros among them, as every map's entries are ascending)
     code = torch.tensor(values)
     return code / code.max()
