@@ -5,7 +5,7 @@ import weakref
 import torch
 
 from .hyper_checks import check_hyperparameters
-from .override_keys import check_override_keys
+from .override_keys import known_override_keys
 
 
 class _WeakOverrides:
@@ -96,7 +96,7 @@ class GlobalOptimManager:
             key_value_dict = {key: value}
         if key_value_dict is None:
             raise ValueError("override_config: give a key and a value, or key_value_dict")
-        check_override_keys(key_value_dict, "override_config")
+        key_value_dict = known_override_keys(key_value_dict, "override_config")
         check_hyperparameters(key_value_dict, "override_config")
         parameters = list(parameters)
         for p in parameters:
@@ -110,7 +110,7 @@ class GlobalOptimManager:
         """Overrides the settings of `getattr(module, param_name)` (resolved when a step is
         planned, so it survives moving the module to another device). The module is held
         weakly: the override ends with it."""
-        check_override_keys(config, "register_module_override")
+        config = known_override_keys(config, "register_module_override")
         check_hyperparameters(config, "register_module_override")
         self.uses_config_override = True
         self.module_overrides = [e for e in self.module_overrides if e[0]() is not None]

@@ -1,6 +1,9 @@
 """The settings a GlobalOptimManager override may set: every setting an optimizer of
 bitsandbytes.optim reads per parameter (its group's settings and the library-wide ones).
-A key outside this set would be ignored by every optimizer, so it is refused instead."""
+A key outside this set is ignored by every optimizer: dropped with a warning that names it
+(code written for the library we replace passes some, such as is_sparse in its documentation's
+example, which that library stores and never reads; a typo is still seen)."""
+import warnings
 
 LIBRARY_WIDE = frozenset({"optim_bits", "min_8bit_size", "percentile_clipping", "block_wise", "max_unorm"})
 
@@ -16,9 +19,12 @@ GROUP_SETTINGS = frozenset({
 OVERRIDE_KEYS = LIBRARY_WIDE | GROUP_SETTINGS
 
 
-def check_override_keys(config, where):
-    """Raises a ValueError naming each key of `config` that no optimizer reads."""
+def known_override_keys(config, where):
+    """`config` without the keys that no optimizer reads, with a UserWarning naming them."""
     unknown = sorted(str(k) for k in config if k not in OVERRIDE_KEYS)
-    if unknown:
-        raise ValueError(f"{where}: unknown optimizer setting(s) {', '.join(map(repr, unknown))}; "
-                         f"the settings that can be overridden are {', '.join(sorted(OVERRIDE_KEYS))}")
+    if not unknown:
+        return dict(config)
+    warnings.warn(f"{where}: ignoring optimizer setting(s) {', '.join(map(repr, unknown))}, which no optimizer "
+                  f"reads; the settings that can be overridden are {', '.join(sorted(OVERRIDE_KEYS))}",
+                  UserWarning, stacklevel=3)
+    return {k: v for k, v in config.items() if k in OVERRIDE_KEYS}
