@@ -81,3 +81,33 @@ def test_rmsprop_negative_momentum_is_a_value_error(device):
         bnb.optim.RMSprop(p, momentum=-0.1)
     with pytest.raises(NotImplementedError):
         bnb.optim.RMSprop(p, momentum=0.1)
+
+
+@pytest.mark.parametrize("cls, text, betas", [
+    (bnb.optim.Adam, "(0.9, 0.995)", (0.9, 0.995)),
+    (bnb.optim.AdamW8bit, "(0.8,0.99)", (0.8, 0.99)),
+    (bnb.optim.LAMB, " (0.85, 0.98) ", (0.85, 0.98)),
+    (bnb.optim.Lion, "0.95, 0.98", (0.95, 0.98)),
+    (bnb.optim.AdEMAMix8bit, "(0.9, 0.999, 0.9999)", (0.9, 0.999, 0.9999)),
+])
+def test_betas_as_a_string(cls, text, betas, device):
+    """betas="(0.9, 0.995)", as fairseq passes its command line's betas: the same group and the
+    same step as the tuple."""
+    torch.manual_seed(0)
+    w = torch.randn(70, 70, device=device)
+    g = torch.randn(70, 70, device=device)
+    results = []
+    for given in (text, betas):
+        p = torch.nn.Parameter(w.clone())
+        opt = cls([p], lr=1e-2, betas=given)
+        assert opt.param_groups[0]["betas"] == betas
+        p.grad = g.clone()
+        opt.step()
+        results.append(p.detach())
+    assert torch.equal(results[0], results[1])
+
+
+def test_betas_string_that_is_not_numbers():
+    p = torch.nn.Parameter(torch.randn(4))
+    with pytest.raises(ValueError, match="betas"):
+        bnb.optim.Adam([p], betas="(0.9, fast)")

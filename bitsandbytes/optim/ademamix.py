@@ -13,6 +13,7 @@ is the reference library's, so that checkpoints interchange: `state1` holds m1 a
 import torch
 
 from ..functional.algorithms import scheduled_alpha, scheduled_beta3
+from .hyper_checks import betas_of
 from .optimizer import Optimizer2State
 from .variants import variant
 
@@ -22,6 +23,7 @@ class AdEMAMix(Optimizer2State):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999, 0.9999), alpha=5.0, t_alpha=None, t_beta3=None, eps=1e-8,
                  weight_decay=1e-2, optim_bits=32, min_8bit_size=4096, is_paged=False):
+        betas = betas_of(betas, type(self).__name__)
         if len(betas) != 3:
             raise ValueError(f"{type(self).__name__}: betas must hold 3 values (beta1, beta2, beta3), got {betas!r}")
         for name, t in (("t_alpha", t_alpha), ("t_beta3", t_beta3)):

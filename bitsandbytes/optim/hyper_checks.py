@@ -18,3 +18,14 @@ def check_hyperparameters(settings, owner="optimizer"):
         for i, beta in enumerate(betas):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"{owner}: invalid beta parameter at index {i}: {beta} (betas must be in [0, 1))")
+
+
+def betas_of(betas, owner="optimizer"):
+    """`betas` as given, or read from a string such as "(0.9, 0.995)": fairseq passes its
+    command line's betas so, and the optimizers of the library we replace accept it."""
+    if not isinstance(betas, str):
+        return betas
+    try:
+        return tuple(float(b) for b in betas.replace("(", "").replace(")", "").split(",") if b.strip())
+    except ValueError:
+        raise ValueError(f"{owner}: betas {betas!r} is not a list of numbers") from None

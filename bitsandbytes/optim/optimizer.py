@@ -13,7 +13,7 @@ from ..functional import optimizer as FO
 from ..functional.algorithms import algorithm, kernel_hyper
 from . import checkpoint, config as C, state as S, step_hooks
 from .group_keys import set_betas_and_eps
-from .hyper_checks import check_hyperparameters
+from .hyper_checks import betas_of, check_hyperparameters
 from .manager import GlobalOptimManager
 from .paging import Residency
 from .plan import Launch, Plan
@@ -230,6 +230,8 @@ class _StateOptimizer(Optimizer8bit):
                  percentile_clipping=100, block_wise=True, max_unorm=0.0, is_paged=False):
         algorithm(optimizer_name)  # a ValueError for an unknown one
         check_percentile_clipping(percentile_clipping)
+        if "betas" in defaults:
+            defaults = dict(defaults, betas=betas_of(defaults["betas"], type(self).__name__))
         check_hyperparameters(defaults, type(self).__name__)
         self.optimizer_name = optimizer_name
         self.args = C.args_namespace(args, optim_bits=optim_bits, min_8bit_size=min_8bit_size,
