@@ -182,6 +182,26 @@ def test_quant_state_dict_round_trip_and_old_layout(device):
         assert moved.absmax.device.type == "cpu"
 
 
+def test_quant_state_key_names(reference_dir, device):
+    """QuantState's class lists of formats and serialized keys name every key as_dict writes and
+    every key of the reference's 4-bit layer checkpoints."""
+    assert QuantState.valid_quant_types == ("fp4", "nf4")
+    x = torch.randn(64, 64, device=device)
+    for quant_type in QuantState.valid_quant_types:
+        for nested in (False, True):
+            _, state = F.quantize_4bit(x, quant_type=quant_type, compress_statistics=nested)
+            assert set(state.as_dict()) <= set(QuantState.valid_qs_keys)
+            tensors = state.as_dict(packed=True)
+            assert set(tensors) - {"absmax", "quant_map", "nested_absmax", "nested_quant_map"} == {
+                "quant_state." + QuantState.valid_qs_type_keys[QuantState.valid_quant_types.index(quant_type)]}
+    ref = torch.load(f"{reference_dir}/linear4bit_ref.pt", weights_only=False)
+    for name in ("nf4_nested_state", "fp4_plain_state"):
+        for key in ref[name]:
+            if key.startswith("weight."):
+                last = key.split(".")[-1]
+                assert last in QuantState.valid_qs_keys or last in QuantState.valid_qs_type_keys, key
+
+
 def test_dequantize_with_absmax_and_out(device):
     x = torch.randn(2000, device=device)
     packed, state = F.quantize_4bit(x, quant_type="nf4", blocksize=256)

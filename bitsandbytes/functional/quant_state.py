@@ -20,6 +20,12 @@ class QuantState:
     and the original shape and dtype. `state2` and `offset` describe the nested absmax."""
 
     _PACKED_PREFIX = "quant_state.bitsandbytes__"
+    # The names of a 4-bit state's formats and serialized keys, as code written for the library
+    # we replace reads them off the class (as_dict writes exactly these).
+    valid_quant_types = ("fp4", "nf4")
+    valid_qs_type_keys = [f"bitsandbytes__{t}" for t in valid_quant_types]
+    valid_qs_keys = ["absmax", "quant_map", "nested_absmax", "nested_quant_map", "quant_state", "quant_type",
+                     "blocksize", "dtype", "shape", "nested_blocksize", "nested_dtype", "nested_offset"]
 
     def __init__(self, absmax, shape=None, code=None, blocksize=None, quant_type=None, dtype=None, offset=None,
                  state2=None):
