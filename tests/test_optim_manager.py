@@ -155,3 +155,9 @@ def test_an_override_value_torch_refuses_is_refused(device):
         GlobalOptimManager.get_instance().override_config(p, "lr", -1.0)
     with pytest.raises(ValueError, match="beta"):
         GlobalOptimManager.get_instance().override_config(p, "betas", (0.9, 1.5))
+
+
+def test_betas_override_as_a_string(device):
+    p = torch.nn.Parameter(torch.randn(4, device=device))
+    GlobalOptimManager.get_instance().override_config(p, "betas", "(0.8, 0.9)")
+    assert GlobalOptimManager.get_instance().config_for(p) == {"betas": (0.8, 0.9)}

@@ -34,6 +34,17 @@ def _code_for(code, A, fn):
     return code.to(A.device)
 
 
+def _searched_code_for(code, A, fn):
+    """(the map as _code_for gives it, the map quantization searches, the way back to the
+    first's indices or None): _search_order, found on the caller's own tensor (so that a map
+    moved to A's device for each call is still sorted only once)."""
+    moved = _code_for(code, A, fn)
+    ordered, back = _search_order(code if code is not None else moved)
+    if back is None:
+        return moved, moved, None
+    return moved, ordered.to(A.device), back.to(A.device)
+
+
 def _search_order(code):
     """The map quantization searches (ascending) for `code`, and the way back to `code`'s own
     indices: None where `code` is ascending, else the uint8 position in `code` of each entry of
@@ -82,8 +93,7 @@ def quantize_blockwise(A, code=None, absmax=None, out=None, blocksize=4096, nest
     QuantState). With nested=True the absmax vector is quantized again (less memory)."""
     fn = "quantize_blockwise"
     check_tensor(A, "A", fn)
-    code = _code_for(code, A, fn)
-    searched, back = _search_order(code)
+    code, searched, back = _searched_code_for(code, A, fn)
     codes, amax = torch.ops.bitsandbytes.quantize_blockwise(A, searched, blocksize)
     codes = _codes_of(codes, back)
     amax = into(absmax, amax, "absmax", fn)
@@ -143,8 +153,7 @@ def quantize(A, code=None, out=None):
     """Quantizes A with one absmax for the whole tensor: returns (codes, (absmax, code))."""
     fn = "quantize"
     check_tensor(A, "A", fn)
-    code = _code_for(code, A, fn)
-    searched, back = _search_order(code)
+    code, searched, back = _searched_code_for(code, A, fn)
     codes, amax = torch.ops.bitsandbytes.quantize(A, searched)
     return into(out, _codes_of(codes, back), "out", fn), (amax, code)
 
@@ -168,7 +177,7 @@ def quantize_no_absmax(A, code, out=None):
     """The nearest entry of `code` to each value of A, no scaling."""
     fn = "quantize_no_absmax"
     check_tensor(A, "A", fn)
-    searched, back = _search_order(_code_for(code, A, fn))
+    _, searched, back = _searched_code_for(code, A, fn)
     return into(out, _codes_of(torch.ops.bitsandbytes.quantize_no_absmax(A, searched), back), "out", fn)
 
 

@@ -4,8 +4,18 @@ import weakref
 
 import torch
 
-from .hyper_checks import check_hyperparameters
+from .hyper_checks import betas_of, check_hyperparameters
 from .override_keys import known_override_keys
+
+
+def _override_settings(config, where):
+    """An override's settings as the optimizers read them: the keys they know (known_override_keys),
+    betas read from a string where given so, each value checked as torch.optim checks it."""
+    config = known_override_keys(config, where)
+    if "betas" in config:
+        config["betas"] = betas_of(config["betas"], where)
+    check_hyperparameters(config, where)
+    return config
 
 
 class _WeakOverrides:
@@ -96,8 +106,7 @@ class GlobalOptimManager:
             key_value_dict = {key: value}
         if key_value_dict is None:
             raise ValueError("override_config: give a key and a value, or key_value_dict")
-        key_value_dict = known_override_keys(key_value_dict, "override_config")
-        check_hyperparameters(key_value_dict, "override_config")
+        key_value_dict = _override_settings(key_value_dict, "override_config")
         parameters = list(parameters)
         for p in parameters:
             if not isinstance(p, torch.Tensor):
@@ -110,8 +119,7 @@ class GlobalOptimManager:
         """Overrides the settings of `getattr(module, param_name)` (resolved when a step is
         planned, so it survives moving the module to another device). The module is held
         weakly: the override ends with it."""
-        config = known_override_keys(config, "register_module_override")
-        check_hyperparameters(config, "register_module_override")
+        config = _override_settings(config, "register_module_override")
         self.uses_config_override = True
         self.module_overrides = [e for e in self.module_overrides if e[0]() is not None]
         self.module_overrides.append((weakref.ref(module), param_name, dict(config)))

@@ -26,5 +26,5 @@ def known_override_keys(config, where):
         return dict(config)
     warnings.warn(f"{where}: ignoring optimizer setting(s) {', '.join(map(repr, unknown))}, which no optimizer "
                   f"reads; the settings that can be overridden are {', '.join(sorted(OVERRIDE_KEYS))}",
-                  UserWarning, stacklevel=3)
+                  UserWarning, stacklevel=4)  # the line that called the manager
     return {k: v for k, v in config.items() if k in OVERRIDE_KEYS}
