@@ -2,7 +2,7 @@
 # On a CUDA machine: build (CUDA kernels for TORCH_CUDA_ARCH_LIST, default 9.0), run the C++
 # tests, the self-check, the whole pytest suite with CUDA present, and every benchmark.
 # Full logs go to the folder given as the first argument; a summary is printed last.
-#   bash scripts/gpu_check.sh OUT_DIR [pytest args...]
+#   bash scripts/gpu_check.sh OUT_DIR [pytest args...]  (test files among them: those alone)
 # Switches: BENCH=0 skips the benchmarks, BENCHES="a b" runs only benchmarks/bench_{a,b}.py,
 # PYTEST_JOBS=J runs the tests in J processes, GTEST_SHARDS=S the CUDA GoogleTests in S (4),
 # AB="x y" first builds and runs the standalone A/B harnesses benchmarks/ab_{x,y}.cu (sm_90),
@@ -91,9 +91,11 @@ step selfcheck selfcheck.log python3 -m bitsandbytes
 # file's tests spread over all of them, so that no process holds the long files alone; their
 # logs follow one another in pytest.log); the default is one process.
 run_pytest() {
-  local j=${PYTEST_JOBS:-1} i rc=0 pids=()
-  if [ "$j" -le 1 ]; then python3 -m pytest -q -rs -p no:cacheprovider "$@" tests; return; fi
-  python3 -m pytest --collect-only -q -p no:cacheprovider "$@" tests | grep '::' >"$out/tests.txt" || return 1
+  local j=${PYTEST_JOBS:-1} i rc=0 pids=() targets=(tests) a
+  # The whole suite unless the arguments name test files or tests of their own.
+  for a in "$@"; do [ -e "${a%%::*}" ] && targets=(); done
+  if [ "$j" -le 1 ]; then python3 -m pytest -q -rs -p no:cacheprovider "$@" "${targets[@]}"; return; fi
+  python3 -m pytest --collect-only -q -p no:cacheprovider "$@" "${targets[@]}" | grep '::' >"$out/tests.txt" || return 1
   awk -v j="$j" -v dir="$out" '{ print > (dir "/tests." ((NR - 1) % j) ".txt") }' "$out/tests.txt"
   for ((i = 0; i < j; i++)); do
     [ -s "$out/tests.$i.txt" ] || continue
