@@ -154,16 +154,6 @@ __device__ __forceinline__ void scale_fragments(uint32_t (&frag)[4][4], float m_
   }
 }
 
-// POST: the scale of a lane group's row (this lane's bytes of it: `w`) in a block whose stored
-// absmax `s` may be marked (it held NaN or Inf): there NaN where any lane of the group holds the
-// reserved code, else the block's |absmax| (a scale serves the group's whole sub-chunk of a row,
-// so the group agrees on it); an unmarked `s` as it is. The whole warp calls it.
-__device__ __forceinline__ float group_scale_or_nan(float s, uint2 w, int lane) {
-  const bool mine = is_marked(s) && (holds_reserved_code_4bit(w.x) || holds_reserved_code_4bit(w.y));
-  const bool group = (__ballot_sync(0xffffffffu, mine) >> (lane & ~3)) & 0xFu;
-  return block_scale_or_nan(s, group);
-}
-
 // MT token tiles of 8 (M <= 8 MT); RT row tiles of 16 a warp (the activation fragments serve
 // RT tiles: the CTAs together read A N / (16 RT) times); U sub-chunks a warp's round. A_SMEM:
 // the CTA first copies all of A to shared memory (rows padded by 16 bytes: conflict-free
@@ -308,14 +298,22 @@ gemm_4bit_mma_kernel(const T* __restrict__ A, const uint8_t* __restrict__ B, con
           marked |= is_marked(m[u][r][h]);
         }
     if constexpr (POST) {
-      // A block that held NaN or Inf (rare): group_scale_or_nan.
+      // A block that held NaN or Inf (rare): the rows whose weights in it hold the reserved
+      // code read NaN, the others the block's |absmax|. A scale serves the lane group's whole
+      // sub-chunk of a row, so the group agrees on it.
       if (__any_sync(0xffffffffu, marked)) {
 #pragma unroll
         for (int u = 0; u < U; ++u)
 #pragma unroll
           for (int r = 0; r < RT; ++r)
 #pragma unroll
-            for (int h = 0; h < 2; ++h) m[u][r][h] = group_scale_or_nan(m[u][r][h], w[u][r][h], lane);
+            for (int h = 0; h < 2; ++h) {
+              const float s = m[u][r][h];
+              const bool mine = is_marked(s) && (holds_reserved_code_4bit(w[u][r][h].x) ||
+                                                 holds_reserved_code_4bit(w[u][r][h].y));
+              const bool group = (__ballot_sync(0xffffffffu, mine) >> (lane & ~3)) & 0xFu;
+              m[u][r][h] = block_scale_or_nan(s, group);
+            }
       }
     }
 
