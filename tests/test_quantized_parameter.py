@@ -97,6 +97,45 @@ def test_rebuild_from_attributes_like_the_ecosystem():
     assert fresh.marker == 3 and torch.equal(fresh.scale, p.scale)
 
 
+def test_move_ignores_requires_grad_written_into_dict():
+    # accelerate's init_empty_weights writes requires_grad into a parameter's __dict__ and then
+    # rebuilds it as Cls(p.to(device), **p.__dict__)
+    p = ToyParams(torch.randn(4, 6), requires_grad=False, tag="kept")
+    p.__dict__["requires_grad"] = False
+    moved = p.to("meta")
+    assert moved.device.type == "meta" and "requires_grad" not in moved.__dict__ and moved.tag == "kept"
+    q = ToyParams(moved, **p.__dict__)
+    assert isinstance(q, ToyParams) and q.device.type == "meta" and q.tag == "kept" and not q.requires_grad
+
+
+def test_quantized_layers_under_init_empty_weights(device):
+    accelerate = pytest.importorskip("accelerate")
+    from accelerate.utils import set_module_tensor_to_device
+    with accelerate.init_empty_weights():
+        lin8 = bnb.nn.Linear8bitLt(64, 32, has_fp16_weights=False)
+        lin4 = bnb.nn.Linear4bit(64, 32, quant_type="nf4")
+        lin8_train = bnb.nn.Linear8bitLt(64, 32, has_fp16_weights=True)
+    for layer, cls in ((lin8, Int8Params), (lin4, bnb.nn.Params4bit), (lin8_train, Int8Params)):
+        assert isinstance(layer.weight, cls) and layer.weight.device.type == "meta"
+        assert layer.weight.shape == (32, 64) and layer.weight.dtype == torch.float32
+        assert layer.weight.requires_grad == (layer is lin8_train)
+    # materialized from float tensors as accelerate and transformers do (each parameter rebuilt
+    # from its class and __dict__, then moved), the layers quantize and compute as usual
+    w, b = torch.randn(32, 64), torch.randn(32)
+    x = torch.randn(3, 64, device=device)
+    for layer in (lin8, lin4):
+        set_module_tensor_to_device(layer, "bias", device, value=b)
+        if device == "cpu" and layer is lin8:  # accelerate moves it through CUDA device 0
+            layer._parameters["weight"] = Int8Params(w, requires_grad=False, **layer.weight.__dict__).to(device)
+        else:
+            set_module_tensor_to_device(layer, "weight", device, value=w)
+        assert layer.weight.dtype == (torch.int8 if layer is lin8 else torch.uint8)
+        y = layer(x).float()
+        ref = torch.nn.functional.linear(x.float().cpu(), w, b)
+        cos = torch.nn.functional.cosine_similarity(y.cpu().flatten(), ref.flatten(), dim=0)
+        assert cos > 0.98, cos
+
+
 def test_module_moves_keep_attributes(device):
     layer, moved = quantized_toy(device)
     w = moved.weight

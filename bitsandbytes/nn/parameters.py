@@ -135,7 +135,10 @@ class QuantizedParameter(torch.nn.Parameter):
                 setattr(self, name, self.data)
 
     def _copied_attributes(self):
-        skip = set(self._data_aliases) | set(self._transient_attributes)
+        # requires_grad is the tensor's own flag, passed on by itself; it lands in __dict__ only
+        # where a caller wrote it there (accelerate's init_empty_weights rebuilds a parameter
+        # as `Cls(p.to(device), **p.__dict__)` after setting __dict__["requires_grad"]).
+        skip = set(self._data_aliases) | set(self._transient_attributes) | {"requires_grad"}
         return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     def __reduce_ex__(self, proto):
