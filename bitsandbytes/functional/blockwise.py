@@ -8,7 +8,7 @@ from .._formats import FORMAT_8BIT
 from .._ops import check_dtype, check_float, check_out
 from ._args import check_tensor, into
 from .maps import create_dynamic_map, create_optimizer_4bit_map
-from .quant_state import QuantState
+from .quant_state import QuantState, nested_stats_missing
 
 _default_codes = {}
 
@@ -124,8 +124,12 @@ def block_absmax(quant_state):
     """The float32 absmax of each block of a QuantState (dequantized when nested). A nested
     value that rounds below zero is an all-but-zero block, not a marked one: it reads as +0.0."""
     absmax = quant_state.absmax
+    if not isinstance(absmax, torch.Tensor):
+        raise TypeError(f"quant_state.absmax must be a tensor, got {type(absmax).__name__}")
     if quant_state.nested:
         absmax = (dequantize_blockwise(absmax, quant_state.state2) + quant_state.offset).clamp_min(0.0) + 0.0
+    elif not absmax.is_floating_point():
+        raise ValueError(nested_stats_missing(absmax))
     return absmax if absmax.dtype == torch.float32 else absmax.float()
 
 

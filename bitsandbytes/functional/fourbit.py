@@ -14,7 +14,7 @@ from .._formats import FLOAT_DTYPES, FORMAT_4BIT, dtype_list
 from .._ops import check_out
 from ._args import check_tensor, into
 from .blockwise import block_absmax, nest_absmax
-from .quant_state import QuantState
+from .quant_state import QuantState, nested_stats_missing
 
 QUANT_TYPES = ("nf4", "fp4")
 NESTED_BLOCKSIZE = 256  # block size of the 8-bit absmax of compressed statistics
@@ -138,6 +138,8 @@ def linear_4bit(A, B, quant_state, bias=None):
         bias = bias.to(A.dtype)
     if not qs.nested:
         if absmax.dtype != torch.float32:
+            if not absmax.is_floating_point():
+                raise ValueError(f"linear_4bit: {nested_stats_missing(absmax)}")
             absmax = absmax.float()
         return _linear_4bit_op(A, B, qs.shape, absmax, qs.code, qs.blocksize, bias)
     s2 = qs.state2

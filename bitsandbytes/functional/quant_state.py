@@ -1,5 +1,6 @@
 """QuantState: everything needed to dequantize a block-wise quantized tensor."""
 import json
+from collections.abc import Mapping
 
 import torch
 
@@ -13,6 +14,13 @@ def _dtype_from_name(name):
     if not isinstance(dtype, torch.dtype):
         raise ValueError(f"QuantState.from_dict: unknown dtype {name!r}")
     return dtype
+
+
+def nested_stats_missing(absmax):
+    """The error of a state whose absmax holds codes but which lacks the statistics that read them."""
+    return (f"quant_state.absmax holds {absmax.dtype} codes of nested statistics, but the state has none "
+            "(state2 and offset; in a state dict: nested_absmax, nested_quant_map, nested_blocksize, "
+            "nested_dtype, nested_offset)")
 
 
 class QuantState:
@@ -84,20 +92,39 @@ class QuantState:
     @classmethod
     def from_dict(cls, qs_dict, device):
         """Inverse of as_dict (packed or not); tensors are moved to `device`."""
+        fn = "QuantState.from_dict"
+        if not isinstance(qs_dict, Mapping):
+            raise TypeError(f"{fn}: qs_dict must be a dict of the state's entries, got {type(qs_dict).__name__}")
         qs_dict = dict(qs_dict)
         # (the keys may carry a module prefix, "weight.quant_state.bitsandbytes__nf4")
         packed_keys = [k for k in qs_dict if cls._PACKED_PREFIX in k and isinstance(qs_dict[k], torch.Tensor)]
         if len(packed_keys) > 1:
-            raise ValueError(f"QuantState.from_dict: several packed entries {packed_keys}")
+            raise ValueError(f"{fn}: several packed entries {packed_keys}")
         if packed_keys:
             blob = qs_dict.pop(packed_keys[0])
-            qs_dict.update(json.loads(bytes(blob.cpu().numpy().tobytes()).decode()))
+            try:
+                plain = json.loads(bytes(blob.cpu().numpy().tobytes()).decode())
+            except (UnicodeDecodeError, ValueError) as e:
+                raise ValueError(f"{fn}: the packed entry {packed_keys[0]!r} is not a serialized state ({e})") from None
+            if not isinstance(plain, dict):
+                raise ValueError(f"{fn}: the packed entry {packed_keys[0]!r} is not a serialized state")
+            qs_dict.update(plain)
         qs_dict = {k.split(".")[-1]: v for k, v in qs_dict.items()}  # tolerate prefixed keys
         for key in ("absmax", "quant_map", "dtype", "blocksize"):
             if key not in qs_dict:
-                raise ValueError(f"QuantState.from_dict: missing key {key!r}")
+                raise ValueError(f"{fn}: missing key {key!r}")
+        for key in ("absmax", "quant_map"):
+            if not isinstance(qs_dict[key], torch.Tensor):
+                raise TypeError(f"{fn}: {key} must be a tensor, got {type(qs_dict[key]).__name__}")
+        nested_keys = ("nested_absmax", "nested_quant_map", "nested_blocksize", "nested_dtype", "nested_offset")
+        present = [k for k in nested_keys if k in qs_dict]
+        if present and len(present) < len(nested_keys):
+            missing = [k for k in nested_keys if k not in qs_dict]
+            raise ValueError(f"{fn}: the nested statistics are incomplete: {present} without {missing}")
+        if not present and not qs_dict["absmax"].is_floating_point():
+            raise ValueError(f"{fn}: {nested_stats_missing(qs_dict['absmax'])}")
         state2 = offset = None
-        if "nested_absmax" in qs_dict:
+        if present:
             offset = torch.tensor(float(qs_dict["nested_offset"]), device=device)
             # The nested state quantized the absmax vector, which has as many values as its codes.
             state2 = cls(absmax=qs_dict["nested_absmax"].to(device), shape=qs_dict["absmax"].shape, code=qs_dict["nested_quant_map"].to(device),
