@@ -4,6 +4,7 @@ the op whether it is called through bitsandbytes.functional or torch.ops."""
 import pytest
 import torch
 
+import bitsandbytes as bnb
 import bitsandbytes.functional as F
 
 ops = torch.ops.bitsandbytes
@@ -87,3 +88,65 @@ def test_device_mismatch():
     # A code on the other device is moved for the caller: the right answer, not an error.
     q2, _ = F.quantize_blockwise(A, code=F.create_dynamic_map(), blocksize=256)
     assert torch.equal(q, q2)
+
+
+def test_nested_codes_without_their_statistics(device):
+    """A nested state's absmax is 8-bit codes: without state2 and offset it must not be read as
+    scales (it used to give values hundreds of times too large)."""
+    A = torch.randn(40, 64, device=device)
+    packed, state = F.quantize_4bit(A, quant_type="nf4", compress_statistics=True)
+    codes8, state8 = F.quantize_blockwise(A, blocksize=256, nested=True)
+    bare = F.QuantState(absmax=state.absmax, shape=state.shape, code=state.code, blocksize=64, quant_type="nf4",
+                        dtype=torch.float32)
+    with pytest.raises(ValueError, match="quant_state.absmax holds torch.uint8 codes of nested statistics"):
+        F.dequantize_4bit(packed, bare)
+    with pytest.raises(ValueError, match="linear_4bit: quant_state.absmax holds torch.uint8 codes"):
+        bnb.matmul_4bit(A[:3], packed.t(), bare)
+    bare8 = F.QuantState(absmax=state8.absmax, shape=state8.shape, code=state8.code, blocksize=256,
+                         dtype=torch.float32)
+    with pytest.raises(ValueError, match="absmax holds torch.uint8 codes"):
+        F.dequantize_blockwise(codes8, bare8)
+    # from a state dict: every nested entry or none
+    for drop in ("nested_absmax", "nested_quant_map", "nested_offset"):
+        d = state.as_dict(packed=True)
+        if drop in d:
+            d.pop(drop)
+        else:  # a plain value: inside the packed entry
+            d = {k: v for k, v in state.as_dict().items() if k != drop}
+        with pytest.raises(ValueError, match=f"nested statistics are incomplete.*without \\['{drop}'\\]"):
+            F.QuantState.from_dict(d, device)
+    d = {k: v for k, v in state.as_dict().items() if not k.startswith("nested_")}
+    with pytest.raises(ValueError, match="absmax holds torch.uint8 codes"):
+        F.QuantState.from_dict(d, device)
+    again = F.QuantState.from_dict(state.as_dict(packed=True), device)
+    assert torch.equal(F.dequantize_4bit(packed, again), F.dequantize_4bit(packed, state))
+
+
+def test_quant_state_from_bad_dict():
+    with pytest.raises(TypeError, match="qs_dict must be a dict"):
+        F.QuantState.from_dict(None, "cpu")
+    _, state = F.quantize_4bit(torch.randn(64), quant_type="nf4")
+    d = state.as_dict(packed=True)
+    key = next(k for k in d if "bitsandbytes__" in k)
+    d[key] = torch.tensor([1, 2, 3], dtype=torch.uint8)
+    with pytest.raises(ValueError, match=f"the packed entry '{key}' is not a serialized state"):
+        F.QuantState.from_dict(d, "cpu")
+
+
+@pytest.mark.parametrize("storage", [torch.uint8, torch.bfloat16, torch.float32])
+def test_packed_codes_of_another_size(device, storage):
+    """Codes of a larger tensor with a smaller tensor's state, or an unquantized weight passed as
+    packed codes, are refused; the codes as made (any storage, or viewed as bytes) are taken."""
+    W, W16, A = (torch.randn(*s, device=device) for s in ((32, 64), (16, 64), (5, 64)))
+    q, s = F.quantize_4bit(W, quant_storage=storage)
+    _, s16 = F.quantize_4bit(W16, quant_storage=storage)
+    with pytest.raises(ValueError, match="holds 1024 bytes of packed codes but 1024 values are 512 bytes"):
+        F.dequantize_4bit(q, s16)
+    with pytest.raises(ValueError, match="B holds 1024 bytes of packed codes but 1024 values are 512 bytes"):
+        bnb.matmul_4bit(A, q.t(), s16)
+    with pytest.raises(ValueError, match="B holds 4096 bytes of packed codes but 2048 values are 1024 bytes"):
+        bnb.matmul_4bit(A, W.half().t(), s)
+    for shape in ((3, 5), (7, 9), (1,), (33, 64)):
+        x = torch.randn(*shape, device=device)
+        qx, sx = F.quantize_4bit(x, quant_storage=storage)
+        assert torch.equal(F.dequantize_4bit(qx.view(torch.uint8), sx), F.dequantize_4bit(qx, sx))

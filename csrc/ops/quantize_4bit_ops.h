@@ -54,12 +54,15 @@ inline at::Tensor code_table(QuantType4bit type, const at::Tensor& like) {
   return table;
 }
 
-// The bytes of a packed tensor (any storage dtype), and a check that they hold n codes.
+// The bytes of a packed tensor (any storage dtype), and a check that they are n codes: their
+// ceil(n / 2) bytes, padded at most to whole 8-byte words (quantize_4bit pads to whole storage
+// elements, and a tensor stored in a wide dtype may be passed as a view of narrower ones). More
+// would be another tensor's codes read with this state's shape.
 inline int64_t packed_bytes(const at::Tensor& A, int64_t n, const char* op, const char* arg) {
   check_storage(A.scalar_type(), op, arg);
-  const int64_t bytes = A.numel() * int64_t(A.element_size());
-  BNB_CHECK_VALUE(bytes >= packed_bytes_4bit(n), op, ": ", arg, " holds ", bytes, " bytes of packed codes but ",
-                  n, " values need ", packed_bytes_4bit(n));
+  const int64_t bytes = A.numel() * int64_t(A.element_size()), need = packed_bytes_4bit(n);
+  BNB_CHECK_VALUE(bytes >= need && bytes <= (need + 7) / 8 * 8, op, ": ", arg, " holds ", bytes,
+                  " bytes of packed codes but ", n, " values are ", need, " bytes");
   return bytes;
 }
 
