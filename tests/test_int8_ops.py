@@ -298,3 +298,13 @@ def test_no_host_synchronisation():
     finally:
         torch.cuda.set_sync_debug_mode("default")
 
+
+
+def test_nan_threshold_is_refused(device):
+    # NaN flags no value as regular: every row quantized to zeros with a zero scale, silently
+    A = torch.randn(4, 8, device=device)
+    for call in (lambda: F.int8_vectorwise_quant(A, threshold=float("nan")),
+                 lambda: F.int8_double_quant(A, threshold=float("nan")),
+                 lambda: torch.ops.bitsandbytes.int8_vectorwise_quant_outliers(A, float("nan"))):
+        with pytest.raises(ValueError, match="threshold must be a number \\(0 for no outliers\\), got nan"):
+            call()

@@ -138,6 +138,29 @@ def test_an_8bit_state_without_its_map_is_refused(device):
         opt.load_state_dict(sd)
 
 
+@pytest.mark.parametrize("cls,kwargs", [(bnb.optim.Adam8bit, {}), (bnb.optim.Lion8bit, {}),
+                                        (bnb.optim.SGD8bit, {"momentum": 0.9})])
+def test_a_cut_absmax_is_refused(device, cls, kwargs):
+    # 5000 values are 20 blocks of 256: one absmax value is no blocksize's count (it used to be
+    # taken as a tensor-wise scale and the step went on from wrong moments)
+    sd = _sd(cls, device, **kwargs)
+    qs = sd["state"][0]["__bnb_optimizer_quant_state__"]
+    qs["absmax1"] = qs["absmax1"][:1]
+    _, opt = stepped(device, cls, steps=1, **kwargs)
+    with pytest.raises(ValueError, match="state1 has 1 absmax values for 5000 elements; no supported blocksize"):
+        opt.load_state_dict(sd)
+    opt.load_state_dict(_sd(cls, device, **kwargs))
+
+
+def test_states_of_mixed_precision_are_refused(device):
+    sd = _sd(bnb.optim.Adam8bit, device)
+    qs = sd["state"][0]["__bnb_optimizer_quant_state__"]
+    qs["state1"] = qs["state1"].float()
+    _, opt = stepped(device, bnb.optim.Adam8bit, steps=1)
+    with pytest.raises(ValueError, match="parameter 0 of group 0: state1 is torch.float32 and state2 torch.uint8"):
+        opt.load_state_dict(sd)
+
+
 @pytest.mark.parametrize("cls,key,edit,match", [
     (bnb.optim.Adam8bit, "qmap2", lambda q: q - 0.5, r"qmap2 maps a second moment and must be non-negative .*; "
                                                      r"got minimum -0.5"),

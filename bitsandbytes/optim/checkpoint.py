@@ -137,6 +137,10 @@ def _check_loaded(optimizer, st, shard, name, stacked1=1):
         raise ValueError(f"load_state_dict: {name}: unknown state key {unknown[0]!r}; the state dict is not one of "
                          f"{type(optimizer).__name__}'s")
     states = optimizer.num_states
+    dtypes = [st[k].dtype for k in ("state1", "state2") if isinstance(st.get(k), torch.Tensor)]
+    if len(set(dtypes)) > 1:
+        raise ValueError(f"load_state_dict: {name}: state1 is {dtypes[0]} and state2 {dtypes[1]}; a parameter's "
+                         "states are all float32 (32-bit state) or all uint8 (8-bit or 4-bit state)")
     for i in (1, 2):
         key = f"state{i}"
         t = st.get(key)
@@ -231,9 +235,12 @@ def _to_layout(st, i, n, block_wise, stacked=1):
         st[key] = scale
     else:
         code = st[f"qmap{i}"]
-        if scale.numel() == 1:  # one scale: per tensor, or one block (the same numbers)
+        if saved_key == f"max{i}":  # one scale for the tensor
+            if scale.numel() != 1:
+                raise ValueError(f"load_state_dict: state{i} is tensor-wise (max{i}) and needs one max{i} value, "
+                                 f"got {scale.numel()}")
             values = code[q.long()] * scale
-        else:
+        else:  # one absmax a block, of the blocksize their number says
             bs = next((b for b in CHECKPOINT_BLOCKSIZES if -(-n // b) == scale.numel()), None)
             if bs is None:
                 raise ValueError(f"load_state_dict: state{i} has {scale.numel()} absmax values for {n} elements; "

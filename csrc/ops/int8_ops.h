@@ -2,6 +2,7 @@
 // argument checks, contiguity and output allocation here, arithmetic in kernels/.
 #pragma once
 #include <ATen/ops/empty.h>
+#include <cmath>
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -69,6 +70,12 @@ inline void check_outlier_list(const at::Tensor& list, int64_t K, const char* op
                     l[j]);
 }
 
+// The outlier threshold: a number (0 or below: none). NaN would flag no value as regular,
+// so every row would quantize to zeros with a zero scale.
+inline void check_threshold(double threshold, const char* op) {
+  BNB_CHECK_VALUE(!std::isnan(threshold), op, ": threshold must be a number (0 for no outliers), got nan");
+}
+
 }  // namespace int8_detail
 
 // Row-wise quantization with the outlier columns flagged in a bool mask [cols].
@@ -78,6 +85,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> row_quant_with_mask(const at::Ten
   using namespace int8_detail;
   const DType dt = kernel_dtype(A.scalar_type(), op, "A");
   check_matrix_like(A, op, "A");
+  check_threshold(threshold, op);
   const int64_t cols = A.size(-1), rows = leading_rows(A);
   const at::Tensor a = A.contiguous();
   at::Tensor out = at::empty(A.sizes(), A.options().dtype(at::kChar));
@@ -114,6 +122,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> int8_vectorwise_quant_outliers(co
   constexpr const char* op = "int8_vectorwise_quant_outliers";
   const DType dt = kernel_dtype(A.scalar_type(), op, "A");
   check_matrix_like(A, op, "A");
+  check_threshold(threshold, op);
   const int64_t cols = A.size(-1), rows = leading_rows(A);
   BNB_CHECK_VALUE(cols < (int64_t(1) << 31), op, ": A's last dimension must be below 2^31, got ", cols);
   const at::Tensor a = A.contiguous();
