@@ -247,3 +247,40 @@ def test_minilm_nf4_embeddings(quant_type, device):
     assert bool((cos >= 0.96).all()), cos.tolist()
     sim = got @ got.t()
     assert int(sim[0, 1:].argmax()) == 0  # the paraphrase is still the closest sentence
+
+
+def test_checkpoint_of_another_shape_is_refused_at_load(device):
+    src = bnb.nn.Linear4bit(64, 32, quant_type="nf4").to(device)
+    sd = src.state_dict()
+    for dst in (bnb.nn.Linear4bit(128, 32, quant_type="nf4").to(device), bnb.nn.Linear4bit(128, 32, quant_type="nf4")):
+        with pytest.raises(ValueError, match=r"Linear4bit: weight holds a 4-bit weight of shape \(32, 64\), the "
+                                             r"layer's is \(32, 128\)"):
+            dst.load_state_dict(sd)
+    emb = bnb.nn.EmbeddingNF4(100, 64).to(device)
+    esd = emb.state_dict()
+    for V, D in ((50, 64), (100, 32)):
+        with pytest.raises(ValueError, match=rf"EmbeddingNF4: weight holds a 4-bit weight of shape \(100, 64\), "
+                                             rf"the layer's is \({V}, {D}\)"):
+            bnb.nn.EmbeddingNF4(V, D).to(device).load_state_dict(esd)
+    same = bnb.nn.EmbeddingNF4(100, 64).to(device)
+    same.load_state_dict(esd)
+    ids = torch.tensor([[3, 5], [7, 99]], device=device)
+    assert torch.equal(same(ids), emb(ids))
+
+
+def test_embedding4bit_index_out_of_range(device):
+    emb = bnb.nn.EmbeddingNF4(100, 64).to(device)
+    table = bnb.functional.dequantize_4bit(emb.weight.data, emb.weight.quant_state)
+    ids = torch.tensor([[0, 5], [7, 99]], device=device)
+    assert torch.equal(emb(ids), torch.nn.functional.embedding(ids, table))
+    if device == "cpu":  # (on CUDA an index out of range is a device-side assert, as in nn.Embedding)
+        for bad in (-1, 100):
+            with pytest.raises(IndexError, match="index out of range"):
+                emb(torch.tensor([bad]))
+
+
+def test_integer_input_is_refused_after_a_float_forward(device):
+    layer = bnb.nn.Linear4bit(64, 32, quant_type="nf4").to(device)
+    layer(torch.randn(2, 64, device=device))
+    with pytest.raises(TypeError, match="Linear4bit: the input must be floating point, got torch.int64"):
+        layer(torch.randint(0, 3, (2, 64), device=device))

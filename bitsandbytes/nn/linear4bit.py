@@ -114,7 +114,20 @@ class Params4bit(QuantizedParameter):
         device = self.device if self.device.type != "meta" else state_dict[prefix + name].device
         loaded = type(self).from_prequantized(state_dict[prefix + name], stats, device=device, module=self.module)
         _check_quant_state(loaded, prefix + name)
+        expected = _module_weight_shape(self.module)
+        if expected is not None and loaded.quant_state.shape != expected:
+            raise ValueError(f"{type(self.module).__name__}: {prefix + name} holds a 4-bit weight of shape "
+                             f"{tuple(loaded.quant_state.shape)}, the layer's is {tuple(expected)}")
         return loaded
+
+
+def _module_weight_shape(module):
+    """The weight shape a 4-bit layer was built for (None where the module does not say)."""
+    if hasattr(module, "in_features") and hasattr(module, "out_features"):
+        return torch.Size((module.out_features, module.in_features))
+    if hasattr(module, "num_embeddings") and hasattr(module, "embedding_dim"):
+        return torch.Size((module.num_embeddings, module.embedding_dim))
+    return None
 
 
 def _check_quant_state(p, key):
@@ -179,6 +192,8 @@ class Linear4bit(QuantizedParameterModule, torch.nn.Linear):
             self.compute_type_is_set = True
         in_dtype = x.dtype
         if self.compute_dtype is not None and in_dtype != self.compute_dtype:
+            if not x.is_floating_point():  # (the cast would make a result of truncated integers)
+                raise TypeError(f"{type(self).__name__}: the input must be floating point, got {in_dtype}")
             x = x.to(self.compute_dtype)
         bias = self._param("bias")
         if bias is not None and bias.dtype != x.dtype:
@@ -227,9 +242,12 @@ class Embedding4bit(QuantizedParameterModule, torch.nn.Embedding):
             rows = w.data.view(torch.uint8).reshape(-1)[: V * D // 2].view(V, D // 2)
             absmax = state.absmax.view(V, D // state.blocksize)
             flat = input.reshape(-1)
-            sub = QuantState(absmax=absmax[flat].reshape(-1), shape=(flat.numel(), D), code=state.code,
-                             blocksize=state.blocksize, quant_type=state.quant_type, dtype=state.dtype)
-            out = dequantize_4bit(rows[flat].reshape(-1, 1), sub)
+            # index_select, not indexing: an index outside [0, V) is an error, as in nn.Embedding,
+            # where indexing would read -1 as the last row
+            sub = QuantState(absmax=absmax.index_select(0, flat).reshape(-1), shape=(flat.numel(), D),
+                             code=state.code, blocksize=state.blocksize, quant_type=state.quant_type,
+                             dtype=state.dtype)
+            out = dequantize_4bit(rows.index_select(0, flat).reshape(-1, 1), sub)
             return out.reshape(*input.shape, D)
         table = dequantize_4bit(w.data, state)
         return torch.nn.functional.embedding(input, table, self.padding_idx)
