@@ -702,3 +702,28 @@ def test_step_runs_torch_step_hooks_and_profiler_range():
     with torch.profiler.profile() as prof:
         opt.step()
     assert any(e.name == "Optimizer.step#AdamW8bit.step" for e in prof.events())
+
+
+@pytest.mark.parametrize("cls,kwargs", [(bnb.optim.Adam8bit, {}), (bnb.optim.AdamW, {}), (bnb.optim.Lion8bit, {}),
+                                        (bnb.optim.AdamW4bit, {}), (bnb.optim.AdEMAMix8bit, {}),
+                                        (bnb.optim.SGD8bit, {"momentum": 0.9}), (bnb.optim.LAMB8bit, {})])
+def test_non_contiguous_parameter_steps_as_its_contiguous_copy(device, cls, kwargs):
+    # a transposed view as a parameter (as torch.optim takes it): the same update as the same
+    # values laid out in order, bit for bit, and the parameter stays the view it was
+    torch.manual_seed(0)
+    base = torch.randn(100, 120, device=device)
+    plain = torch.nn.Parameter(base.t().contiguous())
+    strided = torch.nn.Parameter(base.clone().t())
+    assert not strided.is_contiguous()
+    storage = strided.untyped_storage().data_ptr()
+    o_plain, o_strided = cls([plain], lr=1e-2, **kwargs), cls([strided], lr=1e-2, **kwargs)
+    for _ in range(3):
+        g = torch.randn(120, 100, device=device)
+        plain.grad, strided.grad = g.clone(), g.t().contiguous().t()
+        o_plain.step()
+        o_strided.step()
+    assert torch.equal(plain, strided)
+    assert not strided.is_contiguous() and strided.untyped_storage().data_ptr() == storage
+    for key, value in o_plain.state[plain].items():
+        other = o_strided.state[strided][key]
+        assert torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other, key

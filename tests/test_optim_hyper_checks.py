@@ -111,3 +111,56 @@ def test_betas_string_that_is_not_numbers():
     p = torch.nn.Parameter(torch.randn(4))
     with pytest.raises(ValueError, match="betas"):
         bnb.optim.Adam([p], betas="(0.9, fast)")
+
+
+def group_cases():
+    for cls in CLASSES:
+        accepted = inspect.signature(cls.__init__).parameters
+        for name, value in BAD_VALUES:
+            if name in accepted and not (name == "betas" and len(accepted["betas"].default) != 2):
+                yield pytest.param(cls, name, value, id=f"{cls.__name__}-{name}={value}")
+
+
+@pytest.mark.parametrize("cls,name,value", list(group_cases()))
+def test_refused_in_a_param_group(cls, name, value):
+    # a group's own setting is checked as the constructor's argument is, in the constructor and
+    # in add_param_group, and a refused group is not added
+    p, q = torch.nn.Parameter(torch.randn(8)), torch.nn.Parameter(torch.randn(8))
+    with pytest.raises(ValueError, match=rf"param group 0: .*{'beta' if name == 'betas' else name}"):
+        cls([{"params": [p], name: value}], lr=1e-3)
+    opt = cls([p], lr=1e-3)
+    with pytest.raises(ValueError, match=rf"param group 1: .*{'beta' if name == 'betas' else name}"):
+        opt.add_param_group({"params": [q], name: value})
+    assert len(opt.param_groups) == 1
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"lr": "a"}, TypeError, "Adam8bit: lr must be a number, got str 'a'"),
+    ({"lr": None}, TypeError, "Adam8bit: lr must be a number, got NoneType None"),
+    ({"eps": [1e-8]}, TypeError, "Adam8bit: eps must be a number"),
+    ({"betas": (0.9,)}, ValueError, r"Adam8bit: betas must hold 2 values, got \(0.9,\)"),
+    ({"betas": 0.9}, TypeError, "Adam8bit: betas must be a tuple of numbers, got float 0.9"),
+    ({"betas": (0.9, "x")}, TypeError, r"Adam8bit: betas\[1\] must be a number, got str 'x'"),
+])
+def test_not_a_number_names_the_argument(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        bnb.optim.Adam8bit([torch.nn.Parameter(torch.randn(8))], **kwargs)
+
+
+def test_a_group_of_ademamix_needs_three_betas():
+    with pytest.raises(ValueError, match=r"AdEMAMix8bit: param group 0: betas must hold 3 values, got \(0.9, 0.99\)"):
+        bnb.optim.AdEMAMix8bit([{"params": [torch.nn.Parameter(torch.randn(8))], "betas": (0.9, 0.99)}])
+
+
+def test_tensor_lr_and_string_betas_in_a_group_are_taken():
+    p = torch.nn.Parameter(torch.randn(8))
+    opt = bnb.optim.Adam8bit([{"params": [p], "betas": "(0.9, 0.95)", "lr": torch.tensor(1e-3)}])
+    assert opt.param_groups[0]["betas"] == (0.9, 0.95)
+    p.grad = torch.randn(8)
+    opt.step()
+
+
+def test_module_override_of_a_missing_parameter_is_refused():
+    mng = bnb.optim.GlobalOptimManager.get_instance()
+    with pytest.raises(ValueError, match="register_module_override: Linear has no parameter 'wieght'"):
+        mng.register_module_override(torch.nn.Linear(2, 2), "wieght", {"optim_bits": 32})

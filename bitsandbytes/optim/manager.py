@@ -119,6 +119,8 @@ class GlobalOptimManager:
         """Overrides the settings of `getattr(module, param_name)` (resolved when a step is
         planned, so it survives moving the module to another device). The module is held
         weakly: the override ends with it."""
+        if not isinstance(getattr(module, param_name, None), torch.Tensor):
+            raise ValueError(f"register_module_override: {type(module).__name__} has no parameter {param_name!r}")
         config = _override_settings(config, "register_module_override")
         self.uses_config_override = True
         self.module_overrides = [e for e in self.module_overrides if e[0]() is not None]

@@ -17,7 +17,6 @@ from .hyper_checks import betas_of, check_hyperparameters
 from .manager import GlobalOptimManager
 from .paging import Residency
 from .plan import Launch, Plan
-from .sharding import local
 from .state_map import StateMap, StateVersion
 
 
@@ -71,9 +70,21 @@ class Optimizer8bit(torch.optim.Optimizer):
         return algorithm(self.optimizer_name).num_states
 
     def add_param_group(self, param_group):
+        # A group's own settings are checked as the constructor's are (the defaults it does not
+        # set already were); a refused group is not added.
+        where = f"{type(self).__name__}: param group {len(self.param_groups)}"
+        if isinstance(param_group, dict) and isinstance(param_group.get("betas"), str):
+            param_group = dict(param_group, betas=betas_of(param_group["betas"], where))
+        if isinstance(param_group, dict):
+            check_hyperparameters(param_group, where, num_betas=self._num_betas())
         super().add_param_group(param_group)
         set_betas_and_eps(self.param_groups[-1], self.betas_keys)
         self._plan = None  # the new parameters join at the next step
+
+    def _num_betas(self):
+        """How many betas a param group must hold: 3 for AdEMAMix, else 2 (where betas are read)."""
+        name = getattr(self, "optimizer_name", None)
+        return 3 if name == "ademamix" else 2 if name is not None else None
 
     # --- configuration ---------------------------------------------------------------
 
@@ -153,7 +164,8 @@ class Optimizer8bit(torch.optim.Optimizer):
         config = C.effective(self, group, launch.override)
         # (a gradient that turned sparse since the plan was built is refused by the op)
         # The extension reads the gradients of plain parameters itself (grads None).
-        grads = [local(p.grad) for p in launch.owners] if launch.sharded else None
+        grads = launch.grads()
+        launch.strided_in()
         step = launch.states[0]["step"] + 1
         scale = None
         pc = config["percentile_clipping"]
@@ -169,6 +181,7 @@ class Optimizer8bit(torch.optim.Optimizer):
             self.optimizer_name, launch.params, grads, launch.state1, launch.state2, step=step, gnorm_scale=scale,
             block_wise=config["block_wise"], prepared=launch.prepared, **kwargs,
             **kernel_hyper(self.optimizer_name, config, step))
+        launch.strided_out()
         # counted once the update is queued (and not where it was refused); the step's own count
         # is no change of the state the plan holds (state_map.py)
         for state in launch.states:
@@ -232,7 +245,7 @@ class _StateOptimizer(Optimizer8bit):
         check_percentile_clipping(percentile_clipping)
         if "betas" in defaults:
             defaults = dict(defaults, betas=betas_of(defaults["betas"], type(self).__name__))
-        check_hyperparameters(defaults, type(self).__name__)
+        check_hyperparameters(defaults, type(self).__name__, num_betas=3 if optimizer_name == "ademamix" else 2)
         self.optimizer_name = optimizer_name
         self.args = C.args_namespace(args, optim_bits=optim_bits, min_8bit_size=min_8bit_size,
                                      percentile_clipping=percentile_clipping, block_wise=block_wise,

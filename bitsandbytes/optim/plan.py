@@ -21,6 +21,12 @@ class Launch:
         self.owners = params  # the parameters themselves (DTensors under FSDP2)
         self.params = [local(p) for p in params]  # what the kernel updates: the local shards
         self.sharded = any(a is not b for a, b in zip(self.params, params))
+        # A parameter that is not contiguous (a transposed view, say) is updated in a contiguous
+        # copy, refreshed from it before the update and written back after (strided_in/out):
+        # the kernels walk a tensor's memory in order, as its state does.
+        self.strided = [i for i, t in enumerate(self.params) if not t.is_contiguous()]
+        for i in self.strided:
+            self.params[i] = self.params[i].detach().contiguous()
         self.states = states
         self.quantized = states[0]["state1"].dtype == torch.uint8  # 8-bit or 4-bit codes
         self.state1 = [s["state1"] for s in states]
@@ -29,6 +35,23 @@ class Launch:
         self.absmax2 = [scale_of(s, 2) for s in states] if self.quantized and self.state2 else []
         # these tensors stay the same until the plan is rebuilt: hand them to the extension once
         self.prepared = prepare_update(self.params, self.state1, self.state2, self.absmax1, self.absmax2)
+
+    def grads(self):
+        """The gradients to pass to the kernel, or None where it reads each parameter's .grad."""
+        if not (self.sharded or self.strided):
+            return None
+        grads = [local(p.grad) for p in self.owners]
+        for i in self.strided:
+            grads[i] = grads[i].contiguous()
+        return grads
+
+    def strided_in(self):
+        for i in self.strided:
+            self.params[i].copy_(local(self.owners[i]))
+
+    def strided_out(self):
+        for i in self.strided:
+            local(self.owners[i]).copy_(self.params[i])
 
 
 class Plan:
