@@ -164,3 +164,9 @@ def test_module_override_of_a_missing_parameter_is_refused():
     mng = bnb.optim.GlobalOptimManager.get_instance()
     with pytest.raises(ValueError, match="register_module_override: Linear has no parameter 'wieght'"):
         mng.register_module_override(torch.nn.Linear(2, 2), "wieght", {"optim_bits": 32})
+
+
+@pytest.mark.parametrize("cls", [bnb.optim.LAMB8bit, bnb.optim.LARS])
+def test_negative_max_unorm_is_refused(cls):
+    with pytest.raises(ValueError, match=f"{cls.__name__}: invalid max_unorm value: -1"):
+        cls([torch.nn.Parameter(torch.randn(8))], lr=1e-3, max_unorm=-1)

@@ -150,3 +150,20 @@ def test_packed_codes_of_another_size(device, storage):
         x = torch.randn(*shape, device=device)
         qx, sx = F.quantize_4bit(x, quant_storage=storage)
         assert torch.equal(F.dequantize_4bit(qx.view(torch.uint8), sx), F.dequantize_4bit(qx, sx))
+
+
+def test_wrong_kind_of_state():
+    codes8, state8 = F.quantize_blockwise(torch.randn(300))
+    with pytest.raises(TypeError, match="dequantize_blockwise: quant_state must be a QuantState or an \\(absmax, "
+                                        "code\\) pair, got str"):
+        F.dequantize_blockwise(codes8, "foo")
+    with pytest.raises(ValueError, match="dequantize_4bit: quant_state is not a 4-bit state \\(its quant_type is "
+                                         "None"):
+        F.dequantize_4bit(codes8, state8)
+
+
+def test_linear4bit_compute_dtype_is_checked():
+    with pytest.raises(TypeError, match="Linear4bit: compute_dtype must be None or one of float32, float16 or "
+                                        "bfloat16, got torch.int8"):
+        bnb.nn.Linear4bit(8, 4, compute_dtype=torch.int8)
+    assert bnb.nn.Linear4bit(8, 4, compute_dtype=torch.bfloat16).compute_dtype == torch.bfloat16

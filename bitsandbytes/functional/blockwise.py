@@ -146,6 +146,9 @@ def dequantize_blockwise(A, quant_state=None, absmax=None, code=None, out=None, 
             raise ValueError(f"{fn}: pass quant_state, or absmax (with code and blocksize)")
         quant_state = QuantState(absmax=absmax, code=_code_for(code, A, fn), blocksize=blocksize,
                                  dtype=out.dtype if out is not None else torch.float32)
+    elif not isinstance(quant_state, QuantState):
+        raise TypeError(f"{fn}: quant_state must be a QuantState or an (absmax, code) pair, got "
+                        f"{type(quant_state).__name__}")
     amax = block_absmax(quant_state)
     dtype = out.dtype if out is not None else quant_state.dtype
     result = torch.ops.bitsandbytes.dequantize_blockwise(A, amax, _code_for(quant_state.code, A, fn),

@@ -94,6 +94,9 @@ def dequantize_4bit(A, quant_state=None, absmax=None, out=None, blocksize=64, qu
                                  quant_type=quant_type)
     elif not isinstance(quant_state, QuantState):
         raise TypeError(f"{fn}: quant_state must be a QuantState, got {type(quant_state).__name__}")
+    elif quant_state.quant_type not in QUANT_TYPES:
+        raise ValueError(f"{fn}: quant_state is not a 4-bit state (its quant_type is {quant_state.quant_type!r}, "
+                         f"not one of {QUANT_TYPES}); a block-wise 8-bit state is read by dequantize_blockwise")
     dtype = out.dtype if out is not None else quant_state.dtype
     result = torch.ops.bitsandbytes.dequantize_4bit(A, block_absmax(quant_state), quant_state.blocksize,
                                                     quant_state.quant_type, list(quant_state.shape), dtype)

@@ -11,6 +11,7 @@ import warnings
 
 import torch
 
+from .._formats import FLOAT_DTYPES, dtype_list
 from ..autograd.matmul_4bit import linear_4bit
 from ..functional.fourbit import dequantize_4bit, quantize_4bit
 from ..functional.quant_state import QuantState
@@ -169,6 +170,9 @@ class Linear4bit(QuantizedParameterModule, torch.nn.Linear):
 
     def __init__(self, input_features, output_features, bias=True, compute_dtype=None, compress_statistics=True,
                  quant_type="fp4", quant_storage=torch.uint8, device=None):
+        if compute_dtype is not None and compute_dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{type(self).__name__}: compute_dtype must be None or one of "
+                            f"{dtype_list(FLOAT_DTYPES)}, got {compute_dtype!r}")
         super().__init__(input_features, output_features, bias, device)
         self.weight = Params4bit(self.weight.data, requires_grad=False, compress_statistics=compress_statistics,
                                  quant_type=quant_type, quant_storage=quant_storage, module=self)

@@ -6,7 +6,8 @@ import numbers
 import torch
 
 # Settings that must be >= 0 (NaN is refused too: `not 0 <= nan`).
-NON_NEGATIVE = ("lr", "eps", "weight_decay", "momentum", "alpha", "lr_decay", "initial_accumulator_value")
+NON_NEGATIVE = ("lr", "eps", "weight_decay", "momentum", "alpha", "lr_decay", "initial_accumulator_value",
+                "max_unorm")
 
 
 def _number(value, name, owner):

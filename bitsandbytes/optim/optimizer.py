@@ -243,6 +243,7 @@ class _StateOptimizer(Optimizer8bit):
                  percentile_clipping=100, block_wise=True, max_unorm=0.0, is_paged=False):
         algorithm(optimizer_name)  # a ValueError for an unknown one
         check_percentile_clipping(percentile_clipping)
+        check_hyperparameters({"max_unorm": max_unorm}, type(self).__name__)
         if "betas" in defaults:
             defaults = dict(defaults, betas=betas_of(defaults["betas"], type(self).__name__))
         check_hyperparameters(defaults, type(self).__name__, num_betas=3 if optimizer_name == "ademamix" else 2)
