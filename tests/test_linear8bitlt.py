@@ -134,6 +134,18 @@ def test_state_dict_round_trip(device):
     assert torch.equal(other(x), layer(x))
 
 
+def test_scb_saved_as_a_column_loads(device):
+    # one float a row, saved [rows, 1] by some exporters: the same layer as [rows]
+    fp, layer = quantized_layer(device)
+    sd = layer.state_dict()
+    sd["SCB"] = sd["SCB"].reshape(-1, 1)
+    _, other = quantized_layer(device)
+    other.load_state_dict(sd)
+    assert other.weight.SCB.shape == layer.weight.SCB.shape and torch.equal(other.weight.SCB, layer.weight.SCB)
+    x = torch.randn(40, 96, dtype=torch.float16, device=device)
+    assert torch.equal(other(x), layer(x))
+
+
 def test_load_into_unquantized_errors(device):
     _, layer = quantized_layer(device)
     sd = layer.state_dict()

@@ -112,10 +112,12 @@ class Int8Params(QuantizedParameter):
     def _finish_load(self, state_dict, prefix, name):
         if prefix + "SCB" not in state_dict:
             return
+        # (one float a row, in whatever shape it was saved: [rows] or [rows, 1])
+        scb = state_dict[prefix + "SCB"].reshape(-1)
         if self.SCB is None:  # int8 data whose statistics were a meta placeholder (dropped on the move)
-            self.SCB = state_dict[prefix + "SCB"].to(self.device, torch.float32, copy=True)
+            self.SCB = scb.to(self.device, torch.float32, copy=True)
         else:
-            self.SCB.copy_(state_dict[prefix + "SCB"])
+            self.SCB.copy_(scb)
 
 
 _is_compiling = torch.compiler.is_compiling
