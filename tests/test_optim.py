@@ -290,6 +290,10 @@ def test_percentile_clipping_refuses_bad_input():
         bnb.functional.percentile_clipping(g, torch.zeros(99), 1, 5)
     with pytest.raises(ValueError, match="step"):
         bnb.functional.percentile_clipping(g, h, 0, 5)
+    for grad in (g.double(), torch.arange(10)):
+        with pytest.raises(TypeError, match="percentile_clipping: grad must be a float32, float16 or bfloat16 "
+                                            f"tensor, got {grad.dtype}"):
+            bnb.functional.percentile_clipping(grad, h, 1, 5)
 
 
 @pytest.mark.parametrize("optim_bits", [32, 8])

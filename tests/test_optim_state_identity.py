@@ -222,3 +222,16 @@ def test_states_in_different_maps_are_each_updated_in_their_own(device):
     # is one with no other map
     assert both.state[ps[0]]["qmap2"] is both.state[ps[1]]["qmap2"]
     assert len(both._plan) == 2
+
+
+@pytest.mark.parametrize("step,expect", [("x", None), (1.5, None), (-1, None), (2.0, 2), (torch.tensor(3.0), 3)])
+def test_a_loaded_step_is_a_whole_number(device, step, expect):
+    sd = _sd(bnb.optim.Adam8bit, device)
+    sd["state"][0]["step"] = step
+    p, opt = stepped(device, bnb.optim.Adam8bit, steps=1)
+    if expect is None:
+        with pytest.raises(ValueError, match="parameter 0 of group 0: step must be a whole number of steps taken"):
+            opt.load_state_dict(sd)
+    else:
+        opt.load_state_dict(sd)
+        assert opt.state[p]["step"] == expect and type(opt.state[p]["step"]) is int

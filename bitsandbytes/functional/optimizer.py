@@ -16,6 +16,7 @@ import torch
 
 from .. import _ops  # noqa: F401  (the library, loaded before the fakes below are registered)
 from .._extension import OptimizerTensors
+from .._formats import FLOAT_DTYPES, dtype_list
 from .algorithms import algorithm
 from .blockwise import default_code
 
@@ -169,6 +170,9 @@ def percentile_clipping(grad, gnorm_vec, step, percentile=5):
     clip_value, gnorm_scale) as 0-dim float32 tensors on grad's device, computed without a host
     synchronisation: clip_value is the square root of the entry of rank `percentile` (from 0,
     ascending), gnorm_scale = clip_value / current_gnorm where the norm is above it, else 1."""
+    if not isinstance(grad, torch.Tensor) or grad.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"percentile_clipping: grad must be a {dtype_list(FLOAT_DTYPES)} tensor, got "
+                        f"{grad.dtype if isinstance(grad, torch.Tensor) else type(grad).__name__}")
     if gnorm_vec.numel() != GNORM_HISTORY or gnorm_vec.dtype != torch.float32 or not gnorm_vec.is_contiguous():
         raise ValueError(f"percentile_clipping: gnorm_vec must be {GNORM_HISTORY} contiguous float32 values, "
                          f"got {gnorm_vec.numel()} {gnorm_vec.dtype} values")

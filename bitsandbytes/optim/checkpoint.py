@@ -4,6 +4,7 @@ gnorm_vec, unorm_vec) nested under `__bnb_optimizer_quant_state__`; loading take
 reference's (nested or flat keys; 8-bit state per block, with blocksize 256 or an older 2048,
 or per tensor with `max1`/`new_max1`), in whichever layout the optimizer's block_wise asks for.
 4-bit state (16-value maps) loads as saved."""
+import numbers
 from collections import defaultdict
 
 import torch
@@ -99,8 +100,11 @@ def _load_param_state(optimizer, p, saved, config, move_to_device, name, stacked
             st[key] = load(val, key)
         else:
             st[key] = val
-    if isinstance(st.get("step"), torch.Tensor):
-        st["step"] = int(st["step"].item())
+    if "step" in st:
+        step = st["step"].item() if isinstance(st["step"], torch.Tensor) and st["step"].numel() == 1 else st["step"]
+        if isinstance(step, bool) or not isinstance(step, numbers.Real) or step != int(step) or step < 0:
+            raise ValueError(f"load_state_dict: {name}: step must be a whole number of steps taken, got {step!r}")
+        st["step"] = int(step)
     shard = local(p)
     st = from_saved(p, st, num_blocks(shard.numel(), config["block_wise"]))
     _check_loaded(optimizer, st, shard, name, stacked1)
