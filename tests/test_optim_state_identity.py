@@ -235,3 +235,32 @@ def test_a_loaded_step_is_a_whole_number(device, step, expect):
     else:
         opt.load_state_dict(sd)
         assert opt.state[p]["step"] == expect and type(opt.state[p]["step"]) is int
+
+
+@pytest.mark.parametrize("cls,kwargs", [(bnb.optim.AdamW, {}), (bnb.optim.AdamW8bit, {}), (bnb.optim.AdamW4bit, {}),
+                                        (bnb.optim.PagedAdamW8bit, {}), (bnb.optim.AdEMAMix8bit, {}),
+                                        (bnb.optim.SGD8bit, {"momentum": 0.9}), (bnb.optim.LAMB8bit, {})])
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_optimizer_steps_as_the_original(device, cls, kwargs, how):
+    # a copy of the model and optimizer together (deepcopy, or pickle as torch.save does) keeps
+    # the optimizer's own settings: it steps, exactly as the original does with the same grads
+    torch.manual_seed(0)
+    model = torch.nn.Linear(100, 64).to(device)
+    opt = cls(model.parameters(), lr=1e-2, **kwargs)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    opt.step()
+    pair = {"model": model, "opt": opt}
+    copied = copy.deepcopy(pair) if how == "deepcopy" else pickle.loads(pickle.dumps(pair))
+    assert copied["opt"].is_paged == opt.is_paged and copied["opt"].optimizer_name == opt.optimizer_name
+    grads = [torch.randn_like(p) for p in model.parameters()]
+    for m, o in ((model, opt), (copied["model"], copied["opt"])):
+        for p, g in zip(m.parameters(), grads):
+            p.grad = g.clone()
+        o.step()
+    for a, b in zip(model.parameters(), copied["model"].parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(model.parameters(), copied["model"].parameters()):
+        for key, value in opt.state[a].items():
+            other = copied["opt"].state[b][key]
+            assert torch.equal(value.cpu(), other.cpu()) if isinstance(value, torch.Tensor) else value == other, key

@@ -56,12 +56,27 @@ class Optimizer8bit(torch.optim.Optimizer):
         self.__dict__["_state"] = value
         version.bump()
 
+    # What a copy or pickle leaves out: the launch plan and paging record (rebuilt at the next
+    # step), the state's change counter (made anew with the state), the process-wide managers
+    # (looked up again) and torch's hooks (torch leaves them out too; they may be closures).
+    _not_pickled = ("_plan", "_residency", "_state_version", "_state", "mng", "page_mng")
+
+    def __getstate__(self):
+        # torch's keeps defaults, state and param_groups only: a copy would lose this class's
+        # settings (optimizer_name, is_paged, args, ...) and fail at its first step
+        state = {k: v for k, v in self.__dict__.items() if k not in self._not_pickled and not k.endswith("_hooks")}
+        state["state"] = self.state
+        return state
+
     def __setstate__(self, state):
         state = dict(state)
         loaded = state.pop("state", None)
         state.pop("_state", None)
         super().__setstate__(state)
         self.__dict__.setdefault("_plan", None)
+        self.__dict__.setdefault("_residency", None)
+        self.mng = GlobalOptimManager.get_instance()
+        self.page_mng = F.GlobalPageManager.get_instance()
         if loaded is not None:
             self.state = loaded
 
