@@ -207,3 +207,28 @@ def test_the_formats_are_quantized_parameters():
     assert issubclass(Int8Params, QuantizedParameter) and issubclass(bnb.nn.Params4bit, QuantizedParameter)
     assert isinstance(bnb.nn.Linear8bitLt(4, 4), QuantizedParameterModule)
     assert isinstance(bnb.nn.Linear4bit(4, 4), QuantizedParameterModule)
+
+
+@pytest.mark.parametrize("make", [lambda: bnb.nn.Linear4bit(64, 32, quant_type="nf4"),
+                                  lambda: bnb.nn.Linear4bit(64, 32, quant_type="fp4", compress_statistics=False),
+                                  lambda: bnb.nn.Linear8bitLt(64, 32, has_fp16_weights=False)],
+                         ids=["nf4-nested", "fp4", "int8"])
+@pytest.mark.parametrize("target", ["quantized", "meta"])
+def test_load_state_dict_with_assign(device, make, target):
+    # assign=True hands the module the state dict's tensors; the quantized parameter keeps its
+    # class and statistics around them (it was replaced by a plain Parameter that could not run)
+    src = make().to(device)
+    x = torch.randn(4, 64, device=device)
+    y = src(x)
+    sd = src.state_dict()
+    if target == "meta":
+        if isinstance(src, bnb.nn.Linear8bitLt):
+            pytest.skip("an int8 state dict loads into a quantized Linear8bitLt only (docs/int8.md)")
+        with torch.device("meta"):
+            dst = make()
+    else:
+        dst = make().to(device)
+    dst.load_state_dict(sd, assign=True)
+    assert type(dst.weight) is type(src.weight) and dst.weight.data_ptr() == sd["weight"].data_ptr()
+    assert torch.equal(dst(x), y)
+    assert dst.weight.device == sd["weight"].device

@@ -129,6 +129,14 @@ class QuantizedParameter(torch.nn.Parameter):
         obj._bind_aliases()
         return obj
 
+    def _with_data(self, data):
+        """This parameter, attributes and all (the transient ones too), holding `data`."""
+        obj = type(self)._rebuild(data, self.requires_grad, self._copied_attributes())
+        for name in self._transient_attributes:
+            if name in self.__dict__:
+                setattr(obj, name, self.__dict__[name])
+        return obj
+
     def _bind_aliases(self):
         if self._is_quantized():
             for name in self._data_aliases:
@@ -232,8 +240,15 @@ class QuantizedParameterModule(torch.nn.Module):
             if keys:
                 owned[name] = keys
                 self._parameters[name] = p._prepare_load(state_dict, prefix, name)
+        loading = dict(self._quantized_parameters())
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
+        for name, p in loading.items():
+            now = self._parameters.get(name)
+            if now is not None and not isinstance(now, QuantizedParameter):
+                # load_state_dict(assign=True) put a plain Parameter holding the state dict's
+                # tensor in the quantized one's place: the quantized parameter takes that tensor
+                self._parameters[name] = p._with_data(now.data)
         for name, keys in owned.items():
             for key in keys:
                 if key in unexpected_keys:
