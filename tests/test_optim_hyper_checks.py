@@ -170,3 +170,22 @@ def test_module_override_of_a_missing_parameter_is_refused():
 def test_negative_max_unorm_is_refused(cls):
     with pytest.raises(ValueError, match=f"{cls.__name__}: invalid max_unorm value: -1"):
         cls([torch.nn.Parameter(torch.randn(8))], lr=1e-3, max_unorm=-1)
+
+
+def test_rmsprop_momentum_set_on_a_group_later_is_refused():
+    # OneCycleLR writes group["momentum"] (the defaults hold it): refused at the step, not ignored
+    w = torch.nn.Parameter(torch.randn(100))
+    opt = bnb.optim.RMSprop([w], lr=0.01)
+    torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10)
+    w.grad = torch.randn(100)
+    before = w.detach().clone()
+    with pytest.raises(NotImplementedError, match="RMSprop with momentum or centering is not supported; a param "
+                                                  "group has momentum = 0.95"):
+        opt.step()
+    assert torch.equal(w, before)
+    opt = bnb.optim.RMSprop8bit([w], lr=0.01)
+    torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10, cycle_momentum=False)
+    opt.step()  # without momentum it steps
+    assert not torch.equal(w, before)
+    with pytest.raises(NotImplementedError, match="param group 1: RMSprop with momentum or centering"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.randn(3))], "momentum": 0.9})

@@ -59,6 +59,13 @@ def _lars(config, step):
 
 
 def _rmsprop(config, step):
+    # momentum and centering are refused when the optimizer is built; a scheduler may still set
+    # momentum on a group later (OneCycleLR does, where the defaults hold "momentum"): refused
+    # here rather than ignored, which would step without the momentum torch's RMSprop applies
+    if config.get("momentum", 0) != 0 or config.get("centered", False):
+        raise NotImplementedError(f"RMSprop with momentum or centering is not supported; a param group has "
+                                  f"momentum = {config.get('momentum', 0)}, centered = {config.get('centered', False)} "
+                                  "(OneCycleLR sets momentum unless cycle_momentum=False)")
     return dict(beta1=config["alpha"])
 
 
