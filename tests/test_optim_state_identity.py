@@ -264,3 +264,22 @@ def test_a_copied_optimizer_steps_as_the_original(device, cls, kwargs, how):
         for key, value in opt.state[a].items():
             other = copied["opt"].state[b][key]
             assert torch.equal(value.cpu(), other.cpu()) if isinstance(value, torch.Tensor) else value == other, key
+
+
+def test_load_state_dict_runs_torchs_hooks(device):
+    _, opt = stepped(device, bnb.optim.Adam8bit, steps=2)
+    sd = opt.state_dict()
+    _, fresh = stepped(device, bnb.optim.Adam8bit, steps=1)
+    calls = []
+
+    def pre(optimizer, state_dict):
+        calls.append("pre")
+        state_dict = copy.deepcopy(state_dict)
+        state_dict["param_groups"][0]["lr"] = 0.5  # a pre-hook may rewrite what is loaded
+        return state_dict
+
+    fresh.register_load_state_dict_pre_hook(pre)
+    fresh.register_load_state_dict_post_hook(lambda optimizer: calls.append(("post", optimizer.param_groups[0]["lr"])))
+    fresh.load_state_dict(sd)
+    assert calls == ["pre", ("post", 0.5)]
+    assert sd["param_groups"][0]["lr"] == 1e-2  # the caller's state dict is left as it was

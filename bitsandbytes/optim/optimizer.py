@@ -222,8 +222,17 @@ class Optimizer8bit(torch.optim.Optimizer):
     def load_state_dict(self, state_dict, move_to_device=True):
         """Loads our own state dicts and the reference library's (see checkpoint.py). With
         move_to_device=False the state tensors stay on the device they were loaded on."""
+        # torch's load hooks, as torch.optim.Optimizer.load_state_dict runs them: a pre-hook may
+        # return a replacement state dict (the caller's own dict is never edited)
+        state_dict = dict(state_dict)
+        for hook in getattr(self, "_optimizer_load_state_dict_pre_hooks", {}).values():
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
         checkpoint.load_state_dict(self, state_dict, move_to_device)
         self._plan = None
+        for hook in getattr(self, "_optimizer_load_state_dict_post_hooks", {}).values():
+            hook(self)
 
     def check_loaded_group(self, group):
         """Refuses settings a loaded param group asks for that this optimizer cannot run."""
