@@ -47,3 +47,20 @@ def test_quantizes_at_first_lookup_and_state_dict_round_trip(device):
 def test_importable_from_modules():
     from bitsandbytes.nn.modules import Embedding8bit
     assert Embedding8bit is bnb.nn.Embedding8bit
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_stable_embedding_after_a_module_cast(device, dtype):
+    # .half() / .to(bf16) casts the LayerNorm's parameters too; the norm still runs in float32
+    torch.manual_seed(0)
+    emb = bnb.nn.StableEmbedding(100, 64).to(device)
+    ids = torch.tensor([[1, 5, 99], [0, 7, 3]], device=device)
+    ref = emb(ids)
+    cast = emb.to(dtype)
+    out = cast(ids)
+    assert out.dtype == dtype
+    w = cast.weight.float()
+    expect = torch.nn.functional.layer_norm(w[ids], (64,), cast.norm.weight.float(), cast.norm.bias.float(),
+                                            cast.norm.eps).to(dtype)
+    assert torch.equal(out, expect)
+    assert torch.allclose(out.float(), ref, atol=0.05)

@@ -47,6 +47,10 @@ class StableEmbedding(Embedding):
     def forward(self, input):
         emb = TF.embedding(input, self.weight, self.padding_idx, self.max_norm, self.norm_type,
                            self.scale_grad_by_freq, self.sparse)
-        # The norm runs in float32 so that half-precision weights stay stable.
+        # The norm runs in float32 so that half-precision weights stay stable (its own parameters
+        # too, which a module cast such as .half() made 16-bit).
         emb = emb.to(torch.get_default_dtype())
-        return self.norm(emb).to(self.weight.dtype)
+        norm = self.norm
+        weight = norm.weight.to(emb.dtype) if norm.weight is not None else None
+        bias = norm.bias.to(emb.dtype) if norm.bias is not None else None
+        return TF.layer_norm(emb, norm.normalized_shape, weight, bias, norm.eps).to(self.weight.dtype)
