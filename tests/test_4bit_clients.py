@@ -7,19 +7,10 @@ import pytest
 import torch
 
 import bitsandbytes as bnb
+from hf_clients import lora_train, merged_logits, tiny_llama
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
-
-
-def _tiny_llama(tmp_path):
-    config = transformers.LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config)
-    path = tmp_path / "fp32"
-    model.save_pretrained(path)
-    return model.eval(), path
 
 
 def _load_4bit(path, device, quant_type, double_quant, compute_dtype):
@@ -32,7 +23,7 @@ def _load_4bit(path, device, quant_type, double_quant, compute_dtype):
 
 @pytest.mark.parametrize("quant_type,double_quant", [("nf4", True), ("fp4", False)])
 def test_load_in_4bit_generate_save_reload(tmp_path, device, quant_type, double_quant):
-    ref, path = _tiny_llama(tmp_path)
+    ref, path = tiny_llama(transformers, tmp_path)
     model = _load_4bit(path, device, quant_type, double_quant, torch.float32)
     linears = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert linears and all(m.weight.bnb_quantized for m in linears)
@@ -56,31 +47,11 @@ def test_load_in_4bit_generate_save_reload(tmp_path, device, quant_type, double_
 
 def test_qlora_trains_and_merges(tmp_path, device):
     peft = pytest.importorskip("peft")
-    _, path = _tiny_llama(tmp_path)
+    _, path = tiny_llama(transformers, tmp_path)
     model = _load_4bit(path, device, "nf4", True, torch.float32)
-    model = peft.prepare_model_for_kbit_training(model)
-    lora = peft.LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "up_proj"], lora_dropout=0.0,
-                           task_type="CAUSAL_LM")
-    model = peft.get_peft_model(model, lora)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-2)
-    torch.manual_seed(1)
-    ids = torch.randint(0, 128, (4, 16), device=device)
-    losses = []
-    model.train()
-    for _ in range(30):
-        loss = model(ids, labels=ids).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    model, ids, losses = lora_train(peft, model, device)
     assert losses[-1] < 0.8 * losses[0], losses
-    model.eval()
-    with torch.no_grad():
-        before = model(ids).logits
-    merged = model.merge_and_unload()
-    assert not any("lora" in name for name, _ in merged.named_modules())
-    with torch.no_grad():
-        after = merged(ids).logits
+    before, after = merged_logits(model, ids)
     # merging re-quantizes the base weights with the adapters folded in: close, not identical
     cos = torch.nn.functional.cosine_similarity(before.flatten(), after.flatten(), dim=0)
     assert cos > 0.97, cos

@@ -8,19 +8,10 @@ import pytest
 import torch
 
 import bitsandbytes as bnb
+from hf_clients import lora_train, merged_logits, tiny_llama
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
-
-
-def _tiny_llama(tmp_path):
-    config = transformers.LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config)
-    path = tmp_path / "fp32"
-    model.save_pretrained(path)
-    return model.eval(), path
 
 
 def _load_8bit(path, device, **kwargs):
@@ -35,7 +26,7 @@ def _cos(a, b):
 
 @pytest.mark.parametrize("threshold", [0.0, 6.0])
 def test_load_in_8bit_generate_save_reload(tmp_path, device, threshold):
-    ref, path = _tiny_llama(tmp_path)
+    ref, path = tiny_llama(transformers, tmp_path)
     model = _load_8bit(path, device, llm_int8_threshold=threshold, llm_int8_skip_modules=["lm_head", "down_proj"])
     linears = {name: m for name, m in model.named_modules() if isinstance(m, bnb.nn.Linear8bitLt)}
     # every projection but the skipped ones is an int8 layer holding int8 weights and row scales
@@ -68,37 +59,18 @@ def test_load_in_8bit_generate_save_reload(tmp_path, device, threshold):
 
 def test_lora_on_8bit_trains_and_merges(tmp_path, device):
     peft = pytest.importorskip("peft")
-    _, path = _tiny_llama(tmp_path)
+    _, path = tiny_llama(transformers, tmp_path)
     model = _load_8bit(path, device)
-    model = peft.prepare_model_for_kbit_training(model)
-    lora = peft.LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "up_proj"], lora_dropout=0.0,
-                           task_type="CAUSAL_LM")
-    model = peft.get_peft_model(model, lora)
-    frozen = {name: p.detach().clone() for name, p in model.named_parameters() if p.dtype == torch.int8}
+    frozen = [(p, p.detach().clone()) for p in model.parameters() if p.dtype == torch.int8]
     assert frozen
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-2)
-    torch.manual_seed(1)
-    ids = torch.randint(0, 128, (4, 16), device=device)
-    losses = []
-    model.train()
-    for _ in range(30):
-        loss = model(ids, labels=ids).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    model, ids, losses = lora_train(peft, model, device)
     assert losses[-1] < 0.8 * losses[0], losses
-    # the int8 base weights are frozen: training left them as they were
-    for name, p in model.named_parameters():
-        if name in frozen:
-            assert torch.equal(p, frozen[name]), name
-    model.eval()
-    with torch.no_grad():
-        before = model(ids).logits
-    merged = model.merge_and_unload()
-    assert not any("lora" in name for name, _ in merged.named_modules())
-    with torch.no_grad():
-        after = merged(ids).logits
+    # the int8 base weights (the same parameters, now under PEFT's wrappers) are frozen: training
+    # left them as they were
+    trained = {id(p) for p in model.parameters()}
+    for p, before in frozen:
+        assert id(p) in trained and torch.equal(p, before)
+    before, after = merged_logits(model, ids)
     # merging re-quantizes the base weights with the adapters folded in: close, not identical
     assert _cos(before, after) > 0.99
 
@@ -138,7 +110,7 @@ class _Batches(torch.utils.data.Dataset):
 @pytest.mark.parametrize("optim", sorted(_TRAINER_OPTIMIZERS))
 def test_trainer_builds_and_steps_each_optimizer(tmp_path, device, optim):
     cls, bits, paged = _TRAINER_OPTIMIZERS[optim]
-    model, _ = _tiny_llama(tmp_path)
+    model, _ = tiny_llama(transformers, tmp_path)
     model.train()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     args = transformers.TrainingArguments(output_dir=str(tmp_path / "run"), optim=optim, learning_rate=1e-3,

@@ -92,9 +92,13 @@ class Optimizer8bit(torch.optim.Optimizer):
             param_group = dict(param_group, betas=betas_of(param_group["betas"], where))
         if isinstance(param_group, dict):
             check_hyperparameters(param_group, where, num_betas=self._num_betas())
+            self.check_new_group(param_group, where)
         super().add_param_group(param_group)
         set_betas_and_eps(self.param_groups[-1], self.betas_keys)
         self._plan = None  # the new parameters join at the next step
+
+    def check_new_group(self, param_group, where):
+        """A subclass's refusal of settings it cannot run (after the values' checks); none here."""
 
     def _num_betas(self):
         """How many betas a param group must hold: 3 for AdEMAMix, else 2 (where betas are read)."""

@@ -22,13 +22,9 @@ class RMSprop(_StateOptimizer):
         super().__init__("rmsprop", params, defaults, optim_bits, args, min_8bit_size, percentile_clipping,
                          block_wise, 0.0, is_paged)
 
-    def add_param_group(self, param_group):
-        where = f"{type(self).__name__}: param group {len(self.param_groups)}"
-        if isinstance(param_group, dict):
-            check_hyperparameters(param_group, where)  # a value torch refuses first, as in __init__
-            if param_group.get("momentum", 0) != 0 or param_group.get("centered"):
-                raise NotImplementedError(f"{where}: RMSprop with momentum or centering is not supported")
-        super().add_param_group(param_group)
+    def check_new_group(self, param_group, where):
+        if param_group.get("momentum", 0) != 0 or param_group.get("centered"):
+            raise NotImplementedError(f"{where}: RMSprop with momentum or centering is not supported")
 
     def check_loaded_group(self, group):
         # a reference checkpoint keeps momentum in betas[1]
